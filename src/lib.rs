@@ -1,0 +1,7 @@
+//! hostbgp: kernel routes for instances' external addresses, advertised over BGP.
+pub mod agent;
+pub mod bgp;
+pub mod config;
+pub mod control;
+pub mod kernel;
+pub mod plan;
