@@ -1,1 +1,713 @@
-//! (in progress)
+//! The agent: one event loop owning the config, the kernel view, the intent and the
+//! per-peer Adj-RIB-Out. Kernel events, session events, control requests and signals
+//! all arrive here and are handled one at a time, so every change is a diff against
+//! one consistent state.
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bgp::adj_out::{AdjRibOut, Changes};
+use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
+use crate::bgp::session::{self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus};
+use crate::bgp::speaker::{Listener, PeerDirectory};
+use crate::bgp::wire::{Family, Notification};
+use crate::config::{self, Config, Peer};
+use crate::control::{self, Command, Pending, Reply};
+use crate::kernel::{Kernel, KernelEvent, KernelView, Route};
+use crate::plan::{self, Intent, SessionView};
+
+const CEASE: u8 = 6;
+const CEASE_ADMIN_SHUTDOWN: u8 = 2;
+const CEASE_PEER_DECONFIGURED: u8 = 3;
+const CEASE_CONFIG_CHANGE: u8 = 6;
+/// Kernel events handled in one batch before the intent is recomputed.
+const EVENT_BATCH: usize = 4096;
+
+pub struct RunOptions {
+    pub config_path: PathBuf,
+    pub socket: PathBuf,
+    pub member: String,
+}
+
+pub fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Ipv4Unicast => "ipv4-unicast",
+        Family::Ipv6Unicast => "ipv6-unicast",
+    }
+}
+
+struct Established {
+    epoch: u64,
+    view: SessionView,
+    families: Vec<Family>,
+}
+
+struct PeerSession {
+    id: u64,
+    peer: Peer,
+    cmd: mpsc::UnboundedSender<SessionCmd>,
+    status: SharedStatus,
+    task: tokio::task::JoinHandle<()>,
+    established: Option<Established>,
+    adj_out: AdjRibOut,
+    /// Why prefixes of a family are held back from this peer.
+    unsent: BTreeMap<Family, String>,
+}
+
+struct Agent {
+    opts: RunOptions,
+    config: Config,
+    kernel: Kernel,
+    view: KernelView,
+    intent: Intent,
+    local: Option<LocalParams>,
+    listen: Option<SocketAddr>,
+    listener: Option<Listener>,
+    directory: PeerDirectory,
+    sessions: BTreeMap<IpAddr, PeerSession>,
+    session_events: mpsc::UnboundedSender<SessionEvent>,
+    next_session_id: u64,
+    /// The route last installed per prefix, so a kernel that reports it in another
+    /// form is not fought with endless re-installs.
+    installed: BTreeMap<IpNet, Route>,
+    route_errors: BTreeMap<IpNet, String>,
+    started: SystemTime,
+}
+
+fn format_errors(errors: &[config::ConfigError]) -> String {
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// Marks a stop for restart, so the next start announces Restart State and Forwarding State.
+fn restart_marker(socket: &std::path::Path) -> PathBuf {
+    socket.with_extension("restarting")
+}
+
+pub async fn run(opts: RunOptions) -> Result<(), String> {
+    let config = config::load(&opts.config_path, &opts.member).map_err(|e| format_errors(&e))?;
+    let (kernel, mut kernel_events) = Kernel::connect().await.map_err(|e| format!("netlink: {e}"))?;
+    let view = kernel.dump().await.map_err(|e| format!("netlink dump: {e}"))?;
+    let control_listener =
+        control::bind(&opts.socket).map_err(|e| format!("control socket {}: {e}", opts.socket.display()))?;
+    let (control_tx, mut control_rx) = mpsc::channel::<Pending>(16);
+    tokio::spawn(control::serve(control_listener, control_tx));
+
+    let marker = restart_marker(&opts.socket);
+    let restarting = match std::fs::metadata(&marker).and_then(|m| m.modified()) {
+        Ok(when) => {
+            let _ = std::fs::remove_file(&marker);
+            let age = SystemTime::now().duration_since(when).unwrap_or_default();
+            age < Duration::from_secs(u64::from(config.server.graceful_restart_time))
+        }
+        Err(_) => false,
+    };
+
+    let (session_tx, mut session_rx) = mpsc::unbounded_channel();
+    let mut agent = Agent {
+        opts,
+        config,
+        kernel,
+        view,
+        intent: Intent::default(),
+        local: None,
+        listen: None,
+        listener: None,
+        directory: PeerDirectory::default(),
+        sessions: BTreeMap::new(),
+        session_events: session_tx,
+        next_session_id: 1,
+        installed: BTreeMap::new(),
+        route_errors: BTreeMap::new(),
+        started: SystemTime::now(),
+    };
+    agent.replan(true).await;
+    agent.start_bgp(restarting)?;
+    if restarting {
+        tracing::info!("restarted within the graceful restart time: peers keep our routes until End-of-RIB");
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(member = %agent.config.member, "hostbgp running");
+
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut sigpwr = signal(SignalKind::from_raw(libc::SIGPWR)).map_err(|e| e.to_string())?;
+    let mut watchdog = {
+        let period = sd_notify::watchdog_enabled().map(|d| d / 2).unwrap_or(Duration::from_secs(3600));
+        tokio::time::interval(period)
+    };
+
+    loop {
+        tokio::select! {
+            Some(event) = kernel_events.recv() => {
+                let mut batch = vec![event];
+                while batch.len() < EVENT_BATCH {
+                    match kernel_events.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                agent.on_kernel_events(batch).await;
+            }
+            Some(event) = session_rx.recv() => agent.on_session_event(event),
+            Some(pending) = control_rx.recv() => {
+                let Pending { command, reply } = pending;
+                match command {
+                    Command::Status => { let _ = reply.send(Reply::ok(agent.status_json())); }
+                    Command::Routes => { let _ = reply.send(Reply::ok(agent.routes_json())); }
+                    Command::Reload => { let _ = reply.send(agent.reload().await); }
+                    Command::Shutdown => {
+                        agent.shutdown().await;
+                        let _ = reply.send(Reply::ok(json!("shut down: every prefix withdrawn, kernel routes removed")));
+                        // Let the control task write the reply before the runtime goes.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return Ok(());
+                    }
+                }
+            }
+            _ = sighup.recv() => {
+                let reply = agent.reload().await;
+                if let Some(e) = reply.error { tracing::error!("reload refused:\n{e}"); }
+            }
+            _ = sigpwr.recv() => {
+                agent.shutdown().await;
+                return Ok(());
+            }
+            _ = sigterm.recv() => return agent.stop_for_restart(),
+            _ = sigint.recv() => return agent.stop_for_restart(),
+            _ = watchdog.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+        }
+    }
+}
+
+impl Agent {
+    fn local_params(&self, restarting: bool) -> Result<Option<LocalParams>, String> {
+        let Some(asn) = self.config.server.asn else { return Ok(None) };
+        let router_id = match self.config.server.router_id {
+            Some(id) => id,
+            None => plan::default_router_id(&self.view).ok_or(
+                "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
+            )?,
+        };
+        Ok(Some(LocalParams {
+            asn,
+            router_id,
+            hold_time: crate::config::DEFAULT_HOLD_TIME,
+            graceful_restart: Some(GracefulRestartParams {
+                restart_time: self.config.server.graceful_restart_time,
+                restarting,
+                forwarding: restarting,
+            }),
+        }))
+    }
+
+    fn start_bgp(&mut self, restarting: bool) -> Result<(), String> {
+        self.local = self.local_params(restarting)?;
+        self.listen = self.config.server.listen;
+        let (Some(_), Some(listen)) = (&self.local, self.listen) else {
+            tracing::info!("core.bgp_address not set: BGP disabled");
+            return Ok(());
+        };
+        let peers = self.config.peers();
+        self.listener = Some(Listener::bind(listen, &peers, self.directory.clone()).map_err(|e| e.to_string())?);
+        for peer in peers {
+            self.spawn_session(peer);
+        }
+        Ok(())
+    }
+
+    fn spawn_session(&mut self, peer: Peer) {
+        let Some(local) = self.local.clone() else { return };
+        let id = self.next_session_id;
+        self.next_session_id += 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let status: SharedStatus = Arc::new(std::sync::Mutex::new(PeerStatus::default()));
+        let params = SessionParams {
+            id,
+            peer: peer.clone(),
+            local: LocalParams { hold_time: peer.hold_time, ..local },
+            bind: self.listen.map(|l| l.ip()),
+        };
+        let task = tokio::spawn(session::run(params, rx, self.session_events.clone(), status.clone()));
+        if let Ok(mut d) = self.directory.write() {
+            d.insert(peer.address, tx.clone());
+        }
+        self.sessions.insert(
+            peer.address,
+            PeerSession {
+                id,
+                peer,
+                cmd: tx,
+                status,
+                task,
+                established: None,
+                adj_out: AdjRibOut::default(),
+                unsent: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Stops one session (NOTIFICATION sent by its task) and forgets it.
+    fn stop_session(&mut self, address: IpAddr, notification: Notification) -> Option<oneshot::Receiver<()>> {
+        let session = self.sessions.remove(&address)?;
+        if let Ok(mut d) = self.directory.write() {
+            d.remove(&address);
+        }
+        let (done, wait) = oneshot::channel();
+        let _ = session.cmd.send(SessionCmd::Stop { notification: Some(notification), done });
+        Some(wait)
+    }
+
+    async fn on_kernel_events(&mut self, events: Vec<KernelEvent>) {
+        let mut redump = false;
+        let mut addresses_changed = false;
+        for event in &events {
+            match event {
+                KernelEvent::Overrun => {
+                    tracing::warn!("netlink overrun: events were lost, re-reading the kernel state");
+                    redump = true;
+                }
+                KernelEvent::LinkChanged(link) => {
+                    // IPv4 routes vanish without an event when a link goes down.
+                    let before = self.view.links.get(&link.index);
+                    if before.is_none_or(|b| b.admin_up != link.admin_up || b.oper_up != link.oper_up) {
+                        redump = true;
+                    }
+                }
+                KernelEvent::LinkRemoved(_) => redump = true,
+                KernelEvent::AddressAdded(_) | KernelEvent::AddressRemoved(_) => addresses_changed = true,
+                _ => {}
+            }
+            self.view.apply(event);
+        }
+        if redump {
+            match self.kernel.dump().await {
+                Ok(view) => self.view = view,
+                Err(e) => tracing::error!("re-reading the kernel state failed: {e}"),
+            }
+        }
+        self.replan(redump || addresses_changed).await;
+    }
+
+    /// Recomputes the intent, tells the peers what changed, then fixes the kernel.
+    async fn replan(&mut self, full_resync: bool) {
+        let intent = plan::plan(&self.config, &self.view);
+        let changed: Vec<IpNet> = if full_resync {
+            Vec::new()
+        } else {
+            let mut keys: BTreeSet<IpNet> = BTreeSet::new();
+            for (p, a) in &intent.adverts {
+                if self.intent.adverts.get(p) != Some(a) {
+                    keys.insert(*p);
+                }
+            }
+            for p in self.intent.adverts.keys() {
+                if !intent.adverts.contains_key(p) {
+                    keys.insert(*p);
+                }
+            }
+            keys.into_iter().collect()
+        };
+        self.intent = intent;
+        let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
+        for address in addresses {
+            if full_resync {
+                self.sync_peer(address, None);
+            } else if !changed.is_empty() {
+                self.sync_peer(address, Some(&changed));
+            }
+        }
+        self.reconcile_kernel().await;
+    }
+
+    /// Brings one peer's Adj-RIB-Out in line with the intent (all prefixes, or `only`).
+    fn sync_peer(&mut self, address: IpAddr, only: Option<&[IpNet]>) {
+        let Some(session) = self.sessions.get_mut(&address) else { return };
+        let Some(est) = &session.established else { return };
+        let mut changes = Changes::default();
+        let mut consider = |prefix: IpNet, session: &mut PeerSession, est_view: &SessionView, families: &[Family]| {
+            let family = Family::of(&prefix);
+            let next_hop = match self.intent.adverts.get(&prefix) {
+                None => None,
+                Some(_) if !families.contains(&family) => {
+                    session.unsent.insert(family, "family not negotiated with this peer".into());
+                    None
+                }
+                Some(advert) => match plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, &self.view) {
+                    Ok(nh) => Some(nh),
+                    Err(reason) => {
+                        session.unsent.insert(family, reason);
+                        None
+                    }
+                },
+            };
+            session.adj_out.set(prefix, next_hop, &mut changes);
+        };
+        let (epoch, est_view, families) = (est.epoch, est.view, est.families.clone());
+        match only {
+            Some(prefixes) => {
+                for p in prefixes {
+                    consider(*p, session, &est_view, &families);
+                }
+            }
+            None => {
+                session.unsent.clear();
+                let mut all: BTreeSet<IpNet> = self.intent.adverts.keys().copied().collect();
+                all.extend(session.adj_out.prefixes().copied());
+                for p in all {
+                    consider(p, session, &est_view, &families);
+                }
+            }
+        }
+        if !changes.is_empty() {
+            tracing::debug!(peer = %address, announce = changes.announce.len(), withdraw = changes.withdraw.len(), "sending changes");
+            let _ = session.cmd.send(SessionCmd::Changes { epoch, changes });
+        }
+    }
+
+    async fn reconcile_kernel(&mut self) {
+        let mut remove = Vec::new();
+        for (prefix, route) in &self.view.routes {
+            if !self.intent.routes.contains_key(prefix) {
+                remove.push((*prefix, route.clone()));
+            }
+        }
+        for (prefix, _) in remove {
+            self.installed.remove(&prefix);
+            if let Err(e) = self.kernel.remove_route(&prefix).await {
+                tracing::warn!("removing kernel route {prefix}: {e}");
+            }
+        }
+        self.installed.retain(|p, _| self.intent.routes.contains_key(p));
+        let mut install = Vec::new();
+        for (prefix, wanted) in &self.intent.routes {
+            let in_kernel = self.view.routes.get(prefix);
+            let needed = match (in_kernel, self.installed.get(prefix)) {
+                (None, _) => true,
+                (Some(_), Some(done)) => done != &wanted.route,
+                // Found at start-up (adoption): keep it if it already is what we want.
+                (Some(k), None) => k != &wanted.route,
+            };
+            if needed {
+                install.push(wanted.route.clone());
+            } else if !self.installed.contains_key(prefix) {
+                self.installed.insert(*prefix, wanted.route.clone());
+            }
+        }
+        for route in install {
+            match self.kernel.install_route(&route).await {
+                Ok(()) => {
+                    self.route_errors.remove(&route.prefix);
+                    self.installed.insert(route.prefix, route);
+                }
+                Err(e) => {
+                    if self.route_errors.insert(route.prefix, e.to_string()).is_none() {
+                        tracing::warn!("installing kernel route {}: {e}", route.prefix);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Established { id, epoch, local, negotiated } => {
+                let Some(address) = self.session_address(id) else { return };
+                if let Some(s) = self.sessions.get_mut(&address) {
+                    let Negotiated { families, extended_next_hop_ipv4, .. } = negotiated;
+                    s.adj_out.clear();
+                    s.established = Some(Established {
+                        epoch,
+                        view: SessionView { local, extended_next_hop_ipv4 },
+                        families: families.clone(),
+                    });
+                    self.sync_peer(address, None);
+                    if let Some(s) = self.sessions.get(&address) {
+                        let _ = s.cmd.send(SessionCmd::EndOfRib { epoch, families });
+                    }
+                }
+            }
+            SessionEvent::Down { id, epoch } => {
+                let Some(address) = self.session_address(id) else { return };
+                if let Some(s) = self.sessions.get_mut(&address) {
+                    if s.established.as_ref().is_some_and(|e| e.epoch == epoch) {
+                        s.established = None;
+                        s.adj_out.clear();
+                        s.unsent.clear();
+                    }
+                }
+            }
+            SessionEvent::RouteRefresh { id, epoch } => {
+                let Some(address) = self.session_address(id) else { return };
+                if let Some(s) = self.sessions.get(&address) {
+                    if let Some(est) = s.established.as_ref().filter(|e| e.epoch == epoch) {
+                        let _ = s.cmd.send(SessionCmd::Changes { epoch, changes: s.adj_out.all() });
+                        let _ = s.cmd.send(SessionCmd::EndOfRib { epoch, families: est.families.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    fn session_address(&self, id: u64) -> Option<IpAddr> {
+        self.sessions.iter().find(|(_, s)| s.id == id).map(|(a, _)| *a)
+    }
+
+    async fn reload(&mut self) -> Reply {
+        let new = match config::load(&self.opts.config_path, &self.opts.member) {
+            Ok(c) => c,
+            Err(errors) => return Reply::error(format_errors(&errors)),
+        };
+        let server_changed = new.server != self.config.server;
+        let old_peers: BTreeMap<IpAddr, Peer> = self.config.peers().into_iter().map(|p| (p.address, p)).collect();
+        let new_peers: BTreeMap<IpAddr, Peer> = new.peers().into_iter().map(|p| (p.address, p)).collect();
+        self.config = new;
+        let mut reset = Vec::new();
+        let mut added = Vec::new();
+        for (address, old) in &old_peers {
+            match new_peers.get(address) {
+                None => {
+                    tracing::info!(peer = %address, "peer removed from the config");
+                    self.stop_session(*address, cease(CEASE_PEER_DECONFIGURED));
+                }
+                Some(new) if server_changed || !same_session(old, new) => {
+                    tracing::info!(peer = %address, "peer settings changed: resetting its session");
+                    self.stop_session(*address, cease(CEASE_CONFIG_CHANGE));
+                    reset.push(new.clone());
+                }
+                Some(new) => {
+                    if let Some(s) = self.sessions.get_mut(address) {
+                        s.peer = new.clone();
+                    }
+                }
+            }
+        }
+        for (address, new) in &new_peers {
+            if !old_peers.contains_key(address) {
+                added.push(new.clone());
+            }
+        }
+        if server_changed {
+            self.listener = None;
+            if let Err(e) = self.start_bgp(false) {
+                return Reply::error(e);
+            }
+            let already: Vec<IpAddr> = self.sessions.keys().copied().collect();
+            reset.retain(|p| !already.contains(&p.address));
+            added.retain(|p| !already.contains(&p.address));
+        } else if let Some(listener) = self.listener.as_mut() {
+            let peers: Vec<Peer> = new_peers.values().cloned().collect();
+            if let Err(e) = listener.set_keys(&peers) {
+                tracing::warn!("updating the listener's MD5 keys: {e}");
+            }
+        }
+        for peer in reset.into_iter().chain(added) {
+            self.spawn_session(peer);
+        }
+        self.replan(true).await;
+        tracing::info!("configuration reloaded");
+        Reply::ok(json!("configuration reloaded"))
+    }
+
+    /// SIGTERM: leave kernel routes and let peers keep ours as stale (graceful restart).
+    fn stop_for_restart(&mut self) -> Result<(), String> {
+        let marker = restart_marker(&self.opts.socket);
+        if let Err(e) = std::fs::write(&marker, b"") {
+            tracing::warn!("writing {}: {e}", marker.display());
+        }
+        for session in self.sessions.values() {
+            session.task.abort();
+        }
+        let _ = std::fs::remove_file(&self.opts.socket);
+        tracing::info!("stopping for a restart: kernel routes kept, peers hold our routes");
+        Ok(())
+    }
+
+    /// Full shutdown: withdraw everything, say goodbye, remove our kernel routes.
+    async fn shutdown(&mut self) {
+        tracing::info!("full shutdown: withdrawing every prefix");
+        let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
+        let mut waits = Vec::new();
+        for address in addresses {
+            if let Some(s) = self.sessions.get_mut(&address) {
+                if let Some(est) = &s.established {
+                    let mut changes = Changes::default();
+                    let prefixes: Vec<IpNet> = s.adj_out.prefixes().copied().collect();
+                    for p in prefixes {
+                        s.adj_out.set(p, None, &mut changes);
+                    }
+                    let _ = s.cmd.send(SessionCmd::Changes { epoch: est.epoch, changes });
+                }
+            }
+            if let Some(wait) = self.stop_session(address, shutdown_notification("hostbgp: administrative shutdown")) {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+        }
+        let prefixes: Vec<IpNet> = self.view.routes.keys().copied().collect();
+        for prefix in prefixes {
+            if let Err(e) = self.kernel.remove_route(&prefix).await {
+                tracing::warn!("removing kernel route {prefix}: {e}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.opts.socket);
+    }
+
+    fn status_json(&self) -> Value {
+        let peers: Vec<Value> = self
+            .sessions
+            .values()
+            .map(|s| {
+                let st = s.status.lock().map(|g| snapshot(&g)).unwrap_or_default();
+                let mut sent = serde_json::Map::new();
+                for f in Family::ALL {
+                    sent.insert(family_name(f).into(), json!(s.adj_out.count(f)));
+                }
+                let not_sent: serde_json::Map<String, Value> =
+                    s.unsent.iter().map(|(f, r)| (family_name(*f).to_string(), json!(r))).collect();
+                let networks: BTreeSet<&str> = s.peer.declared_by.iter().map(|(n, _)| n.as_str()).collect();
+                json!({
+                    "name": s.peer.declared_by.first().map(|(_, n)| n.clone()).unwrap_or_default(),
+                    "networks": networks,
+                    "address": s.peer.address.to_string(),
+                    "port": s.peer.port,
+                    "asn": s.peer.asn,
+                    "password_set": s.peer.password.is_some(),
+                    "hold_time": s.peer.hold_time,
+                    "state": st.state,
+                    "uptime_secs": st.uptime_secs,
+                    "local_address": st.local_address,
+                    "families": st.families,
+                    "capabilities": st.capabilities,
+                    "prefixes_sent": sent,
+                    "not_sent": not_sent,
+                    "updates_received": st.updates_received,
+                    "prefixes_received": st.prefixes_received,
+                    "malformed_updates_received": st.errors_received,
+                    "last_error": st.last_error,
+                })
+            })
+            .collect();
+        json!({
+            "server": {
+                "asn": self.config.server.asn,
+                "router_id": self.local.as_ref().map(|l| l.router_id.to_string()),
+                "listen": self.listen.map(|l| l.to_string()),
+                "member": self.config.member,
+                "overlay_keys": self.config.overlay_keys,
+                "started_unix": self.started.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            },
+            "peers": peers,
+        })
+    }
+
+    fn routes_json(&self) -> Value {
+        let routes: Vec<Value> = self
+            .intent
+            .adverts
+            .iter()
+            .map(|(prefix, advert)| {
+                let next_hops: serde_json::Map<String, Value> = self
+                    .sessions
+                    .values()
+                    .filter_map(|s| {
+                        let nh = s.adj_out.get(prefix)?;
+                        let name = s.peer.declared_by.first().map(|(_, n)| n.clone()).unwrap_or_default();
+                        Some((name, json!(nh.to_string())))
+                    })
+                    .collect();
+                let kernel = self.intent.routes.get(prefix).map(|wanted| {
+                    let state = match (self.view.routes.get(prefix), self.route_errors.get(prefix)) {
+                        (_, Some(e)) => format!("error: {e}"),
+                        (Some(k), None) if k == &wanted.route => "installed".to_string(),
+                        (Some(_), None) => "installed (differs)".to_string(),
+                        (None, None) => "missing".to_string(),
+                    };
+                    json!({
+                        "state": state,
+                        "next_hops": wanted.route.next_hops.iter().map(|h| json!({
+                            "dev": self.view.links.get(&h.ifindex).map(|l| l.name.clone()),
+                            "via": h.gateway.map(|g| g.to_string()),
+                        })).collect::<Vec<_>>(),
+                    })
+                });
+                json!({
+                    "prefix": prefix.to_string(),
+                    "owner": advert.owners.first().map(|o| o.to_string()),
+                    "owners": advert.owners.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+                    "next_hops": next_hops,
+                    "kernel": kernel,
+                })
+            })
+            .collect();
+        json!(routes)
+    }
+}
+
+fn same_session(a: &Peer, b: &Peer) -> bool {
+    a.port == b.port && a.asn == b.asn && a.password == b.password && a.hold_time == b.hold_time
+}
+
+fn cease(subcode: u8) -> Notification {
+    Notification { code: CEASE, subcode, data: Vec::new() }
+}
+
+/// Cease / Administrative Shutdown with an RFC 8203 message.
+fn shutdown_notification(message: &str) -> Notification {
+    let mut end = message.len().min(255);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut data = vec![end as u8];
+    data.extend_from_slice(&message.as_bytes()[..end]);
+    Notification { code: CEASE, subcode: CEASE_ADMIN_SHUTDOWN, data }
+}
+
+#[derive(Default)]
+struct StatusSnapshot {
+    state: String,
+    uptime_secs: Option<u64>,
+    local_address: Option<String>,
+    families: Vec<&'static str>,
+    capabilities: Value,
+    updates_received: u64,
+    prefixes_received: u64,
+    errors_received: u64,
+    last_error: Option<String>,
+}
+
+fn snapshot(s: &PeerStatus) -> StatusSnapshot {
+    use std::sync::atomic::Ordering;
+    let n = s.negotiated.as_ref();
+    StatusSnapshot {
+        state: s.state.to_string(),
+        uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
+        local_address: s.local_address.map(|a| a.to_string()),
+        families: n.map(|n| n.families.iter().map(|f| family_name(*f)).collect()).unwrap_or_default(),
+        capabilities: n
+            .map(|n| {
+                json!({
+                    "four_octet_as": n.four_octet_as,
+                    "extended_message": n.extended_message,
+                    "extended_next_hop_ipv4": n.extended_next_hop_ipv4,
+                    "route_refresh": n.route_refresh,
+                    "graceful_restart": n.graceful_restart,
+                    "hold_time": n.hold_time,
+                })
+            })
+            .unwrap_or(Value::Null),
+        updates_received: s.received.updates.load(Ordering::Relaxed),
+        prefixes_received: s.received.prefixes.load(Ordering::Relaxed),
+        errors_received: s.received.errors.load(Ordering::Relaxed),
+        last_error: s.last_error.clone(),
+    }
+}

@@ -1,1 +1,565 @@
-//! (in progress)
+//! One BGP session: a tokio task per peer owning its TCP connections and timers.
+//!
+//! Each accepted or opened connection goes through the OPEN exchange in its own task;
+//! the session task then resolves collisions (RFC 4271 6.8), waits for the first
+//! KEEPALIVE and runs the Established state. Reading runs in a task of its own so that
+//! a peer sending us a large table can never block our writes, or the other way round.
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, timeout};
+
+use super::adj_out::Changes;
+use super::fsm::{self, Backoff, Direction, LocalParams, Negotiated, State};
+use super::md5::{self, Md5Counters};
+use super::wire::{
+    frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification, Origin, RouteAttrs,
+    Update,
+};
+use crate::config::Peer;
+
+/// How long we wait for the peer's OPEN after sending ours.
+const OPEN_WAIT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// NOTIFICATION codes we send.
+const FSM_ERROR: u8 = 5;
+const HOLD_TIMER_EXPIRED: u8 = 4;
+const CEASE: u8 = 6;
+const CEASE_COLLISION: u8 = 7;
+
+#[derive(Clone, Debug)]
+pub struct SessionParams {
+    /// Unique per session task, so that events of a replaced task are recognised.
+    pub id: u64,
+    pub peer: Peer,
+    pub local: LocalParams,
+    /// Source address for outgoing connections (the listen address, when specific).
+    pub bind: Option<IpAddr>,
+}
+
+pub enum SessionCmd {
+    /// A connection the listener accepted from this peer's address.
+    Inbound(TcpStream),
+    /// Route changes for the session established as `epoch`.
+    Changes { epoch: u64, changes: Changes },
+    EndOfRib { epoch: u64, families: Vec<Family> },
+    /// Close the session (with this NOTIFICATION, if any) and end the task.
+    Stop { notification: Option<Notification>, done: oneshot::Sender<()> },
+}
+
+#[derive(Debug)]
+pub enum SessionEvent {
+    Established { id: u64, epoch: u64, local: IpAddr, negotiated: Negotiated },
+    Down { id: u64, epoch: u64 },
+    RouteRefresh { id: u64, epoch: u64 },
+}
+
+/// Counters the reader task bumps without taking a lock.
+#[derive(Debug, Default)]
+pub struct ReceivedCounters {
+    pub updates: AtomicU64,
+    pub prefixes: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// What `status` shows of one session.
+#[derive(Debug)]
+pub struct PeerStatus {
+    pub state: State,
+    pub established_at: Option<Instant>,
+    pub local_address: Option<IpAddr>,
+    pub negotiated: Option<Negotiated>,
+    pub last_error: Option<String>,
+    pub received: Arc<ReceivedCounters>,
+}
+
+impl Default for PeerStatus {
+    fn default() -> Self {
+        PeerStatus {
+            state: State::Idle,
+            established_at: None,
+            local_address: None,
+            negotiated: None,
+            last_error: None,
+            received: Arc::new(ReceivedCounters::default()),
+        }
+    }
+}
+
+pub type SharedStatus = Arc<Mutex<PeerStatus>>;
+
+fn update_status(status: &SharedStatus, f: impl FnOnce(&mut PeerStatus)) {
+    if let Ok(mut s) = status.lock() {
+        f(&mut s);
+    }
+}
+
+/// One connection past the OPEN exchange.
+struct Conn {
+    direction: Direction,
+    local: IpAddr,
+    negotiated: Negotiated,
+    codec: Codec,
+    writer: OwnedWriteHalf,
+    events: mpsc::UnboundedReceiver<ReaderEvent>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Conn {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let limit = self.negotiated.hold_duration().unwrap_or(Duration::from_secs(90));
+        match timeout(limit, self.writer.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Err(_) => Err(format!("peer has not read for {}s", limit.as_secs())),
+        }
+    }
+
+    async fn send_message(&mut self, msg: &Message) -> Result<(), String> {
+        let mut buf = Vec::new();
+        msg.encode(&self.codec, &mut buf);
+        self.send(&buf).await
+    }
+
+    /// Sends a NOTIFICATION (best effort) and closes.
+    async fn close(mut self, notification: Option<Notification>) {
+        if let Some(n) = notification {
+            let _ = self.send_message(&Message::Notification(n)).await;
+        }
+        let _ = timeout(Duration::from_secs(1), self.writer.shutdown()).await;
+        self.reader.abort();
+    }
+}
+
+enum ReaderEvent {
+    Keepalive,
+    RouteRefresh,
+    Notification(Notification),
+    /// A message that resets the session; the NOTIFICATION to send back.
+    Fatal(String, Option<Notification>),
+    Closed(String),
+}
+
+struct HandshakeError {
+    direction: Direction,
+    message: String,
+}
+
+pub async fn run(
+    params: SessionParams,
+    mut cmds: mpsc::UnboundedReceiver<SessionCmd>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    status: SharedStatus,
+) {
+    let params = Arc::new(params);
+    let peer = params.peer.address;
+    let id = params.id;
+    let received = status.lock().map(|s| s.received.clone()).unwrap_or_default();
+    let mut backoff = Backoff::default();
+    let mut handshakes: JoinSet<Result<Conn, HandshakeError>> = JoinSet::new();
+    let mut confirm: Option<Conn> = None;
+    let mut established: Option<Conn> = None;
+    let mut epoch: u64 = 0;
+    let mut connect_at = tokio::time::Instant::now();
+    let mut outbound_pending = false;
+    let mut next_keepalive = tokio::time::Instant::now();
+    let template = RouteAttrs {
+        origin: Origin::Igp,
+        as_path: if params.peer.asn == params.local.asn { vec![] } else { vec![params.local.asn] },
+        next_hop: IpAddr::from([0, 0, 0, 0]),
+        link_local_next_hop: None,
+        local_pref: (params.peer.asn == params.local.asn).then_some(100),
+    };
+    update_status(&status, |s| s.state = State::Connect);
+
+    loop {
+        let idle = established.is_none() && confirm.is_none();
+        let active_conn_keepalive = established
+            .as_ref()
+            .or(confirm.as_ref())
+            .and_then(|c| c.negotiated.keepalive_interval());
+        tokio::select! {
+            _ = sleep_until(connect_at), if idle && !outbound_pending => {
+                outbound_pending = true;
+                update_status(&status, |s| s.state = State::Connect);
+                let (p, r) = (params.clone(), received.clone());
+                handshakes.spawn(async move {
+                    let stream = connect(&p).await.map_err(|message| HandshakeError { direction: Direction::Outbound, message })?;
+                    handshake(stream, Direction::Outbound, &p, r).await
+                });
+            }
+            Some(joined) = handshakes.join_next(), if !handshakes.is_empty() => {
+                let result = match joined {
+                    Ok(r) => r,
+                    Err(e) => Err(HandshakeError { direction: Direction::Outbound, message: format!("handshake task failed: {e}") }),
+                };
+                match result {
+                    Err(e) => {
+                        if e.direction == Direction::Outbound {
+                            outbound_pending = false;
+                            connect_at = tokio::time::Instant::now() + backoff.next_delay();
+                        }
+                        tracing::info!(%peer, direction = ?e.direction, "session attempt failed: {}", e.message);
+                        let message = e.message;
+                        update_status(&status, |s| {
+                            s.last_error = Some(message);
+                            if s.state != State::Established { s.state = State::Active; }
+                        });
+                    }
+                    Ok(conn) => {
+                        if conn.direction == Direction::Outbound {
+                            outbound_pending = false;
+                        }
+                        if let Some(current) = established.take() {
+                            if conn.direction == Direction::Inbound && current.negotiated.graceful_restart {
+                                // RFC 4724 4.2: a peer that restarts reconnects while we still
+                                // hold the old session; the new connection replaces it.
+                                tracing::info!(%peer, "peer reconnected: replacing the established session");
+                                current.close(None).await;
+                                let _ = events.send(SessionEvent::Down { id, epoch });
+                                confirm = Some(conn);
+                                update_status(&status, |s| { s.state = State::OpenConfirm; s.established_at = None; });
+                            } else {
+                                established = Some(current);
+                                conn.close(Some(cease(CEASE_COLLISION))).await;
+                            }
+                        } else if let Some(other) = confirm.take() {
+                            let keep = fsm::collision_survivor(params.local.router_id, conn.negotiated.peer_id);
+                            let (winner, loser) = if conn.direction == keep { (conn, other) } else { (other, conn) };
+                            tracing::info!(%peer, kept = ?winner.direction, "connection collision resolved");
+                            loser.close(Some(cease(CEASE_COLLISION))).await;
+                            confirm = Some(winner);
+                        } else {
+                            next_keepalive = tokio::time::Instant::now() + conn.negotiated.keepalive_interval().unwrap_or(Duration::from_secs(3600));
+                            confirm = Some(conn);
+                            update_status(&status, |s| s.state = State::OpenConfirm);
+                        }
+                    }
+                }
+            }
+            event = next_event(&mut confirm) => {
+                match event {
+                    Some(ReaderEvent::Keepalive) => {
+                        if let Some(conn) = confirm.take() {
+                            epoch += 1;
+                            backoff.reset();
+                            tracing::info!(%peer, local = %conn.local, families = ?conn.negotiated.families, "session established");
+                            let _ = events.send(SessionEvent::Established { id, epoch, local: conn.local, negotiated: conn.negotiated.clone() });
+                            let (local, negotiated) = (conn.local, conn.negotiated.clone());
+                            update_status(&status, |s| {
+                                s.state = State::Established;
+                                s.established_at = Some(Instant::now());
+                                s.local_address = Some(local);
+                                s.negotiated = Some(negotiated);
+                                s.last_error = None;
+                            });
+                            established = Some(conn);
+                        }
+                    }
+                    other => {
+                        if let Some(conn) = confirm.take() {
+                            let (message, reply) = describe_end(other);
+                            conn.close(reply).await;
+                            fail(&status, &mut connect_at, &mut backoff, message);
+                        }
+                    }
+                }
+            }
+            event = next_event(&mut established) => {
+                match event {
+                    Some(ReaderEvent::Keepalive) => {}
+                    Some(ReaderEvent::RouteRefresh) => {
+                        let _ = events.send(SessionEvent::RouteRefresh { id, epoch });
+                    }
+                    other => {
+                        if let Some(conn) = established.take() {
+                            let (message, reply) = describe_end(other);
+                            tracing::warn!(%peer, "session down: {message}");
+                            conn.close(reply).await;
+                            let _ = events.send(SessionEvent::Down { id, epoch });
+                            update_status(&status, |s| s.established_at = None);
+                            fail(&status, &mut connect_at, &mut backoff, message);
+                        }
+                    }
+                }
+            }
+            _ = sleep_until(next_keepalive), if active_conn_keepalive.is_some() => {
+                next_keepalive = tokio::time::Instant::now() + active_conn_keepalive.unwrap_or(Duration::from_secs(30));
+                let conn = established.as_mut().or(confirm.as_mut());
+                if let Some(conn) = conn {
+                    if let Err(e) = conn.send_message(&Message::Keepalive).await {
+                        tracing::warn!(%peer, "keepalive: {e}");
+                    }
+                }
+            }
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else {
+                    // The agent is gone (restart): drop connections without a word.
+                    return;
+                };
+                match cmd {
+                    SessionCmd::Inbound(stream) => {
+                        let (p, r) = (params.clone(), received.clone());
+                        handshakes.spawn(async move { handshake(stream, Direction::Inbound, &p, r).await });
+                    }
+                    SessionCmd::Changes { epoch: e, changes } => {
+                        if e == epoch {
+                            if let Some(conn) = established.as_mut() {
+                                let mut buf = Vec::new();
+                                changes.encode(&conn.codec, &template, &mut buf);
+                                if let Err(message) = conn.send(&buf).await {
+                                    if let Some(conn) = established.take() {
+                                        conn.close(None).await;
+                                        let _ = events.send(SessionEvent::Down { id, epoch });
+                                        fail(&status, &mut connect_at, &mut backoff, message);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    SessionCmd::EndOfRib { epoch: e, families } => {
+                        if e == epoch {
+                            if let Some(conn) = established.as_mut() {
+                                let mut buf = Vec::new();
+                                for f in families {
+                                    Message::Update(Update::end_of_rib(f)).encode(&conn.codec, &mut buf);
+                                }
+                                let _ = conn.send(&buf).await;
+                            }
+                        }
+                    }
+                    SessionCmd::Stop { notification, done } => {
+                        if let Some(conn) = established.take() {
+                            conn.close(notification.clone()).await;
+                        }
+                        if let Some(conn) = confirm.take() {
+                            conn.close(notification).await;
+                        }
+                        handshakes.abort_all();
+                        update_status(&status, |s| { s.state = State::Idle; s.established_at = None; });
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn cease(subcode: u8) -> Notification {
+    Notification { code: CEASE, subcode, data: Vec::new() }
+}
+
+fn fail(status: &SharedStatus, connect_at: &mut tokio::time::Instant, backoff: &mut Backoff, message: String) {
+    *connect_at = tokio::time::Instant::now() + backoff.next_delay();
+    update_status(status, |s| {
+        s.state = State::Active;
+        s.last_error = Some(message);
+    });
+}
+
+/// Why a connection ended, and what to send the peer about it.
+fn describe_end(event: Option<ReaderEvent>) -> (String, Option<Notification>) {
+    match event {
+        Some(ReaderEvent::Notification(n)) => (format!("peer sent NOTIFICATION {n}"), None),
+        Some(ReaderEvent::Fatal(message, reply)) => (message, reply),
+        Some(ReaderEvent::Closed(message)) => (message, None),
+        Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => {
+            ("unexpected message".into(), Some(Notification { code: FSM_ERROR, subcode: 0, data: vec![] }))
+        }
+        None => ("connection reader ended".into(), None),
+    }
+}
+
+async fn next_event(conn: &mut Option<Conn>) -> Option<ReaderEvent> {
+    match conn {
+        Some(c) => c.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connect(params: &SessionParams) -> Result<TcpStream, String> {
+    let peer = &params.peer;
+    let target = SocketAddr::new(peer.address, peer.port);
+    let v6 = peer.address.is_ipv6();
+    let socket = if v6 { TcpSocket::new_v6() } else { TcpSocket::new_v4() }
+        .map_err(|e| format!("socket: {e}"))?;
+    if let Some(password) = &peer.password {
+        md5::set_key(&socket, peer.address, password.as_bytes(), v6).map_err(|e| e.to_string())?;
+    }
+    if let Some(bind) = params.bind.filter(|b| b.is_ipv6() == v6 && !b.is_unspecified()) {
+        socket.bind(SocketAddr::new(bind, 0)).map_err(|e| format!("bind {bind}: {e}"))?;
+    }
+    let before = Md5Counters::read();
+    match timeout(CONNECT_TIMEOUT, socket.connect(target)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(with_md5_hint(format!("connect to {target}: {e}"), peer, &before)),
+        Err(_) => Err(with_md5_hint(format!("connect to {target}: timed out"), peer, &before)),
+    }
+}
+
+/// A TCP MD5 mismatch is silent on the wire: the kernel's counters are the only clue.
+fn with_md5_hint(message: String, peer: &Peer, before: &Md5Counters) -> String {
+    let grown = Md5Counters::read().growth_since(before);
+    match (grown, &peer.password) {
+        (Some(g), _) => format!("{message}; probable TCP MD5 password mismatch (kernel counters: {g})"),
+        (None, Some(_)) => format!("{message}; TCP MD5 is configured: a password mismatch makes the peer drop our SYNs silently"),
+        (None, None) => message,
+    }
+}
+
+async fn handshake(
+    stream: TcpStream,
+    direction: Direction,
+    params: &SessionParams,
+    counters: Arc<ReceivedCounters>,
+) -> Result<Conn, HandshakeError> {
+    let err = |message: String| HandshakeError { direction, message };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().map(|a| md5::unmap(a.ip())).map_err(|e| err(e.to_string()))?;
+    let (mut rd, mut wr) = stream.into_split();
+    let plain = Codec::default();
+    let mut out = Vec::new();
+    Message::Open(fsm::build_open(&params.local)).encode(&plain, &mut out);
+    wr.write_all(&out).await.map_err(|e| err(format!("sending OPEN: {e}")))?;
+
+    let mut buf = Vec::with_capacity(4096);
+    let msg = match read_message(&mut rd, &mut buf, &plain, Some(OPEN_WAIT)).await {
+        Ok(m) => m,
+        Err(ReadError::Decode(e)) => {
+            send_notification(&mut wr, &plain, e.notification.clone()).await;
+            return Err(err(format!("bad message from peer: {}", e.reason)));
+        }
+        Err(ReadError::Timeout) => {
+            return Err(err(format!("no OPEN from the peer within {}s", OPEN_WAIT.as_secs())));
+        }
+        Err(ReadError::Io(e)) => return Err(err(format!("waiting for OPEN: {e}"))),
+    };
+    let open = match msg {
+        Message::Open(open) => open,
+        Message::Notification(n) => return Err(err(format!("peer sent NOTIFICATION {n}"))),
+        _ => {
+            send_notification(&mut wr, &plain, Notification { code: FSM_ERROR, subcode: 1, data: vec![] }).await;
+            return Err(err("peer sent a message other than OPEN first".into()));
+        }
+    };
+    let negotiated = match fsm::negotiate(&params.local, params.peer.asn, &open) {
+        Ok(n) => n,
+        Err(n) => {
+            let message = format!("refused the peer's OPEN: {n}");
+            send_notification(&mut wr, &plain, n).await;
+            return Err(err(message));
+        }
+    };
+    let codec = Codec { four_octet_as: negotiated.four_octet_as, extended_message: negotiated.extended_message };
+    out.clear();
+    Message::Keepalive.encode(&codec, &mut out);
+    wr.write_all(&out).await.map_err(|e| err(format!("sending KEEPALIVE: {e}")))?;
+
+    let (tx, events) = mpsc::unbounded_channel();
+    let hold = negotiated.hold_duration();
+    let reader = tokio::spawn(read_loop(rd, buf, codec, hold, tx, counters));
+    Ok(Conn { direction, local, negotiated, codec, writer: wr, events, reader })
+}
+
+async fn send_notification(wr: &mut OwnedWriteHalf, codec: &Codec, n: Notification) {
+    let mut out = Vec::new();
+    Message::Notification(n).encode(codec, &mut out);
+    let _ = timeout(Duration::from_secs(1), wr.write_all(&out)).await;
+}
+
+enum ReadError {
+    Decode(DecodeError),
+    Timeout,
+    Io(std::io::Error),
+}
+
+/// Reads one whole message; `limit` bounds the wait (the hold timer), reset per message.
+async fn read_message(
+    rd: &mut OwnedReadHalf,
+    buf: &mut Vec<u8>,
+    codec: &Codec,
+    limit: Option<Duration>,
+) -> Result<Message, ReadError> {
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        if let Some(len) = frame_len(buf, codec).map_err(ReadError::Decode)? {
+            if buf.len() >= len {
+                let result = Message::decode(&buf[..len], codec);
+                buf.drain(..len);
+                return result.map_err(ReadError::Decode);
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(65536);
+        }
+        let read = rd.read_buf(buf);
+        let n = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, read).await {
+                Ok(r) => r,
+                Err(_) => return Err(ReadError::Timeout),
+            },
+            None => read.await,
+        }
+        .map_err(ReadError::Io)?;
+        if n == 0 {
+            return Err(ReadError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "peer closed the connection",
+            )));
+        }
+    }
+}
+
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    mut buf: Vec<u8>,
+    codec: Codec,
+    hold: Option<Duration>,
+    tx: mpsc::UnboundedSender<ReaderEvent>,
+    counters: Arc<ReceivedCounters>,
+) {
+    loop {
+        let event = match read_message(&mut rd, &mut buf, &codec, hold).await {
+            Ok(Message::Keepalive) => ReaderEvent::Keepalive,
+            Ok(Message::Update(update)) => {
+                counters.updates.fetch_add(1, Ordering::Relaxed);
+                counters.prefixes.fetch_add(update.nlri.len() as u64, Ordering::Relaxed);
+                continue;
+            }
+            Ok(Message::RouteRefresh(_)) => ReaderEvent::RouteRefresh,
+            Ok(Message::Notification(n)) => ReaderEvent::Notification(n),
+            Ok(Message::Open(_)) => ReaderEvent::Fatal(
+                "peer sent OPEN on an open session".into(),
+                Some(Notification { code: FSM_ERROR, subcode: 0, data: vec![] }),
+            ),
+            Err(ReadError::Decode(e)) => {
+                if e.action == ErrorAction::SessionReset {
+                    ReaderEvent::Fatal(format!("bad message from peer: {}", e.reason), Some(e.notification))
+                } else {
+                    // RFC 7606: we import nothing, so treat-as-withdraw and
+                    // attribute-discard leave nothing to undo.
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("ignored malformed UPDATE: {}", e.reason);
+                    continue;
+                }
+            }
+            Err(ReadError::Timeout) => ReaderEvent::Fatal(
+                format!("hold timer expired ({}s without a message)", hold.map(|h| h.as_secs()).unwrap_or(0)),
+                Some(Notification { code: HOLD_TIMER_EXPIRED, subcode: 0, data: vec![] }),
+            ),
+            Err(ReadError::Io(e)) => ReaderEvent::Closed(format!("connection lost: {e}")),
+        };
+        let last = !matches!(event, ReaderEvent::Keepalive | ReaderEvent::RouteRefresh);
+        if tx.send(event).is_err() || last {
+            return;
+        }
+    }
+}

@@ -1,1 +1,101 @@
-//! (in progress)
+//! The BGP listener: accepts connections on `core.bgp_address` and hands each to the
+//! session of the peer it comes from. Connections from anyone else are closed before
+//! a single byte is sent.
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+
+use super::md5;
+use super::session::SessionCmd;
+use crate::config::Peer;
+
+/// Where the listener finds each peer's session.
+pub type PeerDirectory = Arc<RwLock<HashMap<IpAddr, mpsc::UnboundedSender<SessionCmd>>>>;
+
+pub struct Listener {
+    socket: Arc<TcpListener>,
+    is_v6: bool,
+    keyed: BTreeSet<IpAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `addr` with every peer's MD5 key set before listen (accepted sockets inherit them).
+    pub fn bind(addr: SocketAddr, peers: &[Peer], directory: PeerDirectory) -> io::Result<Listener> {
+        let is_v6 = addr.is_ipv6();
+        let socket = if is_v6 { TcpSocket::new_v6()? } else { TcpSocket::new_v4()? };
+        socket.set_reuseaddr(true)?;
+        let mut keyed = BTreeSet::new();
+        for peer in peers {
+            if let Some(password) = &peer.password {
+                if is_v6 || peer.address.is_ipv4() {
+                    md5::set_key(&socket, peer.address, password.as_bytes(), is_v6)?;
+                    keyed.insert(peer.address);
+                }
+            }
+        }
+        socket
+            .bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("binding core.bgp_address {addr}: {e}")))?;
+        let socket = Arc::new(socket.listen(128)?);
+        let task = tokio::spawn(accept_loop(socket.clone(), directory));
+        Ok(Listener { socket, is_v6, keyed, task })
+    }
+
+    /// Brings the listener's MD5 keys in line with the configured peers.
+    pub fn set_keys(&mut self, peers: &[Peer]) -> io::Result<()> {
+        let mut wanted = BTreeSet::new();
+        for peer in peers {
+            if let Some(password) = &peer.password {
+                if self.is_v6 || peer.address.is_ipv4() {
+                    md5::set_key(self.socket.as_ref(), peer.address, password.as_bytes(), self.is_v6)?;
+                    wanted.insert(peer.address);
+                }
+            }
+        }
+        for gone in self.keyed.difference(&wanted) {
+            md5::set_key(self.socket.as_ref(), *gone, &[], self.is_v6)?;
+        }
+        self.keyed = wanted;
+        Ok(())
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(listener: Arc<TcpListener>, directory: PeerDirectory) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let from = md5::unmap(remote.ip());
+        let session = directory.read().ok().and_then(|d| d.get(&from).cloned());
+        match session {
+            Some(tx) => {
+                let _ = tx.send(SessionCmd::Inbound(stream));
+            }
+            None => {
+                tracing::debug!(%remote, "closed a connection from an address that is not a configured peer");
+                drop(stream);
+            }
+        }
+    }
+}

@@ -214,3 +214,21 @@ pub fn pack_announce(
 pub fn pack_withdraw(_codec: &Codec, _prefixes: &[IpNet], _out: &mut Vec<u8>) -> usize {
     todo!()
 }
+
+impl Open {
+    pub fn asn(&self) -> u32 {
+        todo!()
+    }
+}
+
+impl Update {
+    pub fn end_of_rib(_family: Family) -> Update {
+        todo!()
+    }
+}
+
+impl std::fmt::Display for Notification {
+    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        todo!()
+    }
+}
