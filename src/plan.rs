@@ -294,3 +294,264 @@ pub fn default_router_id(view: &KernelView) -> Option<Ipv4Addr> {
         })
         .min()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FamilyConfig, Instance, ServerConfig};
+    use crate::kernel::{Address, Link};
+
+    const BR: u32 = 10;
+    const UPLINK: u32 = 2;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn family<A, N>() -> FamilyConfig<A, N> {
+        FamilyConfig {
+            nat: false,
+            nat_address: None,
+            nexthop: None,
+            routes_anycast: false,
+            address: None,
+            routes: vec![],
+            ovn_router_address: None,
+        }
+    }
+
+    fn bridge(name: &str) -> Network {
+        Network {
+            name: name.into(),
+            kind: NetworkKind::Bridge,
+            ipv4: family(),
+            ipv6: family(),
+            uplink: None,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    fn config(networks: Vec<Network>, instances: Vec<Instance>) -> Config {
+        Config {
+            member: "node1".into(),
+            server: ServerConfig { listen: None, asn: Some(65010), router_id: None, graceful_restart_time: 120 },
+            networks: networks.into_iter().map(|n| (n.name.clone(), n)).collect(),
+            instances: instances.into_iter().map(|i| (i.name.clone(), i)).collect(),
+            overlay_keys: vec![],
+        }
+    }
+
+    fn nic(network: &str, host_name: &str, v4: Option<&str>, ext4: &[&str], ext6: &[&str]) -> Nic {
+        Nic {
+            name: "eth0".into(),
+            network: network.into(),
+            host_name: Some(host_name.into()),
+            ipv4_address: v4.map(|a| a.parse().unwrap()),
+            ipv6_address: None,
+            ipv4_routes_external: ext4.iter().map(|p| p.parse().unwrap()).collect(),
+            ipv6_routes_external: ext6.iter().map(|p| p.parse().unwrap()).collect(),
+        }
+    }
+
+    fn instance(name: &str, location: Option<&str>, nic: Nic) -> Instance {
+        Instance {
+            name: name.into(),
+            location: location.map(String::from),
+            nics: [(nic.name.clone(), nic)].into_iter().collect(),
+        }
+    }
+
+    fn link(index: u32, name: &str, master: Option<u32>) -> Link {
+        Link { index, name: name.into(), master, admin_up: true, oper_up: true }
+    }
+
+    fn addr(ifindex: u32, s: &str) -> Address {
+        Address { ifindex, net: net(s), tentative: false, link_scope: false }
+    }
+
+    fn view(links: Vec<Link>, addresses: Vec<Address>) -> KernelView {
+        let mut v = KernelView::default();
+        for l in links {
+            v.links.insert(l.index, l);
+        }
+        for a in addresses {
+            v.addresses.entry(a.ifindex).or_default().push(a);
+        }
+        v
+    }
+
+    #[test]
+    fn bridge_subnets_follow_the_kernel_and_nat() {
+        let mut br = bridge("br0");
+        br.ipv6.nat = true;
+        let cfg = config(vec![br], vec![]);
+        let mut tentative = addr(BR, "2001:db8:100::1/64");
+        tentative.tentative = true;
+        let mut ll = addr(BR, "fe80::1/64");
+        ll.link_scope = true;
+        let v = view(vec![link(BR, "br0", None)], vec![addr(BR, "203.0.113.1/24"), tentative, ll]);
+        let intent = plan(&cfg, &v);
+        let prefixes: Vec<_> = intent.adverts.keys().copied().collect();
+        assert_eq!(prefixes, vec![net("203.0.113.0/24")]);
+        assert_eq!(intent.adverts[&net("203.0.113.0/24")].owners, vec![Owner::Network("br0".into())]);
+        assert!(plan(&cfg, &view(vec![], vec![])).adverts.is_empty());
+    }
+
+    #[test]
+    fn nat_address_replaces_the_subnet() {
+        let mut br = bridge("br0");
+        br.ipv4.nat = true;
+        br.ipv4.nat_address = Some("198.51.100.9".parse().unwrap());
+        br.ipv4.nexthop = Some("198.51.100.1".parse().unwrap());
+        let cfg = config(vec![br], vec![]);
+        let v = view(vec![link(BR, "br0", None)], vec![addr(BR, "10.0.0.1/24")]);
+        let intent = plan(&cfg, &v);
+        assert_eq!(intent.adverts.keys().copied().collect::<Vec<_>>(), vec![net("198.51.100.9/32")]);
+        assert_eq!(intent.adverts[&net("198.51.100.9/32")].next_hop, NextHopRule::Host(Some(ip("198.51.100.1"))));
+    }
+
+    #[test]
+    fn running_nic_wants_routes_and_advertises_once_installed() {
+        let cfg = config(
+            vec![bridge("br0")],
+            vec![instance("c1", None, nic("br0", "vc1", Some("10.0.0.5"), &["203.0.113.64/28"], &["2001:db8:100:40::/64"]))],
+        );
+        let mut v = view(vec![link(BR, "br0", None), link(11, "vc1", Some(BR))], vec![]);
+        let intent = plan(&cfg, &v);
+        let r4 = &intent.routes[&net("203.0.113.64/28")].route;
+        assert_eq!(r4.next_hops, vec![RouteNextHop { ifindex: BR, gateway: Some(ip("10.0.0.5")) }]);
+        let r6 = &intent.routes[&net("2001:db8:100:40::/64")].route;
+        assert_eq!(r6.next_hops, vec![RouteNextHop { ifindex: BR, gateway: None }]);
+        // Not in the kernel yet: nothing advertised.
+        assert!(intent.adverts.is_empty());
+        v.routes.insert(r4.prefix, r4.clone());
+        let intent = plan(&cfg, &v);
+        assert_eq!(intent.adverts.keys().copied().collect::<Vec<_>>(), vec![net("203.0.113.64/28")]);
+        assert_eq!(
+            intent.adverts[&net("203.0.113.64/28")].owners,
+            vec![Owner::Instance { instance: "c1".into(), device: "eth0".into() }]
+        );
+    }
+
+    #[test]
+    fn stopped_nic_and_down_bridge_want_nothing() {
+        let cfg = config(vec![bridge("br0")], vec![instance("c1", None, nic("br0", "vc1", None, &["203.0.113.64/28"], &[]))]);
+        // Port not on the bridge.
+        let v = view(vec![link(BR, "br0", None), link(11, "vc1", None)], vec![]);
+        assert!(plan(&cfg, &v).routes.is_empty());
+        // Port gone.
+        let v = view(vec![link(BR, "br0", None)], vec![]);
+        assert!(plan(&cfg, &v).routes.is_empty());
+        // Bridge down.
+        let mut br = link(BR, "br0", None);
+        br.admin_up = false;
+        let v = view(vec![br, link(11, "vc1", Some(BR))], vec![]);
+        assert!(plan(&cfg, &v).routes.is_empty());
+    }
+
+    #[test]
+    fn anycast_nics_make_one_multipath_route() {
+        let mut br = bridge("br0");
+        br.ipv4.routes_anycast = true;
+        let cfg = config(
+            vec![br],
+            vec![
+                instance("c1", None, nic("br0", "vc1", Some("10.0.0.5"), &["203.0.113.10/32"], &[])),
+                instance("c2", None, nic("br0", "vc2", Some("10.0.0.6"), &["203.0.113.10/32"], &[])),
+                instance("c3", None, nic("br0", "vc3", None, &["203.0.113.10/32"], &[])),
+            ],
+        );
+        let links = vec![link(BR, "br0", None), link(11, "vc1", Some(BR)), link(12, "vc2", Some(BR)), link(13, "vc3", Some(BR))];
+        let intent = plan(&cfg, &view(links.clone(), vec![]));
+        let wanted = &intent.routes[&net("203.0.113.10/32")];
+        assert_eq!(
+            wanted.route.next_hops,
+            vec![
+                RouteNextHop { ifindex: BR, gateway: Some(ip("10.0.0.5")) },
+                RouteNextHop { ifindex: BR, gateway: Some(ip("10.0.0.6")) },
+            ]
+        );
+        assert_eq!(wanted.owners.len(), 3);
+        // One NIC stops: the multipath shrinks.
+        let intent = plan(&cfg, &view(links[..2].to_vec(), vec![]));
+        assert_eq!(intent.routes[&net("203.0.113.10/32")].route.next_hops.len(), 1);
+        // Only the address-less NIC runs: a plain device route.
+        let intent = plan(&cfg, &view(vec![links[0].clone(), links[3].clone()], vec![]));
+        assert_eq!(
+            intent.routes[&net("203.0.113.10/32")].route.next_hops,
+            vec![RouteNextHop { ifindex: BR, gateway: None }]
+        );
+    }
+
+    #[test]
+    fn ovn_network_and_nic_use_the_ovn_router() {
+        let mut uplink = bridge("uplink");
+        uplink.kind = NetworkKind::Physical;
+        let mut ovn = bridge("ovn1");
+        ovn.kind = NetworkKind::Ovn;
+        ovn.uplink = Some("uplink".into());
+        ovn.ipv4.address = Some("10.20.0.1/24".parse().unwrap());
+        ovn.ipv4.ovn_router_address = Some("198.51.100.20".parse().unwrap());
+        let here = instance("c1", Some("node1"), nic("ovn1", "x", None, &["203.0.113.32/28"], &[]));
+        let mut there = instance("c2", Some("node2"), nic("ovn1", "y", None, &["203.0.113.48/28"], &[]));
+        there.name = "c2".into();
+        let cfg = config(vec![uplink, ovn], vec![here, there]);
+        let intent = plan(&cfg, &KernelView::default());
+        let keys: Vec<_> = intent.adverts.keys().copied().collect();
+        assert_eq!(keys, vec![net("10.20.0.0/24"), net("203.0.113.32/28")]);
+        assert!(intent.adverts.values().all(|a| a.next_hop == NextHopRule::Fixed(ip("198.51.100.20"))));
+        assert!(intent.routes.is_empty());
+    }
+
+    fn session(local: &str, enh: bool) -> SessionView {
+        SessionView { local: ip(local), extended_next_hop_ipv4: enh }
+    }
+
+    #[test]
+    fn next_hop_is_self_when_families_match() {
+        let v = KernelView::default();
+        let rule = NextHopRule::Host(None);
+        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("198.51.100.1", false), &v), Ok(ip("198.51.100.1")));
+        assert_eq!(resolve_next_hop(&net("2001:db8::/64"), &rule, &session("2001:db8:ff::2", false), &v), Ok(ip("2001:db8:ff::2")));
+    }
+
+    #[test]
+    fn next_hop_of_the_other_family_comes_from_the_interface_toward_the_peer() {
+        let v = view(
+            vec![link(UPLINK, "eth0", None)],
+            vec![addr(UPLINK, "2001:db8:ff::2/64"), addr(UPLINK, "198.51.100.2/24"), addr(BR, "203.0.113.1/24")],
+        );
+        let rule = NextHopRule::Host(None);
+        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("2001:db8:ff::2", false), &v), Ok(ip("198.51.100.2")));
+        // Without an IPv4 address there, only extended next hop helps.
+        let v = view(vec![link(UPLINK, "eth0", None)], vec![addr(UPLINK, "2001:db8:ff::2/64")]);
+        assert!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("2001:db8:ff::2", false), &v).is_err());
+        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("2001:db8:ff::2", true), &v), Ok(ip("2001:db8:ff::2")));
+        // An IPv6 prefix over an IPv4 session never takes an IPv4 (or mapped) next hop.
+        let v = view(vec![link(UPLINK, "eth0", None)], vec![addr(UPLINK, "198.51.100.2/24")]);
+        let err = resolve_next_hop(&net("2001:db8::/64"), &rule, &session("198.51.100.2", true), &v).unwrap_err();
+        assert!(err.contains("IPv6"), "{err}");
+    }
+
+    #[test]
+    fn override_and_fixed_next_hops_must_fit_the_family() {
+        let v = KernelView::default();
+        let over = NextHopRule::Host(Some(ip("198.51.100.3")));
+        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &over, &session("2001:db8:ff::2", false), &v), Ok(ip("198.51.100.3")));
+        let fixed6 = NextHopRule::Fixed(ip("2001:db8:ff::20"));
+        assert!(resolve_next_hop(&net("203.0.113.0/24"), &fixed6, &session("198.51.100.2", false), &v).is_err());
+        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &fixed6, &session("198.51.100.2", true), &v), Ok(ip("2001:db8:ff::20")));
+        let fixed4 = NextHopRule::Fixed(ip("198.51.100.20"));
+        assert!(resolve_next_hop(&net("2001:db8::/64"), &fixed4, &session("2001:db8:ff::2", true), &v).is_err());
+    }
+
+    #[test]
+    fn router_id_is_the_lowest_usable_ipv4_address() {
+        let v = view(vec![], vec![addr(1, "127.0.0.1/8"), addr(2, "198.51.100.7/24"), addr(3, "192.0.2.9/24"), addr(3, "2001:db8::1/64")]);
+        assert_eq!(default_router_id(&v), Some("192.0.2.9".parse().unwrap()));
+        assert_eq!(default_router_id(&KernelView::default()), None);
+    }
+}
