@@ -275,13 +275,13 @@ impl Agent {
                     redump = true;
                 }
                 KernelEvent::LinkChanged(link) => {
-                    // IPv4 routes vanish without an event when a link goes down.
+                    // IPv4 routes vanish without an event when their link is set down.
                     let before = self.view.links.get(&link.index);
-                    if before.is_none_or(|b| b.admin_up != link.admin_up || b.oper_up != link.oper_up) {
+                    if before.is_some_and(|b| b.admin_up && !link.admin_up) && self.routes_use(link.index) {
                         redump = true;
                     }
                 }
-                KernelEvent::LinkRemoved(_) => redump = true,
+                KernelEvent::LinkRemoved(index) => redump |= self.routes_use(*index),
                 KernelEvent::AddressAdded(_) | KernelEvent::AddressRemoved(_) => addresses_changed = true,
                 _ => {}
             }
@@ -294,6 +294,10 @@ impl Agent {
             }
         }
         self.replan(redump || addresses_changed).await;
+    }
+
+    fn routes_use(&self, ifindex: u32) -> bool {
+        self.view.routes.values().any(|r| r.next_hops.iter().any(|h| h.ifindex == ifindex))
     }
 
     /// Recomputes the intent, tells the peers what changed, then fixes the kernel.
