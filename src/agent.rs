@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bgp::adj_out::{AdjRibOut, Changes};
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
-use crate::bgp::session::{self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus};
+use crate::bgp::session::{
+    self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
+};
 use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::{Family, Notification};
 use crate::config::{self, Config, Peer};
@@ -82,7 +84,11 @@ struct Agent {
 }
 
 fn format_errors(errors: &[config::ConfigError]) -> String {
-    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Marks a stop for restart, so the next start announces Restart State and Forwarding State.
@@ -92,10 +98,15 @@ fn restart_marker(socket: &std::path::Path) -> PathBuf {
 
 pub async fn run(opts: RunOptions) -> Result<(), String> {
     let config = config::load(&opts.config_path, &opts.member).map_err(|e| format_errors(&e))?;
-    let (kernel, mut kernel_events) = Kernel::connect().await.map_err(|e| format!("netlink: {e}"))?;
-    let view = kernel.dump().await.map_err(|e| format!("netlink dump: {e}"))?;
-    let control_listener =
-        control::bind(&opts.socket).map_err(|e| format!("control socket {}: {e}", opts.socket.display()))?;
+    let (kernel, mut kernel_events) = Kernel::connect()
+        .await
+        .map_err(|e| format!("netlink: {e}"))?;
+    let view = kernel
+        .dump()
+        .await
+        .map_err(|e| format!("netlink dump: {e}"))?;
+    let control_listener = control::bind(&opts.socket)
+        .map_err(|e| format!("control socket {}: {e}", opts.socket.display()))?;
     let (control_tx, mut control_rx) = mpsc::channel::<Pending>(16);
     tokio::spawn(control::serve(control_listener, control_tx));
 
@@ -130,7 +141,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     agent.replan(true).await;
     agent.start_bgp(restarting)?;
     if restarting {
-        tracing::info!("restarted within the graceful restart time: peers keep our routes until End-of-RIB");
+        tracing::info!(
+            "restarted within the graceful restart time: peers keep our routes until End-of-RIB"
+        );
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(member = %agent.config.member, "hostbgp running");
@@ -140,7 +153,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut sigpwr = signal(SignalKind::from_raw(libc::SIGPWR)).map_err(|e| e.to_string())?;
     let mut watchdog = {
-        let period = sd_notify::watchdog_enabled().map(|d| d / 2).unwrap_or(Duration::from_secs(3600));
+        let period = sd_notify::watchdog_enabled()
+            .map(|d| d / 2)
+            .unwrap_or(Duration::from_secs(3600));
         tokio::time::interval(period)
     };
 
@@ -189,7 +204,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 
 impl Agent {
     fn local_params(&self, restarting: bool) -> Result<Option<LocalParams>, String> {
-        let Some(asn) = self.config.server.asn else { return Ok(None) };
+        let Some(asn) = self.config.server.asn else {
+            return Ok(None);
+        };
         let router_id = match self.config.server.router_id {
             Some(id) => id,
             None => plan::default_router_id(&self.view).ok_or(
@@ -216,7 +233,9 @@ impl Agent {
             return Ok(());
         };
         let peers = self.config.peers();
-        self.listener = Some(Listener::bind(listen, &peers, self.directory.clone()).map_err(|e| e.to_string())?);
+        self.listener = Some(
+            Listener::bind(listen, &peers, self.directory.clone()).map_err(|e| e.to_string())?,
+        );
         for peer in peers {
             self.spawn_session(peer);
         }
@@ -224,7 +243,9 @@ impl Agent {
     }
 
     fn spawn_session(&mut self, peer: Peer) {
-        let Some(local) = self.local.clone() else { return };
+        let Some(local) = self.local.clone() else {
+            return;
+        };
         let id = self.next_session_id;
         self.next_session_id += 1;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -232,10 +253,18 @@ impl Agent {
         let params = SessionParams {
             id,
             peer: peer.clone(),
-            local: LocalParams { hold_time: peer.hold_time, ..local },
+            local: LocalParams {
+                hold_time: peer.hold_time,
+                ..local
+            },
             bind: self.listen.map(|l| l.ip()),
         };
-        let task = tokio::spawn(session::run(params, rx, self.session_events.clone(), status.clone()));
+        let task = tokio::spawn(session::run(
+            params,
+            rx,
+            self.session_events.clone(),
+            status.clone(),
+        ));
         if let Ok(mut d) = self.directory.write() {
             d.insert(peer.address, tx.clone());
         }
@@ -255,13 +284,20 @@ impl Agent {
     }
 
     /// Stops one session (NOTIFICATION sent by its task) and forgets it.
-    fn stop_session(&mut self, address: IpAddr, notification: Notification) -> Option<oneshot::Receiver<()>> {
+    fn stop_session(
+        &mut self,
+        address: IpAddr,
+        notification: Notification,
+    ) -> Option<oneshot::Receiver<()>> {
         let session = self.sessions.remove(&address)?;
         if let Ok(mut d) = self.directory.write() {
             d.remove(&address);
         }
         let (done, wait) = oneshot::channel();
-        let _ = session.cmd.send(SessionCmd::Stop { notification: Some(notification), done });
+        let _ = session.cmd.send(SessionCmd::Stop {
+            notification: Some(notification),
+            done,
+        });
         Some(wait)
     }
 
@@ -271,18 +307,24 @@ impl Agent {
         for event in &events {
             match event {
                 KernelEvent::Overrun => {
-                    tracing::warn!("netlink overrun: events were lost, re-reading the kernel state");
+                    tracing::warn!(
+                        "netlink overrun: events were lost, re-reading the kernel state"
+                    );
                     redump = true;
                 }
                 KernelEvent::LinkChanged(link) => {
                     // IPv4 routes vanish without an event when their link is set down.
                     let before = self.view.links.get(&link.index);
-                    if before.is_some_and(|b| b.admin_up && !link.admin_up) && self.routes_use(link.index) {
+                    if before.is_some_and(|b| b.admin_up && !link.admin_up)
+                        && self.routes_use(link.index)
+                    {
                         redump = true;
                     }
                 }
                 KernelEvent::LinkRemoved(index) => redump |= self.routes_use(*index),
-                KernelEvent::AddressAdded(_) | KernelEvent::AddressRemoved(_) => addresses_changed = true,
+                KernelEvent::AddressAdded(_) | KernelEvent::AddressRemoved(_) => {
+                    addresses_changed = true
+                }
                 _ => {}
             }
             self.view.apply(event);
@@ -297,7 +339,10 @@ impl Agent {
     }
 
     fn routes_use(&self, ifindex: u32) -> bool {
-        self.view.routes.values().any(|r| r.next_hops.iter().any(|h| h.ifindex == ifindex))
+        self.view
+            .routes
+            .values()
+            .any(|r| r.next_hops.iter().any(|h| h.ifindex == ifindex))
     }
 
     /// Recomputes the intent, tells the peers what changed, then fixes the kernel.
@@ -333,24 +378,35 @@ impl Agent {
 
     /// Brings one peer's Adj-RIB-Out in line with the intent (all prefixes, or `only`).
     fn sync_peer(&mut self, address: IpAddr, only: Option<&[IpNet]>) {
-        let Some(session) = self.sessions.get_mut(&address) else { return };
-        let Some(est) = &session.established else { return };
+        let Some(session) = self.sessions.get_mut(&address) else {
+            return;
+        };
+        let Some(est) = &session.established else {
+            return;
+        };
         let mut changes = Changes::default();
-        let mut consider = |prefix: IpNet, session: &mut PeerSession, est_view: &SessionView, families: &[Family]| {
+        let mut consider = |prefix: IpNet,
+                            session: &mut PeerSession,
+                            est_view: &SessionView,
+                            families: &[Family]| {
             let family = Family::of(&prefix);
             let next_hop = match self.intent.adverts.get(&prefix) {
                 None => None,
                 Some(_) if !families.contains(&family) => {
-                    session.unsent.insert(family, "family not negotiated with this peer".into());
+                    session
+                        .unsent
+                        .insert(family, "family not negotiated with this peer".into());
                     None
                 }
-                Some(advert) => match plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, &self.view) {
-                    Ok(nh) => Some(nh),
-                    Err(reason) => {
-                        session.unsent.insert(family, reason);
-                        None
+                Some(advert) => {
+                    match plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, &self.view) {
+                        Ok(nh) => Some(nh),
+                        Err(reason) => {
+                            session.unsent.insert(family, reason);
+                            None
+                        }
                     }
-                },
+                }
             };
             session.adj_out.set(prefix, next_hop, &mut changes);
         };
@@ -389,7 +445,8 @@ impl Agent {
                 tracing::warn!("removing kernel route {prefix}: {e}");
             }
         }
-        self.installed.retain(|p, _| self.intent.routes.contains_key(p));
+        self.installed
+            .retain(|p, _| self.intent.routes.contains_key(p));
         let mut install = Vec::new();
         for (prefix, wanted) in &self.intent.routes {
             let in_kernel = self.view.routes.get(prefix);
@@ -412,7 +469,11 @@ impl Agent {
                     self.installed.insert(route.prefix, route);
                 }
                 Err(e) => {
-                    if self.route_errors.insert(route.prefix, e.to_string()).is_none() {
+                    if self
+                        .route_errors
+                        .insert(route.prefix, e.to_string())
+                        .is_none()
+                    {
                         tracing::warn!("installing kernel route {}: {e}", route.prefix);
                     }
                 }
@@ -422,14 +483,28 @@ impl Agent {
 
     fn on_session_event(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::Established { id, epoch, local, negotiated } => {
-                let Some(address) = self.session_address(id) else { return };
+            SessionEvent::Established {
+                id,
+                epoch,
+                local,
+                negotiated,
+            } => {
+                let Some(address) = self.session_address(id) else {
+                    return;
+                };
                 if let Some(s) = self.sessions.get_mut(&address) {
-                    let Negotiated { families, extended_next_hop_ipv4, .. } = negotiated;
+                    let Negotiated {
+                        families,
+                        extended_next_hop_ipv4,
+                        ..
+                    } = negotiated;
                     s.adj_out.clear();
                     s.established = Some(Established {
                         epoch,
-                        view: SessionView { local, extended_next_hop_ipv4 },
+                        view: SessionView {
+                            local,
+                            extended_next_hop_ipv4,
+                        },
                         families: families.clone(),
                     });
                     self.sync_peer(address, None);
@@ -439,7 +514,9 @@ impl Agent {
                 }
             }
             SessionEvent::Down { id, epoch } => {
-                let Some(address) = self.session_address(id) else { return };
+                let Some(address) = self.session_address(id) else {
+                    return;
+                };
                 if let Some(s) = self.sessions.get_mut(&address) {
                     if s.established.as_ref().is_some_and(|e| e.epoch == epoch) {
                         s.established = None;
@@ -449,11 +526,19 @@ impl Agent {
                 }
             }
             SessionEvent::RouteRefresh { id, epoch } => {
-                let Some(address) = self.session_address(id) else { return };
+                let Some(address) = self.session_address(id) else {
+                    return;
+                };
                 if let Some(s) = self.sessions.get(&address) {
                     if let Some(est) = s.established.as_ref().filter(|e| e.epoch == epoch) {
-                        let _ = s.cmd.send(SessionCmd::Changes { epoch, changes: s.adj_out.all() });
-                        let _ = s.cmd.send(SessionCmd::EndOfRib { epoch, families: est.families.clone() });
+                        let _ = s.cmd.send(SessionCmd::Changes {
+                            epoch,
+                            changes: s.adj_out.all(),
+                        });
+                        let _ = s.cmd.send(SessionCmd::EndOfRib {
+                            epoch,
+                            families: est.families.clone(),
+                        });
                     }
                 }
             }
@@ -461,7 +546,10 @@ impl Agent {
     }
 
     fn session_address(&self, id: u64) -> Option<IpAddr> {
-        self.sessions.iter().find(|(_, s)| s.id == id).map(|(a, _)| *a)
+        self.sessions
+            .iter()
+            .find(|(_, s)| s.id == id)
+            .map(|(a, _)| *a)
     }
 
     async fn reload(&mut self) -> Reply {
@@ -470,8 +558,14 @@ impl Agent {
             Err(errors) => return Reply::error(format_errors(&errors)),
         };
         let server_changed = new.server != self.config.server;
-        let old_peers: BTreeMap<IpAddr, Peer> = self.config.peers().into_iter().map(|p| (p.address, p)).collect();
-        let new_peers: BTreeMap<IpAddr, Peer> = new.peers().into_iter().map(|p| (p.address, p)).collect();
+        let old_peers: BTreeMap<IpAddr, Peer> = self
+            .config
+            .peers()
+            .into_iter()
+            .map(|p| (p.address, p))
+            .collect();
+        let new_peers: BTreeMap<IpAddr, Peer> =
+            new.peers().into_iter().map(|p| (p.address, p)).collect();
         self.config = new;
         let mut reset = Vec::new();
         let mut added = Vec::new();
@@ -547,10 +641,16 @@ impl Agent {
                     for p in prefixes {
                         s.adj_out.set(p, None, &mut changes);
                     }
-                    let _ = s.cmd.send(SessionCmd::Changes { epoch: est.epoch, changes });
+                    let _ = s.cmd.send(SessionCmd::Changes {
+                        epoch: est.epoch,
+                        changes,
+                    });
                 }
             }
-            if let Some(wait) = self.stop_session(address, shutdown_notification("hostbgp: administrative shutdown")) {
+            if let Some(wait) = self.stop_session(
+                address,
+                shutdown_notification("hostbgp: administrative shutdown"),
+            ) {
                 waits.push(wait);
             }
         }
@@ -576,9 +676,13 @@ impl Agent {
                 for f in Family::ALL {
                     sent.insert(family_name(f).into(), json!(s.adj_out.count(f)));
                 }
-                let not_sent: serde_json::Map<String, Value> =
-                    s.unsent.iter().map(|(f, r)| (family_name(*f).to_string(), json!(r))).collect();
-                let networks: BTreeSet<&str> = s.peer.declared_by.iter().map(|(n, _)| n.as_str()).collect();
+                let not_sent: serde_json::Map<String, Value> = s
+                    .unsent
+                    .iter()
+                    .map(|(f, r)| (family_name(*f).to_string(), json!(r)))
+                    .collect();
+                let networks: BTreeSet<&str> =
+                    s.peer.declared_by.iter().map(|(n, _)| n.as_str()).collect();
                 json!({
                     "name": s.peer.declared_by.first().map(|(_, n)| n.clone()).unwrap_or_default(),
                     "networks": networks,
@@ -625,12 +729,18 @@ impl Agent {
                     .values()
                     .filter_map(|s| {
                         let nh = s.adj_out.get(prefix)?;
-                        let name = s.peer.declared_by.first().map(|(_, n)| n.clone()).unwrap_or_default();
+                        let name = s
+                            .peer
+                            .declared_by
+                            .first()
+                            .map(|(_, n)| n.clone())
+                            .unwrap_or_default();
                         Some((name, json!(nh.to_string())))
                     })
                     .collect();
                 let kernel = self.intent.routes.get(prefix).map(|wanted| {
-                    let state = match (self.view.routes.get(prefix), self.route_errors.get(prefix)) {
+                    let state = match (self.view.routes.get(prefix), self.route_errors.get(prefix))
+                    {
                         (_, Some(e)) => format!("error: {e}"),
                         (Some(k), None) if k == &wanted.route => "installed".to_string(),
                         (Some(_), None) => "installed (differs)".to_string(),
@@ -662,7 +772,11 @@ fn same_session(a: &Peer, b: &Peer) -> bool {
 }
 
 fn cease(subcode: u8) -> Notification {
-    Notification { code: CEASE, subcode, data: Vec::new() }
+    Notification {
+        code: CEASE,
+        subcode,
+        data: Vec::new(),
+    }
 }
 
 /// Cease / Administrative Shutdown with an RFC 8203 message.
@@ -673,7 +787,11 @@ fn shutdown_notification(message: &str) -> Notification {
     }
     let mut data = vec![end as u8];
     data.extend_from_slice(&message.as_bytes()[..end]);
-    Notification { code: CEASE, subcode: CEASE_ADMIN_SHUTDOWN, data }
+    Notification {
+        code: CEASE,
+        subcode: CEASE_ADMIN_SHUTDOWN,
+        data,
+    }
 }
 
 #[derive(Default)]
@@ -696,7 +814,9 @@ fn snapshot(s: &PeerStatus) -> StatusSnapshot {
         state: s.state.to_string(),
         uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
         local_address: s.local_address.map(|a| a.to_string()),
-        families: n.map(|n| n.families.iter().map(|f| family_name(*f)).collect()).unwrap_or_default(),
+        families: n
+            .map(|n| n.families.iter().map(|f| family_name(*f)).collect())
+            .unwrap_or_default(),
         capabilities: n
             .map(|n| {
                 json!({

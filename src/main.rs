@@ -11,7 +11,11 @@ use serde_json::Value;
 const DEFAULT_CONFIG: &str = "/etc/hostbgp/hostbgp.yaml";
 
 #[derive(Parser)]
-#[command(name = "hostbgp", version, about = "Kernel routes for instances, advertised over BGP")]
+#[command(
+    name = "hostbgp",
+    version,
+    about = "Kernel routes for instances, advertised over BGP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -75,7 +79,10 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
     match journald {
-        Some(layer) => tracing_subscriber::registry().with(filter).with(layer).init(),
+        Some(layer) => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .init(),
         None => tracing_subscriber::registry()
             .with(filter)
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
@@ -84,16 +91,29 @@ fn init_logging() {
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run { config, socket, member } => {
+        Cmd::Run {
+            config,
+            socket,
+            member,
+        } => {
             init_logging();
-            let opts = RunOptions { config_path: config, socket, member: member.unwrap_or_else(hostname) };
-            let result = runtime().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(agent::run(opts)));
+            let opts = RunOptions {
+                config_path: config,
+                socket,
+                member: member.unwrap_or_else(hostname),
+            };
+            let result = runtime()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(agent::run(opts)));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -103,18 +123,20 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Check { config, member } => match config::load(&config, &member.unwrap_or_else(hostname)) {
-            Ok(_) => {
-                println!("{}: valid", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                for e in errors {
-                    println!("{e}");
+        Cmd::Check { config, member } => {
+            match config::load(&config, &member.unwrap_or_else(hostname)) {
+                Ok(_) => {
+                    println!("{}: valid", config.display());
+                    ExitCode::SUCCESS
                 }
-                ExitCode::from(1)
+                Err(errors) => {
+                    for e in errors {
+                        println!("{e}");
+                    }
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         Cmd::Status { json, socket } => client(&socket, Command::Status, json, print_status),
         Cmd::Routes { json, socket } => client(&socket, Command::Routes, json, print_routes),
         Cmd::Reload { socket } => client(&socket, Command::Reload, false, print_message),
@@ -123,7 +145,9 @@ fn main() -> ExitCode {
 }
 
 fn client(socket: &std::path::Path, command: Command, json: bool, show: fn(&Value)) -> ExitCode {
-    let reply = runtime().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(control::call(socket, command)));
+    let reply = runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(control::call(socket, command)));
     match reply {
         Err(e) => {
             eprintln!("hostbgp: {e}");
@@ -136,7 +160,10 @@ fn client(socket: &std::path::Path, command: Command, json: bool, show: fn(&Valu
         Ok(reply) => {
             let result = reply.result.unwrap_or(Value::Null);
             if json {
-                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&result).unwrap_or_default()
+                );
             } else {
                 show(&result);
             }
@@ -166,20 +193,31 @@ fn print_status(v: &Value) {
         text(&s["router_id"]),
         text(&s["listen"])
     );
-    let Some(peers) = v["peers"].as_array() else { return };
+    let Some(peers) = v["peers"].as_array() else {
+        return;
+    };
     for p in peers {
         println!(
             "peer {} ({}) {} AS {}: {}{}",
             text(&p["name"]),
-            p["networks"].as_array().map(|n| n.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+            p["networks"]
+                .as_array()
+                .map(|n| n.iter().map(text).collect::<Vec<_>>().join(","))
+                .unwrap_or_default(),
             text(&p["address"]),
             text(&p["asn"]),
             text(&p["state"]),
-            p["uptime_secs"].as_u64().map(|u| format!(" for {u}s")).unwrap_or_default(),
+            p["uptime_secs"]
+                .as_u64()
+                .map(|u| format!(" for {u}s"))
+                .unwrap_or_default(),
         );
         if let Some(families) = p["families"].as_array().filter(|f| !f.is_empty()) {
             let sent = &p["prefixes_sent"];
-            let list: Vec<String> = families.iter().map(|f| format!("{} ({} sent)", text(f), text(&sent[text(f)]))).collect();
+            let list: Vec<String> = families
+                .iter()
+                .map(|f| format!("{} ({} sent)", text(f), text(&sent[text(f)])))
+                .collect();
             println!("  families: {}", list.join(", "));
         }
         if let Some(why) = p["not_sent"].as_object().filter(|m| !m.is_empty()) {
@@ -195,13 +233,31 @@ fn print_status(v: &Value) {
 
 fn print_routes(v: &Value) {
     let Some(routes) = v.as_array() else { return };
-    println!("{:<28} {:<28} {:<36} kernel", "prefix", "owner", "next hops");
+    println!(
+        "{:<28} {:<28} {:<36} kernel",
+        "prefix", "owner", "next hops"
+    );
     for r in routes {
         let hops = r["next_hops"]
             .as_object()
-            .map(|m| m.iter().map(|(peer, nh)| format!("{peer}:{}", text(nh))).collect::<Vec<_>>().join(" "))
+            .map(|m| {
+                m.iter()
+                    .map(|(peer, nh)| format!("{peer}:{}", text(nh)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_default();
-        let kernel = if r["kernel"].is_null() { "-".to_string() } else { text(&r["kernel"]["state"]) };
-        println!("{:<28} {:<28} {:<36} {}", text(&r["prefix"]), text(&r["owner"]), hops, kernel);
+        let kernel = if r["kernel"].is_null() {
+            "-".to_string()
+        } else {
+            text(&r["kernel"]["state"])
+        };
+        println!(
+            "{:<28} {:<28} {:<36} {}",
+            text(&r["prefix"]),
+            text(&r["owner"]),
+            hops,
+            kernel
+        );
     }
 }

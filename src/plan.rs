@@ -65,8 +65,13 @@ pub fn plan(config: &Config, view: &KernelView) -> Intent {
     }
     for instance in config.instances.values() {
         for nic in instance.nics.values() {
-            let owner = Owner::Instance { instance: instance.name.clone(), device: nic.name.clone() };
-            let Some(network) = config.networks.get(&nic.network) else { continue };
+            let owner = Owner::Instance {
+                instance: instance.name.clone(),
+                device: nic.name.clone(),
+            };
+            let Some(network) = config.networks.get(&nic.network) else {
+                continue;
+            };
             match network.kind {
                 NetworkKind::Bridge => plan_bridged_nic(nic, network, owner, view, &mut intent),
                 NetworkKind::Ovn => {
@@ -84,7 +89,10 @@ pub fn plan(config: &Config, view: &KernelView) -> Intent {
     // A NIC's routes are advertised only while the kernel holds them: the kernel is the truth.
     let wanted = &intent.routes;
     intent.adverts.retain(|prefix, advert| {
-        let kernel_backed = advert.owners.iter().any(|o| matches!(o, Owner::Instance { .. }))
+        let kernel_backed = advert
+            .owners
+            .iter()
+            .any(|o| matches!(o, Owner::Instance { .. }))
             && matches!(advert.next_hop, NextHopRule::Host(_))
             && wanted.contains_key(prefix);
         !kernel_backed || view.routes.contains_key(prefix)
@@ -93,7 +101,10 @@ pub fn plan(config: &Config, view: &KernelView) -> Intent {
 }
 
 fn add_advert(intent: &mut Intent, prefix: IpNet, owner: Owner, next_hop: NextHopRule) {
-    let advert = intent.adverts.entry(prefix).or_insert_with(|| Advert { owners: Vec::new(), next_hop });
+    let advert = intent.adverts.entry(prefix).or_insert_with(|| Advert {
+        owners: Vec::new(),
+        next_hop,
+    });
     if !advert.owners.contains(&owner) {
         advert.owners.push(owner);
         advert.owners.sort();
@@ -108,7 +119,9 @@ fn host_rule(network: &Network, family: Family) -> NextHopRule {
 }
 
 fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
-    let Some(link) = view.link_by_name(&network.name) else { return };
+    let Some(link) = view.link_by_name(&network.name) else {
+        return;
+    };
     let owner = Owner::Network(network.name.clone());
     for address in view.addresses.get(&link.index).into_iter().flatten() {
         if address.tentative || address.link_scope {
@@ -120,17 +133,32 @@ fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
             Family::Ipv6Unicast => network.ipv6.nat,
         };
         if !nat {
-            add_advert(intent, address.net.trunc(), owner.clone(), host_rule(network, family));
+            add_advert(
+                intent,
+                address.net.trunc(),
+                owner.clone(),
+                host_rule(network, family),
+            );
         }
     }
     if network.ipv4.nat {
         if let Some(a) = network.ipv4.nat_address {
-            add_advert(intent, host_v4(a), owner.clone(), host_rule(network, Family::Ipv4Unicast));
+            add_advert(
+                intent,
+                host_v4(a),
+                owner.clone(),
+                host_rule(network, Family::Ipv4Unicast),
+            );
         }
     }
     if network.ipv6.nat {
         if let Some(a) = network.ipv6.nat_address {
-            add_advert(intent, host_v6(a), owner, host_rule(network, Family::Ipv6Unicast));
+            add_advert(
+                intent,
+                host_v6(a),
+                owner,
+                host_rule(network, Family::Ipv6Unicast),
+            );
         }
     }
 }
@@ -147,15 +175,25 @@ fn plan_ovn_network(network: &Network, intent: &mut Intent) {
     let owner = Owner::Network(network.name.clone());
     if let Some(router) = network.ipv4.ovn_router_address {
         let rule = NextHopRule::Fixed(IpAddr::V4(router));
-        match (network.ipv4.nat, network.ipv4.address, network.ipv4.nat_address) {
-            (false, Some(net), _) => add_advert(intent, IpNet::V4(net.trunc()), owner.clone(), rule),
+        match (
+            network.ipv4.nat,
+            network.ipv4.address,
+            network.ipv4.nat_address,
+        ) {
+            (false, Some(net), _) => {
+                add_advert(intent, IpNet::V4(net.trunc()), owner.clone(), rule)
+            }
             (true, _, Some(a)) => add_advert(intent, host_v4(a), owner.clone(), rule),
             _ => {}
         }
     }
     if let Some(router) = network.ipv6.ovn_router_address {
         let rule = NextHopRule::Fixed(IpAddr::V6(router));
-        match (network.ipv6.nat, network.ipv6.address, network.ipv6.nat_address) {
+        match (
+            network.ipv6.nat,
+            network.ipv6.address,
+            network.ipv6.nat_address,
+        ) {
             (false, Some(net), _) => add_advert(intent, IpNet::V6(net.trunc()), owner, rule),
             (true, _, Some(a)) => add_advert(intent, host_v6(a), owner, rule),
             _ => {}
@@ -166,38 +204,74 @@ fn plan_ovn_network(network: &Network, intent: &mut Intent) {
 fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, intent: &mut Intent) {
     if let Some(router) = network.ipv4.ovn_router_address {
         for p in &nic.ipv4_routes_external {
-            add_advert(intent, IpNet::V4(*p), owner.clone(), NextHopRule::Fixed(IpAddr::V4(router)));
+            add_advert(
+                intent,
+                IpNet::V4(*p),
+                owner.clone(),
+                NextHopRule::Fixed(IpAddr::V4(router)),
+            );
         }
     }
     if let Some(router) = network.ipv6.ovn_router_address {
         for p in &nic.ipv6_routes_external {
-            add_advert(intent, IpNet::V6(*p), owner.clone(), NextHopRule::Fixed(IpAddr::V6(router)));
+            add_advert(
+                intent,
+                IpNet::V6(*p),
+                owner.clone(),
+                NextHopRule::Fixed(IpAddr::V6(router)),
+            );
         }
     }
 }
 
 /// A bridged NIC runs while its host-side interface is a port of the (up) bridge.
-fn plan_bridged_nic(nic: &Nic, network: &Network, owner: Owner, view: &KernelView, intent: &mut Intent) {
-    let Some(bridge) = view.link_by_name(&network.name) else { return };
-    let Some(host_name) = &nic.host_name else { return };
+fn plan_bridged_nic(
+    nic: &Nic,
+    network: &Network,
+    owner: Owner,
+    view: &KernelView,
+    intent: &mut Intent,
+) {
+    let Some(bridge) = view.link_by_name(&network.name) else {
+        return;
+    };
+    let Some(host_name) = &nic.host_name else {
+        return;
+    };
     let running = bridge.admin_up
-        && view.link_by_name(host_name).is_some_and(|port| port.master == Some(bridge.index));
+        && view
+            .link_by_name(host_name)
+            .is_some_and(|port| port.master == Some(bridge.index));
     if !running {
         return;
     }
     let prefixes = nic
         .ipv4_routes_external
         .iter()
-        .map(|p| (IpNet::V4(*p), nic.ipv4_address.map(IpAddr::V4), Family::Ipv4Unicast))
-        .chain(
-            nic.ipv6_routes_external
-                .iter()
-                .map(|p| (IpNet::V6(*p), nic.ipv6_address.map(IpAddr::V6), Family::Ipv6Unicast)),
-        );
+        .map(|p| {
+            (
+                IpNet::V4(*p),
+                nic.ipv4_address.map(IpAddr::V4),
+                Family::Ipv4Unicast,
+            )
+        })
+        .chain(nic.ipv6_routes_external.iter().map(|p| {
+            (
+                IpNet::V6(*p),
+                nic.ipv6_address.map(IpAddr::V6),
+                Family::Ipv6Unicast,
+            )
+        }));
     for (prefix, gateway, family) in prefixes {
-        let hop = RouteNextHop { ifindex: bridge.index, gateway };
+        let hop = RouteNextHop {
+            ifindex: bridge.index,
+            gateway,
+        };
         let wanted = intent.routes.entry(prefix).or_insert_with(|| WantedRoute {
-            route: Route { prefix, next_hops: Vec::new() },
+            route: Route {
+                prefix,
+                next_hops: Vec::new(),
+            },
             owners: Vec::new(),
         });
         if !wanted.route.next_hops.contains(&hop) {
@@ -248,7 +322,9 @@ pub fn resolve_next_hop(
         return if fits(&a) {
             Ok(a)
         } else {
-            Err(format!("next hop {a} does not suit {family:?} prefixes on this session"))
+            Err(format!(
+                "next hop {a} does not suit {family:?} prefixes on this session"
+            ))
         };
     }
     if Family::of(&IpNet::from(session.local)) == family {
@@ -265,7 +341,10 @@ pub fn resolve_next_hop(
             "no IPv4 address on the interface holding {} and extended next hop not negotiated",
             session.local
         ),
-        Family::Ipv6Unicast => format!("no global IPv6 address on the interface holding {}", session.local),
+        Family::Ipv6Unicast => format!(
+            "no global IPv6 address on the interface holding {}",
+            session.local
+        ),
     })
 }
 
@@ -289,7 +368,9 @@ pub fn default_router_id(view: &KernelView) -> Option<Ipv4Addr> {
         .values()
         .flatten()
         .filter_map(|a| match a.net.addr() {
-            IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified() => Some(v4),
+            IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified() => {
+                Some(v4)
+            }
             _ => None,
         })
         .min()
@@ -337,7 +418,12 @@ mod tests {
     fn config(networks: Vec<Network>, instances: Vec<Instance>) -> Config {
         Config {
             member: "node1".into(),
-            server: ServerConfig { listen: None, asn: Some(65010), router_id: None, graceful_restart_time: 120 },
+            server: ServerConfig {
+                listen: None,
+                asn: Some(65010),
+                router_id: None,
+                graceful_restart_time: 120,
+            },
             networks: networks.into_iter().map(|n| (n.name.clone(), n)).collect(),
             instances: instances.into_iter().map(|i| (i.name.clone(), i)).collect(),
             overlay_keys: vec![],
@@ -365,11 +451,22 @@ mod tests {
     }
 
     fn link(index: u32, name: &str, master: Option<u32>) -> Link {
-        Link { index, name: name.into(), master, admin_up: true, oper_up: true }
+        Link {
+            index,
+            name: name.into(),
+            master,
+            admin_up: true,
+            oper_up: true,
+        }
     }
 
     fn addr(ifindex: u32, s: &str) -> Address {
-        Address { ifindex, net: net(s), tentative: false, link_scope: false }
+        Address {
+            ifindex,
+            net: net(s),
+            tentative: false,
+            link_scope: false,
+        }
     }
 
     fn view(links: Vec<Link>, addresses: Vec<Address>) -> KernelView {
@@ -392,11 +489,17 @@ mod tests {
         tentative.tentative = true;
         let mut ll = addr(BR, "fe80::1/64");
         ll.link_scope = true;
-        let v = view(vec![link(BR, "br0", None)], vec![addr(BR, "203.0.113.1/24"), tentative, ll]);
+        let v = view(
+            vec![link(BR, "br0", None)],
+            vec![addr(BR, "203.0.113.1/24"), tentative, ll],
+        );
         let intent = plan(&cfg, &v);
         let prefixes: Vec<_> = intent.adverts.keys().copied().collect();
         assert_eq!(prefixes, vec![net("203.0.113.0/24")]);
-        assert_eq!(intent.adverts[&net("203.0.113.0/24")].owners, vec![Owner::Network("br0".into())]);
+        assert_eq!(
+            intent.adverts[&net("203.0.113.0/24")].owners,
+            vec![Owner::Network("br0".into())]
+        );
         assert!(plan(&cfg, &view(vec![], vec![])).adverts.is_empty());
     }
 
@@ -409,36 +512,80 @@ mod tests {
         let cfg = config(vec![br], vec![]);
         let v = view(vec![link(BR, "br0", None)], vec![addr(BR, "10.0.0.1/24")]);
         let intent = plan(&cfg, &v);
-        assert_eq!(intent.adverts.keys().copied().collect::<Vec<_>>(), vec![net("198.51.100.9/32")]);
-        assert_eq!(intent.adverts[&net("198.51.100.9/32")].next_hop, NextHopRule::Host(Some(ip("198.51.100.1"))));
+        assert_eq!(
+            intent.adverts.keys().copied().collect::<Vec<_>>(),
+            vec![net("198.51.100.9/32")]
+        );
+        assert_eq!(
+            intent.adverts[&net("198.51.100.9/32")].next_hop,
+            NextHopRule::Host(Some(ip("198.51.100.1")))
+        );
     }
 
     #[test]
     fn running_nic_wants_routes_and_advertises_once_installed() {
         let cfg = config(
             vec![bridge("br0")],
-            vec![instance("c1", None, nic("br0", "vc1", Some("10.0.0.5"), &["203.0.113.64/28"], &["2001:db8:100:40::/64"]))],
+            vec![instance(
+                "c1",
+                None,
+                nic(
+                    "br0",
+                    "vc1",
+                    Some("10.0.0.5"),
+                    &["203.0.113.64/28"],
+                    &["2001:db8:100:40::/64"],
+                ),
+            )],
         );
-        let mut v = view(vec![link(BR, "br0", None), link(11, "vc1", Some(BR))], vec![]);
+        let mut v = view(
+            vec![link(BR, "br0", None), link(11, "vc1", Some(BR))],
+            vec![],
+        );
         let intent = plan(&cfg, &v);
         let r4 = &intent.routes[&net("203.0.113.64/28")].route;
-        assert_eq!(r4.next_hops, vec![RouteNextHop { ifindex: BR, gateway: Some(ip("10.0.0.5")) }]);
+        assert_eq!(
+            r4.next_hops,
+            vec![RouteNextHop {
+                ifindex: BR,
+                gateway: Some(ip("10.0.0.5"))
+            }]
+        );
         let r6 = &intent.routes[&net("2001:db8:100:40::/64")].route;
-        assert_eq!(r6.next_hops, vec![RouteNextHop { ifindex: BR, gateway: None }]);
+        assert_eq!(
+            r6.next_hops,
+            vec![RouteNextHop {
+                ifindex: BR,
+                gateway: None
+            }]
+        );
         // Not in the kernel yet: nothing advertised.
         assert!(intent.adverts.is_empty());
         v.routes.insert(r4.prefix, r4.clone());
         let intent = plan(&cfg, &v);
-        assert_eq!(intent.adverts.keys().copied().collect::<Vec<_>>(), vec![net("203.0.113.64/28")]);
+        assert_eq!(
+            intent.adverts.keys().copied().collect::<Vec<_>>(),
+            vec![net("203.0.113.64/28")]
+        );
         assert_eq!(
             intent.adverts[&net("203.0.113.64/28")].owners,
-            vec![Owner::Instance { instance: "c1".into(), device: "eth0".into() }]
+            vec![Owner::Instance {
+                instance: "c1".into(),
+                device: "eth0".into()
+            }]
         );
     }
 
     #[test]
     fn stopped_nic_and_down_bridge_want_nothing() {
-        let cfg = config(vec![bridge("br0")], vec![instance("c1", None, nic("br0", "vc1", None, &["203.0.113.64/28"], &[]))]);
+        let cfg = config(
+            vec![bridge("br0")],
+            vec![instance(
+                "c1",
+                None,
+                nic("br0", "vc1", None, &["203.0.113.64/28"], &[]),
+            )],
+        );
         // Port not on the bridge.
         let v = view(vec![link(BR, "br0", None), link(11, "vc1", None)], vec![]);
         assert!(plan(&cfg, &v).routes.is_empty());
@@ -459,30 +606,62 @@ mod tests {
         let cfg = config(
             vec![br],
             vec![
-                instance("c1", None, nic("br0", "vc1", Some("10.0.0.5"), &["203.0.113.10/32"], &[])),
-                instance("c2", None, nic("br0", "vc2", Some("10.0.0.6"), &["203.0.113.10/32"], &[])),
-                instance("c3", None, nic("br0", "vc3", None, &["203.0.113.10/32"], &[])),
+                instance(
+                    "c1",
+                    None,
+                    nic("br0", "vc1", Some("10.0.0.5"), &["203.0.113.10/32"], &[]),
+                ),
+                instance(
+                    "c2",
+                    None,
+                    nic("br0", "vc2", Some("10.0.0.6"), &["203.0.113.10/32"], &[]),
+                ),
+                instance(
+                    "c3",
+                    None,
+                    nic("br0", "vc3", None, &["203.0.113.10/32"], &[]),
+                ),
             ],
         );
-        let links = vec![link(BR, "br0", None), link(11, "vc1", Some(BR)), link(12, "vc2", Some(BR)), link(13, "vc3", Some(BR))];
+        let links = vec![
+            link(BR, "br0", None),
+            link(11, "vc1", Some(BR)),
+            link(12, "vc2", Some(BR)),
+            link(13, "vc3", Some(BR)),
+        ];
         let intent = plan(&cfg, &view(links.clone(), vec![]));
         let wanted = &intent.routes[&net("203.0.113.10/32")];
         assert_eq!(
             wanted.route.next_hops,
             vec![
-                RouteNextHop { ifindex: BR, gateway: Some(ip("10.0.0.5")) },
-                RouteNextHop { ifindex: BR, gateway: Some(ip("10.0.0.6")) },
+                RouteNextHop {
+                    ifindex: BR,
+                    gateway: Some(ip("10.0.0.5"))
+                },
+                RouteNextHop {
+                    ifindex: BR,
+                    gateway: Some(ip("10.0.0.6"))
+                },
             ]
         );
         assert_eq!(wanted.owners.len(), 3);
         // One NIC stops: the multipath shrinks.
         let intent = plan(&cfg, &view(links[..2].to_vec(), vec![]));
-        assert_eq!(intent.routes[&net("203.0.113.10/32")].route.next_hops.len(), 1);
+        assert_eq!(
+            intent.routes[&net("203.0.113.10/32")].route.next_hops.len(),
+            1
+        );
         // Only the address-less NIC runs: a plain device route.
-        let intent = plan(&cfg, &view(vec![links[0].clone(), links[3].clone()], vec![]));
+        let intent = plan(
+            &cfg,
+            &view(vec![links[0].clone(), links[3].clone()], vec![]),
+        );
         assert_eq!(
             intent.routes[&net("203.0.113.10/32")].route.next_hops,
-            vec![RouteNextHop { ifindex: BR, gateway: None }]
+            vec![RouteNextHop {
+                ifindex: BR,
+                gateway: None
+            }]
         );
     }
 
@@ -495,44 +674,112 @@ mod tests {
         ovn.uplink = Some("uplink".into());
         ovn.ipv4.address = Some("10.20.0.1/24".parse().unwrap());
         ovn.ipv4.ovn_router_address = Some("198.51.100.20".parse().unwrap());
-        let here = instance("c1", Some("node1"), nic("ovn1", "x", None, &["203.0.113.32/28"], &[]));
-        let mut there = instance("c2", Some("node2"), nic("ovn1", "y", None, &["203.0.113.48/28"], &[]));
+        let here = instance(
+            "c1",
+            Some("node1"),
+            nic("ovn1", "x", None, &["203.0.113.32/28"], &[]),
+        );
+        let mut there = instance(
+            "c2",
+            Some("node2"),
+            nic("ovn1", "y", None, &["203.0.113.48/28"], &[]),
+        );
         there.name = "c2".into();
         let cfg = config(vec![uplink, ovn], vec![here, there]);
         let intent = plan(&cfg, &KernelView::default());
         let keys: Vec<_> = intent.adverts.keys().copied().collect();
         assert_eq!(keys, vec![net("10.20.0.0/24"), net("203.0.113.32/28")]);
-        assert!(intent.adverts.values().all(|a| a.next_hop == NextHopRule::Fixed(ip("198.51.100.20"))));
+        assert!(intent
+            .adverts
+            .values()
+            .all(|a| a.next_hop == NextHopRule::Fixed(ip("198.51.100.20"))));
         assert!(intent.routes.is_empty());
     }
 
     fn session(local: &str, enh: bool) -> SessionView {
-        SessionView { local: ip(local), extended_next_hop_ipv4: enh }
+        SessionView {
+            local: ip(local),
+            extended_next_hop_ipv4: enh,
+        }
     }
 
     #[test]
     fn next_hop_is_self_when_families_match() {
         let v = KernelView::default();
         let rule = NextHopRule::Host(None);
-        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("198.51.100.1", false), &v), Ok(ip("198.51.100.1")));
-        assert_eq!(resolve_next_hop(&net("2001:db8::/64"), &rule, &session("2001:db8:ff::2", false), &v), Ok(ip("2001:db8:ff::2")));
+        assert_eq!(
+            resolve_next_hop(
+                &net("203.0.113.0/24"),
+                &rule,
+                &session("198.51.100.1", false),
+                &v
+            ),
+            Ok(ip("198.51.100.1"))
+        );
+        assert_eq!(
+            resolve_next_hop(
+                &net("2001:db8::/64"),
+                &rule,
+                &session("2001:db8:ff::2", false),
+                &v
+            ),
+            Ok(ip("2001:db8:ff::2"))
+        );
     }
 
     #[test]
     fn next_hop_of_the_other_family_comes_from_the_interface_toward_the_peer() {
         let v = view(
             vec![link(UPLINK, "eth0", None)],
-            vec![addr(UPLINK, "2001:db8:ff::2/64"), addr(UPLINK, "198.51.100.2/24"), addr(BR, "203.0.113.1/24")],
+            vec![
+                addr(UPLINK, "2001:db8:ff::2/64"),
+                addr(UPLINK, "198.51.100.2/24"),
+                addr(BR, "203.0.113.1/24"),
+            ],
         );
         let rule = NextHopRule::Host(None);
-        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("2001:db8:ff::2", false), &v), Ok(ip("198.51.100.2")));
+        assert_eq!(
+            resolve_next_hop(
+                &net("203.0.113.0/24"),
+                &rule,
+                &session("2001:db8:ff::2", false),
+                &v
+            ),
+            Ok(ip("198.51.100.2"))
+        );
         // Without an IPv4 address there, only extended next hop helps.
-        let v = view(vec![link(UPLINK, "eth0", None)], vec![addr(UPLINK, "2001:db8:ff::2/64")]);
-        assert!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("2001:db8:ff::2", false), &v).is_err());
-        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &rule, &session("2001:db8:ff::2", true), &v), Ok(ip("2001:db8:ff::2")));
+        let v = view(
+            vec![link(UPLINK, "eth0", None)],
+            vec![addr(UPLINK, "2001:db8:ff::2/64")],
+        );
+        assert!(resolve_next_hop(
+            &net("203.0.113.0/24"),
+            &rule,
+            &session("2001:db8:ff::2", false),
+            &v
+        )
+        .is_err());
+        assert_eq!(
+            resolve_next_hop(
+                &net("203.0.113.0/24"),
+                &rule,
+                &session("2001:db8:ff::2", true),
+                &v
+            ),
+            Ok(ip("2001:db8:ff::2"))
+        );
         // An IPv6 prefix over an IPv4 session never takes an IPv4 (or mapped) next hop.
-        let v = view(vec![link(UPLINK, "eth0", None)], vec![addr(UPLINK, "198.51.100.2/24")]);
-        let err = resolve_next_hop(&net("2001:db8::/64"), &rule, &session("198.51.100.2", true), &v).unwrap_err();
+        let v = view(
+            vec![link(UPLINK, "eth0", None)],
+            vec![addr(UPLINK, "198.51.100.2/24")],
+        );
+        let err = resolve_next_hop(
+            &net("2001:db8::/64"),
+            &rule,
+            &session("198.51.100.2", true),
+            &v,
+        )
+        .unwrap_err();
         assert!(err.contains("IPv6"), "{err}");
     }
 
@@ -540,17 +787,53 @@ mod tests {
     fn override_and_fixed_next_hops_must_fit_the_family() {
         let v = KernelView::default();
         let over = NextHopRule::Host(Some(ip("198.51.100.3")));
-        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &over, &session("2001:db8:ff::2", false), &v), Ok(ip("198.51.100.3")));
+        assert_eq!(
+            resolve_next_hop(
+                &net("203.0.113.0/24"),
+                &over,
+                &session("2001:db8:ff::2", false),
+                &v
+            ),
+            Ok(ip("198.51.100.3"))
+        );
         let fixed6 = NextHopRule::Fixed(ip("2001:db8:ff::20"));
-        assert!(resolve_next_hop(&net("203.0.113.0/24"), &fixed6, &session("198.51.100.2", false), &v).is_err());
-        assert_eq!(resolve_next_hop(&net("203.0.113.0/24"), &fixed6, &session("198.51.100.2", true), &v), Ok(ip("2001:db8:ff::20")));
+        assert!(resolve_next_hop(
+            &net("203.0.113.0/24"),
+            &fixed6,
+            &session("198.51.100.2", false),
+            &v
+        )
+        .is_err());
+        assert_eq!(
+            resolve_next_hop(
+                &net("203.0.113.0/24"),
+                &fixed6,
+                &session("198.51.100.2", true),
+                &v
+            ),
+            Ok(ip("2001:db8:ff::20"))
+        );
         let fixed4 = NextHopRule::Fixed(ip("198.51.100.20"));
-        assert!(resolve_next_hop(&net("2001:db8::/64"), &fixed4, &session("2001:db8:ff::2", true), &v).is_err());
+        assert!(resolve_next_hop(
+            &net("2001:db8::/64"),
+            &fixed4,
+            &session("2001:db8:ff::2", true),
+            &v
+        )
+        .is_err());
     }
 
     #[test]
     fn router_id_is_the_lowest_usable_ipv4_address() {
-        let v = view(vec![], vec![addr(1, "127.0.0.1/8"), addr(2, "198.51.100.7/24"), addr(3, "192.0.2.9/24"), addr(3, "2001:db8::1/64")]);
+        let v = view(
+            vec![],
+            vec![
+                addr(1, "127.0.0.1/8"),
+                addr(2, "198.51.100.7/24"),
+                addr(3, "192.0.2.9/24"),
+                addr(3, "2001:db8::1/64"),
+            ],
+        );
         assert_eq!(default_router_id(&v), Some("192.0.2.9".parse().unwrap()));
         assert_eq!(default_router_id(&KernelView::default()), None);
     }

@@ -27,7 +27,10 @@ impl Changes {
         }
         let mut groups: HashMap<(IpAddr, Family), Vec<IpNet>> = HashMap::new();
         for (prefix, next_hop) in &self.announce {
-            groups.entry((*next_hop, Family::of(prefix))).or_default().push(*prefix);
+            groups
+                .entry((*next_hop, Family::of(prefix)))
+                .or_default()
+                .push(*prefix);
         }
         let mut keys: Vec<_> = groups.keys().copied().collect();
         keys.sort();
@@ -69,7 +72,10 @@ impl AdjRibOut {
     pub fn all(&self) -> Changes {
         let mut announce: Vec<_> = self.routes.iter().map(|(p, nh)| (*p, *nh)).collect();
         announce.sort();
-        Changes { announce, withdraw: Vec::new() }
+        Changes {
+            announce,
+            withdraw: Vec::new(),
+        }
     }
 
     pub fn prefixes(&self) -> impl Iterator<Item = &IpNet> {
@@ -81,7 +87,10 @@ impl AdjRibOut {
     }
 
     pub fn count(&self, family: Family) -> usize {
-        self.routes.keys().filter(|p| Family::of(p) == family).count()
+        self.routes
+            .keys()
+            .filter(|p| Family::of(p) == family)
+            .count()
     }
 
     pub fn clear(&mut self) {

@@ -82,8 +82,14 @@ impl Negotiated {
 
 pub fn build_open(local: &LocalParams) -> Open {
     let mut capabilities = vec![
-        Capability::Multiprotocol { afi: AFI_IPV4, safi: SAFI_UNICAST },
-        Capability::Multiprotocol { afi: AFI_IPV6, safi: SAFI_UNICAST },
+        Capability::Multiprotocol {
+            afi: AFI_IPV4,
+            safi: SAFI_UNICAST,
+        },
+        Capability::Multiprotocol {
+            afi: AFI_IPV6,
+            safi: SAFI_UNICAST,
+        },
         Capability::RouteRefresh,
         Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
             nlri_afi: AFI_IPV4,
@@ -118,11 +124,19 @@ pub fn build_open(local: &LocalParams) -> Open {
 }
 
 fn open_error(subcode: u8, data: Vec<u8>) -> Notification {
-    Notification { code: OPEN_MESSAGE_ERROR, subcode, data }
+    Notification {
+        code: OPEN_MESSAGE_ERROR,
+        subcode,
+        data,
+    }
 }
 
 /// Checks the peer's OPEN against what we expect; Err is the NOTIFICATION to send.
-pub fn negotiate(local: &LocalParams, expected_peer_asn: u32, open: &Open) -> Result<Negotiated, Notification> {
+pub fn negotiate(
+    local: &LocalParams,
+    expected_peer_asn: u32,
+    open: &Open,
+) -> Result<Negotiated, Notification> {
     if open.version != BGP_VERSION {
         return Err(open_error(UNSUPPORTED_VERSION, vec![0, BGP_VERSION]));
     }
@@ -157,16 +171,25 @@ pub fn negotiate(local: &LocalParams, expected_peer_asn: u32, open: &Open) -> Re
             Capability::GracefulRestart(_) => graceful_restart = true,
             Capability::ExtendedNextHop(entries) => {
                 extended_next_hop_ipv4 |= entries.iter().any(|e| {
-                    e.nlri_afi == AFI_IPV4 && e.nlri_safi == u16::from(SAFI_UNICAST) && e.next_hop_afi == AFI_IPV6
+                    e.nlri_afi == AFI_IPV4
+                        && e.nlri_safi == u16::from(SAFI_UNICAST)
+                        && e.next_hop_afi == AFI_IPV6
                 })
             }
             Capability::Unknown { .. } => {}
         }
     }
-    let has_mp = open.capabilities.iter().any(|c| matches!(c, Capability::Multiprotocol { .. }));
+    let has_mp = open
+        .capabilities
+        .iter()
+        .any(|c| matches!(c, Capability::Multiprotocol { .. }));
     // RFC 4760: a speaker that announces no multiprotocol capability does IPv4 unicast only.
     let families = if has_mp {
-        Family::ALL.iter().copied().filter(|f| offered_families.contains(f)).collect()
+        Family::ALL
+            .iter()
+            .copied()
+            .filter(|f| offered_families.contains(f))
+            .collect()
     } else {
         vec![Family::Ipv4Unicast]
     };
@@ -238,18 +261,34 @@ mod tests {
             asn: 65010,
             router_id: Ipv4Addr::new(198, 51, 100, 1),
             hold_time: 90,
-            graceful_restart: Some(GracefulRestartParams { restart_time: 120, restarting: false, forwarding: true }),
+            graceful_restart: Some(GracefulRestartParams {
+                restart_time: 120,
+                restarting: false,
+                forwarding: true,
+            }),
         }
     }
 
     fn peer_open(caps: Vec<Capability>) -> Open {
-        Open { version: 4, my_as: 65000, hold_time: 240, bgp_id: Ipv4Addr::new(198, 51, 100, 254), capabilities: caps }
+        Open {
+            version: 4,
+            my_as: 65000,
+            hold_time: 240,
+            bgp_id: Ipv4Addr::new(198, 51, 100, 254),
+            capabilities: caps,
+        }
     }
 
     fn bird_caps() -> Vec<Capability> {
         vec![
-            Capability::Multiprotocol { afi: AFI_IPV4, safi: SAFI_UNICAST },
-            Capability::Multiprotocol { afi: AFI_IPV6, safi: SAFI_UNICAST },
+            Capability::Multiprotocol {
+                afi: AFI_IPV4,
+                safi: SAFI_UNICAST,
+            },
+            Capability::Multiprotocol {
+                afi: AFI_IPV6,
+                safi: SAFI_UNICAST,
+            },
             Capability::RouteRefresh,
             Capability::FourOctetAs(65000),
         ]
@@ -274,7 +313,10 @@ mod tests {
 
     #[test]
     fn only_ipv6_offered() {
-        let caps = vec![Capability::Multiprotocol { afi: AFI_IPV6, safi: SAFI_UNICAST }];
+        let caps = vec![Capability::Multiprotocol {
+            afi: AFI_IPV6,
+            safi: SAFI_UNICAST,
+        }];
         let n = negotiate(&local(), 65000, &peer_open(caps)).unwrap();
         assert_eq!(n.families, vec![Family::Ipv6Unicast]);
     }
@@ -287,14 +329,22 @@ mod tests {
             nlri_safi: 1,
             next_hop_afi: AFI_IPV6,
         }]));
-        assert!(negotiate(&local(), 65000, &peer_open(caps)).unwrap().extended_next_hop_ipv4);
+        assert!(
+            negotiate(&local(), 65000, &peer_open(caps))
+                .unwrap()
+                .extended_next_hop_ipv4
+        );
         let mut caps = bird_caps();
         caps.push(Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
             nlri_afi: AFI_IPV4,
             nlri_safi: 128,
             next_hop_afi: AFI_IPV6,
         }]));
-        assert!(!negotiate(&local(), 65000, &peer_open(caps)).unwrap().extended_next_hop_ipv4);
+        assert!(
+            !negotiate(&local(), 65000, &peer_open(caps))
+                .unwrap()
+                .extended_next_hop_ipv4
+        );
     }
 
     #[test]
@@ -307,7 +357,10 @@ mod tests {
     fn four_octet_capability_wins_over_my_as() {
         let mut open = peer_open(vec![Capability::FourOctetAs(4_200_000_000)]);
         open.my_as = AS_TRANS;
-        assert_eq!(negotiate(&local(), 4_200_000_000, &open).unwrap().peer_asn, 4_200_000_000);
+        assert_eq!(
+            negotiate(&local(), 4_200_000_000, &open).unwrap().peer_asn,
+            4_200_000_000
+        );
         let err = negotiate(&local(), 23456, &open).unwrap_err();
         assert_eq!((err.code, err.subcode), (2, 2));
     }
@@ -317,7 +370,10 @@ mod tests {
         let mut open = peer_open(bird_caps());
         open.version = 3;
         let err = negotiate(&local(), 65000, &open).unwrap_err();
-        assert_eq!((err.code, err.subcode, err.data.clone()), (2, 1, vec![0, 4]));
+        assert_eq!(
+            (err.code, err.subcode, err.data.clone()),
+            (2, 1, vec![0, 4])
+        );
         for bad in [1, 2] {
             let mut open = peer_open(bird_caps());
             open.hold_time = bad;
@@ -327,10 +383,18 @@ mod tests {
         let mut open = peer_open(bird_caps());
         open.hold_time = 0;
         let n = negotiate(&local(), 65000, &open).unwrap();
-        assert_eq!((n.hold_time, n.keepalive_interval(), n.hold_duration()), (0, None, None));
+        assert_eq!(
+            (n.hold_time, n.keepalive_interval(), n.hold_duration()),
+            (0, None, None)
+        );
         let mut open = peer_open(bird_caps());
         open.hold_time = 3;
-        assert_eq!(negotiate(&local(), 65000, &open).unwrap().keepalive_interval(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            negotiate(&local(), 65000, &open)
+                .unwrap()
+                .keepalive_interval(),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -353,7 +417,9 @@ mod tests {
         l.asn = 4_200_000_000;
         let open = build_open(&l);
         assert_eq!(open.my_as, AS_TRANS);
-        assert!(open.capabilities.contains(&Capability::FourOctetAs(4_200_000_000)));
+        assert!(open
+            .capabilities
+            .contains(&Capability::FourOctetAs(4_200_000_000)));
         assert!(open.capabilities.contains(&Capability::ExtendedMessage));
         let gr = open.capabilities.iter().find_map(|c| match c {
             Capability::GracefulRestart(gr) => Some(gr.clone()),
@@ -364,7 +430,10 @@ mod tests {
         assert_eq!(gr.families.len(), 2);
         assert!(gr.families.iter().all(|f| f.forwarding_state));
         l.graceful_restart = None;
-        assert!(!build_open(&l).capabilities.iter().any(|c| matches!(c, Capability::GracefulRestart(_))));
+        assert!(!build_open(&l)
+            .capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::GracefulRestart(_))));
     }
 
     #[test]

@@ -27,11 +27,19 @@ pub const MAX_KEY_LEN: usize = TCP_MD5SIG_MAXKEYLEN;
 ///
 /// An IPv4 peer on an IPv6 socket must be given as `::ffff:a.b.c.d`, which is what a
 /// dual-stack listener sees, so `socket_is_v6` selects the form.
-pub fn set_key(socket: &impl AsRawFd, peer: IpAddr, key: &[u8], socket_is_v6: bool) -> io::Result<()> {
+pub fn set_key(
+    socket: &impl AsRawFd,
+    peer: IpAddr,
+    key: &[u8],
+    socket_is_v6: bool,
+) -> io::Result<()> {
     if key.len() > MAX_KEY_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("TCP MD5 key is {} bytes, the kernel accepts at most {MAX_KEY_LEN}", key.len()),
+            format!(
+                "TCP MD5 key is {} bytes, the kernel accepts at most {MAX_KEY_LEN}",
+                key.len()
+            ),
         ));
     }
     // SAFETY: all-zero is a valid value for this plain C struct.
@@ -53,7 +61,10 @@ pub fn set_key(socket: &impl AsRawFd, peer: IpAddr, key: &[u8], socket_is_v6: bo
         Ok(())
     } else {
         let err = io::Error::last_os_error();
-        Err(io::Error::new(err.kind(), format!("setting the TCP MD5 key for {peer}: {err}")))
+        Err(io::Error::new(
+            err.kind(),
+            format!("setting the TCP MD5 key for {peer}: {err}"),
+        ))
     }
 }
 
@@ -65,13 +76,17 @@ fn write_sockaddr(storage: &mut libc::sockaddr_storage, peer: IpAddr, socket_is_
     match peer {
         IpAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
-            let sin = unsafe { &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
         }
         IpAddr::V6(v6) => {
             // SAFETY: as above.
-            let sin6 = unsafe { &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_addr.s6_addr = v6.octets();
         }
@@ -139,7 +154,6 @@ pub fn unmap(addr: IpAddr) -> IpAddr {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,9 +164,23 @@ mod tests {
                     TcpExt: 0 3 1 7\n\
                     IpExt: InNoRoutes\nIpExt: 0\n";
         let c = Md5Counters::parse(text);
-        assert_eq!(c, Md5Counters { failure: 7, not_found: 3, unexpected: 1 });
-        let before = Md5Counters { failure: 5, not_found: 3, unexpected: 0 };
-        assert_eq!(c.growth_since(&before).as_deref(), Some("TCPMD5Failure +2, TCPMD5Unexpected +1"));
+        assert_eq!(
+            c,
+            Md5Counters {
+                failure: 7,
+                not_found: 3,
+                unexpected: 1
+            }
+        );
+        let before = Md5Counters {
+            failure: 5,
+            not_found: 3,
+            unexpected: 0,
+        };
+        assert_eq!(
+            c.growth_since(&before).as_deref(),
+            Some("TCPMD5Failure +2, TCPMD5Unexpected +1")
+        );
         assert_eq!(c.growth_since(&c), None);
     }
 

@@ -48,17 +48,37 @@ pub enum SessionCmd {
     /// A connection the listener accepted from this peer's address.
     Inbound(TcpStream),
     /// Route changes for the session established as `epoch`.
-    Changes { epoch: u64, changes: Changes },
-    EndOfRib { epoch: u64, families: Vec<Family> },
+    Changes {
+        epoch: u64,
+        changes: Changes,
+    },
+    EndOfRib {
+        epoch: u64,
+        families: Vec<Family>,
+    },
     /// Close the session (with this NOTIFICATION, if any) and end the task.
-    Stop { notification: Option<Notification>, done: oneshot::Sender<()> },
+    Stop {
+        notification: Option<Notification>,
+        done: oneshot::Sender<()>,
+    },
 }
 
 #[derive(Debug)]
 pub enum SessionEvent {
-    Established { id: u64, epoch: u64, local: IpAddr, negotiated: Negotiated },
-    Down { id: u64, epoch: u64 },
-    RouteRefresh { id: u64, epoch: u64 },
+    Established {
+        id: u64,
+        epoch: u64,
+        local: IpAddr,
+        negotiated: Negotiated,
+    },
+    Down {
+        id: u64,
+        epoch: u64,
+    },
+    RouteRefresh {
+        id: u64,
+        epoch: u64,
+    },
 }
 
 /// Counters the reader task bumps without taking a lock.
@@ -114,7 +134,10 @@ struct Conn {
 
 impl Conn {
     async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let limit = self.negotiated.hold_duration().unwrap_or(Duration::from_secs(90));
+        let limit = self
+            .negotiated
+            .hold_duration()
+            .unwrap_or(Duration::from_secs(90));
         match timeout(limit, self.writer.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write failed: {e}")),
@@ -161,7 +184,10 @@ pub async fn run(
     let params = Arc::new(params);
     let peer = params.peer.address;
     let id = params.id;
-    let received = status.lock().map(|s| s.received.clone()).unwrap_or_default();
+    let received = status
+        .lock()
+        .map(|s| s.received.clone())
+        .unwrap_or_default();
     let mut backoff = Backoff::default();
     let mut handshakes: JoinSet<Result<Conn, HandshakeError>> = JoinSet::new();
     let mut confirm: Option<Conn> = None;
@@ -172,7 +198,11 @@ pub async fn run(
     let mut next_keepalive = tokio::time::Instant::now();
     let template = RouteAttrs {
         origin: Origin::Igp,
-        as_path: if params.peer.asn == params.local.asn { vec![] } else { vec![params.local.asn] },
+        as_path: if params.peer.asn == params.local.asn {
+            vec![]
+        } else {
+            vec![params.local.asn]
+        },
         next_hop: IpAddr::from([0, 0, 0, 0]),
         link_local_next_hop: None,
         local_pref: (params.peer.asn == params.local.asn).then_some(100),
@@ -354,10 +384,19 @@ pub async fn run(
 }
 
 fn cease(subcode: u8) -> Notification {
-    Notification { code: CEASE, subcode, data: Vec::new() }
+    Notification {
+        code: CEASE,
+        subcode,
+        data: Vec::new(),
+    }
 }
 
-fn fail(status: &SharedStatus, connect_at: &mut tokio::time::Instant, backoff: &mut Backoff, message: String) {
+fn fail(
+    status: &SharedStatus,
+    connect_at: &mut tokio::time::Instant,
+    backoff: &mut Backoff,
+    message: String,
+) {
     *connect_at = tokio::time::Instant::now() + backoff.next_delay();
     update_status(status, |s| {
         s.state = State::Active;
@@ -371,9 +410,14 @@ fn describe_end(event: Option<ReaderEvent>) -> (String, Option<Notification>) {
         Some(ReaderEvent::Notification(n)) => (format!("peer sent NOTIFICATION {n}"), None),
         Some(ReaderEvent::Fatal(message, reply)) => (message, reply),
         Some(ReaderEvent::Closed(message)) => (message, None),
-        Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => {
-            ("unexpected message".into(), Some(Notification { code: FSM_ERROR, subcode: 0, data: vec![] }))
-        }
+        Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => (
+            "unexpected message".into(),
+            Some(Notification {
+                code: FSM_ERROR,
+                subcode: 0,
+                data: vec![],
+            }),
+        ),
         None => ("connection reader ended".into(), None),
     }
 }
@@ -389,19 +433,36 @@ async fn connect(params: &SessionParams) -> Result<TcpStream, String> {
     let peer = &params.peer;
     let target = SocketAddr::new(peer.address, peer.port);
     let v6 = peer.address.is_ipv6();
-    let socket = if v6 { TcpSocket::new_v6() } else { TcpSocket::new_v4() }
-        .map_err(|e| format!("socket: {e}"))?;
+    let socket = if v6 {
+        TcpSocket::new_v6()
+    } else {
+        TcpSocket::new_v4()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
     if let Some(password) = &peer.password {
         md5::set_key(&socket, peer.address, password.as_bytes(), v6).map_err(|e| e.to_string())?;
     }
-    if let Some(bind) = params.bind.filter(|b| b.is_ipv6() == v6 && !b.is_unspecified()) {
-        socket.bind(SocketAddr::new(bind, 0)).map_err(|e| format!("bind {bind}: {e}"))?;
+    if let Some(bind) = params
+        .bind
+        .filter(|b| b.is_ipv6() == v6 && !b.is_unspecified())
+    {
+        socket
+            .bind(SocketAddr::new(bind, 0))
+            .map_err(|e| format!("bind {bind}: {e}"))?;
     }
     let before = Md5Counters::read();
     match timeout(CONNECT_TIMEOUT, socket.connect(target)).await {
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(with_md5_hint(format!("connect to {target}: {e}"), peer, &before)),
-        Err(_) => Err(with_md5_hint(format!("connect to {target}: timed out"), peer, &before)),
+        Ok(Err(e)) => Err(with_md5_hint(
+            format!("connect to {target}: {e}"),
+            peer,
+            &before,
+        )),
+        Err(_) => Err(with_md5_hint(
+            format!("connect to {target}: timed out"),
+            peer,
+            &before,
+        )),
     }
 }
 
@@ -423,12 +484,17 @@ async fn handshake(
 ) -> Result<Conn, HandshakeError> {
     let err = |message: String| HandshakeError { direction, message };
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().map(|a| md5::unmap(a.ip())).map_err(|e| err(e.to_string()))?;
+    let local = stream
+        .local_addr()
+        .map(|a| md5::unmap(a.ip()))
+        .map_err(|e| err(e.to_string()))?;
     let (mut rd, mut wr) = stream.into_split();
     let plain = Codec::default();
     let mut out = Vec::new();
     Message::Open(fsm::build_open(&params.local)).encode(&plain, &mut out);
-    wr.write_all(&out).await.map_err(|e| err(format!("sending OPEN: {e}")))?;
+    wr.write_all(&out)
+        .await
+        .map_err(|e| err(format!("sending OPEN: {e}")))?;
 
     let mut buf = Vec::with_capacity(4096);
     let msg = match read_message(&mut rd, &mut buf, &plain, Some(OPEN_WAIT)).await {
@@ -438,7 +504,10 @@ async fn handshake(
             return Err(err(format!("bad message from peer: {}", e.reason)));
         }
         Err(ReadError::Timeout) => {
-            return Err(err(format!("no OPEN from the peer within {}s", OPEN_WAIT.as_secs())));
+            return Err(err(format!(
+                "no OPEN from the peer within {}s",
+                OPEN_WAIT.as_secs()
+            )));
         }
         Err(ReadError::Io(e)) => return Err(err(format!("waiting for OPEN: {e}"))),
     };
@@ -446,7 +515,16 @@ async fn handshake(
         Message::Open(open) => open,
         Message::Notification(n) => return Err(err(format!("peer sent NOTIFICATION {n}"))),
         _ => {
-            send_notification(&mut wr, &plain, Notification { code: FSM_ERROR, subcode: 1, data: vec![] }).await;
+            send_notification(
+                &mut wr,
+                &plain,
+                Notification {
+                    code: FSM_ERROR,
+                    subcode: 1,
+                    data: vec![],
+                },
+            )
+            .await;
             return Err(err("peer sent a message other than OPEN first".into()));
         }
     };
@@ -458,15 +536,28 @@ async fn handshake(
             return Err(err(message));
         }
     };
-    let codec = Codec { four_octet_as: negotiated.four_octet_as, extended_message: negotiated.extended_message };
+    let codec = Codec {
+        four_octet_as: negotiated.four_octet_as,
+        extended_message: negotiated.extended_message,
+    };
     out.clear();
     Message::Keepalive.encode(&codec, &mut out);
-    wr.write_all(&out).await.map_err(|e| err(format!("sending KEEPALIVE: {e}")))?;
+    wr.write_all(&out)
+        .await
+        .map_err(|e| err(format!("sending KEEPALIVE: {e}")))?;
 
     let (tx, events) = mpsc::unbounded_channel();
     let hold = negotiated.hold_duration();
     let reader = tokio::spawn(read_loop(rd, buf, codec, hold, tx, counters));
-    Ok(Conn { direction, local, negotiated, codec, writer: wr, events, reader })
+    Ok(Conn {
+        direction,
+        local,
+        negotiated,
+        codec,
+        writer: wr,
+        events,
+        reader,
+    })
 }
 
 async fn send_notification(wr: &mut OwnedWriteHalf, codec: &Codec, n: Notification) {
@@ -531,18 +622,27 @@ async fn read_loop(
             Ok(Message::Keepalive) => ReaderEvent::Keepalive,
             Ok(Message::Update(update)) => {
                 counters.updates.fetch_add(1, Ordering::Relaxed);
-                counters.prefixes.fetch_add(update.nlri.len() as u64, Ordering::Relaxed);
+                counters
+                    .prefixes
+                    .fetch_add(update.nlri.len() as u64, Ordering::Relaxed);
                 continue;
             }
             Ok(Message::RouteRefresh(_)) => ReaderEvent::RouteRefresh,
             Ok(Message::Notification(n)) => ReaderEvent::Notification(n),
             Ok(Message::Open(_)) => ReaderEvent::Fatal(
                 "peer sent OPEN on an open session".into(),
-                Some(Notification { code: FSM_ERROR, subcode: 0, data: vec![] }),
+                Some(Notification {
+                    code: FSM_ERROR,
+                    subcode: 0,
+                    data: vec![],
+                }),
             ),
             Err(ReadError::Decode(e)) => {
                 if e.action == ErrorAction::SessionReset {
-                    ReaderEvent::Fatal(format!("bad message from peer: {}", e.reason), Some(e.notification))
+                    ReaderEvent::Fatal(
+                        format!("bad message from peer: {}", e.reason),
+                        Some(e.notification),
+                    )
                 } else {
                     // RFC 7606: we import nothing, so treat-as-withdraw and
                     // attribute-discard leave nothing to undo.
@@ -552,8 +652,15 @@ async fn read_loop(
                 }
             }
             Err(ReadError::Timeout) => ReaderEvent::Fatal(
-                format!("hold timer expired ({}s without a message)", hold.map(|h| h.as_secs()).unwrap_or(0)),
-                Some(Notification { code: HOLD_TIMER_EXPIRED, subcode: 0, data: vec![] }),
+                format!(
+                    "hold timer expired ({}s without a message)",
+                    hold.map(|h| h.as_secs()).unwrap_or(0)
+                ),
+                Some(Notification {
+                    code: HOLD_TIMER_EXPIRED,
+                    subcode: 0,
+                    data: vec![],
+                }),
             ),
             Err(ReadError::Io(e)) => ReaderEvent::Closed(format!("connection lost: {e}")),
         };

@@ -25,9 +25,17 @@ pub struct Listener {
 
 impl Listener {
     /// Binds `addr` with every peer's MD5 key set before listen (accepted sockets inherit them).
-    pub fn bind(addr: SocketAddr, peers: &[Peer], directory: PeerDirectory) -> io::Result<Listener> {
+    pub fn bind(
+        addr: SocketAddr,
+        peers: &[Peer],
+        directory: PeerDirectory,
+    ) -> io::Result<Listener> {
         let is_v6 = addr.is_ipv6();
-        let socket = if is_v6 { TcpSocket::new_v6()? } else { TcpSocket::new_v4()? };
+        let socket = if is_v6 {
+            TcpSocket::new_v6()?
+        } else {
+            TcpSocket::new_v4()?
+        };
         socket.set_reuseaddr(true)?;
         let mut keyed = BTreeSet::new();
         for peer in peers {
@@ -38,12 +46,17 @@ impl Listener {
                 }
             }
         }
-        socket
-            .bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("binding core.bgp_address {addr}: {e}")))?;
+        socket.bind(addr).map_err(|e| {
+            io::Error::new(e.kind(), format!("binding core.bgp_address {addr}: {e}"))
+        })?;
         let socket = Arc::new(socket.listen(128)?);
         let task = tokio::spawn(accept_loop(socket.clone(), directory));
-        Ok(Listener { socket, is_v6, keyed, task })
+        Ok(Listener {
+            socket,
+            is_v6,
+            keyed,
+            task,
+        })
     }
 
     /// Brings the listener's MD5 keys in line with the configured peers.
@@ -52,7 +65,12 @@ impl Listener {
         for peer in peers {
             if let Some(password) = &peer.password {
                 if self.is_v6 || peer.address.is_ipv4() {
-                    md5::set_key(self.socket.as_ref(), peer.address, password.as_bytes(), self.is_v6)?;
+                    md5::set_key(
+                        self.socket.as_ref(),
+                        peer.address,
+                        password.as_bytes(),
+                        self.is_v6,
+                    )?;
                     wanted.insert(peer.address);
                 }
             }

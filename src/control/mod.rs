@@ -46,10 +46,18 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(result: Value) -> Reply {
-        Reply { ok: true, result: Some(result), error: None }
+        Reply {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
     }
     pub fn error(message: impl Into<String>) -> Reply {
-        Reply { ok: false, result: None, error: Some(message.into()) }
+        Reply {
+            ok: false,
+            result: None,
+            error: Some(message.into()),
+        }
     }
 }
 
@@ -62,7 +70,10 @@ pub struct Pending {
 /// Parses one request; the error names what was wrong.
 pub fn parse_request(bytes: &[u8]) -> Result<Request, String> {
     if bytes.len() > MAX_REQUEST_LEN {
-        return Err(format!("request too large ({} bytes, at most {MAX_REQUEST_LEN})", bytes.len()));
+        return Err(format!(
+            "request too large ({} bytes, at most {MAX_REQUEST_LEN})",
+            bytes.len()
+        ));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| "request is not UTF-8".to_string())?;
     serde_json::from_str(text.trim()).map_err(|e| format!("bad request: {e}"))
@@ -102,7 +113,10 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Pending>) {
 }
 
 async fn handle(mut stream: UnixStream, requests: mpsc::Sender<Pending>, own_uid: u32) {
-    let allowed = stream.peer_cred().map(|c| c.uid() == 0 || c.uid() == own_uid).unwrap_or(false);
+    let allowed = stream
+        .peer_cred()
+        .map(|c| c.uid() == 0 || c.uid() == own_uid)
+        .unwrap_or(false);
     let reply = if !allowed {
         Reply::error("permission denied: only root may use the hostbgp control socket")
     } else {
@@ -110,10 +124,18 @@ async fn handle(mut stream: UnixStream, requests: mpsc::Sender<Pending>, own_uid
             Err(message) => Reply::error(message),
             Ok(request) => {
                 let (tx, rx) = oneshot::channel();
-                if requests.send(Pending { command: request.command, reply: tx }).await.is_err() {
+                if requests
+                    .send(Pending {
+                        command: request.command,
+                        reply: tx,
+                    })
+                    .await
+                    .is_err()
+                {
                     Reply::error("the agent is stopping")
                 } else {
-                    rx.await.unwrap_or_else(|_| Reply::error("the agent is stopping"))
+                    rx.await
+                        .unwrap_or_else(|_| Reply::error("the agent is stopping"))
                 }
             }
         }
@@ -145,14 +167,21 @@ async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
 
 /// The CLI side: sends one request and returns the reply.
 pub async fn call(path: &Path, command: Command) -> Result<Reply, String> {
-    let mut stream = UnixStream::connect(path)
-        .await
-        .map_err(|e| format!("cannot reach hostbgp at {}: {e} (is `hostbgp run` running?)", path.display()))?;
+    let mut stream = UnixStream::connect(path).await.map_err(|e| {
+        format!(
+            "cannot reach hostbgp at {}: {e} (is `hostbgp run` running?)",
+            path.display()
+        )
+    })?;
     let mut bytes = serde_json::to_vec(&Request { command }).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
     let mut reply = Vec::new();
-    let wait = if command == Command::Shutdown { Duration::from_secs(60) } else { Duration::from_secs(30) };
+    let wait = if command == Command::Shutdown {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(30)
+    };
     match timeout(wait, stream.read_to_end(&mut reply)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(format!("reading reply: {e}")),
@@ -171,15 +200,27 @@ mod tests {
 
     #[test]
     fn parses_known_commands() {
-        assert_eq!(parse_request(br#"{"command":"status"}"#).unwrap().command, Command::Status);
-        assert_eq!(parse_request(b"{\"command\":\"shutdown\"}\n").unwrap().command, Command::Shutdown);
+        assert_eq!(
+            parse_request(br#"{"command":"status"}"#).unwrap().command,
+            Command::Status
+        );
+        assert_eq!(
+            parse_request(b"{\"command\":\"shutdown\"}\n")
+                .unwrap()
+                .command,
+            Command::Shutdown
+        );
     }
 
     #[test]
     fn refuses_bad_requests_with_a_reason() {
         assert!(parse_request(b"").unwrap_err().starts_with("bad request"));
-        assert!(parse_request(br#"{"command":"explode"}"#).unwrap_err().contains("unknown variant"));
-        assert!(parse_request(br#"{"command":"status","x":1}"#).unwrap_err().contains("unknown field"));
+        assert!(parse_request(br#"{"command":"explode"}"#)
+            .unwrap_err()
+            .contains("unknown variant"));
+        assert!(parse_request(br#"{"command":"status","x":1}"#)
+            .unwrap_err()
+            .contains("unknown field"));
         assert!(parse_request(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
         let big = vec![b' '; MAX_REQUEST_LEN + 1];
         assert!(parse_request(&big).unwrap_err().contains("too large"));
@@ -196,7 +237,9 @@ mod tests {
         tokio::spawn(serve(listener, tx));
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
-                let _ = p.reply.send(Reply::ok(serde_json::json!({"got": format!("{:?}", p.command)})));
+                let _ = p.reply.send(Reply::ok(
+                    serde_json::json!({"got": format!("{:?}", p.command)}),
+                ));
             }
         });
         let reply = call(&path, Command::Routes).await.unwrap();

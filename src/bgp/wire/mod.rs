@@ -159,7 +159,11 @@ pub enum PathAttribute {
     LocalPref(u32),
     MpReach(MpReach),
     MpUnreach(MpUnreach),
-    Unknown { flags: u8, type_code: u8, value: Vec<u8> },
+    Unknown {
+        flags: u8,
+        type_code: u8,
+        value: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,291 @@
+//! Sessions over loopback, without a kernel lab: two hostbgp session tasks talking to
+//! each other, and a scripted raw peer for the error paths.
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostbgp::bgp::adj_out::Changes;
+use hostbgp::bgp::fsm::{LocalParams, State};
+use hostbgp::bgp::session::{
+    self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
+};
+use hostbgp::bgp::speaker::{Listener, PeerDirectory};
+use hostbgp::bgp::wire::{frame_len, Capability, Codec, Message, Open};
+use hostbgp::config::Peer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+struct Side {
+    status: SharedStatus,
+    cmd: mpsc::UnboundedSender<SessionCmd>,
+    events: mpsc::UnboundedReceiver<SessionEvent>,
+    _listener: Option<Listener>,
+}
+
+fn peer(address: &str, port: u16, asn: u32, hold_time: u16) -> Peer {
+    Peer {
+        address: address.parse().unwrap(),
+        port,
+        asn,
+        password: None,
+        hold_time,
+        declared_by: vec![("br0".into(), "r1".into())],
+    }
+}
+
+fn local(asn: u32, id: [u8; 4], hold_time: u16) -> LocalParams {
+    LocalParams {
+        asn,
+        router_id: Ipv4Addr::from(id),
+        hold_time,
+        graceful_restart: None,
+    }
+}
+
+fn start(params: SessionParams, listen: Option<SocketAddr>) -> Side {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ev_tx, events) = mpsc::unbounded_channel();
+    let status: SharedStatus = Arc::new(Mutex::new(PeerStatus::default()));
+    let listener = listen.map(|addr| {
+        let dir = PeerDirectory::default();
+        dir.write().unwrap().insert(params.peer.address, tx.clone());
+        Listener::bind(addr, &[params.peer.clone()], dir).unwrap()
+    });
+    tokio::spawn(session::run(params, rx, ev_tx, status.clone()));
+    Side {
+        status,
+        cmd: tx,
+        events,
+        _listener: listener,
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip.parse::<IpAddr>().unwrap(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn established(side: &mut Side) -> u64 {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), side.events.recv()).await {
+            Ok(Some(SessionEvent::Established { epoch, .. })) => return epoch,
+            Ok(Some(_)) => continue,
+            _ => panic!("no Established event"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_resolve_the_collision_and_exchange_routes() {
+    let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+    let a = SessionParams {
+        id: 1,
+        peer: peer("127.0.0.2", pb, 65002, 30),
+        local: local(65001, [192, 0, 2, 1], 30),
+        bind: Some("127.0.0.1".parse().unwrap()),
+    };
+    let b = SessionParams {
+        id: 2,
+        peer: peer("127.0.0.1", pa, 65001, 30),
+        local: local(65002, [192, 0, 2, 2], 30),
+        bind: Some("127.0.0.2".parse().unwrap()),
+    };
+    let mut a = start(a, Some(SocketAddr::new("127.0.0.1".parse().unwrap(), pa)));
+    let mut b = start(b, Some(SocketAddr::new("127.0.0.2".parse().unwrap(), pb)));
+    let epoch = established(&mut a).await;
+    established(&mut b).await;
+
+    let mut changes = Changes::default();
+    for i in 0..2000u32 {
+        let p = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
+        changes.announce.push((p, "127.0.0.1".parse().unwrap()));
+    }
+    changes.announce.push((
+        "2001:db8:1::/48".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+    ));
+    a.cmd.send(SessionCmd::Changes { epoch, changes }).unwrap();
+    // A diff for an older epoch is never applied.
+    let mut stale = Changes::default();
+    stale.announce.push((
+        "192.0.2.0/24".parse().unwrap(),
+        "127.0.0.1".parse().unwrap(),
+    ));
+    a.cmd
+        .send(SessionCmd::Changes {
+            epoch: epoch + 100,
+            changes: stale,
+        })
+        .unwrap();
+    let received = b.status.lock().unwrap().received.clone();
+    wait_for("B to count 2001 prefixes", || {
+        (received.prefixes.load(Ordering::Relaxed) >= 2000).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // IPv4 NLRI are counted from the classic field; 2000 of them, packed.
+    assert_eq!(received.prefixes.load(Ordering::Relaxed), 2000);
+    assert!(
+        received.updates.load(Ordering::Relaxed) < 20,
+        "prefixes were not packed"
+    );
+    for side in [&a, &b] {
+        let s = side.status.lock().unwrap();
+        assert_eq!(s.state, State::Established);
+        let n = s.negotiated.as_ref().unwrap();
+        assert!(n.four_octet_as && n.extended_message && n.extended_next_hop_ipv4);
+    }
+
+    // Stop A with a NOTIFICATION: B sees the session go down and says why.
+    let (done, wait) = tokio::sync::oneshot::channel();
+    a.cmd
+        .send(SessionCmd::Stop {
+            notification: Some(hostbgp::bgp::wire::Notification {
+                code: 6,
+                subcode: 2,
+                data: vec![3, b'b', b'y', b'e'],
+            }),
+            done,
+        })
+        .unwrap();
+    wait.await.unwrap();
+    let status = b.status.clone();
+    let err = wait_for("B to notice", || status.lock().unwrap().last_error.clone()).await;
+    assert!(
+        err.contains("Cease") || err.contains("NOTIFICATION"),
+        "{err}"
+    );
+}
+
+/// Reads one message from a raw stream.
+async fn read_msg(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Message {
+    let codec = Codec::default();
+    loop {
+        if let Ok(Some(len)) = frame_len(buf, &codec) {
+            if buf.len() >= len {
+                let m = Message::decode(&buf[..len], &codec).unwrap();
+                buf.drain(..len);
+                return m;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn send_msg(stream: &mut TcpStream, m: Message) {
+    let mut out = Vec::new();
+    m.encode(&Codec::default(), &mut out);
+    stream.write_all(&out).await.unwrap();
+}
+
+fn raw_open(asn: u16, hold_time: u16) -> Message {
+    Message::Open(Open {
+        version: 4,
+        my_as: asn,
+        hold_time,
+        bgp_id: Ipv4Addr::new(192, 0, 2, 99),
+        capabilities: vec![Capability::FourOctetAs(u32::from(asn))],
+    })
+}
+
+async fn raw_peer_session(hold_time: u16, asn_expected: u32) -> (Side, TcpStream) {
+    let raw = TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let port = raw.local_addr().unwrap().port();
+    let params = SessionParams {
+        id: 7,
+        peer: peer("127.0.0.3", port, asn_expected, hold_time),
+        local: local(65001, [192, 0, 2, 1], hold_time),
+        bind: Some("127.0.0.1".parse().unwrap()),
+    };
+    let side = start(params, None);
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(10), raw.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    (side, stream)
+}
+
+#[tokio::test]
+async fn hold_timer_expires_when_the_peer_goes_silent() {
+    let (mut side, mut stream) = raw_peer_session(3, 65000).await;
+    let mut buf = Vec::new();
+    assert!(matches!(
+        read_msg(&mut stream, &mut buf).await,
+        Message::Open(_)
+    ));
+    send_msg(&mut stream, raw_open(65000, 3)).await;
+    send_msg(&mut stream, Message::Keepalive).await;
+    established(&mut side).await;
+    // Say nothing more: within the hold time we get a NOTIFICATION Hold Timer Expired.
+    loop {
+        match read_msg(&mut stream, &mut buf).await {
+            Message::Keepalive => continue,
+            Message::Notification(n) => {
+                assert_eq!(n.code, 4);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let status = side.status.clone();
+    let err = wait_for("last_error", || status.lock().unwrap().last_error.clone()).await;
+    assert!(err.contains("hold timer"), "{err}");
+}
+
+#[tokio::test]
+async fn wrong_peer_as_gets_bad_peer_as() {
+    let (side, mut stream) = raw_peer_session(90, 65000).await;
+    let mut buf = Vec::new();
+    assert!(matches!(
+        read_msg(&mut stream, &mut buf).await,
+        Message::Open(_)
+    ));
+    send_msg(&mut stream, raw_open(64999, 90)).await;
+    match read_msg(&mut stream, &mut buf).await {
+        Message::Notification(n) => assert_eq!((n.code, n.subcode), (2, 2)),
+        other => panic!("expected NOTIFICATION, got {other:?}"),
+    }
+    let status = side.status.clone();
+    let err = wait_for("last_error", || status.lock().unwrap().last_error.clone()).await;
+    assert!(err.contains("OPEN"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_marker_gets_connection_not_synchronized() {
+    let (_side, mut stream) = raw_peer_session(90, 65000).await;
+    let mut buf = Vec::new();
+    assert!(matches!(
+        read_msg(&mut stream, &mut buf).await,
+        Message::Open(_)
+    ));
+    let mut garbage = vec![0u8; 19];
+    garbage[16] = 0;
+    garbage[17] = 19;
+    garbage[18] = 4;
+    stream.write_all(&garbage).await.unwrap();
+    match read_msg(&mut stream, &mut buf).await {
+        Message::Notification(n) => assert_eq!((n.code, n.subcode), (1, 1)),
+        other => panic!("expected NOTIFICATION, got {other:?}"),
+    }
+}
