@@ -1,9 +1,39 @@
 //! BGP-4 wire format (RFC 4271 and extensions). Pure: no I/O.
 //!
-//! SKELETON: the public API below is fixed; bodies are filled in by the codec work.
+//! Decoding never panics: every read is bounds-checked and errors carry the
+//! NOTIFICATION to send together with the RFC 7606 action to take.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
+
+pub mod codes;
+mod header;
+mod notification;
+mod open;
+mod pack;
+mod prefix;
+mod update;
+
+#[cfg(test)]
+mod netgauze_tests;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+pub use header::{
+    MARKER, MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_OPEN, MSG_ROUTE_REFRESH, MSG_UPDATE,
+};
+pub use open::{
+    CAP_EXTENDED_MESSAGE, CAP_EXTENDED_NEXT_HOP, CAP_FOUR_OCTET_AS, CAP_GRACEFUL_RESTART,
+    CAP_MULTIPROTOCOL, CAP_ROUTE_REFRESH,
+};
+pub use update::{
+    ATTR_AGGREGATOR, ATTR_AS4_PATH, ATTR_AS_PATH, ATTR_ATOMIC_AGGREGATE, ATTR_LOCAL_PREF, ATTR_MED,
+    ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, ATTR_NEXT_HOP, ATTR_ORIGIN, FLAG_EXTENDED_LENGTH,
+    FLAG_OPTIONAL, FLAG_PARTIAL, FLAG_TRANSITIVE, SEG_AS_CONFED_SEQUENCE, SEG_AS_CONFED_SET,
+    SEG_AS_SEQUENCE, SEG_AS_SET,
+};
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
@@ -23,16 +53,26 @@ pub enum Family {
 impl Family {
     pub const ALL: [Family; 2] = [Family::Ipv4Unicast, Family::Ipv6Unicast];
     pub fn afi(self) -> u16 {
-        todo!()
+        match self {
+            Family::Ipv4Unicast => AFI_IPV4,
+            Family::Ipv6Unicast => AFI_IPV6,
+        }
     }
     pub fn safi(self) -> u8 {
-        todo!()
+        SAFI_UNICAST
     }
-    pub fn from_afi_safi(_afi: u16, _safi: u8) -> Option<Family> {
-        todo!()
+    pub fn from_afi_safi(afi: u16, safi: u8) -> Option<Family> {
+        match (afi, safi) {
+            (AFI_IPV4, SAFI_UNICAST) => Some(Family::Ipv4Unicast),
+            (AFI_IPV6, SAFI_UNICAST) => Some(Family::Ipv6Unicast),
+            _ => None,
+        }
     }
-    pub fn of(_net: &IpNet) -> Family {
-        todo!()
+    pub fn of(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::Ipv4Unicast,
+            IpNet::V6(_) => Family::Ipv6Unicast,
+        }
     }
 }
 
@@ -45,7 +85,11 @@ pub struct Codec {
 
 impl Codec {
     pub fn max_len(&self) -> usize {
-        todo!()
+        if self.extended_message {
+            MAX_EXTENDED_MESSAGE_LEN
+        } else {
+            MAX_MESSAGE_LEN
+        }
     }
 }
 
@@ -60,21 +104,34 @@ pub enum Message {
 
 impl Message {
     /// Appends the encoded message (header included) to `out`.
-    pub fn encode(&self, _codec: &Codec, _out: &mut Vec<u8>) {
-        todo!()
+    ///
+    /// The caller keeps the message within `codec.max_len()` (the packers do);
+    /// an over-long message is written with a wrong length field, never a panic.
+    pub fn encode(&self, codec: &Codec, out: &mut Vec<u8>) {
+        header::encode(self, codec, out)
     }
     /// Decodes exactly one whole message (header included).
-    pub fn decode(_buf: &[u8], _codec: &Codec) -> Result<Message, DecodeError> {
-        todo!()
+    pub fn decode(buf: &[u8], codec: &Codec) -> Result<Message, DecodeError> {
+        header::decode(buf, codec)
+    }
+    /// The message type code of the header.
+    pub fn type_code(&self) -> u8 {
+        match self {
+            Message::Open(_) => MSG_OPEN,
+            Message::Update(_) => MSG_UPDATE,
+            Message::Notification(_) => MSG_NOTIFICATION,
+            Message::Keepalive => MSG_KEEPALIVE,
+            Message::RouteRefresh(_) => MSG_ROUTE_REFRESH,
+        }
     }
 }
 
 /// Length of the message at the start of `buf` once its header is complete.
-pub fn frame_len(_buf: &[u8], _codec: &Codec) -> Result<Option<usize>, DecodeError> {
-    todo!()
+pub fn frame_len(buf: &[u8], codec: &Codec) -> Result<Option<usize>, DecodeError> {
+    header::frame_len(buf, codec)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorAction {
     SessionReset,
     TreatAsWithdraw,
@@ -205,18 +262,63 @@ pub struct RouteAttrs {
 }
 
 /// Appends as few UPDATE messages as possible announcing `prefixes`.
+///
+/// IPv4 prefixes go in the NLRI field with NEXT_HOP when the next hop is IPv4, in
+/// MP_REACH (RFC 8950) when it is IPv6. IPv6 prefixes need an IPv6 next hop; with an
+/// IPv4 next hop they are skipped (never sent with a mismatched family).
+/// Returns the number of messages appended.
 pub fn pack_announce(
-    _codec: &Codec,
-    _attrs: &RouteAttrs,
-    _prefixes: &[IpNet],
-    _out: &mut Vec<u8>,
+    codec: &Codec,
+    attrs: &RouteAttrs,
+    prefixes: &[IpNet],
+    out: &mut Vec<u8>,
 ) -> usize {
-    todo!()
+    pack::announce(codec, attrs, prefixes, out)
 }
 
-/// Appends as few UPDATE messages as possible withdrawing `prefixes`.
-pub fn pack_withdraw(_codec: &Codec, _prefixes: &[IpNet], _out: &mut Vec<u8>) -> usize {
-    todo!()
+/// Appends as few UPDATE messages as possible withdrawing `prefixes`
+/// (IPv4 in the withdrawn-routes field, IPv6 in MP_UNREACH; mixed slices are fine).
+pub fn pack_withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> usize {
+    pack::withdraw(codec, prefixes, out)
+}
+
+impl DecodeError {
+    pub(crate) fn new(
+        code: u8,
+        subcode: u8,
+        data: Vec<u8>,
+        action: ErrorAction,
+        reason: impl Into<String>,
+    ) -> DecodeError {
+        DecodeError {
+            notification: Notification {
+                code,
+                subcode,
+                data,
+            },
+            action,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.notification)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl ErrorAction {
+    /// Higher is more severe.
+    pub fn severity(&self) -> u8 {
+        match self {
+            ErrorAction::AttributeDiscard => 1,
+            ErrorAction::TreatAsWithdraw => 2,
+            ErrorAction::SessionReset => 3,
+        }
+    }
 }
 
 impl Open {

@@ -1,0 +1,215 @@
+//! Packing of prefixes sharing attributes into as few UPDATEs as fit. Hot path:
+//! bytes go straight into `out`; only the shared attribute block is allocated.
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::header::{begin, finish, MSG_UPDATE};
+use super::prefix;
+use super::update::{
+    begin_attr, end_attr, put_as_path, put_mp_reach_head, ATTR_AS4_PATH, ATTR_AS_PATH,
+    ATTR_LOCAL_PREF, ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, ATTR_NEXT_HOP, ATTR_ORIGIN,
+    FLAG_OPTIONAL, FLAG_TRANSITIVE, SEG_AS_SEQUENCE,
+};
+use super::{AsPathSegment, Codec, Family, RouteAttrs, HEADER_LEN};
+
+/// Longest encoded prefix (1 length byte + 16 address bytes).
+const MAX_PREFIX_WIRE: usize = 17;
+
+/// ORIGIN, AS_PATH, AS4_PATH (2-octet codec with large ASNs), LOCAL_PREF.
+fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + attrs.as_path.len() * 4);
+    let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_ORIGIN);
+    out.push(attrs.origin.code());
+    end_attr(&mut out, a, false);
+    let segs: Vec<AsPathSegment> = if attrs.as_path.is_empty() {
+        Vec::new()
+    } else {
+        vec![AsPathSegment {
+            kind: SEG_AS_SEQUENCE,
+            asns: attrs.as_path.clone(),
+        }]
+    };
+    let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_AS_PATH);
+    put_as_path(&mut out, &segs, codec.four_octet_as);
+    end_attr(&mut out, a, false);
+    if !codec.four_octet_as && attrs.as_path.iter().any(|&a| a > u16::MAX as u32) {
+        let a = begin_attr(&mut out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_PATH);
+        put_as_path(&mut out, &segs, true);
+        end_attr(&mut out, a, false);
+    }
+    if let Some(lp) = attrs.local_pref {
+        let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_LOCAL_PREF);
+        out.extend_from_slice(&lp.to_be_bytes());
+        end_attr(&mut out, a, false);
+    }
+    out
+}
+
+pub(crate) fn announce(
+    codec: &Codec,
+    attrs: &RouteAttrs,
+    prefixes: &[IpNet],
+    out: &mut Vec<u8>,
+) -> usize {
+    let has_v4 = prefixes.iter().any(|p| matches!(p, IpNet::V4(_)));
+    let has_v6 = prefixes.iter().any(|p| matches!(p, IpNet::V6(_)));
+    if !has_v4 && !has_v6 {
+        return 0;
+    }
+    let common = common_attrs(codec, attrs);
+    let mut count = 0;
+    if has_v4 {
+        let v4 = prefixes.iter().filter(|p| matches!(p, IpNet::V4(_)));
+        count += match attrs.next_hop {
+            IpAddr::V4(nh) => {
+                let mut block = common.clone();
+                let a = begin_attr(&mut block, FLAG_TRANSITIVE, ATTR_NEXT_HOP);
+                block.extend_from_slice(&nh.octets());
+                end_attr(&mut block, a, false);
+                let nets = v4.filter_map(|p| match p {
+                    IpNet::V4(n) => Some(n),
+                    IpNet::V6(_) => None,
+                });
+                announce_classic(codec, &block, nets, out)
+            }
+            IpAddr::V6(_) => announce_mp(codec, attrs, &common, Family::Ipv4Unicast, v4, out),
+        };
+    }
+    if has_v6 && attrs.next_hop.is_ipv6() {
+        let v6 = prefixes.iter().filter(|p| matches!(p, IpNet::V6(_)));
+        count += announce_mp(codec, attrs, &common, Family::Ipv6Unicast, v6, out);
+    }
+    count
+}
+
+fn announce_classic<'a>(
+    codec: &Codec,
+    block: &[u8],
+    nets: impl Iterator<Item = &'a Ipv4Net>,
+    out: &mut Vec<u8>,
+) -> usize {
+    let max = codec.max_len();
+    let fixed = HEADER_LEN + 4 + block.len();
+    if fixed + MAX_PREFIX_WIRE > max || block.len() > u16::MAX as usize {
+        return 0;
+    }
+    let mut nets = nets.peekable();
+    let mut count = 0;
+    while nets.peek().is_some() {
+        let start = begin(out, MSG_UPDATE);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(block.len() as u16).to_be_bytes());
+        out.extend_from_slice(block);
+        let limit = start + max;
+        while let Some(p) = nets.peek() {
+            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
+                break;
+            }
+            prefix::put_v4(out, p);
+            nets.next();
+        }
+        finish(out, start);
+        count += 1;
+    }
+    count
+}
+
+fn announce_mp<'a>(
+    codec: &Codec,
+    attrs: &RouteAttrs,
+    common: &[u8],
+    family: Family,
+    nets: impl Iterator<Item = &'a IpNet>,
+    out: &mut Vec<u8>,
+) -> usize {
+    let max = codec.max_len();
+    // header, withdrawn len, attr len, common, MP_REACH header (4), afi/safi/nhlen (4),
+    // next hop (up to 32), reserved (1).
+    let fixed = HEADER_LEN + 4 + common.len() + 4 + 4 + 32 + 1;
+    if fixed + MAX_PREFIX_WIRE > max {
+        return 0;
+    }
+    let mut nets = nets.peekable();
+    let mut count = 0;
+    while nets.peek().is_some() {
+        let start = begin(out, MSG_UPDATE);
+        out.extend_from_slice(&[0, 0]);
+        let al_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(common);
+        let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_REACH_NLRI);
+        put_mp_reach_head(out, family, attrs.next_hop, attrs.link_local_next_hop);
+        let limit = start + max;
+        while let Some(p) = nets.peek() {
+            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
+                break;
+            }
+            prefix::put(out, p);
+            nets.next();
+        }
+        end_attr(out, mp, false);
+        let al = (out.len() - al_at - 2) as u16;
+        out[al_at..al_at + 2].copy_from_slice(&al.to_be_bytes());
+        finish(out, start);
+        count += 1;
+    }
+    count
+}
+
+pub(crate) fn withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> usize {
+    let max = codec.max_len();
+    let mut count = 0;
+    let mut v4 = prefixes
+        .iter()
+        .filter_map(|p| match p {
+            IpNet::V4(n) => Some(n),
+            IpNet::V6(_) => None,
+        })
+        .peekable();
+    while v4.peek().is_some() {
+        let start = begin(out, MSG_UPDATE);
+        let wl_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        let limit = start + max - 2; // room for the attribute length
+        while let Some(p) = v4.peek() {
+            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
+                break;
+            }
+            prefix::put_v4(out, p);
+            v4.next();
+        }
+        let wl = (out.len() - wl_at - 2) as u16;
+        out[wl_at..wl_at + 2].copy_from_slice(&wl.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        finish(out, start);
+        count += 1;
+    }
+    let mut v6 = prefixes
+        .iter()
+        .filter(|p| matches!(p, IpNet::V6(_)))
+        .peekable();
+    while v6.peek().is_some() {
+        let start = begin(out, MSG_UPDATE);
+        out.extend_from_slice(&[0, 0]);
+        let al_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_UNREACH_NLRI);
+        out.extend_from_slice(&Family::Ipv6Unicast.afi().to_be_bytes());
+        out.push(Family::Ipv6Unicast.safi());
+        let limit = start + max;
+        while let Some(p) = v6.peek() {
+            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
+                break;
+            }
+            prefix::put(out, p);
+            v6.next();
+        }
+        end_attr(out, mp, false);
+        let al = (out.len() - al_at - 2) as u16;
+        out[al_at..al_at + 2].copy_from_slice(&al.to_be_bytes());
+        finish(out, start);
+        count += 1;
+    }
+    count
+}
