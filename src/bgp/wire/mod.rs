@@ -321,20 +321,3 @@ impl ErrorAction {
     }
 }
 
-impl Open {
-    pub fn asn(&self) -> u32 {
-        todo!()
-    }
-}
-
-impl Update {
-    pub fn end_of_rib(_family: Family) -> Update {
-        todo!()
-    }
-}
-
-impl std::fmt::Display for Notification {
-    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        todo!()
-    }
-}
