@@ -90,6 +90,30 @@ async fn established(side: &mut Side) -> u64 {
     }
 }
 
+/// Collisions may take a session or two down before both sides agree: wait until both
+/// stay Established, and take A's latest epoch.
+async fn settled_epoch(a: &mut Side, b: &Side) -> u64 {
+    let mut epoch = 0;
+    let mut calm = 0;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Ok(ev) = a.events.try_recv() {
+            calm = 0;
+            if let SessionEvent::Established { epoch: e, .. } = ev {
+                epoch = e;
+            }
+        }
+        let up = [&a.status, &b.status]
+            .iter()
+            .all(|s| s.lock().unwrap().state == State::Established);
+        calm = if up { calm + 1 } else { 0 };
+        if calm >= 5 && epoch > 0 {
+            return epoch;
+        }
+    }
+    panic!("sessions never settled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_resolve_the_collision_and_exchange_routes() {
     let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
@@ -107,8 +131,7 @@ async fn two_speakers_resolve_the_collision_and_exchange_routes() {
     };
     let mut a = start(a, Some(SocketAddr::new("127.0.0.1".parse().unwrap(), pa)));
     let mut b = start(b, Some(SocketAddr::new("127.0.0.2".parse().unwrap(), pb)));
-    let epoch = established(&mut a).await;
-    established(&mut b).await;
+    let epoch = settled_epoch(&mut a, &b).await;
 
     let mut changes = Changes::default();
     for i in 0..2000u32 {

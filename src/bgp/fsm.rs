@@ -226,14 +226,24 @@ pub fn collision_survivor(local_id: Ipv4Addr, peer_id: Ipv4Addr) -> Direction {
 }
 
 /// Reconnect delays: 1 s doubling to 30 s, reset once a session is established.
+/// Each delay is cut by a random 0-25% (RFC 4271 10) so that two speakers whose
+/// connections collided do not retry in lock-step forever.
 #[derive(Clone, Debug)]
 pub struct Backoff {
     next: Duration,
+    seed: u64,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { next: Self::FIRST }
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Backoff {
+            next: Self::FIRST,
+            seed,
+        }
     }
 }
 
@@ -244,7 +254,12 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(Self::MAX);
-        delay
+        // xorshift64: plenty for jitter.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let cut = (self.seed % 251) as u32; // 0..=250 thousandths
+        delay - delay * cut / 1000
     }
 
     pub fn reset(&mut self) {
@@ -447,9 +462,20 @@ mod tests {
     #[test]
     fn backoff_doubles_to_a_cap_and_resets() {
         let mut b = Backoff::default();
-        let delays: Vec<u64> = (0..7).map(|_| b.next_delay().as_secs()).collect();
-        assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30]);
+        let nominal = [1000u128, 2000, 4000, 8000, 16000, 30000, 30000];
+        for n in nominal {
+            let d = b.next_delay().as_millis();
+            assert!(
+                d <= n && d >= n * 3 / 4,
+                "{d} ms outside the jitter range of {n} ms"
+            );
+        }
         b.reset();
-        assert_eq!(b.next_delay().as_secs(), 1);
+        assert!(b.next_delay().as_millis() <= 1000);
+        // Two speakers' schedules differ.
+        let mut a = Backoff::default();
+        let mut c = Backoff::default();
+        let same = (0..5).all(|_| a.next_delay() == c.next_delay());
+        assert!(!same);
     }
 }
