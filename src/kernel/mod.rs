@@ -98,4 +98,3 @@ pub enum KernelEvent {
     /// Events were lost (ENOBUFS): re-dump and reconcile.
     Overrun,
 }
-

@@ -324,7 +324,8 @@ pub(crate) mod tests {
         m.header.interface_family = family;
         m.header.index = index;
         m.header.flags = LinkFlags::Up | LinkFlags::LowerUp;
-        m.attributes.push(LinkAttribute::IfName(format!("if{index}")));
+        m.attributes
+            .push(LinkAttribute::IfName(format!("if{index}")));
         m.attributes.push(LinkAttribute::OperState(State::Up));
         if let Some(ma) = master {
             m.attributes.push(LinkAttribute::Controller(ma));
@@ -332,7 +333,12 @@ pub(crate) mod tests {
         m
     }
 
-    pub(crate) fn route_msg(prefix: &str, proto: u8, table: u8, hops: &[(u32, Option<&str>)]) -> RouteMessage {
+    pub(crate) fn route_msg(
+        prefix: &str,
+        proto: u8,
+        table: u8,
+        hops: &[(u32, Option<&str>)],
+    ) -> RouteMessage {
         let net: IpNet = prefix.parse().unwrap();
         let mut m = RouteMessage::default();
         m.header.address_family = match net {
@@ -344,8 +350,11 @@ pub(crate) mod tests {
         m.header.protocol = RouteProtocol::from(proto);
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
-        m.attributes.push(RouteAttribute::Destination(net.addr().into()));
-        let gw = |g: &Option<&str>| g.map(|g| RouteAttribute::Gateway(g.parse::<IpAddr>().unwrap().into()));
+        m.attributes
+            .push(RouteAttribute::Destination(net.addr().into()));
+        let gw = |g: &Option<&str>| {
+            g.map(|g| RouteAttribute::Gateway(g.parse::<IpAddr>().unwrap().into()))
+        };
         if hops.len() == 1 {
             m.attributes.push(RouteAttribute::Oif(hops[0].0));
             m.attributes.extend(gw(&hops[0].1));
@@ -374,12 +383,27 @@ pub(crate) mod tests {
         let mut t = RouteTracker::default();
         let ev = events(
             vec![
-                (RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Unspec, 4, Some(3))), 0),
+                (
+                    RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Unspec, 4, Some(3))),
+                    0,
+                ),
                 // AF_BRIDGE duplicates: ignored, including the DELLINK sent on release.
-                (RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Bridge, 4, Some(3))), 0),
-                (RouteNetlinkMessage::DelLink(link_msg(AddressFamily::Bridge, 4, Some(3))), 0),
-                (RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Unspec, 4, None)), 0),
-                (RouteNetlinkMessage::DelLink(link_msg(AddressFamily::Unspec, 4, None)), 0),
+                (
+                    RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Bridge, 4, Some(3))),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelLink(link_msg(AddressFamily::Bridge, 4, Some(3))),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Unspec, 4, None)),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelLink(link_msg(AddressFamily::Unspec, 4, None)),
+                    0,
+                ),
             ],
             &mut t,
         );
@@ -416,21 +440,27 @@ pub(crate) mod tests {
             scope: AddressScope::Universe,
             index: 3,
         };
-        v6.attributes.push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
-        v6.attributes.push(AddressAttribute::Flags(AddressFlags::Tentative | AddressFlags::Permanent));
+        v6.attributes
+            .push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
+        v6.attributes.push(AddressAttribute::Flags(
+            AddressFlags::Tentative | AddressFlags::Permanent,
+        ));
         let mut v4 = AddressMessage::default();
         v4.header.family = AddressFamily::Inet;
         v4.header.prefix_len = 24;
         v4.header.index = 3;
-        v4.attributes.push(AddressAttribute::Address("192.0.2.9".parse().unwrap()));
-        v4.attributes.push(AddressAttribute::Local("192.0.2.1".parse().unwrap()));
+        v4.attributes
+            .push(AddressAttribute::Address("192.0.2.9".parse().unwrap()));
+        v4.attributes
+            .push(AddressAttribute::Local("192.0.2.1".parse().unwrap()));
         let mut ll = AddressMessage::default();
         ll.header.family = AddressFamily::Inet6;
         ll.header.prefix_len = 64;
         ll.header.index = 3;
         ll.header.scope = AddressScope::Link;
         ll.header.flags = AddressHeaderFlags::Tentative;
-        ll.attributes.push(AddressAttribute::Address("fe80::1".parse().unwrap()));
+        ll.attributes
+            .push(AddressAttribute::Address("fe80::1".parse().unwrap()));
         let ev = events(
             vec![
                 (RouteNetlinkMessage::NewAddress(v6), 0),
@@ -460,9 +490,33 @@ pub(crate) mod tests {
         let mut t = RouteTracker::default();
         let ev = events(
             vec![
-                (RouteNetlinkMessage::NewRoute(route_msg("203.0.113.0/24", 4, 254, &[(3, None)])), 0),
-                (RouteNetlinkMessage::NewRoute(route_msg("203.0.113.0/24", 201, 100, &[(3, None)])), 0),
-                (RouteNetlinkMessage::NewRoute(route_msg("203.0.113.0/24", 201, 254, &[(3, None)])), 0),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(
+                        "203.0.113.0/24",
+                        4,
+                        254,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(
+                        "203.0.113.0/24",
+                        201,
+                        100,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(
+                        "203.0.113.0/24",
+                        201,
+                        254,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
                 (
                     RouteNetlinkMessage::NewRoute(route_msg(
                         "198.51.100.0/24",
@@ -472,7 +526,15 @@ pub(crate) mod tests {
                     )),
                     0,
                 ),
-                (RouteNetlinkMessage::DelRoute(route_msg("203.0.113.0/24", 201, 254, &[(3, None)])), 0),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(
+                        "203.0.113.0/24",
+                        201,
+                        254,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
             ],
             &mut t,
         );
@@ -504,18 +566,41 @@ pub(crate) mod tests {
         let b = (4, Some("2001:db8:2::2"));
         let ev = events(
             vec![
-                (RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[a])), 0),
-                (RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[b])), NLM_F_APPEND),
-                (RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[a])), 0),
-                (RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[b])), 0),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[a])),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[b])),
+                    NLM_F_APPEND,
+                ),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[a])),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[b])),
+                    0,
+                ),
                 // Whole multipath add and delete in one message each (kernel 6.x).
-                (RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[a, b])), 0),
-                (RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[a, b])), 0),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[a, b])),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[a, b])),
+                    0,
+                ),
             ],
             &mut t,
         );
         let prefix: IpNet = p.parse().unwrap();
-        let r = |hops: Vec<RouteNextHop>| KernelEvent::RouteChanged(Route { prefix, next_hops: hops });
+        let r = |hops: Vec<RouteNextHop>| {
+            KernelEvent::RouteChanged(Route {
+                prefix,
+                next_hops: hops,
+            })
+        };
         let na = nh(3, Some("2001:db8:1::2"));
         let nb = nh(4, Some("2001:db8:2::2"));
         assert_eq!(

@@ -62,13 +62,14 @@ fn gateway_attr(prefix: &IpNet, gw: IpAddr) -> RouteAttribute {
 }
 
 fn route_header(prefix: &IpNet) -> RouteHeader {
-    let mut h = RouteHeader::default();
-    h.address_family = family_of(prefix);
-    h.destination_prefix_length = prefix.prefix_len();
-    h.table = RouteHeader::RT_TABLE_MAIN;
-    h.protocol = RouteProtocol::from(ROUTE_PROTOCOL);
-    h.kind = RouteType::Unicast;
-    h
+    RouteHeader {
+        address_family: family_of(prefix),
+        destination_prefix_length: prefix.prefix_len(),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::from(ROUTE_PROTOCOL),
+        kind: RouteType::Unicast,
+        ..Default::default()
+    }
 }
 
 /// The RTM_NEWROUTE message installing `route` (public for benchmarks/tests).
@@ -77,7 +78,9 @@ pub(crate) fn install_message(route: &Route) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header = route_header(&prefix);
     m.attributes
-        .push(RouteAttribute::Destination(RouteAddress::from(prefix.addr())));
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            prefix.addr(),
+        )));
     match route.next_hops.as_slice() {
         [] => {}
         [nh] => {
@@ -147,9 +150,7 @@ impl Kernel {
         let mut msg = NetlinkMessage::from(req);
         msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut handle = self.handle.clone();
-        let mut resp = handle
-            .request(msg)
-            .map_err(|e| Some(rt_error(what, e)))?;
+        let mut resp = handle.request(msg).map_err(|e| Some(rt_error(what, e)))?;
         let mut out = Vec::new();
         let mut interrupted = false;
         while let Some(m) = resp.next().await {
@@ -172,7 +173,10 @@ impl Kernel {
     async fn dump_once(&self) -> Result<KernelView, Option<io::Error>> {
         let mut view = KernelView::default();
         let links = self
-            .dump_raw("dump links", RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .dump_raw(
+                "dump links",
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            )
             .await?;
         for m in links {
             if let RouteNetlinkMessage::NewLink(l) = m {
@@ -234,7 +238,9 @@ impl Kernel {
                 Err(None) => tracing::debug!("kernel dump interrupted, retrying"),
             }
         }
-        Err(io::Error::other("kernel dump: interrupted 10 times in a row"))
+        Err(io::Error::other(
+            "kernel dump: interrupted 10 times in a row",
+        ))
     }
 
     /// Sends one request and waits for its ACK; Err(Ok(errno)) on a NACK.
@@ -289,7 +295,9 @@ impl Kernel {
         m.header = route_header(&prefix);
         m.header.scope = RouteScope::NoWhere;
         m.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(prefix.addr())));
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                prefix.addr(),
+            )));
         let what = || format!("remove route {prefix}");
         match self.request_ack(RouteNetlinkMessage::DelRoute(m), 0).await {
             Ok(()) => Ok(()),
@@ -332,4 +340,3 @@ fn summarize(op: &str, total: usize, errors: Vec<io::Error>) -> io::Result<()> {
         )),
     }
 }
-

@@ -110,16 +110,27 @@ mod tests {
         v.apply(&KernelEvent::AddressAdded(addr(3, "2001:db8::1/64", false)));
         assert_eq!(
             v.addresses_of(3),
-            &[addr(3, "192.0.2.1/24", false), addr(3, "2001:db8::1/64", false)]
+            &[
+                addr(3, "192.0.2.1/24", false),
+                addr(3, "2001:db8::1/64", false)
+            ]
         );
         // Duplicate add is idempotent.
         v.apply(&KernelEvent::AddressAdded(addr(3, "192.0.2.1/24", false)));
         assert_eq!(v.addresses_of(3).len(), 2);
         v.apply(&KernelEvent::AddressRemoved(addr(3, "192.0.2.1/24", false)));
-        v.apply(&KernelEvent::AddressRemoved(addr(3, "2001:db8::1/64", false)));
+        v.apply(&KernelEvent::AddressRemoved(addr(
+            3,
+            "2001:db8::1/64",
+            false,
+        )));
         assert!(v.addresses.is_empty());
         // Removing an unknown address is harmless.
-        v.apply(&KernelEvent::AddressRemoved(addr(9, "198.51.100.1/24", false)));
+        v.apply(&KernelEvent::AddressRemoved(addr(
+            9,
+            "198.51.100.1/24",
+            false,
+        )));
     }
 
     #[test]

@@ -32,7 +32,11 @@ pub(crate) fn set_rcvbuf(fd: BorrowedFd<'_>, size: usize, force: bool) -> io::Re
 /// Opens the multicast socket (links, addresses, routes of both families).
 pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
     let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
-    let groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE;
+    let groups = RTMGRP_LINK
+        | RTMGRP_IPV4_IFADDR
+        | RTMGRP_IPV4_ROUTE
+        | RTMGRP_IPV6_IFADDR
+        | RTMGRP_IPV6_ROUTE;
     sock.socket_mut().bind(&SocketAddr::new(0, groups))?;
     // SAFETY: the fd is owned by `sock`, alive for the duration of the call.
     let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
