@@ -1,12 +1,38 @@
 //! The kernel side: rtnetlink dumps, multicast watch, and hostbgp's own routes.
 //!
-//! SKELETON: the public API below is fixed; bodies are filled in by the kernel work.
+//! Layout:
+//! - `view.rs`: the pure [`KernelView`] and `apply`.
+//! - `netlink.rs`: pure conversion of raw netlink datagrams / parsed messages into
+//!   [`KernelEvent`]s (cheap pre-filter on the route header for foreign routes).
+//! - `watch.rs`: the multicast socket and the task that feeds the event channel.
+//! - `routes.rs`: the request connection: dump, install, remove (single and pipelined).
+//!
+//! Kernel behaviour this module relies on (checked on 6.18, see the tests):
+//! - IPv4 routes vanish without RTM_DELROUTE when their link goes down; IPv6 keeps
+//!   the route (nexthop marked dead/linkdown).
+//! - IPv6 multipath routes are notified as one message with RTA_MULTIPATH on add,
+//!   replace and delete; `NLM_F_REPLACE` with a smaller set leaves exactly that set.
+//!   Older kernels (and `ip -6 route append`) send one message per nexthop with
+//!   NLM_F_APPEND: the watch task keeps the next-hop set of each of our prefixes and
+//!   merges appends / removes single-nexthop deletions (see `netlink::RouteTracker`).
+//! - Bridges also send link messages of family AF_BRIDGE for their ports (including
+//!   an RTM_DELLINK when a port is released); those are ignored: the AF_UNSPEC
+//!   RTM_NEWLINK without IFLA_MASTER carries the release, the AF_UNSPEC RTM_DELLINK
+//!   the deletion.
 use std::collections::BTreeMap;
-use std::io;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+
+mod netlink;
+mod routes;
+mod view;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+pub use routes::Kernel;
 
 /// hostbgp's route protocol number (`/etc/iproute2/rt_protos.d/hostbgp.conf`).
 pub const ROUTE_PROTOCOL: u8 = 201;
@@ -71,39 +97,4 @@ pub enum KernelEvent {
     RouteRemoved(IpNet),
     /// Events were lost (ENOBUFS): re-dump and reconcile.
     Overrun,
-}
-
-impl KernelView {
-    pub fn link_by_name(&self, _name: &str) -> Option<&Link> {
-        todo!()
-    }
-    /// Applies one event, as the kernel did; Overrun changes nothing.
-    pub fn apply(&mut self, _event: &KernelEvent) {
-        todo!()
-    }
-}
-
-/// A handle to the kernel's routing tables.
-#[derive(Clone)]
-pub struct Kernel {
-    _private: (),
-}
-
-impl Kernel {
-    /// Opens the request connection and the multicast watch; events arrive on the receiver.
-    pub async fn connect() -> io::Result<(Kernel, mpsc::UnboundedReceiver<KernelEvent>)> {
-        todo!()
-    }
-    /// A consistent snapshot: links, addresses, and hostbgp's own routes.
-    pub async fn dump(&self) -> io::Result<KernelView> {
-        todo!()
-    }
-    /// Installs or replaces a route with hostbgp's protocol number (idempotent).
-    pub async fn install_route(&self, _route: &Route) -> io::Result<()> {
-        todo!()
-    }
-    /// Removes one of hostbgp's routes; a route already gone is not an error.
-    pub async fn remove_route(&self, _prefix: &IpNet) -> io::Result<()> {
-        todo!()
-    }
 }

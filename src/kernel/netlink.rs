@@ -1,0 +1,635 @@
+//! Pure conversion of rtnetlink messages into hostbgp's types and events.
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::{Parseable, NLM_F_APPEND};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteType, RouteVia,
+};
+use netlink_packet_route::AddressFamily;
+
+use super::{Address, KernelEvent, Link, Route, RouteNextHop, ROUTE_PROTOCOL};
+
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+const NLMSG_OVERRUN: u16 = 4;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+/// Offsets in `struct rtmsg`.
+const RTM_TABLE_OFFSET: usize = 4;
+const RTM_PROTOCOL_OFFSET: usize = 5;
+const AF_UNSPEC: u8 = 0;
+
+/// A link from an AF_UNSPEC link message.
+pub(crate) fn link_from_msg(msg: &LinkMessage) -> Option<Link> {
+    if msg.header.interface_family != AddressFamily::Unspec {
+        return None;
+    }
+    let mut name = None;
+    let mut master = None;
+    let mut oper = None;
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::Controller(m) if *m != 0 => master = Some(*m),
+            LinkAttribute::OperState(s) => oper = Some(*s),
+            _ => {}
+        }
+    }
+    let flags = msg.header.flags;
+    let lower_up = flags.contains(LinkFlags::LowerUp);
+    let oper_up = lower_up
+        && !matches!(
+            oper,
+            Some(State::Down | State::LowerLayerDown | State::NotPresent | State::Dormant)
+        );
+    Some(Link {
+        index: msg.header.index,
+        name: name.unwrap_or_default(),
+        master,
+        admin_up: flags.contains(LinkFlags::Up),
+        oper_up,
+    })
+}
+
+pub(crate) fn address_from_msg(msg: &AddressMessage) -> Option<Address> {
+    let mut address = None;
+    let mut local = None;
+    let mut tentative = msg.header.flags.contains(AddressHeaderFlags::Tentative);
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Address(a) => address = Some(*a),
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Flags(f) => tentative |= f.contains(AddressFlags::Tentative),
+            _ => {}
+        }
+    }
+    // IPv4: IFA_LOCAL is the interface's address (IFA_ADDRESS the peer on ptp links).
+    // IPv6: IFA_ADDRESS, IFA_LOCAL only on ptp links.
+    let ip = match msg.header.family {
+        AddressFamily::Inet => local.or(address)?,
+        AddressFamily::Inet6 => address.or(local)?,
+        _ => return None,
+    };
+    Some(Address {
+        ifindex: msg.header.index,
+        net: IpNet::new(ip, msg.header.prefix_len).ok()?,
+        tentative,
+        link_scope: msg.header.scope == AddressScope::Link,
+    })
+}
+
+fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn via_addr(v: &RouteVia) -> Option<IpAddr> {
+    match v {
+        RouteVia::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteVia::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn gateway_of(attrs: &[RouteAttribute]) -> Option<IpAddr> {
+    attrs.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(g) => route_addr(g),
+        RouteAttribute::Via(v) => via_addr(v),
+        _ => None,
+    })
+}
+
+/// Is this a route of ours in the main table (header-only check)?
+pub(crate) fn is_ours(msg: &RouteMessage) -> bool {
+    let h = &msg.header;
+    if u8::from(h.protocol) != ROUTE_PROTOCOL || h.flags.contains(RouteFlags::Cloned) {
+        return false;
+    }
+    let table = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(h.table));
+    table == u32::from(RouteHeader::RT_TABLE_MAIN)
+        && matches!(h.kind, RouteType::Unicast)
+        && matches!(h.address_family, AddressFamily::Inet | AddressFamily::Inet6)
+}
+
+/// One of our routes from a route message (None when it is not ours).
+pub(crate) fn route_from_msg(msg: &RouteMessage) -> Option<Route> {
+    if !is_ours(msg) {
+        return None;
+    }
+    let h = &msg.header;
+    let dst = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(d) => route_addr(d),
+        _ => None,
+    });
+    let dst = match (dst, h.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => IpAddr::V4(0.into()),
+        (None, _) => IpAddr::V6(0u128.into()),
+    };
+    let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    let mut next_hops = Vec::new();
+    if let Some(mp) = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::MultiPath(m) => Some(m),
+        _ => None,
+    }) {
+        for nh in mp {
+            next_hops.push(RouteNextHop {
+                ifindex: nh.interface_index,
+                gateway: gateway_of(&nh.attributes),
+            });
+        }
+    } else {
+        let oif = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        let gateway = gateway_of(&msg.attributes);
+        if oif.is_some() || gateway.is_some() {
+            next_hops.push(RouteNextHop {
+                ifindex: oif.unwrap_or(0),
+                gateway,
+            });
+        }
+    }
+    next_hops.sort();
+    next_hops.dedup();
+    Some(Route { prefix, next_hops })
+}
+
+/// The watch task's memory of our routes' next hops, so that per-nexthop IPv6
+/// messages (NLM_F_APPEND additions, single-nexthop deletions) become events carrying
+/// the full next-hop set. Kernel 6.x sends whole multipath routes in one message, in
+/// which case this is a plain mirror.
+#[derive(Default, Debug)]
+pub(crate) struct RouteTracker {
+    routes: HashMap<IpNet, Vec<RouteNextHop>>,
+}
+
+impl RouteTracker {
+    pub(crate) fn new_route(&mut self, route: Route, append: bool) -> KernelEvent {
+        let entry = self.routes.entry(route.prefix).or_default();
+        if append {
+            entry.extend(route.next_hops);
+            entry.sort();
+            entry.dedup();
+        } else {
+            *entry = route.next_hops;
+        }
+        KernelEvent::RouteChanged(Route {
+            prefix: route.prefix,
+            next_hops: entry.clone(),
+        })
+    }
+
+    pub(crate) fn del_route(&mut self, route: Route) -> KernelEvent {
+        if let Some(current) = self.routes.get_mut(&route.prefix) {
+            let partial = !route.next_hops.is_empty()
+                && route.next_hops.len() < current.len()
+                && route.next_hops.iter().all(|nh| current.contains(nh));
+            if partial {
+                current.retain(|nh| !route.next_hops.contains(nh));
+                return KernelEvent::RouteChanged(Route {
+                    prefix: route.prefix,
+                    next_hops: current.clone(),
+                });
+            }
+        }
+        self.routes.remove(&route.prefix);
+        KernelEvent::RouteRemoved(route.prefix)
+    }
+}
+
+/// Converts one parsed netlink message (type, flags, payload) into an event.
+pub(crate) fn event_from_message(
+    ty: u16,
+    flags: u16,
+    payload: &[u8],
+    tracker: &mut RouteTracker,
+) -> Option<KernelEvent> {
+    match ty {
+        NLMSG_OVERRUN => Some(KernelEvent::Overrun),
+        RTM_NEWLINK | RTM_DELLINK => {
+            // AF_BRIDGE duplicates (bridge port info) are dropped before parsing.
+            if payload.first() != Some(&AF_UNSPEC) {
+                return None;
+            }
+            let msg = LinkMessage::parse(payload).ok()?;
+            if ty == RTM_DELLINK {
+                return Some(KernelEvent::LinkRemoved(msg.header.index));
+            }
+            link_from_msg(&msg).map(KernelEvent::LinkChanged)
+        }
+        RTM_NEWADDR | RTM_DELADDR => {
+            let msg = AddressMessage::parse(payload).ok()?;
+            let addr = address_from_msg(&msg)?;
+            Some(if ty == RTM_NEWADDR {
+                KernelEvent::AddressAdded(addr)
+            } else {
+                KernelEvent::AddressRemoved(addr)
+            })
+        }
+        RTM_NEWROUTE | RTM_DELROUTE => {
+            // Cheap pre-filter: foreign protocols and (non-extended) foreign tables
+            // are skipped without parsing the attributes.
+            if payload.get(RTM_PROTOCOL_OFFSET) != Some(&ROUTE_PROTOCOL) {
+                return None;
+            }
+            let table = *payload.get(RTM_TABLE_OFFSET)?;
+            if table != RouteHeader::RT_TABLE_MAIN && table != 252 {
+                return None;
+            }
+            let msg = RouteMessage::parse(payload).ok()?;
+            let route = route_from_msg(&msg)?;
+            Some(if ty == RTM_NEWROUTE {
+                tracker.new_route(route, flags & NLM_F_APPEND != 0)
+            } else {
+                tracker.del_route(route)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Splits a datagram into netlink messages and converts them, in order.
+pub(crate) fn events_from_datagram(
+    buf: &[u8],
+    tracker: &mut RouteTracker,
+    out: &mut Vec<KernelEvent>,
+) {
+    let mut off = 0;
+    while off + NLMSG_HDRLEN <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        if len < NLMSG_HDRLEN || off + len > buf.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
+        let flags = u16::from_ne_bytes(buf[off + 6..off + 8].try_into().unwrap());
+        if let Some(ev) =
+            event_from_message(ty, flags, &buf[off + NLMSG_HDRLEN..off + len], tracker)
+        {
+            out.push(ev);
+        }
+        off += (len + 3) & !3;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use netlink_packet_core::{Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::address::AddressHeader;
+    use netlink_packet_route::route::{RouteNextHop as NlNextHop, RouteProtocol, RouteScope};
+    use netlink_packet_route::RouteNetlinkMessage;
+
+    fn datagram(msgs: Vec<(RouteNetlinkMessage, u16)>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (m, flags) in msgs {
+            let mut nl = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(m));
+            nl.header.flags = flags;
+            nl.finalize();
+            let mut buf = vec![0u8; nl.buffer_len()];
+            nl.emit(&mut buf);
+            out.extend_from_slice(&buf);
+        }
+        out
+    }
+
+    fn events(msgs: Vec<(RouteNetlinkMessage, u16)>, t: &mut RouteTracker) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        events_from_datagram(&datagram(msgs), t, &mut out);
+        out
+    }
+
+    fn link_msg(family: AddressFamily, index: u32, master: Option<u32>) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.interface_family = family;
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up | LinkFlags::LowerUp;
+        m.attributes
+            .push(LinkAttribute::IfName(format!("if{index}")));
+        m.attributes.push(LinkAttribute::OperState(State::Up));
+        if let Some(ma) = master {
+            m.attributes.push(LinkAttribute::Controller(ma));
+        }
+        m
+    }
+
+    pub(crate) fn route_msg(
+        prefix: &str,
+        proto: u8,
+        table: u8,
+        hops: &[(u32, Option<&str>)],
+    ) -> RouteMessage {
+        let net: IpNet = prefix.parse().unwrap();
+        let mut m = RouteMessage::default();
+        m.header.address_family = match net {
+            IpNet::V4(_) => AddressFamily::Inet,
+            IpNet::V6(_) => AddressFamily::Inet6,
+        };
+        m.header.destination_prefix_length = net.prefix_len();
+        m.header.table = table;
+        m.header.protocol = RouteProtocol::from(proto);
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Destination(net.addr().into()));
+        let gw = |g: &Option<&str>| {
+            g.map(|g| RouteAttribute::Gateway(g.parse::<IpAddr>().unwrap().into()))
+        };
+        if hops.len() == 1 {
+            m.attributes.push(RouteAttribute::Oif(hops[0].0));
+            m.attributes.extend(gw(&hops[0].1));
+        } else {
+            let mut nhs = Vec::new();
+            for (ifindex, g) in hops {
+                let mut nh = NlNextHop::default();
+                nh.interface_index = *ifindex;
+                nh.attributes.extend(gw(g));
+                nhs.push(nh);
+            }
+            m.attributes.push(RouteAttribute::MultiPath(nhs));
+        }
+        m
+    }
+
+    fn nh(ifindex: u32, gw: Option<&str>) -> RouteNextHop {
+        RouteNextHop {
+            ifindex,
+            gateway: gw.map(|g| g.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn links_and_af_bridge() {
+        let mut t = RouteTracker::default();
+        let ev = events(
+            vec![
+                (
+                    RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Unspec, 4, Some(3))),
+                    0,
+                ),
+                // AF_BRIDGE duplicates: ignored, including the DELLINK sent on release.
+                (
+                    RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Bridge, 4, Some(3))),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelLink(link_msg(AddressFamily::Bridge, 4, Some(3))),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Unspec, 4, None)),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelLink(link_msg(AddressFamily::Unspec, 4, None)),
+                    0,
+                ),
+            ],
+            &mut t,
+        );
+        let l = |master| Link {
+            index: 4,
+            name: "if4".into(),
+            master,
+            admin_up: true,
+            oper_up: true,
+        };
+        assert_eq!(
+            ev,
+            vec![
+                KernelEvent::LinkChanged(l(Some(3))),
+                KernelEvent::LinkChanged(l(None)),
+                KernelEvent::LinkRemoved(4)
+            ]
+        );
+        let mut down = link_msg(AddressFamily::Unspec, 5, None);
+        down.header.flags = LinkFlags::Up;
+        down.attributes.push(LinkAttribute::OperState(State::Down));
+        let l = link_from_msg(&down).unwrap();
+        assert!(l.admin_up && !l.oper_up);
+    }
+
+    #[test]
+    fn addresses() {
+        let mut t = RouteTracker::default();
+        let mut v6 = AddressMessage::default();
+        v6.header = AddressHeader {
+            family: AddressFamily::Inet6,
+            prefix_len: 64,
+            flags: AddressHeaderFlags::empty(),
+            scope: AddressScope::Universe,
+            index: 3,
+        };
+        v6.attributes
+            .push(AddressAttribute::Address("2001:db8::1".parse().unwrap()));
+        v6.attributes.push(AddressAttribute::Flags(
+            AddressFlags::Tentative | AddressFlags::Permanent,
+        ));
+        let mut v4 = AddressMessage::default();
+        v4.header.family = AddressFamily::Inet;
+        v4.header.prefix_len = 24;
+        v4.header.index = 3;
+        v4.attributes
+            .push(AddressAttribute::Address("192.0.2.9".parse().unwrap()));
+        v4.attributes
+            .push(AddressAttribute::Local("192.0.2.1".parse().unwrap()));
+        let mut ll = AddressMessage::default();
+        ll.header.family = AddressFamily::Inet6;
+        ll.header.prefix_len = 64;
+        ll.header.index = 3;
+        ll.header.scope = AddressScope::Link;
+        ll.header.flags = AddressHeaderFlags::Tentative;
+        ll.attributes
+            .push(AddressAttribute::Address("fe80::1".parse().unwrap()));
+        let ev = events(
+            vec![
+                (RouteNetlinkMessage::NewAddress(v6), 0),
+                (RouteNetlinkMessage::DelAddress(v4), 0),
+                (RouteNetlinkMessage::NewAddress(ll), 0),
+            ],
+            &mut t,
+        );
+        let a = |net: &str, tentative, link_scope| Address {
+            ifindex: 3,
+            net: net.parse().unwrap(),
+            tentative,
+            link_scope,
+        };
+        assert_eq!(
+            ev,
+            vec![
+                KernelEvent::AddressAdded(a("2001:db8::1/64", true, false)),
+                KernelEvent::AddressRemoved(a("192.0.2.1/24", false, false)),
+                KernelEvent::AddressAdded(a("fe80::1/64", true, true)),
+            ]
+        );
+    }
+
+    #[test]
+    fn routes_filtered_and_converted() {
+        let mut t = RouteTracker::default();
+        let ev = events(
+            vec![
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(
+                        "203.0.113.0/24",
+                        4,
+                        254,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(
+                        "203.0.113.0/24",
+                        201,
+                        100,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(
+                        "203.0.113.0/24",
+                        201,
+                        254,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(
+                        "198.51.100.0/24",
+                        201,
+                        254,
+                        &[(4, Some("192.0.2.2")), (3, Some("192.0.2.3"))],
+                    )),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(
+                        "203.0.113.0/24",
+                        201,
+                        254,
+                        &[(3, None)],
+                    )),
+                    0,
+                ),
+            ],
+            &mut t,
+        );
+        assert_eq!(
+            ev,
+            vec![
+                KernelEvent::RouteChanged(Route {
+                    prefix: "203.0.113.0/24".parse().unwrap(),
+                    next_hops: vec![nh(3, None)]
+                }),
+                KernelEvent::RouteChanged(Route {
+                    prefix: "198.51.100.0/24".parse().unwrap(),
+                    next_hops: vec![nh(3, Some("192.0.2.3")), nh(4, Some("192.0.2.2"))]
+                }),
+                KernelEvent::RouteRemoved("203.0.113.0/24".parse().unwrap()),
+            ]
+        );
+        // Extended table id (RTA_TABLE) other than main is not ours.
+        let mut m = route_msg("203.0.113.0/24", 201, 252, &[(3, None)]);
+        m.attributes.push(RouteAttribute::Table(1000));
+        assert!(route_from_msg(&m).is_none());
+    }
+
+    #[test]
+    fn ipv6_per_nexthop_messages() {
+        let mut t = RouteTracker::default();
+        let p = "2001:db8:99::/64";
+        let a = (3, Some("2001:db8:1::2"));
+        let b = (4, Some("2001:db8:2::2"));
+        let ev = events(
+            vec![
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[a])),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[b])),
+                    NLM_F_APPEND,
+                ),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[a])),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[b])),
+                    0,
+                ),
+                // Whole multipath add and delete in one message each (kernel 6.x).
+                (
+                    RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[a, b])),
+                    0,
+                ),
+                (
+                    RouteNetlinkMessage::DelRoute(route_msg(p, 201, 254, &[a, b])),
+                    0,
+                ),
+            ],
+            &mut t,
+        );
+        let prefix: IpNet = p.parse().unwrap();
+        let r = |hops: Vec<RouteNextHop>| {
+            KernelEvent::RouteChanged(Route {
+                prefix,
+                next_hops: hops,
+            })
+        };
+        let na = nh(3, Some("2001:db8:1::2"));
+        let nb = nh(4, Some("2001:db8:2::2"));
+        assert_eq!(
+            ev,
+            vec![
+                r(vec![na.clone()]),
+                r(vec![na.clone(), nb.clone()]),
+                r(vec![nb.clone()]),
+                KernelEvent::RouteRemoved(prefix),
+                r(vec![na, nb]),
+                KernelEvent::RouteRemoved(prefix),
+            ]
+        );
+    }
+
+    #[test]
+    fn overrun_and_garbage() {
+        let mut t = RouteTracker::default();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 20];
+        buf[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        buf[4..6].copy_from_slice(&NLMSG_OVERRUN.to_ne_bytes());
+        events_from_datagram(&buf, &mut t, &mut out);
+        assert_eq!(out, vec![KernelEvent::Overrun]);
+        out.clear();
+        events_from_datagram(&[1, 2, 3], &mut t, &mut out);
+        let mut bad = vec![0u8; 40];
+        bad[0..4].copy_from_slice(&400u32.to_ne_bytes());
+        events_from_datagram(&bad, &mut t, &mut out);
+        assert!(out.is_empty());
+    }
+}

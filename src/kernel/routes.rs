@@ -1,0 +1,342 @@
+//! The request connection: dumps, route installation and removal.
+use std::io;
+use std::net::IpAddr;
+
+use futures::stream::{self, StreamExt};
+use ipnet::IpNet;
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop as NlNextHop,
+    RouteProtocol, RouteScope, RouteType, RouteVia,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use tokio::sync::mpsc;
+
+use super::netlink::{address_from_msg, link_from_msg, route_from_msg};
+use super::{watch, KernelEvent, KernelView, Route, ROUTE_PROTOCOL};
+
+/// How many route requests `install_routes` / `remove_routes` keep in flight.
+pub const PIPELINE_DEPTH: usize = 256;
+/// Receive buffer of the request socket (ACKs of pipelined requests, dumps).
+const REQUEST_RCVBUF: usize = 8 << 20;
+
+/// A handle to the kernel's routing tables.
+#[derive(Clone)]
+pub struct Kernel {
+    handle: rtnetlink::Handle,
+}
+
+fn errno_error(what: &str, code: i32) -> io::Error {
+    let os = io::Error::from_raw_os_error(code.abs());
+    io::Error::new(os.kind(), format!("{what}: {os} (errno {})", code.abs()))
+}
+
+fn rt_error(what: &str, e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => errno_error(what, m.raw_code()),
+        other => io::Error::other(format!("{what}: {other}")),
+    }
+}
+
+fn family_of(net: &IpNet) -> AddressFamily {
+    match net {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn gateway_attr(prefix: &IpNet, gw: IpAddr) -> RouteAttribute {
+    match (prefix, gw) {
+        (IpNet::V4(_), IpAddr::V4(_)) | (IpNet::V6(_), IpAddr::V6(_)) => {
+            RouteAttribute::Gateway(RouteAddress::from(gw))
+        }
+        // RFC 5549 style next hop of the other family.
+        (_, IpAddr::V4(v4)) => RouteAttribute::Via(RouteVia::Inet(v4)),
+        (_, IpAddr::V6(v6)) => RouteAttribute::Via(RouteVia::Inet6(v6)),
+    }
+}
+
+fn route_header(prefix: &IpNet) -> RouteHeader {
+    RouteHeader {
+        address_family: family_of(prefix),
+        destination_prefix_length: prefix.prefix_len(),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::from(ROUTE_PROTOCOL),
+        kind: RouteType::Unicast,
+        ..Default::default()
+    }
+}
+
+/// The RTM_NEWROUTE message installing `route` (public for benchmarks/tests).
+pub(crate) fn install_message(route: &Route) -> RouteMessage {
+    let prefix = route.prefix.trunc();
+    let mut m = RouteMessage::default();
+    m.header = route_header(&prefix);
+    m.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            prefix.addr(),
+        )));
+    match route.next_hops.as_slice() {
+        [] => {}
+        [nh] => {
+            if nh.gateway.is_none() && matches!(prefix, IpNet::V4(_)) {
+                m.header.scope = RouteScope::Link;
+            }
+            m.attributes.push(RouteAttribute::Oif(nh.ifindex));
+            if let Some(gw) = nh.gateway {
+                m.attributes.push(gateway_attr(&prefix, gw));
+            }
+        }
+        hops => {
+            let nhs = hops
+                .iter()
+                .map(|nh| {
+                    let mut n = NlNextHop::default();
+                    n.interface_index = nh.ifindex;
+                    if let Some(gw) = nh.gateway {
+                        n.attributes.push(gateway_attr(&prefix, gw));
+                    }
+                    n
+                })
+                .collect();
+            m.attributes.push(RouteAttribute::MultiPath(nhs));
+        }
+    }
+    m
+}
+
+impl Kernel {
+    /// Opens the request connection and the multicast watch; events arrive on the receiver.
+    pub async fn connect() -> io::Result<(Kernel, mpsc::UnboundedReceiver<KernelEvent>)> {
+        Self::connect_with_watch_rcvbuf(watch::WATCH_RCVBUF, true).await
+    }
+
+    /// `connect` with a chosen watch receive buffer (tests use a tiny one to provoke
+    /// ENOBUFS).
+    pub(crate) async fn connect_with_watch_rcvbuf(
+        rcvbuf: usize,
+        force: bool,
+    ) -> io::Result<(Kernel, mpsc::UnboundedReceiver<KernelEvent>)> {
+        let (mut conn, handle, _) = rtnetlink::new_connection_with_strict_check()?;
+        {
+            use netlink_sys::AsyncSocket;
+            use std::os::fd::{AsRawFd, BorrowedFd};
+            let raw = conn.socket_mut().socket_ref().as_raw_fd();
+            // SAFETY: the fd is owned by the connection, alive during the call.
+            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+            if let Err(e) = watch::set_rcvbuf(fd, REQUEST_RCVBUF, true) {
+                tracing::warn!("request socket receive buffer: {e}");
+            }
+        }
+        tokio::spawn(conn);
+        let sock = watch::open(rcvbuf, force)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(watch::run(sock, tx));
+        Ok((Kernel { handle }, rx))
+    }
+
+    /// Sends one dump request and collects the answers; Err(None) means the dump was
+    /// interrupted (NLM_F_DUMP_INTR) and should be retried.
+    async fn dump_raw(
+        &self,
+        what: &str,
+        req: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>, Option<io::Error>> {
+        let mut msg = NetlinkMessage::from(req);
+        msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut handle = self.handle.clone();
+        let mut resp = handle.request(msg).map_err(|e| Some(rt_error(what, e)))?;
+        let mut out = Vec::new();
+        let mut interrupted = false;
+        while let Some(m) = resp.next().await {
+            interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
+            match m.payload {
+                NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(Some(errno_error(what, e.raw_code())))
+                }
+                _ => {}
+            }
+        }
+        if interrupted {
+            Err(None)
+        } else {
+            Ok(out)
+        }
+    }
+
+    async fn dump_once(&self) -> Result<KernelView, Option<io::Error>> {
+        let mut view = KernelView::default();
+        let links = self
+            .dump_raw(
+                "dump links",
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            )
+            .await?;
+        for m in links {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                if let Some(link) = link_from_msg(&l) {
+                    view.links.insert(link.index, link);
+                }
+            }
+        }
+        let addrs = self
+            .dump_raw(
+                "dump addresses",
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            )
+            .await?;
+        for m in addrs {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                if let Some(addr) = address_from_msg(&a) {
+                    view.addresses.entry(addr.ifindex).or_default().push(addr);
+                }
+            }
+        }
+        for list in view.addresses.values_mut() {
+            list.sort();
+            list.dedup();
+        }
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = RouteMessage::default();
+            req.header.address_family = family;
+            req.header.table = RouteHeader::RT_TABLE_MAIN;
+            req.header.protocol = RouteProtocol::from(ROUTE_PROTOCOL);
+            let routes = self
+                .dump_raw("dump routes", RouteNetlinkMessage::GetRoute(req))
+                .await?;
+            for m in routes {
+                if let RouteNetlinkMessage::NewRoute(r) = m {
+                    if let Some(route) = route_from_msg(&r) {
+                        // IPv6 multipath may come as one message per nexthop: merge.
+                        let e = view.routes.entry(route.prefix).or_insert_with(|| Route {
+                            prefix: route.prefix,
+                            next_hops: Vec::new(),
+                        });
+                        e.next_hops.extend(route.next_hops);
+                        e.next_hops.sort();
+                        e.next_hops.dedup();
+                    }
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    /// A consistent snapshot: links, addresses, and hostbgp's own routes.
+    /// Dumps interrupted by concurrent changes (NLM_F_DUMP_INTR) are retried.
+    pub async fn dump(&self) -> io::Result<KernelView> {
+        for _ in 0..10 {
+            match self.dump_once().await {
+                Ok(v) => return Ok(v),
+                Err(Some(e)) => return Err(e),
+                Err(None) => tracing::debug!("kernel dump interrupted, retrying"),
+            }
+        }
+        Err(io::Error::other(
+            "kernel dump: interrupted 10 times in a row",
+        ))
+    }
+
+    /// Sends one request and waits for its ACK; Err(Ok(errno)) on a NACK.
+    async fn request_ack(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<(), Result<i32, rtnetlink::Error>> {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut handle = self.handle.clone();
+        let mut resp = handle.request(req).map_err(Err)?;
+        while let Some(m) = resp.next().await {
+            if let NetlinkPayload::Error(e) = m.payload {
+                if e.code.is_some() {
+                    return Err(Ok(e.raw_code()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs or replaces a route with hostbgp's protocol number (idempotent).
+    /// NLM_F_REPLACE replaces the whole route (all next hops), for IPv6 too.
+    pub async fn install_route(&self, route: &Route) -> io::Result<()> {
+        if route.next_hops.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("install route {}: no next hop", route.prefix),
+            ));
+        }
+        let what = || format!("install route {}", route.prefix);
+        match self
+            .request_ack(
+                RouteNetlinkMessage::NewRoute(install_message(route)),
+                NLM_F_REPLACE | NLM_F_CREATE,
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Ok(code)) => Err(errno_error(&what(), code)),
+            Err(Err(e)) => Err(rt_error(&what(), e)),
+        }
+    }
+
+    /// Removes one of hostbgp's routes (all its next hops); a route already gone is
+    /// not an error. The request carries our protocol, so the kernel never matches a
+    /// route of another protocol.
+    pub async fn remove_route(&self, prefix: &IpNet) -> io::Result<()> {
+        let prefix = prefix.trunc();
+        let mut m = RouteMessage::default();
+        m.header = route_header(&prefix);
+        m.header.scope = RouteScope::NoWhere;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                prefix.addr(),
+            )));
+        let what = || format!("remove route {prefix}");
+        match self.request_ack(RouteNetlinkMessage::DelRoute(m), 0).await {
+            Ok(()) => Ok(()),
+            Err(Ok(code)) if code.abs() == libc::ESRCH => Ok(()),
+            Err(Ok(code)) => Err(errno_error(&what(), code)),
+            Err(Err(e)) => Err(rt_error(&what(), e)),
+        }
+    }
+
+    /// Installs many routes with up to [`PIPELINE_DEPTH`] requests in flight. All are
+    /// attempted; the error names how many failed and the first failure.
+    pub async fn install_routes(&self, routes: &[Route]) -> io::Result<()> {
+        let results = stream::iter(routes)
+            .map(|r| self.install_route(r))
+            .buffer_unordered(PIPELINE_DEPTH)
+            .filter_map(|r| async move { r.err() })
+            .collect::<Vec<_>>()
+            .await;
+        summarize("install", routes.len(), results)
+    }
+
+    /// Removes many routes with up to [`PIPELINE_DEPTH`] requests in flight.
+    pub async fn remove_routes(&self, prefixes: &[IpNet]) -> io::Result<()> {
+        let results = stream::iter(prefixes)
+            .map(|p| self.remove_route(p))
+            .buffer_unordered(PIPELINE_DEPTH)
+            .filter_map(|r| async move { r.err() })
+            .collect::<Vec<_>>()
+            .await;
+        summarize("remove", prefixes.len(), results)
+    }
+}
+
+fn summarize(op: &str, total: usize, errors: Vec<io::Error>) -> io::Result<()> {
+    match errors.into_iter().enumerate().last() {
+        None => Ok(()),
+        Some((n, e)) => Err(io::Error::new(
+            e.kind(),
+            format!("{} of {total} route {op}s failed; e.g. {e}", n + 1),
+        )),
+    }
+}

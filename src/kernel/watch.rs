@@ -1,0 +1,84 @@
+//! The multicast socket and the task turning its datagrams into events.
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
+use nix::sys::socket::{setsockopt, sockopt};
+use tokio::sync::mpsc;
+
+use super::netlink::{events_from_datagram, RouteTracker};
+use super::KernelEvent;
+
+/// Receive buffer of the watch socket (RcvBufForce ignores net.core.rmem_max).
+pub(crate) const WATCH_RCVBUF: usize = 32 << 20;
+
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+const RTMGRP_IPV6_ROUTE: u32 = 0x400;
+
+/// Sets the receive buffer: SO_RCVBUFFORCE, or SO_RCVBUF when that is refused.
+pub(crate) fn set_rcvbuf(fd: BorrowedFd<'_>, size: usize, force: bool) -> io::Result<()> {
+    if force {
+        match setsockopt(&fd, sockopt::RcvBufForce, &size) {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::warn!("SO_RCVBUFFORCE({size}) failed: {e}; using SO_RCVBUF"),
+        }
+    }
+    setsockopt(&fd, sockopt::RcvBuf, &size).map_err(io::Error::from)
+}
+
+/// Opens the multicast socket (links, addresses, routes of both families).
+pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
+    let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
+    let groups = RTMGRP_LINK
+        | RTMGRP_IPV4_IFADDR
+        | RTMGRP_IPV4_ROUTE
+        | RTMGRP_IPV6_IFADDR
+        | RTMGRP_IPV6_ROUTE;
+    sock.socket_mut().bind(&SocketAddr::new(0, groups))?;
+    // SAFETY: the fd is owned by `sock`, alive for the duration of the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+    set_rcvbuf(fd, rcvbuf, force)?;
+    Ok(sock)
+}
+
+/// Reads datagrams until the receiver is dropped. ENOBUFS becomes `Overrun`.
+pub(crate) async fn run(sock: TokioSocket, tx: mpsc::UnboundedSender<KernelEvent>) {
+    let mut tracker = RouteTracker::default();
+    // Larger than any rtnetlink datagram (the kernel caps them well below this).
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut events = Vec::new();
+    loop {
+        buf.clear();
+        tokio::select! {
+            r = sock.recv(&mut buf) => {
+                match r {
+                    Ok(()) => {
+                        events_from_datagram(&buf, &mut tracker, &mut events);
+                        for ev in events.drain(..) {
+                            if tx.send(ev).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        tracing::warn!("netlink watch overrun (ENOBUFS): events were lost");
+                        if tx.send(KernelEvent::Overrun).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        tracing::error!("netlink watch socket failed: {e}");
+                        // Tell the agent its view can no longer be trusted.
+                        let _ = tx.send(KernelEvent::Overrun);
+                        return;
+                    }
+                }
+            }
+            _ = tx.closed() => return,
+        }
+    }
+}
