@@ -232,7 +232,9 @@ pub fn parse_routes(text: &str) -> Vec<BirdRoute> {
                     .map(|i| {
                         let pref = &after[i + 1..];
                         let end = pref.find([')', '/']).unwrap_or(pref.len());
-                        pref[..end].trim_start_matches(|c: char| c.is_ascii_digit()).contains('s')
+                        pref[..end]
+                            .trim_start_matches(|c: char| c.is_ascii_digit())
+                            .contains('s')
                     })
                     .unwrap_or(false);
                 let mut r = BirdRoute {

@@ -6,6 +6,7 @@
 //! Namespaces are named `hbt<pid>x<counter><role>` and deleted on Drop (also on
 //! panic); stale ones of a crashed run (owner pid dead) are removed at start.
 
+use std::cell::RefCell;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -82,7 +83,9 @@ pub fn wait_until_state<S: Debug>(
             return state;
         }
         if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for: {desc}\nlast observed state: {state:#?}");
+            panic!(
+                "timed out after {timeout:?} waiting for: {desc}\nlast observed state: {state:#?}"
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -154,7 +157,7 @@ fn clean_stale() {
 /// A lab: a set of namespaces and a temp dir, all removed on Drop.
 pub struct Lab {
     prefix: String,
-    namespaces: Vec<String>,
+    namespaces: RefCell<Vec<String>>,
     dir: tempfile::TempDir,
 }
 
@@ -170,7 +173,7 @@ impl Lab {
             .expect("tempdir");
         Lab {
             prefix,
-            namespaces: Vec::new(),
+            namespaces: RefCell::new(Vec::new()),
             dir,
         }
     }
@@ -186,10 +189,10 @@ impl Lab {
     }
 
     /// Creates namespace `<prefix><role>` with `lo` up; returns its name.
-    pub fn ns(&mut self, role: &str) -> String {
+    pub fn ns(&self, role: &str) -> String {
         let name = format!("{}{role}", self.prefix);
         run(&["ip", "netns", "add", &name]).unwrap_or_else(|e| panic!("{e}"));
-        self.namespaces.push(name.clone());
+        self.namespaces.borrow_mut().push(name.clone());
         self.ip(&name, &["link", "set", "lo", "up"]);
         // Quiet, deterministic IPv6: no DAD delays, no router solicitations.
         for key in [
@@ -242,7 +245,7 @@ impl Lab {
 
     fn check_ns(&self, ns: &str) {
         assert!(
-            self.namespaces.iter().any(|n| n == ns),
+            self.namespaces.borrow().iter().any(|n| n == ns),
             "refusing to act outside this lab's namespaces: {ns:?}"
         );
     }
@@ -334,8 +337,8 @@ impl Lab {
     }
 
     /// Namespaces of this lab.
-    pub fn namespaces(&self) -> &[String] {
-        &self.namespaces
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespaces.borrow().clone()
     }
 }
 
@@ -347,12 +350,15 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in self.namespaces.iter().rev() {
+        for ns in self.namespaces.borrow().iter().rev() {
             delete_ns(ns);
         }
         if std::thread::panicking() && std::env::var_os("HOSTBGP_TEST_KEEP").is_some() {
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-            eprintln!("HOSTBGP_TEST_KEEP: logs and configs kept in {}", dir.keep().display());
+            eprintln!(
+                "HOSTBGP_TEST_KEEP: logs and configs kept in {}",
+                dir.keep().display()
+            );
         }
     }
 }
@@ -381,7 +387,7 @@ pub const BR_V6: &str = "2001:db8:100::1/64";
 impl Topo {
     /// Router + host + link; the bridge gets `bridge_addrs`.
     pub fn new(bridge_addrs: &[&str]) -> Topo {
-        let mut lab = Lab::new();
+        let lab = Lab::new();
         let r = lab.ns("r");
         let h = lab.ns("h");
         lab.veth((&r, "eth0"), (&h, "eth0"));

@@ -9,7 +9,7 @@ fn harness_selftest() {
         return;
     }
     let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
-    let names = topo.lab.namespaces().to_vec();
+    let names = topo.lab.namespaces();
     let (r, h) = (&topo.r, &topo.h);
 
     let router = Bird::start(
@@ -50,11 +50,15 @@ fn harness_selftest() {
             .routes(r, false, &["203.0.113.0/24"])
             .contains(&format!("via {}", lab::HOST_V4))
     });
-    wait_until("router kernel has 2001:db8:100::/64 via host", TIMEOUT, || {
-        topo.lab
-            .routes(r, true, &["2001:db8:100::/64"])
-            .contains(&format!("via {}", lab::HOST_V6))
-    });
+    wait_until(
+        "router kernel has 2001:db8:100::/64 via host",
+        TIMEOUT,
+        || {
+            topo.lab
+                .routes(r, true, &["2001:db8:100::/64"])
+                .contains(&format!("via {}", lab::HOST_V6))
+        },
+    );
     // Data path: the bridge address is reachable from the router through the route.
     topo.lab.exec(r, &["ping", "-c1", "-W2", "203.0.113.1"]);
     topo.lab.exec(r, &["ping", "-c1", "-W2", "2001:db8:100::1"]);
