@@ -11,6 +11,26 @@ const INSTANCES: &str = "  c1:
       eth0: {type: nic, network: br0, host_name: vc1, ipv4.routes.external: 203.0.113.64/28, ipv6.routes.external: \"2001:db8:100:40::/64\"}
 ";
 
+/// Instance namespace `i` joined to the host by veth `vc1` (host side, not yet
+/// enslaved): 203.0.113.65/32 and 2001:db8:100:40::1/128, default routes via the
+/// bridge's addresses 192.0.2.1 / 2001:db8:100::1. Enables forwarding in the host.
+pub fn instance(l: &lab::Lab, h: &str) -> String {
+    l.forwarding(h);
+    let i = l.ns("i");
+    l.instance_nic(h, "vc1", &i);
+    l.addr(&i, "eth0", "203.0.113.65/32");
+    l.addr(&i, "eth0", "2001:db8:100:40::1/128");
+    l.route(
+        &i,
+        &["default", "via", "192.0.2.1", "dev", "eth0", "onlink"],
+    );
+    l.route(
+        &i,
+        &["default", "via", "2001:db8:100::1", "dev", "eth0", "onlink"],
+    );
+    i
+}
+
 #[test]
 #[ignore = "needs the agent"]
 fn instance_routes_datapath() {
@@ -26,21 +46,7 @@ fn instance_routes_datapath() {
     let l = &env.topo.lab;
     let (r, h) = (&env.topo.r, &env.topo.h);
     let proto = PROTO.to_string();
-    l.forwarding(h);
-
-    // The instance: its external addresses, default routes via the bridge.
-    let i = l.ns("i");
-    l.instance_nic(h, "vc1", &i);
-    l.addr(&i, "eth0", "203.0.113.65/32");
-    l.addr(&i, "eth0", "2001:db8:100:40::1/128");
-    l.route(
-        &i,
-        &["default", "via", "192.0.2.1", "dev", "eth0", "onlink"],
-    );
-    l.route(
-        &i,
-        &["default", "via", "2001:db8:100::1", "dev", "eth0", "onlink"],
-    );
+    let i = instance(l, h);
 
     env.wait_established();
     env.router.wait_route("192.0.2.0/24");
@@ -77,5 +83,7 @@ fn instance_routes_datapath() {
                 .routes(h, true, &["proto", &proto])
                 .contains("2001:db8:100:40::/64")
     });
+    // The instance's end went with it.
+    assert!(l.try_ip(&i, &["link", "show", "eth0"]).is_err());
     env.router.assert_no_nexthop_errors();
 }

@@ -89,3 +89,61 @@ fn harness_selftest() {
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
+
+/// Validates the issue-3 data-path lab without the agent: the routes hostbgp would
+/// install are added by hand (its protocol number), bird in the host advertises them.
+#[test]
+fn harness_datapath_selftest() {
+    if !lab::require_root("harness_datapath_selftest") {
+        return;
+    }
+    let topo = Topo::new(&["192.0.2.1/24", lab::BR_V6]);
+    let (l, r, h) = (&topo.lab, &topo.r, &topo.h);
+    let i = crate::datapath::instance(l, h);
+    let router = Bird::start(
+        l,
+        r,
+        "router",
+        &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V4)]),
+    );
+    let mut sp = BirdPeer::router("r1", lab::ROUTER_V4);
+    sp.local_as = 65010;
+    sp.peer_as = 65000;
+    sp.speaker = true;
+    sp.ipv6_next_hop = Some(lab::HOST_V6.into());
+    let mut cfg = BirdConfig::router(lab::HOST_V4, vec![sp]);
+    cfg.kernel = false;
+    cfg.static_routes = vec![
+        "203.0.113.64/28 blackhole".into(),
+        "2001:db8:100:40::/64 blackhole".into(),
+    ];
+    let _speaker = Bird::start(l, h, "speaker", &cfg);
+
+    l.enslave(h, "vc1", "br0");
+    let proto = hostbgp::kernel::ROUTE_PROTOCOL.to_string();
+    l.route(h, &["203.0.113.64/28", "dev", "br0", "proto", &proto]);
+    l.route(h, &["2001:db8:100:40::/64", "dev", "br0", "proto", &proto]);
+    assert!(l
+        .routes(h, false, &["proto", &proto])
+        .contains("203.0.113.64/28 dev br0"));
+
+    router.wait_established("h1");
+    let r4 = router.wait_route("203.0.113.64/28");
+    assert_eq!(r4.next_hops, [lab::HOST_V4], "{r4:?}");
+    let r6 = router.wait_route("2001:db8:100:40::/64");
+    assert_eq!(r6.next_hops, [lab::HOST_V6], "{r6:?}");
+    wait_until("ping 203.0.113.65 from the router", TIMEOUT, || {
+        l.try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"])
+            .is_ok()
+    });
+    wait_until("ping 2001:db8:100:40::1 from the router", TIMEOUT, || {
+        l.try_exec(r, &["ping", "-c1", "-W1", "2001:db8:100:40::1"])
+            .is_ok()
+    });
+    // Deleting the veth host end (instance stop) leaves the instance unreachable.
+    l.delete_link(h, "vc1");
+    assert!(l
+        .try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"])
+        .is_err());
+    assert!(l.try_exec(&i, &["ip", "link", "show", "eth0"]).is_err());
+}
