@@ -27,13 +27,19 @@ pub struct Hostbgp {
 impl Hostbgp {
     /// Writes `yaml` to the lab dir and starts the agent in `ns` (member `host`).
     pub fn start(lab: &Lab, ns: &str, yaml: &str) -> Hostbgp {
-        let config = lab.path("hostbgp.yaml");
+        Hostbgp::start_named(lab, ns, "hostbgp", yaml)
+    }
+
+    /// As [`Hostbgp::start`], with files `NAME.yaml`, `NAME.sock`, `NAME.log` (for
+    /// several agents in one lab).
+    pub fn start_named(lab: &Lab, ns: &str, name: &str, yaml: &str) -> Hostbgp {
+        let config = lab.path(&format!("{name}.yaml"));
         fs::write(&config, yaml).expect("write hostbgp config");
         let mut h = Hostbgp {
             ns: ns.into(),
             config,
-            socket: lab.path("hostbgp.sock"),
-            log: lab.path("hostbgp.log"),
+            socket: lab.path(&format!("{name}.sock")),
+            log: lab.path(&format!("{name}.log")),
             child: None,
             exit: None,
         };
@@ -151,6 +157,21 @@ impl Hostbgp {
         if let Some(pid) = self.pid() {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("kill");
         }
+    }
+
+    /// SIGTERM: stop for a restart (sessions dropped, routes kept).
+    pub fn term(&self) {
+        self.signal(Signal::SIGTERM);
+    }
+
+    /// SIGHUP: reload the config.
+    pub fn hup(&self) {
+        self.signal(Signal::SIGHUP);
+    }
+
+    /// SIGKILL: crash.
+    pub fn kill(&self) {
+        self.signal(Signal::SIGKILL);
     }
 
     fn try_exit(&mut self) -> Option<ExitStatus> {

@@ -160,6 +160,18 @@ fn both_families(v6: bool, enh: bool) {
         "{p}"
     );
     assert!(p["last_error"].is_null(), "{p}");
+    assert_eq!(p["asn"], 65000, "{p}");
+    assert_eq!(p["networks"], serde_json::json!(["br0"]), "{p}");
+    let st = env.hb.status_json().expect("status --json");
+    assert_eq!(st["server"]["asn"], 65010, "{st}");
+    assert_eq!(st["server"]["router_id"], "198.51.100.1", "{st}");
+    assert_eq!(st["server"]["member"], "host", "{st}");
+    let routes = env.hb.routes_json().expect("routes --json");
+    let bridge_v4 = routes
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["prefix"] == "203.0.113.0/24"))
+        .unwrap_or_else(|| panic!("routes --json lacks 203.0.113.0/24: {routes}"));
+    assert_eq!(bridge_v4["owner"], "network/br0", "{routes}");
     // Still clean after the session has run for a while (no late NOTIFICATION).
     assert!(env.router.protocol("h1").established());
     env.router.assert_no_nexthop_errors();
@@ -368,11 +380,11 @@ fn hold_timer_expiry_and_reconnect() {
 
     // The router goes silent: bird is frozen, its kernel still ACKs nothing new.
     env.router.signal(Signal::SIGSTOP);
-    let peer = wait_until_state("hostbgp hold timer expires", TIMEOUT * 2, || {
+    wait_until_state("hostbgp hold timer expires", TIMEOUT * 2, || {
         let p = env.hb.peer("r1").unwrap_or(Value::Null);
-        (p["state"] != "Established" && !p["state"].is_null(), p)
+        let down = p["state"] != "Established" && !p["state"].is_null();
+        (down && contains_ci(&p["last_error"], "hold"), p)
     });
-    assert!(contains_ci(&peer["last_error"], "hold"), "{peer}");
 
     // The router comes back: the session is re-established and routes re-learned.
     env.router.signal(Signal::SIGCONT);
