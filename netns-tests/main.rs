@@ -1,1 +1,15 @@
+//! Integration tests in network namespaces against bird2 routers.
+//!
+//! Run as root: `cargo test --test netns` (tests skip with a message otherwise).
+//! Nothing touches the machine's own namespace: see `lab.rs`.
 
+// The harness is an API for present and future tests; not every helper is used yet.
+#[allow(dead_code)]
+mod bird;
+mod datapath;
+#[allow(dead_code)]
+mod hostbgp;
+#[allow(dead_code)]
+mod lab;
+mod selftest;
+mod speaker;

@@ -1,0 +1,219 @@
+//! The agent under test, run inside the host namespace.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::bird::tail;
+use crate::lab::{run_cmd, wait_until_state, Lab, TIMEOUT};
+
+/// Path of the binary built by cargo for this test target.
+pub const BIN: &str = env!("CARGO_BIN_EXE_hostbgp");
+
+/// A running `hostbgp run`.
+pub struct Hostbgp {
+    pub ns: String,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    exit: Option<ExitStatus>,
+}
+
+impl Hostbgp {
+    /// Writes `yaml` to the lab dir and starts the agent in `ns` (member `host`).
+    pub fn start(lab: &Lab, ns: &str, yaml: &str) -> Hostbgp {
+        Hostbgp::start_named(lab, ns, "hostbgp", yaml)
+    }
+
+    /// As [`Hostbgp::start`], with files `NAME.yaml`, `NAME.sock`, `NAME.log` (for
+    /// several agents in one lab).
+    pub fn start_named(lab: &Lab, ns: &str, name: &str, yaml: &str) -> Hostbgp {
+        let config = lab.path(&format!("{name}.yaml"));
+        fs::write(&config, yaml).expect("write hostbgp config");
+        let mut h = Hostbgp {
+            ns: ns.into(),
+            config,
+            socket: lab.path(&format!("{name}.sock")),
+            log: lab.path(&format!("{name}.log")),
+            child: None,
+            exit: None,
+        };
+        h.spawn(lab);
+        h
+    }
+
+    /// (Re)starts the process with the current config file; the log is appended to.
+    pub fn spawn(&mut self, lab: &Lab) {
+        assert!(self.child.is_none(), "hostbgp already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open hostbgp log");
+        let child = lab
+            .command(
+                &self.ns,
+                &[
+                    BIN,
+                    "run",
+                    "--config",
+                    &self.config.to_string_lossy(),
+                    "--socket",
+                    &self.socket.to_string_lossy(),
+                    "--member",
+                    "host",
+                ],
+            )
+            .env("RUST_LOG", "debug")
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn hostbgp");
+        self.child = Some(child);
+        self.exit = None;
+    }
+
+    /// Rewrites the config file (follow with `reload()` or SIGHUP).
+    pub fn write_config(&self, yaml: &str) {
+        fs::write(&self.config, yaml).expect("write hostbgp config");
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.ns, BIN])
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket);
+        run_cmd(&mut c)
+    }
+
+    /// `hostbgp status --json`.
+    pub fn status_json(&self) -> Result<Value, String> {
+        let out = self.cli(&["status", "--json"])?;
+        serde_json::from_str(&out).map_err(|e| format!("status --json: {e}: {out}"))
+    }
+
+    /// `hostbgp routes --json`.
+    pub fn routes_json(&self) -> Result<Value, String> {
+        let out = self.cli(&["routes", "--json"])?;
+        serde_json::from_str(&out).map_err(|e| format!("routes --json: {e}: {out}"))
+    }
+
+    /// `hostbgp reload`.
+    pub fn reload(&self) -> Result<String, String> {
+        self.cli(&["reload"])
+    }
+
+    /// The peer object named `name` from `status --json`, if any.
+    pub fn peer(&self, name: &str) -> Option<Value> {
+        let st = self.status_json().ok()?;
+        st["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    }
+
+    /// Waits until the control socket answers.
+    pub fn wait_ready(&mut self) {
+        wait_until_state("hostbgp status answers", TIMEOUT, || {
+            if let Some(st) = self.try_exit() {
+                panic!("hostbgp exited early with {st}:\n{}", tail(&self.log, 50));
+            }
+            match self.status_json() {
+                Ok(v) => (true, v.to_string()),
+                Err(e) => (false, e),
+            }
+        });
+    }
+
+    /// Waits until peer `name` is Established according to status.
+    pub fn wait_peer_state(&self, name: &str, state: &str) -> Value {
+        wait_until_state(
+            &format!("hostbgp peer {name} in state {state}"),
+            TIMEOUT * 2,
+            || match self.peer(name) {
+                Some(p) if p["state"] == state => (true, p),
+                Some(p) => (false, p),
+                None => (false, Value::Null),
+            },
+        )
+    }
+
+    /// Pid of the agent.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Sends a signal (TERM, HUP, KILL, PWR...).
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.pid() {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("kill");
+        }
+    }
+
+    /// SIGTERM: stop for a restart (sessions dropped, routes kept).
+    pub fn term(&self) {
+        self.signal(Signal::SIGTERM);
+    }
+
+    /// SIGHUP: reload the config.
+    pub fn hup(&self) {
+        self.signal(Signal::SIGHUP);
+    }
+
+    /// SIGKILL: crash.
+    pub fn kill(&self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    fn try_exit(&mut self) -> Option<ExitStatus> {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.exit = Some(st);
+                self.child = None;
+            }
+        }
+        self.exit
+    }
+
+    /// Waits for the process to exit (None on timeout).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(st) = self.try_exit() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Hostbgp {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last 50 lines of hostbgp log ({}) ----\n{}\n---- end ----",
+                self.log.display(),
+                tail(&self.log, 50)
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Validates the harness itself with bird playing the speaker in the host namespace.
+
+use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::lab::{self, wait_until, Topo, TIMEOUT};
+
+#[test]
+fn harness_selftest() {
+    if !lab::require_root("harness_selftest") {
+        return;
+    }
+    let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
+    let names = topo.lab.namespaces();
+    let (r, h) = (&topo.r, &topo.h);
+
+    let router = Bird::start(
+        &topo.lab,
+        r,
+        "router",
+        &BirdConfig::router(
+            lab::ROUTER_V4,
+            vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(true)],
+        ),
+    );
+    let mut speaker_peer = BirdPeer::router("r1", lab::ROUTER_V6).graceful_restart(true);
+    speaker_peer.local_as = 65010;
+    speaker_peer.peer_as = 65000;
+    speaker_peer.speaker = true;
+    speaker_peer.ipv4_next_hop = Some(lab::HOST_V4.into());
+    let mut speaker_cfg = BirdConfig::router(lab::HOST_V4, vec![speaker_peer]);
+    speaker_cfg.kernel = false;
+    speaker_cfg.static_routes = vec![
+        "203.0.113.0/24 blackhole".into(),
+        "2001:db8:100::/64 blackhole".into(),
+    ];
+    let mut speaker = Bird::start(&topo.lab, h, "speaker", &speaker_cfg);
+
+    router.wait_established("h1");
+    let v4 = router.wait_route("203.0.113.0/24");
+    assert_eq!(v4.protocol, "h1");
+    assert!(v4.primary && !v4.stale, "{v4:?}");
+    assert_eq!(v4.next_hops, vec![lab::HOST_V4.to_string()], "{v4:?}");
+    assert_eq!(v4.attr("BGP.as_path"), Some("65010"), "{v4:?}");
+    let v6 = router.wait_route("2001:db8:100::/64");
+    assert_eq!(v6.next_hops, vec![lab::HOST_V6.to_string()], "{v6:?}");
+    router.assert_no_nexthop_errors();
+
+    // The kernel protocol installs both into the router's kernel.
+    wait_until("router kernel has 203.0.113.0/24 via host", TIMEOUT, || {
+        topo.lab
+            .routes(r, false, &["203.0.113.0/24"])
+            .contains(&format!("via {}", lab::HOST_V4))
+    });
+    wait_until(
+        "router kernel has 2001:db8:100::/64 via host",
+        TIMEOUT,
+        || {
+            topo.lab
+                .routes(r, true, &["2001:db8:100::/64"])
+                .contains(&format!("via {}", lab::HOST_V6))
+        },
+    );
+    // Data path: the bridge address is reachable from the router through the route.
+    topo.lab.exec(r, &["ping", "-c1", "-W2", "203.0.113.1"]);
+    topo.lab.exec(r, &["ping", "-c1", "-W2", "2001:db8:100::1"]);
+
+    // Graceful restart: the speaker dies, the router keeps its routes (bird 2.0.12
+    // flags only long-lived-stale routes with `s`; plain GR shows in the protocol).
+    speaker.kill();
+    let p = lab::wait_until_state("router sees neighbor graceful restart", TIMEOUT, || {
+        let p = router.protocol("h1");
+        (p.graceful_restart_active(), p)
+    });
+    assert!(!p.established(), "{p:?}");
+    let kept = router.route("203.0.113.0/24");
+    assert_eq!(kept.len(), 1, "GR must keep the route: {kept:?}");
+
+    // disable/enable and configure work.
+    router.disable("h1");
+    router.wait_no_route("203.0.113.0/24");
+    router.enable("h1");
+    assert!(router.configure().contains("Reconfigur"));
+
+    drop(speaker);
+    drop(router);
+    drop(topo);
+    let left: Vec<String> = lab::list_namespaces()
+        .into_iter()
+        .filter(|n| names.contains(n))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// Validates the issue-3 data-path lab without the agent: the routes hostbgp would
+/// install are added by hand (its protocol number), bird in the host advertises them.
+#[test]
+fn harness_datapath_selftest() {
+    if !lab::require_root("harness_datapath_selftest") {
+        return;
+    }
+    let topo = Topo::new(&["192.0.2.1/24", lab::BR_V6]);
+    let (l, r, h) = (&topo.lab, &topo.r, &topo.h);
+    let i = crate::datapath::instance(l, h);
+    let router = Bird::start(
+        l,
+        r,
+        "router",
+        &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V4)]),
+    );
+    let mut sp = BirdPeer::router("r1", lab::ROUTER_V4);
+    sp.local_as = 65010;
+    sp.peer_as = 65000;
+    sp.speaker = true;
+    sp.ipv6_next_hop = Some(lab::HOST_V6.into());
+    let mut cfg = BirdConfig::router(lab::HOST_V4, vec![sp]);
+    cfg.kernel = false;
+    cfg.static_routes = vec![
+        "203.0.113.64/28 blackhole".into(),
+        "2001:db8:100:40::/64 blackhole".into(),
+    ];
+    let _speaker = Bird::start(l, h, "speaker", &cfg);
+
+    l.enslave(h, "vc1", "br0");
+    let proto = hostbgp::kernel::ROUTE_PROTOCOL.to_string();
+    l.route(h, &["203.0.113.64/28", "dev", "br0", "proto", &proto]);
+    l.route(h, &["2001:db8:100:40::/64", "dev", "br0", "proto", &proto]);
+    assert!(l
+        .routes(h, false, &["proto", &proto])
+        .contains("203.0.113.64/28 dev br0"));
+
+    router.wait_established("h1");
+    let r4 = router.wait_route("203.0.113.64/28");
+    assert_eq!(r4.next_hops, [lab::HOST_V4], "{r4:?}");
+    let r6 = router.wait_route("2001:db8:100:40::/64");
+    assert_eq!(r6.next_hops, [lab::HOST_V6], "{r6:?}");
+    wait_until("ping 203.0.113.65 from the router", TIMEOUT, || {
+        l.try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"])
+            .is_ok()
+    });
+    wait_until("ping 2001:db8:100:40::1 from the router", TIMEOUT, || {
+        l.try_exec(r, &["ping", "-c1", "-W1", "2001:db8:100:40::1"])
+            .is_ok()
+    });
+    // Deleting the veth host end (instance stop) leaves the instance unreachable.
+    l.delete_link(h, "vc1");
+    assert!(l
+        .try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"])
+        .is_err());
+    assert!(l.try_exec(&i, &["ip", "link", "show", "eth0"]).is_err());
+}
