@@ -51,7 +51,7 @@ fn start(params: SessionParams, listen: Option<SocketAddr>) -> Side {
     let listener = listen.map(|addr| {
         let dir = PeerDirectory::default();
         dir.write().unwrap().insert(params.peer.address, tx.clone());
-        Listener::bind(addr, &[params.peer.clone()], dir).unwrap()
+        Listener::bind(addr, std::slice::from_ref(&params.peer), dir).unwrap()
     });
     tokio::spawn(session::run(params, rx, ev_tx, status.clone()));
     Side {
@@ -130,7 +130,7 @@ async fn two_speakers_resolve_the_collision_and_exchange_routes() {
         bind: Some("127.0.0.2".parse().unwrap()),
     };
     let mut a = start(a, Some(SocketAddr::new("127.0.0.1".parse().unwrap(), pa)));
-    let mut b = start(b, Some(SocketAddr::new("127.0.0.2".parse().unwrap(), pb)));
+    let b = start(b, Some(SocketAddr::new("127.0.0.2".parse().unwrap(), pb)));
     let epoch = settled_epoch(&mut a, &b).await;
 
     let mut changes = Changes::default();
