@@ -213,7 +213,14 @@ pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut root = match read_yaml(path) {
         Ok(n) => n,
-        Err(e) => return Err(vec![e]),
+        Err(e) => {
+            if std::fs::metadata(path).is_err() {
+                return Err(vec![e]);
+            }
+            // A syntax error: still report the conf.d files' own errors.
+            errors.push(e);
+            node::Node::Null
+        }
     };
     match conf_d_files(path) {
         Ok(files) => {

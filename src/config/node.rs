@@ -124,7 +124,7 @@ pub(crate) fn parse_yaml(text: &str, label: &str) -> Result<Node, ConfigError> {
         };
         ConfigError {
             key,
-            message: format!("invalid YAML: {e}"),
+            message: format!("invalid YAML: {}", first_line(&e.to_string())),
         }
     })
 }
@@ -151,5 +151,16 @@ pub(crate) fn merge(base: &mut Node, over: Node) {
 pub(crate) fn merge_document(base: &mut Node, over: Node) {
     if over != Node::Null {
         merge(base, over);
+    }
+}
+
+/// The parser's one-line summary, without its source snippet (which could show a password).
+fn first_line(msg: &str) -> String {
+    let line = msg.lines().next().unwrap_or("");
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    // "duplicate mapping key: KEY, set DuplicateKeyPolicy ..." is about our parser options.
+    match line.find(", set DuplicateKeyPolicy") {
+        Some(i) => line[..i].to_string(),
+        None => line.to_string(),
     }
 }

@@ -858,3 +858,11 @@ fn never_panics_on_odd_input() {
     let m: BTreeMap<String, Network> = BTreeMap::new();
     assert!(m.is_empty());
 }
+#[test]
+fn yaml_errors_show_no_file_content() {
+    let e = errs("config:\n  core.bgp_asn: 1\nnetworks:\n  b:\n    type: bridge\n    config:\n      bgp.peers.r.password: hunter2\n      bgp.peers.r.password: hunter2\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].key, "<input>:8");
+    assert!(!e[0].message.contains("hunter2"), "{}", e[0].message);
+    assert!(!e[0].message.contains('\n'));
+}

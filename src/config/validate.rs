@@ -835,9 +835,9 @@ fn parse_nic(
         match k.as_str() {
             "network" => nic.network = val.to_string(),
             "host_name" => {
-                if e.check(&key, values::check_ifname(val)).is_some() {
-                    nic.host_name = Some(val.to_string());
-                }
+                nic.host_name = e
+                    .check(&key, values::check_ifname(val))
+                    .map(|()| val.to_string());
             }
             "ipv4.address" | "ipv6.address" if val.trim() != "none" => {
                 let fam = if k.starts_with("ipv4") {
