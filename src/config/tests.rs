@@ -866,3 +866,27 @@ fn yaml_errors_show_no_file_content() {
     assert!(!e[0].message.contains("hunter2"), "{}", e[0].message);
     assert!(!e[0].message.contains('\n'));
 }
+
+#[test]
+fn alias_bomb_is_refused() {
+    let mut y = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        y.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    assert!(parse_str(&y, "n").is_err());
+}
+
+#[test]
+fn load_reports_main_and_conf_d_syntax_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("hostbgp.yaml");
+    std::fs::write(&main, "config: [\n").unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(dir.path().join("conf.d/a.yaml"), "x: {\n").unwrap();
+    let e = load(&main, "n").unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].key.starts_with(&main.display().to_string()));
+}
