@@ -1,6 +1,14 @@
 //! The configuration file: YAML model, LXD key validation, conf.d merge, member overlay.
 //!
-//! SKELETON: the public API below is fixed; bodies are filled in by the config work.
+//! The file is read into a generic YAML tree (`node`), `conf.d/*.yaml` are deep-merged
+//! into it, the selected member's overlay is applied, then `validate` builds the typed
+//! [`Config`], collecting every error with its full key path.
+mod node;
+#[cfg(test)]
+mod tests;
+mod validate;
+mod values;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -68,7 +76,7 @@ pub struct Network {
     pub peers: BTreeMap<String, PeerConfig>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
     pub address: IpAddr,
@@ -97,7 +105,7 @@ pub struct Nic {
 }
 
 /// One BGP neighbour: a peer address may be declared on several networks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Peer {
     pub address: IpAddr,
     pub port: u16,
@@ -121,19 +129,150 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
+/// What Debug prints in place of a password.
+fn redacted(p: &Option<String>) -> Option<&'static str> {
+    p.as_ref().map(|_| "<redacted>")
+}
+
+impl fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("asn", &self.asn)
+            .field("password", &redacted(&self.password))
+            .field("hold_time", &self.hold_time)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("asn", &self.asn)
+            .field("password", &redacted(&self.password))
+            .field("hold_time", &self.hold_time)
+            .field("declared_by", &self.declared_by)
+            .finish()
+    }
+}
+
+fn read_yaml(path: &Path) -> Result<node::Node, ConfigError> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        key: label.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    node::parse_yaml(&text, &label)
+}
+
+/// The `conf.d/*.yaml` files beside `path`, in name order (none if the directory is missing).
+pub fn conf_d_files(path: &Path) -> Result<Vec<std::path::PathBuf>, ConfigError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.join("conf.d"),
+        _ => Path::new("conf.d").to_path_buf(),
+    };
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ConfigError {
+                key: dir.display().to_string(),
+                message: format!("cannot read directory: {e}"),
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| ConfigError {
+            key: dir.display().to_string(),
+            message: format!("cannot read directory: {e}"),
+        })?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".yaml") {
+            continue;
+        }
+        let p = ent.path();
+        if p.is_dir() {
+            continue;
+        }
+        files.push(p);
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Reads `path` and `conf.d/*.yaml` beside it, applies the overlay of `member`, validates.
-pub fn load(_path: &Path, _member: &str) -> Result<Config, Vec<ConfigError>> {
-    todo!()
+pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut root = match read_yaml(path) {
+        Ok(n) => n,
+        Err(e) => {
+            if std::fs::metadata(path).is_err() {
+                return Err(vec![e]);
+            }
+            // A syntax error: still report the conf.d files' own errors.
+            errors.push(e);
+            node::Node::Null
+        }
+    };
+    match conf_d_files(path) {
+        Ok(files) => {
+            for f in files {
+                match read_yaml(&f) {
+                    Ok(n) => node::merge_document(&mut root, n),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    validate::build(&root, member)
 }
 
 /// Parses and validates one YAML document (no conf.d).
-pub fn parse_str(_yaml: &str, _member: &str) -> Result<Config, Vec<ConfigError>> {
-    todo!()
+pub fn parse_str(yaml: &str, member: &str) -> Result<Config, Vec<ConfigError>> {
+    let root = node::parse_yaml(yaml, "<input>").map_err(|e| vec![e])?;
+    validate::build(&root, member)
 }
 
 impl Config {
     /// Every distinct peer (by address), merged across the networks declaring it.
+    /// Field values come from the first declaration (by network, then peer name); a
+    /// validated config has them equal everywhere.
     pub fn peers(&self) -> Vec<Peer> {
-        todo!()
+        let mut by_addr: BTreeMap<IpAddr, Peer> = BTreeMap::new();
+        for (nname, net) in &self.networks {
+            for p in net.peers.values() {
+                by_addr
+                    .entry(p.address)
+                    .or_insert_with(|| Peer {
+                        address: p.address,
+                        port: p.port,
+                        asn: p.asn,
+                        password: p.password.clone(),
+                        hold_time: p.hold_time,
+                        declared_by: Vec::new(),
+                    })
+                    .declared_by
+                    .push((nname.clone(), p.name.clone()));
+            }
+        }
+        by_addr
+            .into_values()
+            .map(|mut p| {
+                p.declared_by.sort();
+                p
+            })
+            .collect()
     }
 }

@@ -1,0 +1,1019 @@
+//! From a merged YAML tree to a validated [`Config`], collecting every error.
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::node::Node;
+use super::values::{self, Fam};
+use super::{
+    Config, ConfigError, FamilyConfig, Instance, Network, NetworkKind, Nic, PeerConfig,
+    ServerConfig, DEFAULT_BGP_PORT, DEFAULT_GRACEFUL_RESTART_TIME, DEFAULT_HOLD_TIME,
+};
+
+/// Server keys that may differ per cluster member.
+const LOCAL_SERVER_KEYS: &[&str] = &["core.bgp_address", "core.bgp_routerid"];
+const GLOBAL_SERVER_KEYS: &[&str] = &["core.bgp_asn", "core.bgp_graceful_restart_time"];
+/// Network keys that may differ per cluster member.
+const LOCAL_NETWORK_KEYS: &[&str] = &["bgp.ipv4.nexthop", "bgp.ipv6.nexthop"];
+/// Every network key this file knows (besides `bgp.peers.*` and `user.*`).
+const NETWORK_KEYS: &[&str] = &[
+    "bgp.ipv4.nexthop",
+    "bgp.ipv6.nexthop",
+    "ipv4.nat",
+    "ipv6.nat",
+    "ipv4.nat.address",
+    "ipv6.nat.address",
+    "ipv4.address",
+    "ipv6.address",
+    "ipv4.routes.anycast",
+    "ipv6.routes.anycast",
+    "ipv4.routes",
+    "ipv6.routes",
+    "network",
+    "volatile.network.ipv4.address",
+    "volatile.network.ipv6.address",
+];
+/// Fields of a network as `lxc network show` prints them, accepted and ignored.
+const NETWORK_IGNORED: &[&str] = &[
+    "description",
+    "locations",
+    "managed",
+    "name",
+    "project",
+    "status",
+    "used_by",
+];
+/// Fields of an instance as `lxc config show` / the API print them, accepted and ignored.
+const INSTANCE_IGNORED: &[&str] = &[
+    "architecture",
+    "backups",
+    "config",
+    "created_at",
+    "description",
+    "ephemeral",
+    "expanded_config",
+    "expanded_devices",
+    "last_used_at",
+    "name",
+    "profiles",
+    "project",
+    "snapshots",
+    "state",
+    "stateful",
+    "status",
+    "status_code",
+    "type",
+];
+const NIC_IGNORED: &[&str] = &[
+    "host_name",
+    "name",
+    "hwaddr",
+    "mtu",
+    "ipv4.routes",
+    "ipv6.routes",
+];
+const MAX_PASSWORD_LEN: usize = 80;
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// A set scalar value; None when absent, null or empty (LXD: empty = unset).
+    fn scalar<'a>(&mut self, key: &str, node: &'a Node) -> Option<&'a str> {
+        match node {
+            Node::Null => None,
+            Node::Scalar(s) if s.is_empty() => None,
+            Node::Scalar(s) => Some(s),
+            other => {
+                self.push(
+                    key,
+                    format!(
+                        "expected a string, number or boolean, got {}",
+                        other.kind_name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A map (null counts as empty); an error for anything else.
+    fn map<'a>(&mut self, key: &str, node: &'a Node) -> Option<&'a BTreeMap<String, Node>> {
+        static EMPTY: BTreeMap<String, Node> = BTreeMap::new();
+        match node {
+            Node::Map(m) => Some(m),
+            Node::Null => Some(&EMPTY),
+            other => {
+                self.push(key, format!("expected a map, got {}", other.kind_name()));
+                None
+            }
+        }
+    }
+
+    fn check<T>(&mut self, key: &str, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.push(key, m);
+                None
+            }
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Option<NetworkKind> {
+    match s {
+        "bridge" => Some(NetworkKind::Bridge),
+        "physical" => Some(NetworkKind::Physical),
+        "ovn" => Some(NetworkKind::Ovn),
+        _ => None,
+    }
+}
+
+fn kind_name(k: NetworkKind) -> &'static str {
+    match k {
+        NetworkKind::Bridge => "bridge",
+        NetworkKind::Physical => "physical",
+        NetworkKind::Ovn => "ovn",
+    }
+}
+
+/// The kind of a raw network node, if it is well formed (errors are reported elsewhere).
+fn raw_kind(node: &Node) -> Option<NetworkKind> {
+    match node {
+        Node::Map(m) => match m.get("type") {
+            Some(Node::Scalar(s)) => parse_kind(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Validates a network key's value on its own (no cross-key checks).
+fn check_network_value(key: &str, value: &str) -> Result<(), String> {
+    let fam = if key.contains("ipv4") {
+        Fam::V4
+    } else {
+        Fam::V6
+    };
+    match key {
+        "bgp.ipv4.nexthop" | "bgp.ipv6.nexthop" => values::parse_addr(value, fam).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn build(root: &Node, member: &str) -> Result<Config, Vec<ConfigError>> {
+    let mut e = Errors::default();
+    let mut root = root.clone();
+    let Some(top) = e.map("(root)", &root).cloned() else {
+        return Err(e.0);
+    };
+    for k in top.keys() {
+        if !matches!(k.as_str(), "config" | "networks" | "instances" | "members") {
+            e.push(k.clone(), "unknown key");
+        }
+    }
+
+    // Kinds of the declared networks, from the raw tree (for the overlay checks).
+    let raw_networks: BTreeMap<String, Option<NetworkKind>> = match top.get("networks") {
+        Some(Node::Map(m)) => m.iter().map(|(k, v)| (k.clone(), raw_kind(v))).collect(),
+        _ => BTreeMap::new(),
+    };
+
+    // Member overlays: validate every member, apply the selected one.
+    let mut overlay_keys = Vec::new();
+    if let Some(members) = top.get("members") {
+        let overlay = check_members(&mut e, members, member, &raw_networks);
+        if let Node::Map(r) = &mut root {
+            for (path, value) in overlay {
+                overlay_keys.push(path.join("."));
+                apply(r, &path, value);
+            }
+        }
+    }
+    overlay_keys.sort();
+    let top = match &root {
+        Node::Map(m) => m.clone(),
+        _ => BTreeMap::new(),
+    };
+
+    let server = match top.get("config") {
+        Some(n) => parse_server(&mut e, n),
+        None => parse_server(&mut e, &Node::Null),
+    };
+
+    let mut networks = BTreeMap::new();
+    let mut broken_networks = BTreeSet::new();
+    if let Some(n) = top.get("networks") {
+        if let Some(m) = e.map("networks", n) {
+            for (name, node) in m {
+                match parse_network(&mut e, name, node) {
+                    Some(net) => {
+                        networks.insert(name.clone(), net);
+                    }
+                    None => {
+                        broken_networks.insert(name.clone());
+                    }
+                }
+            }
+        }
+    }
+    check_uplinks(&mut e, &networks, &broken_networks);
+    check_peer_conflicts(&mut e, &networks);
+
+    let mut instances = BTreeMap::new();
+    if let Some(n) = top.get("instances") {
+        if let Some(m) = e.map("instances", n) {
+            for (name, node) in m {
+                if let Some(inst) = parse_instance(&mut e, name, node, &networks, &broken_networks)
+                {
+                    instances.insert(name.clone(), inst);
+                }
+            }
+        }
+    }
+    check_overlaps(&mut e, &networks, &instances);
+
+    if !e.0.is_empty() {
+        let mut errs = e.0;
+        errs.sort_by(|a, b| a.key.cmp(&b.key));
+        errs.dedup();
+        return Err(errs);
+    }
+    Ok(Config {
+        member: member.to_string(),
+        server,
+        networks,
+        instances,
+        overlay_keys,
+    })
+}
+
+/// Puts `value` at `path` (creating maps on the way, replacing non-maps).
+fn apply(map: &mut BTreeMap<String, Node>, path: &[String], value: Node) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        map.insert(first.clone(), value);
+        return;
+    }
+    let child = map
+        .entry(first.clone())
+        .or_insert_with(|| Node::Map(BTreeMap::new()));
+    if !matches!(child, Node::Map(_)) {
+        *child = Node::Map(BTreeMap::new());
+    }
+    if let Node::Map(m) = child {
+        apply(m, rest, value);
+    }
+}
+
+/// Checks `members:`; returns the valid overlay entries of `selected` as (path, value).
+fn check_members(
+    e: &mut Errors,
+    members: &Node,
+    selected: &str,
+    networks: &BTreeMap<String, Option<NetworkKind>>,
+) -> Vec<(Vec<String>, Node)> {
+    let mut out = Vec::new();
+    let Some(members) = e.map("members", members) else {
+        return out;
+    };
+    for (name, node) in members {
+        let base = format!("members.{name}");
+        let Some(m) = e.map(&base, node) else {
+            continue;
+        };
+        let mine = name == selected;
+        for (k, v) in m {
+            let key = format!("{base}.{k}");
+            match k.as_str() {
+                "config" => {
+                    let Some(cfg) = e.map(&key, v) else { continue };
+                    for (ck, cv) in cfg {
+                        let ckey = format!("{key}.{ck}");
+                        if GLOBAL_SERVER_KEYS.contains(&ck.as_str()) {
+                            e.push(ckey, "global key, cannot be set per member");
+                            continue;
+                        }
+                        if !LOCAL_SERVER_KEYS.contains(&ck.as_str()) {
+                            e.push(ckey, "unknown key");
+                            continue;
+                        }
+                        let ok = match e.scalar(&ckey, cv) {
+                            None => !matches!(cv, Node::Map(_) | Node::Seq(_)),
+                            Some(s) => {
+                                let r = if ck == "core.bgp_address" {
+                                    values::parse_listen(s).map(|_| ())
+                                } else {
+                                    values::parse_addr(s, Fam::V4).map(|_| ())
+                                };
+                                e.check(&ckey, r).is_some()
+                            }
+                        };
+                        if ok && mine {
+                            out.push((vec!["config".to_string(), ck.clone()], cv.clone()));
+                        }
+                    }
+                }
+                "networks" => {
+                    let Some(nets) = e.map(&key, v) else { continue };
+                    for (net, nv) in nets {
+                        let nkey = format!("{key}.{net}");
+                        let Some(kind) = networks.get(net) else {
+                            e.push(nkey, format!("unknown network {net:?}"));
+                            continue;
+                        };
+                        let Some(nm) = e.map(&nkey, nv) else { continue };
+                        for (lk, lv) in nm {
+                            let lkey = format!("{nkey}.{lk}");
+                            if !LOCAL_NETWORK_KEYS.contains(&lk.as_str()) {
+                                if NETWORK_KEYS.contains(&lk.as_str())
+                                    || lk.starts_with("bgp.peers.")
+                                {
+                                    e.push(lkey, "global key, cannot be set per member");
+                                } else {
+                                    e.push(lkey, "unknown key");
+                                }
+                                continue;
+                            }
+                            if *kind == Some(NetworkKind::Ovn) {
+                                e.push(lkey, "not supported on ovn networks");
+                                continue;
+                            }
+                            let ok = match e.scalar(&lkey, lv) {
+                                None => !matches!(lv, Node::Map(_) | Node::Seq(_)),
+                                Some(s) => e.check(&lkey, check_network_value(lk, s)).is_some(),
+                            };
+                            if ok && mine {
+                                out.push((
+                                    vec![
+                                        "networks".to_string(),
+                                        net.clone(),
+                                        "config".to_string(),
+                                        lk.clone(),
+                                    ],
+                                    lv.clone(),
+                                ));
+                            }
+                        }
+                    }
+                }
+                _ => e.push(key, "unknown key"),
+            }
+        }
+    }
+    out
+}
+
+fn parse_server(e: &mut Errors, node: &Node) -> ServerConfig {
+    let mut s = ServerConfig {
+        listen: None,
+        asn: None,
+        router_id: None,
+        graceful_restart_time: DEFAULT_GRACEFUL_RESTART_TIME,
+    };
+    let Some(m) = e.map("config", node) else {
+        return s;
+    };
+    let mut asn_given = false;
+    for (k, v) in m {
+        let key = format!("config.{k}");
+        match k.as_str() {
+            "core.bgp_address" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    s.listen = e.check(&key, values::parse_listen(val));
+                }
+            }
+            "core.bgp_asn" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    asn_given = true;
+                    s.asn = e.check(&key, values::parse_asn(val));
+                }
+            }
+            "core.bgp_routerid" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    s.router_id = e
+                        .check(&key, values::parse_addr(val, Fam::V4))
+                        .and_then(|a| match a {
+                            IpAddr::V4(a) => Some(a),
+                            IpAddr::V6(_) => None,
+                        });
+                }
+            }
+            "core.bgp_graceful_restart_time" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    if let Some(t) = e.check(&key, values::parse_u16(val, 1, 4095)) {
+                        s.graceful_restart_time = t;
+                    }
+                }
+            }
+            _ => e.push(key, "unknown key"),
+        }
+    }
+    let address_given = matches!(m.get("core.bgp_address"), Some(Node::Scalar(a)) if !a.is_empty());
+    if address_given && !asn_given {
+        e.push(
+            "config.core.bgp_asn",
+            "required when core.bgp_address is set",
+        );
+    }
+    s
+}
+
+#[derive(Default)]
+struct RawPeer {
+    address: Option<IpAddr>,
+    address_set: bool,
+    asn: Option<u32>,
+    asn_set: bool,
+    password: Option<String>,
+    hold_time: Option<u16>,
+    valid: bool,
+}
+
+#[derive(Default)]
+struct RawFamily {
+    nat: bool,
+    nat_address: Option<IpAddr>,
+    nexthop: Option<IpAddr>,
+    routes_anycast: bool,
+    address: Option<IpNet>,
+    routes: Vec<IpNet>,
+    ovn_router_address: Option<IpAddr>,
+}
+
+fn fam4(r: RawFamily) -> FamilyConfig<std::net::Ipv4Addr, Ipv4Net> {
+    let a = |x: Option<IpAddr>| match x {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    };
+    let n = |x: IpNet| match x {
+        IpNet::V4(n) => Some(n),
+        IpNet::V6(_) => None,
+    };
+    FamilyConfig {
+        nat: r.nat,
+        nat_address: a(r.nat_address),
+        nexthop: a(r.nexthop),
+        routes_anycast: r.routes_anycast,
+        address: r.address.and_then(n),
+        routes: r.routes.into_iter().filter_map(n).collect(),
+        ovn_router_address: a(r.ovn_router_address),
+    }
+}
+
+fn fam6(r: RawFamily) -> FamilyConfig<std::net::Ipv6Addr, Ipv6Net> {
+    let a = |x: Option<IpAddr>| match x {
+        Some(IpAddr::V6(a)) => Some(a),
+        _ => None,
+    };
+    let n = |x: IpNet| match x {
+        IpNet::V6(n) => Some(n),
+        IpNet::V4(_) => None,
+    };
+    FamilyConfig {
+        nat: r.nat,
+        nat_address: a(r.nat_address),
+        nexthop: a(r.nexthop),
+        routes_anycast: r.routes_anycast,
+        address: r.address.and_then(n),
+        routes: r.routes.into_iter().filter_map(n).collect(),
+        ovn_router_address: a(r.ovn_router_address),
+    }
+}
+
+/// Returns None when the network's type is missing or invalid (its keys can't be checked).
+fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
+    let base = format!("networks.{name}");
+    let m = e.map(&base, node)?;
+    for k in m.keys() {
+        if k != "type" && k != "config" && !NETWORK_IGNORED.contains(&k.as_str()) {
+            e.push(format!("{base}.{k}"), "unknown key");
+        }
+    }
+    let tkey = format!("{base}.type");
+    let kind = match m.get("type") {
+        None => {
+            e.push(tkey, "required (bridge, physical or ovn)");
+            return None;
+        }
+        Some(t) => {
+            let t = match e.scalar(&tkey, t) {
+                Some(t) => t,
+                None => {
+                    if matches!(t, Node::Null) || matches!(t, Node::Scalar(_)) {
+                        e.push(tkey, "required (bridge, physical or ovn)");
+                    }
+                    return None;
+                }
+            };
+            match parse_kind(t) {
+                Some(k) => k,
+                None => {
+                    e.push(tkey, format!("must be bridge, physical or ovn, got {t:?}"));
+                    return None;
+                }
+            }
+        }
+    };
+    let mut v4 = RawFamily::default();
+    let mut v6 = RawFamily::default();
+    let mut uplink = None;
+    let mut raw_peers: BTreeMap<String, RawPeer> = BTreeMap::new();
+    let cbase = format!("{base}.config");
+    let cfg = match m.get("config") {
+        Some(c) => e.map(&cbase, c).cloned().unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let ovn = kind == NetworkKind::Ovn;
+    for (k, v) in &cfg {
+        let key = format!("{cbase}.{k}");
+        if k.starts_with("user.") {
+            continue;
+        }
+        if let Some(rest) = k.strip_prefix("bgp.peers.") {
+            if ovn {
+                e.push(
+                    key,
+                    "BGP peers are not supported on ovn networks (declare them on the uplink network)",
+                );
+                continue;
+            }
+            let Some((pname, field)) = rest.rsplit_once('.').filter(|(p, _)| !p.is_empty()) else {
+                e.push(key, "unknown key");
+                continue;
+            };
+            if !matches!(field, "address" | "asn" | "password" | "holdtime") {
+                e.push(key, "unknown key");
+                continue;
+            }
+            let p = raw_peers
+                .entry(pname.to_string())
+                .or_insert_with(|| RawPeer {
+                    valid: true,
+                    ..RawPeer::default()
+                });
+            let Some(val) = e.scalar(&key, v) else {
+                if matches!(v, Node::Map(_) | Node::Seq(_)) {
+                    p.valid = false;
+                }
+                continue;
+            };
+            match field {
+                "address" => {
+                    p.address_set = true;
+                    p.address = e.check(&key, values::parse_ip(val));
+                    p.valid &= p.address.is_some();
+                }
+                "asn" => {
+                    p.asn_set = true;
+                    p.asn = e.check(&key, values::parse_asn(val));
+                    p.valid &= p.asn.is_some();
+                }
+                "password" => {
+                    if val.len() > MAX_PASSWORD_LEN {
+                        e.push(key, format!("must be at most {MAX_PASSWORD_LEN} bytes"));
+                        p.valid = false;
+                    } else {
+                        p.password = Some(val.to_string());
+                    }
+                }
+                _ => {
+                    p.hold_time = e.check(&key, values::parse_u16(val, 9, 65535));
+                    p.valid &= p.hold_time.is_some();
+                }
+            }
+            continue;
+        }
+        let fam = if k.starts_with("ipv4.")
+            || k.starts_with("bgp.ipv4.")
+            || k.starts_with("volatile.network.ipv4.")
+        {
+            Fam::V4
+        } else {
+            Fam::V6
+        };
+        let known = match k.as_str() {
+            "ipv4.nat" | "ipv6.nat" | "ipv4.nat.address" | "ipv6.nat.address" | "ipv4.address"
+            | "ipv6.address" => true,
+            "bgp.ipv4.nexthop"
+            | "bgp.ipv6.nexthop"
+            | "ipv4.routes.anycast"
+            | "ipv6.routes.anycast"
+            | "ipv4.routes"
+            | "ipv6.routes" => !ovn,
+            "network" | "volatile.network.ipv4.address" | "volatile.network.ipv6.address" => ovn,
+            _ => false,
+        };
+        if !known {
+            e.push(
+                key,
+                format!("unknown key for a {} network", kind_name(kind)),
+            );
+            continue;
+        }
+        let Some(val) = e.scalar(&key, v) else {
+            continue;
+        };
+        let f = if fam == Fam::V4 { &mut v4 } else { &mut v6 };
+        match k.as_str() {
+            "ipv4.nat" | "ipv6.nat" => {
+                f.nat = e.check(&key, values::parse_bool(val)).unwrap_or(false);
+            }
+            "ipv4.routes.anycast" | "ipv6.routes.anycast" => {
+                f.routes_anycast = e.check(&key, values::parse_bool(val)).unwrap_or(false);
+            }
+            "ipv4.nat.address" | "ipv6.nat.address" => {
+                f.nat_address = e.check(&key, values::parse_addr(val, fam));
+            }
+            "bgp.ipv4.nexthop" | "bgp.ipv6.nexthop" => {
+                f.nexthop = e.check(&key, values::parse_addr(val, fam));
+            }
+            "volatile.network.ipv4.address" | "volatile.network.ipv6.address" => {
+                f.ovn_router_address = e.check(&key, values::parse_addr(val, fam));
+            }
+            "ipv4.address" | "ipv6.address" => {
+                if !matches!(val.trim(), "none" | "auto") {
+                    f.address = e.check(&key, values::parse_gateway(val, fam));
+                }
+            }
+            "ipv4.routes" | "ipv6.routes" => {
+                f.routes = e
+                    .check(&key, values::parse_prefixes(val, fam))
+                    .unwrap_or_default();
+            }
+            _ => uplink = Some(val.trim().to_string()),
+        }
+    }
+    if ovn && uplink.is_none() {
+        e.push(
+            format!("{cbase}.network"),
+            "required for ovn networks (the uplink network)",
+        );
+    }
+    let mut peers = BTreeMap::new();
+    for (pname, p) in raw_peers {
+        let pkey = format!("{cbase}.bgp.peers.{pname}");
+        if !p.address_set {
+            e.push(
+                format!("{pkey}.address"),
+                "required: a peer needs an address and an asn",
+            );
+        }
+        if !p.asn_set {
+            e.push(
+                format!("{pkey}.asn"),
+                "required: a peer needs an address and an asn",
+            );
+        }
+        if let (true, Some(address), Some(asn)) = (p.valid, p.address, p.asn) {
+            peers.insert(
+                pname.clone(),
+                PeerConfig {
+                    name: pname,
+                    address,
+                    port: DEFAULT_BGP_PORT,
+                    asn,
+                    password: p.password,
+                    hold_time: p.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
+                },
+            );
+        }
+    }
+    Some(Network {
+        name: name.to_string(),
+        kind,
+        ipv4: fam4(v4),
+        ipv6: fam6(v6),
+        uplink,
+        peers,
+    })
+}
+
+fn check_uplinks(e: &mut Errors, networks: &BTreeMap<String, Network>, broken: &BTreeSet<String>) {
+    for (name, net) in networks {
+        let Some(up) = &net.uplink else { continue };
+        let key = format!("networks.{name}.config.network");
+        match networks.get(up) {
+            Some(u) if u.kind == NetworkKind::Ovn => e.push(
+                key,
+                format!("uplink network {up:?} must be physical or bridge, not ovn"),
+            ),
+            Some(_) => {}
+            None if broken.contains(up) => {}
+            None => e.push(key, format!("unknown network {up:?}")),
+        }
+    }
+}
+
+fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
+    let mut by_addr: BTreeMap<IpAddr, Vec<(&str, &PeerConfig)>> = BTreeMap::new();
+    for (nname, net) in networks {
+        for p in net.peers.values() {
+            by_addr.entry(p.address).or_default().push((nname, p));
+        }
+    }
+    for (addr, decls) in by_addr {
+        let Some(((n0, p0), rest)) = decls.split_first() else {
+            continue;
+        };
+        let key = |n: &str, p: &PeerConfig, f: &str| {
+            format!("networks.{n}.config.bgp.peers.{}.{f}", p.name)
+        };
+        for (n, p) in rest {
+            let diffs = [
+                ("asn", p0.asn != p.asn),
+                ("password", p0.password != p.password),
+                ("holdtime", p0.hold_time != p.hold_time),
+            ];
+            for (f, differ) in diffs {
+                if differ {
+                    e.push(
+                        key(n0, p0, f),
+                        format!("conflicts with {} (same peer address {addr})", key(n, p, f)),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn parse_instance(
+    e: &mut Errors,
+    name: &str,
+    node: &Node,
+    networks: &BTreeMap<String, Network>,
+    broken: &BTreeSet<String>,
+) -> Option<Instance> {
+    let base = format!("instances.{name}");
+    let m = e.map(&base, node)?;
+    let mut inst = Instance {
+        name: name.to_string(),
+        location: None,
+        nics: BTreeMap::new(),
+    };
+    for (k, v) in m {
+        let key = format!("{base}.{k}");
+        match k.as_str() {
+            "location" => inst.location = e.scalar(&key, v).map(|s| s.to_string()),
+            "devices" => {
+                let Some(devs) = e.map(&key, v) else { continue };
+                for (dev, dn) in devs {
+                    if let Some(nic) =
+                        parse_nic(e, &format!("{key}.{dev}"), dev, dn, networks, broken)
+                    {
+                        inst.nics.insert(dev.clone(), nic);
+                    }
+                }
+            }
+            _ if INSTANCE_IGNORED.contains(&k.as_str()) => {}
+            _ => e.push(key, "unknown key"),
+        }
+    }
+    Some(inst)
+}
+
+fn parse_nic(
+    e: &mut Errors,
+    base: &str,
+    dev: &str,
+    node: &Node,
+    networks: &BTreeMap<String, Network>,
+    broken: &BTreeSet<String>,
+) -> Option<Nic> {
+    let m = e.map(base, node)?;
+    let tkey = format!("{base}.type");
+    let Some(t) = m.get("type").and_then(|t| e.scalar(&tkey, t)) else {
+        if !matches!(m.get("type"), Some(Node::Map(_) | Node::Seq(_))) {
+            e.push(tkey, "required");
+        }
+        return None;
+    };
+    if t != "nic" {
+        return None; // disk, unix-char, proxy...: not ours
+    }
+    let mut nic = Nic {
+        name: dev.to_string(),
+        network: String::new(),
+        host_name: None,
+        ipv4_address: None,
+        ipv6_address: None,
+        ipv4_routes_external: Vec::new(),
+        ipv6_routes_external: Vec::new(),
+    };
+    let mut ext_set = [false, false];
+    for (k, v) in m {
+        let key = format!("{base}.{k}");
+        if k == "type" {
+            continue;
+        }
+        let known = matches!(
+            k.as_str(),
+            "network"
+                | "ipv4.address"
+                | "ipv6.address"
+                | "ipv4.routes.external"
+                | "ipv6.routes.external"
+        ) || NIC_IGNORED.contains(&k.as_str());
+        if !known {
+            e.push(key, "unknown key");
+            continue;
+        }
+        let Some(val) = e.scalar(&key, v) else {
+            continue;
+        };
+        match k.as_str() {
+            "network" => nic.network = val.to_string(),
+            "host_name" => {
+                nic.host_name = e
+                    .check(&key, values::check_ifname(val))
+                    .map(|()| val.to_string());
+            }
+            "ipv4.address" | "ipv6.address" if val.trim() != "none" => {
+                let fam = if k.starts_with("ipv4") {
+                    Fam::V4
+                } else {
+                    Fam::V6
+                };
+                match e.check(&key, values::parse_addr(val, fam)) {
+                    Some(IpAddr::V4(a)) => nic.ipv4_address = Some(a),
+                    Some(IpAddr::V6(a)) => nic.ipv6_address = Some(a),
+                    None => {}
+                }
+            }
+            "ipv4.routes.external" | "ipv6.routes.external" => {
+                let fam = if k.starts_with("ipv4") {
+                    Fam::V4
+                } else {
+                    Fam::V6
+                };
+                let list = e
+                    .check(&key, values::parse_prefixes(val, fam))
+                    .unwrap_or_default();
+                for n in list {
+                    match n {
+                        IpNet::V4(n) => nic.ipv4_routes_external.push(n),
+                        IpNet::V6(n) => nic.ipv6_routes_external.push(n),
+                    }
+                }
+                ext_set[usize::from(fam == Fam::V6)] = true;
+            }
+            _ => {}
+        }
+    }
+    if nic.network.is_empty() {
+        e.push(format!("{base}.network"), "required");
+        return Some(nic);
+    }
+    let Some(net) = networks.get(&nic.network) else {
+        if !broken.contains(&nic.network) {
+            e.push(
+                format!("{base}.network"),
+                format!("unknown network {:?}", nic.network),
+            );
+        }
+        return Some(nic);
+    };
+    // Static addresses inside the network's subnet.
+    let subnets: [(Option<IpNet>, Option<IpAddr>, Fam); 2] = [
+        (
+            net.ipv4.address.map(IpNet::V4),
+            nic.ipv4_address.map(IpAddr::V4),
+            Fam::V4,
+        ),
+        (
+            net.ipv6.address.map(IpNet::V6),
+            nic.ipv6_address.map(IpAddr::V6),
+            Fam::V6,
+        ),
+    ];
+    for (subnet, addr, fam) in subnets {
+        if let (Some(sn), Some(a)) = (subnet, addr) {
+            if !sn.contains(&a) {
+                e.push(
+                    format!("{base}.{}.address", fam.key()),
+                    format!(
+                        "{a} is not inside the subnet {} of network {} (networks.{}.config.{}.address)",
+                        sn.trunc(),
+                        net.name,
+                        net.name,
+                        fam.key()
+                    ),
+                );
+            }
+        }
+    }
+    let has_ext = ext_set[0] || ext_set[1];
+    if net.kind == NetworkKind::Bridge && has_ext && nic.host_name.is_none() {
+        e.push(
+            format!("{base}.host_name"),
+            "required when ipv4.routes.external or ipv6.routes.external is set on a bridged NIC (hostbgp watches the host-side interface to know the instance runs)",
+        );
+    }
+    if net.kind == NetworkKind::Ovn {
+        if let Some(up) = net.uplink.as_ref().and_then(|u| networks.get(u)) {
+            let checks: [(Vec<IpNet>, Vec<IpNet>, Fam); 2] = [
+                (
+                    nic.ipv4_routes_external
+                        .iter()
+                        .copied()
+                        .map(IpNet::V4)
+                        .collect(),
+                    up.ipv4.routes.iter().copied().map(IpNet::V4).collect(),
+                    Fam::V4,
+                ),
+                (
+                    nic.ipv6_routes_external
+                        .iter()
+                        .copied()
+                        .map(IpNet::V6)
+                        .collect(),
+                    up.ipv6.routes.iter().copied().map(IpNet::V6).collect(),
+                    Fam::V6,
+                ),
+            ];
+            for (ext, allowed, fam) in checks {
+                if allowed.is_empty() {
+                    continue;
+                }
+                for p in ext {
+                    if !allowed.iter().any(|a| a.contains(&p)) {
+                        e.push(
+                            format!("{base}.{}.routes.external", fam.key()),
+                            format!(
+                                "{p} is not within the uplink's networks.{}.config.{}.routes",
+                                up.name,
+                                fam.key()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Some(nic)
+}
+
+/// Whether anycast is enabled for a NIC's family: on its network (bridged/physical)
+/// or on the uplink (OVN).
+fn anycast(networks: &BTreeMap<String, Network>, nic: &Nic, fam: Fam) -> bool {
+    let Some(net) = networks.get(&nic.network) else {
+        return false;
+    };
+    let net = if net.kind == NetworkKind::Ovn {
+        match net.uplink.as_ref().and_then(|u| networks.get(u)) {
+            Some(u) => u,
+            None => return false,
+        }
+    } else {
+        net
+    };
+    match fam {
+        Fam::V4 => net.ipv4.routes_anycast,
+        Fam::V6 => net.ipv6.routes_anycast,
+    }
+}
+
+fn check_overlaps(
+    e: &mut Errors,
+    networks: &BTreeMap<String, Network>,
+    instances: &BTreeMap<String, Instance>,
+) {
+    // (owner key, prefix, anycast)
+    let mut all: Vec<(String, IpNet, bool)> = Vec::new();
+    for (iname, inst) in instances {
+        for (dev, nic) in &inst.nics {
+            let base = format!("instances.{iname}.devices.{dev}");
+            let any4 = anycast(networks, nic, Fam::V4);
+            let any6 = anycast(networks, nic, Fam::V6);
+            for p in &nic.ipv4_routes_external {
+                all.push((format!("{base}.ipv4.routes.external"), IpNet::V4(*p), any4));
+            }
+            for p in &nic.ipv6_routes_external {
+                all.push((format!("{base}.ipv6.routes.external"), IpNet::V6(*p), any6));
+            }
+        }
+    }
+    for (i, (ka, pa, aa)) in all.iter().enumerate() {
+        for (kb, pb, ab) in &all[i + 1..] {
+            if ka == kb || Fam::of_net(pa) != Fam::of_net(pb) {
+                continue;
+            }
+            let overlap = pa.contains(pb) || pb.contains(pa);
+            if !overlap || (pa == pb && *aa && *ab) {
+                continue;
+            }
+            e.push(ka.clone(), format!("{pa} overlaps {kb} ({pb})"));
+        }
+    }
+}
