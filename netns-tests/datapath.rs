@@ -32,7 +32,6 @@ pub fn instance(l: &lab::Lab, h: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn instance_routes_datapath() {
     if !lab::require_root("instance_routes_datapath") {
         return;

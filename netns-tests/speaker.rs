@@ -178,7 +178,6 @@ fn both_families(v6: bool, enh: bool) {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn ipv6_session_both_families() {
     if lab::require_root("ipv6_session_both_families") {
         both_families(true, false);
@@ -186,7 +185,6 @@ fn ipv6_session_both_families() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn ipv6_session_both_families_extended_next_hop() {
     if lab::require_root("ipv6_session_both_families_extended_next_hop") {
         both_families(true, true);
@@ -194,7 +192,6 @@ fn ipv6_session_both_families_extended_next_hop() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn ipv4_session_both_families() {
     if lab::require_root("ipv4_session_both_families") {
         both_families(false, false);
@@ -202,7 +199,6 @@ fn ipv4_session_both_families() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn ipv4_session_both_families_extended_next_hop() {
     if lab::require_root("ipv4_session_both_families_extended_next_hop") {
         both_families(false, true);
@@ -210,7 +206,6 @@ fn ipv4_session_both_families_extended_next_hop() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn bridge_address_added_then_removed() {
     if !lab::require_root("bridge_address_added_then_removed") {
         return;
@@ -236,7 +231,6 @@ fn bridge_address_added_then_removed() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn nat_advertises_only_nat_address() {
     if !lab::require_root("nat_advertises_only_nat_address") {
         return;
@@ -263,7 +257,6 @@ fn nat_advertises_only_nat_address() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn nexthop_override_keys() {
     if !lab::require_root("nexthop_override_keys") {
         return;
@@ -284,7 +277,6 @@ fn nexthop_override_keys() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn md5_matching_password_establishes() {
     if !lab::require_root("md5_matching_password_establishes") {
         return;
@@ -304,7 +296,6 @@ fn md5_matching_password_establishes() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn md5_wrong_password_never_establishes() {
     if !lab::require_root("md5_wrong_password_never_establishes") {
         return;
@@ -325,7 +316,6 @@ fn md5_wrong_password_never_establishes() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn unconfigured_address_gets_no_open() {
     if !lab::require_root("unconfigured_address_gets_no_open") {
         return;
@@ -365,7 +355,6 @@ fn unconfigured_address_gets_no_open() {
 }
 
 #[test]
-#[ignore = "needs the agent"]
 fn hold_timer_expiry_and_reconnect() {
     if !lab::require_root("hold_timer_expiry_and_reconnect") {
         return;
