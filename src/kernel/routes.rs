@@ -33,7 +33,8 @@ pub struct Kernel {
 
 fn errno_error(what: &str, code: i32) -> io::Error {
     let os = io::Error::from_raw_os_error(code.abs());
-    io::Error::new(os.kind(), format!("{what}: {os} (errno {})", code.abs()))
+    // e.g. "install route 203.0.113.0/24: Network is unreachable (os error 101)"
+    io::Error::new(os.kind(), format!("{what}: {os}"))
 }
 
 fn rt_error(what: &str, e: rtnetlink::Error) -> io::Error {

@@ -65,6 +65,8 @@ pub(crate) async fn run(sock: TokioSocket, tx: mpsc::UnboundedSender<KernelEvent
                     }
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                         tracing::warn!("netlink watch overrun (ENOBUFS): events were lost");
+                        // Its memory may be stale now; the agent re-dumps anyway.
+                        tracker = RouteTracker::default();
                         if tx.send(KernelEvent::Overrun).is_err() {
                             return;
                         }
