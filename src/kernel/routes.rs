@@ -1,6 +1,7 @@
 //! The request connection: dumps, route installation and removal.
 use std::io;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt};
 use ipnet::IpNet;
@@ -17,7 +18,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use tokio::sync::mpsc;
 
-use super::netlink::{address_from_msg, link_from_msg, route_from_msg};
+use super::netlink::{address_from_msg, link_from_msg, route_from_msg, RouteTracker};
 use super::{watch, KernelEvent, KernelView, Route, ROUTE_PROTOCOL};
 
 /// How many route requests `install_routes` / `remove_routes` keep in flight.
@@ -29,6 +30,8 @@ const REQUEST_RCVBUF: usize = 8 << 20;
 #[derive(Clone)]
 pub struct Kernel {
     handle: rtnetlink::Handle,
+    /// Shared with the watch task; seeded by dumps.
+    tracker: Arc<Mutex<RouteTracker>>,
 }
 
 fn errno_error(what: &str, code: i32) -> io::Error {
@@ -137,8 +140,9 @@ impl Kernel {
         tokio::spawn(conn);
         let sock = watch::open(rcvbuf, force)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(watch::run(sock, tx));
-        Ok((Kernel { handle }, rx))
+        let tracker = Arc::new(Mutex::new(RouteTracker::default()));
+        tokio::spawn(watch::run(sock, tx, tracker.clone()));
+        Ok((Kernel { handle, tracker }, rx))
     }
 
     /// Sends one dump request and collects the answers; Err(None) means the dump was
@@ -234,7 +238,13 @@ impl Kernel {
     pub async fn dump(&self) -> io::Result<KernelView> {
         for _ in 0..10 {
             match self.dump_once().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+                    for r in v.routes.values() {
+                        t.seed(r);
+                    }
+                    return Ok(v);
+                }
                 Err(Some(e)) => return Err(e),
                 Err(None) => tracing::debug!("kernel dump interrupted, retrying"),
             }

@@ -719,3 +719,65 @@ fn bench_install_vs_ip_batch() {
         eprintln!("n={n}: install_routes {ours:?}, dump {dump:?}, remove_routes {removal:?}, ip -batch {theirs:?}; {events} events queued, overrun={overrun}");
     });
 }
+
+/// A nexthop device of a multipath route goes away: the events must leave the same
+/// routes as a fresh dump (no false RouteRemoved for IPv6; IPv4 flushes silently).
+#[test]
+fn multipath_nexthop_device_deleted() {
+    in_netns(|| async {
+        let b0 = bridge("br0", "192.0.2.1/24", "2001:db8:1::1/64");
+        let b1 = bridge("br1", "198.51.100.1/24", "2001:db8:2::1/64");
+        let r6 = route(
+            "2001:db8:99::/64",
+            vec![
+                hop(b0, Some("2001:db8:1::2")),
+                hop(b1, Some("2001:db8:2::2")),
+            ],
+        );
+        let r4 = route(
+            "203.0.113.0/24",
+            vec![hop(b0, Some("192.0.2.2")), hop(b1, Some("198.51.100.2"))],
+        );
+        // Installed before this connection exists, as after an agent restart: the
+        // watch task learns the next hops from the dump.
+        {
+            let (k0, _rx0) = Kernel::connect().await.unwrap();
+            k0.install_route(&r6).await.unwrap();
+            k0.install_route(&r4).await.unwrap();
+        }
+        let (k, mut rx) = Kernel::connect().await.unwrap();
+        let mut view = k.dump().await.unwrap();
+        assert_eq!(view.routes.len(), 2);
+        ip("link del br1");
+        let evs = drain(&mut rx, Duration::from_millis(500)).await;
+        for ev in &evs {
+            view.apply(ev);
+        }
+        let now = k.dump().await.unwrap();
+        eprintln!(
+            "after deleting a nexthop device: events {evs:?}; dump {:?}",
+            now.routes
+        );
+        assert_eq!(
+            view.routes.get(&r6.prefix),
+            now.routes.get(&r6.prefix),
+            "{evs:?}"
+        );
+        // The kernel sends RTM_DELROUTE for the dead nexthop only (6.18): that must
+        // be a RouteChanged with the remaining hop, not a RouteRemoved.
+        assert_eq!(
+            now.routes.get(&r6.prefix),
+            Some(&route(
+                "2001:db8:99::/64",
+                vec![hop(b0, Some("2001:db8:1::2"))]
+            ))
+        );
+        assert!(
+            !evs.contains(&KernelEvent::RouteRemoved(r6.prefix)),
+            "{evs:?}"
+        );
+        // IPv4: the whole multipath route is flushed without any event (known).
+        assert!(!now.routes.contains_key(&r4.prefix));
+        assert!(!evs.iter().any(|e| matches!(e, KernelEvent::RouteRemoved(p) | KernelEvent::RouteChanged(Route { prefix: p, .. }) if *p == r4.prefix)));
+    });
+}
