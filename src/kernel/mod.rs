@@ -33,6 +33,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod batch;
 mod netlink;
 mod routes;
 mod view;

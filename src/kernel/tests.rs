@@ -665,6 +665,30 @@ fn pipelined_batch_install_and_remove() {
         let bad = vec![route("203.0.113.0/24", vec![hop(br, Some("198.51.100.1"))])];
         let e = k.install_routes(&bad).await.unwrap_err();
         assert!(e.to_string().contains("1 of 1"), "{e}");
+        let e = k.install_routes_unbatched(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("1 of 1"), "{e}");
+        // Failures in the middle of a big batch: counted, the rest installed.
+        let mut mixed = routes.clone();
+        mixed.insert(
+            700,
+            route("203.0.113.0/24", vec![hop(br, Some("198.51.100.1"))]),
+        );
+        mixed.push(route(
+            "2001:db8:301::/64",
+            vec![hop(br, Some("2001:db8:2::1"))],
+        ));
+        let e = k.install_routes(&mixed).await.unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("2 of {}", mixed.len())),
+            "{e}"
+        );
+        assert!(e.to_string().contains("os error"), "{e}");
+        assert_eq!(k.dump().await.unwrap().routes.len(), routes.len());
+        k.install_routes_unbatched(&routes).await.unwrap();
+        k.remove_routes(&prefixes).await.unwrap();
+        // Removing again: already gone is fine.
+        k.remove_routes(&prefixes).await.unwrap();
+        assert!(k.dump().await.unwrap().routes.is_empty());
     });
 }
 
@@ -705,6 +729,11 @@ fn bench_install_vs_ip_batch() {
             events += 1;
             overrun |= ev == KernelEvent::Overrun;
         }
+        let t = std::time::Instant::now();
+        k.install_routes_unbatched(&routes).await.unwrap();
+        let unbatched = t.elapsed();
+        k.remove_routes(&prefixes).await.unwrap();
+        while rx.try_recv().is_ok() {}
         let mut batch = String::new();
         for i in 0..n {
             batch.push_str(&format!(
@@ -716,7 +745,7 @@ fn bench_install_vs_ip_batch() {
         let t = std::time::Instant::now();
         ip_batch(&batch);
         let theirs = t.elapsed();
-        eprintln!("n={n}: install_routes {ours:?}, dump {dump:?}, remove_routes {removal:?}, ip -batch {theirs:?}; {events} events queued, overrun={overrun}");
+        eprintln!("n={n}: install_routes {ours:?}, unbatched {unbatched:?}, dump {dump:?}, remove_routes {removal:?}, ip -batch {theirs:?}; {events} events queued, overrun={overrun}");
     });
 }
 
