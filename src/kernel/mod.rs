@@ -8,22 +8,32 @@
 //! - `routes.rs`: the request connection: dump, install, remove (single and pipelined).
 //!
 //! Kernel behaviour this module relies on (checked on 6.18, see the tests):
-//! - IPv4 routes vanish without RTM_DELROUTE when their link goes down; IPv6 keeps
-//!   the route (nexthop marked dead/linkdown).
+//! - IPv4 routes vanish WITHOUT RTM_DELROUTE when their link goes down or is deleted
+//!   (a multipath route loses all its hops at once): the agent must react to
+//!   LinkChanged/LinkRemoved by re-dumping/reinstalling. IPv6 single-path routes on a
+//!   link set down are deleted with an RTM_DELROUTE (and the link's IPv6 addresses
+//!   are removed); an IPv6 multipath nexthop on a down link stays, marked dead.
 //! - IPv6 multipath routes are notified as one message with RTA_MULTIPATH on add,
-//!   replace and delete; `NLM_F_REPLACE` with a smaller set leaves exactly that set.
-//!   Older kernels (and `ip -6 route append`) send one message per nexthop with
-//!   NLM_F_APPEND: the watch task keeps the next-hop set of each of our prefixes and
-//!   merges appends / removes single-nexthop deletions (see `netlink::RouteTracker`).
-//! - Bridges also send link messages of family AF_BRIDGE for their ports (including
-//!   an RTM_DELLINK when a port is released); those are ignored: the AF_UNSPEC
-//!   RTM_NEWLINK without IFLA_MASTER carries the release, the AF_UNSPEC RTM_DELLINK
-//!   the deletion.
+//!   replace and delete; `NLM_F_REPLACE` with a smaller set leaves exactly that set
+//!   (no delete-then-add needed). When a nexthop's device is deleted, the kernel
+//!   sends an RTM_DELROUTE carrying only that nexthop. Older kernels (and
+//!   `ip -6 route append`) also add one nexthop per message with NLM_F_APPEND.
+//!   The watch task therefore keeps the next-hop set of each of our prefixes
+//!   (`netlink::RouteTracker`, seeded by every `dump()`, fed by events, cleared on
+//!   overrun): appends are merged, a deletion of a strict subset of the hops becomes
+//!   `RouteChanged` with the remaining hops, anything else `RouteRemoved`.
+//! - Bridges also send link messages of family AF_BRIDGE for their ports, including
+//!   an RTM_DELLINK (AF_BRIDGE) when a port is merely released. All AF_BRIDGE link
+//!   messages are ignored: the AF_UNSPEC RTM_NEWLINK without IFLA_MASTER carries the
+//!   release, the AF_UNSPEC RTM_DELLINK the deletion.
+//! - Route events of other protocols are dropped after peeking at the protocol and
+//!   table bytes of `struct rtmsg`, without parsing their attributes.
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod batch;
 mod netlink;
 mod routes;
 mod view;

@@ -185,6 +185,19 @@ pub(crate) struct RouteTracker {
 }
 
 impl RouteTracker {
+    /// Learns a route from a dump unless events already told about its prefix, so
+    /// that routes that existed before `connect` (adopted after a restart) also get
+    /// single-nexthop deletions right.
+    pub(crate) fn seed(&mut self, route: &Route) {
+        self.routes
+            .entry(route.prefix)
+            .or_insert_with(|| route.next_hops.clone());
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.routes.clear();
+    }
+
     pub(crate) fn new_route(&mut self, route: Route, append: bool) -> KernelEvent {
         let entry = self.routes.entry(route.prefix).or_default();
         if append {

@@ -1,6 +1,7 @@
 //! The request connection: dumps, route installation and removal.
 use std::io;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt};
 use ipnet::IpNet;
@@ -17,8 +18,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use tokio::sync::mpsc;
 
-use super::netlink::{address_from_msg, link_from_msg, route_from_msg};
-use super::{watch, KernelEvent, KernelView, Route, ROUTE_PROTOCOL};
+use super::netlink::{address_from_msg, link_from_msg, route_from_msg, RouteTracker};
+use super::{batch, watch, KernelEvent, KernelView, Route, ROUTE_PROTOCOL};
 
 /// How many route requests `install_routes` / `remove_routes` keep in flight.
 pub const PIPELINE_DEPTH: usize = 256;
@@ -29,11 +30,14 @@ const REQUEST_RCVBUF: usize = 8 << 20;
 #[derive(Clone)]
 pub struct Kernel {
     handle: rtnetlink::Handle,
+    /// Shared with the watch task; seeded by dumps.
+    tracker: Arc<Mutex<RouteTracker>>,
 }
 
 fn errno_error(what: &str, code: i32) -> io::Error {
     let os = io::Error::from_raw_os_error(code.abs());
-    io::Error::new(os.kind(), format!("{what}: {os} (errno {})", code.abs()))
+    // e.g. "install route 203.0.113.0/24: Network is unreachable (os error 101)"
+    io::Error::new(os.kind(), format!("{what}: {os}"))
 }
 
 fn rt_error(what: &str, e: rtnetlink::Error) -> io::Error {
@@ -110,6 +114,20 @@ pub(crate) fn install_message(route: &Route) -> RouteMessage {
     m
 }
 
+/// The RTM_DELROUTE message removing our route for `prefix` (protocol included, so
+/// the kernel only matches ours).
+fn remove_message(prefix: &IpNet) -> RouteMessage {
+    let prefix = prefix.trunc();
+    let mut m = RouteMessage::default();
+    m.header = route_header(&prefix);
+    m.header.scope = RouteScope::NoWhere;
+    m.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            prefix.addr(),
+        )));
+    m
+}
+
 impl Kernel {
     /// Opens the request connection and the multicast watch; events arrive on the receiver.
     pub async fn connect() -> io::Result<(Kernel, mpsc::UnboundedReceiver<KernelEvent>)> {
@@ -136,8 +154,9 @@ impl Kernel {
         tokio::spawn(conn);
         let sock = watch::open(rcvbuf, force)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(watch::run(sock, tx));
-        Ok((Kernel { handle }, rx))
+        let tracker = Arc::new(Mutex::new(RouteTracker::default()));
+        tokio::spawn(watch::run(sock, tx, tracker.clone()));
+        Ok((Kernel { handle, tracker }, rx))
     }
 
     /// Sends one dump request and collects the answers; Err(None) means the dump was
@@ -233,7 +252,13 @@ impl Kernel {
     pub async fn dump(&self) -> io::Result<KernelView> {
         for _ in 0..10 {
             match self.dump_once().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+                    for r in v.routes.values() {
+                        t.seed(r);
+                    }
+                    return Ok(v);
+                }
                 Err(Some(e)) => return Err(e),
                 Err(None) => tracing::debug!("kernel dump interrupted, retrying"),
             }
@@ -307,9 +332,39 @@ impl Kernel {
         }
     }
 
-    /// Installs many routes with up to [`PIPELINE_DEPTH`] requests in flight. All are
-    /// attempted; the error names how many failed and the first failure.
+    /// Installs (replaces) many routes, pipelined on a dedicated socket: requests are
+    /// packed into large datagrams and up to a receive-buffer-sized window of them
+    /// awaits its ACK. All are attempted; the error names how many failed and one
+    /// failure (prefix and errno).
     pub async fn install_routes(&self, routes: &[Route]) -> io::Result<()> {
+        if let Some(r) = routes.iter().find(|r| r.next_hops.is_empty()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("install route {}: no next hop", r.prefix),
+            ));
+        }
+        let reqs = routes.iter().map(|r| {
+            let mut m = NetlinkMessage::from(RouteNetlinkMessage::NewRoute(install_message(r)));
+            m.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE;
+            (r.prefix, m)
+        });
+        batch::run("install", routes.len(), reqs, None).await
+    }
+
+    /// Removes many of our routes, pipelined like `install_routes`; routes already
+    /// gone are not errors.
+    pub async fn remove_routes(&self, prefixes: &[IpNet]) -> io::Result<()> {
+        let reqs = prefixes.iter().map(|p| {
+            let mut m = NetlinkMessage::from(RouteNetlinkMessage::DelRoute(remove_message(p)));
+            m.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+            (*p, m)
+        });
+        batch::run("remove", prefixes.len(), reqs, Some(libc::ESRCH)).await
+    }
+
+    /// `install_routes` through the shared request connection with
+    /// [`PIPELINE_DEPTH`] requests in flight (one datagram each).
+    pub async fn install_routes_unbatched(&self, routes: &[Route]) -> io::Result<()> {
         let results = stream::iter(routes)
             .map(|r| self.install_route(r))
             .buffer_unordered(PIPELINE_DEPTH)
@@ -317,17 +372,6 @@ impl Kernel {
             .collect::<Vec<_>>()
             .await;
         summarize("install", routes.len(), results)
-    }
-
-    /// Removes many routes with up to [`PIPELINE_DEPTH`] requests in flight.
-    pub async fn remove_routes(&self, prefixes: &[IpNet]) -> io::Result<()> {
-        let results = stream::iter(prefixes)
-            .map(|p| self.remove_route(p))
-            .buffer_unordered(PIPELINE_DEPTH)
-            .filter_map(|r| async move { r.err() })
-            .collect::<Vec<_>>()
-            .await;
-        summarize("remove", prefixes.len(), results)
     }
 }
 

@@ -249,6 +249,20 @@ fn address_events() {
         )
         .await;
         assert!(matches!(ev, KernelEvent::AddressAdded(a) if a.tentative));
+        // With carrier, DAD runs: tentative first, then the final address.
+        let b1 = bridge("br1", "203.0.113.1/24", "2001:db8:5::1/64");
+        ip("addr add 2001:db8:6::1/64 dev br1");
+        let ev = wait_for(
+            &mut rx,
+            "dad tentative",
+            |e| matches!(e, KernelEvent::AddressAdded(a) if a.net == net("2001:db8:6::1/64")),
+        )
+        .await;
+        assert!(matches!(ev, KernelEvent::AddressAdded(a) if a.tentative && a.ifindex == b1));
+        wait_for(&mut rx, "dad final", |e| {
+            matches!(e, KernelEvent::AddressAdded(a) if a.net == net("2001:db8:6::1/64") && !a.tentative)
+        })
+        .await;
         ip("addr del 198.51.100.1/24 dev br0");
         wait_for(&mut rx, "v4 del", |e| {
             *e == KernelEvent::AddressRemoved(a4.clone())
@@ -411,7 +425,7 @@ fn install_replace_remove_single() {
         let bad = route("203.0.113.64/26", vec![hop(br, Some("198.51.100.1"))]);
         let e = k.install_route(&bad).await.unwrap_err();
         assert!(
-            e.to_string().contains("203.0.113.64/26") && e.to_string().contains("errno"),
+            e.to_string().contains("203.0.113.64/26") && e.to_string().contains("os error 101"),
             "{e}"
         );
     });
@@ -651,6 +665,30 @@ fn pipelined_batch_install_and_remove() {
         let bad = vec![route("203.0.113.0/24", vec![hop(br, Some("198.51.100.1"))])];
         let e = k.install_routes(&bad).await.unwrap_err();
         assert!(e.to_string().contains("1 of 1"), "{e}");
+        let e = k.install_routes_unbatched(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("1 of 1"), "{e}");
+        // Failures in the middle of a big batch: counted, the rest installed.
+        let mut mixed = routes.clone();
+        mixed.insert(
+            700,
+            route("203.0.113.0/24", vec![hop(br, Some("198.51.100.1"))]),
+        );
+        mixed.push(route(
+            "2001:db8:301::/64",
+            vec![hop(br, Some("2001:db8:2::1"))],
+        ));
+        let e = k.install_routes(&mixed).await.unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("2 of {}", mixed.len())),
+            "{e}"
+        );
+        assert!(e.to_string().contains("os error"), "{e}");
+        assert_eq!(k.dump().await.unwrap().routes.len(), routes.len());
+        k.install_routes_unbatched(&routes).await.unwrap();
+        k.remove_routes(&prefixes).await.unwrap();
+        // Removing again: already gone is fine.
+        k.remove_routes(&prefixes).await.unwrap();
+        assert!(k.dump().await.unwrap().routes.is_empty());
     });
 }
 
@@ -691,6 +729,11 @@ fn bench_install_vs_ip_batch() {
             events += 1;
             overrun |= ev == KernelEvent::Overrun;
         }
+        let t = std::time::Instant::now();
+        k.install_routes_unbatched(&routes).await.unwrap();
+        let unbatched = t.elapsed();
+        k.remove_routes(&prefixes).await.unwrap();
+        while rx.try_recv().is_ok() {}
         let mut batch = String::new();
         for i in 0..n {
             batch.push_str(&format!(
@@ -702,6 +745,68 @@ fn bench_install_vs_ip_batch() {
         let t = std::time::Instant::now();
         ip_batch(&batch);
         let theirs = t.elapsed();
-        eprintln!("n={n}: install_routes {ours:?}, dump {dump:?}, remove_routes {removal:?}, ip -batch {theirs:?}; {events} events queued, overrun={overrun}");
+        eprintln!("n={n}: install_routes {ours:?}, unbatched {unbatched:?}, dump {dump:?}, remove_routes {removal:?}, ip -batch {theirs:?}; {events} events queued, overrun={overrun}");
+    });
+}
+
+/// A nexthop device of a multipath route goes away: the events must leave the same
+/// routes as a fresh dump (no false RouteRemoved for IPv6; IPv4 flushes silently).
+#[test]
+fn multipath_nexthop_device_deleted() {
+    in_netns(|| async {
+        let b0 = bridge("br0", "192.0.2.1/24", "2001:db8:1::1/64");
+        let b1 = bridge("br1", "198.51.100.1/24", "2001:db8:2::1/64");
+        let r6 = route(
+            "2001:db8:99::/64",
+            vec![
+                hop(b0, Some("2001:db8:1::2")),
+                hop(b1, Some("2001:db8:2::2")),
+            ],
+        );
+        let r4 = route(
+            "203.0.113.0/24",
+            vec![hop(b0, Some("192.0.2.2")), hop(b1, Some("198.51.100.2"))],
+        );
+        // Installed before this connection exists, as after an agent restart: the
+        // watch task learns the next hops from the dump.
+        {
+            let (k0, _rx0) = Kernel::connect().await.unwrap();
+            k0.install_route(&r6).await.unwrap();
+            k0.install_route(&r4).await.unwrap();
+        }
+        let (k, mut rx) = Kernel::connect().await.unwrap();
+        let mut view = k.dump().await.unwrap();
+        assert_eq!(view.routes.len(), 2);
+        ip("link del br1");
+        let evs = drain(&mut rx, Duration::from_millis(500)).await;
+        for ev in &evs {
+            view.apply(ev);
+        }
+        let now = k.dump().await.unwrap();
+        eprintln!(
+            "after deleting a nexthop device: events {evs:?}; dump {:?}",
+            now.routes
+        );
+        assert_eq!(
+            view.routes.get(&r6.prefix),
+            now.routes.get(&r6.prefix),
+            "{evs:?}"
+        );
+        // The kernel sends RTM_DELROUTE for the dead nexthop only (6.18): that must
+        // be a RouteChanged with the remaining hop, not a RouteRemoved.
+        assert_eq!(
+            now.routes.get(&r6.prefix),
+            Some(&route(
+                "2001:db8:99::/64",
+                vec![hop(b0, Some("2001:db8:1::2"))]
+            ))
+        );
+        assert!(
+            !evs.contains(&KernelEvent::RouteRemoved(r6.prefix)),
+            "{evs:?}"
+        );
+        // IPv4: the whole multipath route is flushed without any event (known).
+        assert!(!now.routes.contains_key(&r4.prefix));
+        assert!(!evs.iter().any(|e| matches!(e, KernelEvent::RouteRemoved(p) | KernelEvent::RouteChanged(Route { prefix: p, .. }) if *p == r4.prefix)));
     });
 }

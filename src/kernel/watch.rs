@@ -1,6 +1,7 @@
 //! The multicast socket and the task turning its datagrams into events.
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
 
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -45,8 +46,11 @@ pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
 }
 
 /// Reads datagrams until the receiver is dropped. ENOBUFS becomes `Overrun`.
-pub(crate) async fn run(sock: TokioSocket, tx: mpsc::UnboundedSender<KernelEvent>) {
-    let mut tracker = RouteTracker::default();
+pub(crate) async fn run(
+    sock: TokioSocket,
+    tx: mpsc::UnboundedSender<KernelEvent>,
+    tracker: Arc<Mutex<RouteTracker>>,
+) {
     // Larger than any rtnetlink datagram (the kernel caps them well below this).
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut events = Vec::new();
@@ -56,7 +60,10 @@ pub(crate) async fn run(sock: TokioSocket, tx: mpsc::UnboundedSender<KernelEvent
             r = sock.recv(&mut buf) => {
                 match r {
                     Ok(()) => {
-                        events_from_datagram(&buf, &mut tracker, &mut events);
+                        {
+                            let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                            events_from_datagram(&buf, &mut t, &mut events);
+                        }
                         for ev in events.drain(..) {
                             if tx.send(ev).is_err() {
                                 return;
@@ -65,6 +72,8 @@ pub(crate) async fn run(sock: TokioSocket, tx: mpsc::UnboundedSender<KernelEvent
                     }
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                         tracing::warn!("netlink watch overrun (ENOBUFS): events were lost");
+                        // Its memory may be stale now; the agent re-dumps anyway.
+                        tracker.lock().unwrap_or_else(|p| p.into_inner()).clear();
                         if tx.send(KernelEvent::Overrun).is_err() {
                             return;
                         }

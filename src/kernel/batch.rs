@@ -1,0 +1,123 @@
+//! Pipelined route requests on a dedicated socket: many requests per datagram,
+//! a window of outstanding ACKs sized to the receive buffer (no ACK is ever lost).
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use ipnet::IpNet;
+use netlink_packet_core::{Emitable, NetlinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
+
+use super::netlink::NLMSG_HDRLEN;
+use super::watch::set_rcvbuf;
+
+const NLMSG_ERROR: u16 = 2;
+const RCVBUF: usize = 16 << 20;
+/// Upper bound of requests awaiting their ACK.
+const MAX_WINDOW: usize = 8192;
+/// Requests are packed into datagrams of about this size.
+const SEND_CHUNK: usize = 32 << 10;
+/// Generous per-ACK cost in the receive buffer (skb truesize).
+const ACK_TRUESIZE: usize = 1024;
+
+/// Sends every request (with NLM_F_ACK set by the caller) and waits for all ACKs.
+/// Errors equal to `ignore_errno` (positive) count as success.
+pub(crate) async fn run<I>(
+    op: &str,
+    total: usize,
+    reqs: I,
+    ignore_errno: Option<i32>,
+) -> io::Result<()>
+where
+    I: Iterator<Item = (IpNet, NetlinkMessage<RouteNetlinkMessage>)>,
+{
+    let mut reqs = reqs.peekable();
+    if reqs.peek().is_none() {
+        return Ok(());
+    }
+    let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
+    sock.socket_mut().bind_auto()?;
+    sock.socket_mut().connect(&SocketAddr::new(0, 0))?;
+    // SAFETY: the fd belongs to `sock`, alive during the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+    set_rcvbuf(fd, RCVBUF, true)?;
+    // Short error messages (no copy of the request).
+    let _ = sock.socket_ref().set_cap_ack(true);
+    let rcvbuf = sock.socket_ref().get_rx_buf_sz().unwrap_or(212_992);
+    let window = (rcvbuf / ACK_TRUESIZE).clamp(16, MAX_WINDOW);
+
+    let mut prefixes: Vec<IpNet> = Vec::with_capacity(total);
+    let mut sbuf: Vec<u8> = Vec::with_capacity(SEND_CHUNK + 4096);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut outstanding = 0usize;
+    let mut failed = 0usize;
+    let mut first: Option<io::Error> = None;
+    let mut seq: u32 = 0;
+    let mut done_sending = false;
+    loop {
+        sbuf.clear();
+        while !done_sending && outstanding < window && sbuf.len() < SEND_CHUNK {
+            match reqs.next() {
+                None => done_sending = true,
+                Some((prefix, mut m)) => {
+                    seq += 1;
+                    m.header.sequence_number = seq;
+                    m.finalize();
+                    let start = sbuf.len();
+                    sbuf.resize(start + m.buffer_len(), 0);
+                    m.emit(&mut sbuf[start..]);
+                    prefixes.push(prefix);
+                    outstanding += 1;
+                }
+            }
+        }
+        if !sbuf.is_empty() {
+            sock.send(&sbuf).await?;
+            if outstanding < window && !done_sending {
+                continue;
+            }
+        }
+        if done_sending && outstanding == 0 {
+            break;
+        }
+        rbuf.clear();
+        sock.recv(&mut rbuf).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("route {op} batch: reading ACKs: {e}"))
+        })?;
+        let mut off = 0;
+        while off + NLMSG_HDRLEN <= rbuf.len() {
+            let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
+            if len < NLMSG_HDRLEN || off + len > rbuf.len() {
+                break;
+            }
+            let ty = u16::from_ne_bytes(rbuf[off + 4..off + 6].try_into().unwrap());
+            let payload = &rbuf[off + NLMSG_HDRLEN..off + len];
+            if ty == NLMSG_ERROR && payload.len() >= 4 + NLMSG_HDRLEN {
+                outstanding = outstanding.saturating_sub(1);
+                let code = i32::from_ne_bytes(payload[0..4].try_into().unwrap()).abs();
+                let orig_seq = u32::from_ne_bytes(payload[12..16].try_into().unwrap());
+                if code != 0 && Some(code) != ignore_errno {
+                    failed += 1;
+                    if first.is_none() {
+                        let prefix = prefixes
+                            .get(orig_seq.wrapping_sub(1) as usize)
+                            .map_or_else(|| "?".to_string(), |p| p.to_string());
+                        let os = io::Error::from_raw_os_error(code);
+                        first = Some(io::Error::new(
+                            os.kind(),
+                            format!("{op} route {prefix}: {os}"),
+                        ));
+                    }
+                }
+            }
+            off += (len + 3) & !3;
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(e) => Err(io::Error::new(
+            e.kind(),
+            format!("{failed} of {total} route {op}s failed; e.g. {e}"),
+        )),
+    }
+}
