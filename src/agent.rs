@@ -322,8 +322,11 @@ impl Agent {
                     }
                 }
                 KernelEvent::LinkRemoved(index) => redump |= self.routes_use(*index),
-                KernelEvent::AddressAdded(_) | KernelEvent::AddressRemoved(_) => {
-                    addresses_changed = true
+                KernelEvent::AddressAdded(_) => addresses_changed = true,
+                KernelEvent::AddressRemoved(a) => {
+                    addresses_changed = true;
+                    // IPv4 routes via a gateway vanish silently with the address covering it.
+                    redump |= self.routes_use(a.ifindex);
                 }
                 _ => {}
             }
