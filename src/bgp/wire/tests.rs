@@ -1069,3 +1069,18 @@ fn pack_many_prefixes_fill_messages() {
         assert_eq!(n, if c.extended_message { 1 } else { 5 });
     }
 }
+
+#[test]
+fn fuzz_seeds_decode() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/decode_message");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let m = Message::decode(&bytes, &C4);
+        assert!(m.is_ok(), "{}: {m:?}", path.display());
+        assert_eq!(enc(&m.unwrap(), &C4), bytes, "{}", path.display());
+        n += 1;
+    }
+    assert!(n >= 8);
+}
