@@ -1084,3 +1084,37 @@ fn fuzz_seeds_decode() {
     }
     assert!(n >= 8);
 }
+
+/// Timing of the hot path; run with `--ignored --nocapture` (meaningful in release).
+#[test]
+#[ignore]
+fn pack_million_prefixes_timing() {
+    let v4: Vec<IpNet> = (0..1_000_000u32)
+        .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap()))
+        .collect();
+    let v6: Vec<IpNet> = (0..1_000_000u128)
+        .map(|i| {
+            IpNet::V6(
+                ipnet::Ipv6Net::new(Ipv6Addr::from((0x2001_0db8u128 << 96) + (i << 64)), 64)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(16 << 20);
+    for (name, p, a) in [
+        ("v4", &v4, attrs("192.0.2.1")),
+        ("v6", &v6, attrs("2001:db8::1")),
+    ] {
+        out.clear();
+        let t = std::time::Instant::now();
+        let n = pack_announce(&C4, &a, p, &mut out);
+        let ta = t.elapsed();
+        out.clear();
+        let t = std::time::Instant::now();
+        let m = pack_withdraw(&C4, p, &mut out);
+        eprintln!(
+            "{name}: announce {n} msgs in {ta:?}, withdraw {m} msgs in {:?}",
+            t.elapsed()
+        );
+    }
+}
