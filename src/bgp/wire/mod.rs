@@ -2,6 +2,14 @@
 //!
 //! Decoding never panics: every read is bounds-checked and errors carry the
 //! NOTIFICATION to send together with the RFC 7606 action to take.
+//!
+//! UPDATE errors: decoding goes on past attribute-level errors and returns the most
+//! severe one (`SessionReset` > `TreatAsWithdraw` > `AttributeDiscard`, first of equal
+//! severity); `SessionReset` errors return at once. Only `SessionReset` needs the
+//! NOTIFICATION to be sent; for the others it documents what was wrong.
+//! Unknown attributes (and MP_REACH/MP_UNREACH of other AFI/SAFIs) are kept
+//! byte-exact as `PathAttribute::Unknown`, flags included; encoding an `Unknown`
+//! uses the extended length when its flags ask for it or the value exceeds 255 bytes.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};

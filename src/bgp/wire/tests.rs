@@ -1069,3 +1069,52 @@ fn pack_many_prefixes_fill_messages() {
         assert_eq!(n, if c.extended_message { 1 } else { 5 });
     }
 }
+
+#[test]
+fn fuzz_seeds_decode() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/decode_message");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let m = Message::decode(&bytes, &C4);
+        assert!(m.is_ok(), "{}: {m:?}", path.display());
+        assert_eq!(enc(&m.unwrap(), &C4), bytes, "{}", path.display());
+        n += 1;
+    }
+    assert!(n >= 8);
+}
+
+/// Timing of the hot path; run with `--ignored --nocapture` (meaningful in release).
+#[test]
+#[ignore]
+fn pack_million_prefixes_timing() {
+    let v4: Vec<IpNet> = (0..1_000_000u32)
+        .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap()))
+        .collect();
+    let v6: Vec<IpNet> = (0..1_000_000u128)
+        .map(|i| {
+            IpNet::V6(
+                ipnet::Ipv6Net::new(Ipv6Addr::from((0x2001_0db8u128 << 96) + (i << 64)), 64)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(16 << 20);
+    for (name, p, a) in [
+        ("v4", &v4, attrs("192.0.2.1")),
+        ("v6", &v6, attrs("2001:db8::1")),
+    ] {
+        out.clear();
+        let t = std::time::Instant::now();
+        let n = pack_announce(&C4, &a, p, &mut out);
+        let ta = t.elapsed();
+        out.clear();
+        let t = std::time::Instant::now();
+        let m = pack_withdraw(&C4, p, &mut out);
+        eprintln!(
+            "{name}: announce {n} msgs in {ta:?}, withdraw {m} msgs in {:?}",
+            t.elapsed()
+        );
+    }
+}
