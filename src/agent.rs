@@ -233,9 +233,19 @@ impl Agent {
             return Ok(());
         };
         let peers = self.config.peers();
-        self.listener = Some(
-            Listener::bind(listen, &peers, self.directory.clone()).map_err(|e| e.to_string())?,
-        );
+        // On reload the previous listener's socket may still be closing: retry briefly.
+        let mut attempts = 0;
+        let listener = loop {
+            match Listener::bind(listen, &peers, self.directory.clone()) {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 40 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        self.listener = Some(listener);
         for peer in peers {
             self.spawn_session(peer);
         }
@@ -561,6 +571,12 @@ impl Agent {
             Err(errors) => return Reply::error(format_errors(&errors)),
         };
         let server_changed = new.server != self.config.server;
+        let needs_chosen_id = new.server.asn.is_some() && new.server.router_id.is_none();
+        if server_changed && needs_chosen_id && plan::default_router_id(&self.view).is_none() {
+            return Reply::error(
+                "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
+            );
+        }
         let old_peers: BTreeMap<IpAddr, Peer> = self
             .config
             .peers()
