@@ -28,6 +28,7 @@ use crate::config::Peer;
 /// How long we wait for the peer's OPEN after sending ours.
 const OPEN_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_HANDSHAKES: usize = 4;
 /// NOTIFICATION codes we send.
 const FSM_ERROR: u8 = 5;
 const HOLD_TIMER_EXPIRED: u8 = 4;
@@ -336,6 +337,12 @@ pub async fn run(
                 };
                 match cmd {
                     SessionCmd::Inbound(stream) => {
+                        // A peer needs at most two connections in flight (ours and its
+                        // own); more from its address is a flood, not BGP.
+                        if handshakes.len() >= MAX_HANDSHAKES {
+                            tracing::debug!(%peer, "dropped a connection: too many handshakes in progress");
+                            continue;
+                        }
                         let (p, r) = (params.clone(), received.clone());
                         handshakes.spawn(async move { handshake(stream, Direction::Inbound, &p, r).await });
                     }
