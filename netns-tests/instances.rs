@@ -86,7 +86,10 @@ fn instance(l: &Lab, h: &str, role: &str, host_name: &str, addrs: &[&str]) -> St
     for a in addrs {
         l.addr(&i, "eth0", a);
     }
-    l.route(&i, &["default", "via", "192.0.2.1", "dev", "eth0", "onlink"]);
+    l.route(
+        &i,
+        &["default", "via", "192.0.2.1", "dev", "eth0", "onlink"],
+    );
     l.route(
         &i,
         &["default", "via", "2001:db8:100::1", "dev", "eth0", "onlink"],
@@ -114,7 +117,15 @@ fn our_route(l: &Lab, h: &str, prefix: &str) -> String {
     let p = PROTO.to_string();
     l.ip(
         h,
-        &[family(prefix), "route", "show", "exact", prefix, "proto", &p],
+        &[
+            family(prefix),
+            "route",
+            "show",
+            "exact",
+            prefix,
+            "proto",
+            &p,
+        ],
     )
     .trim()
     .to_string()
@@ -187,7 +198,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 }
 
 /// 1. Static address: `via` it; without: `dev` only (scope link for IPv4). The
-/// router's next hop is the host either way.
+///    router's next hop is the host either way.
 #[test]
 fn static_address_via_and_dev_only() {
     if !lab::require_root("static_address_via_and_dev_only") {
@@ -208,7 +219,13 @@ fn static_address_via_and_dev_only() {
             "2001:db8:100::10/64",
         ],
     );
-    instance(l, h, "i2", "vc2", &["203.0.113.97/32", "2001:db8:100:60::1/128"]);
+    instance(
+        l,
+        h,
+        "i2",
+        "vc2",
+        &["203.0.113.97/32", "2001:db8:100:60::1/128"],
+    );
     l.enslave(h, "vc1", "br0");
     l.enslave(h, "vc2", "br0");
 
@@ -239,14 +256,22 @@ fn static_address_via_and_dev_only() {
         k.starts_with("203.0.113.96/28 dev br0") && !k.contains(" via ") && k.contains(&proto),
         "no static ipv4.address: {k:?}"
     );
-    assert!(k.contains("scope link"), "dev-only IPv4 route is link scope: {k:?}");
+    assert!(
+        k.contains("scope link"),
+        "dev-only IPv4 route is link scope: {k:?}"
+    );
     let k = kroute(l, h, "2001:db8:100:60::/64");
     assert!(
         k.starts_with("2001:db8:100:60::/64 dev br0") && !k.contains(" via ") && k.contains(&proto),
         "no static ipv6.address: {k:?}"
     );
 
-    for a in ["203.0.113.65", "2001:db8:100:40::1", "203.0.113.97", "2001:db8:100:60::1"] {
+    for a in [
+        "203.0.113.65",
+        "2001:db8:100:40::1",
+        "203.0.113.97",
+        "2001:db8:100:60::1",
+    ] {
         ping(l, r, a);
     }
     env.router.assert_no_nexthop_errors();
@@ -266,7 +291,12 @@ fn deleted_route_is_reinstalled() {
         h,
         "i1",
         "vc1",
-        &["203.0.113.65/32", "2001:db8:100:40::1/128", "192.0.2.10/24", "2001:db8:100::10/64"],
+        &[
+            "203.0.113.65/32",
+            "2001:db8:100:40::1/128",
+            "192.0.2.10/24",
+            "2001:db8:100::10/64",
+        ],
     );
     l.enslave(h, "vc1", "br0");
     env.router.wait_route("203.0.113.64/28");
@@ -283,7 +313,10 @@ fn deleted_route_is_reinstalled() {
             let mut since: [Option<Instant>; 2] = [None, None];
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let have = router_prefixes(router);
-                for (n, p) in ["203.0.113.64/28", "2001:db8:100:40::/64"].iter().enumerate() {
+                for (n, p) in ["203.0.113.64/28", "2001:db8:100:40::/64"]
+                    .iter()
+                    .enumerate()
+                {
                     if !have.contains(*p) {
                         since[n].get_or_insert_with(Instant::now);
                     } else if let Some(t) = since[n].take() {
@@ -296,13 +329,20 @@ fn deleted_route_is_reinstalled() {
         });
         let p = PROTO.to_string();
         l.ip(h, &["route", "del", "203.0.113.64/28", "proto", &p]);
-        l.ip(h, &["-6", "route", "del", "2001:db8:100:40::/64", "proto", &p]);
+        l.ip(
+            h,
+            &["-6", "route", "del", "2001:db8:100:40::/64", "proto", &p],
+        );
         wait_kernel(l, h, "203.0.113.64/28", "IPv4 route re-installed", |k| {
             k.contains(&format!("proto {PROTO}"))
         });
-        wait_kernel(l, h, "2001:db8:100:40::/64", "IPv6 route re-installed", |k| {
-            k.contains(&format!("proto {PROTO}"))
-        });
+        wait_kernel(
+            l,
+            h,
+            "2001:db8:100:40::/64",
+            "IPv6 route re-installed",
+            |k| k.contains(&format!("proto {PROTO}")),
+        );
         env.router.wait_route("203.0.113.64/28");
         env.router.wait_route("2001:db8:100:40::/64");
         std::thread::sleep(Duration::from_millis(500));
@@ -327,8 +367,17 @@ fn bridge_down_up() {
     let (r, h) = (&env.topo.r, &env.topo.h);
     // Keep br0's IPv6 address across down/up (the instance's IPv6 default route
     // points at it); IPv4 addresses stay anyway.
-    l.exec(h, &["sysctl", "-qw", "net.ipv6.conf.br0.keep_addr_on_down=1"]);
-    instance(l, h, "i1", "vc1", &["203.0.113.65/32", "2001:db8:100:40::1/128"]);
+    l.exec(
+        h,
+        &["sysctl", "-qw", "net.ipv6.conf.br0.keep_addr_on_down=1"],
+    );
+    instance(
+        l,
+        h,
+        "i1",
+        "vc1",
+        &["203.0.113.65/32", "2001:db8:100:40::1/128"],
+    );
     l.enslave(h, "vc1", "br0");
     env.router.wait_route("203.0.113.64/28");
     env.router.wait_route("2001:db8:100:40::/64");
@@ -339,12 +388,20 @@ fn bridge_down_up() {
     env.router.wait_no_route("2001:db8:100:40::/64");
 
     l.ip(h, &["link", "set", "br0", "up"]);
-    wait_kernel(l, h, "203.0.113.64/28", "IPv4 route re-installed after up", |k| {
-        k.contains(&format!("proto {PROTO}"))
-    });
-    wait_kernel(l, h, "2001:db8:100:40::/64", "IPv6 route re-installed after up", |k| {
-        k.contains(&format!("proto {PROTO}"))
-    });
+    wait_kernel(
+        l,
+        h,
+        "203.0.113.64/28",
+        "IPv4 route re-installed after up",
+        |k| k.contains(&format!("proto {PROTO}")),
+    );
+    wait_kernel(
+        l,
+        h,
+        "2001:db8:100:40::/64",
+        "IPv6 route re-installed after up",
+        |k| k.contains(&format!("proto {PROTO}")),
+    );
     let r4 = env.router.wait_route("203.0.113.64/28");
     let r6 = env.router.wait_route("2001:db8:100:40::/64");
     assert_eq!(r4.next_hops, [lab::HOST_V4], "{r4:?}");
@@ -358,7 +415,7 @@ fn nexthop_count(k: &str) -> usize {
 }
 
 /// 4. Anycast: one multipath route, advertised once, shrinking, withdrawn with the
-/// last NIC.
+///    last NIC.
 #[test]
 fn anycast_multipath() {
     if !lab::require_root("anycast_multipath") {
@@ -372,11 +429,18 @@ fn anycast_multipath() {
     l.enslave(h, "vc1", "br0");
     l.enslave(h, "vc2", "br0");
 
-    let k = wait_kernel(l, h, "203.0.113.80/32", "multipath route with two next hops", |k| {
-        nexthop_count(k) == 2
-    });
+    let k = wait_kernel(
+        l,
+        h,
+        "203.0.113.80/32",
+        "multipath route with two next hops",
+        |k| nexthop_count(k) == 2,
+    );
     assert!(k.contains(&format!("proto {PROTO}")), "{k}");
-    assert!(k.contains("via 192.0.2.11 dev br0") && k.contains("via 192.0.2.12 dev br0"), "{k}");
+    assert!(
+        k.contains("via 192.0.2.11 dev br0") && k.contains("via 192.0.2.12 dev br0"),
+        "{k}"
+    );
     let rt = env.router.wait_route("203.0.113.80/32");
     assert_eq!(env.router.route("203.0.113.80/32").len(), 1);
     assert_eq!(rt.next_hops, [lab::HOST_V4], "{rt:?}");
@@ -395,9 +459,13 @@ fn anycast_multipath() {
     // Stop c2.
     l.delete_link(h, "vc2");
     env.router.wait_no_route("203.0.113.80/32");
-    wait_kernel(l, h, "203.0.113.80/32", "anycast route gone from the host", |k| {
-        k.is_empty()
-    });
+    wait_kernel(
+        l,
+        h,
+        "203.0.113.80/32",
+        "anycast route gone from the host",
+        |k| k.is_empty(),
+    );
     env.router.assert_no_nexthop_errors();
 }
 
@@ -414,7 +482,14 @@ fn duplicate_external_without_anycast_is_an_error() {
     let out = l
         .command(
             &h,
-            &[BIN, "check", "--config", &cfg.to_string_lossy(), "--member", "host"],
+            &[
+                BIN,
+                "check",
+                "--config",
+                &cfg.to_string_lossy(),
+                "--member",
+                "host",
+            ],
         )
         .output()
         .expect("run hostbgp check");
@@ -439,7 +514,14 @@ fn duplicate_external_without_anycast_is_an_error() {
     let out = l
         .command(
             &h,
-            &[BIN, "check", "--config", &cfg.to_string_lossy(), "--member", "host"],
+            &[
+                BIN,
+                "check",
+                "--config",
+                &cfg.to_string_lossy(),
+                "--member",
+                "host",
+            ],
         )
         .output()
         .expect("run hostbgp check");
@@ -478,7 +560,12 @@ fn restart_adopts_routes() {
         &h,
         "i1",
         "vc1",
-        &["203.0.113.65/32", "2001:db8:100:40::1/128", "192.0.2.10/24", "2001:db8:100::10/64"],
+        &[
+            "203.0.113.65/32",
+            "2001:db8:100:40::1/128",
+            "192.0.2.10/24",
+            "2001:db8:100::10/64",
+        ],
     );
     l.enslave(&h, "vc1", "br0");
     env.router.wait_route("203.0.113.64/28");
@@ -491,8 +578,30 @@ fn restart_adopts_routes() {
     // Make sure the monitor is listening before the restart: a marker route.
     // (re-added until seen: the monitor subscribes asynchronously).
     wait_until("ip monitor saw the first marker", TIMEOUT, || {
-        let _ = l.try_ip(&h, &["route", "del", "10.255.0.1/32", "dev", "br0", "proto", "static"]);
-        l.ip(&h, &["route", "add", "10.255.0.1/32", "dev", "br0", "proto", "static"]);
+        let _ = l.try_ip(
+            &h,
+            &[
+                "route",
+                "del",
+                "10.255.0.1/32",
+                "dev",
+                "br0",
+                "proto",
+                "static",
+            ],
+        );
+        l.ip(
+            &h,
+            &[
+                "route",
+                "add",
+                "10.255.0.1/32",
+                "dev",
+                "br0",
+                "proto",
+                "static",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(100));
         std::fs::read_to_string(&mon_file)
             .unwrap_or_default()
@@ -502,29 +611,54 @@ fn restart_adopts_routes() {
     env.hb.term();
     let st = env.hb.wait_exit(TIMEOUT);
     assert!(st.is_some(), "hostbgp did not exit on SIGTERM");
-    assert_eq!(our_route(l, &h, "203.0.113.64/28"), k4, "route kept across SIGTERM");
+    assert_eq!(
+        our_route(l, &h, "203.0.113.64/28"),
+        k4,
+        "route kept across SIGTERM"
+    );
     env.hb.spawn(l);
     env.hb.wait_ready();
     env.wait_established();
-    wait_until_state("routes advertised (not stale) after restart", TIMEOUT, || {
-        let a = env.router.route("203.0.113.64/28");
-        let b = env.router.route("2001:db8:100:40::/64");
-        let ok = a.len() == 1 && b.len() == 1 && !a[0].stale && !b[0].stale;
-        (ok, (a, b))
-    });
-    wait_until_state("routes --json: kernel state installed after restart", TIMEOUT, || {
-        let v = env.hb.routes_json().unwrap_or(Value::Null);
-        let ok = v.as_array().is_some_and(|a| {
-            a.iter()
-                .filter(|r| r["prefix"] == "203.0.113.64/28" || r["prefix"] == "2001:db8:100:40::/64")
-                .filter(|r| r["kernel"]["state"] == "installed")
-                .count()
-                == 2
-        });
-        (ok, v)
-    });
+    wait_until_state(
+        "routes advertised (not stale) after restart",
+        TIMEOUT,
+        || {
+            let a = env.router.route("203.0.113.64/28");
+            let b = env.router.route("2001:db8:100:40::/64");
+            let ok = a.len() == 1 && b.len() == 1 && !a[0].stale && !b[0].stale;
+            (ok, (a, b))
+        },
+    );
+    wait_until_state(
+        "routes --json: kernel state installed after restart",
+        TIMEOUT,
+        || {
+            let v = env.hb.routes_json().unwrap_or(Value::Null);
+            let ok = v.as_array().is_some_and(|a| {
+                a.iter()
+                    .filter(|r| {
+                        r["prefix"] == "203.0.113.64/28" || r["prefix"] == "2001:db8:100:40::/64"
+                    })
+                    .filter(|r| r["kernel"]["state"] == "installed")
+                    .count()
+                    == 2
+            });
+            (ok, v)
+        },
+    );
     // Second marker: everything the kernel reported before it is in the file.
-    l.ip(&h, &["route", "del", "10.255.0.1/32", "dev", "br0", "proto", "static"]);
+    l.ip(
+        &h,
+        &[
+            "route",
+            "del",
+            "10.255.0.1/32",
+            "dev",
+            "br0",
+            "proto",
+            "static",
+        ],
+    );
     wait_until("ip monitor saw the second marker", TIMEOUT, || {
         std::fs::read_to_string(&mon_file)
             .unwrap_or_default()
@@ -586,7 +720,7 @@ fn finish(c: Child, what: &str) {
 }
 
 /// 6. 10 000 foreign routes added and removed while an instance starts: the
-/// advertised set equals the intent, foreign routes untouched.
+///    advertised set equals the intent, foreign routes untouched.
 #[test]
 fn flood_of_foreign_routes() {
     if !lab::require_root("flood_of_foreign_routes") {
@@ -595,8 +729,20 @@ fn flood_of_foreign_routes() {
     let env = start(&format!("{C1_DYN}{C2_DYN}"), &[], false);
     let l = &env.topo.lab;
     let (r, h) = (&env.topo.r, &env.topo.h);
-    instance(l, h, "i1", "vc1", &["203.0.113.65/32", "2001:db8:100:40::1/128"]);
-    instance(l, h, "i2", "vc2", &["203.0.113.97/32", "2001:db8:100:60::1/128"]);
+    instance(
+        l,
+        h,
+        "i1",
+        "vc1",
+        &["203.0.113.65/32", "2001:db8:100:40::1/128"],
+    );
+    instance(
+        l,
+        h,
+        "i2",
+        "vc2",
+        &["203.0.113.97/32", "2001:db8:100:60::1/128"],
+    );
     l.enslave(h, "vc1", "br0");
     env.router.wait_route("203.0.113.64/28");
     env.router.wait_route("2001:db8:100:40::/64");
@@ -622,7 +768,9 @@ fn flood_of_foreign_routes() {
     });
     l.enslave(h, "vc2", "br0");
     let during = c.try_wait().expect("try_wait").is_none();
-    eprintln!("flood_of_foreign_routes: c2 enslaved while the add batch was still running: {during}");
+    eprintln!(
+        "flood_of_foreign_routes: c2 enslaved while the add batch was still running: {during}"
+    );
     finish(c, "ip -batch add");
     let count = l.routes(h, false, &["proto", "static"]).lines().count();
     assert_eq!(count, 10_000, "foreign routes present after the add batch");
@@ -631,7 +779,11 @@ fn flood_of_foreign_routes() {
     let flood_time = t0.elapsed();
     let cpu1 = cpu_ticks(pid);
     let left = l.routes(h, false, &["proto", "static"]);
-    assert!(left.trim().is_empty(), "foreign routes left: {}", left.lines().count());
+    assert!(
+        left.trim().is_empty(),
+        "foreign routes left: {}",
+        left.lines().count()
+    );
 
     let want_kernel = set(&[
         "203.0.113.64/28",
@@ -653,7 +805,11 @@ fn flood_of_foreign_routes() {
                 .all(|r| r["kernel"]["state"] == "installed");
         (ok, v)
     });
-    assert_eq!(our_prefixes(l, h), want_kernel, "kernel proto {PROTO} routes");
+    assert_eq!(
+        our_prefixes(l, h),
+        want_kernel,
+        "kernel proto {PROTO} routes"
+    );
     let log = env.hb.log_text();
     let mentions = log.matches("10.200.").count();
     eprintln!(
@@ -679,21 +835,30 @@ fn routes_json_owner_nexthop_state() {
         h,
         "i1",
         "vc1",
-        &["203.0.113.65/32", "2001:db8:100:40::1/128", "192.0.2.10/24", "2001:db8:100::10/64"],
+        &[
+            "203.0.113.65/32",
+            "2001:db8:100:40::1/128",
+            "192.0.2.10/24",
+            "2001:db8:100::10/64",
+        ],
     );
     l.enslave(h, "vc1", "br0");
     env.router.wait_route("203.0.113.64/28");
     env.router.wait_route("2001:db8:100:40::/64");
 
     let want = set(&[BR4_NET, BR6_NET, "203.0.113.64/28", "2001:db8:100:40::/64"]);
-    let v = wait_until_state("routes --json lists the four prefixes, installed", TIMEOUT, || {
-        let v = routes_json(&env);
-        let ok = json_prefixes(&v) == want
-            && v.iter()
-                .filter(|r| r["owner"] == "instance/c1/eth0")
-                .all(|r| r["kernel"]["state"] == "installed");
-        (ok, v)
-    });
+    let v = wait_until_state(
+        "routes --json lists the four prefixes, installed",
+        TIMEOUT,
+        || {
+            let v = routes_json(&env);
+            let ok = json_prefixes(&v) == want
+                && v.iter()
+                    .filter(|r| r["owner"] == "instance/c1/eth0")
+                    .all(|r| r["kernel"]["state"] == "installed");
+            (ok, v)
+        },
+    );
     for r in &v {
         let p = r["prefix"].as_str().unwrap();
         let (owner, nh) = match p {
@@ -706,8 +871,15 @@ fn routes_json_owner_nexthop_state() {
         assert_eq!(r["next_hops"]["r1"], nh, "next hop toward r1: {r}");
         if owner.starts_with("instance/") {
             assert_eq!(r["kernel"]["state"], "installed", "{r}");
-            let hops = r["kernel"]["next_hops"].as_array().cloned().unwrap_or_default();
-            let via = if p.contains(':') { "2001:db8:100::10" } else { "192.0.2.10" };
+            let hops = r["kernel"]["next_hops"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let via = if p.contains(':') {
+                "2001:db8:100::10"
+            } else {
+                "192.0.2.10"
+            };
             assert_eq!(hops.len(), 1, "{r}");
             assert_eq!(hops[0]["dev"], "br0", "{r}");
             assert_eq!(hops[0]["via"], via, "{r}");
@@ -718,5 +890,8 @@ fn routes_json_owner_nexthop_state() {
         h,
         &[BIN, "routes", "--socket", &env.hb.socket.to_string_lossy()],
     );
-    assert!(out.contains("instance/c1/eth0") && out.contains("installed"), "{out}");
+    assert!(
+        out.contains("instance/c1/eth0") && out.contains("installed"),
+        "{out}"
+    );
 }
