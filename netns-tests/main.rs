@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod bird;
 mod datapath;
+mod instances;
 #[allow(dead_code)]
 mod hostbgp;
 #[allow(dead_code)]
