@@ -7,9 +7,9 @@
 #[allow(dead_code)]
 mod bird;
 mod datapath;
-mod instances;
 #[allow(dead_code)]
 mod hostbgp;
+mod instances;
 #[allow(dead_code)]
 mod lab;
 mod selftest;
