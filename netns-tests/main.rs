@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod bird;
 mod datapath;
+mod hostile;
 #[allow(dead_code)]
 mod hostbgp;
 mod instances;
