@@ -602,11 +602,15 @@ fn control_as_nobody(env: &Env) -> String {
          s.settimeout(15)\n\
          try:\n\
          \x20   s.connect({sock:?})\n\
+         except OSError as e:\n\
+         \x20   print('refused: %s' % e)\n\
+         \x20   raise SystemExit(0)\n\
+         try:\n\
          \x20   s.sendall(b'{{\"command\":\"status\"}}\\n')\n\
          \x20   s.shutdown(socket.SHUT_WR)\n\
-         \x20   print(s.recv(65536).decode())\n\
          except OSError as e:\n\
-         \x20   print('refused: %s' % e)\n",
+         \x20   print('send failed (the agent answered and closed first): %s' % e)\n\
+         print(s.recv(65536).decode())\n",
         sock = env.hb.socket.to_string_lossy()
     );
     env.topo
@@ -654,7 +658,9 @@ fn bad_reload_and_control_requests_change_nothing() {
     let mut failures = Vec::new();
     for (what, yaml, expected) in bad_configs() {
         env.hb.write_config(&yaml);
-        match env.hb.reload() {
+        let result = env.hb.reload();
+        eprintln!("reload of {what}: {result:?}");
+        match result {
             Ok(out) => failures.push(format!("reload of {what}: accepted: {out}")),
             Err(e) if !e.contains(expected) || !e.contains("exit status: 1") => {
                 failures.push(format!("reload of {what}: expected {expected:?}, got {e}"))
@@ -677,6 +683,7 @@ fn bad_reload_and_control_requests_change_nothing() {
         ("empty request", "b''", "bad request: EOF while parsing a value"),
     ] {
         let reply = control_raw(&env, payload);
+        eprintln!("control {what}: {}", reply.trim());
         let ok = serde_json::from_str::<Value>(reply.trim())
             .map(|v| v["ok"] == false && v["error"].as_str().is_some_and(|e| e.contains(expected)))
             .unwrap_or(false);
@@ -688,6 +695,7 @@ fn bad_reload_and_control_requests_change_nothing() {
 
     // A non-root client: refused by the 0700 dir / 0600 socket...
     let reply = control_as_nobody(&env);
+    eprintln!("nobody through 0600: {}", reply.trim());
     if !reply.contains("refused: [Errno 13] Permission denied") {
         failures.push(format!("nobody through 0600: got {reply:?}"));
     }
@@ -699,6 +707,7 @@ fn bad_reload_and_control_requests_change_nothing() {
     let reply = control_as_nobody(&env);
     lab::run(&["chmod", "0600", &sock.to_string_lossy()]).expect("chmod sock");
     lab::run(&["chmod", "0700", &dir.to_string_lossy()]).expect("chmod dir");
+    eprintln!("nobody with mode 0666: {}", reply.trim());
     if !reply.contains("permission denied: only root may use the hostbgp control socket") {
         failures.push(format!("nobody with mode 0666: got {reply:?}"));
     }
