@@ -122,7 +122,8 @@ impl Hostile {
 
     /// VmRSS in kB.
     fn rss_kb(&self) -> u64 {
-        let st = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let st =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         st.lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next())
@@ -134,7 +135,10 @@ impl Hostile {
     fn healthy(&mut self) -> Result<(), String> {
         let st = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .map_err(|e| format!("hostbgp process gone: {e}"))?;
-        if st.lines().any(|l| l.starts_with("State:") && l.contains('Z')) {
+        if st
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
             return Err("hostbgp exited".into());
         }
         let log = self.hb.log_text();
@@ -180,7 +184,10 @@ impl Hostile {
     fn wait_r2_down(&self) {
         wait_until_state("hostbgp r2 not Established", TIMEOUT, || {
             let p = self.r2();
-            (p["state"] != "Established" && p["state"] != "OpenConfirm", p)
+            (
+                p["state"] != "Established" && p["state"] != "OpenConfirm",
+                p,
+            )
         });
     }
 
@@ -216,10 +223,29 @@ const CASES: &[(&str, Expect)] = &[
     ("nlri_len_33", Expect::Notify(3, 10)),
     ("duplicate_mp_reach", Expect::Notify(3, 1)),
     ("mp_reach_vpnv4", Expect::Survive { malformed: false }),
-    ("mp_reach_ipv6_unnegotiated", Expect::Survive { malformed: false }),
+    (
+        "mp_reach_ipv6_unnegotiated",
+        Expect::Survive { malformed: false },
+    ),
     ("origin_7", Expect::Survive { malformed: true }),
     ("missing_as_path", Expect::Survive { malformed: true }),
     ("route_refresh", Expect::Refresh),
+    // RFC 4271 6.1: a ROUTE-REFRESH shorter than 23 bytes / a KEEPALIVE longer than 19.
+    ("route_refresh_short", Expect::Notify(1, 2)),
+    ("keepalive_length_20", Expect::Notify(1, 2)),
+    // RFC 4271 6.2: an optional parameter other than capabilities.
+    ("open_param_type_1", Expect::Notify(2, 4)),
+    // RFC 4271 6.3 / RFC 7606 4: total path attribute length overrunning the message.
+    ("attr_len_overrun", Expect::Notify(3, 1)),
+    // RFC 4271 6.3: an unrecognized well-known attribute (RFC 7606 keeps the reset).
+    ("unrecognized_well_known", Expect::Notify(3, 2)),
+    // RFC 7606 3(g): a repeated attribute other than MP_*: all but the first discarded.
+    ("duplicate_origin", Expect::Survive { malformed: true }),
+    // RFC 7606 3(c), 7.1: ORIGIN with the optional bit: treat-as-withdraw.
+    ("origin_bad_flags", Expect::Survive { malformed: true }),
+    // RFC 6608: FSM error subcodes by state.
+    ("open_in_established", Expect::Notify(5, 3)),
+    ("update_in_openconfirm", Expect::Notify(5, 2)),
 ];
 
 /// Runs one case; Err says how the agent's answer differed.
@@ -288,7 +314,9 @@ fn hold_open_case(
             (u(&p[key]) > b, p)
         });
         if during["state"] != "Established" {
-            return Err(format!("session with the scripted peer went down: {during}"));
+            return Err(format!(
+                "session with the scripted peer went down: {during}"
+            ));
         }
     }
     drop(child.stdin.take()); // tells peer.py to finish
@@ -302,8 +330,7 @@ fn hold_open_case(
         ));
     }
     if let Expect::Survive { malformed: false } = expect {
-        if u(&during["malformed_updates_received"]) != u(&before["malformed_updates_received"])
-        {
+        if u(&during["malformed_updates_received"]) != u(&before["malformed_updates_received"]) {
             return Err(format!("counted as malformed: {during}"));
         }
     }
@@ -336,7 +363,12 @@ fn malformed_bgp_from_a_peer() {
     // The scripted peer still gets a working session afterwards.
     let r = run_case(&mut env, "route_refresh", Expect::Refresh);
     assert!(r.is_ok(), "scripted peer after all cases: {r:?}");
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn flood_secs() -> u32 {
@@ -444,8 +476,14 @@ fn connection_floods() {
         .expect("silent");
     let silent = last_json(&String::from_utf8_lossy(&out.stdout));
     eprintln!("silent peer-address connections: {silent}");
-    assert_eq!(silent["all_closed"], true, "OPEN wait not bounded: {silent}");
-    assert!(u(&silent["got_open"]) <= 4, "more than 4 handshakes in flight: {silent}");
+    assert_eq!(
+        silent["all_closed"], true,
+        "OPEN wait not bounded: {silent}"
+    );
+    assert!(
+        u(&silent["got_open"]) <= 4,
+        "more than 4 handshakes in flight: {silent}"
+    );
     assert!(u(&silent["got_open"]) >= 1, "no handshake at all: {silent}");
     let r2 = env.r2();
     assert!(
@@ -649,7 +687,11 @@ fn bad_reload_and_control_requests_change_nothing() {
         last_uptime = up;
         assert!(env.router.protocol("h1").established(), "after {step}");
         assert_eq!(env.router.route("203.0.113.0/24").len(), 1, "after {step}");
-        assert_eq!(env.router.route("2001:db8:100::/64").len(), 1, "after {step}");
+        assert_eq!(
+            env.router.route("2001:db8:100::/64").len(),
+            1,
+            "after {step}"
+        );
         let log = env.hb.log_text();
         assert!(!log.contains("panicked"), "after {step}: panic in the log");
     };
@@ -670,17 +712,41 @@ fn bad_reload_and_control_requests_change_nothing() {
         check(&format!("reload of {what}"));
     }
     env.hb.write_config(&good);
-    assert_eq!(env.hb.routes_json().expect("routes"), routes0, "routes changed");
+    assert_eq!(
+        env.hb.routes_json().expect("routes"),
+        routes0,
+        "routes changed"
+    );
 
     // Control socket: bad requests get error replies; the agent carries on.
     let big = format!("b'{{\"command\":\"status\",\"pad\":\"' + b'x' * 5000 + b'\"}}\\n'");
     for (what, payload, expected) in [
-        ("oversized request (5000 bytes)", big.as_str(), "request too large (over 4096 bytes)"),
-        ("invalid JSON", "b'{nonsense\\n'", "bad request: key must be a string"),
+        (
+            "oversized request (5000 bytes)",
+            big.as_str(),
+            "request too large (over 4096 bytes)",
+        ),
+        (
+            "invalid JSON",
+            "b'{nonsense\\n'",
+            "bad request: key must be a string",
+        ),
         ("not UTF-8", "b'\\xff\\xfe\\n'", "request is not UTF-8"),
-        ("unknown command", "b'{\"command\":\"explode\"}\\n'", "bad request: unknown variant `explode`"),
-        ("unknown field", "b'{\"command\":\"status\",\"x\":1}\\n'", "bad request: unknown field `x`"),
-        ("empty request", "b''", "bad request: EOF while parsing a value"),
+        (
+            "unknown command",
+            "b'{\"command\":\"explode\"}\\n'",
+            "bad request: unknown variant `explode`",
+        ),
+        (
+            "unknown field",
+            "b'{\"command\":\"status\",\"x\":1}\\n'",
+            "bad request: unknown field `x`",
+        ),
+        (
+            "empty request",
+            "b''",
+            "bad request: EOF while parsing a value",
+        ),
     ] {
         let reply = control_raw(&env, payload);
         eprintln!("control {what}: {}", reply.trim());
@@ -688,7 +754,9 @@ fn bad_reload_and_control_requests_change_nothing() {
             .map(|v| v["ok"] == false && v["error"].as_str().is_some_and(|e| e.contains(expected)))
             .unwrap_or(false);
         if !ok {
-            failures.push(format!("control {what}: expected {expected:?}, got {reply:?}"));
+            failures.push(format!(
+                "control {what}: expected {expected:?}, got {reply:?}"
+            ));
         }
         check(&format!("control {what}"));
     }
@@ -714,6 +782,10 @@ fn bad_reload_and_control_requests_change_nothing() {
     check("non-root clients");
     assert!(env.hb.reload().is_ok(), "good config no longer reloads");
     check("good reload");
-    assert_eq!(env.hb.routes_json().expect("routes"), routes0, "routes changed");
+    assert_eq!(
+        env.hb.routes_json().expect("routes"),
+        routes0,
+        "routes changed"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -7,9 +7,9 @@
 #[allow(dead_code)]
 mod bird;
 mod datapath;
-mod hostile;
 #[allow(dead_code)]
 mod hostbgp;
+mod hostile;
 mod instances;
 #[allow(dead_code)]
 mod lab;

@@ -42,10 +42,10 @@ def cap(code, value=b""):
     return struct.pack("!BB", code, len(value)) + value
 
 
-def open_msg(asn, hold=90, bgp_id="192.0.2.2", version=4, caps=None):
+def open_msg(asn, hold=90, bgp_id="192.0.2.2", version=4, caps=None, extra_param=b""):
     if caps is None:
         caps = cap(1, struct.pack("!HBB", 1, 0, 1)) + cap(2) + cap(65, struct.pack("!I", asn))
-    param = struct.pack("!BB", 2, len(caps)) + caps
+    param = struct.pack("!BB", 2, len(caps)) + caps + extra_param
     my_as = asn if asn < 65536 else 23456
     body = struct.pack("!BHH", version, my_as, hold) + socket.inet_aton(bgp_id)
     body += struct.pack("!B", len(param)) + param
@@ -111,6 +111,14 @@ def bad_thing(case, asn, src):
         "origin_7": update(attrs=origin(7) + as_path(asn) + next_hop(src), nlri=V4_NLRI),
         "missing_as_path": update(attrs=origin() + next_hop(src), nlri=V4_NLRI),
         "route_refresh": msg(5, struct.pack("!HBB", 1, 0, 1)),
+        "route_refresh_short": msg(5, struct.pack("!HB", 1, 0)),
+        "keepalive_length_20": msg(KEEPALIVE, b"\x00"),
+        "attr_len_overrun": msg(2, struct.pack("!HH", 0, 200) + origin()),
+        "unrecognized_well_known": update(attrs=good + attr(0x40, 99, b"\x01"), nlri=V4_NLRI),
+        "duplicate_origin": update(attrs=good + origin(), nlri=V4_NLRI),
+        "origin_bad_flags": update(attrs=attr(0xc0, 1, b"\x00") + as_path(asn) + next_hop(src),
+                                   nlri=V4_NLRI),
+        "open_in_established": open_msg(asn),
     }
     return cases[case]
 
@@ -120,6 +128,8 @@ OPEN_CASES = {
     "open_wrong_as": dict(asn_delta=1),
     "open_hold_1": dict(hold=1),
     "open_bgp_id_zero": dict(bgp_id="0.0.0.0"),
+    # Optional parameter 1 (authentication, deprecated by RFC 4271): unsupported.
+    "open_param_type_1": dict(extra_param=b"\x01\x02\x00\x00"),
 }
 
 
@@ -247,6 +257,13 @@ def run_case(src, dst, asn, case, hold_open):
             t.r["closed"] = rd.closed
             return t.r
         t.see(m)
+    if case == "update_in_openconfirm":
+        # An UPDATE where our KEEPALIVE should be: the agent is in OpenConfirm.
+        s.sendall(update(attrs=origin() + as_path(asn) + next_hop(src), nlri=V4_NLRI))
+        drain(rd, t, time.monotonic() + 15)
+        t.r["phase"] = "openconfirm"
+        t.r["close_reason"] = rd.close_reason
+        return t.r
     s.sendall(msg(KEEPALIVE))
     while t.r["eor"] == 0:
         m = rd.next(deadline)
