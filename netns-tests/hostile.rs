@@ -719,11 +719,11 @@ fn bad_reload_and_control_requests_change_nothing() {
     );
 
     // Control socket: bad requests get error replies; the agent carries on.
-    let big = format!("b'{{\"command\":\"status\",\"pad\":\"' + b'x' * 5000 + b'\"}}\\n'");
+    let big = "b'{\"command\":\"status\",\"pad\":\"' + b'x' * 5000 + b'\"}\\n'";
     for (what, payload, expected) in [
         (
             "oversized request (5000 bytes)",
-            big.as_str(),
+            big,
             "request too large (over 4096 bytes)",
         ),
         (
