@@ -11,5 +11,6 @@ mod datapath;
 mod hostbgp;
 #[allow(dead_code)]
 mod lab;
+mod lifecycle;
 mod selftest;
 mod speaker;
