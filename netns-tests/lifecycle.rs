@@ -520,9 +520,20 @@ fn restart_graceful_zero_loss() {
 
 #[test]
 fn shutdown_withdraws_everything() {
-    if !lab::require_root("shutdown_withdraws_everything") {
-        return;
+    if lab::require_root("shutdown_withdraws_everything") {
+        shutdown_case(false);
     }
+}
+
+/// SIGPWR is the same full shutdown as `hostbgp shutdown`.
+#[test]
+fn shutdown_on_sigpwr() {
+    if lab::require_root("shutdown_on_sigpwr") {
+        shutdown_case(true);
+    }
+}
+
+fn shutdown_case(sigpwr: bool) {
     let mut env = Env::start(EnvOpts::default());
     env.wait_established();
     let _i = env.start_instance();
@@ -534,8 +545,14 @@ fn shutdown_withdraws_everything() {
     assert!(l.routes(&h, false, &["proto", &proto]).contains(NIC_V4));
     let bird_mark = log_len(&env.router.log);
 
-    let out = cli(&env.hb, &["shutdown"]);
-    assert!(out.status.success(), "hostbgp shutdown: {}", out_text(&out));
+    if sigpwr {
+        env.hb.signal(Signal::SIGPWR);
+        let st = env.hb.wait_exit(TIMEOUT).expect("agent exits on SIGPWR");
+        assert!(st.success(), "agent exit status after SIGPWR: {st}");
+    } else {
+        let out = cli(&env.hb, &["shutdown"]);
+        assert!(out.status.success(), "hostbgp shutdown: {}", out_text(&out));
+    }
     // Right after it returns: no kernel route of ours in the host.
     let k4 = l.routes(&h, false, &["proto", &proto]);
     let k6 = l.routes(&h, true, &["proto", &proto]);
@@ -1060,4 +1077,54 @@ fn status_shows_capabilities_never_password() {
     let hlog = env.hb.log_text();
     assert!(!hlog.contains(pw), "the agent's log contains the password");
     let _ = &env.cfg;
+}
+
+// ---------------------------------------------------------------------------------
+// Control socket robustness (issue 4, "Must work" 4)
+
+/// One raw request on the control socket; returns the reply line.
+fn raw_request(socket: &Path, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(socket).expect("connect control socket");
+    c.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    // The agent may answer (and close) before reading everything: ignore write errors.
+    let _ = c.write_all(bytes);
+    let _ = c.shutdown(std::net::Shutdown::Write);
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn control_socket_mode_and_bad_requests() {
+    if !lab::require_root("control_socket_mode_and_bad_requests") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::start(EnvOpts::default());
+    env.wait_established();
+    wait_until("session up for 1 s", TIMEOUT, || uptime(&env.hb, "r1") >= 1);
+    let mode = fs::metadata(&env.hb.socket).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode {mode:o}");
+    // A client that connects and says nothing does not block others.
+    let idle = std::os::unix::net::UnixStream::connect(&env.hb.socket).expect("connect");
+    for (what, req) in [
+        ("garbage", b"garbage\n".to_vec()),
+        ("unknown command", b"{\"command\":\"explode\"}\n".to_vec()),
+        ("oversized", vec![b'{'; 100_000]),
+    ] {
+        let reply = raw_request(&env.hb.socket, &req);
+        let v: Value = serde_json::from_str(reply.trim())
+            .unwrap_or_else(|e| panic!("{what}: reply is not JSON ({e}): {reply:?}"));
+        assert!(
+            !v["error"].is_null() && v["error"] != false,
+            "{what}: no error in the reply: {v}"
+        );
+    }
+    let st = env.hb.status_json().expect("status still answers");
+    assert!(!st["peers"].as_array().unwrap().is_empty(), "{st}");
+    let up = uptime(&env.hb, "r1");
+    assert!(up >= 1, "session was reset by bad requests");
+    drop(idle);
+    assert!(env.router.protocol("h1").established());
 }
