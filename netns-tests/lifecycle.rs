@@ -41,7 +41,10 @@ const BR_NET_V6: &str = "2001:db8:100::/64";
 /// Renders `cfg` with `debug protocols all` (routes, packets, states, events).
 fn debug_all_conf(b: &Bird, cfg: &BirdConfig) -> String {
     let text = cfg.render(&b.log.to_string_lossy());
-    let out = text.replace("debug protocols { states, events };", "debug protocols all;");
+    let out = text.replace(
+        "debug protocols { states, events };",
+        "debug protocols all;",
+    );
     assert!(out.contains("debug protocols all;"), "bird config: {text}");
     out
 }
@@ -360,7 +363,8 @@ impl Env {
             kernel_has(r, NIC_V4) && kernel_has(r, NIC_V6)
         });
         wait_until("ping 203.0.113.65 from the router", TIMEOUT, || {
-            l.try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"]).is_ok()
+            l.try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"])
+                .is_ok()
         });
         i
     }
@@ -402,18 +406,25 @@ fn restart_graceful_zero_loss() {
 
     // Restart: SIGTERM, 3 s down, start again with the same config and socket.
     env.hb.term();
-    let st = env
-        .hb
-        .wait_exit(TIMEOUT)
-        .expect("hostbgp exits on SIGTERM");
+    let st = env.hb.wait_exit(TIMEOUT).expect("hostbgp exits on SIGTERM");
     assert!(st.success(), "SIGTERM exit status {st}");
     let marker = env.hb.socket.with_extension("restarting");
-    assert!(marker.exists(), "restart marker {} missing", marker.display());
+    assert!(
+        marker.exists(),
+        "restart marker {} missing",
+        marker.display()
+    );
     // The kernel routes stay.
     let k4 = l.routes(&h, false, &["proto", &proto]);
-    assert!(k4.contains(NIC_V4), "host kernel route gone after SIGTERM: {k4}");
+    assert!(
+        k4.contains(NIC_V4),
+        "host kernel route gone after SIGTERM: {k4}"
+    );
     let k6 = l.routes(&h, true, &["proto", &proto]);
-    assert!(k6.contains(NIC_V6), "host kernel route gone after SIGTERM: {k6}");
+    assert!(
+        k6.contains(NIC_V6),
+        "host kernel route gone after SIGTERM: {k6}"
+    );
     // bird is helper: the neighbor is restarting, our routes are kept. (bird 2.0.12
     // marks them REF_STALE internally; `show route` prints an `s` only for LLGR, so
     // the evidence is "graceful restart active" + the routes still in the table.)
@@ -462,9 +473,14 @@ fn restart_graceful_zero_loss() {
         },
     );
     // Keep pinging a little after the reconnection.
-    let before = fs::read_to_string(l.path("ping.out")).unwrap_or_default().len();
+    let before = fs::read_to_string(l.path("ping.out"))
+        .unwrap_or_default()
+        .len();
     wait_until("more ping replies after the restart", TIMEOUT, || {
-        fs::read_to_string(l.path("ping.out")).unwrap_or_default().len() > before + 500
+        fs::read_to_string(l.path("ping.out"))
+            .unwrap_or_default()
+            .len()
+            > before + 500
     });
     let (replies, missing, summary) = ping.stop();
     let (violations, samples) = watch.finish();
@@ -584,14 +600,10 @@ fn shutdown_case(sigpwr: bool) {
             .collect();
         (left.is_empty(), left)
     });
-    let p = wait_until_state(
-        "bird shows the shutdown message",
-        TIMEOUT,
-        || {
-            let p = env.router.protocol("h1");
-            (p.raw.contains("administrative shutdown"), p.raw)
-        },
-    );
+    let p = wait_until_state("bird shows the shutdown message", TIMEOUT, || {
+        let p = env.router.protocol("h1");
+        (p.raw.contains("administrative shutdown"), p.raw)
+    });
     eprintln!("bird protocol after shutdown:\n{p}");
     let since = log_since(&env.router.log, bird_mark);
     eprintln!("bird log at shutdown:\n{since}");
@@ -766,7 +778,11 @@ fn reload_password_change_resets_only_that_peer_and_nic_added() {
     );
     let b2_log = log_since(&t.b2.log, b2_mark);
     let rem = bird_removals(&b2_log, &[BR_NET_V4, BR_NET_V6]);
-    assert!(rem.is_empty(), "router B removed routes:\n{}", rem.join("\n"));
+    assert!(
+        rem.is_empty(),
+        "router B removed routes:\n{}",
+        rem.join("\n")
+    );
     assert!(
         !b2_log.contains("State changed")
             && !b2_log.contains("Received:")
@@ -809,7 +825,8 @@ fn reload_password_change_resets_only_that_peer_and_nic_added() {
         b.wait_route(NIC_V6);
     }
     wait_until("ping the new NIC's address from router B", TIMEOUT, || {
-        l.try_exec(&t.r2, &["ping", "-c1", "-W1", "203.0.113.65"]).is_ok()
+        l.try_exec(&t.r2, &["ping", "-c1", "-W1", "203.0.113.65"])
+            .is_ok()
     });
     let (violations, samples) = watch.finish();
     assert!(
@@ -818,12 +835,22 @@ fn reload_password_change_resets_only_that_peer_and_nic_added() {
         violations.len(),
         &violations[..violations.len().min(20)]
     );
-    assert!(uptime(&t.hb, "r1") >= up_a, "peer A was reset by a NIC addition");
-    assert!(uptime(&t.hb, "r2") >= up_b, "peer B was reset by a NIC addition");
+    assert!(
+        uptime(&t.hb, "r1") >= up_a,
+        "peer A was reset by a NIC addition"
+    );
+    assert!(
+        uptime(&t.hb, "r2") >= up_b,
+        "peer B was reset by a NIC addition"
+    );
     for (name, b, mark) in [("A", &t.b1, b1_mark), ("B", &t.b2, b2_mark)] {
         let text = log_since(&b.log, mark);
         let rem = bird_removals(&text, &[BR_NET_V4, BR_NET_V6, NIC_V4, NIC_V6]);
-        assert!(rem.is_empty(), "router {name} removed routes:\n{}", rem.join("\n"));
+        assert!(
+            rem.is_empty(),
+            "router {name} removed routes:\n{}",
+            rem.join("\n")
+        );
         // Every route change logged in this window concerns the new NIC's prefixes.
         let others: Vec<&str> = text
             .lines()
@@ -873,13 +900,21 @@ fn reload_invalid_file_changes_nothing() {
     env.hb.write_config(&bad);
     // CLI reload: error printed naming the key, exit 1.
     let out = cli(&env.hb, &["reload"]);
-    assert_eq!(out.status.code(), Some(1), "reload of an invalid file: {}", out_text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "reload of an invalid file: {}",
+        out_text(&out)
+    );
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(printed.contains("core.bgp_asn"), "error does not name the key: {printed}");
+    assert!(
+        printed.contains("core.bgp_asn"),
+        "error does not name the key: {printed}"
+    );
 
     // SIGHUP: logged, agent keeps running.
     let log_mark = log_len(&env.hb.log);
@@ -889,9 +924,11 @@ fn reload_invalid_file_changes_nothing() {
         (t.contains("core.bgp_asn"), t)
     });
     let up = uptime(&env.hb, "r1");
-    wait_until("session keeps counting after the refused reloads", TIMEOUT, || {
-        uptime(&env.hb, "r1") >= up + 2
-    });
+    wait_until(
+        "session keeps counting after the refused reloads",
+        TIMEOUT,
+        || uptime(&env.hb, "r1") >= up + 2,
+    );
     let (violations, samples) = watch.finish();
     assert!(
         violations.is_empty(),
@@ -919,12 +956,21 @@ fn reload_invalid_file_changes_nothing() {
 /// built binary.
 #[test]
 fn systemd_unit_verifies() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
-        eprintln!("SKIPPED systemd_unit_verifies: systemd-analyze is not installed (package `systemd`)");
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED systemd_unit_verifies: systemd-analyze is not installed (package `systemd`)"
+        );
         return;
     }
-    let unit = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/hostbgp.service"))
-        .expect("read systemd/hostbgp.service");
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/hostbgp.service"
+    ))
+    .expect("read systemd/hostbgp.service");
     assert!(unit.contains("/usr/local/bin/hostbgp"), "{unit}");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("hostbgp.service");
@@ -935,7 +981,11 @@ fn systemd_unit_verifies() {
         .output()
         .expect("systemd-analyze");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify: {}", out_text(&out));
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}",
+        out_text(&out)
+    );
     assert!(
         !stderr.contains("hostbgp.service"),
         "systemd-analyze warns about the unit: {stderr}"
@@ -1020,7 +1070,10 @@ fn systemd_notify_ready_and_watchdog() {
             ready_at = Some(got.len());
             // READY means the control socket is bound and answering.
             let st = status_raw(&topo.h, &socket);
-            assert!(st.is_some(), "READY=1 sent before the control socket answers");
+            assert!(
+                st.is_some(),
+                "READY=1 sent before the control socket answers"
+            );
         }
         if msg.lines().any(|x| x == "WATCHDOG=1") && ready_at.is_some() {
             watchdogs_after_ready += 1;
@@ -1060,19 +1113,31 @@ fn status_shows_capabilities_never_password() {
     assert_eq!(p["state"], "Established", "{p}");
     assert!(p["uptime_secs"].as_u64().is_some(), "{p}");
     let fams = p["families"].to_string();
-    assert!(fams.contains("ipv4-unicast") && fams.contains("ipv6-unicast"), "{p}");
+    assert!(
+        fams.contains("ipv4-unicast") && fams.contains("ipv6-unicast"),
+        "{p}"
+    );
     assert_eq!(p["capabilities"]["graceful_restart"], true, "{p}");
     assert_eq!(p["capabilities"]["extended_next_hop_ipv4"], true, "{p}");
     assert!(p["last_error"].is_null(), "{p}");
     let json = env.hb.status_json().expect("status").to_string();
-    assert!(!json.contains(pw), "status --json prints the password: {json}");
+    assert!(
+        !json.contains(pw),
+        "status --json prints the password: {json}"
+    );
     let text = cli(&env.hb, &["status"]);
     assert!(text.status.success(), "{}", out_text(&text));
     let text = out_text(&text);
     assert!(!text.contains(pw), "status prints the password: {text}");
-    assert!(text.contains("Established") || text.contains("established"), "{text}");
+    assert!(
+        text.contains("Established") || text.contains("established"),
+        "{text}"
+    );
     let routes = cli(&env.hb, &["routes", "--json"]);
-    assert!(!out_text(&routes).contains(pw), "routes prints the password");
+    assert!(
+        !out_text(&routes).contains(pw),
+        "routes prints the password"
+    );
     // Nor the agent's debug log.
     let hlog = env.hb.log_text();
     assert!(!hlog.contains(pw), "the agent's log contains the password");
@@ -1104,7 +1169,11 @@ fn control_socket_mode_and_bad_requests() {
     let env = Env::start(EnvOpts::default());
     env.wait_established();
     wait_until("session up for 1 s", TIMEOUT, || uptime(&env.hb, "r1") >= 1);
-    let mode = fs::metadata(&env.hb.socket).expect("socket").permissions().mode() & 0o777;
+    let mode = fs::metadata(&env.hb.socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "control socket mode {mode:o}");
     // A client that connects and says nothing does not block others.
     let idle = std::os::unix::net::UnixStream::connect(&env.hb.socket).expect("connect");
