@@ -12,5 +12,6 @@ mod hostbgp;
 mod instances;
 #[allow(dead_code)]
 mod lab;
+mod lifecycle;
 mod selftest;
 mod speaker;
