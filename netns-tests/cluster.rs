@@ -130,6 +130,10 @@ impl Member {
         });
     }
 
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
     /// Waits for the process to exit (None on timeout).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let start = Instant::now();
@@ -243,6 +247,11 @@ impl Cluster {
     /// Builds the lab; `setup(lab, member_ns)` runs per member before its agent starts
     /// (bridges, instances).
     fn start(shared: &Shared, setup: impl Fn(&Lab, usize, &str)) -> Cluster {
+        Cluster::start_yaml(&shared.yaml(), setup)
+    }
+
+    /// As [`Cluster::start`] with the shared file's text.
+    fn start_yaml(yaml: &str, setup: impl Fn(&Lab, usize, &str)) -> Cluster {
         let lab = Lab::new();
         let r = lab.ns("r");
         lab.ip(&r, &["link", "add", "up0", "type", "bridge"]);
@@ -259,7 +268,9 @@ impl Cluster {
         // The OVN-internal side (no dummy module here: a veth pair inside `o`).
         lab.ip(
             &o,
-            &["link", "add", "int0", "type", "veth", "peer", "name", "int1"],
+            &[
+                "link", "add", "int0", "type", "veth", "peer", "name", "int1",
+            ],
         );
         lab.ip(&o, &["link", "set", "int0", "up"]);
         lab.ip(&o, &["link", "set", "int1", "up"]);
@@ -269,7 +280,7 @@ impl Cluster {
         lab.addr(&o, "int0", "203.0.113.33/28");
 
         let config = lab.path("shared.yaml");
-        fs::write(&config, shared.yaml()).expect("write shared config");
+        fs::write(&config, yaml).expect("write shared config");
 
         let mut mns = Vec::new();
         let mut peers = Vec::new();
@@ -765,4 +776,159 @@ fn status_member_and_overlay_keys() {
             "check --member {member} must name the key: {text}"
         );
     }
+}
+
+/// `members.m1.networks.br0.ipv4.routes.anycast` (a global network key) in an
+/// overlay makes `check` fail naming it.
+#[test]
+fn check_rejects_global_network_key_in_overlay() {
+    let bad = Shared {
+        br0: Some(vec![]),
+        member_extra: vec![(
+            1,
+            "    networks:\n      br0: {ipv4.routes.anycast: \"true\"}\n",
+        )],
+        ..Default::default()
+    }
+    .yaml();
+    let (code, text) = check(&bad, "m2");
+    assert_eq!(code, Some(1), "{text}\n{bad}");
+    assert!(
+        text.contains("members.m1.networks.br0.ipv4.routes.anycast"),
+        "check must name the key: {text}"
+    );
+}
+
+/// An OVN NIC's external routes must lie within the uplink's `ipv4.routes` when set.
+#[test]
+fn check_ovn_nic_routes_within_uplink_routes() {
+    let yaml = |route: &str| {
+        Shared {
+            ovn: true,
+            instances: format!(
+                "  c1:\n    location: m1\n    devices:\n      eth0: {{type: nic, network: ovn1, ipv4.routes.external: {route}}}\n"
+            ),
+            ..Default::default()
+        }
+        .yaml()
+        .replace(
+            "      bgp.peers.r1.asn: \"65000\"\n",
+            "      bgp.peers.r1.asn: \"65000\"\n      ipv4.routes: 10.20.0.0/24,203.0.113.0/24\n",
+        )
+    };
+    let good = yaml("203.0.113.32/28");
+    assert!(good.contains("ipv4.routes: 10.20"), "{good}");
+    let (code, text) = check(&good, "m1");
+    assert_eq!(code, Some(0), "{text}\n{good}");
+    let bad = yaml("192.0.2.32/28");
+    let (code, text) = check(&bad, "m2");
+    assert_eq!(code, Some(1), "{text}\n{bad}");
+    assert!(
+        text.contains("instances.c1.devices.eth0.ipv4.routes.external"),
+        "check must name the key: {text}"
+    );
+}
+
+/// OVN anycast: `ipv4.routes.anycast` on the uplink lets OVN instances on two members
+/// use the same external route; each advertises it (from its location member only).
+#[test]
+fn ovn_anycast_across_members() {
+    if !lab::require_root("ovn_anycast_across_members") {
+        return;
+    }
+    let instances = "  c1:
+    location: m1
+    devices:
+      eth0: {type: nic, network: ovn1, ipv4.routes.external: 203.0.113.32/28}
+  c2:
+    location: m2
+    devices:
+      eth0: {type: nic, network: ovn1, ipv4.routes.external: 203.0.113.32/28}
+";
+    let shared = Shared {
+        ovn: true,
+        instances: instances.into(),
+        ..Default::default()
+    };
+    let plain = shared.yaml();
+    let (code, text) = check(&plain, "m1");
+    assert_eq!(
+        code,
+        Some(1),
+        "without anycast the same route twice is a conflict: {text}"
+    );
+    let anycast = plain.replace(
+        "      bgp.peers.r1.asn: \"65000\"\n",
+        "      bgp.peers.r1.asn: \"65000\"\n      ipv4.routes.anycast: \"true\"\n",
+    );
+    let (code, text) = check(&anycast, "m1");
+    assert_eq!(code, Some(0), "{text}\n{anycast}");
+
+    let c = Cluster::start_yaml(&anycast, |_, _, _| {});
+    c.wait_established();
+    let rs = c.wait_route_from("203.0.113.32/28", &["m1", "m2"]);
+    for r in &rs {
+        assert_eq!(bgp_next_hop(r), OVN_V4, "{rs:#?}");
+    }
+    c.wait_ping("203.0.113.33");
+    c.router.assert_no_nexthop_errors();
+}
+
+/// Without `core.bgp_routerid`, each member's router id comes from its own IPv4
+/// addresses, is printed by `status` and stays the same across a restart.
+#[test]
+fn router_id_per_member_stable_across_restart() {
+    if !lab::require_root("router_id_per_member_stable_across_restart") {
+        return;
+    }
+    let yaml = Shared {
+        ovn: true,
+        ..Default::default()
+    }
+    .yaml()
+    .lines()
+    .filter(|l| !l.contains("core.bgp_routerid"))
+    .collect::<Vec<_>>()
+    .join("\n")
+        + "\n";
+    let mut c = Cluster::start_yaml(&yaml, |l, n, m| {
+        // A second address, so the choice is not trivial.
+        l.addr(m, "eth0", &format!("198.51.100.4{n}/24"));
+    });
+    c.wait_established();
+    let id = |m: &Member| -> String {
+        let st = m.status_json().expect("status --json");
+        st["server"]["router_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let ids: Vec<String> = c.members.iter().map(id).collect();
+    for (i, rid) in ids.iter().enumerate() {
+        let n = i + 1;
+        assert!(
+            [member_v4(n), format!("198.51.100.4{n}")].contains(rid),
+            "m{n}: router id {rid:?} must be one of its IPv4 addresses"
+        );
+    }
+    assert_ne!(ids[0], ids[1]);
+    // Restart m1 (SIGTERM, then the same command).
+    let ns = c.mns[0].clone();
+    let old = c.members.remove(0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.pid().expect("m1 running")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let mut old = old;
+    assert!(
+        old.wait_exit(TIMEOUT).is_some(),
+        "m1 did not stop on SIGTERM"
+    );
+    drop(old);
+    let m1 = Member::start(&c.lab, &ns, "m1", &c.config);
+    assert_eq!(id(&m1), ids[0], "m1 router id changed across a restart");
+    c.members.insert(0, m1);
+    c.router.wait_established("m1");
+    c.wait_route_from("10.20.0.0/24", &["m1", "m2"]);
 }
