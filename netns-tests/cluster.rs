@@ -9,7 +9,7 @@
 //! 10.20.0.0/24 and 2001:db8:20::/64 inside its namespace only).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn start(lab: &Lab, ns: &str, name: &str, config: &PathBuf) -> Member {
+    pub fn start(lab: &Lab, ns: &str, name: &str, config: &Path) -> Member {
         let socket = lab.path(&format!("{name}.sock"));
         let log = lab.path(&format!("{name}.log"));
         let logf = fs::OpenOptions::new()
@@ -546,6 +546,14 @@ fn bridged_anycast_across_members() {
     assert!(k.contains("nexthop"), "multipath route expected: {k}");
     for _ in 0..3 {
         c.wait_ping("203.0.113.80");
+    }
+    // Each member's own path (its kernel route to its instance) works.
+    for m in &c.mns {
+        wait_until(&format!("ping 203.0.113.80 from {m}"), TIMEOUT, || {
+            c.lab
+                .try_exec(m, &["ping", "-c1", "-W1", "203.0.113.80"])
+                .is_ok()
+        });
     }
 
     // Stop c1 (its veth goes away on m1).
