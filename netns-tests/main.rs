@@ -6,6 +6,7 @@
 // The harness is an API for present and future tests; not every helper is used yet.
 #[allow(dead_code)]
 mod bird;
+mod cluster;
 mod datapath;
 #[allow(dead_code)]
 mod hostbgp;
@@ -13,5 +14,6 @@ mod hostile;
 mod instances;
 #[allow(dead_code)]
 mod lab;
+mod lifecycle;
 mod selftest;
 mod speaker;

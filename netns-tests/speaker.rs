@@ -381,3 +381,36 @@ fn hold_timer_expiry_and_reconnect() {
     env.router.wait_route("203.0.113.0/24");
     env.router.wait_route("2001:db8:100::/64");
 }
+
+/// Reads a capability mask (`CapEff:`, `CapBnd:` ...) of a process.
+fn cap_mask(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} missing"));
+    u64::from_str_radix(line[field.len()..].trim(), 16).expect("hex mask")
+}
+
+#[test]
+fn capabilities_dropped_after_start() {
+    if !lab::require_root("capabilities_dropped_after_start") {
+        return;
+    }
+    let env = Env::start(Opts::default());
+    env.wait_established();
+    let pid = env.hb.pid().expect("agent pid");
+    // CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12.
+    let allowed: u64 = (1 << 10) | (1 << 12);
+    for field in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        let mask = cap_mask(pid, field);
+        assert_eq!(
+            mask, allowed,
+            "{field} {mask:#x}: only NET_ADMIN and NET_BIND_SERVICE may remain"
+        );
+    }
+    assert_eq!(cap_mask(pid, "CapInh:"), 0);
+    assert_eq!(cap_mask(pid, "CapAmb:"), 0);
+    // And the agent still does its job with them: the routes reach the router.
+    env.router.wait_route("203.0.113.0/24");
+}

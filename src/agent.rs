@@ -145,6 +145,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
             "restarted within the graceful restart time: peers keep our routes until End-of-RIB"
         );
     }
+    match crate::privileges::drop_all_but_network() {
+        Ok(kept) => tracing::debug!(?kept, "dropped all other capabilities"),
+        Err(e) => tracing::warn!("could not drop capabilities: {e}"),
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(member = %agent.config.member, "hostbgp running");
 

@@ -890,3 +890,48 @@ fn load_reports_main_and_conf_d_syntax_errors() {
     assert_eq!(e.len(), 2, "{e:?}");
     assert!(e[0].key.starts_with(&main.display().to_string()));
 }
+
+#[test]
+fn overlap_across_many_nics_finds_every_nested_pair() {
+    // c1 holds a /24 containing c2's /28 and c3's /28; c2 and c3 are disjoint; c4
+    // repeats c3's prefix; c5's prefixes touch nobody. Names are in config order.
+    let nic = |name: &str, ext: &str, host: &str| {
+        format!("  {name}:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: {host}, ipv4.routes.external: \"{ext}\"}}\n")
+    };
+    let yaml = format!(
+        "{}instances:\n{}{}{}{}{}",
+        bridge_with(""),
+        nic("c1", "203.0.113.0/24", "v1"),
+        nic("c2", "203.0.113.16/28", "v2"),
+        nic("c3", "203.0.113.32/28", "v3"),
+        nic("c4", "203.0.113.32/28", "v4"),
+        nic("c5", "198.51.100.0/28,198.51.100.16/28,192.0.2.0/24", "v5"),
+    );
+    let mut lines: Vec<String> = errs(&yaml).iter().map(|e| e.to_string()).collect();
+    lines.sort();
+    let k = |n: &str| format!("instances.{n}.devices.eth0.ipv4.routes.external");
+    let mut want = vec![
+        format!(
+            "{}: 203.0.113.0/24 overlaps {} (203.0.113.16/28)",
+            k("c1"),
+            k("c2")
+        ),
+        format!(
+            "{}: 203.0.113.0/24 overlaps {} (203.0.113.32/28)",
+            k("c1"),
+            k("c3")
+        ),
+        format!(
+            "{}: 203.0.113.0/24 overlaps {} (203.0.113.32/28)",
+            k("c1"),
+            k("c4")
+        ),
+        format!(
+            "{}: 203.0.113.32/28 overlaps {} (203.0.113.32/28)",
+            k("c3"),
+            k("c4")
+        ),
+    ];
+    want.sort();
+    assert_eq!(lines, want);
+}

@@ -989,31 +989,77 @@ fn check_overlaps(
     networks: &BTreeMap<String, Network>,
     instances: &BTreeMap<String, Instance>,
 ) {
-    // (owner key, prefix, anycast)
-    let mut all: Vec<(String, IpNet, bool)> = Vec::new();
+    // One key per NIC and family; prefixes refer to it by index, in config order.
+    let mut keys: Vec<(String, bool)> = Vec::new();
+    let mut all: Vec<(IpNet, usize)> = Vec::new();
     for (iname, inst) in instances {
         for (dev, nic) in &inst.nics {
             let base = format!("instances.{iname}.devices.{dev}");
-            let any4 = anycast(networks, nic, Fam::V4);
-            let any6 = anycast(networks, nic, Fam::V6);
-            for p in &nic.ipv4_routes_external {
-                all.push((format!("{base}.ipv4.routes.external"), IpNet::V4(*p), any4));
+            if !nic.ipv4_routes_external.is_empty() {
+                keys.push((
+                    format!("{base}.ipv4.routes.external"),
+                    anycast(networks, nic, Fam::V4),
+                ));
+                let owner = keys.len() - 1;
+                all.extend(
+                    nic.ipv4_routes_external
+                        .iter()
+                        .map(|p| (IpNet::V4(*p), owner)),
+                );
             }
-            for p in &nic.ipv6_routes_external {
-                all.push((format!("{base}.ipv6.routes.external"), IpNet::V6(*p), any6));
+            if !nic.ipv6_routes_external.is_empty() {
+                keys.push((
+                    format!("{base}.ipv6.routes.external"),
+                    anycast(networks, nic, Fam::V6),
+                ));
+                let owner = keys.len() - 1;
+                all.extend(
+                    nic.ipv6_routes_external
+                        .iter()
+                        .map(|p| (IpNet::V6(*p), owner)),
+                );
             }
         }
     }
-    for (i, (ka, pa, aa)) in all.iter().enumerate() {
-        for (kb, pb, ab) in &all[i + 1..] {
-            if ka == kb || Fam::of_net(pa) != Fam::of_net(pb) {
-                continue;
-            }
-            let overlap = pa.contains(pb) || pb.contains(pa);
-            if !overlap || (pa == pb && *aa && *ab) {
-                continue;
-            }
-            e.push(ka.clone(), format!("{pa} overlaps {kb} ({pb})"));
+    // Two prefixes overlap only when one contains the other, so after sorting by
+    // (family, first address, length) each prefix overlaps exactly the prefixes still
+    // open on the stack: O(n log n) instead of comparing every pair.
+    let span = |p: &IpNet| -> (bool, u128, u128) {
+        match p {
+            IpNet::V4(n) => (
+                false,
+                u32::from(n.network()).into(),
+                u32::from(n.broadcast()).into(),
+            ),
+            IpNet::V6(n) => (true, u128::from(n.network()), u128::from(n.broadcast())),
         }
+    };
+    all.sort_by_key(|(p, owner)| {
+        let (v6, start, _) = span(p);
+        (v6, start, p.prefix_len(), *owner)
+    });
+    let mut open: Vec<(IpNet, usize)> = Vec::new();
+    for &(p, owner) in &all {
+        let (v6, start, _) = span(&p);
+        open.retain(|(q, _)| {
+            let (qv6, _, qend) = span(q);
+            qv6 == v6 && qend >= start
+        });
+        for &(q, other) in &open {
+            if other == owner || (p == q && keys[owner].1 && keys[other].1) {
+                continue;
+            }
+            // Name the pair as config order reads it: the earlier key holds the error.
+            let ((ka, pa), (kb, pb)) = if other < owner {
+                ((other, q), (owner, p))
+            } else {
+                ((owner, p), (other, q))
+            };
+            e.push(
+                keys[ka].0.clone(),
+                format!("{pa} overlaps {} ({pb})", keys[kb].0),
+            );
+        }
+        open.push((p, owner));
     }
 }

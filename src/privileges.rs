@@ -1,0 +1,61 @@
+//! Once the listener and the control socket are bound, the agent needs only
+//! CAP_NET_ADMIN (routes, netlink buffers, MD5 keys) and CAP_NET_BIND_SERVICE (a
+//! listener re-bound on reload). Everything else is dropped for good, so a bug in
+//! packet handling cannot be turned into more than the agent's own job.
+use caps::{CapSet, Capability, CapsHashSet};
+
+pub const KEPT: [Capability; 2] = [Capability::CAP_NET_ADMIN, Capability::CAP_NET_BIND_SERVICE];
+
+/// Drops every capability but [`KEPT`] from the bounding, permitted, effective,
+/// inheritable and ambient sets. Returns what was kept, or why nothing changed.
+pub fn drop_all_but_network() -> Result<CapsHashSet, String> {
+    let keep: CapsHashSet = KEPT.into_iter().collect();
+    let permitted = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
+    let kept: CapsHashSet = permitted.intersection(&keep).copied().collect();
+    // The bounding set needs CAP_SETPCAP, so it goes first.
+    if permitted.contains(&Capability::CAP_SETPCAP) {
+        for cap in caps::all() {
+            if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(|e| format!("bounding set: {e}"))?;
+            }
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(|e| format!("ambient set: {e}"))?;
+    caps::set(None, CapSet::Inheritable, &CapsHashSet::new())
+        .map_err(|e| format!("inheritable set: {e}"))?;
+    caps::set(None, CapSet::Effective, &kept).map_err(|e| format!("effective set: {e}"))?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(|e| format!("permitted set: {e}"))?;
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs in a child process: the test runner's own capabilities must not change.
+    #[test]
+    fn drops_everything_else_in_a_child() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let ok = drop_all_but_network().is_ok()
+                    && caps::read(None, CapSet::Effective)
+                        .map(|s| s.len() <= 2)
+                        .unwrap_or(false)
+                    && !caps::has_cap(None, CapSet::Bounding, Capability::CAP_SYS_ADMIN)
+                        .unwrap_or(true)
+                    && caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN)
+                        .unwrap_or(false);
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+    }
+}
