@@ -31,6 +31,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 4;
 /// NOTIFICATION codes we send.
 const FSM_ERROR: u8 = 5;
+/// RFC 6608 subcodes of the FSM error.
+const FSM_UNEXPECTED_IN_OPEN_SENT: u8 = 1;
+const FSM_UNEXPECTED_IN_OPEN_CONFIRM: u8 = 2;
+const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
 const HOLD_TIMER_EXPIRED: u8 = 4;
 const CEASE: u8 = 6;
 const CEASE_COLLISION: u8 = 7;
@@ -419,11 +423,7 @@ fn describe_end(event: Option<ReaderEvent>) -> (String, Option<Notification>) {
         Some(ReaderEvent::Closed(message)) => (message, None),
         Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => (
             "unexpected message".into(),
-            Some(Notification {
-                code: FSM_ERROR,
-                subcode: 0,
-                data: vec![],
-            }),
+            Some(fsm_error(FSM_UNEXPECTED_IN_OPEN_CONFIRM)),
         ),
         None => ("connection reader ended".into(), None),
     }
@@ -522,16 +522,7 @@ async fn handshake(
         Message::Open(open) => open,
         Message::Notification(n) => return Err(err(format!("peer sent NOTIFICATION {n}"))),
         _ => {
-            send_notification(
-                &mut wr,
-                &plain,
-                Notification {
-                    code: FSM_ERROR,
-                    subcode: 1,
-                    data: vec![],
-                },
-            )
-            .await;
+            send_notification(&mut wr, &plain, fsm_error(FSM_UNEXPECTED_IN_OPEN_SENT)).await;
             return Err(err("peer sent a message other than OPEN first".into()));
         }
     };
@@ -616,6 +607,24 @@ async fn read_message(
     }
 }
 
+fn fsm_error(subcode: u8) -> Notification {
+    Notification {
+        code: FSM_ERROR,
+        subcode,
+        data: Vec::new(),
+    }
+}
+
+fn message_name(m: &Message) -> &'static str {
+    match m {
+        Message::Open(_) => "OPEN",
+        Message::Update(_) => "UPDATE",
+        Message::Notification(_) => "NOTIFICATION",
+        Message::Keepalive => "KEEPALIVE",
+        Message::RouteRefresh(_) => "ROUTE-REFRESH",
+    }
+}
+
 async fn read_loop(
     mut rd: OwnedReadHalf,
     mut buf: Vec<u8>,
@@ -624,9 +633,23 @@ async fn read_loop(
     tx: mpsc::UnboundedSender<ReaderEvent>,
     counters: Arc<ReceivedCounters>,
 ) {
+    // Until the peer's first KEEPALIVE the session is in OpenConfirm, where only
+    // KEEPALIVE and NOTIFICATION are acceptable (RFC 4271 8.2.2).
+    let mut confirmed = false;
     loop {
         let event = match read_message(&mut rd, &mut buf, &codec, hold).await {
-            Ok(Message::Keepalive) => ReaderEvent::Keepalive,
+            Ok(Message::Keepalive) => {
+                confirmed = true;
+                ReaderEvent::Keepalive
+            }
+            Ok(Message::Notification(n)) => ReaderEvent::Notification(n),
+            Ok(other) if !confirmed => ReaderEvent::Fatal(
+                format!(
+                    "peer sent {} before its first KEEPALIVE",
+                    message_name(&other)
+                ),
+                Some(fsm_error(FSM_UNEXPECTED_IN_OPEN_CONFIRM)),
+            ),
             Ok(Message::Update(update)) => {
                 counters.updates.fetch_add(1, Ordering::Relaxed);
                 counters
@@ -635,14 +658,9 @@ async fn read_loop(
                 continue;
             }
             Ok(Message::RouteRefresh(_)) => ReaderEvent::RouteRefresh,
-            Ok(Message::Notification(n)) => ReaderEvent::Notification(n),
             Ok(Message::Open(_)) => ReaderEvent::Fatal(
-                "peer sent OPEN on an open session".into(),
-                Some(Notification {
-                    code: FSM_ERROR,
-                    subcode: 0,
-                    data: vec![],
-                }),
+                "peer sent OPEN on an established session".into(),
+                Some(fsm_error(FSM_UNEXPECTED_IN_ESTABLISHED)),
             ),
             Err(ReadError::Decode(e)) => {
                 if e.action == ErrorAction::SessionReset {
