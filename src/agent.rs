@@ -2,7 +2,7 @@
 //! per-peer Adj-RIB-Out. Kernel events, session events, control requests and signals
 //! all arrive here and are handled one at a time, so every change is a diff against
 //! one consistent state.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -402,6 +402,8 @@ impl Agent {
             return;
         };
         let mut changes = Changes::default();
+        let mut resolved: HashMap<(Family, plan::NextHopRule), Result<IpAddr, String>> =
+            HashMap::new();
         let mut consider = |prefix: IpNet,
                             session: &mut PeerSession,
                             est_view: &SessionView,
@@ -416,10 +418,19 @@ impl Agent {
                     None
                 }
                 Some(advert) => {
-                    match plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, &self.view) {
-                        Ok(nh) => Some(nh),
+                    // The answer depends on the rule and family only: work it out once.
+                    let resolved = resolved
+                        .entry((family, advert.next_hop.clone()))
+                        .or_insert_with(|| {
+                            plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, &self.view)
+                        });
+                    match resolved {
+                        Ok(nh) => Some(*nh),
                         Err(reason) => {
-                            session.unsent.insert(family, reason);
+                            session
+                                .unsent
+                                .entry(family)
+                                .or_insert_with(|| reason.clone());
                             None
                         }
                     }

@@ -1,8 +1,10 @@
 //! Config + KernelView -> Intent: which kernel routes hostbgp wants, and which
 //! prefixes it advertises with which next-hop rule. Pure, no I/O.
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -38,7 +40,7 @@ pub enum NextHopRule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advert {
     /// Sorted; several owners for an anycast prefix.
-    pub owners: Vec<Owner>,
+    pub owners: Owners,
     pub next_hop: NextHopRule,
 }
 
@@ -100,14 +102,32 @@ pub fn plan(config: &Config, view: &KernelView) -> Intent {
     intent
 }
 
-fn add_advert(intent: &mut Intent, prefix: IpNet, owner: Owner, next_hop: NextHopRule) {
-    let advert = intent.adverts.entry(prefix).or_insert_with(|| Advert {
-        owners: Vec::new(),
-        next_hop,
-    });
-    if !advert.owners.contains(&owner) {
-        advert.owners.push(owner);
-        advert.owners.sort();
+/// Owners are shared by every prefix of one network or NIC, so a million prefixes of
+/// one NIC cost one owner list, not a million.
+pub type Owners = Arc<[Owner]>;
+
+fn owners_of(owner: Owner) -> Owners {
+    Arc::from(vec![owner])
+}
+
+fn add_advert(intent: &mut Intent, prefix: IpNet, owners: &Owners, next_hop: NextHopRule) {
+    match intent.adverts.entry(prefix) {
+        Entry::Vacant(v) => {
+            v.insert(Advert {
+                owners: owners.clone(),
+                next_hop,
+            });
+        }
+        Entry::Occupied(mut o) => {
+            let advert = o.get_mut();
+            if !owners.iter().all(|w| advert.owners.contains(w)) {
+                let mut merged: Vec<Owner> =
+                    advert.owners.iter().chain(owners.iter()).cloned().collect();
+                merged.sort();
+                merged.dedup();
+                advert.owners = Arc::from(merged);
+            }
+        }
     }
 }
 
@@ -122,7 +142,7 @@ fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
     let Some(link) = view.link_by_name(&network.name) else {
         return;
     };
-    let owner = Owner::Network(network.name.clone());
+    let owners = owners_of(Owner::Network(network.name.clone()));
     for address in view.addresses.get(&link.index).into_iter().flatten() {
         if address.tentative || address.link_scope {
             continue;
@@ -136,7 +156,7 @@ fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
             add_advert(
                 intent,
                 address.net.trunc(),
-                owner.clone(),
+                &owners,
                 host_rule(network, family),
             );
         }
@@ -146,7 +166,7 @@ fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
             add_advert(
                 intent,
                 host_v4(a),
-                owner.clone(),
+                &owners,
                 host_rule(network, Family::Ipv4Unicast),
             );
         }
@@ -156,7 +176,7 @@ fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
             add_advert(
                 intent,
                 host_v6(a),
-                owner,
+                &owners,
                 host_rule(network, Family::Ipv6Unicast),
             );
         }
@@ -172,7 +192,7 @@ fn host_v6(a: Ipv6Addr) -> IpNet {
 }
 
 fn plan_ovn_network(network: &Network, intent: &mut Intent) {
-    let owner = Owner::Network(network.name.clone());
+    let owners = owners_of(Owner::Network(network.name.clone()));
     if let Some(router) = network.ipv4.ovn_router_address {
         let rule = NextHopRule::Fixed(IpAddr::V4(router));
         match (
@@ -180,10 +200,8 @@ fn plan_ovn_network(network: &Network, intent: &mut Intent) {
             network.ipv4.address,
             network.ipv4.nat_address,
         ) {
-            (false, Some(net), _) => {
-                add_advert(intent, IpNet::V4(net.trunc()), owner.clone(), rule)
-            }
-            (true, _, Some(a)) => add_advert(intent, host_v4(a), owner.clone(), rule),
+            (false, Some(net), _) => add_advert(intent, IpNet::V4(net.trunc()), &owners, rule),
+            (true, _, Some(a)) => add_advert(intent, host_v4(a), &owners, rule),
             _ => {}
         }
     }
@@ -194,20 +212,21 @@ fn plan_ovn_network(network: &Network, intent: &mut Intent) {
             network.ipv6.address,
             network.ipv6.nat_address,
         ) {
-            (false, Some(net), _) => add_advert(intent, IpNet::V6(net.trunc()), owner, rule),
-            (true, _, Some(a)) => add_advert(intent, host_v6(a), owner, rule),
+            (false, Some(net), _) => add_advert(intent, IpNet::V6(net.trunc()), &owners, rule),
+            (true, _, Some(a)) => add_advert(intent, host_v6(a), &owners, rule),
             _ => {}
         }
     }
 }
 
 fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, intent: &mut Intent) {
+    let owners = owners_of(owner);
     if let Some(router) = network.ipv4.ovn_router_address {
         for p in &nic.ipv4_routes_external {
             add_advert(
                 intent,
                 IpNet::V4(*p),
-                owner.clone(),
+                &owners,
                 NextHopRule::Fixed(IpAddr::V4(router)),
             );
         }
@@ -217,7 +236,7 @@ fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, intent: &mut Intent)
             add_advert(
                 intent,
                 IpNet::V6(*p),
-                owner.clone(),
+                &owners,
                 NextHopRule::Fixed(IpAddr::V6(router)),
             );
         }
@@ -232,6 +251,7 @@ fn plan_bridged_nic(
     view: &KernelView,
     intent: &mut Intent,
 ) {
+    let owners = owners_of(owner.clone());
     let Some(bridge) = view.link_by_name(&network.name) else {
         return;
     };
@@ -280,7 +300,7 @@ fn plan_bridged_nic(
         }
         wanted.owners.push(owner.clone());
         wanted.owners.sort();
-        add_advert(intent, prefix, owner.clone(), host_rule(network, family));
+        add_advert(intent, prefix, &owners, host_rule(network, family));
     }
 }
 
@@ -497,7 +517,7 @@ mod tests {
         let prefixes: Vec<_> = intent.adverts.keys().copied().collect();
         assert_eq!(prefixes, vec![net("203.0.113.0/24")]);
         assert_eq!(
-            intent.adverts[&net("203.0.113.0/24")].owners,
+            intent.adverts[&net("203.0.113.0/24")].owners.to_vec(),
             vec![Owner::Network("br0".into())]
         );
         assert!(plan(&cfg, &view(vec![], vec![])).adverts.is_empty());
@@ -568,7 +588,7 @@ mod tests {
             vec![net("203.0.113.64/28")]
         );
         assert_eq!(
-            intent.adverts[&net("203.0.113.64/28")].owners,
+            intent.adverts[&net("203.0.113.64/28")].owners.to_vec(),
             vec![Owner::Instance {
                 instance: "c1".into(),
                 device: "eth0".into()
