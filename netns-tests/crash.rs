@@ -288,15 +288,27 @@ impl Crash {
                 let rt_ok = rt.keys().cloned().collect::<BTreeSet<_>>() == want_a
                     && rt.values().all(|c| *c == 1);
                 let ok = k == want_k && rt_ok && jp == want_a && jk == want_k && ni.is_empty();
+                let cpu = self.hb.pid().map(cpu_ticks).unwrap_or(0);
+                let log = self.hb.log_text();
+                let last = log.lines().last().unwrap_or("").chars().take(200).collect::<String>();
                 (
                     ok,
                     format!(
-                        "want kernel {want_k:?}\n got kernel {k:?}\nwant adv {want_a:?}\n router {rt:?}\n json prefixes {jp:?}\n json kernel {jk:?}\n json not installed {ni:?}"
+                        "agent cpu ticks {cpu}, log lines {}, last log line {last:?}\nwant kernel {want_k:?}\n got kernel {k:?}\nwant adv {want_a:?}\n router {rt:?}\n json prefixes {jp:?}\n json kernel {jk:?}\n json not installed {ni:?}", log.lines().count()
                     ),
                 )
             },
         );
     }
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let u: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
+    let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+    u + st
 }
 
 /// Small deterministic PRNG (xorshift64*).
@@ -556,8 +568,14 @@ fn full_table_from_peer_is_dropped() {
             (p >= pfx0 + n, p)
         },
     );
+    // Let the count settle (bird may send some prefixes more than once).
+    let pfx = wait_until_state("prefixes_received stable", TIMEOUT, || {
+        let a = status_num(&env.hb, "r1", "prefixes_received");
+        ms(1000);
+        let b = status_num(&env.hb, "r1", "prefixes_received");
+        (a == b, b)
+    }).max(pfx);
     let upd = status_num(&env.hb, "r1", "updates_received");
-    ms(500);
     let full = rss(pid);
     let peer = env.hb.peer("r1").unwrap_or(Value::Null);
     let bproto = env.router.protocol("h1");
@@ -648,6 +666,7 @@ fn netlink_flood_with_instance_churn() {
         if stop {
             ms(200);
             c.hb.signal(Signal::SIGCONT);
+            eprintln!("round {round}: SIGCONT sent, log lines {}", c.hb.log_text().lines().count());
         }
         let left = l.routes(&h, false, &["10.200.0.0/16", "proto", "static"]);
         assert!(left.trim().is_empty(), "flood routes left");
