@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod bird;
 mod cluster;
+mod crash;
 mod datapath;
 #[allow(dead_code)]
 mod hostbgp;
