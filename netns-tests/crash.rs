@@ -56,7 +56,10 @@ fn intent_kernel(running: &BTreeSet<&str>) -> KernelSet {
     let mut k = KernelSet::new();
     if running.contains("vc1") {
         k.insert("203.0.113.64/28".into(), [hop("192.0.2.10")].into());
-        k.insert("2001:db8:100:40::/64".into(), [hop("2001:db8:100::10")].into());
+        k.insert(
+            "2001:db8:100:40::/64".into(),
+            [hop("2001:db8:100::10")].into(),
+        );
     }
     if running.contains("vc2") {
         k.insert("203.0.113.96/28".into(), [hop("")].into());
@@ -151,7 +154,10 @@ fn json_view(v: &[Value]) -> (BTreeSet<String>, KernelSet, Vec<String>) {
     for r in v {
         let p = r["prefix"].as_str().unwrap_or("?").to_string();
         prefixes.insert(p.clone());
-        if r["owner"].as_str().is_some_and(|o| o.starts_with("instance/")) {
+        if r["owner"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("instance/"))
+        {
             if r["kernel"]["state"] != "installed" {
                 not_installed.push(format!("{p}: {}", r["kernel"]));
             }
@@ -181,7 +187,9 @@ fn foreign_state(l: &Lab, h: &str, extra: &[String]) -> Vec<String> {
         .chain(extra.iter().cloned())
         .map(|p| {
             let fam = if p.contains(':') { "-6" } else { "-4" };
-            l.ip(h, &[fam, "route", "show", "exact", &p]).trim().to_string()
+            l.ip(h, &[fam, "route", "show", "exact", &p])
+                .trim()
+                .to_string()
         })
         .collect()
 }
@@ -205,7 +213,10 @@ fn setup() -> Crash {
     );
     for p in FOREIGN {
         let fam = if p.contains(':') { "-6" } else { "-4" };
-        l.ip(&h, &[fam, "route", "add", p, "dev", "br0", "proto", "static"]);
+        l.ip(
+            &h,
+            &[fam, "route", "add", p, "dev", "br0", "proto", "static"],
+        );
     }
     let inst: Vec<String> = (1..=4).map(|n| l.ns(&format!("i{n}"))).collect();
     let hb = Hostbgp::start(
@@ -368,7 +379,9 @@ fn sigkill_at_random_points_converges() {
             .as_nanos() as u64
             | 1,
     );
-    eprintln!("sigkill_at_random_points_converges: seed {seed} (HOSTBGP_CRASH_SEED), {iters} iterations");
+    eprintln!(
+        "sigkill_at_random_points_converges: seed {seed} (HOSTBGP_CRASH_SEED), {iters} iterations"
+    );
     let mut rng = Rng(seed);
     let mut c = setup();
     let h = c.topo.h.clone();
@@ -382,7 +395,10 @@ fn sigkill_at_random_points_converges() {
     c.hb.kill();
     c.hb.wait_exit(TIMEOUT).expect("agent reaped after SIGKILL");
     let foreign0 = foreign_state(&c.topo.lab, &h, &[]);
-    assert!(foreign0.iter().all(|s| s.contains("proto static")), "{foreign0:?}");
+    assert!(
+        foreign0.iter().all(|s| s.contains("proto static")),
+        "{foreign0:?}"
+    );
 
     let mut extra: Vec<String> = Vec::new();
     let mut kills = [0u32; 3];
@@ -438,8 +454,7 @@ fn sigkill_at_random_points_converges() {
             }
         }
         c.hb.kill();
-        c.hb
-            .wait_exit(TIMEOUT)
+        c.hb.wait_exit(TIMEOUT)
             .unwrap_or_else(|| panic!("iteration {it}: agent not reaped after SIGKILL"));
         kills[phase as usize] += 1;
         if !early && !extra.contains(&f) {
@@ -476,7 +491,10 @@ fn sigkill_at_random_points_converges() {
     for i in 0..4 {
         c.toggle(&mut st, i, i % 2 == 0);
     }
-    c.converge(&st, &format!("final, after toggling every NIC (seed {seed})"));
+    c.converge(
+        &st,
+        &format!("final, after toggling every NIC (seed {seed})"),
+    );
     assert_eq!(foreign_state(l, &h, &[]), foreign0, "foreign routes");
     for e in &extra {
         let s = l.ip(&h, &["route", "show", "exact", e]);
@@ -559,7 +577,10 @@ fn full_table_from_peer_is_dropped() {
     conf.push_str("}\n");
     std::fs::write(&env.router.conf, conf).unwrap();
     let out = env.router.configure();
-    assert!(out.contains("Reconfigured") || out.contains("reconfig"), "{out}");
+    assert!(
+        out.contains("Reconfigured") || out.contains("reconfig"),
+        "{out}"
+    );
     let pfx = wait_until_state(
         &format!("hostbgp counted {n} received prefixes"),
         Duration::from_secs(50),
@@ -574,7 +595,8 @@ fn full_table_from_peer_is_dropped() {
         ms(1000);
         let b = status_num(&env.hb, "r1", "prefixes_received");
         (a == b, b)
-    }).max(pfx);
+    })
+    .max(pfx);
     let upd = status_num(&env.hb, "r1", "updates_received");
     let full = rss(pid);
     let peer = env.hb.peer("r1").unwrap_or(Value::Null);
@@ -595,7 +617,11 @@ fn full_table_from_peer_is_dropped() {
     assert_eq!(peer["state"], "Established", "{peer}");
     assert!(bproto.established(), "{}", bproto.raw);
     assert_eq!(all_host_routes(l, h), routes0, "host routes changed");
-    assert_eq!(router_table(&env.router), router0, "router's view of hostbgp changed");
+    assert_eq!(
+        router_table(&env.router),
+        router0,
+        "router's view of hostbgp changed"
+    );
     assert!(
         full.0 <= idle.0 + 20 * 1024 && full.1 <= idle.1 + 20 * 1024,
         "RSS grew: idle {idle:?} kB, after {full:?} kB (VmRSS, VmHWM)"
@@ -666,17 +692,30 @@ fn netlink_flood_with_instance_churn() {
         if stop {
             ms(200);
             c.hb.signal(Signal::SIGCONT);
-            eprintln!("round {round}: SIGCONT sent, log lines {}", c.hb.log_text().lines().count());
+            eprintln!(
+                "round {round}: SIGCONT sent, log lines {}",
+                c.hb.log_text().lines().count()
+            );
         }
         let left = l.routes(&h, false, &["10.200.0.0/16", "proto", "static"]);
         assert!(left.trim().is_empty(), "flood routes left");
-        c.converge(&st, &format!("after flood round {round} (agent stopped: {stop})"));
+        c.converge(
+            &st,
+            &format!("after flood round {round} (agent stopped: {stop})"),
+        );
         assert_eq!(foreign_state(l, &h, &[]), foreign0, "foreign routes");
         let log = c.hb.log_text();
         eprintln!(
             "netlink_flood_with_instance_churn: round {round} (agent SIGSTOPped: {stop}): 100000 foreign route changes, {toggles} NIC toggles; 'overrun' lines in the log so far: {}",
             log.lines().filter(|x| x.contains("overrun")).count()
         );
+        if stop {
+            // The point of this round: the socket overflowed and the agent recovered.
+            assert!(
+                log.contains("re-reading the kernel state"),
+                "round {round}: no netlink overrun happened, so recovery was not exercised"
+            );
+        }
     }
     assert!(!c.hb.log_text().contains("panicked"));
 }

@@ -447,9 +447,17 @@ impl Agent {
             }
             None => {
                 session.unsent.clear();
-                let mut all: BTreeSet<IpNet> = self.intent.adverts.keys().copied().collect();
-                all.extend(session.adj_out.prefixes().copied());
-                for p in all {
+                let gone: Vec<IpNet> = session
+                    .adj_out
+                    .prefixes()
+                    .filter(|p| !self.intent.adverts.contains_key(p))
+                    .copied()
+                    .collect();
+                session.adj_out.reserve(self.intent.adverts.len());
+                for p in self.intent.adverts.keys() {
+                    consider(*p, session, &est_view, &families);
+                }
+                for p in gone {
                     consider(p, session, &est_view, &families);
                 }
             }

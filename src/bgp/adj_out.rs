@@ -1,5 +1,7 @@
 //! Per-peer Adj-RIB-Out: what has been announced to one peer, and the diff to send.
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -46,17 +48,55 @@ impl Changes {
 }
 
 /// What one peer has been told: prefix -> next hop.
+///
+/// A peer sees only a handful of distinct next hops, so each prefix stores a small
+/// index into `hops` instead of a whole address: 20-byte entries instead of 36.
 #[derive(Clone, Debug, Default)]
 pub struct AdjRibOut {
-    routes: HashMap<IpNet, IpAddr>,
+    // Fx: a million inserts at session start must not pay for SipHash; the keys are
+    // our own prefixes, not attacker-chosen.
+    routes: FxHashMap<IpNet, u16>,
+    hops: Vec<IpAddr>,
+    hop_ids: FxHashMap<IpAddr, u16>,
 }
 
 impl AdjRibOut {
+    fn hop_index(&mut self, next_hop: IpAddr) -> u16 {
+        if let Some(i) = self.hop_ids.get(&next_hop) {
+            return *i;
+        }
+        if self.hops.len() > usize::from(u16::MAX) {
+            self.compact_hops();
+        }
+        let index = self.hops.len() as u16;
+        self.hops.push(next_hop);
+        self.hop_ids.insert(next_hop, index);
+        index
+    }
+
+    /// Forgets next hops no prefix uses any more (reached only after 65536 distinct ones).
+    fn compact_hops(&mut self) {
+        let mut used: Vec<u16> = self.routes.values().copied().collect();
+        used.sort_unstable();
+        used.dedup();
+        let hops: Vec<IpAddr> = used.iter().map(|i| self.hops[usize::from(*i)]).collect();
+        for index in self.routes.values_mut() {
+            *index = used.binary_search(index).unwrap_or(0) as u16;
+        }
+        self.hop_ids = hops
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (*h, i as u16))
+            .collect();
+        self.hops = hops;
+    }
+
     /// Records the wanted state of `prefix` (None: not advertised) and notes the change.
     pub fn set(&mut self, prefix: IpNet, next_hop: Option<IpAddr>, changes: &mut Changes) {
         match next_hop {
             Some(nh) => {
-                if self.routes.insert(prefix, nh) != Some(nh) {
+                let index = self.hop_index(nh);
+                if self.routes.insert(prefix, index) != Some(index) {
                     changes.announce.push((prefix, nh));
                 }
             }
@@ -70,7 +110,11 @@ impl AdjRibOut {
 
     /// Every prefix announced, for re-sending the whole table (route refresh).
     pub fn all(&self) -> Changes {
-        let mut announce: Vec<_> = self.routes.iter().map(|(p, nh)| (*p, *nh)).collect();
+        let mut announce: Vec<_> = self
+            .routes
+            .iter()
+            .map(|(p, i)| (*p, self.hops[usize::from(*i)]))
+            .collect();
         announce.sort();
         Changes {
             announce,
@@ -83,7 +127,7 @@ impl AdjRibOut {
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<IpAddr> {
-        self.routes.get(prefix).copied()
+        self.routes.get(prefix).map(|i| self.hops[usize::from(*i)])
     }
 
     pub fn count(&self, family: Family) -> usize {
@@ -94,7 +138,14 @@ impl AdjRibOut {
     }
 
     pub fn clear(&mut self) {
-        self.routes.clear();
+        self.routes = FxHashMap::default();
+        self.hops.clear();
+        self.hop_ids.clear();
+    }
+
+    /// Makes room for `total` routes in all, so a full table is one allocation.
+    pub fn reserve(&mut self, total: usize) {
+        self.routes.reserve(total.saturating_sub(self.routes.len()));
     }
 }
 
@@ -123,6 +174,22 @@ mod tests {
         rib.set(net("203.0.113.0/24"), None, &mut c);
         assert_eq!(c.withdraw, vec![net("203.0.113.0/24")]);
         assert_eq!(rib.count(Family::Ipv4Unicast), 0);
+    }
+
+    #[test]
+    fn many_distinct_next_hops_stay_correct() {
+        let mut rib = AdjRibOut::default();
+        let mut c = Changes::default();
+        rib.set(net("203.0.113.0/24"), Some(ip("198.51.100.1")), &mut c);
+        // Far more distinct next hops than an index holds, each replacing the last.
+        for i in 0..70_000u32 {
+            let nh = IpAddr::V6(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + u128::from(i),
+            ));
+            rib.set(net("2001:db8::/64"), Some(nh), &mut c);
+        }
+        assert_eq!(rib.get(&net("203.0.113.0/24")), Some(ip("198.51.100.1")));
+        assert_eq!(rib.get(&net("2001:db8::/64")), Some(ip("2001:db8::1:116f")));
     }
 
     #[test]

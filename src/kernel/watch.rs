@@ -71,7 +71,11 @@ pub(crate) async fn run(
                         }
                     }
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        tracing::warn!("netlink watch overrun (ENOBUFS): events were lost");
+                        // The kernel reports ENOBUFS before the datagrams still queued,
+                        // which are older than the re-dump the agent is about to do:
+                        // applied after it they would make the view stale. Drop them.
+                        let dropped = drain_queued(&sock, &mut buf);
+                        tracing::warn!(dropped, "netlink watch overrun (ENOBUFS): events were lost");
                         // Its memory may be stale now; the agent re-dumps anyway.
                         tracker.lock().unwrap_or_else(|p| p.into_inner()).clear();
                         if tx.send(KernelEvent::Overrun).is_err() {
@@ -88,6 +92,42 @@ pub(crate) async fn run(
                 }
             }
             _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Discards every datagram queued on the socket right now; returns how many.
+fn drain_queued(sock: &TokioSocket, buf: &mut Vec<u8>) -> usize {
+    let fd = sock.as_raw_fd();
+    let capacity = buf.capacity().max(1 << 16);
+    buf.clear();
+    buf.reserve(capacity);
+    let mut dropped = 0;
+    // What was queued at the overrun fits in the receive buffer; anything past that
+    // arrived later and is consistent with the re-dump, so a flood cannot keep us here.
+    let mut budget = 2 * WATCH_RCVBUF;
+    loop {
+        // SAFETY: the pointer and length describe `buf`'s spare capacity, alive for the call.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.capacity(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            dropped += 1;
+            budget = budget.saturating_sub((n as usize).max(1));
+            if budget == 0 {
+                return dropped;
+            }
+            continue;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            // Another overrun while draining: keep going, the queue is still stale.
+            Some(libc::ENOBUFS) | Some(libc::EINTR) => continue,
+            _ => return dropped,
         }
     }
 }
