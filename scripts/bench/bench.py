@@ -270,7 +270,7 @@ def bulk_run(label, n4, n6, start_speaker, peer_name, nbr):
     try:
         router = Bird(t.r, "router-" + label, router_conf([(peer_name, nbr, 65010)]))
         pcap = f"{DIR}/{label}.pcap"
-        td = spawn(t.r, ["tcpdump", "-i", "vr", "-s", "200", "-B", "32768", "-w", pcap, "-U", "tcp port 179"], f"{DIR}/tcpdump-{label}.out")
+        td = spawn(t.r, ["tcpdump", "-i", "vr", "-s", "0", "-B", "65536", "-w", pcap, "-U", "tcp port 179"], f"{DIR}/tcpdump-{label}.out")
         time.sleep(0.5)
         proc, t0, logf = start_speaker(t)
         fail = lambda: f"state={router.state(peer_name)}\n--- speaker log ---\n{tail(logf)}\n--- router log ---\n{tail(router.log)}"
@@ -311,7 +311,7 @@ def speaker_hostbgp(n4, n6):
 
 def speaker_bird(n4, n6):
     def f(t):
-        body = f"router id {H_V4};\n"
+        body = f"router id {H_V4};\nprotocol device {{ }}\n"
         for af, pf in (("ipv4", v4_prefixes(n4)), ("ipv6", v6_prefixes(n6))):
             if pf:
                 body += f"protocol static s_{af} {{ {af};\n" + "".join(f"route {x} blackhole;\n" for x in pf) + "}\n"
