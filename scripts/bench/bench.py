@@ -579,7 +579,7 @@ def cmd_kernel(n):
 def cmd_restart(n):
     t = Topo("s")
     try:
-        router = Bird(t.r, "router-gr", router_conf([("h1", H_V6, 65010)], gr=True), debug_routes=False)
+        router = Bird(t.r, "router-gr", router_conf([("h1", H_V6, 65010)], gr=True).replace("protocol bgp h1 {", "protocol bgp h1 { debug { states, events };"), debug_routes=False)
         yaml = hb_ovn_yaml(v4_prefixes(n), [])
         p = start_hostbgp(t.h, yaml, "hb-gr")
         wait("Established", lambda: router.state("h1") == "Established", 60, 0.02, lambda: tail(p.logpath))
@@ -599,8 +599,7 @@ def cmd_restart(n):
             c = router.imported("h1")[0]; low = min(low, c)
             txt = open(router.log, errors="replace").read()[mark:]
             if te is None and "Established" in router.c("show protocols h1"): te = time.time()
-            if re.search(r"h1: .*(graceful restart done|Neighbor graceful restart done|End-of-RIB)", txt, re.I) or \
-               (te and "stale" not in router.c("show route count stale")):
+            if re.search(r"h1: .*(graceful restart done|end-of-rib)", txt, re.I):
                 break
             time.sleep(0.02)
         else:
@@ -608,9 +607,10 @@ def cmd_restart(n):
         t_eor = time.time() - t0
         time.sleep(1)
         after = router.imported("h1")[0]
-        stale = router.c(f"show route table master4 stale count")
+        gr_lines = [l for l in open(router.log, errors="replace").read()[mark:].splitlines() if re.search("restart|end-of-rib|withdraw|removed", l, re.I)][:6]
         log(f"[restart] N={n}: start -> Established {(te or time.time()) - t0:.2f}s, start -> End-of-RIB/GR done {t_eor:.2f}s; "
             f"router count before {before}, lowest during restart {low}, after {after} (goal: nothing withdrawn: {'met' if low >= before else 'NOT met'})")
+        log("  router log: " + " | ".join(gr_lines))
         stop(p2, signal.SIGTERM)
         return t_eor, before, low, after
     finally:
