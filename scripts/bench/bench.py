@@ -1,0 +1,646 @@
+#!/usr/bin/env python3
+"""hostbgp benchmark suite (issue 6). Run through scripts/bench/run.sh.
+
+Every lab lives in namespaces named hbb<pid><role>, deleted on exit (also on error and
+on SIGINT/SIGTERM). Only documentation prefixes and 240.0.0.0/12 / 198.18.0.0/15
+(announced inside the lab only) are used. Every process started is killed by its pid.
+"""
+import atexit, ipaddress, os, re, shutil, signal, statistics, struct, subprocess, sys, tempfile, time
+
+BIN = os.environ.get("HOSTBGP_BIN", "/work/target-bench/release/hostbgp")
+PREFIX = f"hbb{os.getpid()}"
+DIR = tempfile.mkdtemp(prefix=PREFIX + "-")
+NAMESPACES, PROCS = [], []
+R_V4, R_V6, H_V4, H_V6, OVN_V4, OVN_V6 = "198.51.100.2", "2001:db8:ff::1", "198.51.100.1", "2001:db8:ff::2", "198.51.100.20", "2001:db8:ff::20"
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def sh(*args, check=True, inp=None):
+    r = subprocess.run(args, input=inp, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def ip(ns, *args):
+    return sh("ip", "-n", ns, *args)
+
+
+def spawn(ns, args, out, env=None):
+    f = open(out, "ab")
+    p = subprocess.Popen(["ip", "netns", "exec", ns] + args, stdout=f, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, env=env)
+    PROCS.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGKILL):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill(); p.wait()
+
+
+def cleanup():
+    for p in PROCS:
+        if p.poll() is None:
+            p.kill()
+            try: p.wait(5)
+            except Exception: pass
+    for ns in NAMESPACES:
+        for pid in sh("ip", "netns", "pids", ns, check=False).split():
+            try: os.kill(int(pid), signal.SIGKILL)  # only processes inside our own namespaces
+            except Exception: pass
+        sh("ip", "netns", "del", ns, check=False)
+    NAMESPACES.clear()
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(DIR, ignore_errors=True)
+
+
+atexit.register(cleanup)
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, lambda *_: sys.exit(130))
+
+
+def mkns(role):
+    name = PREFIX + role
+    sh("ip", "netns", "add", name)
+    NAMESPACES.append(name)
+    ip(name, "link", "set", "lo", "up")
+    for k in ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"):
+        sh("ip", "netns", "exec", name, "sysctl", "-qw", k)
+    return name
+
+
+def drop_ns(name):
+    for p in PROCS:
+        if p.poll() is None and p.args[:4] == ["ip", "netns", "exec", name]:
+            p.kill(); p.wait()
+    sh("ip", "netns", "del", name, check=False)
+    if name in NAMESPACES: NAMESPACES.remove(name)
+
+
+class Topo:
+    """Router R (bird2, AS 65000) -- veth -- host H (speaker under test)."""
+    def __init__(self, tag):
+        self.r, self.h = mkns(tag + "r"), mkns(tag + "h")
+        sh("ip", "-n", self.r, "link", "add", "vr", "type", "veth", "peer", "name", "eth0", "netns", self.h)
+        for ns, dev, a4, a6 in ((self.r, "vr", R_V4, R_V6), (self.h, "eth0", H_V4, H_V6)):
+            ip(ns, "addr", "add", a4 + "/24", "dev", dev)
+            ip(ns, "addr", "add", a6 + "/64", "dev", dev)
+            ip(ns, "link", "set", dev, "up")
+        self.tag = tag
+
+    def close(self):
+        drop_ns(self.h); drop_ns(self.r)
+
+
+class Bird:
+    def __init__(self, ns, name, body, debug_routes=False):
+        self.sock, self.log = f"{DIR}/{name}.ctl", f"{DIR}/{name}.log"
+        conf = f"{DIR}/{name}.conf"
+        dbg = "debug protocols { states, routes };" if debug_routes else "debug protocols { states };"
+        with open(conf, "w") as f:
+            f.write(f'log "{self.log}" all;\ntimeformat log "%F %T.%6f";\n{dbg}\n'
+                    'protocol device { scan time 10; }\n' + body)
+        self.t0 = time.time()
+        self.p = spawn(ns, ["bird", "-f", "-c", conf, "-s", self.sock], f"{DIR}/{name}.out")
+        self.ns = ns
+        for _ in range(200):
+            if os.path.exists(self.sock) and "ready" in self.c("show status"):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"bird {name} did not start: {tail(self.log)} {tail(f'{DIR}/{name}.out')}")
+
+    def c(self, cmd):
+        return sh("birdc", "-s", self.sock, *cmd.split(), check=False)
+
+    def state(self, proto):
+        m = re.search(rf"^{proto}\s+BGP\s+\S+\s+\S+\s+\S+\s+(\w+)", self.c(f"show protocols {proto}"), re.M)
+        return m.group(1) if m else "?"
+
+    def imported(self, proto):
+        """(ipv4 imported, ipv6 imported) from `show protocols all`: O(1) for bird."""
+        out = self.c(f"show protocols all {proto}")
+        res = {"ipv4": 0, "ipv6": 0}
+        for ch in re.split(r"\n\s+Channel ", out)[1:]:
+            m = re.search(r"Routes:\s+(\d+) imported", ch)
+            if m: res[ch.split()[0]] = int(m.group(1))
+        return res["ipv4"], res["ipv6"]
+
+    def stop(self):
+        stop(self.p, signal.SIGTERM)
+
+
+def tail(path, n=25):
+    try:
+        return "\n".join(open(path, errors="replace").read().splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def router_conf(peers, gr=False):
+    s = f"router id {R_V4};\n"
+    for name, nbr, asn in peers:
+        s += (f"protocol bgp {name} {{ local as 65000; neighbor {nbr} as {asn}; connect delay time 1; "
+              f"connect retry time 1; error wait time 1, 2; {'graceful restart on; graceful restart time 120;' if gr else ''}"
+              " ipv4 { import all; export none; extended next hop off; }; ipv6 { import all; export none; }; }\n")
+    return s
+
+
+def wait(desc, cond, timeout=60, step=0.005, on_fail=""):
+    t = time.time()
+    while time.time() - t < timeout:
+        v = cond()
+        if v:
+            return time.time()
+        time.sleep(step)
+    raise RuntimeError(f"timed out ({timeout}s) waiting for {desc}\n{on_fail() if callable(on_fail) else on_fail}")
+
+
+def hwm(pid):
+    try:
+        for l in open(f"/proc/{pid}/status"):
+            if l.startswith("VmHWM"): return int(l.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def child_pid(p):
+    """`ip netns exec` execs the program: same pid."""
+    return p.pid
+
+
+# ---------------------------------------------------------------- prefixes
+def v4_prefixes(n):
+    base = int(ipaddress.IPv4Address("240.0.0.0"))
+    assert n <= 1 << 20, "at most 1048576 /32s in 240.0.0.0/12"
+    return [f"{ipaddress.IPv4Address(base + i)}/32" for i in range(n)]
+
+
+def v6_prefixes(n):
+    base = int(ipaddress.IPv6Address("2001:db8:1000::"))
+    return [f"{ipaddress.IPv6Address(base + i)}/128" for i in range(n)]
+
+
+# ---------------------------------------------------------------- hostbgp configs
+def hb_ovn_yaml(v4, v6):
+    s = ("config:\n  core.bgp_asn: \"65010\"\n  core.bgp_address: \"[::]:179\"\n  core.bgp_routerid: 198.51.100.1\n"
+         "networks:\n  uplink:\n    type: physical\n    config:\n"
+         f"      bgp.peers.r1.address: \"{R_V6}\"\n      bgp.peers.r1.asn: \"65000\"\n"
+         "  ovn1:\n    type: ovn\n    config:\n      network: uplink\n      ipv4.address: 10.20.0.1/24\n"
+         f"      ipv4.nat: \"false\"\n      volatile.network.ipv4.address: {OVN_V4}\n"
+         f"      ipv6.address: 2001:db8:20::1/64\n      ipv6.nat: \"false\"\n      volatile.network.ipv6.address: \"{OVN_V6}\"\n"
+         "instances:\n  c1:\n    location: m1\n    devices:\n      eth0:\n        type: nic\n        network: ovn1\n")
+    if v4: s += f"        ipv4.routes.external: \"{','.join(v4)}\"\n"
+    if v6: s += f"        ipv6.routes.external: \"{','.join(v6)}\"\n"
+    return s
+
+
+def start_hostbgp(ns, yaml, name="hostbgp", rust_log="info"):
+    cfg = f"{DIR}/{name}.yaml"
+    with open(cfg, "w") as f: f.write(yaml)
+    env = dict(os.environ, RUST_LOG=rust_log)
+    t0 = time.time()
+    p = spawn(ns, [BIN, "run", "--config", cfg, "--socket", f"{DIR}/{name}.sock", "--member", "m1"], f"{DIR}/{name}.log", env)
+    p.logpath, p.t0 = f"{DIR}/{name}.log", t0
+    return p
+
+
+# ---------------------------------------------------------------- pcap: count UPDATE messages
+def count_updates(pcap, src_port_or_any=None):
+    """Reassembles the TCP stream towards the router (dst port 179 or src port 179 of the
+    speaker, whichever carries most bytes) and counts BGP UPDATEs; returns (updates, eor, gaps)."""
+    data = open(pcap, "rb").read()
+    magic = struct.unpack("<I", data[:4])[0]
+    endian = "<" if magic in (0xa1b2c3d4, 0xa1b23c4d) else ">"
+    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    off, flows = 24, {}
+    while off + 16 <= len(data):
+        _, _, caplen, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+        pkt = data[off + 16: off + 16 + caplen]; off += 16 + caplen
+        if linktype == 1: eth, l3 = struct.unpack("!H", pkt[12:14])[0], pkt[14:]
+        elif linktype == 113: eth, l3 = struct.unpack("!H", pkt[14:16])[0], pkt[16:]
+        else: eth, l3 = None, pkt
+        if eth == 0x86dd:
+            if l3[6] != 6: continue
+            src, dst, tcp = l3[8:24], l3[24:40], l3[40:]
+        elif eth == 0x0800:
+            ihl = (l3[0] & 15) * 4
+            if l3[9] != 6: continue
+            src, dst, tcp = l3[12:16], l3[16:20], l3[ihl:]
+        else:
+            continue
+        sp, dp, seq = struct.unpack("!HHI", tcp[:8])
+        doff = (tcp[12] >> 4) * 4
+        payload = tcp[doff:]
+        if payload:
+            flows.setdefault((src, sp, dst, dp), {})[seq] = payload
+    best = max(flows.values(), key=lambda f: sum(len(v) for v in f.values()), default={})
+    if not best: return 0, 0, 0
+    seqs = sorted(best)
+    stream, gaps, nxt = bytearray(), 0, seqs[0]
+    for s in seqs:
+        seg = best[s]
+        if s > nxt: gaps += 1; break
+        if s + len(seg) <= nxt: continue
+        stream += seg[nxt - s:]; nxt = s + len(seg)
+    i, upd, eor = 0, 0, 0
+    while i + 19 <= len(stream):
+        ln, ty = struct.unpack("!HB", stream[i + 16:i + 19])
+        if ln < 19: gaps += 1; break
+        if ty == 2:
+            body = stream[i + 19:i + ln]
+            if len(body) in (4, 11): eor += 1  # empty UPDATE (v4) or MP_UNREACH-only (v6 EoR)
+            else: upd += 1
+        i += ln
+    return upd, eor, gaps
+
+
+# ---------------------------------------------------------------- 1. bulk
+def bulk_run(label, n4, n6, start_speaker, peer_name, nbr):
+    """Returns dict: established, t99, t100 (from Established), rss, updates."""
+    t = Topo("b")
+    try:
+        router = Bird(t.r, "router-" + label, router_conf([(peer_name, nbr, 65010)]))
+        pcap = f"{DIR}/{label}.pcap"
+        td = spawn(t.r, ["tcpdump", "-i", "vr", "-s", "0", "-B", "65536", "-w", pcap, "-U", "tcp port 179"], f"{DIR}/tcpdump-{label}.out")
+        time.sleep(0.5)
+        proc, t0, logf = start_speaker(t)
+        fail = lambda: f"state={router.state(peer_name)}\n--- speaker log ---\n{tail(logf)}\n--- router log ---\n{tail(router.log)}"
+        te = wait(f"{label}: Established", lambda: router.state(peer_name) == "Established", 120, 0.01, fail)
+        samples, target = [], n4 + n6
+        deadline = te + 600
+        while time.time() < deadline:
+            a, b = router.imported(peer_name)
+            now = time.time(); samples.append((now, a + b))
+            if a >= n4 and b >= n6:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"{label}: speaker exited\n{fail()}")
+            time.sleep(0.02)
+        else:
+            raise RuntimeError(f"{label}: router did not reach {target}\n{fail()}")
+        time.sleep(1.0)  # catch the few extra prefixes (the OVN subnet) and settle
+        final = sum(router.imported(peer_name))
+        got = samples[-1][1]
+        t99 = next(s for s, c in samples if c >= 0.99 * target) - te
+        t100 = samples[-1][0] - te
+        rss = hwm(proc.pid)
+        time.sleep(0.3)
+        stop(td, signal.SIGINT)
+        upd, eor, gaps = count_updates(pcap)
+        return dict(label=label, est=te - t0, t99=t99, t100=t100, rss=rss, updates=upd, eor=eor, gaps=gaps,
+                    final=final, target=target, per_update=(target / upd if upd else 0), proc=proc)
+    finally:
+        t.close()
+
+
+def speaker_hostbgp(n4, n6):
+    def f(t):
+        p = start_hostbgp(t.h, hb_ovn_yaml(v4_prefixes(n4), v6_prefixes(n6)))
+        return p, p.t0, p.logpath
+    return f
+
+
+def speaker_bird(n4, n6):
+    def f(t):
+        body = f"router id {H_V4};\nprotocol device {{ }}\n"
+        for af, pf in (("ipv4", v4_prefixes(n4)), ("ipv6", v6_prefixes(n6))):
+            if pf:
+                body += f"protocol static s_{af} {{ {af};\n" + "".join(f"route {x} blackhole;\n" for x in pf) + "}\n"
+        body += (f"protocol bgp r1 {{ local as 65010; neighbor {R_V6} as 65000; connect delay time 0; "
+                 f"ipv4 {{ import none; export all; next hop address {OVN_V4}; }}; ipv6 {{ import none; export all; next hop address {OVN_V6}; }}; }}\n")
+        conf = f"{DIR}/spk.conf"
+        open(conf, "w").write(body)
+        t0 = time.time()
+        p = spawn(t.h, ["bird", "-f", "-c", conf, "-s", f"{DIR}/spk.ctl"], f"{DIR}/spk.log")
+        return p, t0, f"{DIR}/spk.log"
+    return f
+
+
+def speaker_exabgp(n4):
+    def f(t):
+        # 240.0.0.0/12 split into /32s needs n4 = a power of two block; use the covering split
+        bits = max(0, (n4 - 1).bit_length())
+        conf = f"{DIR}/exa.conf"
+        open(conf, "w").write(
+            f"neighbor {R_V6} {{\n router-id {H_V4};\n local-address {H_V6};\n local-as 65010;\n peer-as 65000;\n"
+            f" family {{ ipv4 unicast; }}\n static {{\n  route 240.0.0.0/{32 - bits} next-hop {OVN_V4} split /32;\n }}\n}}\n")
+        env = dict(os.environ, exabgp_daemon_daemonize="false", exabgp_log_destination="stdout",
+                   exabgp_log_level="WARNING", exabgp_daemon_user="root", exabgp_api_cli="false")
+        t0 = time.time()
+        p = spawn(t.h, ["exabgp", conf], f"{DIR}/exa.log", env)
+        return p, t0, f"{DIR}/exa.log"
+    return f
+
+
+def fmt_bulk(r):
+    return (f"{r['label']:<28} est {r['est']:6.2f}s  99% {r['t99']:6.2f}s  100% {r['t100']:6.2f}s  "
+            f"RSS {r['rss']/1e6:7.1f}MB  UPDATEs {r['updates']} ({r['per_update']:.0f} prefixes/UPDATE{', capture gaps' if r['gaps'] else ''})")
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def cmd_bulk(n):
+    out = []
+    runs = [("hostbgp v4", speaker_hostbgp(n, 0), n, 0), ("bird static v4", speaker_bird(n, 0), n, 0)]
+    exa_n = 1 << max(0, (n - 1).bit_length())
+    if shutil.which("exabgp") and os.environ.get("BENCH_EXABGP", "1") == "1":
+        runs.append((f"exabgp split v4 (N={exa_n})", speaker_exabgp(n), exa_n, 0))
+    else:
+        log("exabgp: not available")
+    n6 = int(os.environ.get("N6", 100000))
+    if n6:
+        runs += [("hostbgp v6", speaker_hostbgp(0, n6), 0, n6), ("bird static v6", speaker_bird(0, n6), 0, n6)]
+    res = {}
+    for label, spk, a, b in runs:
+        log(f"[bulk] {label}: {a} IPv4 + {b} IPv6 prefixes ...")
+        try:
+            r = bulk_run(label.split()[0] + "-" + ("v6" if b else "v4"), a, b, spk, "h1", H_V6)
+            r["label"] = label
+            res[label] = r
+            log("  " + fmt_bulk(r))
+        except Exception as e:
+            log(f"  FAILED: {e}")
+    log("gobgpd: skipped (preloading over its gRPC CLI is ~1 process per prefix; not measured in this run)")
+    for fam in ("v4", "v6"):
+        hb, bd = res.get(f"hostbgp {fam}"), res.get(f"bird static {fam}")
+        if hb and bd:
+            log(f"RATIO hostbgp/bird {fam} N={n if fam == 'v4' else n6}: est {ratio(hb['est'], bd['est'])}  99% {ratio(hb['t99'], bd['t99'])}  "
+                f"100% {ratio(hb['t100'], bd['t100'])}  100%-vs-bird-99% {ratio(hb['t100'], bd['t99'])}  RSS {ratio(hb['rss'], bd['rss'])}")
+    ex, hb = next((v for k, v in res.items() if k.startswith("exabgp")), None), res.get("hostbgp v4")
+    if ex and hb:
+        log(f"RATIO hostbgp/exabgp v4: 99% {ratio(hb['t99'], ex['t99'])}  100% {ratio(hb['t100'], ex['t100'])}  RSS {ratio(hb['rss'], ex['rss'])}  (exabgp N={ex['target']})")
+    return res
+
+
+# ---------------------------------------------------------------- 2. memory
+def cmd_memory(n):
+    t = Topo("m")
+    try:
+        router = Bird(t.r, "router-mem", router_conf([("h1", H_V6, 65010)]))
+        p = start_hostbgp(t.h, hb_ovn_yaml(v4_prefixes(10), []), "hb-idle")
+        wait("idle Established", lambda: router.state("h1") == "Established", 60, 0.05, lambda: tail(p.logpath))
+        wait("10 prefixes", lambda: router.imported("h1")[0] >= 10, 30, 0.05)
+        time.sleep(1)
+        idle = hwm(p.pid)
+        stop(p, signal.SIGTERM)
+    finally:
+        t.close()
+    r = bulk_run("mem", n, 0, speaker_hostbgp(n, 0), "h1", H_V6)
+    per = (r["rss"] - idle) / n
+    log(f"[memory] hostbgp idle (10 prefixes) VmHWM {idle/1e6:.1f} MB (goal < 10 MB: {'met' if idle < 10e6 else 'NOT met'}); "
+        f"at N={n} VmHWM {r['rss']/1e6:.1f} MB; {per:.0f} bytes/prefix (goal <= 100: {'met' if per <= 100 else 'NOT met'})")
+    return idle, r["rss"], per
+
+
+# ---------------------------------------------------------------- 3. event latency
+def parse_bird_events(path, proto):
+    """[(epoch seconds, 'added'|'removed', prefix)] from `debug { routes }` lines."""
+    ev = []
+    for l in open(path, errors="replace"):
+        m = re.match(r"(\S+ \S+) <TRACE> (\S+) > (added|removed|replaced)\S* (?:\[\S+\] )?(\S+)", l)
+        if m and m.group(2).startswith(proto):
+            ts = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + float("0" + m.group(1)[19:])
+            ev.append((ts, m.group(3), m.group(4)))
+    return ev
+
+
+class Batch:
+    """A persistent `ip -batch -` in a namespace: the event time is taken right before the write."""
+    def __init__(self, ns):
+        self.p = subprocess.Popen(["ip", "-n", ns, "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+        PROCS.append(self.p)
+
+    def do(self, line):
+        t = time.time()
+        self.p.stdin.write(line + "\n"); self.p.stdin.flush()
+        return t
+
+    def close(self):
+        self.p.stdin.close(); self.p.wait(5)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
+
+
+def measure(router_log, proto, events, want):
+    """events: [(t_event, prefix, 'added'|'removed')] -> latencies (ms)."""
+    got = parse_bird_events(router_log, proto)
+    lat, missing = [], 0
+    for te, pfx, kind in events:
+        m = next((ts for ts, k, p in got if p == pfx and (k == kind or (kind == "added" and k == "replaced")) and ts >= te - 0.001), None)
+        if m is None: missing += 1
+        else: lat.append((m - te) * 1000)
+    return lat, missing
+
+
+def cmd_latency(count):
+    res = {}
+    # hostbgp
+    for who in ("hostbgp", "bird"):
+        t = Topo("l" + who[0])
+        try:
+            ip(t.h, "link", "add", "br0", "type", "bridge")
+            ip(t.h, "link", "set", "br0", "up")
+            ip(t.h, "addr", "add", "203.0.113.1/24", "dev", "br0")
+            inst = mkns("l" + who[0] + "i")
+            router = Bird(t.r, f"router-lat-{who}", router_conf([("h1", H_V6, 65010)]), debug_routes=True)
+            if who == "hostbgp":
+                yaml = ("config:\n  core.bgp_address: \"[::]:179\"\n  core.bgp_asn: \"65010\"\n  core.bgp_routerid: 198.51.100.1\n"
+                        "networks:\n  br0:\n    type: bridge\n    config:\n      ipv4.nat: \"false\"\n      ipv6.nat: \"false\"\n"
+                        f"      bgp.peers.r1.address: \"{R_V6}\"\n      bgp.peers.r1.asn: \"65000\"\n"
+                        "instances:\n  c1:\n    devices:\n      eth0: {type: nic, network: br0, host_name: vethc1, "
+                        "ipv4.address: 203.0.113.10, ipv4.routes.external: 192.0.2.64/32}\n")
+                p = start_hostbgp(t.h, yaml, "hb-lat")
+                spk_log = p.logpath
+            else:
+                body = (f"router id {H_V4};\nprotocol direct d1 {{ ipv4; interface \"br0\"; }}\n"
+                        "protocol kernel k4 { ipv4 { import all; export none; }; learn; scan time 10; }\n"
+                        f"protocol bgp r1 {{ local as 65010; neighbor {R_V6} as 65000; connect delay time 0; "
+                        f"ipv4 {{ import none; export all; next hop address {H_V4}; }}; ipv6 {{ import none; export none; }}; }}\n")
+                spk = Bird(t.h, "spk-lat", body)
+                p, spk_log = spk.p, spk.log
+            wait(f"{who}: Established", lambda: router.state("h1") == "Established", 60, 0.05,
+                 lambda: tail(spk_log) + "\n" + tail(router.log))
+            wait(f"{who}: 203.0.113.0/24 at router", lambda: router.imported("h1")[0] >= 1, 30, 0.05, lambda: tail(spk_log))
+            time.sleep(0.5)
+            b = Batch(t.h)
+            ev_addr, ev_add2, ev_del = [], [], []
+            for k in range(count):
+                net = f"198.18.{k % 250}.0/24" if k < 250 else f"198.19.{k % 250}.0/24"
+                a = net.replace(".0/24", ".1/24")
+                ev_addr.append((b.do(f"addr add {a} dev br0"), net, "added"))
+                time.sleep(0.01)
+                b.do(f"addr del {a} dev br0")
+                time.sleep(0.01)
+            time.sleep(0.5)
+            for k in range(count):
+                if who == "hostbgp":
+                    # instance veth pair created in advance (not timed), enslaved (timed), deleted (timed)
+                    ip(t.h, "link", "add", "vethc1", "type", "veth", "peer", "name", "eth0", "netns", inst)
+                    time.sleep(0.005)
+                    ev_add2.append((b.do("link set vethc1 master br0 up"), "192.0.2.64/32", "added"))
+                    time.sleep(0.01)
+                    ev_del.append((b.do("link del vethc1"), "192.0.2.64/32", "removed"))
+                    time.sleep(0.01)
+                else:
+                    ev_add2.append((b.do("route add 192.0.2.64/32 via 203.0.113.10 dev br0 proto static"), "192.0.2.64/32", "added"))
+                    time.sleep(0.01)
+                    ev_del.append((b.do("route del 192.0.2.64/32 via 203.0.113.10 dev br0 proto static"), "192.0.2.64/32", "removed"))
+                    time.sleep(0.01)
+            time.sleep(1)
+            b.close()
+            # sequential events on the same prefix: match each event with the first router
+            # change after it and before the next event of the same prefix
+            out = {}
+            for name, evs in (("address added", ev_addr), ("route/veth added", ev_add2), ("withdraw", ev_del)):
+                lat, miss = measure_seq(router.log, ev_addr if name == "address added" else sorted(ev_add2 + ev_del), name)
+                out[name] = (lat, miss)
+            res[who] = out
+            for name, (lat, miss) in out.items():
+                log(f"[latency] {who:<7} {name:<17} n={len(lat)} missing={miss} p50 {pct(lat, .5):.2f} ms  p99 {pct(lat, .99):.2f} ms")
+        finally:
+            t.close()
+            for ns in list(NAMESPACES):
+                if ns.startswith(PREFIX + "l"): drop_ns(ns)
+    for name in ("address added", "route/veth added", "withdraw"):
+        a, b2 = res.get("hostbgp", {}).get(name), res.get("bird", {}).get(name)
+        if a and b2 and a[0] and b2[0]:
+            log(f"RATIO latency {name}: p50 {ratio(pct(a[0], .5), pct(b2[0], .5))}  p99 {ratio(pct(a[0], .99), pct(b2[0], .99))}")
+    return res
+
+
+def measure_seq(router_log, events, name):
+    got = parse_bird_events(router_log, "h1")
+    want_kind = {"address added": "added", "route/veth added": "added", "withdraw": "removed"}[name]
+    lat, miss = [], 0
+    evs = sorted(events)
+    for i, (te, pfx, kind) in enumerate(evs):
+        if kind != want_kind: continue
+        nxt = next((e[0] for e in evs[i + 1:] if e[1] == pfx), float("inf"))
+        m = next((ts for ts, k, p in got if p == pfx and ts >= te - 0.0005 and ts < nxt + 0.05
+                  and (k == kind or (kind == "added" and k == "replaced"))), None)
+        if m is None: miss += 1
+        else: lat.append(max(0.0, (m - te) * 1000))
+    return lat, miss
+
+
+# ---------------------------------------------------------------- 4. kernel programming
+def cmd_kernel(n):
+    h = mkns("kh"); inst = mkns("ki")
+    try:
+        ip(h, "link", "add", "br0", "type", "bridge"); ip(h, "link", "set", "br0", "up")
+        ip(h, "addr", "add", "203.0.113.1/24", "dev", "br0")
+        pf = v4_prefixes(n)
+        count = lambda: int(sh("sh", "-c", f"ip -n {h} -4 route show proto 201 | wc -l"))
+        # reference: ip -batch
+        batch = "".join(f"route add {x} via 203.0.113.10 dev br0 proto 201\n" for x in pf)
+        t0 = time.time(); sh("ip", "-n", h, "-batch", "-", inp=batch); ref_add = time.time() - t0
+        assert count() == n
+        t0 = time.time(); sh("ip", "-n", h, "-batch", "-", inp=batch.replace("route add", "route del")); ref_del = time.time() - t0
+        assert count() == 0
+        yaml = ("config:\n  core.bgp_address: \"127.0.0.1:1179\"\n  core.bgp_asn: \"65010\"\n  core.bgp_routerid: 198.51.100.1\n"
+                "networks:\n  br0:\n    type: bridge\n    config:\n      ipv4.nat: \"false\"\n      ipv6.nat: \"false\"\n"
+                "instances:\n  c1:\n    devices:\n      eth0:\n        type: nic\n        network: br0\n        host_name: vethc1\n"
+                f"        ipv4.address: 203.0.113.10\n        ipv4.routes.external: \"{','.join(pf)}\"\n")
+        p = start_hostbgp(h, yaml, "hb-kernel")
+        time.sleep(2)
+        if p.poll() is not None: raise RuntimeError("hostbgp exited:\n" + tail(p.logpath))
+        ip(h, "link", "add", "vethc1", "type", "veth", "peer", "name", "eth0", "netns", inst)
+        t0 = time.time(); ip(h, "link", "set", "vethc1", "master", "br0", "up")
+        wait(f"{n} kernel routes", lambda: count() >= n, 300, 0.05, lambda: f"count={count()}\n{tail(p.logpath)}")
+        hb_add = time.time() - t0
+        t0 = time.time(); ip(h, "link", "del", "vethc1")
+        wait("kernel routes removed", lambda: count() == 0, 300, 0.05, lambda: f"count={count()}\n{tail(p.logpath)}")
+        hb_del = time.time() - t0
+        rss = hwm(p.pid); stop(p, signal.SIGTERM)
+        log(f"[kernel] N={n}: hostbgp install {hb_add:.2f}s remove {hb_del:.2f}s (RSS {rss/1e6:.1f} MB); "
+            f"ip -batch install {ref_add:.2f}s remove {ref_del:.2f}s")
+        log(f"RATIO kernel install {ratio(hb_add, ref_add)}  remove {ratio(hb_del, ref_del)}  (goal <= 1.0; poll step 50 ms)")
+        return hb_add, hb_del, ref_add, ref_del
+    finally:
+        drop_ns(inst); drop_ns(h)
+
+
+# ---------------------------------------------------------------- 5. restart
+def cmd_restart(n):
+    t = Topo("s")
+    try:
+        router = Bird(t.r, "router-gr", router_conf([("h1", H_V6, 65010)], gr=True).replace("protocol bgp h1 {", "protocol bgp h1 { debug { states, events };"), debug_routes=False)
+        yaml = hb_ovn_yaml(v4_prefixes(n), [])
+        p = start_hostbgp(t.h, yaml, "hb-gr")
+        wait("Established", lambda: router.state("h1") == "Established", 60, 0.02, lambda: tail(p.logpath))
+        wait(f"{n} prefixes", lambda: router.imported("h1")[0] >= n, 120, 0.05, lambda: tail(p.logpath))
+        time.sleep(1)
+        before = router.imported("h1")[0]
+        # watch for any drop in the router's count while restarting
+        stop(p, signal.SIGTERM)
+        mark = os.path.getsize(router.log)
+        p2 = start_hostbgp(t.h, yaml, "hb-gr")
+        t0 = p2.t0
+        low = before
+        fail = lambda: tail(p2.logpath) + "\n" + tail(router.log)
+        te = None
+        deadline = t0 + 120
+        while time.time() < deadline:
+            c = router.imported("h1")[0]; low = min(low, c)
+            txt = open(router.log, errors="replace").read()[mark:]
+            if te is None and "Established" in router.c("show protocols h1"): te = time.time()
+            if re.search(r"h1: .*(graceful restart done|end-of-rib)", txt, re.I):
+                break
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("no EoR / graceful restart done\n" + fail())
+        t_eor = time.time() - t0
+        time.sleep(1)
+        after = router.imported("h1")[0]
+        gr_lines = [l for l in open(router.log, errors="replace").read()[mark:].splitlines() if re.search("restart|end-of-rib|withdraw|removed", l, re.I)][:6]
+        log(f"[restart] N={n}: start -> Established {(te or time.time()) - t0:.2f}s, start -> End-of-RIB/GR done {t_eor:.2f}s; "
+            f"router count before {before}, lowest during restart {low}, after {after} (goal: nothing withdrawn: {'met' if low >= before else 'NOT met'})")
+        log("  router log: " + " | ".join(gr_lines))
+        stop(p2, signal.SIGTERM)
+        return t_eor, before, low, after
+    finally:
+        t.close()
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("run as root (network namespaces)")
+    if not os.path.exists(BIN):
+        sys.exit(f"{BIN} missing: cargo build --release")
+    n = int(os.environ.get("N", 100000))
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    log(f"# hostbgp bench: {what} N={n} nproc={os.cpu_count()} kernel={os.uname().release} "
+        f"bird={sh('bird', '--version', check=False).strip() or subprocess.run(['bird', '--version'], capture_output=True, text=True).stderr.strip()}")
+    steps = {"bulk": lambda: cmd_bulk(n), "memory": lambda: cmd_memory(n),
+             "latency": lambda: cmd_latency(int(os.environ.get("EVENTS", 200))),
+             "kernel": lambda: cmd_kernel(n), "restart": lambda: cmd_restart(n)}
+    todo = list(steps) if what == "all" else [what]
+    rc = 0
+    for s in todo:
+        if s not in steps: sys.exit(f"unknown subcommand {s}: all|{'|'.join(steps)}")
+        t = time.time()
+        try:
+            steps[s]()
+        except Exception as e:
+            log(f"[{s}] FAILED: {e}"); rc = 1
+        log(f"[{s}] took {time.time() - t:.0f}s")
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

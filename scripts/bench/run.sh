@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# hostbgp benchmarks (issue 6). Usage (as root):
+#   scripts/bench/run.sh [all|bulk|memory|latency|kernel|restart]
+# Env: N (prefixes, default 100000), N6 (IPv6 prefixes in bulk, default 100000),
+#      EVENTS (latency events per kind, default 200), BENCH_EXABGP=0 to skip exabgp,
+#      BENCH_KEEP=1 keeps the temp dir (configs, logs, pcaps), NO_BUILD=1 skips the build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+if [[ -z "${NO_BUILD:-}" ]]; then cargo build --release -q; fi
+export HOSTBGP_BIN="${HOSTBGP_BIN:-$CARGO_TARGET_DIR/release/hostbgp}"
+for p in bird tcpdump; do command -v "$p" >/dev/null || { echo "missing $p: apt-get install -y bird2 tcpdump" >&2; exit 1; }; done
+exec python3 scripts/bench/bench.py "${1:-all}"
