@@ -25,6 +25,26 @@ use crate::control::{self, Command, Pending, Reply};
 use crate::kernel::{Kernel, KernelEvent, KernelView, Route};
 use crate::plan::{self, Intent, SessionView};
 
+type KernelFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + 'a>>;
+
+/// What a kernel batch works on: a route to install, or a prefix to remove.
+trait RouteItem {
+    fn prefix(&self) -> IpNet;
+}
+
+impl RouteItem for Route {
+    fn prefix(&self) -> IpNet {
+        self.prefix
+    }
+}
+
+impl RouteItem for IpNet {
+    fn prefix(&self) -> IpNet {
+        *self
+    }
+}
+
 const CEASE: u8 = 6;
 const CEASE_ADMIN_SHUTDOWN: u8 = 2;
 const CEASE_PEER_DECONFIGURED: u8 = 3;
@@ -468,17 +488,31 @@ impl Agent {
         }
     }
 
+    /// Makes the kernel hold exactly the wanted routes. Each route our own request
+    /// installed or removed is recorded in the view at once (its event confirms it
+    /// later), so the next reconcile does not repeat work whose events are still queued.
     async fn reconcile_kernel(&mut self) {
-        let mut remove = Vec::new();
-        for (prefix, route) in &self.view.routes {
-            if !self.intent.routes.contains_key(prefix) {
-                remove.push((*prefix, route.clone()));
+        let remove: Vec<IpNet> = self
+            .view
+            .routes
+            .keys()
+            .filter(|p| !self.intent.routes.contains_key(p))
+            .copied()
+            .collect();
+        if !remove.is_empty() {
+            for prefix in &remove {
+                self.installed.remove(prefix);
             }
-        }
-        for (prefix, _) in remove {
-            self.installed.remove(&prefix);
-            if let Err(e) = self.kernel.remove_route(&prefix).await {
-                tracing::warn!("removing kernel route {prefix}: {e}");
+            let removed = self
+                .apply_batch(
+                    &remove,
+                    |k, batch| Box::pin(k.remove_routes(batch)),
+                    |k, p| Box::pin(k.remove_route(p)),
+                )
+                .await;
+            for prefix in removed {
+                self.view.routes.remove(&prefix);
+                self.route_errors.remove(&prefix);
             }
         }
         self.installed
@@ -498,23 +532,47 @@ impl Agent {
                 self.installed.insert(*prefix, wanted.route.clone());
             }
         }
-        for route in install {
-            match self.kernel.install_route(&route).await {
-                Ok(()) => {
-                    self.route_errors.remove(&route.prefix);
-                    self.installed.insert(route.prefix, route);
-                }
+        if install.is_empty() {
+            return;
+        }
+        let installed = self
+            .apply_batch(
+                &install,
+                |k, batch| Box::pin(k.install_routes(batch)),
+                |k, r| Box::pin(k.install_route(r)),
+            )
+            .await;
+        for route in installed {
+            self.route_errors.remove(&route.prefix);
+            self.view.routes.insert(route.prefix, route.clone());
+            self.installed.insert(route.prefix, route);
+        }
+    }
+
+    /// Runs one pipelined batch; if any item failed, redoes them one by one to learn
+    /// which (and why). Returns the items that succeeded; failures go to `route_errors`.
+    async fn apply_batch<T: Clone + RouteItem>(
+        &mut self,
+        items: &[T],
+        batch: impl for<'a> Fn(&'a Kernel, &'a [T]) -> KernelFuture<'a>,
+        single: impl for<'a> Fn(&'a Kernel, &'a T) -> KernelFuture<'a>,
+    ) -> Vec<T> {
+        if batch(&self.kernel, items).await.is_ok() {
+            return items.to_vec();
+        }
+        let mut done = Vec::with_capacity(items.len());
+        for item in items {
+            match single(&self.kernel, item).await {
+                Ok(()) => done.push(item.clone()),
                 Err(e) => {
-                    if self
-                        .route_errors
-                        .insert(route.prefix, e.to_string())
-                        .is_none()
-                    {
-                        tracing::warn!("installing kernel route {}: {e}", route.prefix);
+                    let prefix = item.prefix();
+                    if self.route_errors.insert(prefix, e.to_string()).is_none() {
+                        tracing::warn!("kernel route {prefix}: {e}");
                     }
                 }
             }
         }
+        done
     }
 
     fn on_session_event(&mut self, event: SessionEvent) {
