@@ -50,7 +50,7 @@ const CEASE_ADMIN_SHUTDOWN: u8 = 2;
 const CEASE_PEER_DECONFIGURED: u8 = 3;
 const CEASE_CONFIG_CHANGE: u8 = 6;
 /// Kernel events handled in one batch before the intent is recomputed.
-const EVENT_BATCH: usize = 4096;
+const EVENT_BATCH: usize = 1 << 16;
 
 pub struct RunOptions {
     pub config_path: PathBuf,
@@ -338,7 +338,16 @@ impl Agent {
     async fn on_kernel_events(&mut self, events: Vec<KernelEvent>) {
         let mut redump = false;
         let mut addresses_changed = false;
+        // Most route events confirm what our own requests already put in the view;
+        // a batch that changes nothing needs no replanning.
+        let mut view_changed = false;
         for event in &events {
+            view_changed |= match event {
+                KernelEvent::RouteChanged(r) => self.view.routes.get(&r.prefix) != Some(r),
+                KernelEvent::RouteRemoved(p) => self.view.routes.contains_key(p),
+                KernelEvent::LinkChanged(l) => self.view.links.get(&l.index) != Some(l),
+                _ => true,
+            };
             match event {
                 KernelEvent::Overrun => {
                     tracing::warn!(
@@ -372,7 +381,9 @@ impl Agent {
                 Err(e) => tracing::error!("re-reading the kernel state failed: {e}"),
             }
         }
-        self.replan(redump || addresses_changed).await;
+        if view_changed || redump {
+            self.replan(redump || addresses_changed).await;
+        }
     }
 
     fn routes_use(&self, ifindex: u32) -> bool {
@@ -382,8 +393,17 @@ impl Agent {
             .any(|r| r.next_hops.iter().any(|h| h.ifindex == ifindex))
     }
 
-    /// Recomputes the intent, tells the peers what changed, then fixes the kernel.
+    /// Recomputes the intent, tells the peers what changed, then fixes the kernel. What
+    /// the kernel acknowledged changes what may be advertised (a NIC's prefix only once
+    /// its route is in), so a kernel change is followed by one more pass.
     async fn replan(&mut self, full_resync: bool) {
+        self.plan_and_sync(full_resync);
+        if self.reconcile_kernel().await {
+            self.plan_and_sync(false);
+        }
+    }
+
+    fn plan_and_sync(&mut self, full_resync: bool) {
         let intent = plan::plan(&self.config, &self.view);
         let changed: Vec<IpNet> = if full_resync {
             Vec::new()
@@ -410,7 +430,6 @@ impl Agent {
                 self.sync_peer(address, Some(&changed));
             }
         }
-        self.reconcile_kernel().await;
     }
 
     /// Brings one peer's Adj-RIB-Out in line with the intent (all prefixes, or `only`).
@@ -491,7 +510,8 @@ impl Agent {
     /// Makes the kernel hold exactly the wanted routes. Each route our own request
     /// installed or removed is recorded in the view at once (its event confirms it
     /// later), so the next reconcile does not repeat work whose events are still queued.
-    async fn reconcile_kernel(&mut self) {
+    async fn reconcile_kernel(&mut self) -> bool {
+        let mut changed = false;
         let remove: Vec<IpNet> = self
             .view
             .routes
@@ -511,7 +531,7 @@ impl Agent {
                 )
                 .await;
             for prefix in removed {
-                self.view.routes.remove(&prefix);
+                changed |= self.view.routes.remove(&prefix).is_some();
                 self.route_errors.remove(&prefix);
             }
         }
@@ -533,7 +553,7 @@ impl Agent {
             }
         }
         if install.is_empty() {
-            return;
+            return changed;
         }
         let installed = self
             .apply_batch(
@@ -544,9 +564,15 @@ impl Agent {
             .await;
         for route in installed {
             self.route_errors.remove(&route.prefix);
-            self.view.routes.insert(route.prefix, route.clone());
+            changed |= self
+                .view
+                .routes
+                .insert(route.prefix, route.clone())
+                .as_ref()
+                != Some(&route);
             self.installed.insert(route.prefix, route);
         }
+        changed
     }
 
     /// Runs one pipelined batch; if any item failed, redoes them one by one to learn
@@ -557,8 +583,16 @@ impl Agent {
         batch: impl for<'a> Fn(&'a Kernel, &'a [T]) -> KernelFuture<'a>,
         single: impl for<'a> Fn(&'a Kernel, &'a T) -> KernelFuture<'a>,
     ) -> Vec<T> {
-        if batch(&self.kernel, items).await.is_ok() {
-            return items.to_vec();
+        let started = std::time::Instant::now();
+        match batch(&self.kernel, items).await {
+            Ok(()) => {
+                tracing::debug!(count = items.len(), elapsed = ?started.elapsed(), "kernel batch done");
+                return items.to_vec();
+            }
+            Err(e) => tracing::debug!(
+                count = items.len(),
+                "kernel batch failed ({e}); retrying one by one"
+            ),
         }
         let mut done = Vec::with_capacity(items.len());
         for item in items {

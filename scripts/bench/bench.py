@@ -206,7 +206,7 @@ def hb_ovn_yaml(v4, v6):
 def start_hostbgp(ns, yaml, name="hostbgp", rust_log="info"):
     cfg = f"{DIR}/{name}.yaml"
     with open(cfg, "w") as f: f.write(yaml)
-    env = dict(os.environ, RUST_LOG=rust_log)
+    env = dict(os.environ, RUST_LOG=os.environ.get("HOSTBGP_LOG", rust_log))
     t0 = time.time()
     p = spawn(ns, [BIN, "run", "--config", cfg, "--socket", f"{DIR}/{name}.sock", "--member", "m1"], f"{DIR}/{name}.log", env)
     p.logpath, p.t0 = f"{DIR}/{name}.log", t0
