@@ -51,6 +51,8 @@ const CEASE_PEER_DECONFIGURED: u8 = 3;
 const CEASE_CONFIG_CHANGE: u8 = 6;
 /// Kernel events handled in one batch before the intent is recomputed.
 const EVENT_BATCH: usize = 1 << 16;
+/// Up to this many kernel route changes go one by one on the shared connection.
+const SMALL_KERNEL_BATCH: usize = 16;
 
 pub struct RunOptions {
     pub config_path: PathBuf,
@@ -583,6 +585,11 @@ impl Agent {
         batch: impl for<'a> Fn(&'a Kernel, &'a [T]) -> KernelFuture<'a>,
         single: impl for<'a> Fn(&'a Kernel, &'a T) -> KernelFuture<'a>,
     ) -> Vec<T> {
+        // A pipelined batch opens a socket of its own: worth it for many routes, not
+        // for the one or two an instance start brings (the latency path).
+        if items.len() <= SMALL_KERNEL_BATCH {
+            return self.apply_singly(items, single).await;
+        }
         let started = std::time::Instant::now();
         match batch(&self.kernel, items).await {
             Ok(()) => {
@@ -594,6 +601,14 @@ impl Agent {
                 "kernel batch failed ({e}); retrying one by one"
             ),
         }
+        self.apply_singly(items, single).await
+    }
+
+    async fn apply_singly<T: Clone + RouteItem>(
+        &mut self,
+        items: &[T],
+        single: impl for<'a> Fn(&'a Kernel, &'a T) -> KernelFuture<'a>,
+    ) -> Vec<T> {
         let mut done = Vec::with_capacity(items.len());
         for item in items {
             match single(&self.kernel, item).await {
