@@ -452,43 +452,54 @@ struct RawFamily {
     ovn_router_address: Option<IpAddr>,
 }
 
-fn fam4(r: RawFamily) -> FamilyConfig<std::net::Ipv4Addr, Ipv4Net> {
-    let a = |x: Option<IpAddr>| match x {
-        Some(IpAddr::V4(a)) => Some(a),
-        _ => None,
-    };
-    let n = |x: IpNet| match x {
-        IpNet::V4(n) => Some(n),
-        IpNet::V6(_) => None,
-    };
-    FamilyConfig {
-        nat: r.nat,
-        nat_address: a(r.nat_address),
-        nexthop: a(r.nexthop),
-        routes_anycast: r.routes_anycast,
-        address: r.address.and_then(n),
-        routes: r.routes.into_iter().filter_map(n).collect(),
-        ovn_router_address: a(r.ovn_router_address),
+/// Picks one family's addresses and prefixes out of the parsed (mixed) values.
+trait FamilyAddr: Sized {
+    type Net;
+    fn addr(a: IpAddr) -> Option<Self>;
+    fn net(n: IpNet) -> Option<Self::Net>;
+}
+
+impl FamilyAddr for std::net::Ipv4Addr {
+    type Net = Ipv4Net;
+    fn addr(a: IpAddr) -> Option<Self> {
+        match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+    fn net(n: IpNet) -> Option<Ipv4Net> {
+        match n {
+            IpNet::V4(n) => Some(n),
+            IpNet::V6(_) => None,
+        }
     }
 }
 
-fn fam6(r: RawFamily) -> FamilyConfig<std::net::Ipv6Addr, Ipv6Net> {
-    let a = |x: Option<IpAddr>| match x {
-        Some(IpAddr::V6(a)) => Some(a),
-        _ => None,
-    };
-    let n = |x: IpNet| match x {
-        IpNet::V6(n) => Some(n),
-        IpNet::V4(_) => None,
-    };
+impl FamilyAddr for std::net::Ipv6Addr {
+    type Net = Ipv6Net;
+    fn addr(a: IpAddr) -> Option<Self> {
+        match a {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
+    fn net(n: IpNet) -> Option<Ipv6Net> {
+        match n {
+            IpNet::V6(n) => Some(n),
+            IpNet::V4(_) => None,
+        }
+    }
+}
+
+fn family_config<A: FamilyAddr>(r: RawFamily) -> FamilyConfig<A, A::Net> {
     FamilyConfig {
         nat: r.nat,
-        nat_address: a(r.nat_address),
-        nexthop: a(r.nexthop),
+        nat_address: r.nat_address.and_then(A::addr),
+        nexthop: r.nexthop.and_then(A::addr),
         routes_anycast: r.routes_anycast,
-        address: r.address.and_then(n),
-        routes: r.routes.into_iter().filter_map(n).collect(),
-        ovn_router_address: a(r.ovn_router_address),
+        address: r.address.and_then(A::net),
+        routes: r.routes.into_iter().filter_map(A::net).collect(),
+        ovn_router_address: r.ovn_router_address.and_then(A::addr),
     }
 }
 
@@ -693,8 +704,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
     Some(Network {
         name: name.to_string(),
         kind,
-        ipv4: fam4(v4),
-        ipv6: fam6(v6),
+        ipv4: family_config::<std::net::Ipv4Addr>(v4),
+        ipv6: family_config::<std::net::Ipv6Addr>(v6),
         uplink,
         peers,
     })

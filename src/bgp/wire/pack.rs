@@ -1,5 +1,6 @@
 //! Packing of prefixes sharing attributes into as few UPDATEs as fit. Hot path:
 //! bytes go straight into `out`; only the shared attribute block is allocated.
+use std::iter::Peekable;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -15,6 +16,51 @@ use super::{AsPathSegment, Codec, Family, RouteAttrs, HEADER_LEN};
 
 /// Longest encoded prefix (1 length byte + 16 address bytes).
 const MAX_PREFIX_WIRE: usize = 17;
+
+/// A prefix as the packing loops need it: its encoded size, and its encoding.
+trait WirePrefix {
+    fn wire_len(&self) -> usize;
+    fn put(&self, out: &mut Vec<u8>);
+}
+
+impl WirePrefix for Ipv4Net {
+    fn wire_len(&self) -> usize {
+        prefix::wire_len(self.prefix_len())
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        prefix::put_v4(out, self);
+    }
+}
+
+impl WirePrefix for IpNet {
+    fn wire_len(&self) -> usize {
+        prefix::wire_len(self.prefix_len())
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        prefix::put(out, self);
+    }
+}
+
+/// Appends prefixes from `nets` while the message stays within `limit` bytes of `out`.
+fn fill<'a, P: WirePrefix + 'a>(
+    out: &mut Vec<u8>,
+    nets: &mut Peekable<impl Iterator<Item = &'a P>>,
+    limit: usize,
+) {
+    while let Some(p) = nets.peek() {
+        if out.len() + p.wire_len() > limit {
+            break;
+        }
+        p.put(out);
+        nets.next();
+    }
+}
+
+/// Fills the 2-byte length field at `at` with the length of everything after it.
+fn patch_len(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - 2) as u16;
+    out[at..at + 2].copy_from_slice(&len.to_be_bytes());
+}
 
 /// ORIGIN, AS_PATH, AS4_PATH (2-octet codec with large ASNs), LOCAL_PREF.
 fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
@@ -102,13 +148,7 @@ fn announce_classic<'a>(
         out.extend_from_slice(&(block.len() as u16).to_be_bytes());
         out.extend_from_slice(block);
         let limit = start + max;
-        while let Some(p) = nets.peek() {
-            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
-                break;
-            }
-            prefix::put_v4(out, p);
-            nets.next();
-        }
+        fill(out, &mut nets, limit);
         finish(out, start);
         count += 1;
     }
@@ -141,16 +181,9 @@ fn announce_mp<'a>(
         let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_REACH_NLRI);
         put_mp_reach_head(out, family, attrs.next_hop, attrs.link_local_next_hop);
         let limit = start + max;
-        while let Some(p) = nets.peek() {
-            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
-                break;
-            }
-            prefix::put(out, p);
-            nets.next();
-        }
+        fill(out, &mut nets, limit);
         end_attr(out, mp, false);
-        let al = (out.len() - al_at - 2) as u16;
-        out[al_at..al_at + 2].copy_from_slice(&al.to_be_bytes());
+        patch_len(out, al_at);
         finish(out, start);
         count += 1;
     }
@@ -172,15 +205,8 @@ pub(crate) fn withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> 
         let wl_at = out.len();
         out.extend_from_slice(&[0, 0]);
         let limit = start + max - 2; // room for the attribute length
-        while let Some(p) = v4.peek() {
-            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
-                break;
-            }
-            prefix::put_v4(out, p);
-            v4.next();
-        }
-        let wl = (out.len() - wl_at - 2) as u16;
-        out[wl_at..wl_at + 2].copy_from_slice(&wl.to_be_bytes());
+        fill(out, &mut v4, limit);
+        patch_len(out, wl_at);
         out.extend_from_slice(&[0, 0]);
         finish(out, start);
         count += 1;
@@ -198,16 +224,9 @@ pub(crate) fn withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> 
         out.extend_from_slice(&Family::Ipv6Unicast.afi().to_be_bytes());
         out.push(Family::Ipv6Unicast.safi());
         let limit = start + max;
-        while let Some(p) = v6.peek() {
-            if out.len() + prefix::wire_len(p.prefix_len()) > limit {
-                break;
-            }
-            prefix::put(out, p);
-            v6.next();
-        }
+        fill(out, &mut v6, limit);
         end_attr(out, mp, false);
-        let al = (out.len() - al_at - 2) as u16;
-        out[al_at..al_at + 2].copy_from_slice(&al.to_be_bytes());
+        patch_len(out, al_at);
         finish(out, start);
         count += 1;
     }
