@@ -10,14 +10,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use serde_json::Value;
-
-use crate::bird::{tail, Bird, BirdConfig, BirdPeer, BirdRoute};
-use crate::hostbgp::BIN;
-use crate::lab::{self, run_cmd, wait_until, wait_until_state, Lab, TIMEOUT};
+use crate::bird::{Bird, BirdConfig, BirdPeer, BirdRoute};
+use crate::hostbgp::{Hostbgp, BIN};
+use crate::lab::{self, wait_until, wait_until_state, Lab, TIMEOUT};
 
 /// hostbgp's kernel route protocol number.
 const PROTO: u8 = hostbgp::kernel::ROUTE_PROTOCOL;
@@ -35,144 +32,13 @@ fn member_v6(n: usize) -> String {
 }
 
 /// One member's hostbgp: `hostbgp run --config SHARED --member mN`.
-pub struct Member {
-    pub name: String,
-    pub ns: String,
-    pub socket: PathBuf,
-    pub log: PathBuf,
-    child: Option<Child>,
-}
+pub type Member = Hostbgp;
 
-impl Member {
-    pub fn start(lab: &Lab, ns: &str, name: &str, config: &Path) -> Member {
-        let socket = lab.path(&format!("{name}.sock"));
-        let log = lab.path(&format!("{name}.log"));
-        let logf = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("open member log");
-        let child = lab
-            .command(
-                ns,
-                &[
-                    BIN,
-                    "run",
-                    "--config",
-                    &config.to_string_lossy(),
-                    "--socket",
-                    &socket.to_string_lossy(),
-                    "--member",
-                    name,
-                ],
-            )
-            .env("RUST_LOG", "debug")
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().expect("dup log"))
-            .stderr(logf)
-            .spawn()
-            .expect("spawn hostbgp");
-        let mut m = Member {
-            name: name.into(),
-            ns: ns.into(),
-            socket,
-            log,
-            child: Some(child),
-        };
-        m.wait_ready();
-        m
-    }
-
-    fn cli(&self, args: &[&str]) -> Result<String, String> {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, BIN])
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket);
-        run_cmd(&mut c)
-    }
-
-    pub fn status_json(&self) -> Result<Value, String> {
-        let out = self.cli(&["status", "--json"])?;
-        serde_json::from_str(&out).map_err(|e| format!("status --json: {e}: {out}"))
-    }
-
-    pub fn routes_json(&self) -> Result<Value, String> {
-        let out = self.cli(&["routes", "--json"])?;
-        serde_json::from_str(&out).map_err(|e| format!("routes --json: {e}: {out}"))
-    }
-
-    /// `hostbgp shutdown`.
-    pub fn shutdown(&self) -> Result<String, String> {
-        self.cli(&["shutdown"])
-    }
-
-    fn try_exit(&mut self) -> Option<ExitStatus> {
-        let st = self.child.as_mut()?.try_wait().ok()??;
-        self.child = None;
-        Some(st)
-    }
-
-    fn wait_ready(&mut self) {
-        let name = self.name.clone();
-        wait_until_state(&format!("hostbgp {name} status answers"), TIMEOUT, || {
-            if let Some(st) = self.try_exit() {
-                panic!(
-                    "hostbgp {name} exited early with {st}:\n{}",
-                    tail(&self.log, 50)
-                );
-            }
-            match self.status_json() {
-                Ok(v) => (true, v.to_string()),
-                Err(e) => (false, e),
-            }
-        });
-    }
-
-    pub fn pid(&self) -> Option<i32> {
-        self.child.as_ref().map(|c| c.id() as i32)
-    }
-
-    /// Waits for the process to exit (None on timeout).
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(st) = self.try_exit() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    /// Prefixes of `routes --json`.
-    pub fn advertised(&self) -> Vec<String> {
-        self.routes_json()
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|r| r["prefix"].as_str().map(String::from))
-            .collect()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- last 50 lines of hostbgp {} log ({}) ----\n{}\n---- end ----",
-                self.name,
-                self.log.display(),
-                tail(&self.log, 50)
-            );
-        }
-    }
+/// Starts member `name` (also its `--member`) on the shared config; waits until it answers.
+fn start_member(lab: &Lab, ns: &str, name: &str, config: &Path) -> Member {
+    let mut m = Hostbgp::start_member(lab, ns, name, name, config);
+    m.wait_ready();
+    m
 }
 
 /// What the shared config holds.
@@ -299,7 +165,7 @@ impl Cluster {
         let members = mns
             .iter()
             .enumerate()
-            .map(|(i, ns)| Member::start(&lab, ns, &format!("m{}", i + 1), &config))
+            .map(|(i, ns)| start_member(&lab, ns, &format!("m{}", i + 1), &config))
             .collect();
         Cluster {
             members,
@@ -934,7 +800,7 @@ fn router_id_per_member_stable_across_restart() {
         "m1 did not stop on SIGTERM"
     );
     drop(old);
-    let m1 = Member::start(&c.lab, &ns, "m1", &c.config);
+    let m1 = start_member(&c.lab, &ns, "m1", &c.config);
     assert_eq!(id(&m1), ids[0], "m1 router id changed across a restart");
     c.members.insert(0, m1);
     c.router.wait_established("m1");

@@ -1,7 +1,7 @@
 //! The agent under test, run inside the host namespace.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_hostbgp");
 
 /// A running `hostbgp run`.
 pub struct Hostbgp {
+    /// Names its files and its log in failure output.
+    pub name: String,
+    /// The `--member` it runs as.
+    pub member: String,
     pub ns: String,
     pub config: PathBuf,
     pub socket: PathBuf,
@@ -35,9 +39,17 @@ impl Hostbgp {
     pub fn start_named(lab: &Lab, ns: &str, name: &str, yaml: &str) -> Hostbgp {
         let config = lab.path(&format!("{name}.yaml"));
         fs::write(&config, yaml).expect("write hostbgp config");
+        Hostbgp::start_member(lab, ns, name, "host", &config)
+    }
+
+    /// One cluster member's agent: `--member MEMBER` on a config file shared by all
+    /// members; files `NAME.sock`, `NAME.log`.
+    pub fn start_member(lab: &Lab, ns: &str, name: &str, member: &str, config: &Path) -> Hostbgp {
         let mut h = Hostbgp {
+            name: name.into(),
+            member: member.into(),
             ns: ns.into(),
-            config,
+            config: config.to_path_buf(),
             socket: lab.path(&format!("{name}.sock")),
             log: lab.path(&format!("{name}.log")),
             child: None,
@@ -66,7 +78,7 @@ impl Hostbgp {
                     "--socket",
                     &self.socket.to_string_lossy(),
                     "--member",
-                    "host",
+                    &self.member,
                 ],
             )
             .env("RUST_LOG", "debug")
@@ -109,6 +121,22 @@ impl Hostbgp {
     /// `hostbgp reload`.
     pub fn reload(&self) -> Result<String, String> {
         self.cli(&["reload"])
+    }
+
+    /// `hostbgp shutdown`.
+    pub fn shutdown(&self) -> Result<String, String> {
+        self.cli(&["shutdown"])
+    }
+
+    /// Prefixes of `routes --json`.
+    pub fn advertised(&self) -> Vec<String> {
+        self.routes_json()
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r["prefix"].as_str().map(String::from))
+            .collect()
     }
 
     /// The peer object named `name` from `status --json`, if any.
@@ -210,7 +238,8 @@ impl Drop for Hostbgp {
         }
         if std::thread::panicking() {
             eprintln!(
-                "---- last 50 lines of hostbgp log ({}) ----\n{}\n---- end ----",
+                "---- last 50 lines of hostbgp {} log ({}) ----\n{}\n---- end ----",
+                self.name,
                 self.log.display(),
                 tail(&self.log, 50)
             );
