@@ -19,7 +19,7 @@ use crate::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
 };
 use crate::bgp::speaker::{Listener, PeerDirectory};
-use crate::bgp::wire::{Family, Notification};
+use crate::bgp::wire::{codes, Family, Notification};
 use crate::config::{self, Config, Peer};
 use crate::control::{self, Command, Pending, Reply};
 use crate::kernel::{Kernel, KernelEvent, KernelView, Route};
@@ -45,10 +45,6 @@ impl RouteItem for IpNet {
     }
 }
 
-const CEASE: u8 = 6;
-const CEASE_ADMIN_SHUTDOWN: u8 = 2;
-const CEASE_PEER_DECONFIGURED: u8 = 3;
-const CEASE_CONFIG_CHANGE: u8 = 6;
 /// Kernel events handled in one batch before the intent is recomputed.
 const EVENT_BATCH: usize = 1 << 16;
 /// Up to this many kernel route changes go one by one on the shared connection.
@@ -722,11 +718,11 @@ impl Agent {
             match new_peers.get(address) {
                 None => {
                     tracing::info!(peer = %address, "peer removed from the config");
-                    self.stop_session(*address, cease(CEASE_PEER_DECONFIGURED));
+                    self.stop_session(*address, cease(codes::cease::PEER_DECONFIGURED));
                 }
                 Some(new) if server_changed || !same_session(old, new) => {
                     tracing::info!(peer = %address, "peer settings changed: resetting its session");
-                    self.stop_session(*address, cease(CEASE_CONFIG_CHANGE));
+                    self.stop_session(*address, cease(codes::cease::OTHER_CONFIGURATION_CHANGE));
                     reset.push(new.clone());
                 }
                 Some(new) => {
@@ -798,7 +794,7 @@ impl Agent {
             }
             if let Some(wait) = self.stop_session(
                 address,
-                shutdown_notification("hostbgp: administrative shutdown"),
+                Notification::cease_shutdown("hostbgp: administrative shutdown"),
             ) {
                 waits.push(wait);
             }
@@ -921,26 +917,7 @@ fn same_session(a: &Peer, b: &Peer) -> bool {
 }
 
 fn cease(subcode: u8) -> Notification {
-    Notification {
-        code: CEASE,
-        subcode,
-        data: Vec::new(),
-    }
-}
-
-/// Cease / Administrative Shutdown with an RFC 8203 message.
-fn shutdown_notification(message: &str) -> Notification {
-    let mut end = message.len().min(255);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut data = vec![end as u8];
-    data.extend_from_slice(&message.as_bytes()[..end]);
-    Notification {
-        code: CEASE,
-        subcode: CEASE_ADMIN_SHUTDOWN,
-        data,
-    }
+    Notification::new(codes::CEASE, subcode, Vec::new())
 }
 
 #[derive(Default)]
