@@ -403,22 +403,13 @@ impl Agent {
 
     fn plan_and_sync(&mut self, full_resync: bool) {
         let intent = plan::plan(&self.config, &self.view);
-        let changed: Vec<IpNet> = if full_resync {
+        let changed = if full_resync {
             Vec::new()
         } else {
-            let mut keys: BTreeSet<IpNet> = BTreeSet::new();
-            for (p, a) in &intent.adverts {
-                if self.intent.adverts.get(p) != Some(a) {
-                    keys.insert(*p);
-                }
-            }
-            for p in self.intent.adverts.keys() {
-                if !intent.adverts.contains_key(p) {
-                    keys.insert(*p);
-                }
-            }
-            keys.into_iter().collect()
+            intent.adverts.changed_since(&self.intent.adverts)
         };
+        // The old intent goes before peers are synced: two full intents never coexist
+        // with the Adj-RIB-Out and the encoded changes.
         self.intent = intent;
         let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
         for address in addresses {
@@ -441,12 +432,14 @@ impl Agent {
         let mut changes = Changes::default();
         let mut resolved: HashMap<(Family, plan::NextHopRule), Result<IpAddr, String>> =
             HashMap::new();
+        let view = &self.view;
         let mut consider = |prefix: IpNet,
+                            advert: Option<&plan::Advert>,
                             session: &mut PeerSession,
                             est_view: &SessionView,
                             families: &[Family]| {
             let family = Family::of(&prefix);
-            let next_hop = match self.intent.adverts.get(&prefix) {
+            let next_hop = match advert {
                 None => None,
                 Some(_) if !families.contains(&family) => {
                     session
@@ -459,7 +452,7 @@ impl Agent {
                     let resolved = resolved
                         .entry((family, advert.next_hop.clone()))
                         .or_insert_with(|| {
-                            plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, &self.view)
+                            plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, view)
                         });
                     match resolved {
                         Ok(nh) => Some(*nh),
@@ -476,10 +469,11 @@ impl Agent {
             session.adj_out.set(prefix, next_hop, &mut changes);
         };
         let (epoch, est_view, families) = (est.epoch, est.view, est.families.clone());
+        let adverts = &self.intent.adverts;
         match only {
             Some(prefixes) => {
                 for p in prefixes {
-                    consider(*p, session, &est_view, &families);
+                    consider(*p, adverts.get(p), session, &est_view, &families);
                 }
             }
             None => {
@@ -487,20 +481,21 @@ impl Agent {
                 let gone: Vec<IpNet> = session
                     .adj_out
                     .prefixes()
-                    .filter(|p| !self.intent.adverts.contains_key(p))
-                    .copied()
+                    .filter(|p| !adverts.contains_key(p))
                     .collect();
-                session.adj_out.reserve(self.intent.adverts.len());
-                for p in self.intent.adverts.keys() {
-                    consider(*p, session, &est_view, &families);
+                session
+                    .adj_out
+                    .reserve(adverts.count_v4(), adverts.count_v6());
+                for (p, advert) in adverts.iter() {
+                    consider(p, Some(advert), session, &est_view, &families);
                 }
                 for p in gone {
-                    consider(p, session, &est_view, &families);
+                    consider(p, None, session, &est_view, &families);
                 }
             }
         }
         if !changes.is_empty() {
-            tracing::debug!(peer = %address, announce = changes.announce.len(), withdraw = changes.withdraw.len(), "sending changes");
+            tracing::debug!(peer = %address, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
             let _ = session.cmd.send(SessionCmd::Changes { epoch, changes });
         }
     }
@@ -782,7 +777,7 @@ impl Agent {
             if let Some(s) = self.sessions.get_mut(&address) {
                 if let Some(est) = &s.established {
                     let mut changes = Changes::default();
-                    let prefixes: Vec<IpNet> = s.adj_out.prefixes().copied().collect();
+                    let prefixes: Vec<IpNet> = s.adj_out.prefixes().collect();
                     for p in prefixes {
                         s.adj_out.set(p, None, &mut changes);
                     }
@@ -873,7 +868,7 @@ impl Agent {
                     .sessions
                     .values()
                     .filter_map(|s| {
-                        let nh = s.adj_out.get(prefix)?;
+                        let nh = s.adj_out.get(&prefix)?;
                         let name = s
                             .peer
                             .declared_by
@@ -883,9 +878,11 @@ impl Agent {
                         Some((name, json!(nh.to_string())))
                     })
                     .collect();
-                let kernel = self.intent.routes.get(prefix).map(|wanted| {
-                    let state = match (self.view.routes.get(prefix), self.route_errors.get(prefix))
-                    {
+                let kernel = self.intent.routes.get(&prefix).map(|wanted| {
+                    let state = match (
+                        self.view.routes.get(&prefix),
+                        self.route_errors.get(&prefix),
+                    ) {
                         (_, Some(e)) => format!("error: {e}"),
                         (Some(k), None) if k == &wanted.route => "installed".to_string(),
                         (Some(_), None) => "installed (differs)".to_string(),

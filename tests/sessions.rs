@@ -136,19 +136,19 @@ async fn two_speakers_resolve_the_collision_and_exchange_routes() {
     let mut changes = Changes::default();
     for i in 0..2000u32 {
         let p = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
-        changes.announce.push((p, "127.0.0.1".parse().unwrap()));
+        changes.announce(p, "127.0.0.1".parse().unwrap());
     }
-    changes.announce.push((
+    changes.announce(
         "2001:db8:1::/48".parse().unwrap(),
         "2001:db8::1".parse().unwrap(),
-    ));
+    );
     a.cmd.send(SessionCmd::Changes { epoch, changes }).unwrap();
     // A diff for an older epoch is never applied.
     let mut stale = Changes::default();
-    stale.announce.push((
+    stale.announce(
         "192.0.2.0/24".parse().unwrap(),
         "127.0.0.1".parse().unwrap(),
-    ));
+    );
     a.cmd
         .send(SessionCmd::Changes {
             epoch: epoch + 100,

@@ -1,17 +1,20 @@
 //! Per-peer Adj-RIB-Out: what has been announced to one peer, and the diff to send.
-use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use rustc_hash::FxHashMap;
 
 use super::wire::{pack_announce, pack_withdraw, Codec, Family, RouteAttrs};
 
-/// Announcements and withdrawals for one peer, in the order they must be applied.
+/// Announcements and withdrawals for one peer. Each prefix appears at most once (the
+/// agent considers every prefix once per sync), so their order does not matter.
+///
+/// Announcements are grouped by next hop as they are noted: a full table is one
+/// 18-byte entry per prefix, and encoding needs no second grouping copy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    pub announce: Vec<(IpNet, IpAddr)>,
+    pub announce: FxHashMap<IpAddr, Vec<IpNet>>,
     pub withdraw: Vec<IpNet>,
 }
 
@@ -20,28 +23,27 @@ impl Changes {
         self.announce.is_empty() && self.withdraw.is_empty()
     }
 
-    /// Encodes withdrawals first, then announcements grouped by next hop so that each
-    /// UPDATE carries as many prefixes as fit.
+    pub fn announce(&mut self, prefix: IpNet, next_hop: IpAddr) {
+        self.announce.entry(next_hop).or_default().push(prefix);
+    }
+
+    pub fn announced(&self) -> usize {
+        self.announce.values().map(Vec::len).sum()
+    }
+
+    /// Encodes withdrawals first, then each next hop's announcements, packed so that
+    /// each UPDATE carries as many prefixes as fit.
     pub fn encode(&self, codec: &Codec, template: &RouteAttrs, out: &mut Vec<u8>) -> usize {
         let mut messages = 0;
         if !self.withdraw.is_empty() {
             messages += pack_withdraw(codec, &self.withdraw, out);
         }
-        let mut groups: HashMap<(IpAddr, Family), Vec<IpNet>> = HashMap::new();
-        for (prefix, next_hop) in &self.announce {
-            groups
-                .entry((*next_hop, Family::of(prefix)))
-                .or_default()
-                .push(*prefix);
-        }
-        let mut keys: Vec<_> = groups.keys().copied().collect();
-        keys.sort();
+        let mut next_hops: Vec<&IpAddr> = self.announce.keys().collect();
+        next_hops.sort();
         let mut attrs = template.clone();
-        for key in keys {
-            attrs.next_hop = key.0;
-            if let Some(prefixes) = groups.get(&key) {
-                messages += pack_announce(codec, &attrs, prefixes, out);
-            }
+        for next_hop in next_hops {
+            attrs.next_hop = *next_hop;
+            messages += pack_announce(codec, &attrs, &self.announce[next_hop], out);
         }
         messages
     }
@@ -50,14 +52,24 @@ impl Changes {
 /// What one peer has been told: prefix -> next hop.
 ///
 /// A peer sees only a handful of distinct next hops, so each prefix stores a small
-/// index into `hops` instead of a whole address: 20-byte entries instead of 36.
+/// index into `hops` instead of a whole address, and the families have maps of their
+/// own: 7-byte entries for IPv4 (a shared map of `IpNet` keys took 20).
 #[derive(Clone, Debug, Default)]
 pub struct AdjRibOut {
     // Fx: a million inserts at session start must not pay for SipHash; the keys are
     // our own prefixes, not attacker-chosen.
-    routes: FxHashMap<IpNet, u16>,
+    v4: FxHashMap<Ipv4Net, u16>,
+    v6: FxHashMap<Ipv6Net, u16>,
     hops: Vec<IpAddr>,
     hop_ids: FxHashMap<IpAddr, u16>,
+}
+
+/// Records `index` (None: not advertised) for `prefix`; true if that changed anything.
+fn record<P: Hash + Eq>(map: &mut FxHashMap<P, u16>, prefix: P, index: Option<u16>) -> bool {
+    match index {
+        Some(i) => map.insert(prefix, i) != Some(i),
+        None => map.remove(&prefix).is_some(),
+    }
 }
 
 impl AdjRibOut {
@@ -74,13 +86,17 @@ impl AdjRibOut {
         index
     }
 
+    fn indexes_mut(&mut self) -> impl Iterator<Item = &mut u16> {
+        self.v4.values_mut().chain(self.v6.values_mut())
+    }
+
     /// Forgets next hops no prefix uses any more (reached only after 65536 distinct ones).
     fn compact_hops(&mut self) {
-        let mut used: Vec<u16> = self.routes.values().copied().collect();
+        let mut used: Vec<u16> = self.indexes_mut().map(|i| *i).collect();
         used.sort_unstable();
         used.dedup();
         let hops: Vec<IpAddr> = used.iter().map(|i| self.hops[usize::from(*i)]).collect();
-        for index in self.routes.values_mut() {
+        for index in self.indexes_mut() {
             *index = used.binary_search(index).unwrap_or(0) as u16;
         }
         self.hop_ids = hops
@@ -93,59 +109,64 @@ impl AdjRibOut {
 
     /// Records the wanted state of `prefix` (None: not advertised) and notes the change.
     pub fn set(&mut self, prefix: IpNet, next_hop: Option<IpAddr>, changes: &mut Changes) {
-        match next_hop {
-            Some(nh) => {
-                let index = self.hop_index(nh);
-                if self.routes.insert(prefix, index) != Some(index) {
-                    changes.announce.push((prefix, nh));
-                }
-            }
-            None => {
-                if self.routes.remove(&prefix).is_some() {
-                    changes.withdraw.push(prefix);
-                }
-            }
+        let index = next_hop.map(|nh| self.hop_index(nh));
+        let changed = match prefix {
+            IpNet::V4(p) => record(&mut self.v4, p, index),
+            IpNet::V6(p) => record(&mut self.v6, p, index),
+        };
+        match (changed, next_hop) {
+            (false, _) => {}
+            (true, Some(nh)) => changes.announce(prefix, nh),
+            (true, None) => changes.withdraw.push(prefix),
         }
     }
 
     /// Every prefix announced, for re-sending the whole table (route refresh).
     pub fn all(&self) -> Changes {
-        let mut announce: Vec<_> = self
-            .routes
-            .iter()
-            .map(|(p, i)| (*p, self.hops[usize::from(*i)]))
-            .collect();
-        announce.sort();
-        Changes {
-            announce,
-            withdraw: Vec::new(),
+        let mut changes = Changes::default();
+        let mut routes: Vec<(IpNet, u16)> = self.routes().collect();
+        routes.sort_unstable();
+        for (prefix, index) in routes {
+            changes.announce(prefix, self.hops[usize::from(index)]);
         }
+        changes
     }
 
-    pub fn prefixes(&self) -> impl Iterator<Item = &IpNet> {
-        self.routes.keys()
+    fn routes(&self) -> impl Iterator<Item = (IpNet, u16)> + '_ {
+        let v4 = self.v4.iter().map(|(p, i)| (IpNet::V4(*p), *i));
+        v4.chain(self.v6.iter().map(|(p, i)| (IpNet::V6(*p), *i)))
+    }
+
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.routes().map(|(p, _)| p)
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<IpAddr> {
-        self.routes.get(prefix).map(|i| self.hops[usize::from(*i)])
+        let index = match prefix {
+            IpNet::V4(p) => self.v4.get(p),
+            IpNet::V6(p) => self.v6.get(p),
+        }?;
+        Some(self.hops[usize::from(*index)])
     }
 
     pub fn count(&self, family: Family) -> usize {
-        self.routes
-            .keys()
-            .filter(|p| Family::of(p) == family)
-            .count()
+        match family {
+            Family::Ipv4Unicast => self.v4.len(),
+            Family::Ipv6Unicast => self.v6.len(),
+        }
     }
 
     pub fn clear(&mut self) {
-        self.routes = FxHashMap::default();
+        self.v4 = FxHashMap::default();
+        self.v6 = FxHashMap::default();
         self.hops.clear();
         self.hop_ids.clear();
     }
 
-    /// Makes room for `total` routes in all, so a full table is one allocation.
-    pub fn reserve(&mut self, total: usize) {
-        self.routes.reserve(total.saturating_sub(self.routes.len()));
+    /// Makes room for a full table of `v4` and `v6` routes, so each is one allocation.
+    pub fn reserve(&mut self, v4: usize, v6: usize) {
+        self.v4.reserve(v4.saturating_sub(self.v4.len()));
+        self.v6.reserve(v6.saturating_sub(self.v6.len()));
     }
 }
 
@@ -166,9 +187,9 @@ mod tests {
         let mut c = Changes::default();
         rib.set(net("203.0.113.0/24"), Some(ip("198.51.100.1")), &mut c);
         rib.set(net("203.0.113.0/24"), Some(ip("198.51.100.1")), &mut c);
-        assert_eq!(c.announce.len(), 1);
+        assert_eq!(c.announced(), 1);
         rib.set(net("203.0.113.0/24"), Some(ip("198.51.100.2")), &mut c);
-        assert_eq!(c.announce.len(), 2);
+        assert_eq!(c.announced(), 2);
         rib.set(net("192.0.2.0/24"), None, &mut c);
         assert!(c.withdraw.is_empty());
         rib.set(net("203.0.113.0/24"), None, &mut c);
@@ -198,8 +219,13 @@ mod tests {
         let mut c = Changes::default();
         rib.set(net("2001:db8::/64"), Some(ip("2001:db8:ff::2")), &mut c);
         rib.set(net("203.0.113.0/24"), Some(ip("198.51.100.1")), &mut c);
+        rib.set(net("192.0.2.0/24"), Some(ip("198.51.100.1")), &mut c);
         let all = rib.all();
-        assert_eq!(all.announce.len(), 2);
+        assert_eq!(all.announced(), 3);
+        assert_eq!(
+            all.announce[&ip("198.51.100.1")],
+            [net("192.0.2.0/24"), net("203.0.113.0/24")]
+        );
         assert_eq!(rib.count(Family::Ipv6Unicast), 1);
         assert_eq!(rib.get(&net("203.0.113.0/24")), Some(ip("198.51.100.1")));
     }

@@ -236,13 +236,13 @@ pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    validate::build(&root, member)
+    validate::build(root, member)
 }
 
 /// Parses and validates one YAML document (no conf.d).
 pub fn parse_str(yaml: &str, member: &str) -> Result<Config, Vec<ConfigError>> {
     let root = node::parse_yaml(yaml, "<input>").map_err(|e| vec![e])?;
-    validate::build(&root, member)
+    validate::build(root, member)
 }
 
 impl Config {

@@ -170,10 +170,11 @@ fn check_network_value(key: &str, value: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) fn build(root: &Node, member: &str) -> Result<Config, Vec<ConfigError>> {
+/// Takes the tree by value: a config with a million routes is a megabytes-long
+/// scalar, and the member overlay is applied in place rather than on a copy.
+pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigError>> {
     let mut e = Errors::default();
-    let mut root = root.clone();
-    let Some(top) = e.map("(root)", &root).cloned() else {
+    let Some(top) = e.map("(root)", &root) else {
         return Err(e.0);
     };
     for k in top.keys() {
@@ -189,20 +190,20 @@ pub(crate) fn build(root: &Node, member: &str) -> Result<Config, Vec<ConfigError
     };
 
     // Member overlays: validate every member, apply the selected one.
+    let overlay = match top.get("members") {
+        Some(members) => check_members(&mut e, members, member, &raw_networks),
+        None => Vec::new(),
+    };
     let mut overlay_keys = Vec::new();
-    if let Some(members) = top.get("members") {
-        let overlay = check_members(&mut e, members, member, &raw_networks);
-        if let Node::Map(r) = &mut root {
-            for (path, value) in overlay {
-                overlay_keys.push(path.join("."));
-                apply(r, &path, value);
-            }
+    if let Node::Map(r) = &mut root {
+        for (path, value) in overlay {
+            overlay_keys.push(path.join("."));
+            apply(r, &path, value);
         }
     }
     overlay_keys.sort();
-    let top = match &root {
-        Node::Map(m) => m.clone(),
-        _ => BTreeMap::new(),
+    let Some(top) = e.map("(root)", &root) else {
+        return Err(e.0);
     };
 
     let server = match top.get("config") {
@@ -1001,8 +1002,11 @@ fn check_overlaps(
     instances: &BTreeMap<String, Instance>,
 ) {
     // One key per NIC and family; prefixes refer to it by index, in config order.
+    // Compact per-family entries: a million routes must not cost more to check than
+    // to advertise.
     let mut keys: Vec<(String, bool)> = Vec::new();
-    let mut all: Vec<(IpNet, usize)> = Vec::new();
+    let mut v4: Vec<(Ipv4Net, u32)> = Vec::new();
+    let mut v6: Vec<(Ipv6Net, u32)> = Vec::new();
     for (iname, inst) in instances {
         for (dev, nic) in &inst.nics {
             let base = format!("instances.{iname}.devices.{dev}");
@@ -1011,60 +1015,57 @@ fn check_overlaps(
                     format!("{base}.ipv4.routes.external"),
                     anycast(networks, nic, Fam::V4),
                 ));
-                let owner = keys.len() - 1;
-                all.extend(
-                    nic.ipv4_routes_external
-                        .iter()
-                        .map(|p| (IpNet::V4(*p), owner)),
-                );
+                let owner = (keys.len() - 1) as u32;
+                v4.extend(nic.ipv4_routes_external.iter().map(|p| (*p, owner)));
             }
             if !nic.ipv6_routes_external.is_empty() {
                 keys.push((
                     format!("{base}.ipv6.routes.external"),
                     anycast(networks, nic, Fam::V6),
                 ));
-                let owner = keys.len() - 1;
-                all.extend(
-                    nic.ipv6_routes_external
-                        .iter()
-                        .map(|p| (IpNet::V6(*p), owner)),
-                );
+                let owner = (keys.len() - 1) as u32;
+                v6.extend(nic.ipv6_routes_external.iter().map(|p| (*p, owner)));
             }
         }
     }
-    // Two prefixes overlap only when one contains the other, so after sorting by
-    // (family, first address, length) each prefix overlaps exactly the prefixes still
-    // open on the stack: O(n log n) instead of comparing every pair.
-    let span = |p: &IpNet| -> (bool, u128, u128) {
-        match p {
-            IpNet::V4(n) => (
-                false,
-                u32::from(n.network()).into(),
-                u32::from(n.broadcast()).into(),
-            ),
-            IpNet::V6(n) => (true, u128::from(n.network()), u128::from(n.broadcast())),
-        }
-    };
-    all.sort_by_key(|(p, owner)| {
-        let (v6, start, _) = span(p);
-        (v6, start, p.prefix_len(), *owner)
+    report_overlaps(e, &keys, v4, |n| {
+        (
+            u32::from(n.network()).into(),
+            u32::from(n.broadcast()).into(),
+        )
     });
-    let mut open: Vec<(IpNet, usize)> = Vec::new();
+    report_overlaps(e, &keys, v6, |n| {
+        (u128::from(n.network()), u128::from(n.broadcast()))
+    });
+}
+
+/// Two prefixes overlap only when one contains the other, so after sorting by
+/// (first address, widest first) each prefix overlaps exactly the prefixes still open on the
+/// stack: O(n log n) instead of comparing every pair.
+fn report_overlaps<P: Copy + PartialEq + std::fmt::Display>(
+    e: &mut Errors,
+    keys: &[(String, bool)],
+    mut all: Vec<(P, u32)>,
+    span: impl Fn(&P) -> (u128, u128),
+) {
+    all.sort_unstable_by_key(|(p, owner)| {
+        let (start, end) = span(p);
+        (start, std::cmp::Reverse(end), *owner)
+    });
+    let mut open: Vec<(P, u32)> = Vec::new();
     for &(p, owner) in &all {
-        let (v6, start, _) = span(&p);
-        open.retain(|(q, _)| {
-            let (qv6, _, qend) = span(q);
-            qv6 == v6 && qend >= start
-        });
+        let (start, _) = span(&p);
+        open.retain(|(q, _)| span(q).1 >= start);
         for &(q, other) in &open {
-            if other == owner || (p == q && keys[owner].1 && keys[other].1) {
+            let (o, k) = (owner as usize, other as usize);
+            if other == owner || (p == q && keys[o].1 && keys[k].1) {
                 continue;
             }
             // Name the pair as config order reads it: the earlier key holds the error.
-            let ((ka, pa), (kb, pb)) = if other < owner {
-                ((other, q), (owner, p))
+            let ((ka, pa), (kb, pb)) = if k < o {
+                ((k, q), (o, p))
             } else {
-                ((owner, p), (other, q))
+                ((o, p), (k, q))
             };
             e.push(
                 keys[ka].0.clone(),

@@ -1,6 +1,7 @@
 //! Config + KernelView -> Intent: which kernel routes hostbgp wants, and which
 //! prefixes it advertises with which next-hop rule. Pure, no I/O.
-use std::collections::btree_map::Entry;
+mod adverts;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -11,6 +12,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::bgp::wire::Family;
 use crate::config::{Config, Network, NetworkKind, Nic};
 use crate::kernel::{KernelView, Route, RouteNextHop};
+
+pub use adverts::{Adverts, AdvertsBuilder, KindId};
 
 /// Who an advertisement or kernel route stands for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,7 +40,7 @@ pub enum NextHopRule {
     Fixed(IpAddr),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Advert {
     /// Sorted; several owners for an anycast prefix.
     pub owners: Owners,
@@ -52,12 +55,26 @@ pub struct WantedRoute {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Intent {
-    pub adverts: BTreeMap<IpNet, Advert>,
+    pub adverts: Adverts,
     pub routes: BTreeMap<IpNet, WantedRoute>,
 }
 
+/// An intent being planned: adverts collected in any order, sorted once at the end.
+#[derive(Default)]
+struct Draft {
+    adverts: AdvertsBuilder,
+    routes: BTreeMap<IpNet, WantedRoute>,
+}
+
+impl Draft {
+    fn advertise(&mut self, prefix: IpNet, owners: &Owners, next_hop: NextHopRule) {
+        let kind = self.adverts.kind(owners, next_hop);
+        self.adverts.push(prefix, kind);
+    }
+}
+
 pub fn plan(config: &Config, view: &KernelView) -> Intent {
-    let mut intent = Intent::default();
+    let mut intent = Draft::default();
     for network in config.networks.values() {
         match network.kind {
             NetworkKind::Bridge => plan_bridge(network, view, &mut intent),
@@ -85,6 +102,10 @@ pub fn plan(config: &Config, view: &KernelView) -> Intent {
             }
         }
     }
+    let mut intent = Intent {
+        adverts: intent.adverts.finish(),
+        routes: intent.routes,
+    };
     for wanted in intent.routes.values_mut() {
         normalize_multipath(&mut wanted.route);
     }
@@ -110,27 +131,6 @@ fn owners_of(owner: Owner) -> Owners {
     Arc::from(vec![owner])
 }
 
-fn add_advert(intent: &mut Intent, prefix: IpNet, owners: &Owners, next_hop: NextHopRule) {
-    match intent.adverts.entry(prefix) {
-        Entry::Vacant(v) => {
-            v.insert(Advert {
-                owners: owners.clone(),
-                next_hop,
-            });
-        }
-        Entry::Occupied(mut o) => {
-            let advert = o.get_mut();
-            if !owners.iter().all(|w| advert.owners.contains(w)) {
-                let mut merged: Vec<Owner> =
-                    advert.owners.iter().chain(owners.iter()).cloned().collect();
-                merged.sort();
-                merged.dedup();
-                advert.owners = Arc::from(merged);
-            }
-        }
-    }
-}
-
 fn host_rule(network: &Network, family: Family) -> NextHopRule {
     NextHopRule::Host(match family {
         Family::Ipv4Unicast => network.ipv4.nexthop.map(IpAddr::V4),
@@ -138,7 +138,7 @@ fn host_rule(network: &Network, family: Family) -> NextHopRule {
     })
 }
 
-fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
+fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Draft) {
     let Some(link) = view.link_by_name(&network.name) else {
         return;
     };
@@ -153,32 +153,17 @@ fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Intent) {
             Family::Ipv6Unicast => network.ipv6.nat,
         };
         if !nat {
-            add_advert(
-                intent,
-                address.net.trunc(),
-                &owners,
-                host_rule(network, family),
-            );
+            intent.advertise(address.net.trunc(), &owners, host_rule(network, family));
         }
     }
     if network.ipv4.nat {
         if let Some(a) = network.ipv4.nat_address {
-            add_advert(
-                intent,
-                host_v4(a),
-                &owners,
-                host_rule(network, Family::Ipv4Unicast),
-            );
+            intent.advertise(host_v4(a), &owners, host_rule(network, Family::Ipv4Unicast));
         }
     }
     if network.ipv6.nat {
         if let Some(a) = network.ipv6.nat_address {
-            add_advert(
-                intent,
-                host_v6(a),
-                &owners,
-                host_rule(network, Family::Ipv6Unicast),
-            );
+            intent.advertise(host_v6(a), &owners, host_rule(network, Family::Ipv6Unicast));
         }
     }
 }
@@ -191,7 +176,7 @@ fn host_v6(a: Ipv6Addr) -> IpNet {
     IpNet::V6(Ipv6Net::from(a))
 }
 
-fn plan_ovn_network(network: &Network, intent: &mut Intent) {
+fn plan_ovn_network(network: &Network, intent: &mut Draft) {
     let owners = owners_of(Owner::Network(network.name.clone()));
     if let Some(router) = network.ipv4.ovn_router_address {
         let rule = NextHopRule::Fixed(IpAddr::V4(router));
@@ -200,8 +185,8 @@ fn plan_ovn_network(network: &Network, intent: &mut Intent) {
             network.ipv4.address,
             network.ipv4.nat_address,
         ) {
-            (false, Some(net), _) => add_advert(intent, IpNet::V4(net.trunc()), &owners, rule),
-            (true, _, Some(a)) => add_advert(intent, host_v4(a), &owners, rule),
+            (false, Some(net), _) => intent.advertise(IpNet::V4(net.trunc()), &owners, rule),
+            (true, _, Some(a)) => intent.advertise(host_v4(a), &owners, rule),
             _ => {}
         }
     }
@@ -212,33 +197,29 @@ fn plan_ovn_network(network: &Network, intent: &mut Intent) {
             network.ipv6.address,
             network.ipv6.nat_address,
         ) {
-            (false, Some(net), _) => add_advert(intent, IpNet::V6(net.trunc()), &owners, rule),
-            (true, _, Some(a)) => add_advert(intent, host_v6(a), &owners, rule),
+            (false, Some(net), _) => intent.advertise(IpNet::V6(net.trunc()), &owners, rule),
+            (true, _, Some(a)) => intent.advertise(host_v6(a), &owners, rule),
             _ => {}
         }
     }
 }
 
-fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, intent: &mut Intent) {
+fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, intent: &mut Draft) {
     let owners = owners_of(owner);
     if let Some(router) = network.ipv4.ovn_router_address {
+        let kind = intent
+            .adverts
+            .kind(&owners, NextHopRule::Fixed(IpAddr::V4(router)));
         for p in &nic.ipv4_routes_external {
-            add_advert(
-                intent,
-                IpNet::V4(*p),
-                &owners,
-                NextHopRule::Fixed(IpAddr::V4(router)),
-            );
+            intent.adverts.push(IpNet::V4(*p), kind);
         }
     }
     if let Some(router) = network.ipv6.ovn_router_address {
+        let kind = intent
+            .adverts
+            .kind(&owners, NextHopRule::Fixed(IpAddr::V6(router)));
         for p in &nic.ipv6_routes_external {
-            add_advert(
-                intent,
-                IpNet::V6(*p),
-                &owners,
-                NextHopRule::Fixed(IpAddr::V6(router)),
-            );
+            intent.adverts.push(IpNet::V6(*p), kind);
         }
     }
 }
@@ -249,7 +230,7 @@ fn plan_bridged_nic(
     network: &Network,
     owner: Owner,
     view: &KernelView,
-    intent: &mut Intent,
+    intent: &mut Draft,
 ) {
     let owners = owners_of(owner.clone());
     let Some(bridge) = view.link_by_name(&network.name) else {
@@ -300,7 +281,7 @@ fn plan_bridged_nic(
         }
         wanted.owners.push(owner.clone());
         wanted.owners.sort();
-        add_advert(intent, prefix, &owners, host_rule(network, family));
+        intent.advertise(prefix, &owners, host_rule(network, family));
     }
 }
 
@@ -514,7 +495,7 @@ mod tests {
             vec![addr(BR, "203.0.113.1/24"), tentative, ll],
         );
         let intent = plan(&cfg, &v);
-        let prefixes: Vec<_> = intent.adverts.keys().copied().collect();
+        let prefixes: Vec<_> = intent.adverts.keys().collect();
         assert_eq!(prefixes, vec![net("203.0.113.0/24")]);
         assert_eq!(
             intent.adverts[&net("203.0.113.0/24")].owners.to_vec(),
@@ -533,7 +514,7 @@ mod tests {
         let v = view(vec![link(BR, "br0", None)], vec![addr(BR, "10.0.0.1/24")]);
         let intent = plan(&cfg, &v);
         assert_eq!(
-            intent.adverts.keys().copied().collect::<Vec<_>>(),
+            intent.adverts.keys().collect::<Vec<_>>(),
             vec![net("198.51.100.9/32")]
         );
         assert_eq!(
@@ -584,7 +565,7 @@ mod tests {
         v.routes.insert(r4.prefix, r4.clone());
         let intent = plan(&cfg, &v);
         assert_eq!(
-            intent.adverts.keys().copied().collect::<Vec<_>>(),
+            intent.adverts.keys().collect::<Vec<_>>(),
             vec![net("203.0.113.64/28")]
         );
         assert_eq!(
@@ -707,7 +688,7 @@ mod tests {
         there.name = "c2".into();
         let cfg = config(vec![uplink, ovn], vec![here, there]);
         let intent = plan(&cfg, &KernelView::default());
-        let keys: Vec<_> = intent.adverts.keys().copied().collect();
+        let keys: Vec<_> = intent.adverts.keys().collect();
         assert_eq!(keys, vec![net("10.20.0.0/24"), net("203.0.113.32/28")]);
         assert!(intent
             .adverts
