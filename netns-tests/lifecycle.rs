@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -1004,6 +1004,31 @@ fn systemd_unit_verifies() {
     }
 }
 
+/// One datagram from `sock` within `timeout`, retrying `recv` when a signal interrupts
+/// it. With a receive timeout set (SO_RCVTIMEO) the kernel never restarts an
+/// interrupted `recv`: it fails with EINTR even for a signal nobody handles. Tests run
+/// in parallel threads, and when a child of another test thread exits while that
+/// thread has every signal blocked (glibc's `posix_spawn` does so while it starts the
+/// next `ip`, `birdc` or CLI), its SIGCHLD is queued instead of discarded and is
+/// delivered to this thread, interrupting the wait.
+fn recv_within(sock: &UnixDatagram, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("nothing within {timeout:?}"),
+            ));
+        }
+        sock.set_read_timeout(Some(left))?;
+        match sock.recv(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// (b) The sd_notify protocol, checked with a socket of our own: PID 1 here is not
 /// systemd (tests run in a container), so a real `systemctl start` cannot run; the
 /// agent gets `NOTIFY_SOCKET` and `WATCHDOG_USEC` exactly as systemd would set them.
@@ -1016,7 +1041,6 @@ fn systemd_notify_ready_and_watchdog() {
     let l = &topo.lab;
     let sock_path = l.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     let config = l.path("hostbgp.yaml");
     fs::write(&config, config_yaml(lab::ROUTER_V6, &[], "")).expect("config");
     let socket = l.path("hostbgp.sock");
@@ -1059,7 +1083,7 @@ fn systemd_notify_ready_and_watchdog() {
     let mut ready_at = None;
     let mut watchdogs_after_ready = 0;
     while watchdogs_after_ready < 3 {
-        let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+        let n = recv_within(&sock, &mut buf, TIMEOUT).unwrap_or_else(|e| {
             panic!(
                 "no notification (got so far {got:?}): {e}\nagent log:\n{}",
                 crate::bird::tail(&l.path("hostbgp.log"), 30)
