@@ -90,9 +90,12 @@ fn init_logging() {
     }
 }
 
+/// One thread: an event crosses three tasks (netlink watch, agent, session) on its way
+/// to a peer, and a wake-up on the same thread costs nothing where waking another
+/// thread costs a futex round trip. One thread is also what makes dropping
+/// capabilities cover the whole process (capabilities are per thread).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
 }
