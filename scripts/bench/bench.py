@@ -144,8 +144,8 @@ def tail(path, n=25):
         return "(no log)"
 
 
-def router_conf(peers, gr=False):
-    s = f"router id {R_V4};\n"
+def router_conf(peers, gr=False, rid=R_V4):
+    s = f"router id {rid};\n"
     for name, nbr, asn in peers:
         s += (f"protocol bgp {name} {{ local as 65000; neighbor {nbr} as {asn}; connect delay time 1; "
               f"connect retry time 1; error wait time 1, 2; {'graceful restart on; graceful restart time 120;' if gr else ''}"
@@ -190,11 +190,12 @@ def v6_prefixes(n):
 
 
 # ---------------------------------------------------------------- hostbgp configs
-def hb_ovn_yaml(v4, v6):
+def hb_ovn_yaml(v4, v6, peers=(("r1", R_V6),)):
+    """An OVN network on a physical uplink declaring `peers` [(name, address)], AS 65000."""
     s = ("config:\n  core.bgp_asn: \"65010\"\n  core.bgp_address: \"[::]:179\"\n  core.bgp_routerid: 198.51.100.1\n"
          "networks:\n  uplink:\n    type: physical\n    config:\n"
-         f"      bgp.peers.r1.address: \"{R_V6}\"\n      bgp.peers.r1.asn: \"65000\"\n"
-         "  ovn1:\n    type: ovn\n    config:\n      network: uplink\n      ipv4.address: 10.20.0.1/24\n"
+         + "".join(f"      bgp.peers.{name}.address: \"{addr}\"\n      bgp.peers.{name}.asn: \"65000\"\n" for name, addr in peers)
+         + "  ovn1:\n    type: ovn\n    config:\n      network: uplink\n      ipv4.address: 10.20.0.1/24\n"
          f"      ipv4.nat: \"false\"\n      volatile.network.ipv4.address: {OVN_V4}\n"
          f"      ipv6.address: 2001:db8:20::1/64\n      ipv6.nat: \"false\"\n      volatile.network.ipv6.address: \"{OVN_V6}\"\n"
          "instances:\n  c1:\n    location: m1\n    devices:\n      eth0:\n        type: nic\n        network: ovn1\n")
@@ -341,9 +342,84 @@ def speaker_exabgp(n4):
     return f
 
 
+# ---------------------------------------------------------------- gobgpd reference
+def mrt_record(ts, subtype, body):
+    """MRT common header (RFC 6396 section 2), type 13 = TABLE_DUMP_V2."""
+    return struct.pack("!IHHI", ts, 13, subtype, len(body)) + body
+
+
+MRT_PAD = 4096
+
+
+def write_mrt(path, n, nexthop, peer_as=65010):
+    """A TABLE_DUMP_V2 file: PEER_INDEX_TABLE with one peer, then one RIB_IPV4_UNICAST
+    record per /32 of v4_prefixes(n) with ORIGIN IGP, an empty AS_PATH and NEXT_HOP,
+    then MRT_PAD copies of the first prefix (see gobgp_preload)."""
+    ts, nh = int(time.time()), ipaddress.IPv4Address(nexthop).packed
+    # collector id, empty view name, 1 peer: type 2 (AS4, IPv4 address), bgp id, address, AS
+    peers = struct.pack("!4sHH", nh, 0, 1) + struct.pack("!B4s4sI", 0x02, nh, nh, peer_as)
+    attrs = bytes([0x40, 1, 1, 0]) + bytes([0x40, 2, 0]) + bytes([0x40, 3, 4]) + nh
+    entry = struct.pack("!HIH", 0, ts, len(attrs)) + attrs  # peer index 0, originated time
+    base = int(ipaddress.IPv4Address("240.0.0.0"))
+    assert n <= 1 << 20
+    with open(path, "wb") as f:
+        f.write(mrt_record(ts, 1, peers))
+        for i in range(n + MRT_PAD):
+            f.write(mrt_record(ts, 2, struct.pack("!IBIH", i, 32, base + (i if i < n else 0), 1) + entry))
+
+
+def gobgp(ns, *args, check=True):
+    return sh("ip", "netns", "exec", ns, "gobgp", *args, check=check)
+
+
+def gobgp_rib_count(ns):
+    m = re.search(r"Destination: (\d+)", gobgp(ns, "global", "rib", "summary", "-a", "ipv4", check=False))
+    return int(m.group(1)) if m else 0
+
+
+def gobgp_preload(ns, mrt, n):
+    """`gobgp mrt inject global` into gobgpd's global RIB. gobgp 3.10's CLI loses the tail
+    of its stream when it exits (at least the last path, up to a few hundred), so the
+    file ends with MRT_PAD copies of an already-sent prefix (an identical path replaces
+    itself: no new destination); should real prefixes still be missing, the tail
+    (records are applied in order) is injected again with <count> <skip>."""
+    have = 0
+    for _ in range(20):
+        gobgp(ns, "mrt", "inject", "global", mrt, str(n + MRT_PAD - have), str(have))
+        # the server may still be applying the stream: wait until the count settles
+        last, have = -1, gobgp_rib_count(ns)
+        while have != last:
+            time.sleep(0.2); last, have = have, gobgp_rib_count(ns)
+        if have >= n:
+            return have
+    raise RuntimeError(f"gobgp preload: {have} of {n} paths in the global RIB")
+
+
+def speaker_gobgp(n4):
+    """gobgpd with its global RIB preloaded from an MRT file, then the router added as a
+    neighbour, so the bulk timing starts at Established with the RIB full (as in the
+    issue's reference); `est` still counts from gobgpd's start and includes the preload."""
+    def f(t):
+        mrt, conf = f"{DIR}/gobgp-{n4}.mrt", f"{DIR}/gobgpd.toml"
+        write_mrt(mrt, n4, OVN_V4)
+        open(conf, "w").write(f'[global.config]\n  as = 65010\n  router-id = "{H_V4}"\n')
+        t0 = time.time()
+        p = spawn(t.h, ["gobgpd", "-f", conf, "-p", "-l", "warn", "--pprof-disable",
+                        "--api-hosts", "127.0.0.1:50051"], f"{DIR}/gobgpd.log")
+        wait("gobgpd API", lambda: "AS:" in gobgp(t.h, "global", check=False), 30, 0.05, lambda: tail(f"{DIR}/gobgpd.log"))
+        gobgp_preload(t.h, mrt, n4)
+        p.preload = time.time() - t0
+        log(f"  gobgpd: start -> {n4} paths in its global RIB {p.preload:.2f}s (MRT inject), RSS {hwm(p.pid)/1e6:.1f} MB")
+        gobgp(t.h, "neighbor", "add", R_V6, "as", "65000", "family", "ipv4-unicast")
+        return p, t0, f"{DIR}/gobgpd.log"
+    return f
+
+
 def fmt_bulk(r):
+    pre = getattr(r["proc"], "preload", None)
+    pre = f" (preload {pre:.2f}s, neighbour added -> Established {r['est'] - pre:.2f}s)" if pre is not None else ""
     return (f"{r['label']:<28} est {r['est']:6.2f}s  99% {r['t99']:6.2f}s  100% {r['t100']:6.2f}s  "
-            f"RSS {r['rss']/1e6:7.1f}MB  UPDATEs {r['updates']} ({r['per_update']:.0f} prefixes/UPDATE{', capture gaps' if r['gaps'] else ''})")
+            f"RSS {r['rss']/1e6:7.1f}MB  UPDATEs {r['updates']} ({r['per_update']:.0f} prefixes/UPDATE{', capture gaps' if r['gaps'] else ''}){pre}")
 
 
 def ratio(a, b):
@@ -358,6 +434,10 @@ def cmd_bulk(n):
         runs.append((f"exabgp split v4 (N={exa_n})", speaker_exabgp(n), exa_n, 0))
     else:
         log("exabgp: not available")
+    if shutil.which("gobgpd") and os.environ.get("BENCH_GOBGP", "1") == "1":
+        runs.append(("gobgpd v4", speaker_gobgp(n), n, 0))
+    else:
+        log("gobgpd: not available or BENCH_GOBGP=0")
     n6 = int(os.environ.get("N6", 100000))
     if n6:
         runs += [("hostbgp v6", speaker_hostbgp(0, n6), 0, n6), ("bird static v6", speaker_bird(0, n6), 0, n6)]
@@ -371,7 +451,6 @@ def cmd_bulk(n):
             log("  " + fmt_bulk(r))
         except Exception as e:
             log(f"  FAILED: {e}")
-    log("gobgpd: skipped (preloading over its gRPC CLI is ~1 process per prefix; not measured in this run)")
     for fam in ("v4", "v6"):
         hb, bd = res.get(f"hostbgp {fam}"), res.get(f"bird static {fam}")
         if hb and bd:
@@ -380,6 +459,10 @@ def cmd_bulk(n):
     ex, hb = next((v for k, v in res.items() if k.startswith("exabgp")), None), res.get("hostbgp v4")
     if ex and hb:
         log(f"RATIO hostbgp/exabgp v4: 99% {ratio(hb['t99'], ex['t99'])}  100% {ratio(hb['t100'], ex['t100'])}  RSS {ratio(hb['rss'], ex['rss'])}  (exabgp N={ex['target']})")
+    gb = res.get("gobgpd v4")
+    if gb and hb:
+        log(f"RATIO hostbgp/gobgpd v4 N={n}: 99% {ratio(hb['t99'], gb['t99'])}  100% {ratio(hb['t100'], gb['t100'])}  "
+            f"RSS {ratio(hb['rss'], gb['rss'])}  (goal at 1M: 100% <= 0.05x)")
     return res
 
 
@@ -668,6 +751,161 @@ def cmd_restart(n):
         t.close()
 
 
+# ---------------------------------------------------------------- 6. scale of peers
+class BirdCtl:
+    """A persistent connection to a bird control socket (no birdc process per query, so
+    polling 50 routers takes milliseconds)."""
+    def __init__(self, path):
+        import socket
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.buf = b""
+        self.reply()  # greeting "0001 BIRD ... ready."
+
+    def reply(self):
+        while not re.search(rb"(^|\n)\d{4} [^\n]*\n", self.buf):
+            chunk = self.s.recv(65536)
+            if not chunk: raise RuntimeError("bird control socket closed")
+            self.buf += chunk
+        m = re.search(rb"(^|\n)\d{4} [^\n]*\n", self.buf)
+        out, self.buf = self.buf[:m.end()], self.buf[m.end():]
+        return out.decode(errors="replace")
+
+    def query(self, cmd):
+        self.s.sendall(cmd.encode() + b"\n")
+        return self.reply()
+
+    def close(self):
+        self.s.close()
+
+
+def router_progress(ctl, proto):
+    """(Established?, IPv4 routes imported) of one router's session `proto`."""
+    out = ctl.query(f"show protocols all {proto}")
+    m = re.search(r"Channel ipv4.*?Routes:\s+(\d+) imported", out, re.S)
+    return bool(re.search(r"BGP state:\s+Established", out)), int(m.group(1)) if m else 0
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process from /proc/<pid>/stat, in seconds."""
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def peer_addrs(i):
+    """Router i's addresses on the shared bridge (IPv4 for next-hop resolution, IPv6 session)."""
+    return f"198.51.100.{100 + i}", f"2001:db8:ff::{0x100 + i:x}"
+
+
+class PeersTopo:
+    """Host H with bridge br0 (198.51.100.1, 2001:db8:ff::2) and `count` router namespaces,
+    each running its own bird2 (AS 65000) on a veth enslaved to br0."""
+    def __init__(self, tag, count):
+        assert count <= 150, "router addresses are 198.51.100.100-249"
+        self.h = mkns(tag + "h")
+        ip(self.h, "link", "add", "br0", "type", "bridge")
+        ip(self.h, "addr", "add", H_V4 + "/24", "dev", "br0")
+        ip(self.h, "addr", "add", H_V6 + "/64", "dev", "br0")
+        ip(self.h, "link", "set", "br0", "up")
+        self.routers = []
+        for i in range(count):
+            r = mkns(f"{tag}r{i}")
+            sh("ip", "-n", r, "link", "add", "vr", "type", "veth", "peer", "name", f"p{i}", "netns", self.h)
+            a4, a6 = peer_addrs(i)
+            ip(r, "addr", "add", a4 + "/24", "dev", "vr")
+            ip(r, "addr", "add", a6 + "/64", "dev", "vr")
+            ip(r, "link", "set", "vr", "up")
+            ip(self.h, "link", "set", f"p{i}", "master", "br0", "up")
+            self.routers.append(r)
+
+    def start_routers(self, label):
+        self.birds = [Bird(r, f"router-{label}-{i}", router_conf([("h1", H_V6, 65010)], rid=peer_addrs(i)[0]))
+                      for i, r in enumerate(self.routers)]
+        self.ctls = [BirdCtl(b.sock) for b in self.birds]
+
+    def close(self):
+        for c in getattr(self, "ctls", []): c.close()
+        for r in self.routers: drop_ns(r)
+        drop_ns(self.h)
+
+
+def peers_speaker_hostbgp(t, n):
+    peers = [(f"r{i}", peer_addrs(i)[1]) for i in range(len(t.routers))]
+    p = start_hostbgp(t.h, hb_ovn_yaml(v4_prefixes(n), [], peers), "hb-peers")
+    return p, p.t0, p.logpath
+
+
+def peers_speaker_bird(t, n):
+    body = (f"router id {H_V4};\nprotocol static s4 {{ ipv4;\n" + "".join(f"route {x} blackhole;\n" for x in v4_prefixes(n)) + "}\n")
+    for i in range(len(t.routers)):
+        body += (f"protocol bgp r{i} {{ local as 65010; neighbor {peer_addrs(i)[1]} as 65000; connect delay time 0; "
+                 f"ipv4 {{ import none; export all; next hop address {OVN_V4}; }}; ipv6 {{ import none; export none; }}; }}\n")
+    conf = f"{DIR}/spk-peers.conf"
+    with open(conf, "w") as f:
+        f.write(f'log "{DIR}/spk-peers.log" all;\nprotocol device {{ }}\n' + body)
+    t0 = time.time()
+    p = spawn(t.h, ["bird", "-f", "-c", conf, "-s", f"{DIR}/spk-peers.ctl"], f"{DIR}/spk-peers.out")
+    return p, t0, f"{DIR}/spk-peers.log"
+
+
+def peers_run(label, count, n, start_speaker):
+    """Start `count` routers, then the speaker; poll every router until all hold n IPv4
+    routes. Returns times from the speaker's start, its CPU seconds and VmHWM."""
+    t = PeersTopo("p", count)
+    try:
+        t.start_routers(label)
+        proc, t0, logf = start_speaker(t, n)
+        est, full99, full = [None] * count, [None] * count, [None] * count
+        deadline = t0 + 600
+        while None in full:
+            if time.time() > deadline or proc.poll() is not None:
+                slow = [i for i in range(count) if full[i] is None]
+                raise RuntimeError(f"{label}: {len(slow)} routers short of {n} (e.g. r{slow[0]}: "
+                                   f"{router_progress(t.ctls[slow[0]], 'h1')}, state {t.birds[slow[0]].state('h1')})\n{tail(logf)}")
+            for i in range(count):
+                if full[i] is not None: continue
+                up, got = router_progress(t.ctls[i], "h1")
+                now = time.time()
+                if up and est[i] is None: est[i] = now
+                if got >= 0.99 * n and full99[i] is None: full99[i] = now
+                if got >= n: full[i] = now
+            time.sleep(0.01)
+        cpu_full, rss = cpu_seconds(proc.pid), hwm(proc.pid)
+        time.sleep(2)
+        cpu_settled = cpu_seconds(proc.pid)
+        est = [e or f for e, f in zip(est, full)]  # a router polled first when already full
+        return dict(label=label, est_all=max(est) - t0, full99_all=max(full99) - t0, full_first=min(full) - t0,
+                    full_median=statistics.median(full) - t0, full_all=max(full) - t0,
+                    after_est=max(full) - max(est), cpu=cpu_full, cpu_settled=cpu_settled, rss=rss)
+    finally:
+        t.close()
+
+
+def fmt_peers(r):
+    return (f"{r['label']:<8} start -> all Established {r['est_all']:6.2f}s; all hold 99% {r['full99_all']:6.2f}s; all hold N {r['full_all']:6.2f}s "
+            f"(first {r['full_first']:.2f}s, median {r['full_median']:.2f}s; last Established -> all full {r['after_est']:.2f}s); "
+            f"CPU {r['cpu']:.2f}s (+2 s idle: {r['cpu_settled']:.2f}s); VmHWM {r['rss']/1e6:.1f} MB")
+
+
+def cmd_peers(count, n):
+    res = {}
+    for label, spk in (("hostbgp", peers_speaker_hostbgp), ("bird", peers_speaker_bird)):
+        log(f"[peers] {label}: {count} routers (one bird2 each) x {n} IPv4 prefixes ...")
+        try:
+            res[label] = peers_run(label, count, n, spk)
+            log("  " + fmt_peers(res[label]))
+        except Exception as e:
+            log(f"  FAILED: {e}")
+    hb, bd = res.get("hostbgp"), res.get("bird")
+    if hb and bd:
+        log(f"RATIO peers hostbgp/bird {count}x{n}: all Established {ratio(hb['est_all'], bd['est_all'])}  "
+            f"convergence {ratio(hb['full_all'], bd['full_all'])}  vs bird's 99% {ratio(hb['full_all'], bd['full99_all'])}  CPU {ratio(hb['cpu'], bd['cpu'])}  RSS {ratio(hb['rss'], bd['rss'])}")
+    return res
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("run as root (network namespaces)")
@@ -679,7 +917,8 @@ def main():
         f"bird={sh('bird', '--version', check=False).strip() or subprocess.run(['bird', '--version'], capture_output=True, text=True).stderr.strip()}")
     steps = {"bulk": lambda: cmd_bulk(n), "memory": lambda: cmd_memory(n),
              "latency": lambda: cmd_latency(int(os.environ.get("EVENTS", 200))),
-             "kernel": lambda: cmd_kernel(n), "restart": lambda: cmd_restart(n)}
+             "kernel": lambda: cmd_kernel(n), "restart": lambda: cmd_restart(n),
+             "peers": lambda: cmd_peers(int(os.environ.get("PEERS", 50)), int(os.environ.get("PEER_N", 10000)))}
     todo = list(steps) if what == "all" else [what]
     rc = 0
     for s in todo:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # hostbgp benchmarks (issue 6). Usage (as root):
-#   scripts/bench/run.sh [all|bulk|memory|latency|kernel|restart]
+#   scripts/bench/run.sh [all|bulk|memory|latency|kernel|restart|peers]
 # Env: N (prefixes, default 100000), N6 (IPv6 prefixes in bulk, default 100000),
 #      EVENTS (latency events per kind, default 200), BENCH_EXABGP=0 to skip exabgp,
+#      BENCH_GOBGP=0 to skip gobgpd (bulk; preloaded from an MRT file, ~80 s at 1M),
+#      PEERS (routers in `peers`, default 50), PEER_N (prefixes to each, default 10000),
 #      BENCH_KEEP=1 keeps the temp dir (configs, logs, pcaps), NO_BUILD=1 skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
