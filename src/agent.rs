@@ -344,6 +344,9 @@ impl Agent {
                 KernelEvent::RouteChanged(r) => self.view.routes.get(&r.prefix) != Some(r),
                 KernelEvent::RouteRemoved(p) => self.view.routes.contains_key(p),
                 KernelEvent::LinkChanged(l) => self.view.links.get(&l.index) != Some(l),
+                KernelEvent::PortReleased(i) => {
+                    self.view.links.get(i).is_some_and(|l| l.master.is_some())
+                }
                 _ => true,
             };
             match event {

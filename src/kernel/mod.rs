@@ -99,6 +99,10 @@ pub struct KernelView {
 pub enum KernelEvent {
     LinkChanged(Link),
     LinkRemoved(u32),
+    /// An interface left its bridge (the bridge's AF_BRIDGE RTM_DELLINK). When an
+    /// instance stops, this comes before the veth's own removal finishes (by 0.5 ms,
+    /// more under load), so its prefixes are withdrawn that much sooner.
+    PortReleased(u32),
     AddressAdded(Address),
     AddressRemoved(Address),
     /// One of hostbgp's own routes appeared or changed.

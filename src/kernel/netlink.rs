@@ -27,6 +27,9 @@ const RTM_DELROUTE: u16 = 25;
 const RTM_TABLE_OFFSET: usize = 4;
 const RTM_PROTOCOL_OFFSET: usize = 5;
 const AF_UNSPEC: u8 = 0;
+const AF_BRIDGE: u8 = 7;
+/// Offset of `ifi_index` in `struct ifinfomsg`.
+const IFI_INDEX_OFFSET: usize = 4;
 
 /// A link from an AF_UNSPEC link message.
 pub(crate) fn link_from_msg(msg: &LinkMessage) -> Option<Link> {
@@ -241,9 +244,17 @@ pub(crate) fn event_from_message(
     match ty {
         NLMSG_OVERRUN => Some(KernelEvent::Overrun),
         RTM_NEWLINK | RTM_DELLINK => {
-            // AF_BRIDGE duplicates (bridge port info) are dropped before parsing.
-            if payload.first() != Some(&AF_UNSPEC) {
-                return None;
+            // AF_BRIDGE messages (bridge port info) duplicate the AF_UNSPEC ones and
+            // are dropped before parsing, but for the early word of a port's release.
+            match payload.first() {
+                Some(&AF_UNSPEC) => {}
+                Some(&AF_BRIDGE) if ty == RTM_DELLINK => {
+                    let index = payload.get(IFI_INDEX_OFFSET..IFI_INDEX_OFFSET + 4)?;
+                    return Some(KernelEvent::PortReleased(u32::from_ne_bytes(
+                        index.try_into().ok()?,
+                    )));
+                }
+                _ => return None,
             }
             let msg = LinkMessage::parse(payload).ok()?;
             if ty == RTM_DELLINK {
@@ -400,7 +411,7 @@ pub(crate) mod tests {
                     RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Unspec, 4, Some(3))),
                     0,
                 ),
-                // AF_BRIDGE duplicates: ignored, including the DELLINK sent on release.
+                // AF_BRIDGE duplicates: ignored, but for the DELLINK sent on release.
                 (
                     RouteNetlinkMessage::NewLink(link_msg(AddressFamily::Bridge, 4, Some(3))),
                     0,
@@ -431,6 +442,7 @@ pub(crate) mod tests {
             ev,
             vec![
                 KernelEvent::LinkChanged(l(Some(3))),
+                KernelEvent::PortReleased(4),
                 KernelEvent::LinkChanged(l(None)),
                 KernelEvent::LinkRemoved(4)
             ]

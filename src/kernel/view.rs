@@ -35,6 +35,11 @@ impl KernelView {
                 // route events here: the agent re-dumps/reconciles on link events.
                 self.addresses.remove(index);
             }
+            KernelEvent::PortReleased(index) => {
+                if let Some(link) = self.links.get_mut(index) {
+                    link.master = None;
+                }
+            }
             KernelEvent::AddressAdded(addr) => {
                 let list = self.addresses.entry(addr.ifindex).or_default();
                 // The same address/prefix replaces an older entry (tentative -> final).
@@ -94,6 +99,10 @@ mod tests {
         assert_eq!(v.ports_of(3).count(), 1);
         v.apply(&KernelEvent::LinkChanged(link(4, "veth0", None)));
         assert_eq!(v.ports_of(3).count(), 0);
+        v.apply(&KernelEvent::LinkChanged(link(4, "veth0", Some(3))));
+        v.apply(&KernelEvent::PortReleased(4));
+        assert_eq!(v.ports_of(3).count(), 0);
+        v.apply(&KernelEvent::PortReleased(99));
         v.apply(&KernelEvent::AddressAdded(addr(4, "192.0.2.1/24", false)));
         v.apply(&KernelEvent::LinkRemoved(4));
         assert!(v.link_by_name("veth0").is_none());
