@@ -2,13 +2,14 @@
 //! per-peer Adj-RIB-Out. Kernel events, session events, control requests and signals
 //! all arrive here and are handled one at a time, so every change is a diff against
 //! one consistent state.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
@@ -193,7 +194,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 }
                 agent.on_kernel_events(batch).await;
             }
-            Some(event) = session_rx.recv() => agent.on_session_event(event),
+            Some(event) = session_rx.recv() => agent.on_session_event(event).await,
             Some(pending) = control_rx.recv() => {
                 let Pending { command, reply } = pending;
                 match command {
@@ -398,13 +399,13 @@ impl Agent {
     /// the kernel acknowledged changes what may be advertised (a NIC's prefix only once
     /// its route is in), so a kernel change is followed by one more pass.
     async fn replan(&mut self, full_resync: bool) {
-        self.plan_and_sync(full_resync);
+        self.plan_and_sync(full_resync).await;
         if self.reconcile_kernel().await {
-            self.plan_and_sync(false);
+            self.plan_and_sync(false).await;
         }
     }
 
-    fn plan_and_sync(&mut self, full_resync: bool) {
+    async fn plan_and_sync(&mut self, full_resync: bool) {
         let intent = plan::plan(&self.config, &self.view);
         let changed = if full_resync {
             Vec::new()
@@ -417,66 +418,36 @@ impl Agent {
         let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
         for address in addresses {
             if full_resync {
-                self.sync_peer(address, None);
+                self.sync_peer(address, None).await;
             } else if !changed.is_empty() {
-                self.sync_peer(address, Some(&changed));
+                self.sync_peer(address, Some(&changed)).await;
             }
         }
     }
 
     /// Brings one peer's Adj-RIB-Out in line with the intent (all prefixes, or `only`).
-    fn sync_peer(&mut self, address: IpAddr, only: Option<&[IpNet]>) {
+    /// A full table goes out in chunks, yielding between them, so the session task
+    /// writes (and the peer parses) the first UPDATEs while the rest is worked out.
+    async fn sync_peer(&mut self, address: IpAddr, only: Option<&[IpNet]>) {
         let Some(session) = self.sessions.get_mut(&address) else {
             return;
         };
         let Some(est) = &session.established else {
             return;
         };
-        let mut changes = Changes::default();
-        let mut resolved: HashMap<(Family, plan::NextHopRule), Result<IpAddr, String>> =
-            HashMap::new();
-        let view = &self.view;
-        let mut consider = |prefix: IpNet,
-                            advert: Option<&plan::Advert>,
-                            session: &mut PeerSession,
-                            est_view: &SessionView,
-                            families: &[Family]| {
-            let family = Family::of(&prefix);
-            let next_hop = match advert {
-                None => None,
-                Some(_) if !families.contains(&family) => {
-                    session
-                        .unsent
-                        .insert(family, "family not negotiated with this peer".into());
-                    None
-                }
-                Some(advert) => {
-                    // The answer depends on the rule and family only: work it out once.
-                    let resolved = resolved
-                        .entry((family, advert.next_hop.clone()))
-                        .or_insert_with(|| {
-                            plan::resolve_next_hop(&prefix, &advert.next_hop, est_view, view)
-                        });
-                    match resolved {
-                        Ok(nh) => Some(*nh),
-                        Err(reason) => {
-                            session
-                                .unsent
-                                .entry(family)
-                                .or_insert_with(|| reason.clone());
-                            None
-                        }
-                    }
-                }
-            };
-            session.adj_out.set(prefix, next_hop, &mut changes);
+        let epoch = est.epoch;
+        let mut next_hops = PeerNextHops {
+            view: &self.view,
+            session: est.view,
+            families: est.families.clone(),
+            resolved: FxHashMap::default(),
         };
-        let (epoch, est_view, families) = (est.epoch, est.view, est.families.clone());
+        let mut changes = Changes::default();
         let adverts = &self.intent.adverts;
         match only {
             Some(prefixes) => {
                 for p in prefixes {
-                    consider(*p, adverts.get(p), session, &est_view, &families);
+                    next_hops.consider(*p, adverts.get(p), session, &mut changes);
                 }
             }
             None => {
@@ -489,18 +460,19 @@ impl Agent {
                 session
                     .adj_out
                     .reserve(adverts.count_v4(), adverts.count_v6());
-                for (p, advert) in adverts.iter() {
-                    consider(p, Some(advert), session, &est_view, &families);
+                for (i, (p, advert)) in adverts.iter().enumerate() {
+                    next_hops.consider(p, Some(advert), session, &mut changes);
+                    if i % SYNC_CHUNK == SYNC_CHUNK - 1 {
+                        session.send_changes(epoch, std::mem::take(&mut changes));
+                        tokio::task::yield_now().await;
+                    }
                 }
                 for p in gone {
-                    consider(p, None, session, &est_view, &families);
+                    next_hops.consider(p, None, session, &mut changes);
                 }
             }
         }
-        if !changes.is_empty() {
-            tracing::debug!(peer = %address, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
-            let _ = session.cmd.send(SessionCmd::Changes { epoch, changes });
-        }
+        session.send_changes(epoch, changes);
     }
 
     /// Makes the kernel hold exactly the wanted routes. Each route our own request
@@ -618,7 +590,7 @@ impl Agent {
         done
     }
 
-    fn on_session_event(&mut self, event: SessionEvent) {
+    async fn on_session_event(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Established {
                 id,
@@ -644,7 +616,7 @@ impl Agent {
                         },
                         families: families.clone(),
                     });
-                    self.sync_peer(address, None);
+                    self.sync_peer(address, None).await;
                     if let Some(s) = self.sessions.get(&address) {
                         let _ = s.cmd.send(SessionCmd::EndOfRib { epoch, families });
                     }
@@ -909,6 +881,66 @@ impl Agent {
             })
             .collect();
         json!(routes)
+    }
+}
+
+/// Prefixes per chunk of a full-table sync: big enough to fill UPDATEs, small enough
+/// that the first ones leave early.
+const SYNC_CHUNK: usize = 1 << 16;
+
+/// What one peer is to be told about each prefix: the next hop depends only on the
+/// family and the advert's rule, so each pair is resolved once per sync.
+struct PeerNextHops<'a> {
+    view: &'a KernelView,
+    session: SessionView,
+    families: Vec<Family>,
+    resolved: FxHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>,
+}
+
+impl PeerNextHops<'_> {
+    fn consider(
+        &mut self,
+        prefix: IpNet,
+        advert: Option<&plan::Advert>,
+        peer: &mut PeerSession,
+        changes: &mut Changes,
+    ) {
+        let family = Family::of(&prefix);
+        let next_hop = match advert {
+            None => None,
+            Some(_) if !self.families.contains(&family) => {
+                peer.unsent
+                    .insert(family, "family not negotiated with this peer".into());
+                None
+            }
+            Some(advert) => {
+                let (view, session) = (self.view, &self.session);
+                let resolved = self
+                    .resolved
+                    .entry((family, advert.next_hop.clone()))
+                    .or_insert_with(|| {
+                        plan::resolve_next_hop(&prefix, &advert.next_hop, session, view)
+                    });
+                match resolved {
+                    Ok(nh) => Some(*nh),
+                    Err(reason) => {
+                        peer.unsent.entry(family).or_insert_with(|| reason.clone());
+                        None
+                    }
+                }
+            }
+        };
+        peer.adj_out.set(prefix, next_hop, changes);
+    }
+}
+
+impl PeerSession {
+    fn send_changes(&self, epoch: u64, changes: Changes) {
+        if changes.is_empty() {
+            return;
+        }
+        tracing::debug!(peer = %self.peer.address, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
+        let _ = self.cmd.send(SessionCmd::Changes { epoch, changes });
     }
 }
 
