@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::lab::{run_cmd, wait_until, Lab, TIMEOUT};
+use crate::lab::{run_cmd, signal_child, wait_until, Lab, TIMEOUT};
 
 /// One `protocol bgp` block.
 #[derive(Clone, Debug)]
@@ -349,14 +349,27 @@ impl Bird {
         b
     }
 
-    /// Process id of bird.
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    /// Process id of bird; None once it was killed (there is no pid 0 to fall back
+    /// on: kill(0, sig) would signal the test runner's whole process group).
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
     }
 
-    /// Sends a signal to bird (e.g. SIGSTOP / SIGCONT to make it go silent).
+    /// Sends a signal to bird; an error when bird is not running.
+    pub fn try_signal(&self, sig: nix::sys::signal::Signal) -> Result<(), String> {
+        let child = self.child.as_ref().ok_or_else(|| {
+            format!(
+                "bird {}: not running, no process to send {sig:?} to",
+                self.name
+            )
+        })?;
+        signal_child(child, sig).map_err(|e| format!("bird {}: {e}", self.name))
+    }
+
+    /// Sends a signal to bird (e.g. SIGSTOP / SIGCONT to make it go silent). Panics
+    /// when bird is not running.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+        self.try_signal(sig).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `birdc -s SOCK ARGS...`.
@@ -488,10 +501,8 @@ impl Bird {
     /// Kills bird (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGCONT,
-            );
+            // A SIGSTOPped bird must run again to die cleanly.
+            let _ = signal_child(&c, nix::sys::signal::Signal::SIGCONT);
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -789,12 +789,9 @@ fn router_id_per_member_stable_across_restart() {
     // Restart m1 (SIGTERM, then the same command).
     let ns = c.mns[0].clone();
     let old = c.members.remove(0);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(old.pid().expect("m1 running")),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
     let mut old = old;
+    assert!(old.pid().is_some(), "m1 not running");
+    old.term();
     assert!(
         old.wait_exit(TIMEOUT).is_some(),
         "m1 did not stop on SIGTERM"

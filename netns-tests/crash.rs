@@ -639,8 +639,66 @@ fn batch(l: &Lab, ns: &str, file: &std::path::Path) -> Child {
         .expect("spawn ip -batch")
 }
 
+/// The line the agent logs for each `Overrun` it handles (src/agent.rs).
+const OVERRUN_LINE: &str = "netlink overrun: events were lost, re-reading the kernel state";
+
+fn overrun_lines(hb: &Hostbgp) -> usize {
+    hb.log_text()
+        .lines()
+        .filter(|x| x.contains(OVERRUN_LINE))
+        .count()
+}
+
+/// The kernel's view of the agent's netlink watch socket (its NETLINK_ROUTE socket
+/// bound to multicast groups): (drops, bytes queued), from `/proc/PID/net/netlink`
+/// (the agent's namespace), matched by inode against the sockets in `/proc/PID/fd`.
+/// `Drops` counts the notifications the kernel could not queue: each is an overrun
+/// the agent must report (ENOBUFS) and recover from.
+fn watch_socket(pid: i32) -> (u64, u64) {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|t| {
+            let t = t.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table =
+        std::fs::read_to_string(format!("/proc/{pid}/net/netlink")).expect("read net/netlink");
+    // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+    let mut found = None;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[1] != "0" || f[3] == "00000000" || !inodes.contains(f[9]) {
+            continue;
+        }
+        assert!(
+            found.is_none(),
+            "two netlink sockets with groups in the agent:\n{table}"
+        );
+        found = Some((f[8].parse().expect("Drops"), f[4].parse().expect("Rmem")));
+    }
+    found.unwrap_or_else(|| {
+        panic!("no netlink watch socket among the agent's sockets {inodes:?}:\n{table}")
+    })
+}
+
+/// Process state letter from `/proc/PID/stat` (`T`: stopped).
+fn proc_state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    s.rsplit_once(')')
+        .and_then(|x| x.1.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+/// Floods of 100 000 changes sent at most while the agent is stopped, waiting for the
+/// kernel to overflow its watch socket (one is enough unless the per-message cost
+/// shrinks; the receive buffer is 32 MiB, doubled by the kernel).
+const MAX_FLOODS: u32 = 6;
+
 /// Item 5: 100k foreign route changes while instances start and stop; a second round
-/// with the agent stopped (SIGSTOP) to force a socket overrun.
+/// with the agent stopped (SIGSTOP) and flooded until the kernel overflows its watch
+/// socket, to exercise the overrun recovery. Every round must converge exactly.
 #[test]
 fn netlink_flood_with_instance_churn() {
     if !lab::require_root("netlink_flood_with_instance_churn") {
@@ -655,6 +713,7 @@ fn netlink_flood_with_instance_churn() {
     c.router.wait_established("h1");
     c.converge(&st, "before the flood");
     let foreign0 = foreign_state(&c.topo.lab, &h, &[]);
+    let pid = c.hb.pid().expect("agent pid");
 
     let (mut add, mut del) = (String::new(), String::new());
     for n in 0..50_000u32 {
@@ -666,37 +725,74 @@ fn netlink_flood_with_instance_churn() {
     std::fs::write(&fa, add).unwrap();
     std::fs::write(&fd, del).unwrap();
 
+    let mut recoveries = 0;
     for (round, stop) in [(1, false), (2, true)] {
         let l = &c.topo.lab;
+        let (drops0, _) = watch_socket(pid);
+        let overruns0 = overrun_lines(&c.hb);
         if stop {
             c.hb.signal(Signal::SIGSTOP);
+            wait_until_state("agent stopped (SIGSTOP)", TIMEOUT, || {
+                let s = proc_state(pid);
+                (s == 'T', s)
+            });
         }
         let mut toggles = 0;
-        for file in [&fa, &fd] {
-            let mut b = batch(l, &h, file);
-            let mut i = 0;
-            while b.try_wait().expect("try_wait").is_none() {
-                c.toggle(&mut st, i % 4, i % 3 == 0);
-                i += 1;
-                toggles += 1;
+        let mut floods = 0;
+        let mut queued = Vec::new();
+        loop {
+            floods += 1;
+            for file in [&fa, &fd] {
+                let mut b = batch(l, &h, file);
+                let mut i = 0;
+                while b.try_wait().expect("try_wait").is_none() {
+                    c.toggle(&mut st, i % 4, i % 3 == 0);
+                    i += 1;
+                    toggles += 1;
+                }
+                let out = b.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "ip -batch: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
-            let out = b.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "ip -batch: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            // Stopped, the agent reads nothing: what the kernel could not queue is
+            // counted in Drops, so flood again until it overflowed.
+            let (drops, rmem) = watch_socket(pid);
+            queued.push(rmem);
+            if !stop || drops > drops0 || floods == MAX_FLOODS {
+                break;
+            }
         }
         // One last change after the flood.
         c.toggle(&mut st, 1, false);
+        let (drops, _) = watch_socket(pid);
         if stop {
+            assert_eq!(proc_state(pid), 'T', "agent no longer stopped");
             ms(200);
             c.hb.signal(Signal::SIGCONT);
             eprintln!(
                 "round {round}: SIGCONT sent, log lines {}",
                 c.hb.log_text().lines().count()
             );
+            assert!(
+                drops > drops0,
+                "round {round}: the kernel never overflowed the stopped agent's watch socket \
+                 ({floods} floods of 100000 route changes; Drops {drops0} -> {drops}; bytes \
+                 queued after each flood {queued:?})"
+            );
         }
+        // Converged is only meaningful once the agent has read what the kernel queued
+        // (the intent may equal what it held before the flood).
+        wait_until_state(
+            &format!("round {round}: the agent drained its watch socket"),
+            TIMEOUT * 2,
+            || {
+                let (_, rmem) = watch_socket(pid);
+                (rmem == 0, rmem)
+            },
+        );
         let left = l.routes(&h, false, &["10.200.0.0/16", "proto", "static"]);
         assert!(left.trim().is_empty(), "flood routes left");
         c.converge(
@@ -704,18 +800,40 @@ fn netlink_flood_with_instance_churn() {
             &format!("after flood round {round} (agent stopped: {stop})"),
         );
         assert_eq!(foreign_state(l, &h, &[]), foreign0, "foreign routes");
-        let log = c.hb.log_text();
-        eprintln!(
-            "netlink_flood_with_instance_churn: round {round} (agent SIGSTOPped: {stop}): 100000 foreign route changes, {toggles} NIC toggles; 'overrun' lines in the log so far: {}",
-            log.lines().filter(|x| x.contains("overrun")).count()
-        );
-        if stop {
-            // The point of this round: the socket overflowed and the agent recovered.
-            assert!(
-                log.contains("re-reading the kernel state"),
-                "round {round}: no netlink overrun happened, so recovery was not exercised"
+        // Every overflow the kernel counted must reach the agent as ENOBUFS, be logged
+        // and be recovered from (the convergence above).
+        if drops > drops0 {
+            wait_until_state(
+                &format!(
+                    "round {round}: the agent reports the overrun the kernel counted \
+                     (Drops {drops0} -> {drops}): {OVERRUN_LINE:?}"
+                ),
+                TIMEOUT,
+                || {
+                    let n = overrun_lines(&c.hb);
+                    (n > overruns0, n)
+                },
             );
+            c.converge(
+                &st,
+                &format!("after the overrun of round {round} (agent stopped: {stop})"),
+            );
+            recoveries += 1;
         }
+        let log = c.hb.log_text();
+        assert!(
+            !log.contains("re-reading the kernel state failed"),
+            "round {round}: the re-dump after an overrun failed"
+        );
+        eprintln!(
+            "netlink_flood_with_instance_churn: round {round} (agent SIGSTOPped: {stop}): {floods} flood(s) of 100000 foreign route changes, {toggles} NIC toggles; watch socket Drops {drops0} -> {drops}, bytes queued after each flood {queued:?}; overrun lines in the log {overruns0} -> {}",
+            overrun_lines(&c.hb)
+        );
     }
+    // The point of round 2: the socket overflowed and the agent recovered.
+    assert!(
+        recoveries > 0,
+        "no netlink overrun happened, so recovery was not exercised"
+    );
     assert!(!c.hb.log_text().contains("panicked"));
 }

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::bird::tail;
-use crate::lab::{run_cmd, wait_until_state, Lab, TIMEOUT};
+use crate::lab::{run_cmd, signal_child, wait_until_state, Lab, TIMEOUT};
 
 /// Path of the binary built by cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_hostbgp");
@@ -175,15 +175,17 @@ impl Hostbgp {
         )
     }
 
-    /// Pid of the agent.
+    /// Pid of the agent; None when it is not running.
     pub fn pid(&self) -> Option<i32> {
-        self.child.as_ref().map(|c| c.id() as i32)
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
     }
 
-    /// Sends a signal (TERM, HUP, KILL, PWR...).
+    /// Sends a signal (TERM, HUP, KILL, PWR...); nothing when the agent is not running.
     pub fn signal(&self, sig: Signal) {
-        if let Some(pid) = self.pid() {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("kill");
+        if let Some(c) = self.child.as_ref() {
+            if let Err(e) = signal_child(c, sig) {
+                panic!("hostbgp {}: {e}", self.name);
+            }
         }
     }
 

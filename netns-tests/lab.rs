@@ -113,11 +113,41 @@ fn ns_pids(ns: &str) -> Vec<i32> {
 
 fn kill_ns_processes(ns: &str) {
     for pid in ns_pids(ns) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        if let Err(e) = signal_pid(pid, nix::sys::signal::Signal::SIGKILL) {
+            eprintln!("warning: namespace {ns}: {e}");
+        }
     }
+}
+
+/// Sends `sig` to the one process `pid`. Every signal the tests send goes through here.
+///
+/// kill(2) reads a pid of 0 as "every process in my process group" (the test runner
+/// and cargo included), -1 as "every process I may signal" and any other negative
+/// value as a process group: those are refused, as is the test runner's own pid.
+pub fn signal_pid(pid: i32, sig: nix::sys::signal::Signal) -> Result<(), String> {
+    if pid <= 0 {
+        return Err(format!(
+            "refusing to send {sig:?} to pid {pid}: kill({pid}) signals a process group \
+             (0: the test runner's own), not one process"
+        ));
+    }
+    if u32::try_from(pid) == Ok(std::process::id()) {
+        return Err(format!(
+            "refusing to send {sig:?} to pid {pid}: that is the test runner itself"
+        ));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .map_err(|e| format!("kill({pid}, {sig:?}): {e}"))
+}
+
+/// [`signal_pid`] for a child process of the test (not yet reaped).
+pub fn signal_child(
+    child: &std::process::Child,
+    sig: nix::sys::signal::Signal,
+) -> Result<(), String> {
+    let pid = i32::try_from(child.id())
+        .map_err(|_| format!("child pid {} does not fit a pid_t", child.id()))?;
+    signal_pid(pid, sig)
 }
 
 fn delete_ns(ns: &str) {

@@ -258,7 +258,7 @@ impl Pinger {
     /// Stops the ping; returns (replies, missing sequence numbers, raw summary).
     fn stop(mut self) -> (usize, Vec<u64>, String) {
         let mut c = self.child.take().expect("ping running");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), Signal::SIGINT);
+        let _ = lab::signal_child(&c, Signal::SIGINT);
         let _ = c.wait();
         let text = fs::read_to_string(&self.out).unwrap_or_default();
         let seqs: BTreeSet<u64> = text

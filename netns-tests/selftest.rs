@@ -66,6 +66,12 @@ fn harness_selftest() {
     // Graceful restart: the speaker dies, the router keeps its routes (bird 2.0.12
     // flags only long-lived-stale routes with `s`; plain GR shows in the protocol).
     speaker.kill();
+    // A killed bird has no pid: signalling it must fail loudly, never become kill(0).
+    assert_eq!(speaker.pid(), None);
+    let err = speaker
+        .try_signal(nix::sys::signal::Signal::SIGCONT)
+        .expect_err("signal to a killed bird");
+    assert!(err.contains("not running"), "{err}");
     let p = lab::wait_until_state("router sees neighbor graceful restart", TIMEOUT, || {
         let p = router.protocol("h1");
         (p.graceful_restart_active(), p)
@@ -146,4 +152,17 @@ fn harness_datapath_selftest() {
         .try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"])
         .is_err());
     assert!(l.try_exec(&i, &["ip", "link", "show", "eth0"]).is_err());
+}
+
+/// `signal_pid` never hands kill(2) a pid that means a process group (0, negative) or
+/// the test runner itself. Needs no root: every case is refused before kill(2).
+#[test]
+fn signal_pid_refuses_groups_and_self() {
+    use nix::sys::signal::Signal;
+    let me = i32::try_from(std::process::id()).unwrap();
+    let pgrp = nix::unistd::getpgrp().as_raw();
+    for pid in [0, -1, -pgrp, i32::MIN, me] {
+        let e = lab::signal_pid(pid, Signal::SIGCONT).expect_err("must be refused");
+        assert!(e.starts_with("refusing"), "{pid}: {e}");
+    }
 }

@@ -382,14 +382,32 @@ fn hold_timer_expiry_and_reconnect() {
     env.router.wait_route("2001:db8:100::/64");
 }
 
-/// Reads a capability mask (`CapEff:`, `CapBnd:` ...) of a process.
-fn cap_mask(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+/// A capability mask (`CapEff:`, `CapBnd:` ...) from a `/proc/.../status` text.
+fn cap_mask(status: &str, field: &str) -> u64 {
     let line = status
         .lines()
         .find(|l| l.starts_with(field))
         .unwrap_or_else(|| panic!("{field} missing"));
     u64::from_str_radix(line[field.len()..].trim(), 16).expect("hex mask")
+}
+
+/// Every thread of `pid`: (tid, name from `comm`, `status` text). Capabilities are
+/// per thread, so `/proc/PID/status` (the main thread) is not enough.
+fn threads(pid: i32) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/PID/task") {
+        let dir = e.expect("task entry").path();
+        let tid = dir.file_name().unwrap().to_string_lossy().into_owned();
+        // A thread that exits between read_dir and here is no longer a concern.
+        let (Ok(comm), Ok(status)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue;
+        };
+        out.push((tid, comm.trim().to_string(), status));
+    }
+    out
 }
 
 #[test]
@@ -402,15 +420,43 @@ fn capabilities_dropped_after_start() {
     let pid = env.hb.pid().expect("agent pid");
     // CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12.
     let allowed: u64 = (1 << 10) | (1 << 12);
-    for field in ["CapEff:", "CapPrm:", "CapBnd:"] {
-        let mask = cap_mask(pid, field);
-        assert_eq!(
-            mask, allowed,
-            "{field} {mask:#x}: only NET_ADMIN and NET_BIND_SERVICE may remain"
-        );
+    let tasks = threads(pid);
+    assert!(
+        tasks.iter().any(|(tid, _, _)| *tid == pid.to_string()),
+        "main thread {pid} missing from /proc/{pid}/task: {:?}",
+        tasks.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    let mut bad = Vec::new();
+    for (tid, comm, status) in &tasks {
+        let want = [
+            ("CapEff:", allowed),
+            ("CapPrm:", allowed),
+            ("CapBnd:", allowed),
+            ("CapInh:", 0),
+            ("CapAmb:", 0),
+        ];
+        if want.iter().any(|(f, w)| cap_mask(status, f) != *w) {
+            let masks: Vec<String> = want
+                .iter()
+                .map(|(f, _)| format!("{f} {:#018x}", cap_mask(status, f)))
+                .collect();
+            bad.push(format!("thread {tid} ({comm:?}): {}", masks.join(" ")));
+        }
     }
-    assert_eq!(cap_mask(pid, "CapInh:"), 0);
-    assert_eq!(cap_mask(pid, "CapAmb:"), 0);
+    eprintln!(
+        "capabilities_dropped_after_start: {} thread(s) checked: {:?}",
+        tasks.len(),
+        tasks
+            .iter()
+            .map(|(t, c, _)| format!("{t} {c}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        bad.is_empty(),
+        "only NET_ADMIN and NET_BIND_SERVICE ({allowed:#x}) may remain in CapEff/CapPrm/CapBnd, \
+         nothing in CapInh/CapAmb, in every thread:\n{}",
+        bad.join("\n")
+    );
     // And the agent still does its job with them: the routes reach the router.
     env.router.wait_route("203.0.113.0/24");
 }
