@@ -1070,12 +1070,21 @@ fn pack_many_prefixes_fill_messages() {
     }
 }
 
+/// The hand-built seeds round-trip byte for byte. Those captured from real peers
+/// (`bird_`, `frr_`, `gobgp_`, some with add-path IDs) are checked by tests/seeds.rs.
 #[test]
 fn fuzz_seeds_decode() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/decode_message");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if ["bird_", "frr_", "gobgp_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            continue;
+        }
         let bytes = std::fs::read(&path).unwrap();
         let m = Message::decode(&bytes, &C4);
         assert!(m.is_ok(), "{}: {m:?}", path.display());
