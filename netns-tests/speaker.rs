@@ -230,6 +230,38 @@ fn bridge_address_added_then_removed() {
     env.router.assert_no_nexthop_errors();
 }
 
+/// Over an IPv6 session without extended next hop, IPv4 prefixes take the IPv4 address
+/// beside the session's own address; when that address changes, they follow it.
+#[test]
+fn ipv4_next_hop_follows_the_uplink_address() {
+    if !lab::require_root("ipv4_next_hop_follows_the_uplink_address") {
+        return;
+    }
+    let env = Env::start(Opts::default());
+    env.wait_established();
+    let r = env.router.wait_route("203.0.113.0/24");
+    assert_eq!(r.next_hops, [lab::HOST_V4], "{r:?}");
+
+    let host_v4 = format!("{}/24", lab::HOST_V4);
+    env.topo.lab.del_addr(&env.topo.h, "eth0", &host_v4);
+    env.router.wait_no_route("203.0.113.0/24");
+    let p = env.hb.wait_peer_state("r1", "Established");
+    assert!(p.to_string().contains("no IPv4 address"), "{p}");
+
+    env.topo.lab.addr(&env.topo.h, "eth0", "198.51.100.77/24");
+    wait_until_state("203.0.113.0/24 via the new address", TIMEOUT, || {
+        let r = env.router.route("203.0.113.0/24");
+        (r.len() == 1 && r[0].next_hops == ["198.51.100.77"], r)
+    });
+    // The IPv6 prefix kept its next hop and the session never dropped.
+    assert_eq!(
+        env.router.wait_route("2001:db8:100::/64").next_hops,
+        [lab::HOST_V6]
+    );
+    assert!(env.router.protocol("h1").established());
+    env.router.assert_no_nexthop_errors();
+}
+
 #[test]
 fn nat_advertises_only_nat_address() {
     if !lab::require_root("nat_advertises_only_nat_address") {

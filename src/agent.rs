@@ -80,6 +80,22 @@ struct PeerSession {
     adj_out: AdjRibOut,
     /// Why prefixes of a family are held back from this peer.
     unsent: BTreeMap<Family, String>,
+    /// The next hop each (family, rule) got in the syncs since Established.
+    next_hops: NextHopTable,
+}
+
+type NextHopTable = FxHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>;
+
+/// How much of each peer's Adj-RIB-Out a replan must revisit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resync {
+    /// Only prefixes whose advert changed.
+    Changed,
+    /// Addresses changed: every prefix of a peer whose next hops moved (the next hop
+    /// can come from an interface's addresses), else only the changed ones.
+    Addresses,
+    /// Every prefix of every peer (start, reload, re-dump after lost events).
+    Everything,
 }
 
 struct Agent {
@@ -157,7 +173,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         route_errors: BTreeMap::new(),
         started: SystemTime::now(),
     };
-    agent.replan(true).await;
+    agent.replan(Resync::Everything).await;
     agent.start_bgp(restarting)?;
     if restarting {
         tracing::info!(
@@ -311,6 +327,7 @@ impl Agent {
                 task,
                 established: None,
                 adj_out: AdjRibOut::default(),
+                next_hops: NextHopTable::default(),
                 unsent: BTreeMap::new(),
             },
         );
@@ -384,7 +401,12 @@ impl Agent {
             }
         }
         if view_changed || redump {
-            self.replan(redump || addresses_changed).await;
+            let resync = match (redump, addresses_changed) {
+                (true, _) => Resync::Everything,
+                (false, true) => Resync::Addresses,
+                (false, false) => Resync::Changed,
+            };
+            self.replan(resync).await;
         }
     }
 
@@ -398,16 +420,16 @@ impl Agent {
     /// Recomputes the intent, tells the peers what changed, then fixes the kernel. What
     /// the kernel acknowledged changes what may be advertised (a NIC's prefix only once
     /// its route is in), so a kernel change is followed by one more pass.
-    async fn replan(&mut self, full_resync: bool) {
-        self.plan_and_sync(full_resync).await;
+    async fn replan(&mut self, resync: Resync) {
+        self.plan_and_sync(resync).await;
         if self.reconcile_kernel().await {
-            self.plan_and_sync(false).await;
+            self.plan_and_sync(Resync::Changed).await;
         }
     }
 
-    async fn plan_and_sync(&mut self, full_resync: bool) {
+    async fn plan_and_sync(&mut self, resync: Resync) {
         let intent = plan::plan(&self.config, &self.view);
-        let changed = if full_resync {
+        let changed = if resync == Resync::Everything {
             Vec::new()
         } else {
             intent.adverts.changed_since(&self.intent.adverts)
@@ -417,12 +439,30 @@ impl Agent {
         self.intent = intent;
         let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
         for address in addresses {
-            if full_resync {
+            let everything = match resync {
+                Resync::Everything => true,
+                Resync::Addresses => self.next_hops_moved(address),
+                Resync::Changed => false,
+            };
+            if everything {
                 self.sync_peer(address, None).await;
             } else if !changed.is_empty() {
                 self.sync_peer(address, Some(&changed)).await;
             }
         }
+    }
+
+    /// Whether any next hop this peer was given would now be another (or none).
+    fn next_hops_moved(&self, address: IpAddr) -> bool {
+        let Some(session) = self.sessions.get(&address) else {
+            return false;
+        };
+        let Some(est) = &session.established else {
+            return false;
+        };
+        session.next_hops.iter().any(|((family, rule), was)| {
+            &plan::resolve_next_hop(*family, rule, &est.view, &self.view) != was
+        })
     }
 
     /// Brings one peer's Adj-RIB-Out in line with the intent (all prefixes, or `only`).
@@ -440,7 +480,7 @@ impl Agent {
             view: &self.view,
             session: est.view,
             families: est.families.clone(),
-            resolved: FxHashMap::default(),
+            resolved: NextHopTable::default(),
         };
         let mut changes = Changes::default();
         let adverts = &self.intent.adverts;
@@ -473,6 +513,10 @@ impl Agent {
             }
         }
         session.send_changes(epoch, changes);
+        if only.is_none() {
+            session.next_hops.clear();
+        }
+        session.next_hops.extend(next_hops.resolved);
     }
 
     /// Makes the kernel hold exactly the wanted routes. Each route our own request
@@ -608,6 +652,7 @@ impl Agent {
                         ..
                     } = negotiated;
                     s.adj_out.clear();
+                    s.next_hops.clear();
                     s.established = Some(Established {
                         epoch,
                         view: SessionView {
@@ -631,6 +676,7 @@ impl Agent {
                         s.established = None;
                         s.adj_out.clear();
                         s.unsent.clear();
+                        s.next_hops.clear();
                     }
                 }
             }
@@ -724,7 +770,7 @@ impl Agent {
         for peer in reset.into_iter().chain(added) {
             self.spawn_session(peer);
         }
-        self.replan(true).await;
+        self.replan(Resync::Everything).await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))
     }
@@ -894,7 +940,7 @@ struct PeerNextHops<'a> {
     view: &'a KernelView,
     session: SessionView,
     families: Vec<Family>,
-    resolved: FxHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>,
+    resolved: NextHopTable,
 }
 
 impl PeerNextHops<'_> {
@@ -919,7 +965,7 @@ impl PeerNextHops<'_> {
                     .resolved
                     .entry((family, advert.next_hop.clone()))
                     .or_insert_with(|| {
-                        plan::resolve_next_hop(&prefix, &advert.next_hop, session, view)
+                        plan::resolve_next_hop(family, &advert.next_hop, session, view)
                     });
                 match resolved {
                     Ok(nh) => Some(*nh),

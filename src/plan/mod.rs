@@ -305,12 +305,11 @@ pub struct SessionView {
 
 /// Picks the next hop of `prefix` for one session, or says why there is none.
 pub fn resolve_next_hop(
-    prefix: &IpNet,
+    family: Family,
     rule: &NextHopRule,
     session: &SessionView,
     view: &KernelView,
 ) -> Result<IpAddr, String> {
-    let family = Family::of(prefix);
     let fits = |a: &IpAddr| {
         Family::of(&IpNet::from(*a)) == family
             || (family == Family::Ipv4Unicast && a.is_ipv6() && session.extended_next_hop_ipv4)
@@ -710,7 +709,7 @@ mod tests {
         let rule = NextHopRule::Host(None);
         assert_eq!(
             resolve_next_hop(
-                &net("203.0.113.0/24"),
+                Family::of(&net("203.0.113.0/24")),
                 &rule,
                 &session("198.51.100.1", false),
                 &v
@@ -719,7 +718,7 @@ mod tests {
         );
         assert_eq!(
             resolve_next_hop(
-                &net("2001:db8::/64"),
+                Family::of(&net("2001:db8::/64")),
                 &rule,
                 &session("2001:db8:ff::2", false),
                 &v
@@ -741,7 +740,7 @@ mod tests {
         let rule = NextHopRule::Host(None);
         assert_eq!(
             resolve_next_hop(
-                &net("203.0.113.0/24"),
+                Family::of(&net("203.0.113.0/24")),
                 &rule,
                 &session("2001:db8:ff::2", false),
                 &v
@@ -754,7 +753,7 @@ mod tests {
             vec![addr(UPLINK, "2001:db8:ff::2/64")],
         );
         assert!(resolve_next_hop(
-            &net("203.0.113.0/24"),
+            Family::of(&net("203.0.113.0/24")),
             &rule,
             &session("2001:db8:ff::2", false),
             &v
@@ -762,7 +761,7 @@ mod tests {
         .is_err());
         assert_eq!(
             resolve_next_hop(
-                &net("203.0.113.0/24"),
+                Family::of(&net("203.0.113.0/24")),
                 &rule,
                 &session("2001:db8:ff::2", true),
                 &v
@@ -775,7 +774,7 @@ mod tests {
             vec![addr(UPLINK, "198.51.100.2/24")],
         );
         let err = resolve_next_hop(
-            &net("2001:db8::/64"),
+            Family::of(&net("2001:db8::/64")),
             &rule,
             &session("198.51.100.2", true),
             &v,
@@ -790,7 +789,7 @@ mod tests {
         let over = NextHopRule::Host(Some(ip("198.51.100.3")));
         assert_eq!(
             resolve_next_hop(
-                &net("203.0.113.0/24"),
+                Family::of(&net("203.0.113.0/24")),
                 &over,
                 &session("2001:db8:ff::2", false),
                 &v
@@ -799,7 +798,7 @@ mod tests {
         );
         let fixed6 = NextHopRule::Fixed(ip("2001:db8:ff::20"));
         assert!(resolve_next_hop(
-            &net("203.0.113.0/24"),
+            Family::of(&net("203.0.113.0/24")),
             &fixed6,
             &session("198.51.100.2", false),
             &v
@@ -807,7 +806,7 @@ mod tests {
         .is_err());
         assert_eq!(
             resolve_next_hop(
-                &net("203.0.113.0/24"),
+                Family::of(&net("203.0.113.0/24")),
                 &fixed6,
                 &session("198.51.100.2", true),
                 &v
@@ -816,7 +815,7 @@ mod tests {
         );
         let fixed4 = NextHopRule::Fixed(ip("198.51.100.20"));
         assert!(resolve_next_hop(
-            &net("2001:db8::/64"),
+            Family::of(&net("2001:db8::/64")),
             &fixed4,
             &session("2001:db8:ff::2", true),
             &v
