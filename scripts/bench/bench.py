@@ -276,6 +276,8 @@ def bulk_run(label, n4, n6, start_speaker, peer_name, nbr):
         proc, t0, logf = start_speaker(t)
         fail = lambda: f"state={router.state(peer_name)}\n--- speaker log ---\n{tail(logf)}\n--- router log ---\n{tail(router.log)}"
         te = wait(f"{label}: Established", lambda: router.state(peer_name) == "Established", 120, 0.01, fail)
+        # The router's own CPU for taking the table: no speaker can be faster than this.
+        router_cpu0 = cpu_seconds(router.p.pid)
         samples, target = [], n4 + n6
         deadline = te + 600
         while time.time() < deadline:
@@ -288,6 +290,7 @@ def bulk_run(label, n4, n6, start_speaker, peer_name, nbr):
             time.sleep(0.02)
         else:
             raise RuntimeError(f"{label}: router did not reach {target}\n{fail()}")
+        router_cpu = cpu_seconds(router.p.pid) - router_cpu0
         time.sleep(1.0)  # catch the few extra prefixes (the OVN subnet) and settle
         final = sum(router.imported(peer_name))
         got = samples[-1][1]
@@ -297,7 +300,7 @@ def bulk_run(label, n4, n6, start_speaker, peer_name, nbr):
         time.sleep(0.3)
         stop(td, signal.SIGINT)
         upd, eor, gaps = count_updates(pcap)
-        return dict(label=label, est=te - t0, t99=t99, t100=t100, rss=rss, updates=upd, eor=eor, gaps=gaps,
+        return dict(label=label, est=te - t0, t99=t99, t100=t100, rss=rss, updates=upd, eor=eor, gaps=gaps, router_cpu=router_cpu,
                     final=final, target=target, per_update=(target / upd if upd else 0), proc=proc)
     finally:
         t.close()
@@ -419,7 +422,8 @@ def fmt_bulk(r):
     pre = getattr(r["proc"], "preload", None)
     pre = f" (preload {pre:.2f}s, neighbour added -> Established {r['est'] - pre:.2f}s)" if pre is not None else ""
     return (f"{r['label']:<28} est {r['est']:6.2f}s  99% {r['t99']:6.2f}s  100% {r['t100']:6.2f}s  "
-            f"RSS {r['rss']/1e6:7.1f}MB  UPDATEs {r['updates']} ({r['per_update']:.0f} prefixes/UPDATE{', capture gaps' if r['gaps'] else ''}){pre}")
+            f"RSS {r['rss']/1e6:7.1f}MB  UPDATEs {r['updates']} ({r['per_update']:.0f} prefixes/UPDATE{', capture gaps' if r['gaps'] else ''})"
+            f"  router CPU {r['router_cpu']:.2f}s{pre}")
 
 
 def ratio(a, b):
