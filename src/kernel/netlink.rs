@@ -175,6 +175,8 @@ pub(crate) fn route_from_msg(msg: &RouteMessage) -> Option<Route> {
     }
     next_hops.sort();
     next_hops.dedup();
+    // The view keeps every route for as long as it lives: one slot, not the 4 a push reserves.
+    next_hops.shrink_to_fit();
     Some(Route { prefix, next_hops })
 }
 

@@ -2,6 +2,7 @@
 //! prefixes it advertises with which next-hop rule. Pure, no I/O.
 mod adverts;
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -50,7 +51,8 @@ pub struct Advert {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WantedRoute {
     pub route: Route,
-    pub owners: Vec<Owner>,
+    /// Sorted; shared with the NIC's other routes unless several NICs claim the prefix.
+    pub owners: Owners,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -268,19 +270,31 @@ fn plan_bridged_nic(
             ifindex: bridge.index,
             gateway,
         };
-        let wanted = intent.routes.entry(prefix).or_insert_with(|| WantedRoute {
-            route: Route {
-                prefix,
-                next_hops: Vec::new(),
-            },
-            owners: Vec::new(),
-        });
-        if !wanted.route.next_hops.contains(&hop) {
-            wanted.route.next_hops.push(hop);
-            wanted.route.next_hops.sort();
+        match intent.routes.entry(prefix) {
+            Entry::Vacant(v) => {
+                // vec![] sizes it for the usual single hop (a push would reserve 4).
+                v.insert(WantedRoute {
+                    route: Route {
+                        prefix,
+                        next_hops: vec![hop],
+                    },
+                    owners: owners.clone(),
+                });
+            }
+            Entry::Occupied(mut o) => {
+                let wanted = o.get_mut();
+                if !wanted.route.next_hops.contains(&hop) {
+                    wanted.route.next_hops.push(hop);
+                    wanted.route.next_hops.sort();
+                }
+                if !wanted.owners.contains(&owner) {
+                    let mut merged = wanted.owners.to_vec();
+                    merged.push(owner.clone());
+                    merged.sort();
+                    wanted.owners = Owners::from(merged);
+                }
+            }
         }
-        wanted.owners.push(owner.clone());
-        wanted.owners.sort();
         intent.advertise(prefix, &owners, host_rule(network, family));
     }
 }
