@@ -182,7 +182,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     }
     match crate::privileges::drop_all_but_network() {
         Ok(kept) => tracing::debug!(?kept, "dropped all other capabilities"),
-        Err(e) => tracing::warn!("could not drop capabilities: {e}"),
+        Err(e) => tracing::warn!("dropping capabilities: {e}"),
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(member = %agent.config.member, "hostbgp running");

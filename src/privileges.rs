@@ -7,8 +7,23 @@ use caps::{CapSet, Capability, CapsHashSet};
 pub const KEPT: [Capability; 2] = [Capability::CAP_NET_ADMIN, Capability::CAP_NET_BIND_SERVICE];
 
 /// Drops every capability but [`KEPT`] from the bounding, permitted, effective,
-/// inheritable and ambient sets. Returns what was kept, or why nothing changed.
+/// inheritable and ambient sets. Returns what was kept, or what went wrong.
+///
+/// Capabilities are per thread: only the calling thread (and threads it starts later)
+/// lose them. The agent calls this while it is the only thread; if it is not, the drop
+/// still happens here and the error names the threads that kept theirs.
 pub fn drop_all_but_network() -> Result<CapsHashSet, String> {
+    let kept = drop_on_this_thread()?;
+    match std::fs::read_dir("/proc/self/task").map(|d| d.count()) {
+        Ok(threads) if threads > 1 => Err(format!(
+            "dropped on this thread only: {} other thread(s) keep their capabilities",
+            threads - 1
+        )),
+        _ => Ok(kept),
+    }
+}
+
+fn drop_on_this_thread() -> Result<CapsHashSet, String> {
     let keep: CapsHashSet = KEPT.into_iter().collect();
     let permitted = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
     let kept: CapsHashSet = permitted.intersection(&keep).copied().collect();
@@ -50,6 +65,32 @@ mod tests {
                         .unwrap_or(true)
                     && caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN)
                         .unwrap_or(false);
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+    }
+
+    /// A second thread started before the drop keeps its capabilities: say so.
+    #[test]
+    fn names_threads_that_keep_their_capabilities() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                let other = std::thread::spawn(move || {
+                    let _ = rx.recv();
+                });
+                let r = drop_all_but_network();
+                let _ = tx.send(());
+                let _ = other.join();
+                let ok = matches!(&r, Err(e) if e.contains("1 other thread"));
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) };
             }
             nix::unistd::ForkResult::Parent { child } => {
