@@ -7,7 +7,7 @@ on SIGINT/SIGTERM). Only documentation prefixes and 240.0.0.0/12 / 198.18.0.0/15
 """
 import atexit, ipaddress, os, re, shutil, signal, statistics, struct, subprocess, sys, tempfile, time
 
-BIN = os.environ.get("HOSTBGP_BIN", "/work/target-bench/release/hostbgp")
+BIN = os.environ.get("HOSTBGP_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../target/release/hostbgp"))
 PREFIX = f"hbb{os.getpid()}"
 DIR = tempfile.mkdtemp(prefix=PREFIX + "-")
 NAMESPACES, PROCS = [], []
@@ -568,6 +568,20 @@ def measure(router_log, proto, events, want):
     return lat, missing
 
 
+def with_background_table(yaml, n):
+    """Adds n advertised /32s (an OVN NIC on a peerless uplink) to a latency config:
+    events must stay fast while a big table is advertised."""
+    if not n:
+        return yaml
+    nets, insts = yaml.split("instances:\n", 1)
+    nets += ("  uplink:\n    type: physical\n    config: {}\n"
+             "  ovn1:\n    type: ovn\n    config:\n      network: uplink\n      ipv4.address: 10.20.0.1/24\n"
+             f"      ipv4.nat: \"false\"\n      volatile.network.ipv4.address: {OVN_V4}\n")
+    insts += ("  big:\n    location: m1\n    devices:\n      eth0:\n        type: nic\n        network: ovn1\n"
+              f"        ipv4.routes.external: \"{','.join(v4_prefixes(n))}\"\n")
+    return nets + "instances:\n" + insts
+
+
 def cmd_latency(count):
     res = {}
     # hostbgp
@@ -585,6 +599,7 @@ def cmd_latency(count):
                         f"      bgp.peers.r1.address: \"{R_V6}\"\n      bgp.peers.r1.asn: \"65000\"\n"
                         "instances:\n  c1:\n    devices:\n      eth0: {type: nic, network: br0, host_name: vethc1, "
                         "ipv4.address: 203.0.113.10, ipv4.routes.external: 192.0.2.64/32}\n")
+                yaml = with_background_table(yaml, int(os.environ.get("LAT_EXTRA", 0)))
                 p = start_hostbgp(t.h, yaml, "hb-lat")
                 spk_log = p.logpath
             else:
@@ -596,7 +611,8 @@ def cmd_latency(count):
                 p, spk_log = spk.p, spk.log
             wait(f"{who}: Established", lambda: router.state("h1") == "Established", 60, 0.05,
                  lambda: tail(spk_log) + "\n" + tail(router.log))
-            wait(f"{who}: 203.0.113.0/24 at router", lambda: router.imported("h1")[0] >= 1, 30, 0.05, lambda: tail(spk_log))
+            extra = int(os.environ.get("LAT_EXTRA", 0)) if who == "hostbgp" else 0
+            wait(f"{who}: 203.0.113.0/24 at router", lambda: router.imported("h1")[0] >= 1 + extra, 60, 0.05, lambda: tail(spk_log))
             time.sleep(0.5)
             mon = Monitor(t.h, f"{DIR}/monitor-{who}.log")
             time.sleep(0.3)
