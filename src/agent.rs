@@ -101,6 +101,8 @@ enum Resync {
 struct Agent {
     opts: RunOptions,
     config: Config,
+    /// What `config` alone advertises (`plan::plan_static`), planned once per config.
+    static_adverts: Arc<plan::Adverts>,
     kernel: Kernel,
     view: KernelView,
     intent: Intent,
@@ -158,6 +160,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         opts,
+        static_adverts: Arc::new(plan::plan_static(&config)),
         config,
         kernel,
         view,
@@ -428,7 +431,7 @@ impl Agent {
     }
 
     async fn plan_and_sync(&mut self, resync: Resync) {
-        let intent = plan::plan(&self.config, &self.view);
+        let intent = plan::plan_over(&self.config, &self.view, &self.static_adverts);
         let changed = if resync == Resync::Everything {
             Vec::new()
         } else {
@@ -727,6 +730,7 @@ impl Agent {
             .collect();
         let new_peers: BTreeMap<IpAddr, Peer> =
             new.peers().into_iter().map(|p| (p.address, p)).collect();
+        self.static_adverts = Arc::new(plan::plan_static(&new));
         self.config = new;
         let mut reset = Vec::new();
         let mut added = Vec::new();

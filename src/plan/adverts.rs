@@ -4,6 +4,8 @@
 //! full entries cost about 110.
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::iter::Peekable;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rustc_hash::FxHashMap;
@@ -157,6 +159,145 @@ fn merge_changes<P: Ord + Copy>(
     }
 }
 
+/// The advertised set in two layers: what the config alone decides (OVN networks and
+/// NICs: possibly millions of prefixes), shared from one plan to the next while the
+/// config stays, and what depends on the kernel (bridges, bridged NICs), planned at
+/// every event. A kernel event then costs the small layer, not the whole table. A
+/// prefix in both layers is in `dynamic`, with both layers' owners.
+#[derive(Clone, Debug, Default)]
+pub struct AdvertSet {
+    statics: Arc<Adverts>,
+    dynamic: Adverts,
+}
+
+impl PartialEq for AdvertSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for AdvertSet {}
+
+impl std::ops::Index<&IpNet> for AdvertSet {
+    type Output = Advert;
+
+    /// Like a map's index: panics if `prefix` is not advertised.
+    fn index(&self, prefix: &IpNet) -> &Advert {
+        match self.get(prefix) {
+            Some(advert) => advert,
+            None => panic!("{prefix} is not advertised"),
+        }
+    }
+}
+
+impl AdvertSet {
+    pub fn new(statics: Arc<Adverts>, dynamic: Adverts) -> AdvertSet {
+        AdvertSet { statics, dynamic }
+    }
+
+    pub fn get(&self, prefix: &IpNet) -> Option<&Advert> {
+        self.dynamic
+            .get(prefix)
+            .or_else(|| self.statics.get(prefix))
+    }
+
+    pub fn contains_key(&self, prefix: &IpNet) -> bool {
+        self.get(prefix).is_some()
+    }
+
+    /// Every advert in `IpNet` order; `dynamic` wins where both layers hold a prefix.
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Advert)> + '_ {
+        Layered {
+            statics: self.statics.iter().peekable(),
+            dynamic: self.dynamic.iter().peekable(),
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.iter().map(|(p, _)| p)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Advert> + '_ {
+        self.iter().map(|(_, a)| a)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statics.is_empty() && self.dynamic.is_empty()
+    }
+
+    /// IPv4 prefixes, counting one held by both layers twice (a sizing hint).
+    pub fn count_v4(&self) -> usize {
+        self.statics.count_v4() + self.dynamic.count_v4()
+    }
+
+    /// IPv6 prefixes, counting one held by both layers twice (a sizing hint).
+    pub fn count_v6(&self) -> usize {
+        self.statics.count_v6() + self.dynamic.count_v6()
+    }
+
+    /// Prefixes added, removed, or advertised differently than in `old`, in order.
+    /// With the same static layer only the dynamic layers are compared: a prefix that
+    /// enters or leaves `dynamic` is reported, and looking it up again gives its
+    /// advert from whichever layer holds it now.
+    pub fn changed_since(&self, old: &AdvertSet) -> Vec<IpNet> {
+        if Arc::ptr_eq(&self.statics, &old.statics) {
+            return self.dynamic.changed_since(&old.dynamic);
+        }
+        let mut out = Vec::new();
+        let (mut a, mut b) = (old.iter().peekable(), self.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some((p, x)), Some((q, y))) if p == q => {
+                    if x != y {
+                        out.push(*p);
+                    }
+                    a.next();
+                    b.next();
+                }
+                (Some((p, _)), Some((q, _))) if p < q => {
+                    out.push(*p);
+                    a.next();
+                }
+                (Some((p, _)), None) => {
+                    out.push(*p);
+                    a.next();
+                }
+                (_, Some((q, _))) => {
+                    out.push(*q);
+                    b.next();
+                }
+                (None, None) => return out,
+            }
+        }
+    }
+}
+
+/// Merges two sorted advert streams, the dynamic one winning ties.
+struct Layered<S: Iterator, D: Iterator> {
+    statics: Peekable<S>,
+    dynamic: Peekable<D>,
+}
+
+impl<'a, S, D> Iterator for Layered<S, D>
+where
+    S: Iterator<Item = (IpNet, &'a Advert)>,
+    D: Iterator<Item = (IpNet, &'a Advert)>,
+{
+    type Item = (IpNet, &'a Advert);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.statics.peek(), self.dynamic.peek()) {
+            (Some((s, _)), Some((d, _))) if s == d => {
+                self.statics.next();
+                self.dynamic.next()
+            }
+            (Some((s, _)), Some((d, _))) if s < d => self.statics.next(),
+            (Some(_), None) => self.statics.next(),
+            _ => self.dynamic.next(),
+        }
+    }
+}
+
 /// Collects adverts in any order; [`AdvertsBuilder::finish`] sorts them and merges
 /// a prefix claimed by several owners (anycast). The first claim's next-hop rule wins.
 #[derive(Default)]
@@ -193,14 +334,36 @@ impl AdvertsBuilder {
         }
     }
 
-    pub fn finish(mut self) -> Adverts {
+    pub fn finish(self) -> Adverts {
+        self.finish_over(&Adverts::default())
+    }
+
+    /// Like [`AdvertsBuilder::finish`], for the dynamic layer above `statics`: a
+    /// prefix both hold takes the owners of both, and the static claim's rule.
+    pub fn finish_over(mut self, statics: &Adverts) -> Adverts {
         let mut v4 = std::mem::take(&mut self.adverts.v4);
         let mut v6 = std::mem::take(&mut self.adverts.v6);
         self.sort_and_merge(&mut v4);
         self.sort_and_merge(&mut v6);
+        self.add_static_claims(&mut v4, statics, IpNet::V4);
+        self.add_static_claims(&mut v6, statics, IpNet::V6);
         self.adverts.v4 = v4;
         self.adverts.v6 = v6;
         self.adverts
+    }
+
+    fn add_static_claims<P: Copy>(
+        &mut self,
+        entries: &mut [(P, KindId)],
+        statics: &Adverts,
+        wrap: impl Fn(P) -> IpNet,
+    ) {
+        for (p, kind) in entries {
+            if let Some(claim) = statics.get(&wrap(*p)) {
+                let first = self.intern(claim.clone());
+                *kind = self.merge(first, *kind);
+            }
+        }
     }
 
     /// Stable sort keeps claims in push order, so the first claim stays first.
@@ -361,5 +524,83 @@ mod tests {
         let mut adverts = b.finish();
         adverts.retain(|p, _| matches!(p, IpNet::V6(_)));
         assert_eq!(adverts.keys().collect::<Vec<_>>(), [net("2001:db8::/32")]);
+    }
+
+    fn layer(items: &[(&str, &str, &str)]) -> Adverts {
+        let mut b = AdvertsBuilder::default();
+        for (p, owner, hop) in items {
+            let k = b.kind(&owners(&[owner]), fixed(hop));
+            b.push(net(p), k);
+        }
+        b.finish()
+    }
+
+    fn dynamic_over(items: &[(&str, &str)], statics: &Adverts) -> Adverts {
+        let mut b = AdvertsBuilder::default();
+        for (p, owner) in items {
+            let k = b.kind(&owners(&[owner]), NextHopRule::Host(None));
+            b.push(net(p), k);
+        }
+        b.finish_over(statics)
+    }
+
+    #[test]
+    fn layers_merge_in_order_and_a_shared_prefix_takes_both_owners() {
+        let statics = Arc::new(layer(&[
+            ("192.0.2.0/24", "ovn", "198.51.100.20"),
+            ("2001:db8:1::/48", "ovn", "2001:db8:ff::20"),
+        ]));
+        let dynamic = dynamic_over(
+            &[("198.51.100.0/24", "br"), ("192.0.2.0/24", "br")],
+            &statics,
+        );
+        let set = AdvertSet::new(statics.clone(), dynamic);
+        let keys: Vec<String> = set.keys().map(|p| p.to_string()).collect();
+        assert_eq!(keys, ["192.0.2.0/24", "198.51.100.0/24", "2001:db8:1::/48"]);
+        let shared = &set[&net("192.0.2.0/24")];
+        assert_eq!(shared.owners, owners(&["br", "ovn"]));
+        assert_eq!(shared.next_hop, fixed("198.51.100.20"));
+        assert_eq!(
+            set.get(&net("2001:db8:1::/48")).unwrap().owners,
+            owners(&["ovn"])
+        );
+        assert!(!set.contains_key(&net("203.0.113.0/24")));
+        assert_eq!(set.iter().count(), 3);
+    }
+
+    #[test]
+    fn changes_over_the_same_static_layer_come_from_the_dynamic_one_only() {
+        let statics = Arc::new(layer(&[("192.0.2.0/24", "ovn", "198.51.100.20")]));
+        let before = AdvertSet::new(
+            statics.clone(),
+            dynamic_over(&[("198.51.100.0/24", "br")], &statics),
+        );
+        // The bridge also claims the OVN prefix, then lets it go again.
+        let during = AdvertSet::new(
+            statics.clone(),
+            dynamic_over(
+                &[("198.51.100.0/24", "br"), ("192.0.2.0/24", "br")],
+                &statics,
+            ),
+        );
+        assert_eq!(during.changed_since(&before), [net("192.0.2.0/24")]);
+        assert_eq!(before.changed_since(&during), [net("192.0.2.0/24")]);
+        assert_eq!(
+            before.get(&net("192.0.2.0/24")).unwrap().owners,
+            owners(&["ovn"])
+        );
+        // A new static layer (a reload) is compared prefix by prefix.
+        let reloaded = Arc::new(layer(&[
+            ("192.0.2.0/24", "ovn", "198.51.100.20"),
+            ("203.0.113.0/24", "ovn", "198.51.100.20"),
+        ]));
+        let after = AdvertSet::new(
+            reloaded.clone(),
+            dynamic_over(&[("198.51.100.0/24", "br")], &reloaded),
+        );
+        assert_eq!(after.changed_since(&before), [net("203.0.113.0/24")]);
+        assert!(after.changed_since(&after.clone()).is_empty());
+        assert_eq!(after, after.clone());
+        assert_ne!(after, before);
     }
 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::bgp::wire::Family;
-use crate::config::{Config, Network, NetworkKind, Nic};
+use crate::config::{Config, Instance, Network, NetworkKind, Nic};
 use crate::kernel::{KernelView, Route, RouteNextHop};
 
-pub use adverts::{Adverts, AdvertsBuilder, KindId};
+pub use adverts::{AdvertSet, Adverts, AdvertsBuilder, KindId};
 
 /// Who an advertisement or kernel route stands for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,7 +57,7 @@ pub struct WantedRoute {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Intent {
-    pub adverts: Adverts,
+    pub adverts: AdvertSet,
     pub routes: BTreeMap<IpNet, WantedRoute>,
 }
 
@@ -76,53 +76,83 @@ impl Draft {
 }
 
 pub fn plan(config: &Config, view: &KernelView) -> Intent {
-    let mut intent = Draft::default();
+    plan_over(config, view, &Arc::new(plan_static(config)))
+}
+
+/// What the config alone advertises: OVN networks, and the OVN NICs of instances on
+/// this member (their next hop is the OVN router, whatever the kernel holds).
+pub fn plan_static(config: &Config) -> Adverts {
+    let mut draft = Draft::default();
     for network in config.networks.values() {
-        match network.kind {
-            NetworkKind::Bridge => plan_bridge(network, view, &mut intent),
-            NetworkKind::Ovn => plan_ovn_network(network, &mut intent),
-            NetworkKind::Physical => {}
+        if network.kind == NetworkKind::Ovn {
+            plan_ovn_network(network, &mut draft);
         }
     }
-    for instance in config.instances.values() {
-        for nic in instance.nics.values() {
-            let owner = Owner::Instance {
-                instance: instance.name.clone(),
-                device: nic.name.clone(),
-            };
-            let Some(network) = config.networks.get(&nic.network) else {
-                continue;
-            };
-            match network.kind {
-                NetworkKind::Bridge => plan_bridged_nic(nic, network, owner, view, &mut intent),
-                NetworkKind::Ovn => {
-                    if instance.location.as_deref() == Some(config.member.as_str()) {
-                        plan_ovn_nic(nic, network, owner, &mut intent);
-                    }
-                }
-                NetworkKind::Physical => {}
-            }
+    for (instance, nic, network) in nics_on(config, NetworkKind::Ovn) {
+        if instance.location.as_deref() == Some(config.member.as_str()) {
+            plan_ovn_nic(nic, network, instance_owner(instance, nic), &mut draft);
         }
     }
-    let mut intent = Intent {
-        adverts: intent.adverts.finish(),
-        routes: intent.routes,
-    };
-    for wanted in intent.routes.values_mut() {
+    draft.adverts.finish()
+}
+
+/// The whole intent, given `statics` = [`plan_static`] of the same config: only what
+/// depends on the kernel is planned here.
+pub fn plan_over(config: &Config, view: &KernelView, statics: &Arc<Adverts>) -> Intent {
+    let mut draft = Draft::default();
+    for network in config.networks.values() {
+        if network.kind == NetworkKind::Bridge {
+            plan_bridge(network, view, &mut draft);
+        }
+    }
+    for (instance, nic, network) in nics_on(config, NetworkKind::Bridge) {
+        plan_bridged_nic(
+            nic,
+            network,
+            instance_owner(instance, nic),
+            view,
+            &mut draft,
+        );
+    }
+    let mut routes = draft.routes;
+    for wanted in routes.values_mut() {
         normalize_multipath(&mut wanted.route);
     }
+    let mut dynamic = draft.adverts.finish_over(statics);
     // A NIC's routes are advertised only while the kernel holds them: the kernel is the truth.
-    let wanted = &intent.routes;
-    intent.adverts.retain(|prefix, advert| {
+    dynamic.retain(|prefix, advert| {
         let kernel_backed = advert
             .owners
             .iter()
             .any(|o| matches!(o, Owner::Instance { .. }))
             && matches!(advert.next_hop, NextHopRule::Host(_))
-            && wanted.contains_key(prefix);
+            && routes.contains_key(prefix);
         !kernel_backed || view.routes.contains_key(prefix)
     });
-    intent
+    Intent {
+        adverts: AdvertSet::new(statics.clone(), dynamic),
+        routes,
+    }
+}
+
+/// Every NIC attached to a network of `kind`, with its instance and network.
+fn nics_on(
+    config: &Config,
+    kind: NetworkKind,
+) -> impl Iterator<Item = (&Instance, &Nic, &Network)> + '_ {
+    config.instances.values().flat_map(move |instance| {
+        instance.nics.values().filter_map(move |nic| {
+            let network = config.networks.get(&nic.network)?;
+            (network.kind == kind).then_some((instance, nic, network))
+        })
+    })
+}
+
+fn instance_owner(instance: &Instance, nic: &Nic) -> Owner {
+    Owner::Instance {
+        instance: instance.name.clone(),
+        device: nic.name.clone(),
+    }
 }
 
 /// Owners are shared by every prefix of one network or NIC, so a million prefixes of
