@@ -618,6 +618,7 @@ def cmd_latency(count):
             time.sleep(0.3)
             b = Batch(t.h)
             ev_addr, ev_add2, ev_del = [], [], []
+            cpu0 = cpu_seconds(p.pid)
             for k in range(count):
                 net = f"198.18.{k % 250}.0/24" if k < 250 else f"198.19.{k % 250}.0/24"
                 a = net.replace(".0/24", ".1/24")
@@ -627,6 +628,7 @@ def cmd_latency(count):
                 b.do(f"addr del {a} dev br0")
                 time.sleep(0.01)
             time.sleep(0.5)
+            log(f"[latency] {who:<7} CPU per address added+removed: {(cpu_seconds(p.pid) - cpu0) / count * 1e6:.0f} µs")
             enslaved = lambda text: "vethc1" in text and "master br0" in text and not text.startswith("Deleted")
             deleted = lambda text: text.startswith("Deleted") and "vethc1" in text
             route_added = lambda text: text.startswith("192.0.2.64 via")
