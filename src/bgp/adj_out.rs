@@ -53,19 +53,33 @@ impl Changes {
 ///
 /// A peer sees only a handful of distinct next hops, so each prefix stores a small
 /// index into `hops` instead of a whole address, and the families have maps of their
-/// own: 7-byte entries for IPv4 (a shared map of `IpNet` keys took 20).
+/// own: 7-byte entries for IPv4 and 19 for IPv6 (a shared map of `IpNet` keys took 20).
 #[derive(Clone, Debug, Default)]
 pub struct AdjRibOut {
     // Fx: a million inserts at session start must not pay for SipHash; the keys are
     // our own prefixes, not attacker-chosen.
-    v4: FxHashMap<Ipv4Net, u16>,
-    v6: FxHashMap<Ipv6Net, u16>,
+    v4: FxHashMap<Ipv4Net, Hop>,
+    v6: FxHashMap<Ipv6Net, Hop>,
     hops: Vec<IpAddr>,
     hop_ids: FxHashMap<IpAddr, u16>,
 }
 
+/// A next hop's index in `hops`. Packed (alignment 1): an IPv6 slot is 19 bytes, not 20.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, packed)]
+struct Hop(u16);
+
+impl Hop {
+    fn get(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<(Ipv4Net, Hop)>() == 7);
+const _: () = assert!(std::mem::size_of::<(Ipv6Net, Hop)>() == 19);
+
 /// Records `index` (None: not advertised) for `prefix`; true if that changed anything.
-fn record<P: Hash + Eq>(map: &mut FxHashMap<P, u16>, prefix: P, index: Option<u16>) -> bool {
+fn record<P: Hash + Eq>(map: &mut FxHashMap<P, Hop>, prefix: P, index: Option<Hop>) -> bool {
     match index {
         Some(i) => map.insert(prefix, i) != Some(i),
         None => map.remove(&prefix).is_some(),
@@ -86,18 +100,19 @@ impl AdjRibOut {
         index
     }
 
-    fn indexes_mut(&mut self) -> impl Iterator<Item = &mut u16> {
+    fn indexes_mut(&mut self) -> impl Iterator<Item = &mut Hop> {
         self.v4.values_mut().chain(self.v6.values_mut())
     }
 
     /// Forgets next hops no prefix uses any more (reached only after 65536 distinct ones).
     fn compact_hops(&mut self) {
-        let mut used: Vec<u16> = self.indexes_mut().map(|i| *i).collect();
+        let mut used: Vec<u16> = self.indexes_mut().map(|i| i.0).collect();
         used.sort_unstable();
         used.dedup();
         let hops: Vec<IpAddr> = used.iter().map(|i| self.hops[usize::from(*i)]).collect();
         for index in self.indexes_mut() {
-            *index = used.binary_search(index).unwrap_or(0) as u16;
+            let old = index.0;
+            *index = Hop(used.binary_search(&old).unwrap_or(0) as u16);
         }
         self.hop_ids = hops
             .iter()
@@ -109,7 +124,7 @@ impl AdjRibOut {
 
     /// Records the wanted state of `prefix` (None: not advertised) and notes the change.
     pub fn set(&mut self, prefix: IpNet, next_hop: Option<IpAddr>, changes: &mut Changes) {
-        let index = next_hop.map(|nh| self.hop_index(nh));
+        let index = next_hop.map(|nh| Hop(self.hop_index(nh)));
         let changed = match prefix {
             IpNet::V4(p) => record(&mut self.v4, p, index),
             IpNet::V6(p) => record(&mut self.v6, p, index),
@@ -124,15 +139,15 @@ impl AdjRibOut {
     /// Every prefix announced, for re-sending the whole table (route refresh).
     pub fn all(&self) -> Changes {
         let mut changes = Changes::default();
-        let mut routes: Vec<(IpNet, u16)> = self.routes().collect();
-        routes.sort_unstable();
+        let mut routes: Vec<(IpNet, Hop)> = self.routes().collect();
+        routes.sort_unstable_by_key(|(p, _)| *p);
         for (prefix, index) in routes {
-            changes.announce(prefix, self.hops[usize::from(index)]);
+            changes.announce(prefix, self.hops[index.get()]);
         }
         changes
     }
 
-    fn routes(&self) -> impl Iterator<Item = (IpNet, u16)> + '_ {
+    fn routes(&self) -> impl Iterator<Item = (IpNet, Hop)> + '_ {
         let v4 = self.v4.iter().map(|(p, i)| (IpNet::V4(*p), *i));
         v4.chain(self.v6.iter().map(|(p, i)| (IpNet::V6(*p), *i)))
     }
@@ -146,7 +161,7 @@ impl AdjRibOut {
             IpNet::V4(p) => self.v4.get(p),
             IpNet::V6(p) => self.v6.get(p),
         }?;
-        Some(self.hops[usize::from(*index)])
+        Some(self.hops[index.get()])
     }
 
     pub fn count(&self, family: Family) -> usize {
