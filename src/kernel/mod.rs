@@ -59,6 +59,20 @@ pub struct Link {
     pub oper_up: bool,
 }
 
+#[cfg(test)]
+impl Link {
+    /// A link that is up, for tests.
+    pub(crate) fn up(index: u32, name: &str, master: Option<u32>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            master,
+            admin_up: true,
+            oper_up: true,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address {
     pub ifindex: u32,

@@ -71,16 +71,6 @@ mod tests {
     use super::super::{Route, RouteNextHop};
     use super::*;
 
-    fn link(index: u32, name: &str, master: Option<u32>) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            master,
-            admin_up: true,
-            oper_up: true,
-        }
-    }
-
     fn addr(ifindex: u32, net: &str, tentative: bool) -> Address {
         Address {
             ifindex,
@@ -93,13 +83,13 @@ mod tests {
     #[test]
     fn links_and_names() {
         let mut v = KernelView::default();
-        v.apply(&KernelEvent::LinkChanged(link(3, "br0", None)));
-        v.apply(&KernelEvent::LinkChanged(link(4, "veth0", Some(3))));
+        v.apply(&KernelEvent::LinkChanged(Link::up(3, "br0", None)));
+        v.apply(&KernelEvent::LinkChanged(Link::up(4, "veth0", Some(3))));
         assert_eq!(v.link_by_name("veth0").unwrap().index, 4);
         assert_eq!(v.ports_of(3).count(), 1);
-        v.apply(&KernelEvent::LinkChanged(link(4, "veth0", None)));
+        v.apply(&KernelEvent::LinkChanged(Link::up(4, "veth0", None)));
         assert_eq!(v.ports_of(3).count(), 0);
-        v.apply(&KernelEvent::LinkChanged(link(4, "veth0", Some(3))));
+        v.apply(&KernelEvent::LinkChanged(Link::up(4, "veth0", Some(3))));
         v.apply(&KernelEvent::PortReleased(4));
         assert_eq!(v.ports_of(3).count(), 0);
         v.apply(&KernelEvent::PortReleased(99));

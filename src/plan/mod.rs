@@ -494,16 +494,6 @@ mod tests {
         }
     }
 
-    fn link(index: u32, name: &str, master: Option<u32>) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            master,
-            admin_up: true,
-            oper_up: true,
-        }
-    }
-
     fn addr(ifindex: u32, s: &str) -> Address {
         Address {
             ifindex,
@@ -534,7 +524,7 @@ mod tests {
         let mut ll = addr(BR, "fe80::1/64");
         ll.link_scope = true;
         let v = view(
-            vec![link(BR, "br0", None)],
+            vec![Link::up(BR, "br0", None)],
             vec![addr(BR, "203.0.113.1/24"), tentative, ll],
         );
         let intent = plan(&cfg, &v);
@@ -554,7 +544,10 @@ mod tests {
         br.ipv4.nat_address = Some("198.51.100.9".parse().unwrap());
         br.ipv4.nexthop = Some("198.51.100.1".parse().unwrap());
         let cfg = config(vec![br], vec![]);
-        let v = view(vec![link(BR, "br0", None)], vec![addr(BR, "10.0.0.1/24")]);
+        let v = view(
+            vec![Link::up(BR, "br0", None)],
+            vec![addr(BR, "10.0.0.1/24")],
+        );
         let intent = plan(&cfg, &v);
         assert_eq!(
             intent.adverts.keys().collect::<Vec<_>>(),
@@ -583,7 +576,7 @@ mod tests {
             )],
         );
         let mut v = view(
-            vec![link(BR, "br0", None), link(11, "vc1", Some(BR))],
+            vec![Link::up(BR, "br0", None), Link::up(11, "vc1", Some(BR))],
             vec![],
         );
         let intent = plan(&cfg, &v);
@@ -631,15 +624,18 @@ mod tests {
             )],
         );
         // Port not on the bridge.
-        let v = view(vec![link(BR, "br0", None), link(11, "vc1", None)], vec![]);
+        let v = view(
+            vec![Link::up(BR, "br0", None), Link::up(11, "vc1", None)],
+            vec![],
+        );
         assert!(plan(&cfg, &v).routes.is_empty());
         // Port gone.
-        let v = view(vec![link(BR, "br0", None)], vec![]);
+        let v = view(vec![Link::up(BR, "br0", None)], vec![]);
         assert!(plan(&cfg, &v).routes.is_empty());
         // Bridge down.
-        let mut br = link(BR, "br0", None);
+        let mut br = Link::up(BR, "br0", None);
         br.admin_up = false;
-        let v = view(vec![br, link(11, "vc1", Some(BR))], vec![]);
+        let v = view(vec![br, Link::up(11, "vc1", Some(BR))], vec![]);
         assert!(plan(&cfg, &v).routes.is_empty());
     }
 
@@ -668,10 +664,10 @@ mod tests {
             ],
         );
         let links = vec![
-            link(BR, "br0", None),
-            link(11, "vc1", Some(BR)),
-            link(12, "vc2", Some(BR)),
-            link(13, "vc3", Some(BR)),
+            Link::up(BR, "br0", None),
+            Link::up(11, "vc1", Some(BR)),
+            Link::up(12, "vc2", Some(BR)),
+            Link::up(13, "vc3", Some(BR)),
         ];
         let intent = plan(&cfg, &view(links.clone(), vec![]));
         let wanted = &intent.routes[&net("203.0.113.10/32")];
@@ -774,7 +770,7 @@ mod tests {
     #[test]
     fn next_hop_of_the_other_family_comes_from_the_interface_toward_the_peer() {
         let v = view(
-            vec![link(UPLINK, "eth0", None)],
+            vec![Link::up(UPLINK, "eth0", None)],
             vec![
                 addr(UPLINK, "2001:db8:ff::2/64"),
                 addr(UPLINK, "198.51.100.2/24"),
@@ -793,7 +789,7 @@ mod tests {
         );
         // Without an IPv4 address there, only extended next hop helps.
         let v = view(
-            vec![link(UPLINK, "eth0", None)],
+            vec![Link::up(UPLINK, "eth0", None)],
             vec![addr(UPLINK, "2001:db8:ff::2/64")],
         );
         assert!(resolve_next_hop(
@@ -814,7 +810,7 @@ mod tests {
         );
         // An IPv6 prefix over an IPv4 session never takes an IPv4 (or mapped) next hop.
         let v = view(
-            vec![link(UPLINK, "eth0", None)],
+            vec![Link::up(UPLINK, "eth0", None)],
             vec![addr(UPLINK, "198.51.100.2/24")],
         );
         let err = resolve_next_hop(
