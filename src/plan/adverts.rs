@@ -80,9 +80,13 @@ impl Adverts {
 
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Advert)> + '_ {
         let kinds = &self.kinds;
-        let v4 = self.v4.iter().map(|(p, k)| (IpNet::V4(*p), k));
-        let v6 = self.v6.iter().map(|(p, k)| (IpNet::V6(*p), k));
-        v4.chain(v6).map(move |(p, k)| (p, &kinds[k.0 as usize]))
+        self.entries().map(move |(p, k)| (p, &kinds[k.0 as usize]))
+    }
+
+    /// (prefix, kind) in `IpNet` order.
+    fn entries(&self) -> impl Iterator<Item = (IpNet, KindId)> + '_ {
+        let v4 = self.v4.iter().map(|(p, k)| (IpNet::V4(*p), *k));
+        v4.chain(self.v6.iter().map(|(p, k)| (IpNet::V6(*p), *k)))
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Advert> + '_ {
@@ -105,9 +109,9 @@ impl Adverts {
     /// in order. A merge of the two sorted vectors: no set of keys is built.
     pub fn changed_since(&self, old: &Adverts) -> Vec<IpNet> {
         let same = same_kinds(old, self);
+        let differ = |a: &KindId, b: &KindId| same[a.0 as usize] != Some(*b);
         let mut out = Vec::new();
-        merge_changes(&old.v4, &self.v4, &same, IpNet::V4, &mut out);
-        merge_changes(&old.v6, &self.v6, &same, IpNet::V6, &mut out);
+        merge_diff(old.entries(), self.entries(), differ, &mut out);
         out
     }
 }
@@ -130,36 +134,37 @@ fn same_kinds(old: &Adverts, new: &Adverts) -> Vec<Option<KindId>> {
     old.kinds.iter().map(|a| by_value.get(a).copied()).collect()
 }
 
-fn merge_changes<P: Ord + Copy>(
-    old: &[(P, KindId)],
-    new: &[(P, KindId)],
-    same: &[Option<KindId>],
-    wrap: impl Fn(P) -> IpNet,
+/// Keys present in only one of two sorted streams, or in both with values that
+/// `differ`, in order. No set of keys is built.
+fn merge_diff<A, B>(
+    old: impl Iterator<Item = (IpNet, A)>,
+    new: impl Iterator<Item = (IpNet, B)>,
+    differ: impl Fn(&A, &B) -> bool,
     out: &mut Vec<IpNet>,
 ) {
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        match (old.get(i), new.get(j)) {
-            (Some((a, ka)), Some((b, kb))) if a == b => {
-                if same[ka.0 as usize] != Some(*kb) {
-                    out.push(wrap(*a));
+    let (mut old, mut new) = (old.peekable(), new.peekable());
+    loop {
+        match (old.peek(), new.peek()) {
+            (Some((p, a)), Some((q, b))) if p == q => {
+                if differ(a, b) {
+                    out.push(*p);
                 }
-                i += 1;
-                j += 1;
+                old.next();
+                new.next();
             }
-            (Some((a, _)), Some((b, _))) if a < b => {
-                out.push(wrap(*a));
-                i += 1;
+            (Some((p, _)), Some((q, _))) if p < q => {
+                out.push(*p);
+                old.next();
             }
-            (Some((a, _)), None) => {
-                out.push(wrap(*a));
-                i += 1;
+            (Some((p, _)), None) => {
+                out.push(*p);
+                old.next();
             }
-            (_, Some((b, _))) => {
-                out.push(wrap(*b));
-                j += 1;
+            (_, Some((q, _))) => {
+                out.push(*q);
+                new.next();
             }
-            (None, None) => break,
+            (None, None) => return,
         }
     }
 }
@@ -249,31 +254,8 @@ impl AdvertSet {
             return self.dynamic.changed_since(&old.dynamic);
         }
         let mut out = Vec::new();
-        let (mut a, mut b) = (old.iter().peekable(), self.iter().peekable());
-        loop {
-            match (a.peek(), b.peek()) {
-                (Some((p, x)), Some((q, y))) if p == q => {
-                    if x != y {
-                        out.push(*p);
-                    }
-                    a.next();
-                    b.next();
-                }
-                (Some((p, _)), Some((q, _))) if p < q => {
-                    out.push(*p);
-                    a.next();
-                }
-                (Some((p, _)), None) => {
-                    out.push(*p);
-                    a.next();
-                }
-                (_, Some((q, _))) => {
-                    out.push(*q);
-                    b.next();
-                }
-                (None, None) => return out,
-            }
-        }
+        merge_diff(old.iter(), self.iter(), |a, b| a != b, &mut out);
+        out
     }
 }
 
