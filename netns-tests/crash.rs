@@ -245,6 +245,17 @@ enum Nic {
 }
 
 impl Crash {
+    /// c1 and c3 running, the session up, and the agent converged on them.
+    fn start_two_converged(&mut self, label: &str) -> [Nic; 4] {
+        let mut st = [Nic::Absent; 4];
+        self.start_nic(&mut st, 0);
+        self.start_nic(&mut st, 2);
+        self.hb.wait_ready();
+        self.router.wait_established("h1");
+        self.converge(&st, label);
+        st
+    }
+
     fn running(&self, st: &[Nic; 4]) -> BTreeSet<&'static str> {
         NICS.iter()
             .zip(st)
@@ -385,13 +396,7 @@ fn sigkill_at_random_points_converges() {
     let mut rng = Rng(seed);
     let mut c = setup();
     let h = c.topo.h.clone();
-    let mut st = [Nic::Absent; 4];
-    // Initial state: c1 and c3 running, the agent converged.
-    c.start_nic(&mut st, 0);
-    c.start_nic(&mut st, 2);
-    c.hb.wait_ready();
-    c.router.wait_established("h1");
-    c.converge(&st, "initial");
+    let mut st = c.start_two_converged("initial");
     c.hb.kill();
     c.hb.wait_exit(TIMEOUT).expect("agent reaped after SIGKILL");
     let foreign0 = foreign_state(&c.topo.lab, &h, &[]);
@@ -706,12 +711,7 @@ fn netlink_flood_with_instance_churn() {
     }
     let mut c = setup();
     let h = c.topo.h.clone();
-    let mut st = [Nic::Absent; 4];
-    c.start_nic(&mut st, 0);
-    c.start_nic(&mut st, 2);
-    c.hb.wait_ready();
-    c.router.wait_established("h1");
-    c.converge(&st, "before the flood");
+    let mut st = c.start_two_converged("before the flood");
     let foreign0 = foreign_state(&c.topo.lab, &h, &[]);
     let pid = c.hb.pid().expect("agent pid");
 
