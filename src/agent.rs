@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use foldhash::HashMap as FastHashMap;
 use ipnet::IpNet;
-use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
@@ -84,7 +84,7 @@ struct PeerSession {
     next_hops: NextHopTable,
 }
 
-type NextHopTable = FxHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>;
+type NextHopTable = FastHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>;
 
 /// How much of each peer's Adj-RIB-Out a replan must revisit.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -484,6 +484,7 @@ impl Agent {
             session: est.view,
             families: est.families.clone(),
             resolved: NextHopTable::default(),
+            last: None,
         };
         let mut changes = Changes::default();
         let adverts = &self.intent.adverts;
@@ -503,11 +504,14 @@ impl Agent {
                 session
                     .adj_out
                     .reserve(adverts.count_v4(), adverts.count_v6());
+                let (mut chunk, mut chunk_end) = (FIRST_SYNC_CHUNK, FIRST_SYNC_CHUNK);
                 for (i, (p, advert)) in adverts.iter().enumerate() {
                     next_hops.consider(p, Some(advert), session, &mut changes);
-                    if i % SYNC_CHUNK == SYNC_CHUNK - 1 {
+                    if i + 1 == chunk_end {
                         session.send_changes(epoch, std::mem::take(&mut changes));
                         tokio::task::yield_now().await;
+                        chunk = (chunk * 2).min(SYNC_CHUNK);
+                        chunk_end += chunk;
                     }
                 }
                 for p in gone {
@@ -935,8 +939,11 @@ impl Agent {
 }
 
 /// Prefixes per chunk of a full-table sync: big enough to fill UPDATEs, small enough
-/// that the first ones leave early.
+/// that the session task writes one while the agent computes the next. The chunks
+/// grow from `FIRST_SYNC_CHUNK`, so the router starts parsing within a millisecond of
+/// Established instead of after the first 64k prefixes (13 ms at 100k IPv6).
 const SYNC_CHUNK: usize = 1 << 16;
+const FIRST_SYNC_CHUNK: usize = 1 << 10;
 
 /// What one peer is to be told about each prefix: the next hop depends only on the
 /// family and the advert's rule, so each pair is resolved once per sync.
@@ -945,9 +952,36 @@ struct PeerNextHops<'a> {
     session: SessionView,
     families: Vec<Family>,
     resolved: NextHopTable,
+    last: Option<(Family, plan::NextHopRule, Result<IpAddr, String>)>,
 }
 
 impl PeerNextHops<'_> {
+    /// The next hop for `rule` in `family`. Runs of prefixes share a rule, so the last
+    /// answer is checked before the table: a full sync hashes once per run, not per prefix.
+    fn resolve(&mut self, family: Family, rule: &plan::NextHopRule) -> Result<IpAddr, &String> {
+        let Self {
+            view,
+            session,
+            resolved,
+            last,
+            ..
+        } = self;
+        if last
+            .as_ref()
+            .is_some_and(|(f, r, _)| (*f, r) != (family, rule))
+        {
+            *last = None;
+        }
+        let (_, _, answer) = last.get_or_insert_with(|| {
+            let answer = resolved
+                .entry((family, rule.clone()))
+                .or_insert_with(|| plan::resolve_next_hop(family, rule, session, view))
+                .clone();
+            (family, rule.clone(), answer)
+        });
+        answer.as_ref().copied()
+    }
+
     fn consider(
         &mut self,
         prefix: IpNet,
@@ -963,22 +997,13 @@ impl PeerNextHops<'_> {
                     .insert(family, "family not negotiated with this peer".into());
                 None
             }
-            Some(advert) => {
-                let (view, session) = (self.view, &self.session);
-                let resolved = self
-                    .resolved
-                    .entry((family, advert.next_hop.clone()))
-                    .or_insert_with(|| {
-                        plan::resolve_next_hop(family, &advert.next_hop, session, view)
-                    });
-                match resolved {
-                    Ok(nh) => Some(*nh),
-                    Err(reason) => {
-                        peer.unsent.entry(family).or_insert_with(|| reason.clone());
-                        None
-                    }
+            Some(advert) => match self.resolve(family, &advert.next_hop) {
+                Ok(nh) => Some(nh),
+                Err(reason) => {
+                    peer.unsent.entry(family).or_insert_with(|| reason.clone());
+                    None
                 }
-            }
+            },
         };
         peer.adj_out.set(prefix, next_hop, changes);
     }

@@ -4,11 +4,10 @@
 //! full entries cost about 110.
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::iter::Peekable;
 use std::sync::Arc;
 
+use foldhash::HashMap as FastHashMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use rustc_hash::FxHashMap;
 
 use super::{Advert, NextHopRule, Owners};
 
@@ -217,10 +216,8 @@ impl AdvertSet {
 
     /// Every advert in `IpNet` order; `dynamic` wins where both layers hold a prefix.
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Advert)> + '_ {
-        Layered {
-            statics: self.statics.iter().peekable(),
-            dynamic: self.dynamic.iter().peekable(),
-        }
+        let v4 = Layered::family(self, |a| &a.v4).map(|(p, a)| (IpNet::V4(p), a));
+        v4.chain(Layered::family(self, |a| &a.v6).map(|(p, a)| (IpNet::V6(p), a)))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
@@ -259,29 +256,57 @@ impl AdvertSet {
     }
 }
 
-/// Merges two sorted advert streams, the dynamic one winning ties.
-struct Layered<S: Iterator, D: Iterator> {
-    statics: Peekable<S>,
-    dynamic: Peekable<D>,
+/// Merges one family's sorted entries of the two layers, the dynamic one winning ties.
+/// Cursors over slices, not peekable iterators: a full-table sync walks a million of
+/// these, and the peekable merge cost 23 ns a prefix against 2 for one layer alone.
+struct Layered<'a, P> {
+    statics: &'a [(P, KindId)],
+    dynamic: &'a [(P, KindId)],
+    static_kinds: &'a [Advert],
+    dynamic_kinds: &'a [Advert],
 }
 
-impl<'a, S, D> Iterator for Layered<S, D>
-where
-    S: Iterator<Item = (IpNet, &'a Advert)>,
-    D: Iterator<Item = (IpNet, &'a Advert)>,
-{
-    type Item = (IpNet, &'a Advert);
+impl<'a, P> Layered<'a, P> {
+    fn family(set: &'a AdvertSet, entries: impl Fn(&'a Adverts) -> &'a [(P, KindId)]) -> Self {
+        Layered {
+            statics: entries(&set.statics),
+            dynamic: entries(&set.dynamic),
+            static_kinds: &set.statics.kinds,
+            dynamic_kinds: &set.dynamic.kinds,
+        }
+    }
+}
+
+impl<'a, P: Ord + Copy> Iterator for Layered<'a, P> {
+    type Item = (P, &'a Advert);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match (self.statics.peek(), self.dynamic.peek()) {
-            (Some((s, _)), Some((d, _))) if s == d => {
-                self.statics.next();
-                self.dynamic.next()
-            }
-            (Some((s, _)), Some((d, _))) if s < d => self.statics.next(),
-            (Some(_), None) => self.statics.next(),
-            _ => self.dynamic.next(),
-        }
+        let take_static = match (self.statics.first(), self.dynamic.first()) {
+            (Some(s), Some(d)) => match s.0.cmp(&d.0) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Equal => {
+                    self.statics = &self.statics[1..];
+                    false
+                }
+                std::cmp::Ordering::Greater => false,
+            },
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let (entries, kinds) = if take_static {
+            (&mut self.statics, self.static_kinds)
+        } else {
+            (&mut self.dynamic, self.dynamic_kinds)
+        };
+        let ((prefix, kind), rest) = entries.split_first()?;
+        *entries = rest;
+        Some((*prefix, &kinds[kind.0 as usize]))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (s, d) = (self.statics.len(), self.dynamic.len());
+        (s.max(d), Some(s + d))
     }
 }
 
@@ -291,7 +316,7 @@ where
 pub struct AdvertsBuilder {
     adverts: Adverts,
     ids: HashMap<Advert, KindId>,
-    merged: FxHashMap<(KindId, KindId), KindId>,
+    merged: FastHashMap<(KindId, KindId), KindId>,
 }
 
 impl AdvertsBuilder {
