@@ -334,6 +334,16 @@ def speaker_bird(n4, n6):
     return f
 
 
+def speaker_replay(n4):
+    """The floor: every UPDATE built before connecting, written in one go (replay_speaker.py)."""
+    def f(t):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_speaker.py")
+        t0 = time.time()
+        p = spawn(t.h, [sys.executable, script, R_V6, "65010", "65000", H_V4, OVN_V4, str(n4)], f"{DIR}/replay.log")
+        return p, t0, f"{DIR}/replay.log"
+    return f
+
+
 def speaker_exabgp(n4):
     def f(t):
         # 240.0.0.0/12 split into /32s needs n4 = a power of two block; use the covering split
@@ -437,7 +447,8 @@ def ratio(a, b):
 
 def cmd_bulk(n):
     out = []
-    runs = [("hostbgp v4", speaker_hostbgp(n, 0), n, 0), ("bird static v4", speaker_bird(n, 0), n, 0)]
+    runs = [("hostbgp v4", speaker_hostbgp(n, 0), n, 0), ("bird static v4", speaker_bird(n, 0), n, 0),
+            ("replay floor v4", speaker_replay(n), n, 0)]
     exa_n = 1 << max(0, (n - 1).bit_length())
     if shutil.which("exabgp") and os.environ.get("BENCH_EXABGP", "1") == "1":
         runs.append((f"exabgp split v4 (N={exa_n})", speaker_exabgp(n), exa_n, 0))
@@ -468,7 +479,13 @@ def cmd_bulk(n):
     ex, hb = next((v for k, v in res.items() if k.startswith("exabgp")), None), res.get("hostbgp v4")
     if ex and hb:
         log(f"RATIO hostbgp/exabgp v4: 99% {ratio(hb['t99'], ex['t99'])}  100% {ratio(hb['t100'], ex['t100'])}  RSS {ratio(hb['rss'], ex['rss'])}  (exabgp N={ex['target']})")
+    floor = res.get("replay floor v4")
+    if floor and hb:
+        log(f"RATIO hostbgp/replay-floor v4 N={n}: 100% {ratio(hb['t100'], floor['t100'])}  (the floor: a speaker with "
+            f"every UPDATE built before Established; router CPU {floor['router_cpu']:.2f}s)")
     gb = res.get("gobgpd v4")
+    if gb and floor:
+        log(f"RATIO replay-floor/gobgpd v4 N={n}: 100% {ratio(floor['t100'], gb['t100'])}  (the best ratio any speaker can reach here)")
     if gb and hb:
         log(f"RATIO hostbgp/gobgpd v4 N={n}: 99% {ratio(hb['t99'], gb['t99'])}  100% {ratio(hb['t100'], gb['t100'])}  "
             f"RSS {ratio(hb['rss'], gb['rss'])}  (goal at 1M: 100% <= 0.05x)")
