@@ -410,6 +410,53 @@ fn bridge_down_up() {
     ping(l, r, "2001:db8:100:40::1");
 }
 
+/// 3b. Bridge addresses come and go: removing one that is not the link's last IPv4
+///     address (even the one covering the route's gateway) leaves the routes in the
+///     kernel and at the router; removing the last one makes the kernel flush them
+///     without an event: withdrawn, and back with the address.
+#[test]
+fn bridge_addresses_removed() {
+    if !lab::require_root("bridge_addresses_removed") {
+        return;
+    }
+    let env = start(C1_STATIC, &[], false);
+    let l = &env.topo.lab;
+    let (r, h) = (&env.topo.r, &env.topo.h);
+    instance(l, h, "i1", "vc1", &["203.0.113.65/32", "192.0.2.10/24"]);
+    l.enslave(h, "vc1", "br0");
+    env.router.wait_route("203.0.113.64/28");
+    let installed = our_route(l, h, "203.0.113.64/28");
+    assert!(installed.contains("via 192.0.2.10"), "{installed}");
+
+    // Another address comes and goes; then the one covering the gateway goes.
+    l.addr(h, "br0", "198.18.7.1/24");
+    env.router.wait_route("198.18.7.0/24");
+    l.del_addr(h, "br0", "198.18.7.1/24");
+    env.router.wait_no_route("198.18.7.0/24");
+    l.addr(h, "br0", "198.18.7.1/24");
+    l.del_addr(h, "br0", BR4);
+    env.router.wait_no_route(BR4_NET);
+    assert_eq!(our_route(l, h, "203.0.113.64/28"), installed);
+    assert_eq!(env.router.route("203.0.113.64/28").len(), 1);
+
+    // The last IPv4 address: the kernel drops the route silently.
+    l.del_addr(h, "br0", "198.18.7.1/24");
+    env.router.wait_no_route("203.0.113.64/28");
+    assert_eq!(our_route(l, h, "203.0.113.64/28"), "");
+    assert!(env.router.protocol("h1").established());
+
+    l.addr(h, "br0", BR4);
+    wait_kernel(
+        l,
+        h,
+        "203.0.113.64/28",
+        "IPv4 route re-installed with the address",
+        |k| k.contains(&format!("proto {PROTO}")),
+    );
+    env.router.wait_route("203.0.113.64/28");
+    ping(l, r, "203.0.113.65");
+}
+
 fn nexthop_count(k: &str) -> usize {
     k.matches("nexthop").count()
 }

@@ -23,7 +23,7 @@ use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::{codes, Family, Notification};
 use crate::config::{self, Config, Peer};
 use crate::control::{self, Command, Pending, Reply};
-use crate::kernel::{Kernel, KernelEvent, KernelView, Route};
+use crate::kernel::{Address, Kernel, KernelEvent, KernelView, Route};
 use crate::plan::{self, Intent, SessionView};
 
 type KernelFuture<'a> =
@@ -390,8 +390,13 @@ impl Agent {
                 KernelEvent::AddressAdded(_) => addresses_changed = true,
                 KernelEvent::AddressRemoved(a) => {
                     addresses_changed = true;
-                    // IPv4 routes via a gateway vanish silently with the address covering it.
-                    redump |= self.routes_use(a.ifindex);
+                    // With the last IPv4 address of a link the kernel disables IPv4 on it
+                    // and flushes the IPv4 routes through it without an event. Any other
+                    // address removal leaves them (even the one covering their gateway),
+                    // and re-reading a big table for each would cost milliseconds.
+                    redump |= a.net.addr().is_ipv4()
+                        && self.last_ipv4_address(a)
+                        && self.routes_use(a.ifindex);
                 }
                 _ => {}
             }
@@ -411,6 +416,14 @@ impl Agent {
             };
             self.replan(resync).await;
         }
+    }
+
+    /// Whether `removed` is the only IPv4 address its link has.
+    fn last_ipv4_address(&self, removed: &Address) -> bool {
+        self.view
+            .addresses_of(removed.ifindex)
+            .iter()
+            .all(|a| !a.net.addr().is_ipv4() || a.net == removed.net)
     }
 
     fn routes_use(&self, ifindex: u32) -> bool {

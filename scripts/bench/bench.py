@@ -604,15 +604,36 @@ def with_background_table(yaml, n):
     return nets + "instances:\n" + insts
 
 
+def with_background_routes(yaml, n):
+    """Adds an instance whose NIC (vethbg on br0) has n routes.external /32s: n kernel
+    routes that hostbgp installs and advertises. Events must stay fast beside them."""
+    if not n:
+        return yaml
+    return yaml + ("  bg:\n    devices:\n      eth0:\n        type: nic\n        network: br0\n        host_name: vethbg\n"
+                   f"        ipv4.address: 203.0.113.20\n        ipv4.routes.external: \"{','.join(v4_prefixes(n))}\"\n")
+
+
+def background_routes_for_bird(ns, n):
+    """The same n routes, added to the kernel for bird's `kernel learn` to export."""
+    if n:
+        sh("ip", "-n", ns, "-batch", "-", inp="".join(f"route add {p} via 203.0.113.20 dev br0 proto static\n" for p in v4_prefixes(n)))
+
+
 def cmd_latency(count):
     res = {}
-    # hostbgp
+    # LAT_EXTRA: an OVN table advertised by hostbgp only (planned once per config);
+    # LAT_ROUTES: instance routes in the kernel, for both speakers.
+    extra_ovn, extra_routes = int(os.environ.get("LAT_EXTRA", 0)), int(os.environ.get("LAT_ROUTES", 0))
     for who in ("hostbgp", "bird"):
         t = Topo("l" + who[0])
         try:
             ip(t.h, "link", "add", "br0", "type", "bridge")
             ip(t.h, "link", "set", "br0", "up")
             ip(t.h, "addr", "add", "203.0.113.1/24", "dev", "br0")
+            if extra_routes:
+                ip(t.h, "link", "add", "vethbg", "type", "veth", "peer", "name", "vethbgp")
+                for dev in ("vethbg", "vethbgp"): ip(t.h, "link", "set", dev, "up")
+                ip(t.h, "link", "set", "vethbg", "master", "br0")
             inst = mkns("l" + who[0] + "i")
             router = Bird(t.r, f"router-lat-{who}", router_conf([("h1", H_V6, 65010)]), debug_routes=True)
             if who == "hostbgp":
@@ -621,7 +642,7 @@ def cmd_latency(count):
                         f"      bgp.peers.r1.address: \"{R_V6}\"\n      bgp.peers.r1.asn: \"65000\"\n"
                         "instances:\n  c1:\n    devices:\n      eth0: {type: nic, network: br0, host_name: vethc1, "
                         "ipv4.address: 203.0.113.10, ipv4.routes.external: 192.0.2.64/32}\n")
-                yaml = with_background_table(yaml, int(os.environ.get("LAT_EXTRA", 0)))
+                yaml = with_background_routes(with_background_table(yaml, extra_ovn), extra_routes)
                 p = start_hostbgp(t.h, yaml, "hb-lat")
                 spk_log = p.logpath
             else:
@@ -633,7 +654,9 @@ def cmd_latency(count):
                 p, spk_log = spk.p, spk.log
             wait(f"{who}: Established", lambda: router.state("h1") == "Established", 60, 0.05,
                  lambda: tail(spk_log) + "\n" + tail(router.log))
-            extra = int(os.environ.get("LAT_EXTRA", 0)) if who == "hostbgp" else 0
+            if who == "bird":
+                background_routes_for_bird(t.h, extra_routes)
+            extra = (extra_ovn if who == "hostbgp" else 0) + extra_routes
             wait(f"{who}: 203.0.113.0/24 at router", lambda: router.imported("h1")[0] >= 1 + extra, 60, 0.05, lambda: tail(spk_log))
             time.sleep(0.5)
             mon = Monitor(t.h, f"{DIR}/monitor-{who}.log")

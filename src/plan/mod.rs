@@ -295,6 +295,9 @@ fn plan_bridged_nic(
                 Family::Ipv6Unicast,
             )
         }));
+    // One kind per family, looked up at its first prefix rather than hashing the
+    // owners again for each route.
+    let mut kinds: [Option<KindId>; 2] = [None, None];
     for (prefix, gateway, family) in prefixes {
         let hop = RouteNextHop {
             ifindex: bridge.index,
@@ -325,7 +328,9 @@ fn plan_bridged_nic(
                 }
             }
         }
-        intent.advertise(prefix, &owners, host_rule(network, family));
+        let kind = *kinds[usize::from(family == Family::Ipv6Unicast)]
+            .get_or_insert_with(|| intent.adverts.kind(&owners, host_rule(network, family)));
+        intent.adverts.push(prefix, kind);
     }
 }
 
