@@ -5,6 +5,8 @@
 #      EVENTS (latency events per kind, default 200), BENCH_EXABGP=0 to skip exabgp,
 #      BENCH_GOBGP=0 to skip gobgpd (bulk; preloaded from an MRT file, ~80 s at 1M),
 #      PEERS (routers in `peers`, default 50), PEER_N (prefixes to each, default 10000),
+#      LAT_ROUTES (latency: instance routes in the kernel beside the events, both speakers),
+#      LAT_EXTRA (latency: an OVN table advertised by hostbgp beside the events),
 #      BENCH_KEEP=1 keeps the temp dir (configs, logs, pcaps), NO_BUILD=1 skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
