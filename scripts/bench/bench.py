@@ -126,15 +126,24 @@ class Bird:
 
     def imported(self, proto):
         """(ipv4 imported, ipv6 imported) from `show protocols all`: O(1) for bird."""
-        out = self.c(f"show protocols all {proto}")
-        res = {"ipv4": 0, "ipv6": 0}
-        for ch in re.split(r"\n\s+Channel ", out)[1:]:
-            m = re.search(r"Routes:\s+(\d+) imported", ch)
-            if m: res[ch.split()[0]] = int(m.group(1))
-        return res["ipv4"], res["ipv6"]
+        return imported_counts(self.c(f"show protocols all {proto}"))
 
     def stop(self):
         stop(self.p, signal.SIGTERM)
+
+
+def imported_counts(out):
+    """(ipv4 imported, ipv6 imported) from one protocol's `show protocols all` text."""
+    res = {"ipv4": 0, "ipv6": 0}
+    for ch in re.split(r"\n\s+Channel ", out)[1:]:
+        m = re.search(r"Routes:\s+(\d+) imported", ch)
+        if m: res[ch.split()[0]] = int(m.group(1))
+    return res["ipv4"], res["ipv6"]
+
+
+def bird_log_time(stamp):
+    """Epoch seconds of a bird log timestamp (`timeformat log "%F %T.%6f"`)."""
+    return time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + float("0" + stamp[19:])
 
 
 def tail(path, n=25):
@@ -519,8 +528,7 @@ def parse_bird_events(path, proto):
     for l in open(path, errors="replace"):
         m = re.match(r"(\S+ \S+) <TRACE> (\S+) > (added|removed|replaced)\S* (?:\[\S+\] )?(\S+)", l)
         if m and m.group(2).startswith(proto):
-            ts = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + float("0" + m.group(1)[19:])
-            ev.append((ts, m.group(3), m.group(4)))
+            ev.append((bird_log_time(m.group(1)), m.group(3), m.group(4)))
     return ev
 
 
@@ -850,11 +858,7 @@ def router_progress(ctl, proto):
     """(Established?, IPv4 routes imported, IPv6 routes imported) of one router's session
     `proto`, from `show protocols all`: O(1) for bird."""
     out = ctl.query(f"show protocols all {proto}")
-    res = {"ipv4": 0, "ipv6": 0}
-    for ch in re.split(r"\n\s+Channel ", out)[1:]:
-        m = re.search(r"Routes:\s+(\d+) imported", ch)
-        if m: res[ch.split()[0]] = int(m.group(1))
-    return bool(re.search(r"BGP state:\s+Established", out)), res["ipv4"], res["ipv6"]
+    return (bool(re.search(r"BGP state:\s+Established", out)), *imported_counts(out))
 
 
 def established_at(log, proto):
@@ -864,7 +868,7 @@ def established_at(log, proto):
     for l in open(log, errors="replace"):
         m = re.match(r"(\S+ \S+) <TRACE> (\S+): State changed to up", l)
         if m and m.group(2) == proto:
-            at = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + float("0" + m.group(1)[19:])
+            at = bird_log_time(m.group(1))
     return at
 
 
