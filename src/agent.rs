@@ -24,7 +24,7 @@ use crate::bgp::wire::{codes, Family, Notification};
 use crate::config::{self, Config, Peer};
 use crate::control::{self, Command, Pending, Reply};
 use crate::kernel::{Address, Kernel, KernelEvent, KernelView, Route};
-use crate::plan::{self, Intent, SessionView};
+use crate::plan::{self, Planner, SessionView, Touched};
 
 type KernelFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + 'a>>;
@@ -86,6 +86,14 @@ struct PeerSession {
 
 type NextHopTable = FastHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>;
 
+/// What a batch of kernel events changed, for the replan that follows it.
+#[derive(Default)]
+struct EventBatch {
+    touched: Touched,
+    /// Addresses came or went: next hops taken from them may have moved.
+    addresses: bool,
+}
+
 /// How much of each peer's Adj-RIB-Out a replan must revisit.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Resync {
@@ -101,11 +109,10 @@ enum Resync {
 struct Agent {
     opts: RunOptions,
     config: Config,
-    /// What `config` alone advertises (`plan::plan_static`), planned once per config.
-    static_adverts: Arc<plan::Adverts>,
     kernel: Kernel,
     view: KernelView,
-    intent: Intent,
+    /// Holds the intent: what the kernel should hold and what peers should hear.
+    planner: Planner,
     local: Option<LocalParams>,
     listen: Option<SocketAddr>,
     listener: Option<Listener>,
@@ -160,11 +167,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         opts,
-        static_adverts: Arc::new(plan::plan_static(&config)),
+        planner: Planner::new(&config),
         config,
         kernel,
         view,
-        intent: Intent::default(),
         local: None,
         listen: None,
         listener: None,
@@ -176,7 +182,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         route_errors: BTreeMap::new(),
         started: SystemTime::now(),
     };
-    agent.replan(Resync::Everything).await;
+    agent.replan(None).await;
     agent.start_bgp(restarting)?;
     if restarting {
         tracing::info!(
@@ -356,20 +362,12 @@ impl Agent {
 
     async fn on_kernel_events(&mut self, events: Vec<KernelEvent>) {
         let mut redump = false;
-        let mut addresses_changed = false;
+        let mut batch = EventBatch::default();
         // Most route events confirm what our own requests already put in the view;
         // a batch that changes nothing needs no replanning.
         let mut view_changed = false;
         for event in &events {
-            view_changed |= match event {
-                KernelEvent::RouteChanged(r) => self.view.routes.get(&r.prefix) != Some(r),
-                KernelEvent::RouteRemoved(p) => self.view.routes.contains_key(p),
-                KernelEvent::LinkChanged(l) => self.view.links.get(&l.index) != Some(l),
-                KernelEvent::PortReleased(i) => {
-                    self.view.links.get(i).is_some_and(|l| l.master.is_some())
-                }
-                _ => true,
-            };
+            view_changed |= batch.touched.note(&self.view, event);
             match event {
                 KernelEvent::Overrun => {
                     tracing::warn!(
@@ -387,9 +385,9 @@ impl Agent {
                     }
                 }
                 KernelEvent::LinkRemoved(index) => redump |= self.routes_use(*index),
-                KernelEvent::AddressAdded(_) => addresses_changed = true,
+                KernelEvent::AddressAdded(_) => batch.addresses = true,
                 KernelEvent::AddressRemoved(a) => {
-                    addresses_changed = true;
+                    batch.addresses = true;
                     // With the last IPv4 address of a link the kernel disables IPv4 on it
                     // and flushes the IPv4 routes through it without an event. Any other
                     // address removal leaves them (even the one covering their gateway),
@@ -407,14 +405,9 @@ impl Agent {
                 Ok(view) => self.view = view,
                 Err(e) => tracing::error!("re-reading the kernel state failed: {e}"),
             }
-        }
-        if view_changed || redump {
-            let resync = match (redump, addresses_changed) {
-                (true, _) => Resync::Everything,
-                (false, true) => Resync::Addresses,
-                (false, false) => Resync::Changed,
-            };
-            self.replan(resync).await;
+            self.replan(None).await;
+        } else if view_changed {
+            self.replan(Some(batch)).await;
         }
     }
 
@@ -433,26 +426,50 @@ impl Agent {
             .any(|r| r.next_hops.iter().any(|h| h.ifindex == ifindex))
     }
 
-    /// Recomputes the intent, tells the peers what changed, then fixes the kernel. What
-    /// the kernel acknowledged changes what may be advertised (a NIC's prefix only once
-    /// its route is in), so a kernel change is followed by one more pass.
-    async fn replan(&mut self, resync: Resync) {
-        self.plan_and_sync(resync).await;
-        if self.reconcile_kernel().await {
-            self.plan_and_sync(Resync::Changed).await;
+    /// Plans again what `events` touched (everything when `None`), tells the peers
+    /// what changed, then fixes the kernel. What the kernel acknowledged changes what
+    /// may be advertised (a NIC's prefix only once its route is in), so a kernel
+    /// change is followed by one more pass over the prefixes it moved.
+    async fn replan(&mut self, events: Option<EventBatch>) {
+        let kernel_scope = match events {
+            None => {
+                self.planner.rebuild(&self.view);
+                self.sync_peers(Resync::Everything, &[]).await;
+                None
+            }
+            Some(EventBatch { touched, addresses }) => {
+                let delta = self.planner.update(&self.view, &touched);
+                let resync = if addresses {
+                    Resync::Addresses
+                } else {
+                    Resync::Changed
+                };
+                self.sync_peers(resync, &delta.adverts).await;
+                let mut scope = delta.routes;
+                scope.extend(&touched.routes);
+                // A failed install may succeed once a link or an address appears.
+                if addresses || !touched.links.is_empty() {
+                    scope.extend(self.route_errors.keys());
+                }
+                scope.sort_unstable();
+                scope.dedup();
+                Some(scope)
+            }
+        };
+        let moved = self.reconcile_kernel(kernel_scope.as_deref()).await;
+        if !moved.is_empty() {
+            let touched = Touched {
+                links: Vec::new(),
+                routes: moved,
+            };
+            let delta = self.planner.update(&self.view, &touched);
+            self.sync_peers(Resync::Changed, &delta.adverts).await;
         }
     }
 
-    async fn plan_and_sync(&mut self, resync: Resync) {
-        let intent = plan::plan_over(&self.config, &self.view, &self.static_adverts);
-        let changed = if resync == Resync::Everything {
-            Vec::new()
-        } else {
-            intent.adverts.changed_since(&self.intent.adverts)
-        };
-        // The old intent goes before peers are synced: two full intents never coexist
-        // with the Adj-RIB-Out and the encoded changes.
-        self.intent = intent;
+    /// Brings every established peer in line with the intent; `changed` lists the
+    /// prefixes whose advert changed since the last sync.
+    async fn sync_peers(&mut self, resync: Resync, changed: &[IpNet]) {
         let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
         for address in addresses {
             let everything = match resync {
@@ -463,7 +480,7 @@ impl Agent {
             if everything {
                 self.sync_peer(address, None).await;
             } else if !changed.is_empty() {
-                self.sync_peer(address, Some(&changed)).await;
+                self.sync_peer(address, Some(changed)).await;
             }
         }
     }
@@ -500,7 +517,7 @@ impl Agent {
             last: None,
         };
         let mut changes = Changes::default();
-        let adverts = &self.intent.adverts;
+        let adverts = &self.planner.intent().adverts;
         match only {
             Some(prefixes) => {
                 for p in prefixes {
@@ -539,39 +556,42 @@ impl Agent {
         session.next_hops.extend(next_hops.resolved);
     }
 
-    /// Makes the kernel hold exactly the wanted routes. Each route our own request
-    /// installed or removed is recorded in the view at once (its event confirms it
-    /// later), so the next reconcile does not repeat work whose events are still queued.
-    async fn reconcile_kernel(&mut self) -> bool {
-        let mut changed = false;
-        let remove: Vec<IpNet> = self
-            .view
-            .routes
-            .keys()
-            .filter(|p| !self.intent.routes.contains_key(p))
-            .copied()
-            .collect();
-        if !remove.is_empty() {
-            for prefix in &remove {
-                self.installed.remove(prefix);
+    /// Makes the kernel hold the wanted routes of `scope` (every prefix when `None`).
+    /// Each route our own request installed or removed is recorded in the view at once
+    /// (its event confirms it later), so the next reconcile does not repeat work whose
+    /// events are still queued. Returns the prefixes whose kernel route moved.
+    async fn reconcile_kernel(&mut self, scope: Option<&[IpNet]>) -> Vec<IpNet> {
+        let wanted = &self.planner.intent().routes;
+        let everything: Vec<IpNet>;
+        let scope = match scope {
+            Some(prefixes) => prefixes,
+            None => {
+                self.installed.retain(|p, _| wanted.contains_key(p));
+                let mut all: Vec<IpNet> = self
+                    .view
+                    .routes
+                    .keys()
+                    .chain(wanted.keys())
+                    .copied()
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                everything = all;
+                &everything
             }
-            let removed = self
-                .apply_batch(
-                    &remove,
-                    |k, batch| Box::pin(k.remove_routes(batch)),
-                    |k, p| Box::pin(k.remove_route(p)),
-                )
-                .await;
-            for prefix in removed {
-                changed |= self.view.routes.remove(&prefix).is_some();
-                self.route_errors.remove(&prefix);
-            }
-        }
-        self.installed
-            .retain(|p, _| self.intent.routes.contains_key(p));
+        };
+        let mut remove = Vec::new();
         let mut install = Vec::new();
-        for (prefix, wanted) in &self.intent.routes {
+        for prefix in scope {
             let in_kernel = self.view.routes.get(prefix);
+            let Some(wanted) = wanted.get(prefix) else {
+                self.installed.remove(prefix);
+                match in_kernel {
+                    Some(_) => remove.push(*prefix),
+                    None => drop(self.route_errors.remove(prefix)),
+                }
+                continue;
+            };
             let needed = match (in_kernel, self.installed.get(prefix)) {
                 (None, _) => true,
                 (Some(_), Some(done)) => done != &wanted.route,
@@ -584,27 +604,40 @@ impl Agent {
                 self.installed.insert(*prefix, wanted.route.clone());
             }
         }
-        if install.is_empty() {
-            return changed;
+        let mut moved = Vec::new();
+        if !remove.is_empty() {
+            let removed = self
+                .apply_batch(
+                    &remove,
+                    |k, batch| Box::pin(k.remove_routes(batch)),
+                    |k, p| Box::pin(k.remove_route(p)),
+                )
+                .await;
+            for prefix in removed {
+                if self.view.routes.remove(&prefix).is_some() {
+                    moved.push(prefix);
+                }
+                self.route_errors.remove(&prefix);
+            }
         }
-        let installed = self
-            .apply_batch(
-                &install,
-                |k, batch| Box::pin(k.install_routes(batch)),
-                |k, r| Box::pin(k.install_route(r)),
-            )
-            .await;
-        for route in installed {
-            self.route_errors.remove(&route.prefix);
-            changed |= self
-                .view
-                .routes
-                .insert(route.prefix, route.clone())
-                .as_ref()
-                != Some(&route);
-            self.installed.insert(route.prefix, route);
+        if !install.is_empty() {
+            let installed = self
+                .apply_batch(
+                    &install,
+                    |k, batch| Box::pin(k.install_routes(batch)),
+                    |k, r| Box::pin(k.install_route(r)),
+                )
+                .await;
+            for route in installed {
+                self.route_errors.remove(&route.prefix);
+                if self.view.routes.get(&route.prefix) != Some(&route) {
+                    self.view.routes.insert(route.prefix, route.clone());
+                    moved.push(route.prefix);
+                }
+                self.installed.insert(route.prefix, route);
+            }
         }
-        changed
+        moved
     }
 
     /// Runs one pipelined batch; if any item failed, redoes them one by one to learn
@@ -747,7 +780,7 @@ impl Agent {
             .collect();
         let new_peers: BTreeMap<IpAddr, Peer> =
             new.peers().into_iter().map(|p| (p.address, p)).collect();
-        self.static_adverts = Arc::new(plan::plan_static(&new));
+        self.planner = Planner::new(&new);
         self.config = new;
         let mut reset = Vec::new();
         let mut added = Vec::new();
@@ -791,7 +824,7 @@ impl Agent {
         for peer in reset.into_iter().chain(added) {
             self.spawn_session(peer);
         }
-        self.replan(Resync::Everything).await;
+        self.replan(None).await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))
     }
@@ -902,7 +935,8 @@ impl Agent {
 
     fn routes_json(&self) -> Value {
         let routes: Vec<Value> = self
-            .intent
+            .planner
+            .intent()
             .adverts
             .iter()
             .map(|(prefix, advert)| {
@@ -920,7 +954,7 @@ impl Agent {
                         Some((name, json!(nh.to_string())))
                     })
                     .collect();
-                let kernel = self.intent.routes.get(&prefix).map(|wanted| {
+                let kernel = self.planner.intent().routes.get(&prefix).map(|wanted| {
                     let state = match (
                         self.view.routes.get(&prefix),
                         self.route_errors.get(&prefix),

@@ -1,8 +1,9 @@
 //! The advertised set, stored for a million prefixes: sorted per-family vectors of
 //! (prefix, kind), where a kind (owners + next-hop rule) is shared by every prefix
-//! of one network or NIC. 12 bytes per IPv4 prefix, 24 per IPv6 one; a BTreeMap of
-//! full entries cost about 110.
-use std::collections::HashMap;
+//! of one network or NIC. 9 bytes per IPv4 prefix, 21 per IPv6 one; a BTreeMap of
+//! full entries cost about 110. The kernel-dependent layer above it is a map of the
+//! same (prefix, kind) pairs, changed prefix by prefix as events arrive.
+use std::collections::{btree_map, BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -16,6 +17,12 @@ use super::{Advert, NextHopRule, Owners};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(C, packed)]
 pub struct KindId(u32);
+
+impl KindId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 const _: () = assert!(std::mem::size_of::<(Ipv4Net, KindId)>() == 9);
 const _: () = assert!(std::mem::size_of::<(Ipv6Net, KindId)>() == 21);
@@ -70,7 +77,7 @@ impl Adverts {
             IpNet::V4(p) => find(&self.v4, p),
             IpNet::V6(p) => find(&self.v6, p),
         }?;
-        Some(&self.kinds[kind.0 as usize])
+        Some(&self.kinds[kind.index()])
     }
 
     pub fn contains_key(&self, prefix: &IpNet) -> bool {
@@ -79,7 +86,7 @@ impl Adverts {
 
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Advert)> + '_ {
         let kinds = &self.kinds;
-        self.entries().map(move |(p, k)| (p, &kinds[k.0 as usize]))
+        self.entries().map(move |(p, k)| (p, &kinds[k.index()]))
     }
 
     /// (prefix, kind) in `IpNet` order.
@@ -95,24 +102,6 @@ impl Adverts {
     pub fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
         self.iter().map(|(p, _)| p)
     }
-
-    pub fn retain(&mut self, mut keep: impl FnMut(&IpNet, &Advert) -> bool) {
-        let kinds = &self.kinds;
-        self.v4
-            .retain(|(p, k)| keep(&IpNet::V4(*p), &kinds[k.0 as usize]));
-        self.v6
-            .retain(|(p, k)| keep(&IpNet::V6(*p), &kinds[k.0 as usize]));
-    }
-
-    /// Prefixes added, removed, or advertised differently in `self` than in `old`,
-    /// in order. A merge of the two sorted vectors: no set of keys is built.
-    pub fn changed_since(&self, old: &Adverts) -> Vec<IpNet> {
-        let same = same_kinds(old, self);
-        let differ = |a: &KindId, b: &KindId| same[a.0 as usize] != Some(*b);
-        let mut out = Vec::new();
-        merge_diff(old.entries(), self.entries(), differ, &mut out);
-        out
-    }
 }
 
 fn find<P: Ord>(entries: &[(P, KindId)], prefix: &P) -> Option<KindId> {
@@ -122,61 +111,15 @@ fn find<P: Ord>(entries: &[(P, KindId)], prefix: &P) -> Option<KindId> {
         .map(|i| entries[i].1)
 }
 
-/// For each kind of `old`, the kind of `new` with the same value, if any.
-fn same_kinds(old: &Adverts, new: &Adverts) -> Vec<Option<KindId>> {
-    let by_value: HashMap<&Advert, KindId> = new
-        .kinds
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a, KindId(i as u32)))
-        .collect();
-    old.kinds.iter().map(|a| by_value.get(a).copied()).collect()
-}
-
-/// Keys present in only one of two sorted streams, or in both with values that
-/// `differ`, in order. No set of keys is built.
-fn merge_diff<A, B>(
-    old: impl Iterator<Item = (IpNet, A)>,
-    new: impl Iterator<Item = (IpNet, B)>,
-    differ: impl Fn(&A, &B) -> bool,
-    out: &mut Vec<IpNet>,
-) {
-    let (mut old, mut new) = (old.peekable(), new.peekable());
-    loop {
-        match (old.peek(), new.peek()) {
-            (Some((p, a)), Some((q, b))) if p == q => {
-                if differ(a, b) {
-                    out.push(*p);
-                }
-                old.next();
-                new.next();
-            }
-            (Some((p, _)), Some((q, _))) if p < q => {
-                out.push(*p);
-                old.next();
-            }
-            (Some((p, _)), None) => {
-                out.push(*p);
-                old.next();
-            }
-            (_, Some((q, _))) => {
-                out.push(*q);
-                new.next();
-            }
-            (None, None) => return,
-        }
-    }
-}
-
 /// The advertised set in two layers: what the config alone decides (OVN networks and
-/// NICs: possibly millions of prefixes), shared from one plan to the next while the
-/// config stays, and what depends on the kernel (bridges, bridged NICs), planned at
-/// every event. A kernel event then costs the small layer, not the whole table. A
+/// NICs: possibly millions of prefixes), shared while the config stays, and what
+/// depends on the kernel (bridges, bridged NICs), changed prefix by prefix as events
+/// arrive. An event then costs the few prefixes it touches, not the whole table. A
 /// prefix in both layers is in `dynamic`, with both layers' owners.
 #[derive(Clone, Debug, Default)]
 pub struct AdvertSet {
     statics: Arc<Adverts>,
-    dynamic: Adverts,
+    dynamic: DynamicAdverts,
 }
 
 impl PartialEq for AdvertSet {
@@ -200,8 +143,12 @@ impl std::ops::Index<&IpNet> for AdvertSet {
 }
 
 impl AdvertSet {
-    pub fn new(statics: Arc<Adverts>, dynamic: Adverts) -> AdvertSet {
-        AdvertSet { statics, dynamic }
+    /// The set of `statics` alone; [`AdvertSet::set_dynamic`] adds the rest.
+    pub fn new(statics: Arc<Adverts>) -> AdvertSet {
+        AdvertSet {
+            statics,
+            dynamic: DynamicAdverts::default(),
+        }
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&Advert> {
@@ -214,10 +161,30 @@ impl AdvertSet {
         self.get(prefix).is_some()
     }
 
+    /// What the config alone advertises for `prefix`.
+    pub fn static_advert(&self, prefix: &IpNet) -> Option<&Advert> {
+        self.statics.get(prefix)
+    }
+
+    /// Sets (or with `None` clears) the kernel-dependent advert of `prefix`, which
+    /// hides the static one while set. Returns whether anything changed.
+    pub fn set_dynamic(&mut self, prefix: IpNet, advert: Option<Advert>) -> bool {
+        self.dynamic.set(prefix, advert)
+    }
+
+    /// Forgets every kernel-dependent advert.
+    pub fn clear_dynamic(&mut self) {
+        self.dynamic = DynamicAdverts::default();
+    }
+
     /// Every advert in `IpNet` order; `dynamic` wins where both layers hold a prefix.
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Advert)> + '_ {
-        let v4 = Layered::family(self, |a| &a.v4).map(|(p, a)| (IpNet::V4(p), a));
-        v4.chain(Layered::family(self, |a| &a.v6).map(|(p, a)| (IpNet::V6(p), a)))
+        let v4 = Layered::new(&self.statics, |a| &a.v4, &self.dynamic, &self.dynamic.v4)
+            .map(|(p, a)| (IpNet::V4(p), a));
+        v4.chain(
+            Layered::new(&self.statics, |a| &a.v6, &self.dynamic, &self.dynamic.v6)
+                .map(|(p, a)| (IpNet::V6(p), a)),
+        )
     }
 
     pub fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
@@ -234,45 +201,143 @@ impl AdvertSet {
 
     /// IPv4 prefixes, counting one held by both layers twice (a sizing hint).
     pub fn count_v4(&self) -> usize {
-        self.statics.count_v4() + self.dynamic.count_v4()
+        self.statics.count_v4() + self.dynamic.v4.len()
     }
 
     /// IPv6 prefixes, counting one held by both layers twice (a sizing hint).
     pub fn count_v6(&self) -> usize {
-        self.statics.count_v6() + self.dynamic.count_v6()
+        self.statics.count_v6() + self.dynamic.v6.len()
+    }
+}
+
+/// The kernel-dependent layer: sorted maps of (prefix, kind), with each kind counted
+/// by its users so that kinds of stopped NICs do not pile up over months of events.
+#[derive(Clone, Debug, Default)]
+struct DynamicAdverts {
+    v4: BTreeMap<Ipv4Net, KindId>,
+    v6: BTreeMap<Ipv6Net, KindId>,
+    /// Indexed by `KindId`; `None` marks a free slot.
+    kinds: Vec<Option<CountedKind>>,
+    ids: HashMap<Advert, KindId>,
+    free: Vec<KindId>,
+}
+
+#[derive(Clone, Debug)]
+struct CountedKind {
+    advert: Advert,
+    users: u32,
+}
+
+impl DynamicAdverts {
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
     }
 
-    /// Prefixes added, removed, or advertised differently than in `old`, in order.
-    /// With the same static layer only the dynamic layers are compared: a prefix that
-    /// enters or leaves `dynamic` is reported, and looking it up again gives its
-    /// advert from whichever layer holds it now.
-    pub fn changed_since(&self, old: &AdvertSet) -> Vec<IpNet> {
-        if Arc::ptr_eq(&self.statics, &old.statics) {
-            return self.dynamic.changed_since(&old.dynamic);
+    fn kind(&self, id: KindId) -> &Advert {
+        match &self.kinds[id.index()] {
+            Some(counted) => &counted.advert,
+            None => unreachable!("a prefix refers to a freed kind"),
         }
-        let mut out = Vec::new();
-        merge_diff(old.iter(), self.iter(), |a, b| a != b, &mut out);
-        out
+    }
+
+    fn get(&self, prefix: &IpNet) -> Option<&Advert> {
+        let id = match prefix {
+            IpNet::V4(p) => self.v4.get(p),
+            IpNet::V6(p) => self.v6.get(p),
+        }?;
+        Some(self.kind(*id))
+    }
+
+    fn set(&mut self, prefix: IpNet, advert: Option<Advert>) -> bool {
+        let old = match prefix {
+            IpNet::V4(p) => self.v4.get(&p),
+            IpNet::V6(p) => self.v6.get(&p),
+        }
+        .copied();
+        match (old, &advert) {
+            (None, None) => return false,
+            // Prefixes of one NIC share its owners' Arc, so this is a pointer compare.
+            (Some(id), Some(a)) if self.kind(id) == a => return false,
+            _ => {}
+        }
+        let new = advert.map(|a| self.acquire(a));
+        match (prefix, new) {
+            (IpNet::V4(p), Some(id)) => drop(self.v4.insert(p, id)),
+            (IpNet::V6(p), Some(id)) => drop(self.v6.insert(p, id)),
+            (IpNet::V4(p), None) => drop(self.v4.remove(&p)),
+            (IpNet::V6(p), None) => drop(self.v6.remove(&p)),
+        }
+        if let Some(id) = old {
+            self.release(id);
+        }
+        true
+    }
+
+    fn acquire(&mut self, advert: Advert) -> KindId {
+        if let Some(id) = self.ids.get(&advert) {
+            if let Some(counted) = &mut self.kinds[id.index()] {
+                counted.users += 1;
+            }
+            return *id;
+        }
+        let counted = Some(CountedKind {
+            advert: advert.clone(),
+            users: 1,
+        });
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.kinds[id.index()] = counted;
+                id
+            }
+            None => {
+                self.kinds.push(counted);
+                KindId(self.kinds.len() as u32 - 1)
+            }
+        };
+        self.ids.insert(advert, id);
+        id
+    }
+
+    fn release(&mut self, id: KindId) {
+        let Some(counted) = &mut self.kinds[id.index()] else {
+            return;
+        };
+        counted.users -= 1;
+        if counted.users == 0 {
+            if let Some(gone) = self.kinds[id.index()].take() {
+                self.ids.remove(&gone.advert);
+            }
+            self.free.push(id);
+        }
     }
 }
 
 /// Merges one family's sorted entries of the two layers, the dynamic one winning ties.
-/// Cursors over slices, not peekable iterators: a full-table sync walks a million of
-/// these, and the peekable merge cost 23 ns a prefix against 2 for one layer alone.
+/// A cursor over the static slice, not a peekable iterator: a full-table sync walks
+/// a million of these, and the peekable merge cost 23 ns a prefix against 2 for one
+/// layer alone.
 struct Layered<'a, P> {
     statics: &'a [(P, KindId)],
-    dynamic: &'a [(P, KindId)],
     static_kinds: &'a [Advert],
-    dynamic_kinds: &'a [Advert],
+    dynamic: btree_map::Iter<'a, P, KindId>,
+    next_dynamic: Option<(&'a P, &'a KindId)>,
+    dynamic_kinds: &'a DynamicAdverts,
 }
 
 impl<'a, P> Layered<'a, P> {
-    fn family(set: &'a AdvertSet, entries: impl Fn(&'a Adverts) -> &'a [(P, KindId)]) -> Self {
+    fn new(
+        statics: &'a Adverts,
+        entries: impl Fn(&'a Adverts) -> &'a [(P, KindId)],
+        dynamic: &'a DynamicAdverts,
+        dynamic_entries: &'a BTreeMap<P, KindId>,
+    ) -> Self {
+        let mut iter = dynamic_entries.iter();
         Layered {
-            statics: entries(&set.statics),
-            dynamic: entries(&set.dynamic),
-            static_kinds: &set.statics.kinds,
-            dynamic_kinds: &set.dynamic.kinds,
+            statics: entries(statics),
+            static_kinds: &statics.kinds,
+            next_dynamic: iter.next(),
+            dynamic: iter,
+            dynamic_kinds: dynamic,
         }
     }
 }
@@ -281,8 +346,8 @@ impl<'a, P: Ord + Copy> Iterator for Layered<'a, P> {
     type Item = (P, &'a Advert);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let take_static = match (self.statics.first(), self.dynamic.first()) {
-            (Some(s), Some(d)) => match s.0.cmp(&d.0) {
+        let take_static = match (self.statics.first(), self.next_dynamic) {
+            (Some(s), Some((d, _))) => match s.0.cmp(d) {
                 std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Equal => {
                     self.statics = &self.statics[1..];
@@ -294,18 +359,22 @@ impl<'a, P: Ord + Copy> Iterator for Layered<'a, P> {
             (None, Some(_)) => false,
             (None, None) => return None,
         };
-        let (entries, kinds) = if take_static {
-            (&mut self.statics, self.static_kinds)
+        if take_static {
+            let ((prefix, kind), rest) = self.statics.split_first()?;
+            self.statics = rest;
+            Some((*prefix, &self.static_kinds[kind.index()]))
         } else {
-            (&mut self.dynamic, self.dynamic_kinds)
-        };
-        let ((prefix, kind), rest) = entries.split_first()?;
-        *entries = rest;
-        Some((*prefix, &kinds[kind.0 as usize]))
+            let (prefix, kind) = self.next_dynamic?;
+            self.next_dynamic = self.dynamic.next();
+            Some((*prefix, self.dynamic_kinds.kind(*kind)))
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let (s, d) = (self.statics.len(), self.dynamic.len());
+        let (s, d) = (
+            self.statics.len(),
+            self.dynamic.len() + usize::from(self.next_dynamic.is_some()),
+        );
         (s.max(d), Some(s + d))
     }
 }
@@ -346,36 +415,14 @@ impl AdvertsBuilder {
         }
     }
 
-    pub fn finish(self) -> Adverts {
-        self.finish_over(&Adverts::default())
-    }
-
-    /// Like [`AdvertsBuilder::finish`], for the dynamic layer above `statics`: a
-    /// prefix both hold takes the owners of both, and the static claim's rule.
-    pub fn finish_over(mut self, statics: &Adverts) -> Adverts {
+    pub fn finish(mut self) -> Adverts {
         let mut v4 = std::mem::take(&mut self.adverts.v4);
         let mut v6 = std::mem::take(&mut self.adverts.v6);
         self.sort_and_merge(&mut v4);
         self.sort_and_merge(&mut v6);
-        self.add_static_claims(&mut v4, statics, IpNet::V4);
-        self.add_static_claims(&mut v6, statics, IpNet::V6);
         self.adverts.v4 = v4;
         self.adverts.v6 = v6;
         self.adverts
-    }
-
-    fn add_static_claims<P: Copy>(
-        &mut self,
-        entries: &mut [(P, KindId)],
-        statics: &Adverts,
-        wrap: impl Fn(P) -> IpNet,
-    ) {
-        for (p, kind) in entries {
-            if let Some(claim) = statics.get(&wrap(*p)) {
-                let first = self.intern(claim.clone());
-                *kind = self.merge(first, *kind);
-            }
-        }
     }
 
     /// Stable sort keeps claims in push order, so the first claim stays first.
@@ -398,8 +445,8 @@ impl AdvertsBuilder {
             return *id;
         }
         let (a, b) = (
-            &self.adverts.kinds[first.0 as usize],
-            &self.adverts.kinds[then.0 as usize],
+            &self.adverts.kinds[first.index()],
+            &self.adverts.kinds[then.index()],
         );
         let id = if b.owners.iter().all(|w| a.owners.contains(w)) {
             first
@@ -488,56 +535,6 @@ mod tests {
         assert_eq!(adverts.len(), 2);
     }
 
-    #[test]
-    fn changes_are_additions_removals_and_different_adverts_only() {
-        let build = |items: &[(&str, &str)]| {
-            let mut b = AdvertsBuilder::default();
-            for (p, owner) in items {
-                let k = b.kind(&owners(&[owner]), NextHopRule::Host(None));
-                b.push(net(p), k);
-            }
-            b.finish()
-        };
-        let old = build(&[
-            ("192.0.2.0/24", "a"),
-            ("198.51.100.0/24", "a"),
-            ("2001:db8:1::/48", "a"),
-        ]);
-        let new = build(&[
-            ("198.51.100.0/24", "a"),
-            ("203.0.113.0/24", "a"),
-            ("2001:db8:1::/48", "b"),
-            ("2001:db8:2::/48", "b"),
-        ]);
-        let changed: Vec<String> = new
-            .changed_since(&old)
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        assert_eq!(
-            changed,
-            [
-                "192.0.2.0/24",
-                "203.0.113.0/24",
-                "2001:db8:1::/48",
-                "2001:db8:2::/48"
-            ]
-        );
-        assert!(new.changed_since(&new.clone()).is_empty());
-        assert_eq!(old.changed_since(&Adverts::default()).len(), 3);
-    }
-
-    #[test]
-    fn retain_drops_what_the_filter_refuses() {
-        let mut b = AdvertsBuilder::default();
-        let k = b.kind(&owners(&["a"]), NextHopRule::Host(None));
-        b.push(net("192.0.2.0/24"), k);
-        b.push(net("2001:db8::/32"), k);
-        let mut adverts = b.finish();
-        adverts.retain(|p, _| matches!(p, IpNet::V6(_)));
-        assert_eq!(adverts.keys().collect::<Vec<_>>(), [net("2001:db8::/32")]);
-    }
-
     fn layer(items: &[(&str, &str, &str)]) -> Adverts {
         let mut b = AdvertsBuilder::default();
         for (p, owner, hop) in items {
@@ -547,72 +544,66 @@ mod tests {
         b.finish()
     }
 
-    fn dynamic_over(items: &[(&str, &str)], statics: &Adverts) -> Adverts {
-        let mut b = AdvertsBuilder::default();
-        for (p, owner) in items {
-            let k = b.kind(&owners(&[owner]), NextHopRule::Host(None));
-            b.push(net(p), k);
+    fn host(owner: &str) -> Advert {
+        Advert {
+            owners: owners(&[owner]),
+            next_hop: NextHopRule::Host(None),
         }
-        b.finish_over(statics)
     }
 
     #[test]
-    fn layers_merge_in_order_and_a_shared_prefix_takes_both_owners() {
+    fn layers_merge_in_order_and_the_dynamic_one_wins() {
         let statics = Arc::new(layer(&[
             ("192.0.2.0/24", "ovn", "198.51.100.20"),
             ("2001:db8:1::/48", "ovn", "2001:db8:ff::20"),
         ]));
-        let dynamic = dynamic_over(
-            &[("198.51.100.0/24", "br"), ("192.0.2.0/24", "br")],
-            &statics,
-        );
-        let set = AdvertSet::new(statics.clone(), dynamic);
+        let mut set = AdvertSet::new(statics);
+        assert!(set.set_dynamic(net("198.51.100.0/24"), Some(host("br"))));
+        assert!(set.set_dynamic(net("192.0.2.0/24"), Some(host("br"))));
+        assert!(!set.set_dynamic(net("192.0.2.0/24"), Some(host("br"))));
         let keys: Vec<String> = set.keys().map(|p| p.to_string()).collect();
         assert_eq!(keys, ["192.0.2.0/24", "198.51.100.0/24", "2001:db8:1::/48"]);
-        let shared = &set[&net("192.0.2.0/24")];
-        assert_eq!(shared.owners, owners(&["br", "ovn"]));
-        assert_eq!(shared.next_hop, fixed("198.51.100.20"));
+        assert_eq!(set[&net("192.0.2.0/24")], host("br"));
         assert_eq!(
-            set.get(&net("2001:db8:1::/48")).unwrap().owners,
+            set.static_advert(&net("192.0.2.0/24")).unwrap().owners,
             owners(&["ovn"])
         );
         assert!(!set.contains_key(&net("203.0.113.0/24")));
+        assert_eq!((set.count_v4(), set.count_v6()), (3, 1));
+        // Clearing the dynamic advert uncovers the static one again.
+        assert!(set.set_dynamic(net("192.0.2.0/24"), None));
+        assert!(!set.set_dynamic(net("192.0.2.0/24"), None));
+        assert_eq!(set[&net("192.0.2.0/24")].owners, owners(&["ovn"]));
         assert_eq!(set.iter().count(), 3);
+        set.clear_dynamic();
+        assert_eq!(
+            set.keys().collect::<Vec<_>>(),
+            [net("192.0.2.0/24"), net("2001:db8:1::/48")]
+        );
     }
 
     #[test]
-    fn changes_over_the_same_static_layer_come_from_the_dynamic_one_only() {
-        let statics = Arc::new(layer(&[("192.0.2.0/24", "ovn", "198.51.100.20")]));
-        let before = AdvertSet::new(
-            statics.clone(),
-            dynamic_over(&[("198.51.100.0/24", "br")], &statics),
-        );
-        // The bridge also claims the OVN prefix, then lets it go again.
-        let during = AdvertSet::new(
-            statics.clone(),
-            dynamic_over(
-                &[("198.51.100.0/24", "br"), ("192.0.2.0/24", "br")],
-                &statics,
-            ),
-        );
-        assert_eq!(during.changed_since(&before), [net("192.0.2.0/24")]);
-        assert_eq!(before.changed_since(&during), [net("192.0.2.0/24")]);
-        assert_eq!(
-            before.get(&net("192.0.2.0/24")).unwrap().owners,
-            owners(&["ovn"])
-        );
-        // A new static layer (a reload) is compared prefix by prefix.
-        let reloaded = Arc::new(layer(&[
-            ("192.0.2.0/24", "ovn", "198.51.100.20"),
-            ("203.0.113.0/24", "ovn", "198.51.100.20"),
-        ]));
-        let after = AdvertSet::new(
-            reloaded.clone(),
-            dynamic_over(&[("198.51.100.0/24", "br")], &reloaded),
-        );
-        assert_eq!(after.changed_since(&before), [net("203.0.113.0/24")]);
-        assert!(after.changed_since(&after.clone()).is_empty());
-        assert_eq!(after, after.clone());
-        assert_ne!(after, before);
+    fn kinds_are_shared_while_used_and_freed_after() {
+        let mut set = AdvertSet::default();
+        for i in 0..100u8 {
+            set.set_dynamic(net(&format!("10.0.{i}.0/24")), Some(host("a")));
+        }
+        assert_eq!(set.dynamic.ids.len(), 1);
+        // Every prefix moves to owner "b": "a" is freed and its slot reused.
+        for i in 0..100u8 {
+            set.set_dynamic(net(&format!("10.0.{i}.0/24")), Some(host("b")));
+        }
+        assert_eq!(set.dynamic.ids.len(), 1);
+        assert_eq!(set.dynamic.kinds.len(), 2);
+        for round in 0..50 {
+            let owner = format!("n{round}");
+            set.set_dynamic(net("10.0.0.0/24"), Some(host(&owner)));
+        }
+        assert_eq!(set.dynamic.ids.len(), 2);
+        assert!(set.dynamic.kinds.len() <= 3);
+        for i in 0..100u8 {
+            set.set_dynamic(net(&format!("10.0.{i}.0/24")), None);
+        }
+        assert!(set.is_empty() && set.dynamic.ids.is_empty());
     }
 }

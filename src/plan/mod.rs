@@ -1,8 +1,10 @@
 //! Config + KernelView -> Intent: which kernel routes hostbgp wants, and which
 //! prefixes it advertises with which next-hop rule. Pure, no I/O.
 mod adverts;
+mod planner;
+#[cfg(test)]
+mod proptests;
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -12,9 +14,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::bgp::wire::Family;
 use crate::config::{Config, Instance, Network, NetworkKind, Nic};
-use crate::kernel::{KernelView, Route, RouteNextHop};
+use crate::kernel::{KernelView, Route};
 
 pub use adverts::{AdvertSet, Adverts, AdvertsBuilder, KindId};
+pub use planner::{Delta, Planner, Touched};
 
 /// Who an advertisement or kernel route stands for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,82 +60,33 @@ pub struct WantedRoute {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Intent {
+    /// What the config alone advertises, under what the kernel adds.
     pub adverts: AdvertSet,
     pub routes: BTreeMap<IpNet, WantedRoute>,
 }
 
-/// An intent being planned: adverts collected in any order, sorted once at the end.
-#[derive(Default)]
-struct Draft {
-    adverts: AdvertsBuilder,
-    routes: BTreeMap<IpNet, WantedRoute>,
-}
-
-impl Draft {
-    fn advertise(&mut self, prefix: IpNet, owners: &Owners, next_hop: NextHopRule) {
-        let kind = self.adverts.kind(owners, next_hop);
-        self.adverts.push(prefix, kind);
-    }
-}
-
+/// The whole intent for `config` and `view`, planned from scratch.
 pub fn plan(config: &Config, view: &KernelView) -> Intent {
-    plan_over(config, view, &Arc::new(plan_static(config)))
+    let mut planner = Planner::new(config);
+    planner.rebuild(view);
+    planner.into_intent()
 }
 
 /// What the config alone advertises: OVN networks, and the OVN NICs of instances on
 /// this member (their next hop is the OVN router, whatever the kernel holds).
 pub fn plan_static(config: &Config) -> Adverts {
-    let mut draft = Draft::default();
+    let mut adverts = AdvertsBuilder::default();
     for network in config.networks.values() {
         if network.kind == NetworkKind::Ovn {
-            plan_ovn_network(network, &mut draft);
+            plan_ovn_network(network, &mut adverts);
         }
     }
     for (instance, nic, network) in nics_on(config, NetworkKind::Ovn) {
         if instance.location.as_deref() == Some(config.member.as_str()) {
-            plan_ovn_nic(nic, network, instance_owner(instance, nic), &mut draft);
+            plan_ovn_nic(nic, network, instance_owner(instance, nic), &mut adverts);
         }
     }
-    draft.adverts.finish()
-}
-
-/// The whole intent, given `statics` = [`plan_static`] of the same config: only what
-/// depends on the kernel is planned here.
-pub fn plan_over(config: &Config, view: &KernelView, statics: &Arc<Adverts>) -> Intent {
-    let mut draft = Draft::default();
-    for network in config.networks.values() {
-        if network.kind == NetworkKind::Bridge {
-            plan_bridge(network, view, &mut draft);
-        }
-    }
-    for (instance, nic, network) in nics_on(config, NetworkKind::Bridge) {
-        plan_bridged_nic(
-            nic,
-            network,
-            instance_owner(instance, nic),
-            view,
-            &mut draft,
-        );
-    }
-    let mut routes = draft.routes;
-    for wanted in routes.values_mut() {
-        normalize_multipath(&mut wanted.route);
-    }
-    let mut dynamic = draft.adverts.finish_over(statics);
-    // A NIC's routes are advertised only while the kernel holds them: the kernel is the truth.
-    dynamic.retain(|prefix, advert| {
-        let kernel_backed = advert
-            .owners
-            .iter()
-            .any(|o| matches!(o, Owner::Instance { .. }))
-            && matches!(advert.next_hop, NextHopRule::Host(_))
-            && routes.contains_key(prefix);
-        !kernel_backed || view.routes.contains_key(prefix)
-    });
-    Intent {
-        adverts: AdvertSet::new(statics.clone(), dynamic),
-        routes,
-    }
+    adverts.finish()
 }
 
 /// Every NIC attached to a network of `kind`, with its instance and network.
@@ -170,36 +124,6 @@ fn host_rule(network: &Network, family: Family) -> NextHopRule {
     })
 }
 
-fn plan_bridge(network: &Network, view: &KernelView, intent: &mut Draft) {
-    let Some(link) = view.link_by_name(&network.name) else {
-        return;
-    };
-    let owners = owners_of(Owner::Network(network.name.clone()));
-    for address in view.addresses.get(&link.index).into_iter().flatten() {
-        if address.tentative || address.link_scope {
-            continue;
-        }
-        let family = Family::of(&address.net);
-        let nat = match family {
-            Family::Ipv4Unicast => network.ipv4.nat,
-            Family::Ipv6Unicast => network.ipv6.nat,
-        };
-        if !nat {
-            intent.advertise(address.net.trunc(), &owners, host_rule(network, family));
-        }
-    }
-    if network.ipv4.nat {
-        if let Some(a) = network.ipv4.nat_address {
-            intent.advertise(host_v4(a), &owners, host_rule(network, Family::Ipv4Unicast));
-        }
-    }
-    if network.ipv6.nat {
-        if let Some(a) = network.ipv6.nat_address {
-            intent.advertise(host_v6(a), &owners, host_rule(network, Family::Ipv6Unicast));
-        }
-    }
-}
-
 fn host_v4(a: Ipv4Addr) -> IpNet {
     IpNet::V4(Ipv4Net::from(a))
 }
@@ -208,7 +132,12 @@ fn host_v6(a: Ipv6Addr) -> IpNet {
     IpNet::V6(Ipv6Net::from(a))
 }
 
-fn plan_ovn_network(network: &Network, intent: &mut Draft) {
+fn advertise(adverts: &mut AdvertsBuilder, prefix: IpNet, owners: &Owners, next_hop: NextHopRule) {
+    let kind = adverts.kind(owners, next_hop);
+    adverts.push(prefix, kind);
+}
+
+fn plan_ovn_network(network: &Network, adverts: &mut AdvertsBuilder) {
     let owners = owners_of(Owner::Network(network.name.clone()));
     if let Some(router) = network.ipv4.ovn_router_address {
         let rule = NextHopRule::Fixed(IpAddr::V4(router));
@@ -217,8 +146,8 @@ fn plan_ovn_network(network: &Network, intent: &mut Draft) {
             network.ipv4.address,
             network.ipv4.nat_address,
         ) {
-            (false, Some(net), _) => intent.advertise(IpNet::V4(net.trunc()), &owners, rule),
-            (true, _, Some(a)) => intent.advertise(host_v4(a), &owners, rule),
+            (false, Some(net), _) => advertise(adverts, IpNet::V4(net.trunc()), &owners, rule),
+            (true, _, Some(a)) => advertise(adverts, host_v4(a), &owners, rule),
             _ => {}
         }
     }
@@ -229,108 +158,26 @@ fn plan_ovn_network(network: &Network, intent: &mut Draft) {
             network.ipv6.address,
             network.ipv6.nat_address,
         ) {
-            (false, Some(net), _) => intent.advertise(IpNet::V6(net.trunc()), &owners, rule),
-            (true, _, Some(a)) => intent.advertise(host_v6(a), &owners, rule),
+            (false, Some(net), _) => advertise(adverts, IpNet::V6(net.trunc()), &owners, rule),
+            (true, _, Some(a)) => advertise(adverts, host_v6(a), &owners, rule),
             _ => {}
         }
     }
 }
 
-fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, intent: &mut Draft) {
+fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, adverts: &mut AdvertsBuilder) {
     let owners = owners_of(owner);
     if let Some(router) = network.ipv4.ovn_router_address {
-        let kind = intent
-            .adverts
-            .kind(&owners, NextHopRule::Fixed(IpAddr::V4(router)));
+        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V4(router)));
         for p in &nic.ipv4_routes_external {
-            intent.adverts.push(IpNet::V4(*p), kind);
+            adverts.push(IpNet::V4(*p), kind);
         }
     }
     if let Some(router) = network.ipv6.ovn_router_address {
-        let kind = intent
-            .adverts
-            .kind(&owners, NextHopRule::Fixed(IpAddr::V6(router)));
+        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V6(router)));
         for p in &nic.ipv6_routes_external {
-            intent.adverts.push(IpNet::V6(*p), kind);
+            adverts.push(IpNet::V6(*p), kind);
         }
-    }
-}
-
-/// A bridged NIC runs while its host-side interface is a port of the (up) bridge.
-fn plan_bridged_nic(
-    nic: &Nic,
-    network: &Network,
-    owner: Owner,
-    view: &KernelView,
-    intent: &mut Draft,
-) {
-    let owners = owners_of(owner.clone());
-    let Some(bridge) = view.link_by_name(&network.name) else {
-        return;
-    };
-    let Some(host_name) = &nic.host_name else {
-        return;
-    };
-    let running = bridge.admin_up
-        && view
-            .link_by_name(host_name)
-            .is_some_and(|port| port.master == Some(bridge.index));
-    if !running {
-        return;
-    }
-    let prefixes = nic
-        .ipv4_routes_external
-        .iter()
-        .map(|p| {
-            (
-                IpNet::V4(*p),
-                nic.ipv4_address.map(IpAddr::V4),
-                Family::Ipv4Unicast,
-            )
-        })
-        .chain(nic.ipv6_routes_external.iter().map(|p| {
-            (
-                IpNet::V6(*p),
-                nic.ipv6_address.map(IpAddr::V6),
-                Family::Ipv6Unicast,
-            )
-        }));
-    // One kind per family, looked up at its first prefix rather than hashing the
-    // owners again for each route.
-    let mut kinds: [Option<KindId>; 2] = [None, None];
-    for (prefix, gateway, family) in prefixes {
-        let hop = RouteNextHop {
-            ifindex: bridge.index,
-            gateway,
-        };
-        match intent.routes.entry(prefix) {
-            Entry::Vacant(v) => {
-                // vec![] sizes it for the usual single hop (a push would reserve 4).
-                v.insert(WantedRoute {
-                    route: Route {
-                        prefix,
-                        next_hops: vec![hop],
-                    },
-                    owners: owners.clone(),
-                });
-            }
-            Entry::Occupied(mut o) => {
-                let wanted = o.get_mut();
-                if !wanted.route.next_hops.contains(&hop) {
-                    wanted.route.next_hops.push(hop);
-                    wanted.route.next_hops.sort();
-                }
-                if !wanted.owners.contains(&owner) {
-                    let mut merged = wanted.owners.to_vec();
-                    merged.push(owner.clone());
-                    merged.sort();
-                    wanted.owners = Owners::from(merged);
-                }
-            }
-        }
-        let kind = *kinds[usize::from(family == Family::Ipv6Unicast)]
-            .get_or_insert_with(|| intent.adverts.kind(&owners, host_rule(network, family)));
-        intent.adverts.push(prefix, kind);
     }
 }
 
@@ -426,22 +273,22 @@ pub fn default_router_id(view: &KernelView) -> Option<Ipv4Addr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::{FamilyConfig, Instance, ServerConfig};
-    use crate::kernel::{Address, Link};
+    use crate::kernel::{Address, Link, RouteNextHop};
 
-    const BR: u32 = 10;
+    pub(super) const BR: u32 = 10;
     const UPLINK: u32 = 2;
 
-    fn net(s: &str) -> IpNet {
+    pub(super) fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
-    fn ip(s: &str) -> IpAddr {
+    pub(super) fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn family<A, N>() -> FamilyConfig<A, N> {
+    pub(super) fn family<A, N>() -> FamilyConfig<A, N> {
         FamilyConfig {
             nat: false,
             nat_address: None,
@@ -453,7 +300,7 @@ mod tests {
         }
     }
 
-    fn bridge(name: &str) -> Network {
+    pub(super) fn bridge(name: &str) -> Network {
         Network {
             name: name.into(),
             kind: NetworkKind::Bridge,
@@ -464,7 +311,7 @@ mod tests {
         }
     }
 
-    fn config(networks: Vec<Network>, instances: Vec<Instance>) -> Config {
+    pub(super) fn config(networks: Vec<Network>, instances: Vec<Instance>) -> Config {
         Config {
             member: "node1".into(),
             server: ServerConfig {
@@ -479,7 +326,13 @@ mod tests {
         }
     }
 
-    fn nic(network: &str, host_name: &str, v4: Option<&str>, ext4: &[&str], ext6: &[&str]) -> Nic {
+    pub(super) fn nic(
+        network: &str,
+        host_name: &str,
+        v4: Option<&str>,
+        ext4: &[&str],
+        ext6: &[&str],
+    ) -> Nic {
         Nic {
             name: "eth0".into(),
             network: network.into(),
@@ -491,7 +344,7 @@ mod tests {
         }
     }
 
-    fn instance(name: &str, location: Option<&str>, nic: Nic) -> Instance {
+    pub(super) fn instance(name: &str, location: Option<&str>, nic: Nic) -> Instance {
         Instance {
             name: name.into(),
             location: location.map(String::from),
@@ -499,7 +352,7 @@ mod tests {
         }
     }
 
-    fn addr(ifindex: u32, s: &str) -> Address {
+    pub(super) fn addr(ifindex: u32, s: &str) -> Address {
         Address {
             ifindex,
             net: net(s),
@@ -508,7 +361,7 @@ mod tests {
         }
     }
 
-    fn view(links: Vec<Link>, addresses: Vec<Address>) -> KernelView {
+    pub(super) fn view(links: Vec<Link>, addresses: Vec<Address>) -> KernelView {
         let mut v = KernelView::default();
         for l in links {
             v.links.insert(l.index, l);
