@@ -419,11 +419,10 @@ impl Agent {
             .all(|a| !a.net.addr().is_ipv4() || a.net == removed.net)
     }
 
+    /// Whether the kernel flushes routes of ours, without an event, when `ifindex`
+    /// goes down, goes away or loses its last IPv4 address (it does so for IPv4 only).
     fn routes_use(&self, ifindex: u32) -> bool {
-        self.view
-            .routes
-            .values()
-            .any(|r| r.next_hops.iter().any(|h| h.ifindex == ifindex))
+        self.view.routes.ipv4_through(ifindex)
     }
 
     /// Plans again what `events` touched (everything when `None`), tells the peers
@@ -631,7 +630,7 @@ impl Agent {
             for route in installed {
                 self.route_errors.remove(&route.prefix);
                 if self.view.routes.get(&route.prefix) != Some(&route) {
-                    self.view.routes.insert(route.prefix, route.clone());
+                    self.view.routes.insert(route.clone());
                     moved.push(route.prefix);
                 }
                 self.installed.insert(route.prefix, route);

@@ -30,6 +30,7 @@
 //!   table bytes of `struct rtmsg`, without parsing their attributes.
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::ops::Deref;
 
 use ipnet::IpNet;
 
@@ -106,7 +107,65 @@ pub struct KernelView {
     /// Addresses by interface index, sorted.
     pub addresses: BTreeMap<u32, Vec<Address>>,
     /// hostbgp's own routes (ROUTE_PROTOCOL, main table) by prefix.
-    pub routes: BTreeMap<IpNet, Route>,
+    pub routes: Routes,
+}
+
+/// hostbgp's routes by prefix, counting the IPv4 next hops through each interface:
+/// the kernel flushes those silently when the interface goes down or away, and a
+/// host with 100k routes cannot scan them all at every instance stop to find out.
+/// Reads go through `Deref` to the map; changes through `insert` and `remove`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    by_prefix: BTreeMap<IpNet, Route>,
+    ipv4_hops_by_link: BTreeMap<u32, usize>,
+}
+
+impl Deref for Routes {
+    type Target = BTreeMap<IpNet, Route>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.by_prefix
+    }
+}
+
+impl Routes {
+    /// Adds or replaces the route of its prefix; returns the one it replaced.
+    pub fn insert(&mut self, route: Route) -> Option<Route> {
+        self.count(&route, true);
+        let old = self.by_prefix.insert(route.prefix, route);
+        if let Some(old) = &old {
+            self.count(old, false);
+        }
+        old
+    }
+
+    pub fn remove(&mut self, prefix: &IpNet) -> Option<Route> {
+        let old = self.by_prefix.remove(prefix)?;
+        self.count(&old, false);
+        Some(old)
+    }
+
+    /// Whether any IPv4 route goes through `ifindex`.
+    pub fn ipv4_through(&self, ifindex: u32) -> bool {
+        self.ipv4_hops_by_link.contains_key(&ifindex)
+    }
+
+    fn count(&mut self, route: &Route, add: bool) {
+        if !route.prefix.addr().is_ipv4() {
+            return;
+        }
+        for hop in &route.next_hops {
+            let n = self.ipv4_hops_by_link.entry(hop.ifindex).or_default();
+            if add {
+                *n += 1;
+            } else {
+                *n -= 1;
+                if *n == 0 {
+                    self.ipv4_hops_by_link.remove(&hop.ifindex);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

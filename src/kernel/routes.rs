@@ -231,15 +231,14 @@ impl Kernel {
                 .await?;
             for m in routes {
                 if let RouteNetlinkMessage::NewRoute(r) = m {
-                    if let Some(route) = route_from_msg(&r) {
+                    if let Some(mut route) = route_from_msg(&r) {
                         // IPv6 multipath may come as one message per nexthop: merge.
-                        let e = view.routes.entry(route.prefix).or_insert_with(|| Route {
-                            prefix: route.prefix,
-                            next_hops: Vec::new(),
-                        });
-                        e.next_hops.extend(route.next_hops);
-                        e.next_hops.sort();
-                        e.next_hops.dedup();
+                        if let Some(earlier) = view.routes.get(&route.prefix) {
+                            route.next_hops.extend(earlier.next_hops.iter().cloned());
+                        }
+                        route.next_hops.sort();
+                        route.next_hops.dedup();
+                        view.routes.insert(route);
                     }
                 }
             }

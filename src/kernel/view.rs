@@ -56,7 +56,7 @@ impl KernelView {
                 }
             }
             KernelEvent::RouteChanged(route) => {
-                self.routes.insert(route.prefix, route.clone());
+                self.routes.insert(route.clone());
             }
             KernelEvent::RouteRemoved(prefix) => {
                 self.routes.remove(prefix);
@@ -153,5 +153,41 @@ mod tests {
         assert_eq!(v.routes.get(&r.prefix), Some(&r2));
         v.apply(&KernelEvent::RouteRemoved(r.prefix));
         assert!(v.routes.is_empty());
+    }
+
+    #[test]
+    fn ipv4_routes_are_counted_per_link() {
+        let route = |prefix: &str, links: &[u32]| Route {
+            prefix: prefix.parse().unwrap(),
+            next_hops: links
+                .iter()
+                .map(|&ifindex| RouteNextHop {
+                    ifindex,
+                    gateway: None,
+                })
+                .collect(),
+        };
+        let mut v = KernelView::default();
+        v.apply(&KernelEvent::RouteChanged(route("203.0.113.5/32", &[3, 4])));
+        v.apply(&KernelEvent::RouteChanged(route("203.0.113.6/32", &[3])));
+        v.apply(&KernelEvent::RouteChanged(route("2001:db8::/64", &[5])));
+        assert!(v.routes.ipv4_through(3) && v.routes.ipv4_through(4));
+        // The kernel flushes only IPv4 routes silently: IPv6 ones are not counted.
+        assert!(!v.routes.ipv4_through(5));
+        // A replaced route moves its count to its new links.
+        v.apply(&KernelEvent::RouteChanged(route("203.0.113.5/32", &[3])));
+        assert!(!v.routes.ipv4_through(4));
+        v.apply(&KernelEvent::RouteRemoved(
+            "203.0.113.6/32".parse().unwrap(),
+        ));
+        assert!(v.routes.ipv4_through(3));
+        v.apply(&KernelEvent::RouteRemoved(
+            "203.0.113.5/32".parse().unwrap(),
+        ));
+        v.apply(&KernelEvent::RouteRemoved(
+            "203.0.113.5/32".parse().unwrap(),
+        ));
+        assert!(!v.routes.ipv4_through(3));
+        assert_eq!(v.routes.len(), 1);
     }
 }

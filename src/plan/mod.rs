@@ -456,7 +456,7 @@ pub(super) mod tests {
         );
         // Not in the kernel yet: nothing advertised.
         assert!(intent.adverts.is_empty());
-        v.routes.insert(r4.prefix, r4.clone());
+        v.routes.insert(r4.clone());
         let intent = plan(&cfg, &v);
         assert_eq!(
             intent.adverts.keys().collect::<Vec<_>>(),
