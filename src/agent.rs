@@ -120,9 +120,10 @@ struct Agent {
     sessions: BTreeMap<IpAddr, PeerSession>,
     session_events: mpsc::UnboundedSender<SessionEvent>,
     next_session_id: u64,
-    /// The route last installed per prefix, so a kernel that reports it in another
-    /// form is not fought with endless re-installs.
-    installed: BTreeMap<IpNet, Route>,
+    /// The fingerprint of the route last installed per prefix, so a kernel that reports
+    /// it in another form is not fought with endless re-installs (a full copy of 100k
+    /// routes cost 15 MB).
+    installed: FastHashMap<IpNet, u64>,
     route_errors: BTreeMap<IpNet, String>,
     started: SystemTime,
 }
@@ -178,7 +179,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         sessions: BTreeMap::new(),
         session_events: session_tx,
         next_session_id: 1,
-        installed: BTreeMap::new(),
+        installed: FastHashMap::default(),
         route_errors: BTreeMap::new(),
         started: SystemTime::now(),
     };
@@ -593,26 +594,27 @@ impl Agent {
             };
             let needed = match (in_kernel, self.installed.get(prefix)) {
                 (None, _) => true,
-                (Some(_), Some(done)) => done != &wanted.route,
+                (Some(_), Some(done)) => *done != fingerprint(&wanted.route),
                 // Found at start-up (adoption): keep it if it already is what we want.
                 (Some(k), None) => k != &wanted.route,
             };
             if needed {
                 install.push(wanted.route.clone());
             } else if !self.installed.contains_key(prefix) {
-                self.installed.insert(*prefix, wanted.route.clone());
+                self.installed.insert(*prefix, fingerprint(&wanted.route));
             }
         }
         let mut moved = Vec::new();
         if !remove.is_empty() {
-            let removed = self
+            let done = self
                 .apply_batch(
                     &remove,
                     |k, batch| Box::pin(k.remove_routes(batch)),
                     |k, p| Box::pin(k.remove_route(p)),
                 )
                 .await;
-            for prefix in removed {
+            let removed = remove.into_iter().zip(done).filter(|(_, ok)| *ok);
+            for (prefix, _) in removed {
                 if self.view.routes.remove(&prefix).is_some() {
                     moved.push(prefix);
                 }
@@ -620,33 +622,36 @@ impl Agent {
             }
         }
         if !install.is_empty() {
-            let installed = self
+            let done = self
                 .apply_batch(
                     &install,
                     |k, batch| Box::pin(k.install_routes(batch)),
                     |k, r| Box::pin(k.install_route(r)),
                 )
                 .await;
-            for route in installed {
-                self.route_errors.remove(&route.prefix);
-                if self.view.routes.get(&route.prefix) != Some(&route) {
-                    self.view.routes.insert(route.clone());
-                    moved.push(route.prefix);
+            let installed = install.into_iter().zip(done).filter(|(_, ok)| *ok);
+            for (route, _) in installed {
+                let prefix = route.prefix;
+                self.route_errors.remove(&prefix);
+                self.installed.insert(prefix, fingerprint(&route));
+                if self.view.routes.get(&prefix) != Some(&route) {
+                    self.view.routes.insert(route);
+                    moved.push(prefix);
                 }
-                self.installed.insert(route.prefix, route);
             }
         }
         moved
     }
 
     /// Runs one pipelined batch; if any item failed, redoes them one by one to learn
-    /// which (and why). Returns the items that succeeded; failures go to `route_errors`.
-    async fn apply_batch<T: Clone + RouteItem>(
+    /// which (and why). Returns whether each item succeeded, without copying a batch
+    /// of 100k routes; failures go to `route_errors`.
+    async fn apply_batch<T: RouteItem>(
         &mut self,
         items: &[T],
         batch: impl for<'a> Fn(&'a Kernel, &'a [T]) -> KernelFuture<'a>,
         single: impl for<'a> Fn(&'a Kernel, &'a T) -> KernelFuture<'a>,
-    ) -> Vec<T> {
+    ) -> Vec<bool> {
         // A pipelined batch opens a socket of its own: worth it for many routes, not
         // for the one or two an instance start brings (the latency path).
         if items.len() <= SMALL_KERNEL_BATCH {
@@ -656,7 +661,7 @@ impl Agent {
         match batch(&self.kernel, items).await {
             Ok(()) => {
                 tracing::debug!(count = items.len(), elapsed = ?started.elapsed(), "kernel batch done");
-                return items.to_vec();
+                return vec![true; items.len()];
             }
             Err(e) => tracing::debug!(
                 count = items.len(),
@@ -666,15 +671,17 @@ impl Agent {
         self.apply_singly(items, single).await
     }
 
-    async fn apply_singly<T: Clone + RouteItem>(
+    async fn apply_singly<T: RouteItem>(
         &mut self,
         items: &[T],
         single: impl for<'a> Fn(&'a Kernel, &'a T) -> KernelFuture<'a>,
-    ) -> Vec<T> {
+    ) -> Vec<bool> {
         let mut done = Vec::with_capacity(items.len());
         for item in items {
-            match single(&self.kernel, item).await {
-                Ok(()) => done.push(item.clone()),
+            let result = single(&self.kernel, item).await;
+            done.push(result.is_ok());
+            match result {
+                Ok(()) => {}
                 Err(e) => {
                     let prefix = item.prefix();
                     if self.route_errors.insert(prefix, e.to_string()).is_none() {
@@ -982,6 +989,13 @@ impl Agent {
             .collect();
         json!(routes)
     }
+}
+
+/// Stands for a route in `Agent::installed`: equal routes give equal fingerprints, and
+/// different ones collide with odds of 2^-64.
+fn fingerprint(route: &Route) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(0x0068_6f73_7462_6770).hash_one(route)
 }
 
 /// Prefixes per chunk of a full-table sync: big enough to fill UPDATEs, small enough

@@ -218,8 +218,9 @@ struct DynamicAdverts {
     v6: BTreeMap<Ipv6Net, KindId>,
     /// Indexed by `KindId`; `None` marks a free slot.
     kinds: Vec<Option<CountedKind>>,
-    ids: HashMap<Advert, KindId>,
+    ids: FastHashMap<Advert, KindId>,
     free: Vec<KindId>,
+    last: Option<KindId>,
 }
 
 #[derive(Clone, Debug)]
@@ -274,12 +275,26 @@ impl DynamicAdverts {
     }
 
     fn acquire(&mut self, advert: Advert) -> KindId {
-        if let Some(id) = self.ids.get(&advert) {
-            if let Some(counted) = &mut self.kinds[id.index()] {
-                counted.users += 1;
+        // Prefixes come in runs of one NIC's, so the last kind is checked before
+        // hashing the owners' names.
+        let known = self
+            .last
+            .filter(|id| matches!(&self.kinds[id.index()], Some(k) if k.advert == advert))
+            .or_else(|| self.ids.get(&advert).copied());
+        let id = match known {
+            Some(id) => {
+                if let Some(counted) = &mut self.kinds[id.index()] {
+                    counted.users += 1;
+                }
+                id
             }
-            return *id;
-        }
+            None => self.add_kind(advert),
+        };
+        self.last = Some(id);
+        id
+    }
+
+    fn add_kind(&mut self, advert: Advert) -> KindId {
         let counted = Some(CountedKind {
             advert: advert.clone(),
             users: 1,

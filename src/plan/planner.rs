@@ -3,6 +3,7 @@
 //! an instance starting beside 100k instance routes costs what it costs beside none.
 //! [`Planner::rebuild`] plans everything from the kernel state alone; the property
 //! tests check that any sequence of updates ends where a rebuild does.
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -356,14 +357,21 @@ impl Planner {
         for id in self.moved_nics(view, touched) {
             for &prefix in &self.index.nics[id as usize].prefixes {
                 let wanted = self.index.wanted_route(prefix, id, &self.running);
-                let routes = &mut self.intent.routes;
-                let changed = match wanted {
-                    Some(w) if routes.get(&prefix) == Some(&w) => false,
-                    Some(w) => {
-                        routes.insert(prefix, w);
+                let changed = match (wanted, self.intent.routes.entry(prefix)) {
+                    (Some(w), Entry::Occupied(o)) if o.get() == &w => false,
+                    (Some(w), Entry::Occupied(mut o)) => {
+                        o.insert(w);
                         true
                     }
-                    None => routes.remove(&prefix).is_some(),
+                    (Some(w), Entry::Vacant(v)) => {
+                        v.insert(w);
+                        true
+                    }
+                    (None, Entry::Occupied(o)) => {
+                        o.remove();
+                        true
+                    }
+                    (None, Entry::Vacant(_)) => false,
                 };
                 if changed {
                     delta.routes.push(prefix);
