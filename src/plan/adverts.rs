@@ -10,7 +10,7 @@ use std::sync::Arc;
 use foldhash::HashMap as FastHashMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{Advert, NextHopRule, Owners};
+use super::{joined_owners, Advert, NextHopRule, Owners};
 
 /// Index of an [`Advert`] in [`Adverts::kinds`]. Packed (alignment 1) so that an
 /// entry is 9 bytes for IPv4 and 21 for IPv6, not 12 and 24.
@@ -463,17 +463,12 @@ impl AdvertsBuilder {
             &self.adverts.kinds[first.index()],
             &self.adverts.kinds[then.index()],
         );
-        let id = if b.owners.iter().all(|w| a.owners.contains(w)) {
-            first
-        } else {
-            let mut owners: Vec<_> = a.owners.iter().chain(b.owners.iter()).cloned().collect();
-            owners.sort();
-            owners.dedup();
-            let next_hop = a.next_hop.clone();
-            self.intern(Advert {
-                owners: Owners::from(owners),
-                next_hop,
-            })
+        let id = match joined_owners(&a.owners, &b.owners) {
+            None => first,
+            Some(owners) => {
+                let next_hop = a.next_hop.clone();
+                self.intern(Advert { owners, next_hop })
+            }
         };
         self.merged.insert((first, then), id);
         id

@@ -117,6 +117,18 @@ fn owners_of(owner: Owner) -> Owners {
     Arc::from(vec![owner])
 }
 
+/// The sorted union of `a` and `b`, or `None` when `b` adds no one to `a` (so the
+/// caller keeps sharing `a`).
+fn joined_owners(a: &Owners, b: &Owners) -> Option<Owners> {
+    if b.iter().all(|o| a.contains(o)) {
+        return None;
+    }
+    let mut owners: Vec<Owner> = a.iter().chain(b.iter()).cloned().collect();
+    owners.sort();
+    owners.dedup();
+    Some(Owners::from(owners))
+}
+
 fn host_rule(network: &Network, family: Family) -> NextHopRule {
     NextHopRule::Host(match family {
         Family::Ipv4Unicast => network.ipv4.nexthop.map(IpAddr::V4),

@@ -12,8 +12,8 @@ use foldhash::HashMap as FastHashMap;
 use ipnet::IpNet;
 
 use super::{
-    host_rule, host_v4, host_v6, instance_owner, nics_on, normalize_multipath, owners_of,
-    plan_static, Advert, AdvertSet, Intent, NextHopRule, Owner, Owners, WantedRoute,
+    host_rule, host_v4, host_v6, instance_owner, joined_owners, nics_on, normalize_multipath,
+    owners_of, plan_static, Advert, AdvertSet, Intent, NextHopRule, Owner, Owners, WantedRoute,
 };
 use crate::bgp::wire::Family;
 use crate::config::{Config, Network, NetworkKind};
@@ -192,21 +192,14 @@ impl Index {
         // vec![] sizes it for the usual single hop (a push would reserve 4).
         let mut next_hops = vec![hop(first, bridge)];
         let mut owners = self.nics[first as usize].owners.clone();
-        let others: Vec<(u32, u32)> = on.collect();
-        if !others.is_empty() {
-            next_hops.extend(others.iter().map(|&(c, bridge)| hop(c, bridge)));
-            next_hops.sort();
-            next_hops.dedup();
-            let mut merged: Vec<Owner> = owners.to_vec();
-            merged.extend(
-                others
-                    .iter()
-                    .flat_map(|&(c, _)| self.nics[c as usize].owners.iter().cloned()),
-            );
-            merged.sort();
-            merged.dedup();
-            owners = Owners::from(merged);
+        for (c, bridge) in on {
+            next_hops.push(hop(c, bridge));
+            if let Some(joined) = joined_owners(&owners, &self.nics[c as usize].owners) {
+                owners = joined;
+            }
         }
+        next_hops.sort();
+        next_hops.dedup();
         let mut route = Route { prefix, next_hops };
         normalize_multipath(&mut route);
         Some(WantedRoute { route, owners })
@@ -288,18 +281,9 @@ fn shared_prefixes(nics: &[BridgedNic]) -> FastHashMap<IpNet, Vec<u32>> {
 fn merge_claims<'a>(mut claims: impl Iterator<Item = &'a Advert>) -> Option<Advert> {
     let mut merged = claims.next()?.clone();
     for claim in claims {
-        if claim.owners.iter().all(|o| merged.owners.contains(o)) {
-            continue;
+        if let Some(owners) = joined_owners(&merged.owners, &claim.owners) {
+            merged.owners = owners;
         }
-        let mut owners: Vec<Owner> = merged
-            .owners
-            .iter()
-            .chain(claim.owners.iter())
-            .cloned()
-            .collect();
-        owners.sort();
-        owners.dedup();
-        merged.owners = Owners::from(owners);
     }
     Some(merged)
 }
