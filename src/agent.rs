@@ -86,14 +86,6 @@ struct PeerSession {
 
 type NextHopTable = FastHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>;
 
-/// What a batch of kernel events changed, for the replan that follows it.
-#[derive(Default)]
-struct EventBatch {
-    touched: Touched,
-    /// Addresses came or went: next hops taken from them may have moved.
-    addresses: bool,
-}
-
 /// How much of each peer's Adj-RIB-Out a replan must revisit.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Resync {
@@ -363,12 +355,12 @@ impl Agent {
 
     async fn on_kernel_events(&mut self, events: Vec<KernelEvent>) {
         let mut redump = false;
-        let mut batch = EventBatch::default();
+        let mut touched = Touched::default();
         // Most route events confirm what our own requests already put in the view;
         // a batch that changes nothing needs no replanning.
         let mut view_changed = false;
         for event in &events {
-            view_changed |= batch.touched.note(&self.view, event);
+            view_changed |= touched.note(&self.view, event);
             match event {
                 KernelEvent::Overrun => {
                     tracing::warn!(
@@ -386,9 +378,7 @@ impl Agent {
                     }
                 }
                 KernelEvent::LinkRemoved(index) => redump |= self.routes_use(*index),
-                KernelEvent::AddressAdded(_) => batch.addresses = true,
                 KernelEvent::AddressRemoved(a) => {
-                    batch.addresses = true;
                     // With the last IPv4 address of a link the kernel disables IPv4 on it
                     // and flushes the IPv4 routes through it without an event. Any other
                     // address removal leaves them (even the one covering their gateway),
@@ -408,7 +398,7 @@ impl Agent {
             }
             self.replan(None).await;
         } else if view_changed {
-            self.replan(Some(batch)).await;
+            self.replan(Some(touched)).await;
         }
     }
 
@@ -430,16 +420,16 @@ impl Agent {
     /// what changed, then fixes the kernel. What the kernel acknowledged changes what
     /// may be advertised (a NIC's prefix only once its route is in), so a kernel
     /// change is followed by one more pass over the prefixes it moved.
-    async fn replan(&mut self, events: Option<EventBatch>) {
+    async fn replan(&mut self, events: Option<Touched>) {
         let kernel_scope = match events {
             None => {
                 self.planner.rebuild(&self.view);
                 self.sync_peers(Resync::Everything, &[]).await;
                 None
             }
-            Some(EventBatch { touched, addresses }) => {
+            Some(touched) => {
                 let delta = self.planner.update(&self.view, &touched);
-                let resync = if addresses {
+                let resync = if touched.addresses {
                     Resync::Addresses
                 } else {
                     Resync::Changed
@@ -448,7 +438,7 @@ impl Agent {
                 let mut scope = delta.routes;
                 scope.extend(&touched.routes);
                 // A failed install may succeed once a link or an address appears.
-                if addresses || !touched.links.is_empty() {
+                if touched.addresses || !touched.links.is_empty() {
                     scope.extend(self.route_errors.keys());
                 }
                 scope.sort_unstable();
@@ -459,8 +449,8 @@ impl Agent {
         let moved = self.reconcile_kernel(kernel_scope.as_deref()).await;
         if !moved.is_empty() {
             let touched = Touched {
-                links: Vec::new(),
                 routes: moved,
+                ..Touched::default()
             };
             let delta = self.planner.update(&self.view, &touched);
             self.sync_peers(Resync::Changed, &delta.adverts).await;

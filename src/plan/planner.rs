@@ -26,6 +26,9 @@ pub struct Touched {
     pub links: Vec<String>,
     /// Prefixes whose kernel route appeared, changed or went away.
     pub routes: Vec<IpNet>,
+    /// Addresses came or went: bridges' subnets, and next hops taken from addresses,
+    /// may have moved.
+    pub addresses: bool,
 }
 
 impl Touched {
@@ -73,7 +76,10 @@ impl Touched {
                 }
                 _ => false,
             },
-            KernelEvent::AddressAdded(_) | KernelEvent::AddressRemoved(_) => true,
+            KernelEvent::AddressAdded(_) | KernelEvent::AddressRemoved(_) => {
+                self.addresses = true;
+                true
+            }
             KernelEvent::Overrun => true,
         }
     }
@@ -330,6 +336,7 @@ impl Planner {
         let everything = Touched {
             links: self.index.by_link.keys().cloned().collect(),
             routes: view.routes.keys().copied().collect(),
+            addresses: true,
         };
         self.update(view, &everything);
     }
@@ -363,8 +370,11 @@ impl Planner {
                 }
             }
         }
-        let claims = self.index.claim_bridges(view);
-        if claims != self.bridge_claims {
+        // A bridge's claims come from its link and its addresses alone.
+        let claims = (touched.addresses || !touched.links.is_empty())
+            .then(|| self.index.claim_bridges(view))
+            .filter(|claims| *claims != self.bridge_claims);
+        if let Some(claims) = claims {
             let old = std::mem::replace(&mut self.bridge_claims, claims);
             let new = &self.bridge_claims;
             dirty.extend(
