@@ -48,23 +48,16 @@ fn drop_on_this_thread() -> Result<CapsHashSet, String> {
 mod tests {
     use super::*;
 
-    /// Runs in a child process: the test runner's own capabilities must not change.
-    #[test]
-    fn drops_everything_else_in_a_child() {
+    /// Runs `check` in a forked child, as root only: capability changes must not
+    /// touch the test runner. Passes when the child reports true.
+    fn check_in_child(name: &str, check: impl FnOnce() -> bool) {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+            eprintln!("skipped {name}: needs root");
             return;
         }
         match unsafe { nix::unistd::fork() }.expect("fork") {
             nix::unistd::ForkResult::Child => {
-                let ok = drop_all_but_network().is_ok()
-                    && caps::read(None, CapSet::Effective)
-                        .map(|s| s.len() <= 2)
-                        .unwrap_or(false)
-                    && !caps::has_cap(None, CapSet::Bounding, Capability::CAP_SYS_ADMIN)
-                        .unwrap_or(true)
-                    && caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN)
-                        .unwrap_or(false);
+                let ok = check();
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) };
             }
             nix::unistd::ForkResult::Parent { child } => {
@@ -74,29 +67,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn drops_everything_else_in_a_child() {
+        check_in_child("drops_everything_else_in_a_child", || {
+            drop_all_but_network().is_ok()
+                && caps::read(None, CapSet::Effective)
+                    .map(|s| s.len() <= 2)
+                    .unwrap_or(false)
+                && !caps::has_cap(None, CapSet::Bounding, Capability::CAP_SYS_ADMIN).unwrap_or(true)
+                && caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN)
+                    .unwrap_or(false)
+        });
+    }
+
     /// A second thread started before the drop keeps its capabilities: say so.
     #[test]
     fn names_threads_that_keep_their_capabilities() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-        match unsafe { nix::unistd::fork() }.expect("fork") {
-            nix::unistd::ForkResult::Child => {
-                let (tx, rx) = std::sync::mpsc::channel::<()>();
-                let other = std::thread::spawn(move || {
-                    let _ = rx.recv();
-                });
-                let r = drop_all_but_network();
-                let _ = tx.send(());
-                let _ = other.join();
-                let ok = matches!(&r, Err(e) if e.contains("1 other thread"));
-                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
-                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
-            }
-        }
+        check_in_child("names_threads_that_keep_their_capabilities", || {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let other = std::thread::spawn(move || {
+                let _ = rx.recv();
+            });
+            let r = drop_all_but_network();
+            let _ = tx.send(());
+            let _ = other.join();
+            matches!(&r, Err(e) if e.contains("1 other thread"))
+        });
     }
 }
