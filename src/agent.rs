@@ -443,6 +443,12 @@ impl Agent {
                 }
                 scope.sort_unstable();
                 scope.dedup();
+                if !delta.adverts.is_empty() && !scope.is_empty() {
+                    // Let the session tasks write those UPDATEs first: a route request
+                    // waits for the RTNL lock (a link being deleted holds it for
+                    // milliseconds), and that wait blocks this whole thread.
+                    tokio::task::yield_now().await;
+                }
                 Some(scope)
             }
         };

@@ -185,3 +185,13 @@ pub enum KernelEvent {
     /// Events were lost (ENOBUFS): re-dump and reconcile.
     Overrun,
 }
+
+impl KernelEvent {
+    /// A link or address event: rare, and what instance starts and stops are made of.
+    pub(crate) fn is_interface_event(&self) -> bool {
+        !matches!(
+            self,
+            KernelEvent::RouteChanged(_) | KernelEvent::RouteRemoved(_) | KernelEvent::Overrun
+        )
+    }
+}

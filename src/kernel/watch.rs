@@ -64,10 +64,18 @@ pub(crate) async fn run(
                             let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
                             events_from_datagram(&buf, &mut t, &mut events);
                         }
+                        let urgent = events.iter().any(KernelEvent::is_interface_event);
                         for ev in events.drain(..) {
                             if tx.send(ev).is_err() {
                                 return;
                             }
+                        }
+                        if urgent {
+                            // An instance starting or stopping sends dozens of datagrams
+                            // after the one that matters (the port's enslave or
+                            // release): let the agent act on it before they are parsed.
+                            // Route floods stay batched.
+                            tokio::task::yield_now().await;
                         }
                     }
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
