@@ -210,7 +210,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                         Err(_) => break,
                     }
                 }
+                let n = batch.len();
                 agent.on_kernel_events(batch).await;
+                kernel_events.acted_on(n);
             }
             Some(event) = session_rx.recv() => agent.on_session_event(event).await,
             Some(pending) = control_rx.recv() => {

@@ -8,10 +8,9 @@ use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
-use super::netlink::NLMSG_HDRLEN;
+use super::request::acks;
 use super::watch::set_rcvbuf;
 
-const NLMSG_ERROR: u16 = 2;
 const RCVBUF: usize = 16 << 20;
 /// Upper bound of requests awaiting their ACK.
 const MAX_WINDOW: usize = 8192;
@@ -84,33 +83,21 @@ where
         sock.recv(&mut rbuf).await.map_err(|e| {
             io::Error::new(e.kind(), format!("route {op} batch: reading ACKs: {e}"))
         })?;
-        let mut off = 0;
-        while off + NLMSG_HDRLEN <= rbuf.len() {
-            let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
-            if len < NLMSG_HDRLEN || off + len > rbuf.len() {
-                break;
-            }
-            let ty = u16::from_ne_bytes(rbuf[off + 4..off + 6].try_into().unwrap());
-            let payload = &rbuf[off + NLMSG_HDRLEN..off + len];
-            if ty == NLMSG_ERROR && payload.len() >= 4 + NLMSG_HDRLEN {
-                outstanding = outstanding.saturating_sub(1);
-                let code = i32::from_ne_bytes(payload[0..4].try_into().unwrap()).abs();
-                let orig_seq = u32::from_ne_bytes(payload[12..16].try_into().unwrap());
-                if code != 0 && Some(code) != ignore_errno {
-                    failed += 1;
-                    if first.is_none() {
-                        let prefix = prefixes
-                            .get(orig_seq.wrapping_sub(1) as usize)
-                            .map_or_else(|| "?".to_string(), |p| p.to_string());
-                        let os = io::Error::from_raw_os_error(code);
-                        first = Some(io::Error::new(
-                            os.kind(),
-                            format!("{op} route {prefix}: {os}"),
-                        ));
-                    }
+        for (orig_seq, code) in acks(&rbuf) {
+            outstanding = outstanding.saturating_sub(1);
+            if code != 0 && Some(code) != ignore_errno {
+                failed += 1;
+                if first.is_none() {
+                    let prefix = prefixes
+                        .get(orig_seq.wrapping_sub(1) as usize)
+                        .map_or_else(|| "?".to_string(), |p| p.to_string());
+                    let os = io::Error::from_raw_os_error(code);
+                    first = Some(io::Error::new(
+                        os.kind(),
+                        format!("{op} route {prefix}: {os}"),
+                    ));
                 }
             }
-            off += (len + 3) & !3;
         }
     }
     match first {

@@ -36,6 +36,7 @@ use ipnet::IpNet;
 
 mod batch;
 mod netlink;
+mod request;
 mod routes;
 mod view;
 mod watch;
@@ -44,6 +45,7 @@ mod watch;
 mod tests;
 
 pub use routes::Kernel;
+pub use watch::KernelEvents;
 
 /// hostbgp's route protocol number (`/etc/iproute2/rt_protos.d/hostbgp.conf`).
 pub const ROUTE_PROTOCOL: u8 = 201;

@@ -3,7 +3,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use futures::stream::{self, StreamExt};
+use futures::stream::StreamExt;
 use ipnet::IpNet;
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
@@ -16,13 +16,11 @@ use netlink_packet_route::route::{
     RouteProtocol, RouteScope, RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use tokio::sync::mpsc;
 
 use super::netlink::{address_from_msg, link_from_msg, route_from_msg, RouteTracker};
-use super::{batch, watch, KernelEvent, KernelView, Route, ROUTE_PROTOCOL};
+use super::request::RequestSocket;
+use super::{batch, watch, KernelEvents, KernelView, Route, ROUTE_PROTOCOL};
 
-/// How many route requests `install_routes` / `remove_routes` keep in flight.
-pub const PIPELINE_DEPTH: usize = 256;
 /// Receive buffer of the request socket (ACKs of pipelined requests, dumps).
 const REQUEST_RCVBUF: usize = 8 << 20;
 
@@ -32,6 +30,8 @@ pub struct Kernel {
     handle: rtnetlink::Handle,
     /// Shared with the watch task; seeded by dumps.
     tracker: Arc<Mutex<RouteTracker>>,
+    /// Single route requests (the instance start and stop path).
+    single: Arc<Mutex<RequestSocket>>,
 }
 
 fn errno_error(what: &str, code: i32) -> io::Error {
@@ -130,7 +130,7 @@ fn remove_message(prefix: &IpNet) -> RouteMessage {
 
 impl Kernel {
     /// Opens the request connection and the multicast watch; events arrive on the receiver.
-    pub async fn connect() -> io::Result<(Kernel, mpsc::UnboundedReceiver<KernelEvent>)> {
+    pub async fn connect() -> io::Result<(Kernel, KernelEvents)> {
         Self::connect_with_watch_rcvbuf(watch::WATCH_RCVBUF, true).await
     }
 
@@ -139,7 +139,7 @@ impl Kernel {
     pub(crate) async fn connect_with_watch_rcvbuf(
         rcvbuf: usize,
         force: bool,
-    ) -> io::Result<(Kernel, mpsc::UnboundedReceiver<KernelEvent>)> {
+    ) -> io::Result<(Kernel, KernelEvents)> {
         let (mut conn, handle, _) = rtnetlink::new_connection_with_strict_check()?;
         {
             use netlink_sys::AsyncSocket;
@@ -153,10 +153,18 @@ impl Kernel {
         }
         tokio::spawn(conn);
         let sock = watch::open(rcvbuf, force)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (handover, events) = watch::channel();
         let tracker = Arc::new(Mutex::new(RouteTracker::default()));
-        tokio::spawn(watch::run(sock, tx, tracker.clone()));
-        Ok((Kernel { handle, tracker }, rx))
+        tokio::spawn(watch::run(sock, handover, tracker.clone()));
+        let single = Arc::new(Mutex::new(RequestSocket::open()?));
+        Ok((
+            Kernel {
+                handle,
+                tracker,
+                single,
+            },
+            events,
+        ))
     }
 
     /// Sends one dump request and collects the answers; Err(None) means the dump was
@@ -268,23 +276,19 @@ impl Kernel {
     }
 
     /// Sends one request and waits for its ACK; Err(Ok(errno)) on a NACK.
-    async fn request_ack(
+    fn request_ack(
         &self,
         msg: RouteNetlinkMessage,
         flags: u16,
-    ) -> Result<(), Result<i32, rtnetlink::Error>> {
+    ) -> Result<(), Result<i32, io::Error>> {
         let mut req = NetlinkMessage::from(msg);
         req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let mut handle = self.handle.clone();
-        let mut resp = handle.request(req).map_err(Err)?;
-        while let Some(m) = resp.next().await {
-            if let NetlinkPayload::Error(e) = m.payload {
-                if e.code.is_some() {
-                    return Err(Ok(e.raw_code()));
-                }
-            }
+        let mut single = self.single.lock().unwrap_or_else(|p| p.into_inner());
+        match single.request(req) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(Ok(code)),
+            Err(e) => Err(Err(e)),
         }
-        Ok(())
     }
 
     /// Installs or replaces a route with hostbgp's protocol number (idempotent).
@@ -297,16 +301,13 @@ impl Kernel {
             ));
         }
         let what = || format!("install route {}", route.prefix);
-        match self
-            .request_ack(
-                RouteNetlinkMessage::NewRoute(install_message(route)),
-                NLM_F_REPLACE | NLM_F_CREATE,
-            )
-            .await
-        {
+        match self.request_ack(
+            RouteNetlinkMessage::NewRoute(install_message(route)),
+            NLM_F_REPLACE | NLM_F_CREATE,
+        ) {
             Ok(()) => Ok(()),
             Err(Ok(code)) => Err(errno_error(&what(), code)),
-            Err(Err(e)) => Err(rt_error(&what(), e)),
+            Err(Err(e)) => Err(io::Error::new(e.kind(), format!("{}: {e}", what()))),
         }
     }
 
@@ -314,20 +315,12 @@ impl Kernel {
     /// not an error. The request carries our protocol, so the kernel never matches a
     /// route of another protocol.
     pub async fn remove_route(&self, prefix: &IpNet) -> io::Result<()> {
-        let prefix = prefix.trunc();
-        let mut m = RouteMessage::default();
-        m.header = route_header(&prefix);
-        m.header.scope = RouteScope::NoWhere;
-        m.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(
-                prefix.addr(),
-            )));
-        let what = || format!("remove route {prefix}");
-        match self.request_ack(RouteNetlinkMessage::DelRoute(m), 0).await {
+        let what = || format!("remove route {}", prefix.trunc());
+        match self.request_ack(RouteNetlinkMessage::DelRoute(remove_message(prefix)), 0) {
             Ok(()) => Ok(()),
             Err(Ok(code)) if code.abs() == libc::ESRCH => Ok(()),
             Err(Ok(code)) => Err(errno_error(&what(), code)),
-            Err(Err(e)) => Err(rt_error(&what(), e)),
+            Err(Err(e)) => Err(io::Error::new(e.kind(), format!("{}: {e}", what()))),
         }
     }
 
@@ -361,16 +354,15 @@ impl Kernel {
         batch::run("remove", prefixes.len(), reqs, Some(libc::ESRCH)).await
     }
 
-    /// `install_routes` through the shared request connection with
-    /// [`PIPELINE_DEPTH`] requests in flight (one datagram each).
+    /// `install_routes` one request at a time, as single routes go (for comparison).
     pub async fn install_routes_unbatched(&self, routes: &[Route]) -> io::Result<()> {
-        let results = stream::iter(routes)
-            .map(|r| self.install_route(r))
-            .buffer_unordered(PIPELINE_DEPTH)
-            .filter_map(|r| async move { r.err() })
-            .collect::<Vec<_>>()
-            .await;
-        summarize("install", routes.len(), results)
+        let mut errors = Vec::new();
+        for route in routes {
+            if let Err(e) = self.install_route(route).await {
+                errors.push(e);
+            }
+        }
+        summarize("install", routes.len(), errors)
     }
 }
 

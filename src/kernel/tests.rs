@@ -6,7 +6,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 
@@ -114,7 +113,7 @@ fn ifindex(name: &str) -> u32 {
 }
 
 async fn wait_for(
-    rx: &mut UnboundedReceiver<KernelEvent>,
+    rx: &mut KernelEvents,
     what: &str,
     mut pred: impl FnMut(&KernelEvent) -> bool,
 ) -> KernelEvent {
@@ -131,7 +130,7 @@ async fn wait_for(
 }
 
 /// Everything that arrives within `d`.
-async fn drain(rx: &mut UnboundedReceiver<KernelEvent>, d: Duration) -> Vec<KernelEvent> {
+async fn drain(rx: &mut KernelEvents, d: Duration) -> Vec<KernelEvent> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(d, async {
         while let Some(ev) = rx.recv().await {

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use nix::sys::socket::{setsockopt, sockopt};
-use tokio::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 
 use super::netlink::{events_from_datagram, RouteTracker};
 use super::KernelEvent;
@@ -45,12 +47,81 @@ pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
     Ok(sock)
 }
 
-/// Reads datagrams until the receiver is dropped. ENOBUFS becomes `Overrun`.
-pub(crate) async fn run(
-    sock: TokioSocket,
+/// The longest the watch waits for the agent to act on a link or address event.
+const HANDOVER_WAIT: Duration = Duration::from_millis(2);
+
+/// The agent's end of the watch: the events in order, and word back of how many it
+/// has acted on.
+pub struct KernelEvents {
+    rx: mpsc::UnboundedReceiver<KernelEvent>,
+    acted_on: watch::Sender<u64>,
+}
+
+impl KernelEvents {
+    pub async fn recv(&mut self) -> Option<KernelEvent> {
+        self.rx.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Result<KernelEvent, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Says that `n` more events were acted on: their routes requested, their
+    /// UPDATEs handed to the sessions.
+    pub fn acted_on(&self, n: usize) {
+        self.acted_on.send_modify(|count| *count += n as u64);
+    }
+}
+
+/// The channel between `run` and the agent.
+pub(crate) fn channel() -> (Handover, KernelEvents) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (acted_on, acted_rx) = watch::channel(0);
+    (
+        Handover {
+            tx,
+            acted_on: acted_rx,
+            sent: 0,
+        },
+        KernelEvents { rx, acted_on },
+    )
+}
+
+/// The watch's end of the channel.
+pub(crate) struct Handover {
     tx: mpsc::UnboundedSender<KernelEvent>,
-    tracker: Arc<Mutex<RouteTracker>>,
-) {
+    acted_on: watch::Receiver<u64>,
+    sent: u64,
+}
+
+impl Handover {
+    /// Sends a datagram's events; false once the agent is gone.
+    ///
+    /// An instance starting or stopping sends dozens of datagrams after the one that
+    /// matters (its port's enslave or release). When that one carries a link or
+    /// address event and the agent is idle, this waits (briefly) until the agent has
+    /// acted on it, so that the UPDATE is written before the rest are read and parsed.
+    /// Route floods, and everything while the agent is busy, go through unhindered.
+    async fn send(&mut self, events: &mut Vec<KernelEvent>) -> bool {
+        let idle = *self.acted_on.borrow() >= self.sent;
+        let urgent = events.iter().any(KernelEvent::is_interface_event);
+        for ev in events.drain(..) {
+            if self.tx.send(ev).is_err() {
+                return false;
+            }
+            self.sent += 1;
+        }
+        if urgent && idle {
+            let sent = self.sent;
+            let _ =
+                tokio::time::timeout(HANDOVER_WAIT, self.acted_on.wait_for(|n| *n >= sent)).await;
+        }
+        true
+    }
+}
+
+/// Reads datagrams until the receiver is dropped. ENOBUFS becomes `Overrun`.
+pub(crate) async fn run(sock: TokioSocket, mut out: Handover, tracker: Arc<Mutex<RouteTracker>>) {
     // Larger than any rtnetlink datagram (the kernel caps them well below this).
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut events = Vec::new();
@@ -64,18 +135,8 @@ pub(crate) async fn run(
                             let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
                             events_from_datagram(&buf, &mut t, &mut events);
                         }
-                        let urgent = events.iter().any(KernelEvent::is_interface_event);
-                        for ev in events.drain(..) {
-                            if tx.send(ev).is_err() {
-                                return;
-                            }
-                        }
-                        if urgent {
-                            // An instance starting or stopping sends dozens of datagrams
-                            // after the one that matters (the port's enslave or
-                            // release): let the agent act on it before they are parsed.
-                            // Route floods stay batched.
-                            tokio::task::yield_now().await;
+                        if !out.send(&mut events).await {
+                            return;
                         }
                     }
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
@@ -86,7 +147,7 @@ pub(crate) async fn run(
                         tracing::warn!(dropped, "netlink watch overrun (ENOBUFS): events were lost");
                         // Its memory may be stale now; the agent re-dumps anyway.
                         tracker.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                        if tx.send(KernelEvent::Overrun).is_err() {
+                        if !out.send(&mut vec![KernelEvent::Overrun]).await {
                             return;
                         }
                     }
@@ -94,12 +155,12 @@ pub(crate) async fn run(
                     Err(e) => {
                         tracing::error!("netlink watch socket failed: {e}");
                         // Tell the agent its view can no longer be trusted.
-                        let _ = tx.send(KernelEvent::Overrun);
+                        let _ = out.send(&mut vec![KernelEvent::Overrun]).await;
                         return;
                     }
                 }
             }
-            _ = tx.closed() => return,
+            _ = out.tx.closed() => return,
         }
     }
 }

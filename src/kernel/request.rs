@@ -1,0 +1,95 @@
+//! Single route requests on a blocking socket of their own.
+//!
+//! The kernel handles a route request inside the `sendto` call and queues the ACK
+//! before returning, so the reply can be read at once: two system calls. Through the
+//! shared rtnetlink connection the same request takes a hop to its task, an epoll
+//! round for the ACK and a hop back, which is most of the time an instance start
+//! spends in hostbgp before its UPDATE goes out.
+use std::io;
+use std::time::Duration;
+
+use netlink_packet_core::{Emitable, NetlinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use super::netlink::NLMSG_HDRLEN;
+
+const NLMSG_ERROR: u16 = 2;
+/// A reply that never comes (it cannot, short of a kernel bug) fails the request
+/// instead of stopping the agent.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct RequestSocket {
+    sock: Socket,
+    seq: u32,
+    sbuf: Vec<u8>,
+    rbuf: Vec<u8>,
+}
+
+impl RequestSocket {
+    pub(crate) fn open() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        // Short error messages (no copy of the request).
+        let _ = sock.set_cap_ack(true);
+        nix::sys::socket::setsockopt(
+            &sock,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0),
+        )
+        .map_err(io::Error::from)?;
+        Ok(RequestSocket {
+            sock,
+            seq: 0,
+            sbuf: Vec::with_capacity(1024),
+            rbuf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends one request (NLM_F_ACK set by the caller) and returns the errno of its
+    /// ACK (0 for success).
+    pub(crate) fn request(
+        &mut self,
+        mut msg: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> io::Result<i32> {
+        self.seq = self.seq.wrapping_add(1);
+        msg.header.sequence_number = self.seq;
+        msg.finalize();
+        self.sbuf.clear();
+        self.sbuf.resize(msg.buffer_len(), 0);
+        msg.emit(&mut self.sbuf);
+        self.sock.send(&self.sbuf, 0)?;
+        loop {
+            self.rbuf.clear();
+            self.sock.recv(&mut self.rbuf, 0)?;
+            // Anything else (a late reply to a request that timed out) is skipped.
+            if let Some((_, code)) = acks(&self.rbuf).find(|(seq, _)| *seq == self.seq) {
+                return Ok(code);
+            }
+        }
+    }
+}
+
+/// The (sequence number, errno) of each ACK in a datagram of replies.
+pub(crate) fn acks(buf: &[u8]) -> impl Iterator<Item = (u32, i32)> + '_ {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        while off + NLMSG_HDRLEN <= buf.len() {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().ok()?) as usize;
+            if len < NLMSG_HDRLEN || off + len > buf.len() {
+                return None;
+            }
+            let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().ok()?);
+            let payload = &buf[off + NLMSG_HDRLEN..off + len];
+            off += (len + 3) & !3;
+            // struct nlmsgerr: the errno, then the request's header (seq at 8..12).
+            if ty == NLMSG_ERROR && payload.len() >= 4 + NLMSG_HDRLEN {
+                let code = i32::from_ne_bytes(payload[0..4].try_into().ok()?).abs();
+                let seq = u32::from_ne_bytes(payload[12..16].try_into().ok()?);
+                return Some((seq, code));
+            }
+        }
+        None
+    })
+}
