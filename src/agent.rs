@@ -690,6 +690,9 @@ impl Agent {
         let mut done = Vec::with_capacity(items.len());
         for item in items {
             let result = single(&self.kernel, item).await;
+            // A single request completes inside its system call, never suspending:
+            // let the sessions and the watch run between many of them.
+            tokio::task::consume_budget().await;
             done.push(result.is_ok());
             match result {
                 Ok(()) => {}
@@ -890,10 +893,8 @@ impl Agent {
             let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
         }
         let prefixes: Vec<IpNet> = self.view.routes.keys().copied().collect();
-        for prefix in prefixes {
-            if let Err(e) = self.kernel.remove_route(&prefix).await {
-                tracing::warn!("removing kernel route {prefix}: {e}");
-            }
+        if let Err(e) = self.kernel.remove_routes(&prefixes).await {
+            tracing::warn!("removing kernel routes: {e}");
         }
         let _ = std::fs::remove_file(&self.opts.socket);
     }

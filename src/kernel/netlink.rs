@@ -44,11 +44,14 @@ const LINK_HEADER_LEN: usize = 16;
 /// sends dozens of these, ~1.9 KB each (statistics, per-family settings): only the
 /// three attributes used are parsed, which takes a tenth of parsing them all.
 fn link_from_payload(header: &LinkHeader, payload: &[u8]) -> Option<Link> {
-    let used = NlasIterator::new(payload.get(LINK_HEADER_LEN..)?)
-        .map_while(Result::ok)
-        .filter(|nla| matches!(nla.kind(), IFLA_IFNAME | IFLA_MASTER | IFLA_OPERSTATE))
-        .filter_map(|nla| LinkAttribute::parse_with_param(&nla, header.interface_family).ok())
-        .collect::<Vec<_>>();
+    // A malformed message is dropped whole, as a full parse would.
+    let mut used = Vec::with_capacity(3);
+    for nla in NlasIterator::new(payload.get(LINK_HEADER_LEN..)?) {
+        let nla = nla.ok()?;
+        if matches!(nla.kind(), IFLA_IFNAME | IFLA_MASTER | IFLA_OPERSTATE) {
+            used.push(LinkAttribute::parse_with_param(&nla, header.interface_family).ok()?);
+        }
+    }
     link_from_parts(header, &used)
 }
 
@@ -482,9 +485,13 @@ pub(crate) mod tests {
         let lean = link_from_payload(&header, &payload).unwrap();
         assert_eq!(Some(&lean), link_from_msg(&m).as_ref());
         assert_eq!((lean.master, lean.oper_up), (Some(2), false));
-        // A truncated last attribute: what came before it still counts.
-        payload.extend_from_slice(&[8, 0, 3, 0]);
-        assert_eq!(link_from_payload(&header, &payload), Some(lean));
+        // Malformed: a truncated attribute, or a name that is not UTF-8.
+        let mut truncated = payload.clone();
+        truncated.extend_from_slice(&[8, 0, 3, 0]);
+        assert_eq!(link_from_payload(&header, &truncated), None);
+        let mut bad_name = payload.clone();
+        bad_name.extend_from_slice(&[8, 0, 3, 0, 0xff, 0xfe, 0, 0]);
+        assert_eq!(link_from_payload(&header, &bad_name), None);
     }
 
     #[test]

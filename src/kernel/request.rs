@@ -43,7 +43,8 @@ impl RequestSocket {
             sock,
             seq: 0,
             sbuf: Vec::with_capacity(1024),
-            rbuf: Vec::with_capacity(4096),
+            // Room for an error that quotes the whole request (without CAP_ACK).
+            rbuf: Vec::with_capacity(64 << 10),
         })
     }
 
@@ -92,4 +93,47 @@ pub(crate) fn acks(buf: &[u8]) -> impl Iterator<Item = (u32, i32)> + '_ {
         }
         None
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One netlink message: length, type, flags, seq, pid, then the payload.
+    fn message(ty: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        m
+    }
+
+    /// An NLMSG_ERROR: the errno as the kernel sends it (negative), then the header of
+    /// the request it answers.
+    fn ack(errno: i32, seq: u32) -> Vec<u8> {
+        let mut payload = (-errno).to_ne_bytes().to_vec();
+        payload.extend_from_slice(&message(24, seq, &[])[..NLMSG_HDRLEN]);
+        message(NLMSG_ERROR, seq, &payload)
+    }
+
+    #[test]
+    fn acks_in_a_datagram() {
+        let mut d = ack(0, 7);
+        d.extend(message(24, 8, &[0; 12])); // not an ACK: skipped
+        d.extend(ack(libc::EEXIST, 9));
+        assert_eq!(
+            acks(&d).collect::<Vec<_>>(),
+            vec![(7, 0), (9, libc::EEXIST)]
+        );
+        // A truncated last message ends the datagram; what came before counts.
+        let mut cut = ack(0, 1);
+        cut.extend(&ack(0, 2)[..20]);
+        assert_eq!(acks(&cut).collect::<Vec<_>>(), vec![(1, 0)]);
+        // An error too short to name its request is no ACK.
+        assert_eq!(acks(&message(NLMSG_ERROR, 3, &[0; 8])).count(), 0);
+        assert_eq!(acks(&[]).count(), 0);
+    }
 }

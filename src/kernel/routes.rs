@@ -151,12 +151,12 @@ impl Kernel {
                 tracing::warn!("request socket receive buffer: {e}");
             }
         }
+        let single = Arc::new(Mutex::new(RequestSocket::open()?));
         tokio::spawn(conn);
         let sock = watch::open(rcvbuf, force)?;
         let (handover, events) = watch::channel();
         let tracker = Arc::new(Mutex::new(RouteTracker::default()));
         tokio::spawn(watch::run(sock, handover, tracker.clone()));
-        let single = Arc::new(Mutex::new(RequestSocket::open()?));
         Ok((
             Kernel {
                 handle,
@@ -361,6 +361,7 @@ impl Kernel {
             if let Err(e) = self.install_route(route).await {
                 errors.push(e);
             }
+            tokio::task::consume_budget().await;
         }
         summarize("install", routes.len(), errors)
     }

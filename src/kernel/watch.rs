@@ -49,6 +49,9 @@ pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
 
 /// The longest the watch waits for the agent to act on a link or address event.
 const HANDOVER_WAIT: Duration = Duration::from_millis(2);
+/// Past this much queued in the watch socket (~60 link messages, each about 4 KB of
+/// receive memory), events are read without waiting for the agent.
+const HANDOVER_BACKLOG: usize = 256 << 10;
 
 /// The agent's end of the watch: the events in order, and word back of how many it
 /// has acted on.
@@ -95,14 +98,21 @@ pub(crate) struct Handover {
 }
 
 impl Handover {
-    /// Sends a datagram's events; false once the agent is gone.
+    /// Sends a datagram's events; false once the agent is gone. `queued` tells how
+    /// many bytes still wait in the socket.
     ///
-    /// An instance starting or stopping sends dozens of datagrams after the one that
+    /// An instance starting or stopping sends a few datagrams after the one that
     /// matters (its port's enslave or release). When that one carries a link or
-    /// address event and the agent is idle, this waits (briefly) until the agent has
-    /// acted on it, so that the UPDATE is written before the rest are read and parsed.
-    /// Route floods, and everything while the agent is busy, go through unhindered.
-    async fn send(&mut self, events: &mut Vec<KernelEvent>) -> bool {
+    /// address event and the agent is idle, this waits (2 ms at most) until the agent
+    /// has acted on it, so that the UPDATE is written before the rest are read and
+    /// parsed. Route floods, everything while the agent is busy, and mass link changes
+    /// (a backlog over `HANDOVER_BACKLOG`) go through unhindered, so waiting can never
+    /// let the socket overflow.
+    async fn send(
+        &mut self,
+        events: &mut Vec<KernelEvent>,
+        queued: impl FnOnce() -> Option<usize>,
+    ) -> bool {
         let idle = *self.acted_on.borrow() >= self.sent;
         let urgent = events.iter().any(KernelEvent::is_interface_event);
         for ev in events.drain(..) {
@@ -111,13 +121,36 @@ impl Handover {
             }
             self.sent += 1;
         }
-        if urgent && idle {
+        if urgent && idle && queued().is_some_and(|q| q < HANDOVER_BACKLOG) {
             let sent = self.sent;
-            let _ =
-                tokio::time::timeout(HANDOVER_WAIT, self.acted_on.wait_for(|n| *n >= sent)).await;
+            let acted = self.acted_on.wait_for(|n| *n >= sent);
+            let _ = tokio::time::timeout(HANDOVER_WAIT, acted).await;
         }
         true
     }
+}
+
+/// Receive memory in use on a socket (SO_MEMINFO's SK_MEMINFO_RMEM_ALLOC), None when
+/// the kernel does not say.
+fn queued_bytes(fd: BorrowedFd<'_>) -> Option<usize> {
+    // libc lacks it: 55 on every architecture but sparc and parisc.
+    #[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+    return None;
+    const SO_MEMINFO: libc::c_int = 55;
+    const SK_MEMINFO_VARS: usize = 9;
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` and `len` describe a writable buffer alive for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| info[libc::SK_MEMINFO_RMEM_ALLOC as usize] as usize)
 }
 
 /// Reads datagrams until the receiver is dropped. ENOBUFS becomes `Overrun`.
@@ -135,7 +168,9 @@ pub(crate) async fn run(sock: TokioSocket, mut out: Handover, tracker: Arc<Mutex
                             let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
                             events_from_datagram(&buf, &mut t, &mut events);
                         }
-                        if !out.send(&mut events).await {
+                        // SAFETY: the fd is owned by `sock`, alive during the call.
+                        let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+                        if !out.send(&mut events, || queued_bytes(fd)).await {
                             return;
                         }
                     }
@@ -147,7 +182,7 @@ pub(crate) async fn run(sock: TokioSocket, mut out: Handover, tracker: Arc<Mutex
                         tracing::warn!(dropped, "netlink watch overrun (ENOBUFS): events were lost");
                         // Its memory may be stale now; the agent re-dumps anyway.
                         tracker.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                        if !out.send(&mut vec![KernelEvent::Overrun]).await {
+                        if !out.send(&mut vec![KernelEvent::Overrun], || None).await {
                             return;
                         }
                     }
@@ -155,7 +190,7 @@ pub(crate) async fn run(sock: TokioSocket, mut out: Handover, tracker: Arc<Mutex
                     Err(e) => {
                         tracing::error!("netlink watch socket failed: {e}");
                         // Tell the agent its view can no longer be trusted.
-                        let _ = out.send(&mut vec![KernelEvent::Overrun]).await;
+                        let _ = out.send(&mut vec![KernelEvent::Overrun], || None).await;
                         return;
                     }
                 }
@@ -198,5 +233,69 @@ fn drain_queued(sock: &TokioSocket, buf: &mut Vec<u8>) -> usize {
             Some(libc::ENOBUFS) | Some(libc::EINTR) => continue,
             _ => return dropped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use std::task::Poll;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn waits_for_an_idle_agent_on_interface_events_only() {
+        runtime().block_on(async {
+            let (mut out, events) = channel();
+            let route_gone = KernelEvent::RouteRemoved("192.0.2.0/24".parse().unwrap());
+            assert_eq!(
+                out.send(&mut vec![route_gone], || Some(0)).now_or_never(),
+                Some(true)
+            );
+            // The agent is behind (1 sent, none acted on): no wait.
+            let mut link = vec![KernelEvent::LinkRemoved(3)];
+            assert_eq!(out.send(&mut link, || Some(0)).now_or_never(), Some(true));
+            events.acted_on(2);
+            // Idle agent, short backlog: the watch waits until the agent has acted.
+            {
+                let mut link = vec![KernelEvent::LinkRemoved(4)];
+                let send = out.send(&mut link, || Some(0));
+                tokio::pin!(send);
+                assert!(matches!(futures::poll!(send.as_mut()), Poll::Pending));
+                events.acted_on(1);
+                assert!(matches!(futures::poll!(send.as_mut()), Poll::Ready(true)));
+            }
+            // Never behind a backlog (a mass change), nor when its size is unknown.
+            for queued in [Some(HANDOVER_BACKLOG), None] {
+                let mut link = vec![KernelEvent::LinkRemoved(5)];
+                assert_eq!(out.send(&mut link, || queued).now_or_never(), Some(true));
+                events.acted_on(1);
+            }
+        });
+    }
+
+    #[test]
+    fn a_stuck_agent_holds_the_watch_back_only_briefly() {
+        runtime().block_on(async {
+            let (mut out, _events) = channel();
+            let mut link = vec![KernelEvent::LinkRemoved(4)];
+            assert!(out.send(&mut link, || Some(0)).await);
+        });
+    }
+
+    #[test]
+    fn agent_gone() {
+        runtime().block_on(async {
+            let (mut out, events) = channel();
+            drop(events);
+            let mut link = vec![KernelEvent::LinkRemoved(4)];
+            assert!(!out.send(&mut link, || Some(0)).await);
+        });
     }
 }
