@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hostbgp::bgp::adj_out::Changes;
-use hostbgp::bgp::fsm::{LocalParams, State};
+use hostbgp::bgp::fsm::{GracefulRestartParams, LocalParams, State};
 use hostbgp::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
 };
 use hostbgp::bgp::speaker::{Listener, PeerDirectory};
-use hostbgp::bgp::wire::{frame_len, Capability, Codec, Message, Open};
+use hostbgp::bgp::wire::{
+    frame_len, Capability, Codec, GracefulRestart, GracefulRestartFamily, Message, Open,
+};
 use hostbgp::config::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -311,4 +313,103 @@ async fn bad_marker_gets_connection_not_synchronized() {
         Message::Notification(n) => assert_eq!((n.code, n.subcode), (1, 1)),
         other => panic!("expected NOTIFICATION, got {other:?}"),
     }
+}
+
+fn raw_open_gr(asn: u16) -> Message {
+    Message::Open(Open {
+        version: 4,
+        my_as: asn,
+        hold_time: 90,
+        bgp_id: Ipv4Addr::new(192, 0, 2, 99),
+        capabilities: vec![
+            Capability::FourOctetAs(u32::from(asn)),
+            Capability::GracefulRestart(GracefulRestart {
+                restart_state: false,
+                notification: false,
+                restart_time: 120,
+                families: vec![GracefulRestartFamily {
+                    afi: 1,
+                    safi: 1,
+                    forwarding_state: false,
+                }],
+            }),
+        ],
+    })
+}
+
+/// A second connection from the peer (bound to its address) to our listener; sends
+/// OPEN and returns the first message other than OPEN and KEEPALIVE that comes within
+/// 2 s (none while the session waits for our KEEPALIVE).
+async fn second_connection(to: SocketAddr) -> (TcpStream, Option<Message>) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut stream = sock.connect(to).await.unwrap();
+    send_msg(&mut stream, raw_open_gr(65000)).await;
+    let mut buf = Vec::new();
+    loop {
+        let next = read_msg(&mut stream, &mut buf);
+        match tokio::time::timeout(Duration::from_secs(2), next).await {
+            Ok(Message::Open(_) | Message::Keepalive) => continue,
+            Ok(other) => return (stream, Some(other)),
+            Err(_) => return (stream, None),
+        }
+    }
+}
+
+/// The peer's own connection completing right after our session came up is the other
+/// half of a collision (RFC 4271 6.8: the Established one stays), not a restart; one
+/// that comes later is the peer restarting (RFC 4724 4.2) and replaces the session.
+#[tokio::test]
+async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
+    let raw = TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let ours = SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")));
+    let mut local = local(65001, [192, 0, 2, 1], 90);
+    local.graceful_restart = Some(GracefulRestartParams {
+        restart_time: 120,
+        restarting: false,
+        forwarding: false,
+    });
+    let params = SessionParams {
+        id: 8,
+        peer: peer("127.0.0.3", raw.local_addr().unwrap().port(), 65000, 90),
+        local,
+        bind: Some("127.0.0.1".parse().unwrap()),
+    };
+    let mut side = start(params, Some(ours));
+    let (mut first, _) = tokio::time::timeout(Duration::from_secs(10), raw.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut buf = Vec::new();
+    assert!(matches!(
+        read_msg(&mut first, &mut buf).await,
+        Message::Open(_)
+    ));
+    send_msg(&mut first, raw_open_gr(65000)).await;
+    send_msg(&mut first, Message::Keepalive).await;
+    let epoch = established(&mut side).await;
+
+    let (_collision, reply) = second_connection(ours).await;
+    match reply {
+        Some(Message::Notification(n)) => assert_eq!((n.code, n.subcode), (6, 7)),
+        other => panic!("expected Cease / collision, got {other:?}"),
+    }
+    assert!(
+        side.events.try_recv().is_err(),
+        "the established session was disturbed"
+    );
+    assert_eq!(side.status.lock().unwrap().state, State::Established);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (mut restarted, reply) = second_connection(ours).await;
+    assert!(
+        reply.is_none(),
+        "expected the restart to be accepted, got {reply:?}"
+    );
+    match tokio::time::timeout(Duration::from_secs(10), side.events.recv()).await {
+        Ok(Some(SessionEvent::Down { epoch: e, .. })) => assert_eq!(e, epoch),
+        other => panic!("expected the old session down, got {other:?}"),
+    }
+    send_msg(&mut restarted, Message::Keepalive).await;
+    assert!(established(&mut side).await > epoch);
 }
