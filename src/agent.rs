@@ -27,7 +27,7 @@ use crate::kernel::{Address, Kernel, KernelEvent, KernelView, Route};
 use crate::plan::{self, Planner, SessionView, Touched};
 
 type KernelFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + 'a>>;
 
 /// What a kernel batch works on: a route to install, or a prefix to remove.
 trait RouteItem {

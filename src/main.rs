@@ -114,9 +114,16 @@ fn main() -> ExitCode {
                 socket,
                 member: member.unwrap_or_else(hostname),
             };
-            let result = runtime()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| rt.block_on(agent::run(opts)));
+            // The agent runs as a task, not as `block_on`'s own future: that one is
+            // polled only after the runtime has parked (an epoll round), which every
+            // event paid before reaching the agent.
+            let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(async {
+                    tokio::spawn(agent::run(opts))
+                        .await
+                        .map_err(|e| format!("agent task failed: {e}"))?
+                })
+            });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -128,6 +128,20 @@ fn remove_message(prefix: &IpNet) -> RouteMessage {
     m
 }
 
+// Functions rather than closures: a closure's signature is not general over the
+// borrow's lifetime, which the `Send` bound on the agent's futures needs.
+fn install_request(route: &Route) -> (IpNet, NetlinkMessage<RouteNetlinkMessage>) {
+    let mut m = NetlinkMessage::from(RouteNetlinkMessage::NewRoute(install_message(route)));
+    m.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE;
+    (route.prefix, m)
+}
+
+fn remove_request(prefix: &IpNet) -> (IpNet, NetlinkMessage<RouteNetlinkMessage>) {
+    let mut m = NetlinkMessage::from(RouteNetlinkMessage::DelRoute(remove_message(prefix)));
+    m.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    (*prefix, m)
+}
+
 impl Kernel {
     /// Opens the request connection and the multicast watch; events arrive on the receiver.
     pub async fn connect() -> io::Result<(Kernel, KernelEvents)> {
@@ -335,22 +349,14 @@ impl Kernel {
                 format!("install route {}: no next hop", r.prefix),
             ));
         }
-        let reqs = routes.iter().map(|r| {
-            let mut m = NetlinkMessage::from(RouteNetlinkMessage::NewRoute(install_message(r)));
-            m.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE;
-            (r.prefix, m)
-        });
+        let reqs = routes.iter().map(install_request);
         batch::run("install", routes.len(), reqs, None).await
     }
 
     /// Removes many of our routes, pipelined like `install_routes`; routes already
     /// gone are not errors.
     pub async fn remove_routes(&self, prefixes: &[IpNet]) -> io::Result<()> {
-        let reqs = prefixes.iter().map(|p| {
-            let mut m = NetlinkMessage::from(RouteNetlinkMessage::DelRoute(remove_message(p)));
-            m.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-            (*p, m)
-        });
+        let reqs = prefixes.iter().map(remove_request);
         batch::run("remove", prefixes.len(), reqs, Some(libc::ESRCH)).await
     }
 
