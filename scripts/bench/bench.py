@@ -698,18 +698,15 @@ def cmd_latency(count):
                                                            capture_output=True).returncode != 0, 10, 0.002)
                 ip(t.h, "link", "add", "vethc1", "type", "veth", "peer", "name", "eth0", "netns", inst)
                 time.sleep(0.005)
-                te = b.do("link set vethc1 master br0 up")
-                if who == "bird":
-                    b.do("route add 192.0.2.64/32 via 203.0.113.10 dev br0 proto static")
-                ev_add2.append((te, "192.0.2.64/32", "added", enslaved if who == "hostbgp" else route_added))
-                ev_link.append((te, "192.0.2.64/32", "added", enslaved))
-                time.sleep(0.01)
-                te = b.do("link del vethc1")
-                if who == "bird":
-                    b.do("route del 192.0.2.64/32 via 203.0.113.10 dev br0 proto static")
-                ev_del.append((te, "192.0.2.64/32", "removed", deleted if who == "hostbgp" else route_deleted))
-                ev_link.append((te, "192.0.2.64/32", "removed", deleted))
-                time.sleep(0.01)
+                for link_cmd, route_cmd, kind, on_link, on_route, evs in (
+                        ("link set vethc1 master br0 up", "add", "added", enslaved, route_added, ev_add2),
+                        ("link del vethc1", "del", "removed", deleted, route_deleted, ev_del)):
+                    te = b.do(link_cmd)
+                    if who == "bird":
+                        b.do(f"route {route_cmd} 192.0.2.64/32 via 203.0.113.10 dev br0 proto static")
+                    evs.append((te, "192.0.2.64/32", kind, on_link if who == "hostbgp" else on_route))
+                    ev_link.append((te, "192.0.2.64/32", kind, on_link))
+                    time.sleep(0.01)
             time.sleep(1)
             b.close()
             mon.close()
