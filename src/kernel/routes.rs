@@ -289,20 +289,17 @@ impl Kernel {
         ))
     }
 
-    /// Sends one request and waits for its ACK; Err(Ok(errno)) on a NACK.
+    /// Sends one request (built like a batch's) and returns its ACK's errno, 0 when
+    /// done; `what` names it in a transport error.
     fn request_ack(
         &self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> Result<(), Result<i32, io::Error>> {
-        let mut req = NetlinkMessage::from(msg);
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        (_, req): (IpNet, NetlinkMessage<RouteNetlinkMessage>),
+        what: &str,
+    ) -> io::Result<i32> {
         let mut single = self.single.lock().unwrap_or_else(|p| p.into_inner());
-        match single.request(req) {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(Ok(code)),
-            Err(e) => Err(Err(e)),
-        }
+        single
+            .request(req)
+            .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
     }
 
     /// Installs or replaces a route with hostbgp's protocol number (idempotent).
@@ -314,14 +311,10 @@ impl Kernel {
                 format!("install route {}: no next hop", route.prefix),
             ));
         }
-        let what = || format!("install route {}", route.prefix);
-        match self.request_ack(
-            RouteNetlinkMessage::NewRoute(install_message(route)),
-            NLM_F_REPLACE | NLM_F_CREATE,
-        ) {
-            Ok(()) => Ok(()),
-            Err(Ok(code)) => Err(errno_error(&what(), code)),
-            Err(Err(e)) => Err(io::Error::new(e.kind(), format!("{}: {e}", what()))),
+        let what = format!("install route {}", route.prefix);
+        match self.request_ack(install_request(route), &what)? {
+            0 => Ok(()),
+            code => Err(errno_error(&what, code)),
         }
     }
 
@@ -329,12 +322,10 @@ impl Kernel {
     /// not an error. The request carries our protocol, so the kernel never matches a
     /// route of another protocol.
     pub async fn remove_route(&self, prefix: &IpNet) -> io::Result<()> {
-        let what = || format!("remove route {}", prefix.trunc());
-        match self.request_ack(RouteNetlinkMessage::DelRoute(remove_message(prefix)), 0) {
-            Ok(()) => Ok(()),
-            Err(Ok(code)) if code.abs() == libc::ESRCH => Ok(()),
-            Err(Ok(code)) => Err(errno_error(&what(), code)),
-            Err(Err(e)) => Err(io::Error::new(e.kind(), format!("{}: {e}", what()))),
+        let what = format!("remove route {}", prefix.trunc());
+        match self.request_ack(remove_request(prefix), &what)? {
+            0 | libc::ESRCH => Ok(()),
+            code => Err(errno_error(&what, code)),
         }
     }
 
