@@ -296,22 +296,21 @@ pub async fn run(
             event = next_event(&mut confirm) => {
                 match event {
                     Some(ReaderEvent::Keepalive) => {
-                        if let Some(conn) = confirm.take() {
+                        if let Some(mut conn) = confirm.take() {
                             epoch += 1;
                             backoff.reset();
                             collision_survivor = false;
                             tracing::info!(%peer, local = %conn.local, families = ?conn.negotiated.families, "session established");
                             let _ = events.send(SessionEvent::Established { id, epoch, local: conn.local, negotiated: conn.negotiated.clone() });
                             let (local, negotiated) = (conn.local, conn.negotiated.clone());
+                            conn.established_at = Some(Instant::now());
                             update_status(&status, |s| {
                                 s.state = State::Established;
-                                s.established_at = Some(Instant::now());
+                                s.established_at = conn.established_at;
                                 s.local_address = Some(local);
                                 s.negotiated = Some(negotiated);
                                 s.last_error = None;
                             });
-                            let mut conn = conn;
-                            conn.established_at = Some(Instant::now());
                             established = Some(conn);
                         }
                     }
