@@ -128,13 +128,14 @@ impl Hostbgp {
         self.cli(&["shutdown"])
     }
 
-    /// Prefixes of `routes --json`.
+    /// Advertised prefixes of `routes --json`.
     pub fn advertised(&self) -> Vec<String> {
         self.routes_json()
             .ok()
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
             .iter()
+            .filter(|r| r["advertised"] != Value::Bool(false))
             .filter_map(|r| r["prefix"].as_str().map(String::from))
             .collect()
     }

@@ -23,7 +23,10 @@ use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::{codes, Family, Notification};
 use crate::config::{self, Config, Peer};
 use crate::control::{self, Command, Pending, Reply};
-use crate::kernel::{Address, Kernel, KernelEvent, KernelView, Route};
+use crate::kernel::{
+    protocol_name, Address, ForeignChange, ForeignRoute, Kernel, KernelEvent, KernelView, Route,
+    Routes,
+};
 use crate::plan::{self, Planner, SessionView, Touched};
 
 type KernelFuture<'a> =
@@ -117,6 +120,8 @@ struct Agent {
     /// routes cost 15 MB).
     installed: FastHashMap<IpNet, u64>,
     route_errors: BTreeMap<IpNet, String>,
+    /// The last time another route displaced ours, per prefix (for `routes`).
+    displaced: BTreeMap<IpNet, String>,
     started: SystemTime,
 }
 
@@ -173,6 +178,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         next_session_id: 1,
         installed: FastHashMap::default(),
         route_errors: BTreeMap::new(),
+        displaced: BTreeMap::new(),
         started: SystemTime::now(),
     };
     agent.replan(None).await;
@@ -200,8 +206,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         tokio::time::interval(period)
     };
 
+    let mut route_check = RouteCheckTimer::new(agent.config.agent.route_check_interval);
     loop {
         tokio::select! {
+            _ = route_check.tick() => agent.check_kernel_routes("periodic check").await,
             Some(event) = kernel_events.recv() => {
                 let mut batch = vec![event];
                 while batch.len() < EVENT_BATCH {
@@ -220,7 +228,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 match command {
                     Command::Status => { let _ = reply.send(Reply::ok(agent.status_json())); }
                     Command::Routes => { let _ = reply.send(Reply::ok(agent.routes_json())); }
-                    Command::Reload => { let _ = reply.send(agent.reload().await); }
+                    Command::Reload => {
+                        let _ = reply.send(agent.reload().await);
+                        route_check.set(agent.config.agent.route_check_interval);
+                    }
                     Command::Shutdown => {
                         agent.shutdown().await;
                         let _ = reply.send(Reply::ok(json!("shut down: every prefix withdrawn, kernel routes removed")));
@@ -233,6 +244,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
             _ = sighup.recv() => {
                 let reply = agent.reload().await;
                 if let Some(e) = reply.error { tracing::error!("reload refused:\n{e}"); }
+                route_check.set(agent.config.agent.route_check_interval);
             }
             _ = sigpwr.recv() => {
                 agent.shutdown().await;
@@ -361,9 +373,17 @@ impl Agent {
         // Most route events confirm what our own requests already put in the view;
         // a batch that changes nothing needs no replanning.
         let mut view_changed = false;
+        // Prefixes whose route someone else replaced or changed: put back before the
+        // replan, so that their advert never flaps.
+        let mut repair = Vec::new();
         for event in &events {
             view_changed |= touched.note(&self.view, event);
             match event {
+                KernelEvent::Foreign(foreign) => {
+                    if let Some(prefix) = self.on_foreign_route(foreign).await {
+                        repair.push(prefix);
+                    }
+                }
                 KernelEvent::Overrun => {
                     tracing::warn!(
                         "netlink overrun: events were lost, re-reading the kernel state"
@@ -393,6 +413,11 @@ impl Agent {
             }
             self.view.apply(event);
         }
+        if !repair.is_empty() && !redump {
+            repair.sort_unstable();
+            repair.dedup();
+            self.reconcile_kernel(Some(&repair)).await;
+        }
         if redump {
             match self.kernel.dump().await {
                 Ok(view) => self.view = view,
@@ -402,6 +427,99 @@ impl Agent {
         } else if view_changed {
             self.replan(Some(touched)).await;
         }
+    }
+
+    /// Acts on another route of a prefix we route: returns the prefix when our route
+    /// must be put back (it was replaced, or someone else changed it). A route that
+    /// the kernel would prefer to ours is removed. Each acts on one event, never on
+    /// our own requests' echoes, so two agents can't loop.
+    async fn on_foreign_route(&mut self, foreign: &ForeignRoute) -> Option<IpNet> {
+        let prefix = foreign.prefix;
+        let wanted = self.planner.intent().routes.contains_key(&prefix);
+        let who = protocol_name(foreign.protocol);
+        match foreign.change {
+            ForeignChange::Replaced | ForeignChange::Tampered if wanted => {
+                let what = if foreign.change == ForeignChange::Replaced {
+                    format!("a {who} route (metric {}) replaced ours", foreign.metric)
+                } else {
+                    format!("another program changed our route ({who})")
+                };
+                tracing::warn!("kernel route {prefix}: {what}; putting ours back");
+                self.note_displaced(prefix, what);
+                // Compare what the kernel holds with the intent, not with our last request.
+                self.installed.remove(&prefix);
+                Some(prefix)
+            }
+            ForeignChange::Added if wanted && foreign.shadows_ours() => {
+                let what = format!(
+                    "a {who} route (metric {}) took precedence over ours",
+                    foreign.metric
+                );
+                match self
+                    .kernel
+                    .remove_foreign_route(&prefix, foreign.protocol, foreign.metric)
+                    .await
+                {
+                    Ok(()) => tracing::warn!("kernel route {prefix}: {what}; removed it"),
+                    Err(e) => tracing::error!("kernel route {prefix}: {what}; {e}"),
+                }
+                self.note_displaced(prefix, what);
+                None
+            }
+            _ => {
+                tracing::debug!(%prefix, ?foreign, "another route of a prefix we route");
+                None
+            }
+        }
+    }
+
+    fn note_displaced(&mut self, prefix: IpNet, what: String) {
+        let when = humantime::format_rfc3339_seconds(SystemTime::now());
+        self.displaced.insert(prefix, format!("{what} at {when}"));
+    }
+
+    /// Compares the kernel's copy of our routes with what events said, and repairs
+    /// what differs (events missed, or changes the kernel makes without one).
+    async fn check_kernel_routes(&mut self, why: &str) {
+        let started = std::time::Instant::now();
+        let kernel = match self.kernel.dump_routes().await {
+            Ok(routes) => routes,
+            Err(e) => {
+                tracing::error!("{why}: reading our kernel routes failed: {e}");
+                return;
+            }
+        };
+        let drift = route_drift(&self.view.routes, &kernel);
+        tracing::debug!(routes = kernel.len(), elapsed = ?started.elapsed(), drifted = drift.len(), "{why} of kernel routes");
+        if drift.is_empty() {
+            return;
+        }
+        for prefix in drift.iter().take(DRIFT_LOGGED) {
+            let said = self.view.routes.get(prefix).map(|r| format!("{r:?}"));
+            let holds = kernel.get(prefix).map(|r| format!("{r:?}"));
+            tracing::warn!(
+                "{why}: kernel route {prefix} drifted (events said {}, the kernel holds {}); repairing",
+                said.as_deref().unwrap_or("none"),
+                holds.as_deref().unwrap_or("none"),
+            );
+        }
+        if drift.len() > DRIFT_LOGGED {
+            tracing::warn!(
+                "{why}: {} more drifted routes repaired",
+                drift.len() - DRIFT_LOGGED
+            );
+        }
+        let mut touched = Touched::default();
+        for prefix in &drift {
+            let event = match kernel.get(prefix) {
+                Some(route) => KernelEvent::RouteChanged(route.clone()),
+                None => KernelEvent::RouteRemoved(*prefix),
+            };
+            touched.note(&self.view, &event);
+            self.view.apply(&event);
+            self.installed.remove(prefix);
+        }
+        self.replan(Some(touched)).await;
     }
 
     /// Whether `removed` is the only IPv4 address its link has.
@@ -565,6 +683,7 @@ impl Agent {
             Some(prefixes) => prefixes,
             None => {
                 self.installed.retain(|p, _| wanted.contains_key(p));
+                self.displaced.retain(|p, _| wanted.contains_key(p));
                 let mut all: Vec<IpNet> = self
                     .view
                     .routes
@@ -584,6 +703,7 @@ impl Agent {
             let in_kernel = self.view.routes.get(prefix);
             let Some(wanted) = wanted.get(prefix) else {
                 self.installed.remove(prefix);
+                self.displaced.remove(prefix);
                 match in_kernel {
                     Some(_) => remove.push(*prefix),
                     None => drop(self.route_errors.remove(prefix)),
@@ -845,6 +965,7 @@ impl Agent {
             self.spawn_session(peer);
         }
         self.replan(None).await;
+        self.check_kernel_routes("reload").await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))
     }
@@ -951,13 +1072,32 @@ impl Agent {
         })
     }
 
+    /// Every prefix advertised or routed: what hostbgp wants in the kernel, what the
+    /// kernel holds (as the agent's view has it) and what each peer was told.
     fn routes_json(&self) -> Value {
-        let routes: Vec<Value> = self
-            .planner
-            .intent()
-            .adverts
-            .iter()
-            .map(|(prefix, advert)| {
+        let intent = self.planner.intent();
+        let mut prefixes: Vec<IpNet> = intent.adverts.iter().map(|(p, _)| p).collect();
+        prefixes.extend(
+            intent
+                .routes
+                .keys()
+                .filter(|p| !intent.adverts.contains_key(p)),
+        );
+        prefixes.sort_unstable();
+        let hops_json = |hops: &[crate::kernel::RouteNextHop]| {
+            hops.iter()
+                .map(|h| {
+                    json!({
+                        "dev": self.view.links.get(&h.ifindex).map(|l| l.name.clone()),
+                        "via": h.gateway.map(|g| g.to_string()),
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let routes: Vec<Value> = prefixes
+            .into_iter()
+            .map(|prefix| {
+                let advert = intent.adverts.get(&prefix);
                 let next_hops: serde_json::Map<String, Value> = self
                     .sessions
                     .values()
@@ -972,11 +1112,10 @@ impl Agent {
                         Some((name, json!(nh.to_string())))
                     })
                     .collect();
-                let kernel = self.planner.intent().routes.get(&prefix).map(|wanted| {
-                    let state = match (
-                        self.view.routes.get(&prefix),
-                        self.route_errors.get(&prefix),
-                    ) {
+                let wanted = intent.routes.get(&prefix);
+                let kernel = wanted.map(|wanted| {
+                    let held = self.view.routes.get(&prefix);
+                    let state = match (held, self.route_errors.get(&prefix)) {
                         (_, Some(e)) => format!("error: {e}"),
                         (Some(k), None) if k == &wanted.route => "installed".to_string(),
                         (Some(_), None) => "installed (differs)".to_string(),
@@ -984,22 +1123,75 @@ impl Agent {
                     };
                     json!({
                         "state": state,
-                        "next_hops": wanted.route.next_hops.iter().map(|h| json!({
-                            "dev": self.view.links.get(&h.ifindex).map(|l| l.name.clone()),
-                            "via": h.gateway.map(|g| g.to_string()),
-                        })).collect::<Vec<_>>(),
+                        "next_hops": hops_json(&wanted.route.next_hops),
+                        "held": held.map(|r| hops_json(&r.next_hops)),
+                        "displaced": self.displaced.get(&prefix),
                     })
                 });
+                let owners: Vec<String> = match (advert, wanted) {
+                    (Some(a), _) => a.owners.iter().map(|o| o.to_string()).collect(),
+                    (None, Some(w)) => w.owners.iter().map(|o| o.to_string()).collect(),
+                    (None, None) => Vec::new(),
+                };
                 json!({
                     "prefix": prefix.to_string(),
-                    "owner": advert.owners.first().map(|o| o.to_string()),
-                    "owners": advert.owners.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+                    "owner": owners.first(),
+                    "owners": owners,
+                    "advertised": advert.is_some(),
                     "next_hops": next_hops,
                     "kernel": kernel,
                 })
             })
             .collect();
         json!(routes)
+    }
+}
+
+/// Drifted routes named one by one in the log; the rest are counted.
+const DRIFT_LOGGED: usize = 10;
+
+/// The prefixes whose route differs between what events said and what a dump found.
+fn route_drift(said: &Routes, kernel: &Routes) -> Vec<IpNet> {
+    let mut drift: Vec<IpNet> = said
+        .values()
+        .filter(|r| kernel.get(&r.prefix) != Some(*r))
+        .map(|r| r.prefix)
+        .collect();
+    drift.extend(kernel.keys().filter(|p| !said.contains_key(p)));
+    drift.sort_unstable();
+    drift
+}
+
+/// The periodic route check's timer; a zero period never fires.
+struct RouteCheckTimer {
+    interval: Option<tokio::time::Interval>,
+}
+
+impl RouteCheckTimer {
+    fn new(period: Duration) -> Self {
+        let mut timer = RouteCheckTimer { interval: None };
+        timer.set(period);
+        timer
+    }
+
+    fn set(&mut self, period: Duration) {
+        if self.interval.as_ref().map(|i| i.period()) == Some(period) {
+            return;
+        }
+        self.interval = (!period.is_zero()).then(|| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+    }
+
+    async fn tick(&mut self) {
+        match self.interval.as_mut() {
+            Some(i) => {
+                i.tick().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 

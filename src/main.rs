@@ -257,11 +257,17 @@ fn print_routes(v: &Value) {
                     .join(" ")
             })
             .unwrap_or_default();
-        let kernel = if r["kernel"].is_null() {
+        let mut kernel = if r["kernel"].is_null() {
             "-".to_string()
         } else {
             text(&r["kernel"]["state"])
         };
+        if r["advertised"] == Value::Bool(false) {
+            kernel.push_str(", not advertised");
+        }
+        if let Some(why) = r["kernel"]["displaced"].as_str() {
+            kernel.push_str(&format!(" (last displaced: {why})"));
+        }
         println!(
             "{:<28} {:<28} {:<36} {}",
             text(&r["prefix"]),

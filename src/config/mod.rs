@@ -25,6 +25,7 @@ pub const DEFAULT_BGP_PORT: u16 = 179;
 pub struct Config {
     pub member: String,
     pub server: ServerConfig,
+    pub agent: AgentSettings,
     pub networks: BTreeMap<String, Network>,
     pub instances: BTreeMap<String, Instance>,
     /// Full key paths whose value came from `members.<member>`.
@@ -38,6 +39,24 @@ pub struct ServerConfig {
     pub asn: Option<u32>,
     pub router_id: Option<Ipv4Addr>,
     pub graceful_restart_time: u16,
+}
+
+/// The agent's own settings (`hostbgp.*` keys in `config:`): none of them touches a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// `hostbgp.route_check_interval`: how often the kernel's copy of our routes is
+    /// compared with what events said (zero: never).
+    pub route_check_interval: std::time::Duration,
+}
+
+pub const DEFAULT_ROUTE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            route_check_interval: DEFAULT_ROUTE_CHECK_INTERVAL,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

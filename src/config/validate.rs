@@ -7,13 +7,17 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::node::Node;
 use super::values::{self, Fam};
 use super::{
-    Config, ConfigError, FamilyConfig, Instance, Network, NetworkKind, Nic, PeerConfig,
-    ServerConfig, DEFAULT_BGP_PORT, DEFAULT_GRACEFUL_RESTART_TIME, DEFAULT_HOLD_TIME,
+    AgentSettings, Config, ConfigError, FamilyConfig, Instance, Network, NetworkKind, Nic,
+    PeerConfig, ServerConfig, DEFAULT_BGP_PORT, DEFAULT_GRACEFUL_RESTART_TIME, DEFAULT_HOLD_TIME,
 };
 
 /// Server keys that may differ per cluster member.
 const LOCAL_SERVER_KEYS: &[&str] = &["core.bgp_address", "core.bgp_routerid"];
-const GLOBAL_SERVER_KEYS: &[&str] = &["core.bgp_asn", "core.bgp_graceful_restart_time"];
+const GLOBAL_SERVER_KEYS: &[&str] = &[
+    "core.bgp_asn",
+    "core.bgp_graceful_restart_time",
+    "hostbgp.route_check_interval",
+];
 /// Network keys that may differ per cluster member.
 const LOCAL_NETWORK_KEYS: &[&str] = &["bgp.ipv4.nexthop", "bgp.ipv6.nexthop"];
 /// Every network key this file knows (besides `bgp.peers.*` and `user.*`).
@@ -206,7 +210,7 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
         return Err(e.0);
     };
 
-    let server = match top.get("config") {
+    let (server, agent) = match top.get("config") {
         Some(n) => parse_server(&mut e, n),
         None => parse_server(&mut e, &Node::Null),
     };
@@ -252,6 +256,7 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
     Ok(Config {
         member: member.to_string(),
         server,
+        agent,
         networks,
         instances,
         overlay_keys,
@@ -376,15 +381,17 @@ fn check_members(
     out
 }
 
-fn parse_server(e: &mut Errors, node: &Node) -> ServerConfig {
+/// The server's BGP settings, and the agent's own (`hostbgp.*`), which change no session.
+fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
     let mut s = ServerConfig {
         listen: None,
         asn: None,
         router_id: None,
         graceful_restart_time: DEFAULT_GRACEFUL_RESTART_TIME,
     };
+    let mut agent = AgentSettings::default();
     let Some(m) = e.map("config", node) else {
-        return s;
+        return (s, agent);
     };
     let mut asn_given = false;
     for (k, v) in m {
@@ -418,6 +425,13 @@ fn parse_server(e: &mut Errors, node: &Node) -> ServerConfig {
                     }
                 }
             }
+            "hostbgp.route_check_interval" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    if let Some(t) = e.check(&key, values::parse_u32(val, 0, 86_400)) {
+                        agent.route_check_interval = std::time::Duration::from_secs(t.into());
+                    }
+                }
+            }
             _ => e.push(key, "unknown key"),
         }
     }
@@ -428,7 +442,7 @@ fn parse_server(e: &mut Errors, node: &Node) -> ServerConfig {
             "required when core.bgp_address is set",
         );
     }
-    s
+    (s, agent)
 }
 
 #[derive(Default)]

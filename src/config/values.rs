@@ -69,6 +69,11 @@ pub(crate) fn parse_u16(s: &str, min: u16, max: u16) -> Result<u16, String> {
     u16::try_from(n).map_err(|_| format!("must be between {min} and {max}, got {n}"))
 }
 
+pub(crate) fn parse_u32(s: &str, min: u32, max: u32) -> Result<u32, String> {
+    let n = parse_int(s, min.into(), max.into())?;
+    u32::try_from(n).map_err(|_| format!("must be between {min} and {max}, got {n}"))
+}
+
 /// Any IP address, no port.
 pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, String> {
     let t = s.trim();

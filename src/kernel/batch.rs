@@ -20,12 +20,14 @@ const SEND_CHUNK: usize = 32 << 10;
 const ACK_TRUESIZE: usize = 1024;
 
 /// Sends every request (with NLM_F_ACK set by the caller) and waits for all ACKs.
-/// Errors equal to `ignore_errno` (positive) count as success.
+/// Errors equal to `ignore_errno` (positive) count as success. `opened` learns the
+/// socket's port id before any request goes out.
 pub(crate) async fn run<I>(
     op: &str,
     total: usize,
     reqs: I,
     ignore_errno: Option<i32>,
+    opened: impl FnOnce(u32),
 ) -> io::Result<()>
 where
     I: Iterator<Item = (IpNet, NetlinkMessage<RouteNetlinkMessage>)>,
@@ -35,7 +37,7 @@ where
         return Ok(());
     }
     let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
-    sock.socket_mut().bind_auto()?;
+    opened(sock.socket_mut().bind_auto()?.port_number());
     sock.socket_mut().connect(&SocketAddr::new(0, 0))?;
     // SAFETY: the fd belongs to `sock`, alive during the call.
     let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };

@@ -26,8 +26,16 @@
 //!   an RTM_DELLINK (AF_BRIDGE) when a port is merely released. All AF_BRIDGE link
 //!   messages are ignored: the AF_UNSPEC RTM_NEWLINK without IFLA_MASTER carries the
 //!   release, the AF_UNSPEC RTM_DELLINK the deletion.
-//! - Route events of other protocols are dropped after peeking at the protocol and
-//!   table bytes of `struct rtmsg`, without parsing their attributes.
+//! - Routes of other protocols share our prefixes' slots: IPv4 routes are keyed by
+//!   (prefix, tos, metric), IPv6 ones by (prefix, metric), so `ip route replace` of
+//!   another protocol at our metric takes our route's place, with one RTM_NEWROUTE
+//!   carrying NLM_F_REPLACE and no RTM_DELROUTE for ours. Route events of other
+//!   tables are dropped after peeking at the table byte; other protocols' events
+//!   are parsed and dropped unless they concern a prefix we hold a route for
+//!   (`KernelEvent::Foreign`).
+//! - A notification carries the port id of the socket whose request caused it
+//!   (`nlmsg_pid`, 0 for the kernel's own changes), which tells our own requests'
+//!   echoes from anyone else's change to a route of ours.
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::ops::Deref;
@@ -92,6 +100,15 @@ pub struct Address {
 pub struct RouteNextHop {
     pub ifindex: u32,
     pub gateway: Option<IpAddr>,
+}
+
+/// The metric hostbgp's routes get (none is set in the request: the kernel's
+/// default for the family).
+pub fn own_metric(prefix: &IpNet) -> u32 {
+    match prefix {
+        IpNet::V4(_) => 0,
+        IpNet::V6(_) => 1024,
+    }
 }
 
 /// A route in the main table carrying hostbgp's protocol number.
@@ -184,8 +201,62 @@ pub enum KernelEvent {
     RouteChanged(Route),
     /// One of hostbgp's own routes is gone.
     RouteRemoved(IpNet),
+    /// Someone else changed a prefix we hold a route for.
+    Foreign(ForeignRoute),
     /// Events were lost (ENOBUFS): re-dump and reconcile.
     Overrun,
+}
+
+/// A route event, not caused by hostbgp, on a prefix hostbgp holds a route for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignRoute {
+    pub prefix: IpNet,
+    /// The other route's protocol (ours when someone else changed our route).
+    pub protocol: u8,
+    pub metric: u32,
+    pub change: ForeignChange,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignChange {
+    /// Another route appeared beside ours.
+    Added,
+    /// Another route took our route's place (a `RouteRemoved` for ours precedes it).
+    Replaced,
+    /// Another route for the prefix went away.
+    Removed,
+    /// Someone else's request changed our own route (a `RouteChanged` precedes it).
+    Tampered,
+}
+
+impl ForeignRoute {
+    /// Whether the kernel prefers this route to ours (a lower metric wins).
+    pub fn shadows_ours(&self) -> bool {
+        self.change == ForeignChange::Added && self.metric < own_metric(&self.prefix)
+    }
+}
+
+/// The name `ip route` prints for a route protocol number.
+pub fn protocol_name(protocol: u8) -> String {
+    let name = match protocol {
+        1 => "redirect",
+        2 => "kernel",
+        3 => "boot",
+        4 => "static",
+        9 => "ra",
+        11 => "zebra",
+        12 => "bird",
+        16 => "dhcp",
+        42 => "babel",
+        186 => "bgp",
+        187 => "isis",
+        188 => "ospf",
+        189 => "rip",
+        192 => "eigrp",
+        ROUTE_PROTOCOL => "hostbgp",
+        n => return format!("proto {n}"),
+    };
+    format!("proto {name}")
 }
 
 impl KernelEvent {
@@ -193,7 +264,10 @@ impl KernelEvent {
     pub(crate) fn is_interface_event(&self) -> bool {
         !matches!(
             self,
-            KernelEvent::RouteChanged(_) | KernelEvent::RouteRemoved(_) | KernelEvent::Overrun
+            KernelEvent::RouteChanged(_)
+                | KernelEvent::RouteRemoved(_)
+                | KernelEvent::Foreign(_)
+                | KernelEvent::Overrun
         )
     }
 }

@@ -3,7 +3,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NlasIterator, Parseable, ParseableParametrized, NLM_F_APPEND};
+use netlink_packet_core::{
+    NlasIterator, Parseable, ParseableParametrized, NLM_F_APPEND, NLM_F_REPLACE,
+};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
@@ -13,7 +15,10 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::AddressFamily;
 
-use super::{Address, KernelEvent, Link, Route, RouteNextHop, ROUTE_PROTOCOL};
+use super::{
+    own_metric, Address, ForeignChange, ForeignRoute, KernelEvent, Link, Route, RouteNextHop,
+    ROUTE_PROTOCOL,
+};
 
 pub(crate) const NLMSG_HDRLEN: usize = 16;
 const NLMSG_OVERRUN: u16 = 4;
@@ -27,6 +32,10 @@ const RTM_DELROUTE: u16 = 25;
 const RTM_TABLE_OFFSET: usize = 4;
 const RTM_PROTOCOL_OFFSET: usize = 5;
 const AF_UNSPEC: u8 = 0;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+/// RT_TABLE_COMPAT: the table id is in RTA_TABLE (ids over 255).
+const RT_TABLE_EXTENDED: u8 = 252;
 const AF_BRIDGE: u8 = 7;
 
 /// A link from an AF_UNSPEC link message.
@@ -137,46 +146,63 @@ fn gateway_of(attrs: &[RouteAttribute]) -> Option<IpAddr> {
     })
 }
 
-/// Is this a route of ours in the main table (header-only check)?
-pub(crate) fn is_ours(msg: &RouteMessage) -> bool {
-    let h = &msg.header;
-    if u8::from(h.protocol) != ROUTE_PROTOCOL || h.flags.contains(RouteFlags::Cloned) {
-        return false;
-    }
-    let table = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(h.table));
-    table == u32::from(RouteHeader::RT_TABLE_MAIN)
-        && matches!(h.kind, RouteType::Unicast)
-        && matches!(h.address_family, AddressFamily::Inet | AddressFamily::Inet6)
+/// A unicast route of the main table, of any protocol, as a route message gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MainRoute {
+    pub route: Route,
+    pub protocol: u8,
+    pub metric: u32,
 }
 
-/// One of our routes from a route message (None when it is not ours).
-pub(crate) fn route_from_msg(msg: &RouteMessage) -> Option<Route> {
-    if !is_ours(msg) {
-        return None;
+impl MainRoute {
+    /// Whether this is a route hostbgp installs: our protocol at our metric. A route
+    /// of our protocol at another metric is someone else's doing.
+    pub(crate) fn is_ours(&self) -> bool {
+        self.protocol == ROUTE_PROTOCOL && self.metric == own_metric(&self.route.prefix)
     }
-    let h = &msg.header;
-    let dst = msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(d) => route_addr(d),
-        _ => None,
-    });
+}
+
+fn prefix_of(h: &RouteHeader, dst: Option<IpAddr>) -> Option<IpNet> {
     let dst = match (dst, h.address_family) {
         (Some(d), _) => d,
         (None, AddressFamily::Inet) => IpAddr::V4(0.into()),
-        (None, _) => IpAddr::V6(0u128.into()),
+        (None, AddressFamily::Inet6) => IpAddr::V6(0u128.into()),
+        (None, _) => return None,
     };
-    let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    IpNet::new(dst, h.destination_prefix_length).ok()
+}
+
+/// A unicast route of the main table from a route message (None for anything else:
+/// other tables, cached clones, local or blackhole routes, other families).
+pub(crate) fn main_route_from_msg(msg: &RouteMessage) -> Option<MainRoute> {
+    let h = &msg.header;
+    if h.flags.contains(RouteFlags::Cloned)
+        || !matches!(h.kind, RouteType::Unicast)
+        || !matches!(h.address_family, AddressFamily::Inet | AddressFamily::Inet6)
+    {
+        return None;
+    }
+    let mut table = u32::from(h.table);
+    let mut dst = None;
+    let mut metric = 0;
+    let mut oif = None;
+    let mut multipath = None;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_addr(d),
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::MultiPath(m) => multipath = Some(m),
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    let prefix = prefix_of(h, dst)?;
     let mut next_hops = Vec::new();
-    if let Some(mp) = msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::MultiPath(m) => Some(m),
-        _ => None,
-    }) {
+    if let Some(mp) = multipath {
         for nh in mp {
             next_hops.push(RouteNextHop {
                 ifindex: nh.interface_index,
@@ -184,10 +210,6 @@ pub(crate) fn route_from_msg(msg: &RouteMessage) -> Option<Route> {
             });
         }
     } else {
-        let oif = msg.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
         let gateway = gateway_of(&msg.attributes);
         if oif.is_some() || gateway.is_some() {
             next_hops.push(RouteNextHop {
@@ -200,17 +222,67 @@ pub(crate) fn route_from_msg(msg: &RouteMessage) -> Option<Route> {
     next_hops.dedup();
     // The view keeps every route for as long as it lives: one slot, not the 4 a push reserves.
     next_hops.shrink_to_fit();
-    Some(Route { prefix, next_hops })
+    Some(MainRoute {
+        route: Route { prefix, next_hops },
+        protocol: u8::from(h.protocol),
+        metric,
+    })
+}
+
+/// One of our routes from a route message (None when it is not ours).
+pub(crate) fn route_from_msg(msg: &RouteMessage) -> Option<Route> {
+    main_route_from_msg(msg)
+        .filter(MainRoute::is_ours)
+        .map(|m| m.route)
+}
+
+/// RTA_DST, and the length of `struct rtmsg` before the attributes.
+const RTA_DST: u16 = 1;
+const ROUTE_HEADER_LEN: usize = 12;
+const RTM_FAMILY_OFFSET: usize = 0;
+const RTM_DST_LEN_OFFSET: usize = 1;
+
+/// The destination prefix of a route message's payload, reading only RTA_DST: other
+/// protocols' routes (a full table, a flood) are sorted out by prefix this cheaply.
+fn destination_of(payload: &[u8]) -> Option<IpNet> {
+    let len = *payload.get(RTM_DST_LEN_OFFSET)?;
+    let mut dst = None;
+    for nla in NlasIterator::new(payload.get(ROUTE_HEADER_LEN..)?) {
+        let nla = nla.ok()?;
+        if nla.kind() == RTA_DST {
+            let v = nla.value();
+            dst = Some(match v.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(v).ok()?),
+                16 => IpAddr::from(<[u8; 16]>::try_from(v).ok()?),
+                _ => return None,
+            });
+            break;
+        }
+    }
+    let dst = match (dst, *payload.get(RTM_FAMILY_OFFSET)?) {
+        (Some(d), _) => d,
+        (None, AF_INET) => IpAddr::V4(0.into()),
+        (None, AF_INET6) => IpAddr::V6(0u128.into()),
+        (None, _) => return None,
+    };
+    IpNet::new(dst, len).ok()
 }
 
 /// The watch task's memory of our routes' next hops, so that per-nexthop IPv6
 /// messages (NLM_F_APPEND additions, single-nexthop deletions) become events carrying
 /// the full next-hop set. Kernel 6.x sends whole multipath routes in one message, in
-/// which case this is a plain mirror.
+/// which case this is a plain mirror. It also knows the port ids of our request
+/// sockets, to tell our requests' echoes from others' changes, and which prefixes
+/// other protocols' events matter for (those we hold a route for).
 #[derive(Default, Debug)]
 pub(crate) struct RouteTracker {
     routes: HashMap<IpNet, Vec<RouteNextHop>>,
+    /// Port ids of the sockets our route requests go out on, newest last.
+    own_ports: Vec<u32>,
 }
+
+/// Port ids remembered: the single-request socket stays, batch sockets come and go.
+const OWN_PORTS_KEPT: usize = 32;
 
 impl RouteTracker {
     /// Learns a route from a dump unless events already told about its prefix, so
@@ -224,6 +296,19 @@ impl RouteTracker {
 
     pub(crate) fn clear(&mut self) {
         self.routes.clear();
+    }
+
+    /// Records the port id of a socket our requests go out on (before they do).
+    pub(crate) fn own_port(&mut self, port: u32) {
+        if self.own_ports.len() == OWN_PORTS_KEPT {
+            self.own_ports.remove(0);
+        }
+        self.own_ports.push(port);
+    }
+
+    /// Whether route events for `prefix` concern us.
+    pub(crate) fn holds(&self, prefix: &IpNet) -> bool {
+        self.routes.contains_key(prefix)
     }
 
     pub(crate) fn new_route(&mut self, route: Route, append: bool) -> KernelEvent {
@@ -257,56 +342,115 @@ impl RouteTracker {
         self.routes.remove(&route.prefix);
         KernelEvent::RouteRemoved(route.prefix)
     }
+
+    /// The events one route message of the main table makes. `port` is the message's
+    /// nlmsg_pid: the socket whose request caused it, 0 for the kernel itself.
+    pub(crate) fn route_message(
+        &mut self,
+        seen: MainRoute,
+        new: bool,
+        flags: u16,
+        port: u32,
+        out: &mut Vec<KernelEvent>,
+    ) {
+        let prefix = seen.route.prefix;
+        let foreign = |change| {
+            KernelEvent::Foreign(ForeignRoute {
+                prefix,
+                protocol: seen.protocol,
+                metric: seen.metric,
+                change,
+            })
+        };
+        if seen.is_ours() {
+            if !new {
+                out.push(self.del_route(seen.route));
+                return;
+            }
+            out.push(self.new_route(seen.route.clone(), flags & NLM_F_APPEND != 0));
+            if port != 0 && !self.own_ports.contains(&port) {
+                out.push(foreign(ForeignChange::Tampered));
+            }
+            return;
+        }
+        if !self.holds(&prefix) {
+            return;
+        }
+        let change = if !new {
+            ForeignChange::Removed
+        } else if flags & NLM_F_REPLACE != 0 && seen.metric == own_metric(&prefix) {
+            // Same slot as ours (prefix and metric): ours is gone, with no event of its own.
+            self.routes.remove(&prefix);
+            out.push(KernelEvent::RouteRemoved(prefix));
+            ForeignChange::Replaced
+        } else {
+            ForeignChange::Added
+        };
+        out.push(foreign(change));
+    }
 }
 
-/// Converts one parsed netlink message (type, flags, payload) into an event.
-pub(crate) fn event_from_message(
+/// Converts one netlink message (type, flags, sender port, payload) into events.
+pub(crate) fn events_from_message(
     ty: u16,
     flags: u16,
+    port: u32,
     payload: &[u8],
     tracker: &mut RouteTracker,
-) -> Option<KernelEvent> {
+    out: &mut Vec<KernelEvent>,
+) {
     match ty {
-        NLMSG_OVERRUN => Some(KernelEvent::Overrun),
+        NLMSG_OVERRUN => out.push(KernelEvent::Overrun),
         RTM_NEWLINK | RTM_DELLINK => {
-            let header = LinkHeader::parse(payload).ok()?;
+            let Ok(header) = LinkHeader::parse(payload) else {
+                return;
+            };
             // AF_BRIDGE messages (bridge port info) duplicate the AF_UNSPEC ones and
             // are dropped, but for the early word of a port's release.
-            match (u8::from(header.interface_family), ty) {
+            let ev = match (u8::from(header.interface_family), ty) {
                 (AF_BRIDGE, RTM_DELLINK) => Some(KernelEvent::PortReleased(header.index)),
                 (AF_UNSPEC, RTM_DELLINK) => Some(KernelEvent::LinkRemoved(header.index)),
                 (AF_UNSPEC, _) => link_from_payload(&header, payload).map(KernelEvent::LinkChanged),
                 _ => None,
-            }
+            };
+            out.extend(ev);
         }
         RTM_NEWADDR | RTM_DELADDR => {
-            let msg = AddressMessage::parse(payload).ok()?;
-            let addr = address_from_msg(&msg)?;
-            Some(if ty == RTM_NEWADDR {
+            let Some(addr) = AddressMessage::parse(payload)
+                .ok()
+                .and_then(|m| address_from_msg(&m))
+            else {
+                return;
+            };
+            out.push(if ty == RTM_NEWADDR {
                 KernelEvent::AddressAdded(addr)
             } else {
                 KernelEvent::AddressRemoved(addr)
-            })
+            });
         }
         RTM_NEWROUTE | RTM_DELROUTE => {
-            // Cheap pre-filter: foreign protocols and (non-extended) foreign tables
-            // are skipped without parsing the attributes.
-            if payload.get(RTM_PROTOCOL_OFFSET) != Some(&ROUTE_PROTOCOL) {
-                return None;
+            // Cheap pre-filters: (non-extended) other tables by one byte, other
+            // protocols' routes by their destination alone.
+            let Some(&table) = payload.get(RTM_TABLE_OFFSET) else {
+                return;
+            };
+            if table != RouteHeader::RT_TABLE_MAIN && table != RT_TABLE_EXTENDED {
+                return;
             }
-            let table = *payload.get(RTM_TABLE_OFFSET)?;
-            if table != RouteHeader::RT_TABLE_MAIN && table != 252 {
-                return None;
+            if payload.get(RTM_PROTOCOL_OFFSET) != Some(&ROUTE_PROTOCOL)
+                && !destination_of(payload).is_some_and(|p| tracker.holds(&p))
+            {
+                return;
             }
-            let msg = RouteMessage::parse(payload).ok()?;
-            let route = route_from_msg(&msg)?;
-            Some(if ty == RTM_NEWROUTE {
-                tracker.new_route(route, flags & NLM_F_APPEND != 0)
-            } else {
-                tracker.del_route(route)
-            })
+            let Some(seen) = RouteMessage::parse(payload)
+                .ok()
+                .and_then(|m| main_route_from_msg(&m))
+            else {
+                return;
+            };
+            tracker.route_message(seen, ty == RTM_NEWROUTE, flags, port, out);
         }
-        _ => None,
+        _ => {}
     }
 }
 
@@ -318,17 +462,22 @@ pub(crate) fn events_from_datagram(
 ) {
     let mut off = 0;
     while off + NLMSG_HDRLEN <= buf.len() {
-        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        let len = word(off) as usize;
         if len < NLMSG_HDRLEN || off + len > buf.len() {
             break;
         }
-        let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
-        let flags = u16::from_ne_bytes(buf[off + 6..off + 8].try_into().unwrap());
-        if let Some(ev) =
-            event_from_message(ty, flags, &buf[off + NLMSG_HDRLEN..off + len], tracker)
-        {
-            out.push(ev);
-        }
+        let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+        let flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
+        let port = word(off + 12);
+        events_from_message(
+            ty,
+            flags,
+            port,
+            &buf[off + NLMSG_HDRLEN..off + len],
+            tracker,
+            out,
+        );
         off += (len + 3) & !3;
     }
 }
@@ -357,6 +506,24 @@ pub(crate) mod tests {
     fn events(msgs: Vec<(RouteNetlinkMessage, u16)>, t: &mut RouteTracker) -> Vec<KernelEvent> {
         let mut out = Vec::new();
         events_from_datagram(&datagram(msgs), t, &mut out);
+        out
+    }
+
+    /// The events of one message sent by port `port` with `flags`.
+    fn events_from(
+        m: RouteNetlinkMessage,
+        flags: u16,
+        port: u32,
+        t: &mut RouteTracker,
+    ) -> Vec<KernelEvent> {
+        let mut nl = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(m));
+        nl.header.flags = flags;
+        nl.header.port_number = port;
+        nl.finalize();
+        let mut buf = vec![0u8; nl.buffer_len()];
+        nl.emit(&mut buf);
+        let mut out = Vec::new();
+        events_from_datagram(&buf, t, &mut out);
         out
     }
 
@@ -393,6 +560,10 @@ pub(crate) mod tests {
         m.header.kind = RouteType::Unicast;
         m.attributes
             .push(RouteAttribute::Destination(net.addr().into()));
+        // The kernel always says an IPv6 route's metric, an IPv4 one's only when not 0.
+        if net.addr().is_ipv6() {
+            m.attributes.push(RouteAttribute::Priority(1024));
+        }
         let gw = |g: &Option<&str>| {
             g.map(|g| RouteAttribute::Gateway(g.parse::<IpAddr>().unwrap().into()))
         };
@@ -696,5 +867,179 @@ pub(crate) mod tests {
         bad[0..4].copy_from_slice(&400u32.to_ne_bytes());
         events_from_datagram(&bad, &mut t, &mut out);
         assert!(out.is_empty());
+    }
+
+    fn with_metric(mut m: RouteMessage, metric: u32) -> RouteMessage {
+        m.attributes
+            .retain(|a| !matches!(a, RouteAttribute::Priority(_)));
+        if metric != 0 {
+            m.attributes.push(RouteAttribute::Priority(metric));
+        }
+        m
+    }
+
+    fn foreign(prefix: &str, protocol: u8, metric: u32, change: ForeignChange) -> KernelEvent {
+        KernelEvent::Foreign(ForeignRoute {
+            prefix: prefix.parse().unwrap(),
+            protocol,
+            metric,
+            change,
+        })
+    }
+
+    const OWN_PORT: u32 = 4242;
+    const NLM_F_CREATE: u16 = 0x400;
+
+    /// A tracker holding our 203.0.113.64/28 and 2001:db8:100:40::/64.
+    fn holding_ours() -> RouteTracker {
+        let mut t = RouteTracker::default();
+        t.own_port(OWN_PORT);
+        for p in ["203.0.113.64/28", "2001:db8:100:40::/64"] {
+            let m = RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[(3, None)]));
+            assert_eq!(events_from(m, NLM_F_CREATE, OWN_PORT, &mut t).len(), 1);
+        }
+        t
+    }
+
+    #[test]
+    fn foreign_replace_at_our_metric_removes_ours() {
+        for (p, metric) in [("203.0.113.64/28", 0), ("2001:db8:100:40::/64", 1024)] {
+            let mut t = holding_ours();
+            let replace = RouteNetlinkMessage::NewRoute(with_metric(
+                route_msg(p, 4, 254, &[(3, None)]),
+                metric,
+            ));
+            assert_eq!(
+                events_from(replace, NLM_F_REPLACE | NLM_F_CREATE, 777, &mut t),
+                vec![
+                    KernelEvent::RouteRemoved(p.parse().unwrap()),
+                    foreign(p, 4, metric, ForeignChange::Replaced)
+                ]
+            );
+            assert!(!t.holds(&p.parse().unwrap()));
+            // Its later deletion no longer concerns us (ours is gone from that prefix).
+            let del = RouteNetlinkMessage::DelRoute(with_metric(
+                route_msg(p, 4, 254, &[(3, None)]),
+                metric,
+            ));
+            assert_eq!(events_from(del, 0, 777, &mut t), vec![]);
+        }
+    }
+
+    #[test]
+    fn foreign_routes_beside_ours() {
+        let mut t = holding_ours();
+        let p = "2001:db8:100:40::/64";
+        // A better metric beside ours (no replace): the kernel now prefers it.
+        let add = || {
+            RouteNetlinkMessage::NewRoute(with_metric(
+                route_msg(p, 3, 254, &[(5, Some("2001:db8:100::99"))]),
+                100,
+            ))
+        };
+        let ev = events_from(add(), NLM_F_CREATE, 0, &mut t);
+        assert_eq!(ev, vec![foreign(p, 3, 100, ForeignChange::Added)]);
+        assert!(matches!(&ev[0], KernelEvent::Foreign(f) if f.shadows_ours()));
+        // `replace` at another metric than ours adds beside ours too.
+        let ev = events_from(add(), NLM_F_REPLACE | NLM_F_CREATE, 0, &mut t);
+        assert_eq!(ev, vec![foreign(p, 3, 100, ForeignChange::Added)]);
+        // A worse metric does not shadow ours.
+        let worse =
+            RouteNetlinkMessage::NewRoute(with_metric(route_msg(p, 4, 254, &[(5, None)]), 2048));
+        let ev = events_from(worse, NLM_F_CREATE, 0, &mut t);
+        assert!(matches!(&ev[..], [KernelEvent::Foreign(f)] if !f.shadows_ours()));
+        // Our protocol at another metric is somebody else's route.
+        let stray =
+            RouteNetlinkMessage::NewRoute(with_metric(route_msg(p, 201, 254, &[(5, None)]), 50));
+        assert_eq!(
+            events_from(stray, NLM_F_CREATE, 0, &mut t),
+            vec![foreign(p, 201, 50, ForeignChange::Added)]
+        );
+        let del = RouteNetlinkMessage::DelRoute(with_metric(
+            route_msg(p, 3, 254, &[(5, Some("2001:db8:100::99"))]),
+            100,
+        ));
+        assert_eq!(
+            events_from(del, 0, 0, &mut t),
+            vec![foreign(p, 3, 100, ForeignChange::Removed)]
+        );
+        assert!(t.holds(&p.parse().unwrap()));
+    }
+
+    #[test]
+    fn foreign_routes_of_other_prefixes_and_tables_are_dropped() {
+        let mut t = holding_ours();
+        for m in [
+            route_msg("203.0.113.80/28", 4, 254, &[(3, None)]),
+            route_msg("203.0.113.64/27", 4, 254, &[(3, None)]),
+            route_msg("203.0.113.64/28", 4, 100, &[(3, None)]),
+            route_msg("0.0.0.0/0", 4, 254, &[(3, Some("192.0.2.1"))]),
+        ] {
+            for new in [true, false] {
+                let msg = if new {
+                    RouteNetlinkMessage::NewRoute(m.clone())
+                } else {
+                    RouteNetlinkMessage::DelRoute(m.clone())
+                };
+                assert_eq!(events_from(msg, NLM_F_REPLACE, 0, &mut t), vec![]);
+            }
+        }
+    }
+
+    #[test]
+    fn our_route_changed_by_someone_else() {
+        let p = "203.0.113.64/28";
+        let changed =
+            || RouteNetlinkMessage::NewRoute(route_msg(p, 201, 254, &[(3, Some("203.0.113.12"))]));
+        let route = KernelEvent::RouteChanged(Route {
+            prefix: p.parse().unwrap(),
+            next_hops: vec![nh(3, Some("203.0.113.12"))],
+        });
+        // Our own request's echo, and the kernel's own change: nothing to repair.
+        for port in [OWN_PORT, 0] {
+            let mut t = holding_ours();
+            assert_eq!(
+                events_from(changed(), NLM_F_REPLACE, port, &mut t),
+                vec![route.clone()]
+            );
+        }
+        let mut t = holding_ours();
+        assert_eq!(
+            events_from(changed(), NLM_F_REPLACE, 777, &mut t),
+            vec![route, foreign(p, 201, 0, ForeignChange::Tampered)]
+        );
+        // Another socket of ours (a batch) registered later counts as ours too.
+        t.own_port(778);
+        assert_eq!(events_from(changed(), NLM_F_REPLACE, 778, &mut t).len(), 1);
+    }
+
+    #[test]
+    fn destination_read_alone_matches_the_full_parse() {
+        for (p, hops) in [
+            ("203.0.113.64/28", vec![(3, None)]),
+            ("0.0.0.0/0", vec![(3, Some("192.0.2.1"))]),
+            ("2001:db8::/32", vec![(3, None), (4, None)]),
+            ("::/0", vec![(3, Some("fe80::1"))]),
+        ] {
+            let m = route_msg(p, 4, 254, &hops);
+            let mut payload = vec![0u8; m.buffer_len()];
+            m.emit(&mut payload);
+            assert_eq!(destination_of(&payload), Some(p.parse().unwrap()), "{p}");
+            assert_eq!(
+                main_route_from_msg(&m).map(|r| r.route.prefix),
+                Some(p.parse().unwrap())
+            );
+        }
+        assert_eq!(destination_of(&[2, 24]), None);
+    }
+
+    #[test]
+    fn own_ports_are_bounded() {
+        let mut t = RouteTracker::default();
+        for port in 0..100 {
+            t.own_port(port);
+        }
+        assert_eq!(t.own_ports.len(), OWN_PORTS_KEPT);
+        assert!(t.own_ports.contains(&99) && !t.own_ports.contains(&0));
     }
 }

@@ -21,6 +21,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct RequestSocket {
     sock: Socket,
+    /// Our port id: the kernel's notifications of our changes carry it.
+    port: u32,
     seq: u32,
     sbuf: Vec<u8>,
     rbuf: Vec<u8>,
@@ -29,7 +31,7 @@ pub(crate) struct RequestSocket {
 impl RequestSocket {
     pub(crate) fn open() -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
-        sock.bind_auto()?;
+        let port = sock.bind_auto()?.port_number();
         sock.connect(&SocketAddr::new(0, 0))?;
         // Short error messages (no copy of the request).
         let _ = sock.set_cap_ack(true);
@@ -41,11 +43,16 @@ impl RequestSocket {
         .map_err(io::Error::from)?;
         Ok(RequestSocket {
             sock,
+            port,
             seq: 0,
             sbuf: Vec::with_capacity(1024),
             // Room for an error that quotes the whole request (without CAP_ACK).
             rbuf: Vec::with_capacity(64 << 10),
         })
+    }
+
+    pub(crate) fn port(&self) -> u32 {
+        self.port
     }
 
     /// Sends one request (NLM_F_ACK set by the caller) and returns the errno of its

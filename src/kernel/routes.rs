@@ -19,7 +19,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::netlink::{address_from_msg, link_from_msg, route_from_msg, RouteTracker};
 use super::request::RequestSocket;
-use super::{batch, watch, KernelEvents, KernelView, Route, ROUTE_PROTOCOL};
+use super::{batch, watch, KernelEvents, KernelView, Route, Routes, ROUTE_PROTOCOL};
 
 /// Receive buffer of the request socket (ACKs of pipelined requests, dumps).
 const REQUEST_RCVBUF: usize = 8 << 20;
@@ -165,11 +165,14 @@ impl Kernel {
                 tracing::warn!("request socket receive buffer: {e}");
             }
         }
-        let single = Arc::new(Mutex::new(RequestSocket::open()?));
+        let single = RequestSocket::open()?;
+        let mut tracker = RouteTracker::default();
+        tracker.own_port(single.port());
+        let single = Arc::new(Mutex::new(single));
+        let tracker = Arc::new(Mutex::new(tracker));
         tokio::spawn(conn);
         let sock = watch::open(rcvbuf, force)?;
         let (handover, events) = watch::channel();
-        let tracker = Arc::new(Mutex::new(RouteTracker::default()));
         tokio::spawn(watch::run(sock, handover, tracker.clone()));
         Ok((
             Kernel {
@@ -243,6 +246,13 @@ impl Kernel {
             list.sort();
             list.dedup();
         }
+        view.routes = self.dump_routes_once().await?;
+        Ok(view)
+    }
+
+    /// hostbgp's own routes (dumped with a protocol filter the kernel applies).
+    async fn dump_routes_once(&self) -> Result<Routes, Option<io::Error>> {
+        let mut found = Routes::default();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut req = RouteMessage::default();
             req.header.address_family = family;
@@ -255,31 +265,28 @@ impl Kernel {
                 if let RouteNetlinkMessage::NewRoute(r) = m {
                     if let Some(mut route) = route_from_msg(&r) {
                         // IPv6 multipath may come as one message per nexthop: merge.
-                        if let Some(earlier) = view.routes.get(&route.prefix) {
+                        if let Some(earlier) = found.get(&route.prefix) {
                             route.next_hops.extend(earlier.next_hops.iter().cloned());
                         }
                         route.next_hops.sort();
                         route.next_hops.dedup();
-                        view.routes.insert(route);
+                        found.insert(route);
                     }
                 }
             }
         }
-        Ok(view)
+        Ok(found)
     }
 
-    /// A consistent snapshot: links, addresses, and hostbgp's own routes.
-    /// Dumps interrupted by concurrent changes (NLM_F_DUMP_INTR) are retried.
-    pub async fn dump(&self) -> io::Result<KernelView> {
+    /// Retries `dump` while the kernel says it was interrupted (NLM_F_DUMP_INTR).
+    async fn retry_dump<T, F, Fut>(&self, dump: F) -> io::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Option<io::Error>>>,
+    {
         for _ in 0..10 {
-            match self.dump_once().await {
-                Ok(v) => {
-                    let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-                    for r in v.routes.values() {
-                        t.seed(r);
-                    }
-                    return Ok(v);
-                }
+            match dump().await {
+                Ok(v) => return Ok(v),
                 Err(Some(e)) => return Err(e),
                 Err(None) => tracing::debug!("kernel dump interrupted, retrying"),
             }
@@ -287,6 +294,29 @@ impl Kernel {
         Err(io::Error::other(
             "kernel dump: interrupted 10 times in a row",
         ))
+    }
+
+    /// Our routes as the kernel holds them now (the periodic check compares them with
+    /// what events said). Seeds the watch's memory like `dump`.
+    pub async fn dump_routes(&self) -> io::Result<Routes> {
+        let routes = self.retry_dump(|| self.dump_routes_once()).await?;
+        self.seed(&routes);
+        Ok(routes)
+    }
+
+    fn seed(&self, routes: &Routes) {
+        let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        for r in routes.values() {
+            t.seed(r);
+        }
+    }
+
+    /// A consistent snapshot: links, addresses, and hostbgp's own routes.
+    /// Dumps interrupted by concurrent changes (NLM_F_DUMP_INTR) are retried.
+    pub async fn dump(&self) -> io::Result<KernelView> {
+        let view = self.retry_dump(|| self.dump_once()).await?;
+        self.seed(&view.routes);
+        Ok(view)
     }
 
     /// Sends one request (built like a batch's) and returns its ACK's errno, 0 when
@@ -329,6 +359,36 @@ impl Kernel {
         }
     }
 
+    /// Removes another protocol's route for `prefix`: exactly the one at `metric`.
+    pub async fn remove_foreign_route(
+        &self,
+        prefix: &IpNet,
+        protocol: u8,
+        metric: u32,
+    ) -> io::Result<()> {
+        let what = format!(
+            "remove {} route {} metric {metric}",
+            super::protocol_name(protocol),
+            prefix.trunc()
+        );
+        let (key, mut req) = remove_request(prefix);
+        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(m)) = &mut req.payload {
+            m.header.protocol = RouteProtocol::from(protocol);
+            m.attributes.push(RouteAttribute::Priority(metric));
+        }
+        match self.request_ack((key, req), &what)? {
+            0 | libc::ESRCH => Ok(()),
+            code => Err(errno_error(&what, code)),
+        }
+    }
+
+    fn own_port(&self, port: u32) {
+        self.tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .own_port(port);
+    }
+
     /// Installs (replaces) many routes, pipelined on a dedicated socket: requests are
     /// packed into large datagrams and up to a receive-buffer-sized window of them
     /// awaits its ACK. All are attempted; the error names how many failed and one
@@ -341,14 +401,20 @@ impl Kernel {
             ));
         }
         let reqs = routes.iter().map(install_request);
-        batch::run("install", routes.len(), reqs, None).await
+        batch::run("install", routes.len(), reqs, None, |port| {
+            self.own_port(port)
+        })
+        .await
     }
 
     /// Removes many of our routes, pipelined like `install_routes`; routes already
     /// gone are not errors.
     pub async fn remove_routes(&self, prefixes: &[IpNet]) -> io::Result<()> {
         let reqs = prefixes.iter().map(remove_request);
-        batch::run("remove", prefixes.len(), reqs, Some(libc::ESRCH)).await
+        batch::run("remove", prefixes.len(), reqs, Some(libc::ESRCH), |port| {
+            self.own_port(port)
+        })
+        .await
     }
 
     /// `install_routes` one request at a time, as single routes go (for comparison).

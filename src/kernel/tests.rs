@@ -809,3 +809,101 @@ fn multipath_nexthop_device_deleted() {
         assert!(!evs.iter().any(|e| matches!(e, KernelEvent::RouteRemoved(p) | KernelEvent::RouteChanged(Route { prefix: p, .. }) if *p == r4.prefix)));
     });
 }
+
+/// Route events only, without the link and address noise of a bridge coming up.
+async fn route_events(rx: &mut KernelEvents) -> Vec<KernelEvent> {
+    drain(rx, Duration::from_millis(300))
+        .await
+        .into_iter()
+        .filter(|e| !e.is_interface_event())
+        .collect()
+}
+
+/// Another program's `ip route replace` takes our route's slot without a
+/// RTM_DELROUTE for ours; its changes to our own route are told from our echoes by
+/// the sender's port id; routes beside ours are reported, others' prefixes are not.
+#[test]
+fn foreign_changes_to_our_prefixes_are_reported() {
+    in_netns(|| async {
+        let br = bridge("br0", "192.0.2.1/24", "2001:db8:1::1/64");
+        let (k, mut rx) = Kernel::connect().await.unwrap();
+        let v4 = route("203.0.113.64/28", vec![hop(br, None)]);
+        let v6 = route("2001:db8:99::/64", vec![hop(br, None)]);
+        k.install_route(&v4).await.unwrap();
+        k.install_route(&v6).await.unwrap();
+        drain(&mut rx, Duration::from_millis(300)).await;
+        let foreign = |p: &str, protocol, metric, change| {
+            KernelEvent::Foreign(ForeignRoute {
+                prefix: net(p),
+                protocol,
+                metric,
+                change,
+            })
+        };
+
+        ip("route replace 203.0.113.64/28 dev br0 proto static");
+        ip("-6 route replace 2001:db8:99::/64 dev br0 proto static");
+        assert_eq!(
+            route_events(&mut rx).await,
+            vec![
+                KernelEvent::RouteRemoved(v4.prefix),
+                foreign("203.0.113.64/28", 4, 0, ForeignChange::Replaced),
+                KernelEvent::RouteRemoved(v6.prefix),
+                foreign("2001:db8:99::/64", 4, 1024, ForeignChange::Replaced),
+            ]
+        );
+        // Theirs going now concerns nobody: ours had gone already.
+        ip("route del 203.0.113.64/28 proto static");
+        assert_eq!(route_events(&mut rx).await, vec![]);
+
+        // Ours back by our own request: an echo, nothing else.
+        k.install_route(&v4).await.unwrap();
+        k.install_route(&v6).await.unwrap();
+        assert_eq!(
+            route_events(&mut rx).await,
+            vec![
+                KernelEvent::RouteChanged(v4.clone()),
+                KernelEvent::RouteChanged(v6.clone())
+            ]
+        );
+        // Someone else changes our own route's gateway.
+        ip("route replace 203.0.113.64/28 via 192.0.2.9 dev br0 proto 201");
+        assert_eq!(
+            route_events(&mut rx).await,
+            vec![
+                KernelEvent::RouteChanged(route(
+                    "203.0.113.64/28",
+                    vec![hop(br, Some("192.0.2.9"))]
+                )),
+                foreign("203.0.113.64/28", 201, 0, ForeignChange::Tampered),
+            ]
+        );
+        // A better metric beside ours, then removed by the agent's request.
+        ip("-6 route add 2001:db8:99::/64 dev br0 proto boot metric 100");
+        let events = route_events(&mut rx).await;
+        assert_eq!(
+            events,
+            vec![foreign("2001:db8:99::/64", 3, 100, ForeignChange::Added)]
+        );
+        k.remove_foreign_route(&v6.prefix, 3, 100).await.unwrap();
+        assert_eq!(
+            route_events(&mut rx).await,
+            vec![foreign("2001:db8:99::/64", 3, 100, ForeignChange::Removed)]
+        );
+        let left = ip("-6 route show 2001:db8:99::/64");
+        assert!(
+            !left.contains("metric 100") && left.contains("proto 201"),
+            "{left}"
+        );
+        // Prefixes we hold no route for, and other tables, are not reported.
+        ip("route add 203.0.113.80/28 dev br0 proto static");
+        ip("route add 203.0.113.64/28 dev br0 proto static table 100");
+        assert_eq!(route_events(&mut rx).await, vec![]);
+        // The dump of our routes sees the changed gateway.
+        let routes = k.dump_routes().await.unwrap();
+        assert_eq!(
+            routes.get(&v4.prefix).map(|r| r.next_hops.clone()),
+            Some(vec![hop(br, Some("192.0.2.9"))])
+        );
+    });
+}

@@ -21,7 +21,7 @@ impl KernelView {
             .filter(move |l| l.master == Some(master))
     }
 
-    /// Applies one event, as the kernel did; Overrun changes nothing.
+    /// Applies one event, as the kernel did; Overrun and Foreign change nothing.
     pub fn apply(&mut self, event: &KernelEvent) {
         match event {
             KernelEvent::LinkChanged(link) => {
@@ -61,7 +61,9 @@ impl KernelView {
             KernelEvent::RouteRemoved(prefix) => {
                 self.routes.remove(prefix);
             }
-            KernelEvent::Overrun => {}
+            // Changes only other protocols' routes; what it did to ours comes as a
+            // route event of its own.
+            KernelEvent::Foreign(_) | KernelEvent::Overrun => {}
         }
     }
 }

@@ -332,6 +332,7 @@ pub(super) mod tests {
                 router_id: None,
                 graceful_restart_time: 120,
             },
+            agent: Default::default(),
             networks: networks.into_iter().map(|n| (n.name.clone(), n)).collect(),
             instances: instances.into_iter().map(|i| (i.name.clone(), i)).collect(),
             overlay_keys: vec![],

@@ -80,6 +80,8 @@ impl Touched {
                 self.addresses = true;
                 true
             }
+            // Someone else's route: the agent repairs, planning has nothing to redo.
+            KernelEvent::Foreign(_) => false,
             KernelEvent::Overrun => true,
         }
     }
