@@ -18,14 +18,14 @@ use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
 
 /// hostbgp's kernel route protocol number.
-const PROTO: u8 = hostbgp::kernel::ROUTE_PROTOCOL;
+pub(crate) const PROTO: u8 = hostbgp::kernel::ROUTE_PROTOCOL;
 
 const BR4: &str = "192.0.2.1/24";
 const BR4_NET: &str = "192.0.2.0/24";
 const BR6_NET: &str = "2001:db8:100::/64";
 
 /// c1: static addresses, 203.0.113.64/28 + 2001:db8:100:40::/64.
-const C1_STATIC: &str = "  c1:
+pub(crate) const C1_STATIC: &str = "  c1:
     devices:
       eth0: {type: nic, network: br0, host_name: vc1, ipv4.address: 192.0.2.10, ipv6.address: \"2001:db8:100::10\", ipv4.routes.external: 203.0.113.64/28, ipv6.routes.external: \"2001:db8:100:40::/64\"}
 ";
@@ -54,7 +54,7 @@ const ANYCAST: &str = "  c1:
 /// Router + agent as [`Env::start`] (IPv6 session), bridge 192.0.2.1/24 +
 /// 2001:db8:100::1/64, forwarding on in the host; `gr` turns on graceful restart at
 /// the router.
-fn start(instances: &str, keys: &[(&str, &str)], gr: bool) -> Env {
+pub(crate) fn start(instances: &str, keys: &[(&str, &str)], gr: bool) -> Env {
     let topo = Topo::new(&[BR4, lab::BR_V6]);
     topo.lab.forwarding(&topo.h);
     let router = Bird::start(
@@ -80,7 +80,7 @@ fn start(instances: &str, keys: &[(&str, &str)], gr: bool) -> Env {
 
 /// Instance namespace `role` joined by veth `host_name` (not enslaved yet), holding
 /// `addrs` on eth0, default routes via the bridge's addresses.
-fn instance(l: &Lab, h: &str, role: &str, host_name: &str, addrs: &[&str]) -> String {
+pub(crate) fn instance(l: &Lab, h: &str, role: &str, host_name: &str, addrs: &[&str]) -> String {
     let i = l.ns(role);
     l.instance_nic(h, host_name, &i);
     for a in addrs {
@@ -106,14 +106,14 @@ fn family(prefix: &str) -> &'static str {
 }
 
 /// `ip route show exact PREFIX` in the host (all protocols), trimmed.
-fn kroute(l: &Lab, h: &str, prefix: &str) -> String {
+pub(crate) fn kroute(l: &Lab, h: &str, prefix: &str) -> String {
     l.ip(h, &[family(prefix), "route", "show", "exact", prefix])
         .trim()
         .to_string()
 }
 
 /// The host's proto-201 route for `prefix` (empty when absent).
-fn our_route(l: &Lab, h: &str, prefix: &str) -> String {
+pub(crate) fn our_route(l: &Lab, h: &str, prefix: &str) -> String {
     let p = PROTO.to_string();
     l.ip(
         h,
@@ -155,21 +155,27 @@ fn our_prefixes(l: &Lab, h: &str) -> BTreeSet<String> {
     out
 }
 
-fn wait_kernel(l: &Lab, h: &str, prefix: &str, desc: &str, cond: impl Fn(&str) -> bool) -> String {
+pub(crate) fn wait_kernel(
+    l: &Lab,
+    h: &str,
+    prefix: &str,
+    desc: &str,
+    cond: impl Fn(&str) -> bool,
+) -> String {
     wait_until_state(desc, TIMEOUT, || {
         let r = kroute(l, h, prefix);
         (cond(&r), r)
     })
 }
 
-fn ping(l: &Lab, r: &str, addr: &str) {
+pub(crate) fn ping(l: &Lab, r: &str, addr: &str) {
     wait_until(&format!("ping {addr} from the router"), TIMEOUT, || {
         l.try_exec(r, &["ping", "-c1", "-W1", addr]).is_ok()
     });
 }
 
 /// Prefixes the router learned from the host.
-fn router_prefixes(router: &Bird) -> BTreeSet<String> {
+pub(crate) fn router_prefixes(router: &Bird) -> BTreeSet<String> {
     router
         .routes()
         .into_iter()
@@ -178,7 +184,7 @@ fn router_prefixes(router: &Bird) -> BTreeSet<String> {
         .collect()
 }
 
-fn routes_json(env: &Env) -> Vec<Value> {
+pub(crate) fn routes_json(env: &Env) -> Vec<Value> {
     env.hb
         .routes_json()
         .unwrap_or_else(|e| panic!("{e}"))
@@ -193,7 +199,7 @@ fn json_prefixes(v: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 

@@ -13,6 +13,7 @@ mod datapath;
 mod hostbgp;
 mod hostile;
 mod instances;
+mod kernel_routes;
 #[allow(dead_code)]
 mod lab;
 mod lifecycle;

@@ -1332,3 +1332,75 @@ fn snapshot(s: &PeerStatus) -> StatusSnapshot {
         last_error: s.last_error.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::RouteNextHop;
+
+    fn route(prefix: &str, gateway: Option<&str>) -> Route {
+        Route {
+            prefix: prefix.parse().unwrap(),
+            next_hops: vec![RouteNextHop {
+                ifindex: 3,
+                gateway: gateway.map(|g| g.parse().unwrap()),
+            }],
+        }
+    }
+
+    fn routes(list: &[Route]) -> Routes {
+        let mut r = Routes::default();
+        for x in list {
+            r.insert(x.clone());
+        }
+        r
+    }
+
+    #[test]
+    fn drift_names_missing_extra_and_changed_routes() {
+        let said = routes(&[
+            route("203.0.113.64/28", Some("192.0.2.10")),
+            route("203.0.113.80/28", None),
+            route("2001:db8:1::/64", None),
+        ]);
+        assert!(route_drift(&said, &said).is_empty());
+        let kernel = routes(&[
+            route("203.0.113.64/28", Some("192.0.2.99")),
+            route("2001:db8:1::/64", None),
+            route("2001:db8:2::/64", None),
+        ]);
+        let drift: Vec<String> = route_drift(&said, &kernel)
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            drift,
+            ["203.0.113.64/28", "203.0.113.80/28", "2001:db8:2::/64"]
+        );
+    }
+
+    #[test]
+    fn route_check_timer() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut off = RouteCheckTimer::new(Duration::ZERO);
+            let never = tokio::time::timeout(Duration::from_secs(3600), off.tick()).await;
+            assert!(never.is_err(), "a zero period never fires");
+            let mut timer = RouteCheckTimer::new(Duration::from_secs(60));
+            let start = tokio::time::Instant::now();
+            timer.tick().await;
+            assert_eq!(start.elapsed(), Duration::from_secs(60), "not at once");
+            // Setting the same period keeps the schedule; another one restarts it.
+            timer.set(Duration::from_secs(60));
+            timer.tick().await;
+            assert_eq!(start.elapsed(), Duration::from_secs(120));
+            timer.set(Duration::from_secs(5));
+            timer.tick().await;
+            assert_eq!(start.elapsed(), Duration::from_secs(125));
+        });
+    }
+}

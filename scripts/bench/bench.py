@@ -779,7 +779,9 @@ def cmd_kernel(n):
         assert count() == n
         t0 = time.time(); sh("ip", "-n", h, "-batch", "-", inp=batch.replace("route add", "route del")); ref_del = time.time() - t0
         assert count() == 0
+        # The route check every second, so its cost can be read off the idle CPU time.
         yaml = ("config:\n  core.bgp_address: \"127.0.0.1:1179\"\n  core.bgp_asn: \"65010\"\n  core.bgp_routerid: 198.51.100.1\n"
+                f"  hostbgp.route_check_interval: \"{CHECK_PERIOD}\"\n"
                 "networks:\n  br0:\n    type: bridge\n    config:\n      ipv4.nat: \"false\"\n      ipv6.nat: \"false\"\n"
                 "instances:\n  c1:\n    devices:\n      eth0:\n        type: nic\n        network: br0\n        host_name: vethc1\n"
                 f"        ipv4.address: 203.0.113.10\n        ipv4.routes.external: \"{','.join(pf)}\"\n")
@@ -790,6 +792,7 @@ def cmd_kernel(n):
         t0 = time.time(); ip(h, "link", "set", "vethc1", "master", "br0", "up")
         wait(f"{n} kernel routes", lambda: count() >= n, 300, 0.05, lambda: f"count={count()}\n{tail(p.logpath)}")
         hb_add = time.time() - t0
+        check_ms, dump_ms = route_check_cost(h, p, count)
         t0 = time.time(); ip(h, "link", "del", "vethc1")
         wait("kernel routes removed", lambda: count() == 0, 300, 0.05, lambda: f"count={count()}\n{tail(p.logpath)}")
         hb_del = time.time() - t0
@@ -797,9 +800,27 @@ def cmd_kernel(n):
         log(f"[kernel] N={n}: hostbgp install {hb_add:.2f}s remove {hb_del:.2f}s (RSS {rss/1e6:.1f} MB); "
             f"ip -batch install {ref_add:.2f}s remove {ref_del:.2f}s")
         log(f"RATIO kernel install {ratio(hb_add, ref_add)}  remove {ratio(hb_del, ref_del)}  (goal <= 1.0; poll step 50 ms)")
+        share = check_ms / 1000 / 60 * 100
+        log(f"[kernel] route check beside {n} routes: {check_ms:.1f} ms CPU a check (`ip route show proto 201`: {dump_ms:.1f} ms wall); "
+            f"{share:.3f}% of a core at the default 60 s period (goal < 5%); RATIO route-check/ip-dump {ratio(check_ms, dump_ms)}")
         return hb_add, hb_del, ref_add, ref_del
     finally:
         drop_ns(inst); drop_ns(h)
+
+
+CHECK_PERIOD = 1
+CHECK_WINDOW = 5
+
+
+def route_check_cost(h, p, count):
+    """CPU time hostbgp spends on one periodic route check (its idle CPU over a window
+    of checks every CHECK_PERIOD s), and the wall time of `ip route show` of the same
+    routes as the reference."""
+    time.sleep(CHECK_PERIOD)
+    c0 = cpu_seconds(p.pid); time.sleep(CHECK_WINDOW); c1 = cpu_seconds(p.pid)
+    per_check = (c1 - c0) / (CHECK_WINDOW / CHECK_PERIOD) * 1000
+    t0 = time.time(); count(); dump = (time.time() - t0) * 1000
+    return per_check, dump
 
 
 # ---------------------------------------------------------------- 5. restart
