@@ -25,7 +25,6 @@ use crate::config::{self, Config, Peer};
 use crate::control::{self, Command, Pending, Reply};
 use crate::kernel::{
     protocol_name, Address, ForeignChange, ForeignRoute, Kernel, KernelEvent, KernelView, Route,
-    Routes,
 };
 use crate::plan::{self, Planner, SessionView, Touched};
 
@@ -482,21 +481,20 @@ impl Agent {
     /// what differs (events missed, or changes the kernel makes without one).
     async fn check_kernel_routes(&mut self, why: &str) {
         let started = std::time::Instant::now();
-        let kernel = match self.kernel.dump_routes().await {
-            Ok(routes) => routes,
+        let drift = match self.kernel.route_drift(&self.view.routes).await {
+            Ok(drift) => drift,
             Err(e) => {
                 tracing::error!("{why}: reading our kernel routes failed: {e}");
                 return;
             }
         };
-        let drift = route_drift(&self.view.routes, &kernel);
-        tracing::debug!(routes = kernel.len(), elapsed = ?started.elapsed(), drifted = drift.len(), "{why} of kernel routes");
+        tracing::debug!(routes = self.view.routes.len(), elapsed = ?started.elapsed(), drifted = drift.len(), "{why} of kernel routes");
         if drift.is_empty() {
             return;
         }
-        for prefix in drift.iter().take(DRIFT_LOGGED) {
+        for (prefix, holds) in drift.iter().take(DRIFT_LOGGED) {
             let said = self.view.routes.get(prefix).map(|r| format!("{r:?}"));
-            let holds = kernel.get(prefix).map(|r| format!("{r:?}"));
+            let holds = holds.as_ref().map(|r| format!("{r:?}"));
             tracing::warn!(
                 "{why}: kernel route {prefix} drifted (events said {}, the kernel holds {}); repairing",
                 said.as_deref().unwrap_or("none"),
@@ -510,14 +508,14 @@ impl Agent {
             );
         }
         let mut touched = Touched::default();
-        for prefix in &drift {
-            let event = match kernel.get(prefix) {
-                Some(route) => KernelEvent::RouteChanged(route.clone()),
-                None => KernelEvent::RouteRemoved(*prefix),
+        for (prefix, holds) in drift {
+            let event = match holds {
+                Some(route) => KernelEvent::RouteChanged(route),
+                None => KernelEvent::RouteRemoved(prefix),
             };
             touched.note(&self.view, &event);
             self.view.apply(&event);
-            self.installed.remove(prefix);
+            self.installed.remove(&prefix);
         }
         self.replan(Some(touched)).await;
     }
@@ -1150,18 +1148,6 @@ impl Agent {
 /// Drifted routes named one by one in the log; the rest are counted.
 const DRIFT_LOGGED: usize = 10;
 
-/// The prefixes whose route differs between what events said and what a dump found.
-fn route_drift(said: &Routes, kernel: &Routes) -> Vec<IpNet> {
-    let mut drift: Vec<IpNet> = said
-        .values()
-        .filter(|r| kernel.get(&r.prefix) != Some(*r))
-        .map(|r| r.prefix)
-        .collect();
-    drift.extend(kernel.keys().filter(|p| !said.contains_key(p)));
-    drift.sort_unstable();
-    drift
-}
-
 /// The periodic route check's timer; a zero period never fires.
 struct RouteCheckTimer {
     interval: Option<tokio::time::Interval>,
@@ -1336,48 +1322,6 @@ fn snapshot(s: &PeerStatus) -> StatusSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::RouteNextHop;
-
-    fn route(prefix: &str, gateway: Option<&str>) -> Route {
-        Route {
-            prefix: prefix.parse().unwrap(),
-            next_hops: vec![RouteNextHop {
-                ifindex: 3,
-                gateway: gateway.map(|g| g.parse().unwrap()),
-            }],
-        }
-    }
-
-    fn routes(list: &[Route]) -> Routes {
-        let mut r = Routes::default();
-        for x in list {
-            r.insert(x.clone());
-        }
-        r
-    }
-
-    #[test]
-    fn drift_names_missing_extra_and_changed_routes() {
-        let said = routes(&[
-            route("203.0.113.64/28", Some("192.0.2.10")),
-            route("203.0.113.80/28", None),
-            route("2001:db8:1::/64", None),
-        ]);
-        assert!(route_drift(&said, &said).is_empty());
-        let kernel = routes(&[
-            route("203.0.113.64/28", Some("192.0.2.99")),
-            route("2001:db8:1::/64", None),
-            route("2001:db8:2::/64", None),
-        ]);
-        let drift: Vec<String> = route_drift(&said, &kernel)
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        assert_eq!(
-            drift,
-            ["203.0.113.64/28", "203.0.113.80/28", "2001:db8:2::/64"]
-        );
-    }
 
     #[test]
     fn route_check_timer() {

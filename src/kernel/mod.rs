@@ -6,6 +6,7 @@
 //!   [`KernelEvent`]s (cheap pre-filter on the route header for foreign routes).
 //! - `watch.rs`: the multicast socket and the task that feeds the event channel.
 //! - `routes.rs`: the request connection: dump, install, remove (single and pipelined).
+//! - `dump.rs`: a lean dump of our routes, one datagram at a time (the periodic check).
 //!
 //! Kernel behaviour this module relies on (checked on 6.18, see the tests):
 //! - IPv4 routes vanish WITHOUT RTM_DELROUTE when their link goes down or is deleted
@@ -43,6 +44,7 @@ use std::ops::Deref;
 use ipnet::IpNet;
 
 mod batch;
+mod dump;
 mod netlink;
 mod request;
 mod routes;

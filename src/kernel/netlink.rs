@@ -298,6 +298,14 @@ impl RouteTracker {
         self.routes.clear();
     }
 
+    /// Sets what a check found the kernel holds for `prefix`.
+    pub(crate) fn correct(&mut self, prefix: &IpNet, holds: Option<&Route>) {
+        match holds {
+            Some(r) => drop(self.routes.insert(*prefix, r.next_hops.clone())),
+            None => drop(self.routes.remove(prefix)),
+        }
+    }
+
     /// Records the port id of a socket our requests go out on (before they do).
     pub(crate) fn own_port(&mut self, port: u32) {
         if self.own_ports.len() == OWN_PORTS_KEPT {
@@ -454,31 +462,48 @@ pub(crate) fn events_from_message(
     }
 }
 
+/// One netlink message of a datagram: its header's fields and its payload.
+pub(crate) struct RawMessage<'a> {
+    pub ty: u16,
+    pub flags: u16,
+    pub seq: u32,
+    /// nlmsg_pid: the port of the socket whose request caused it, 0 for the kernel.
+    pub port: u32,
+    pub payload: &'a [u8],
+}
+
+/// The messages of a datagram, in order; a truncated or malformed header ends it.
+pub(crate) fn messages(buf: &[u8]) -> impl Iterator<Item = RawMessage<'_>> {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        let header = buf.get(off..off + NLMSG_HDRLEN)?;
+        let word = |at: usize| {
+            u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let len = word(0) as usize;
+        if len < NLMSG_HDRLEN {
+            return None;
+        }
+        let payload = buf.get(off + NLMSG_HDRLEN..off + len)?;
+        off += (len + 3) & !3;
+        Some(RawMessage {
+            ty: u16::from_ne_bytes([header[4], header[5]]),
+            flags: u16::from_ne_bytes([header[6], header[7]]),
+            seq: word(8),
+            port: word(12),
+            payload,
+        })
+    })
+}
+
 /// Splits a datagram into netlink messages and converts them, in order.
 pub(crate) fn events_from_datagram(
     buf: &[u8],
     tracker: &mut RouteTracker,
     out: &mut Vec<KernelEvent>,
 ) {
-    let mut off = 0;
-    while off + NLMSG_HDRLEN <= buf.len() {
-        let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-        let len = word(off) as usize;
-        if len < NLMSG_HDRLEN || off + len > buf.len() {
-            break;
-        }
-        let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-        let flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
-        let port = word(off + 12);
-        events_from_message(
-            ty,
-            flags,
-            port,
-            &buf[off + NLMSG_HDRLEN..off + len],
-            tracker,
-            out,
-        );
-        off += (len + 3) & !3;
+    for m in messages(buf) {
+        events_from_message(m.ty, m.flags, m.port, m.payload, tracker, out);
     }
 }
 

@@ -12,7 +12,7 @@ use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use super::netlink::NLMSG_HDRLEN;
+use super::netlink::{messages, NLMSG_HDRLEN};
 
 const NLMSG_ERROR: u16 = 2;
 /// A reply that never comes (it cannot, short of a kernel bug) fails the request
@@ -81,24 +81,15 @@ impl RequestSocket {
 
 /// The (sequence number, errno) of each ACK in a datagram of replies.
 pub(crate) fn acks(buf: &[u8]) -> impl Iterator<Item = (u32, i32)> + '_ {
-    let mut off = 0;
-    std::iter::from_fn(move || {
-        while off + NLMSG_HDRLEN <= buf.len() {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().ok()?) as usize;
-            if len < NLMSG_HDRLEN || off + len > buf.len() {
-                return None;
-            }
-            let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().ok()?);
-            let payload = &buf[off + NLMSG_HDRLEN..off + len];
-            off += (len + 3) & !3;
-            // struct nlmsgerr: the errno, then the request's header (seq at 8..12).
-            if ty == NLMSG_ERROR && payload.len() >= 4 + NLMSG_HDRLEN {
-                let code = i32::from_ne_bytes(payload[0..4].try_into().ok()?).abs();
-                let seq = u32::from_ne_bytes(payload[12..16].try_into().ok()?);
-                return Some((seq, code));
-            }
+    messages(buf).filter_map(|m| {
+        // struct nlmsgerr: the errno, then the request's header (seq at 8..12).
+        if m.ty != NLMSG_ERROR || m.payload.len() < 4 + NLMSG_HDRLEN {
+            return None;
         }
-        None
+        let word = |at: usize| m.payload[at..at + 4].try_into().ok();
+        let code = i32::from_ne_bytes(word(0)?).abs();
+        let seq = u32::from_ne_bytes(word(12)?);
+        Some((seq, code))
     })
 }
 

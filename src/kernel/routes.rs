@@ -17,9 +17,10 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::netlink::{address_from_msg, link_from_msg, route_from_msg, RouteTracker};
+use super::netlink::{address_from_msg, link_from_msg, RouteTracker};
 use super::request::RequestSocket;
-use super::{batch, watch, KernelEvents, KernelView, Route, Routes, ROUTE_PROTOCOL};
+use super::view::RouteDrift;
+use super::{batch, dump, watch, KernelEvents, KernelView, Route, Routes, ROUTE_PROTOCOL};
 
 /// Receive buffer of the request socket (ACKs of pipelined requests, dumps).
 const REQUEST_RCVBUF: usize = 8 << 20;
@@ -191,16 +192,28 @@ impl Kernel {
         what: &str,
         req: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>, Option<io::Error>> {
+        let mut out = Vec::new();
+        self.dump_each(what, req, |m| out.push(m)).await?;
+        Ok(out)
+    }
+
+    /// `dump_raw` handing each answer over as it comes, so a big dump is never held
+    /// whole (100k routes' messages cost ~30 MB at the peak).
+    async fn dump_each(
+        &self,
+        what: &str,
+        req: RouteNetlinkMessage,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<(), Option<io::Error>> {
         let mut msg = NetlinkMessage::from(req);
         msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut handle = self.handle.clone();
         let mut resp = handle.request(msg).map_err(|e| Some(rt_error(what, e)))?;
-        let mut out = Vec::new();
         let mut interrupted = false;
         while let Some(m) = resp.next().await {
             interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
             match m.payload {
-                NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                NetlinkPayload::InnerMessage(inner) => each(inner),
                 NetlinkPayload::Error(e) if e.code.is_some() => {
                     return Err(Some(errno_error(what, e.raw_code())))
                 }
@@ -210,7 +223,7 @@ impl Kernel {
         if interrupted {
             Err(None)
         } else {
-            Ok(out)
+            Ok(())
         }
     }
 
@@ -253,28 +266,16 @@ impl Kernel {
     /// hostbgp's own routes (dumped with a protocol filter the kernel applies).
     async fn dump_routes_once(&self) -> Result<Routes, Option<io::Error>> {
         let mut found = Routes::default();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut req = RouteMessage::default();
-            req.header.address_family = family;
-            req.header.table = RouteHeader::RT_TABLE_MAIN;
-            req.header.protocol = RouteProtocol::from(ROUTE_PROTOCOL);
-            let routes = self
-                .dump_raw("dump routes", RouteNetlinkMessage::GetRoute(req))
-                .await?;
-            for m in routes {
-                if let RouteNetlinkMessage::NewRoute(r) = m {
-                    if let Some(mut route) = route_from_msg(&r) {
-                        // IPv6 multipath may come as one message per nexthop: merge.
-                        if let Some(earlier) = found.get(&route.prefix) {
-                            route.next_hops.extend(earlier.next_hops.iter().cloned());
-                        }
-                        route.next_hops.sort();
-                        route.next_hops.dedup();
-                        found.insert(route);
-                    }
-                }
+        self.dump_own_routes(|mut route| {
+            // IPv6 multipath may come as one message per nexthop: merge.
+            if let Some(earlier) = found.get(&route.prefix) {
+                route.next_hops.extend(earlier.next_hops.iter().cloned());
+                route.next_hops.sort();
+                route.next_hops.dedup();
             }
-        }
+            found.insert(route);
+        })
+        .await?;
         Ok(found)
     }
 
@@ -296,12 +297,30 @@ impl Kernel {
         ))
     }
 
-    /// Our routes as the kernel holds them now (the periodic check compares them with
-    /// what events said). Seeds the watch's memory like `dump`.
-    pub async fn dump_routes(&self) -> io::Result<Routes> {
-        let routes = self.retry_dump(|| self.dump_routes_once()).await?;
-        self.seed(&routes);
-        Ok(routes)
+    /// Our routes whose kernel version differs from `said` (what events said), with
+    /// what the kernel holds; compared as the dump arrives.
+    pub async fn route_drift(&self, said: &Routes) -> io::Result<Vec<(IpNet, Option<Route>)>> {
+        self.retry_dump(|| async {
+            let mut drift = RouteDrift::new(said);
+            self.dump_own_routes(|r| drift.see(r)).await?;
+            Ok(drift.finish())
+        })
+        .await
+        .inspect(|drift| {
+            // The watch's memory missed the same changes.
+            let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+            for (prefix, holds) in drift {
+                t.correct(prefix, holds.as_ref());
+            }
+        })
+    }
+
+    /// Each of our routes the kernel holds, one datagram at a time.
+    async fn dump_own_routes(&self, mut each: impl FnMut(Route)) -> Result<(), Option<io::Error>> {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            dump::own_routes(family, &mut each).await?;
+        }
+        Ok(())
     }
 
     fn seed(&self, routes: &Routes) {

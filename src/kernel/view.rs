@@ -1,5 +1,65 @@
 //! The pure mirror of what the kernel holds.
-use super::{Address, KernelEvent, KernelView, Link};
+use std::collections::{BTreeMap, HashSet};
+
+use ipnet::IpNet;
+
+use super::{Address, KernelEvent, KernelView, Link, Route, Routes};
+
+/// Compares a dump of our routes, route by route as it arrives, with what events said
+/// (`said`), keeping only what differs: a check beside 100k routes holds no copy of
+/// them.
+pub struct RouteDrift<'a> {
+    said: &'a Routes,
+    seen: HashSet<IpNet, foldhash::fast::FixedState>,
+    /// The kernel's version of each prefix that may differ.
+    differs: BTreeMap<IpNet, Route>,
+}
+
+impl<'a> RouteDrift<'a> {
+    pub fn new(said: &'a Routes) -> Self {
+        RouteDrift {
+            said,
+            seen: HashSet::with_capacity_and_hasher(said.len(), Default::default()),
+            differs: BTreeMap::new(),
+        }
+    }
+
+    /// One route of the dump. IPv6 multipath may come as one message per next hop:
+    /// a prefix seen again adds its hops.
+    pub fn see(&mut self, mut route: Route) {
+        let prefix = route.prefix;
+        if !self.seen.insert(prefix) {
+            let earlier = self.differs.get(&prefix).or_else(|| self.said.get(&prefix));
+            if let Some(earlier) = earlier {
+                route.next_hops.extend(earlier.next_hops.iter().cloned());
+                route.next_hops.sort();
+                route.next_hops.dedup();
+            }
+        }
+        if self.said.get(&prefix) == Some(&route) {
+            self.differs.remove(&prefix);
+        } else {
+            self.differs.insert(prefix, route);
+        }
+    }
+
+    /// Each prefix whose route differs, with what the kernel holds (None: nothing).
+    pub fn finish(self) -> Vec<(IpNet, Option<Route>)> {
+        let mut out: Vec<(IpNet, Option<Route>)> = self
+            .differs
+            .into_iter()
+            .map(|(p, r)| (p, Some(r)))
+            .collect();
+        out.extend(
+            self.said
+                .keys()
+                .filter(|p| !self.seen.contains(p))
+                .map(|p| (*p, None)),
+        );
+        out.sort_unstable_by_key(|(p, _)| *p);
+        out
+    }
+}
 
 impl KernelView {
     pub fn link_by_name(&self, name: &str) -> Option<&Link> {
@@ -155,6 +215,56 @@ mod tests {
         assert_eq!(v.routes.get(&r.prefix), Some(&r2));
         v.apply(&KernelEvent::RouteRemoved(r.prefix));
         assert!(v.routes.is_empty());
+    }
+
+    #[test]
+    fn drift_names_missing_extra_and_changed_routes() {
+        let r = |prefix: &str, hops: &[(u32, Option<&str>)]| Route {
+            prefix: prefix.parse().unwrap(),
+            next_hops: hops
+                .iter()
+                .map(|(ifindex, gw)| RouteNextHop {
+                    ifindex: *ifindex,
+                    gateway: gw.map(|g| g.parse().unwrap()),
+                })
+                .collect(),
+        };
+        let mut said = Routes::default();
+        said.insert(r("203.0.113.64/28", &[(3, Some("192.0.2.10"))]));
+        said.insert(r("203.0.113.80/28", &[(3, None)]));
+        said.insert(r("2001:db8:1::/64", &[(3, None), (4, None)]));
+        said.insert(r("2001:db8:3::/64", &[(3, None)]));
+        let mut same = RouteDrift::new(&said);
+        for route in said.values() {
+            same.see(route.clone());
+        }
+        assert_eq!(same.finish(), vec![]);
+        let mut d = RouteDrift::new(&said);
+        d.see(r("203.0.113.64/28", &[(3, Some("192.0.2.99"))]));
+        // A multipath route in two messages, one hop each, equals what was said.
+        d.see(r("2001:db8:1::/64", &[(4, None)]));
+        d.see(r("2001:db8:1::/64", &[(3, None)]));
+        d.see(r("2001:db8:2::/64", &[(3, None)]));
+        d.see(r("2001:db8:3::/64", &[(5, None)]));
+        let got: Vec<(String, Option<usize>)> = d
+            .finish()
+            .into_iter()
+            .map(|(p, holds)| {
+                (
+                    p.to_string(),
+                    holds.map(|h| h.next_hops[0].ifindex as usize),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("203.0.113.64/28".to_string(), Some(3)),
+                ("203.0.113.80/28".to_string(), None),
+                ("2001:db8:2::/64".to_string(), Some(3)),
+                ("2001:db8:3::/64".to_string(), Some(5)),
+            ]
+        );
     }
 
     #[test]
