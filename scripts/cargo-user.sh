@@ -5,8 +5,8 @@
 # invoking user (SUDO_USER), with their toolchain, so target/ stays theirs.
 #
 # find_cargo sets AS_BUILDER, the prefix to put before each build command: empty
-# when root has cargo, else `sudo -u USER ...`. Returns 1, with a message, when
-# neither has cargo.
+# when root has cargo, else `runuser -u USER ...` (util-linux, on every Debian; sudo
+# itself may not be). Returns 1, with a message, when neither has cargo.
 
 find_cargo() {
     AS_BUILDER=()
@@ -20,7 +20,9 @@ find_cargo() {
             cargo=$home/.cargo/bin/cargo
         else
             # A toolchain elsewhere, put on the PATH by the user's login profile.
-            cargo=$(sudo -u "$user" -H bash -lc 'command -v cargo' 2>/dev/null || true)
+            cargo=$(runuser -l "$user" -c 'command -v cargo' 2>/dev/null || true)
+            # A nologin shell prints its refusal on stdout.
+            [ -x "$cargo" ] || cargo=
         fi
     fi
     if [ -z "$cargo" ]; then
@@ -30,12 +32,12 @@ find_cargo() {
     fi
     local root
     root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    if [ -e "$root/target" ] && ! sudo -u "$user" test -w "$root/target"; then
+    if [ -e "$root/target" ] && ! runuser -u "$user" -- test -w "$root/target"; then
         echo "$root/target is not writable by $user (built as root before?):" >&2
         echo "  sudo chown -R $user $root/target" >&2
         return 1
     fi
     echo "root has no cargo: building as $user with $cargo"
-    AS_BUILDER=(sudo -u "$user" -H env "PATH=$(dirname "$cargo"):$PATH"
+    AS_BUILDER=(runuser -u "$user" -- env "HOME=$home" "PATH=$(dirname "$cargo"):$PATH"
         ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"})
 }

@@ -205,7 +205,7 @@ down() {
         down_one "$id"
     done
     [ "$found" -eq 1 ] || echo "no lab of $CALLER is up"
-    others=$(compgen -G "$STATE_DIR/hblab*" | wc -l)
+    others=$( (compgen -G "$STATE_DIR/hblab*" || true) | wc -l)
     [ "$others" -eq 0 ] || echo "left alone: $others lab(s) of other users"
 }
 
