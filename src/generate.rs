@@ -91,7 +91,7 @@ pub fn write_all(cmd: Command, dir: &Path) -> std::io::Result<()> {
     see_also.extend(["\\fBsystemctl\\fR(1)", "\\fBip\\-route\\fR(8)"].map(String::from));
     writeln!(page, ".SH SEE ALSO\n{}", see_also.join(", "))?;
     main.render_version_section(&mut page)?;
-    fs::write(dir.join("hostbgp.8"), page)?;
+    fs::write(dir.join("hostbgp.8"), once_preamble(&page))?;
 
     // One page per command, as git does, so each one's options are documented.
     for sub in cmd.get_subcommands() {
@@ -103,4 +103,20 @@ pub fn write_all(cmd: Command, dir: &Path) -> std::io::Result<()> {
         clap_complete::generate_to(shell, &mut cmd, "hostbgp", dir)?;
     }
     Ok(())
+}
+
+/// Each section rendered on its own starts with clap_mangen's two-line preamble;
+/// the page needs it once.
+fn once_preamble(page: &[u8]) -> String {
+    let text = String::from_utf8_lossy(page);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let preamble = line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq");
+        if !preamble || seen.insert(line) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
