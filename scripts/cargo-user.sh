@@ -30,11 +30,13 @@ find_cargo() {
         echo "Install Rust (rustup) for root or for the user running sudo." >&2
         return 1
     fi
-    local root
-    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    if [ -e "$root/target" ] && ! runuser -u "$user" -- test -w "$root/target"; then
-        echo "$root/target is not writable by $user (built as root before?):" >&2
-        echo "  sudo chown -R $user $root/target" >&2
+    local target
+    target=${CARGO_TARGET_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target}
+    # Not there yet: cargo will create it, in a directory the user must be able to write.
+    [ -e "$target" ] || target=$(dirname "$target")
+    if ! runuser -u "$user" -- test -w "$target"; then
+        echo "$target is not writable by $user (built as root before?):" >&2
+        echo "  sudo chown -R $user $target" >&2
         return 1
     fi
     echo "root has no cargo: building as $user with $cargo"
