@@ -4,10 +4,11 @@
 #
 #   scripts/lab.sh demo   build, bring the lab up, show what the router learned, tear down
 #   scripts/lab.sh up     bring the lab up and leave it running (prints how to inspect)
-#   scripts/lab.sh down   tear down a lab left by `up`
+#   scripts/lab.sh down   tear down the lab you left with `up` (not other users')
 #
-# Needs root. Installs bird2 and iputils-ping with apt-get when missing.
-# HOSTBGP_BIN=/path/to/hostbgp skips `cargo build --release`.
+# Needs root (sudo). Installs bird2 and iputils-ping with apt-get when missing.
+# Builds with `cargo build --release`, as the user running sudo when root has no
+# cargo (a per-user rustup); HOSTBGP_BIN=/path/to/hostbgp skips the build.
 #
 # Topology (documentation address ranges only):
 #   router ns  <hblabN-r>  eth0 198.51.100.2/24, 2001:db8:ff::1/64   bird2, AS 65000
@@ -17,6 +18,10 @@ set -euo pipefail
 
 STATE_DIR=/run/hostbgp-lab
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Labs are per user: `down` leaves other users' labs alone.
+CALLER=${SUDO_USER:-$(id -un)}
+# shellcheck source=scripts/cargo-user.sh
+. "$ROOT/scripts/cargo-user.sh"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { echo "lab.sh: $*" >&2; exit 1; }
@@ -38,8 +43,9 @@ build() {
     if [ -n "${HOSTBGP_BIN:-}" ]; then
         BIN=$HOSTBGP_BIN
     else
+        find_cargo || die "cannot build; or set HOSTBGP_BIN=/path/to/hostbgp"
         say "building hostbgp (cargo build --release)"
-        (cd "$ROOT" && cargo build --release --bin hostbgp)
+        (cd "$ROOT" && "${AS_BUILDER[@]}" cargo build --release --bin hostbgp)
         BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/hostbgp"
     fi
     [ -x "$BIN" ] || die "no hostbgp binary at $BIN"
@@ -58,6 +64,7 @@ up() {
     lab_vars "$id"
     mkdir -p "$DIR"
     echo "$BIN" > "$DIR/bin"
+    echo "$CALLER" > "$DIR/owner"
 
     say "namespaces $R (router) and $H (host)"
     ip netns add "$R"
@@ -179,19 +186,31 @@ down_one() {
     rm -rf "$DIR"
 }
 
-down() {
-    local d found=0
+# The ids of the labs `up` left for the caller.
+my_labs() {
+    local d
     for d in "$STATE_DIR"/hblab*; do
         [ -d "$d" ] || continue
-        found=1
-        echo "tearing down $(basename "$d")"
-        down_one "$(basename "$d")"
+        # Labs from before owners were recorded were root's.
+        [ "$(cat "$d/owner" 2>/dev/null || echo root)" = "$CALLER" ] && basename "$d"
     done
-    [ "$found" -eq 1 ] || echo "no lab is up"
+    return 0
+}
+
+down() {
+    local id found=0 others
+    for id in $(my_labs); do
+        found=1
+        echo "tearing down $id"
+        down_one "$id"
+    done
+    [ "$found" -eq 1 ] || echo "no lab of $CALLER is up"
+    others=$( (compgen -G "$STATE_DIR/hblab*" || true) | wc -l)
+    [ "$others" -eq 0 ] || echo "left alone: $others lab(s) of other users"
 }
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -212,8 +231,8 @@ main() {
         need_root
         install_deps
         build
-        if compgen -G "$STATE_DIR/hblab*" >/dev/null; then
-            die "a lab is already up; run: $0 down"
+        if [ -n "$(my_labs)" ]; then
+            die "your lab $(my_labs) is already up; run: $0 down"
         fi
         local id="hblab$$"
         if ! up "$id"; then

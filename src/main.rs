@@ -2,11 +2,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use hostbgp::agent::{self, RunOptions};
 use hostbgp::config;
 use hostbgp::control::{self, Command};
 use serde_json::Value;
+
+mod generate;
 
 const DEFAULT_CONFIG: &str = "/etc/hostbgp/hostbgp.yaml";
 
@@ -25,8 +27,10 @@ struct Cli {
 enum Cmd {
     /// Run the agent in the foreground.
     Run {
+        /// Configuration file; conf.d/*.yaml beside it is merged in name order.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
         /// Cluster member whose overlay applies (default: the hostname).
@@ -35,35 +39,46 @@ enum Cmd {
     },
     /// Validate a configuration file.
     Check {
+        /// Configuration file; conf.d/*.yaml beside it is merged in name order.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Cluster member whose overlay applies (default: the hostname).
         #[arg(long)]
         member: Option<String>,
     },
     /// Show the server and each peer's session.
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
     /// Show every advertised prefix.
     Routes {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
     /// Re-read the configuration (as SIGHUP).
     Reload {
+        /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
     /// Withdraw everything, close sessions, remove kernel routes and stop the agent.
     Shutdown {
+        /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    Generate { dir: PathBuf },
 }
 
 fn hostname() -> String {
@@ -151,6 +166,13 @@ fn main() -> ExitCode {
         Cmd::Routes { json, socket } => client(&socket, Command::Routes, json, print_routes),
         Cmd::Reload { socket } => client(&socket, Command::Reload, false, print_message),
         Cmd::Shutdown { socket } => client(&socket, Command::Shutdown, false, print_message),
+        Cmd::Generate { dir } => match generate::write_all(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hostbgp: {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

@@ -7,7 +7,8 @@
 #      PEERS (routers in `peers`, default 50), PEER_N (prefixes to each, default 10000),
 #      LAT_ROUTES (latency: instance routes in the kernel beside the events, both speakers),
 #      LAT_EXTRA (latency: an OVN table advertised by hostbgp beside the events),
-#      BENCH_KEEP=1 keeps the temp dir (configs, logs, pcaps), NO_BUILD=1 skips the build.
+#      BENCH_KEEP=1 keeps the temp dir (configs, logs, pcaps), NO_BUILD=1 skips the build,
+#      BENCH_SMOKE=1 marks the output as a smoke run (CI's tiny sizes: not measurements).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
