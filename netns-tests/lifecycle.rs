@@ -1222,3 +1222,59 @@ fn control_socket_mode_and_bad_requests() {
     drop(idle);
     assert!(env.router.protocol("h1").established());
 }
+
+/// Issue 15, logs: the level changes at run time, a bad level is refused with the
+/// levels it takes, session lines name their peer, a refused reload is logged, and
+/// nothing written to a file carries terminal colours.
+#[test]
+fn logs_name_peers_and_change_level_at_run_time() {
+    if !lab::require_root("logs_name_peers_and_change_level_at_run_time") {
+        return;
+    }
+    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
+    env.wait_established();
+    let o = cli(&env.hb, &["log-level", "info"]);
+    assert!(
+        o.status.success() && out_text(&o).contains("log level: info"),
+        "{}",
+        out_text(&o)
+    );
+    let o = cli(&env.hb, &["log-level"]);
+    assert!(
+        o.status.success() && out_text(&o).contains("log level: info"),
+        "{}",
+        out_text(&o)
+    );
+    let o = cli(&env.hb, &["log-level", "loud"]);
+    assert!(!o.status.success(), "{}", out_text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a level"),
+        "{}",
+        out_text(&o)
+    );
+    let o = cli(&env.hb, &["log-level", "debug"]);
+    assert!(
+        o.status.success() && out_text(&o).contains("log level: debug"),
+        "{}",
+        out_text(&o)
+    );
+    env.hb.write_config("config: {core.bgp_asn: 0}\n");
+    let o = cli(&env.hb, &["reload"]);
+    assert!(!o.status.success(), "{}", out_text(&o));
+    let log = env.hb.log_text();
+    assert!(log.contains("log level set to debug"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("reload refused") && !l.contains("SIGHUP")),
+        "a refused reload over the socket is logged:\n{log}"
+    );
+    let established = log
+        .lines()
+        .find(|l| l.contains("session established"))
+        .unwrap_or_default();
+    assert!(
+        established.contains("peer{") && established.contains("name=r1"),
+        "session lines carry the peer's span: {established}"
+    );
+    assert!(!log.contains('\u{1b}'), "no ANSI colour in a log file");
+}

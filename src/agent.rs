@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::bgp::adj_out::{AdjRibOut, Changes};
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
@@ -57,6 +58,8 @@ pub struct RunOptions {
     pub config_path: PathBuf,
     pub socket: PathBuf,
     pub member: String,
+    /// Changes the log filter at run time (`hostbgp log-level`); None leaves it fixed.
+    pub log: Option<crate::logging::LogControl>,
 }
 
 pub fn family_name(f: Family) -> &'static str {
@@ -223,14 +226,17 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
             }
             Some(event) = session_rx.recv() => agent.on_session_event(event).await,
             Some(pending) = control_rx.recv() => {
-                let Pending { command, reply } = pending;
-                match command {
+                let Pending { request, reply } = pending;
+                match request.command {
                     Command::Status => { let _ = reply.send(Reply::ok(agent.status_json())); }
                     Command::Routes => { let _ = reply.send(Reply::ok(agent.routes_json())); }
                     Command::Reload => {
-                        let _ = reply.send(agent.reload().await);
+                        let result = agent.reload().await;
+                        if let Some(e) = &result.error { tracing::error!("reload refused:\n{e}"); }
+                        let _ = reply.send(result);
                         route_check.set(agent.config.agent.route_check_interval);
                     }
+                    Command::LogLevel => { let _ = reply.send(agent.set_log_level(request.level.as_deref())); }
                     Command::Shutdown => {
                         agent.shutdown().await;
                         let _ = reply.send(Reply::ok(json!("shut down: every prefix withdrawn, kernel routes removed")));
@@ -323,12 +329,11 @@ impl Agent {
             },
             bind: self.listen.map(|l| l.ip()),
         };
-        let task = tokio::spawn(session::run(
-            params,
-            rx,
-            self.session_events.clone(),
-            status.clone(),
-        ));
+        // Every line a session logs names its peer.
+        let span = tracing::info_span!("peer", peer = %peer.address, name = %peer_name(&peer));
+        let task = tokio::spawn(
+            session::run(params, rx, self.session_events.clone(), status.clone()).instrument(span),
+        );
         if let Ok(mut d) = self.directory.write() {
             d.insert(peer.address, tx.clone());
         }
@@ -425,6 +430,23 @@ impl Agent {
             self.replan(None).await;
         } else if view_changed {
             self.replan(Some(touched)).await;
+        }
+    }
+
+    /// `hostbgp log-level`: shows the filter, or sets it.
+    fn set_log_level(&self, level: Option<&str>) -> Reply {
+        let Some(log) = &self.opts.log else {
+            return Reply::error("this agent's log level is fixed");
+        };
+        match level {
+            None => Reply::ok(json!(format!("log level: {}", log.current()))),
+            Some(level) => match log.set(level) {
+                Ok(now) => {
+                    tracing::info!("log level set to {now}");
+                    Reply::ok(json!(format!("log level: {now}")))
+                }
+                Err(e) => Reply::error(e),
+            },
         }
     }
 
@@ -1267,6 +1289,14 @@ impl PeerSession {
         tracing::debug!(peer = %self.peer.address, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
         let _ = self.cmd.send(SessionCmd::Changes { epoch, changes });
     }
+}
+
+/// The name a peer is configured under (its first declaration).
+fn peer_name(peer: &Peer) -> &str {
+    peer.declared_by
+        .first()
+        .map(|(_, n)| n.as_str())
+        .unwrap_or("")
 }
 
 fn same_session(a: &Peer, b: &Peer) -> bool {

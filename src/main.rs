@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use hostbgp::agent::{self, RunOptions};
 use hostbgp::config;
-use hostbgp::control::{self, Command};
+use hostbgp::control::{self, Command, Request};
 use serde_json::Value;
 
 mod generate;
@@ -76,6 +76,15 @@ enum Cmd {
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Show the running agent's log filter, or change it (no restart).
+    LogLevel {
+        /// error, warn, info, debug or trace, or filter directives such as
+        /// `info,hostbgp::bgp=debug`; without it, the filter in force is shown.
+        level: Option<String>,
+        /// The agent's control socket.
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Write the man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     Generate { dir: PathBuf },
@@ -86,23 +95,6 @@ fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
-}
-
-fn init_logging() {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| tracing_journald::layer().ok());
-    match journald {
-        Some(layer) => tracing_subscriber::registry()
-            .with(filter)
-            .with(layer)
-            .init(),
-        None => tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .init(),
-    }
 }
 
 /// One thread: an event crosses three tasks (netlink watch, agent, session) on its way
@@ -123,11 +115,12 @@ fn main() -> ExitCode {
             socket,
             member,
         } => {
-            init_logging();
+            let log = hostbgp::logging::init();
             let opts = RunOptions {
                 config_path: config,
                 socket,
                 member: member.unwrap_or_else(hostname),
+                log: Some(log),
             };
             // The agent runs as a task, not as `block_on`'s own future: that one is
             // polled only after the runtime has parked (an epoll round), which every
@@ -142,7 +135,7 @@ fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("hostbgp: {e}");
+                    // Once: the log is stderr, or the journal that also takes stderr.
                     tracing::error!("{e}");
                     ExitCode::from(1)
                 }
@@ -166,6 +159,11 @@ fn main() -> ExitCode {
         Cmd::Routes { json, socket } => client(&socket, Command::Routes, json, print_routes),
         Cmd::Reload { socket } => client(&socket, Command::Reload, false, print_message),
         Cmd::Shutdown { socket } => client(&socket, Command::Shutdown, false, print_message),
+        Cmd::LogLevel { level, socket } => {
+            let mut request = Request::new(Command::LogLevel);
+            request.level = level;
+            call(&socket, request, false, print_message)
+        }
         Cmd::Generate { dir } => match generate::write_all(Cli::command(), &dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -177,9 +175,13 @@ fn main() -> ExitCode {
 }
 
 fn client(socket: &std::path::Path, command: Command, json: bool, show: fn(&Value)) -> ExitCode {
+    call(socket, Request::new(command), json, show)
+}
+
+fn call(socket: &std::path::Path, request: Request, json: bool, show: fn(&Value)) -> ExitCode {
     let reply = runtime()
         .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(control::call(socket, command)));
+        .and_then(|rt| rt.block_on(control::call(socket, request)));
     match reply {
         Err(e) => {
             eprintln!("hostbgp: {e}");

@@ -15,6 +15,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout};
+use tracing::Instrument;
 
 use super::adj_out::Changes;
 use super::fsm::{self, Backoff, Direction, LocalParams, Negotiated, State};
@@ -235,7 +236,7 @@ pub async fn run(
                 handshakes.spawn(async move {
                     let stream = connect(&p).await.map_err(|message| HandshakeError { direction: Direction::Outbound, message })?;
                     handshake(stream, Direction::Outbound, &p, r).await
-                });
+                }.in_current_span());
             }
             Some(joined) = handshakes.join_next(), if !handshakes.is_empty() => {
                 let result = match joined {
@@ -372,7 +373,7 @@ pub async fn run(
                             continue;
                         }
                         let (p, r) = (params.clone(), received.clone());
-                        handshakes.spawn(async move { handshake(stream, Direction::Inbound, &p, r).await });
+                        handshakes.spawn(async move { handshake(stream, Direction::Inbound, &p, r).await }.in_current_span());
                     }
                     SessionCmd::Changes { epoch: e, changes } => {
                         if e == epoch {
@@ -570,7 +571,7 @@ async fn handshake(
 
     let (tx, events) = mpsc::unbounded_channel();
     let hold = negotiated.hold_duration();
-    let reader = tokio::spawn(read_loop(rd, buf, codec, hold, tx, counters));
+    let reader = tokio::spawn(read_loop(rd, buf, codec, hold, tx, counters).in_current_span());
     Ok(Conn {
         direction,
         established_at: None,

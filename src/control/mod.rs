@@ -21,18 +21,32 @@ pub const MAX_REQUEST_LEN: usize = 4096;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Command {
     Status,
     Routes,
     Reload,
     Shutdown,
+    /// Sets the log filter (`level`: a level or an `EnvFilter` directive).
+    LogLevel,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     pub command: Command,
+    /// `log-level`: the new filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+}
+
+impl Request {
+    pub fn new(command: Command) -> Request {
+        Request {
+            command,
+            level: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,7 +77,7 @@ impl Reply {
 
 /// A request handed to the agent, with the way back to the client.
 pub struct Pending {
-    pub command: Command,
+    pub request: Request,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -124,14 +138,7 @@ async fn handle(mut stream: UnixStream, requests: mpsc::Sender<Pending>, own_uid
             Err(message) => Reply::error(message),
             Ok(request) => {
                 let (tx, rx) = oneshot::channel();
-                if requests
-                    .send(Pending {
-                        command: request.command,
-                        reply: tx,
-                    })
-                    .await
-                    .is_err()
-                {
+                if requests.send(Pending { request, reply: tx }).await.is_err() {
                     Reply::error("the agent is stopping")
                 } else {
                     rx.await
@@ -166,14 +173,15 @@ async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
 }
 
 /// The CLI side: sends one request and returns the reply.
-pub async fn call(path: &Path, command: Command) -> Result<Reply, String> {
+pub async fn call(path: &Path, request: Request) -> Result<Reply, String> {
+    let command = request.command;
     let mut stream = UnixStream::connect(path).await.map_err(|e| {
         format!(
             "cannot reach hostbgp at {}: {e} (is `hostbgp run` running?)",
             path.display()
         )
     })?;
-    let mut bytes = serde_json::to_vec(&Request { command }).map_err(|e| e.to_string())?;
+    let mut bytes = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
     let mut reply = Vec::new();
@@ -210,6 +218,11 @@ mod tests {
                 .command,
             Command::Shutdown
         );
+        let r = parse_request(br#"{"command":"log-level","level":"debug"}"#).unwrap();
+        assert_eq!(
+            (r.command, r.level.as_deref()),
+            (Command::LogLevel, Some("debug"))
+        );
     }
 
     #[test]
@@ -238,13 +251,17 @@ mod tests {
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
                 let _ = p.reply.send(Reply::ok(
-                    serde_json::json!({"got": format!("{:?}", p.command)}),
+                    serde_json::json!({"got": format!("{:?}", p.request.command), "level": p.request.level}),
                 ));
             }
         });
-        let reply = call(&path, Command::Routes).await.unwrap();
+        let reply = call(&path, Request::new(Command::Routes)).await.unwrap();
         assert!(reply.ok);
         assert_eq!(reply.result.unwrap()["got"], "Routes");
+        let mut level = Request::new(Command::LogLevel);
+        level.level = Some("debug".into());
+        let reply = call(&path, level).await.unwrap();
+        assert_eq!(reply.result.unwrap()["level"], "debug");
 
         // Garbage gets an error reply, and the server keeps serving.
         let mut s = UnixStream::connect(&path).await.unwrap();
@@ -253,7 +270,7 @@ mod tests {
         s.read_to_end(&mut out).await.unwrap();
         let reply: Reply = serde_json::from_slice(&out).unwrap();
         assert!(!reply.ok && reply.error.unwrap().contains("bad request"));
-        assert!(call(&path, Command::Status).await.unwrap().ok);
+        assert!(call(&path, Request::new(Command::Status)).await.unwrap().ok);
 
         // A second agent may not steal a live socket.
         assert!(bind(&path).is_err());
