@@ -1278,3 +1278,102 @@ fn logs_name_peers_and_change_level_at_run_time() {
     );
     assert!(!log.contains('\u{1b}'), "no ANSI colour in a log file");
 }
+
+/// Issue 15, status: what explains a session survives it going down. The router shuts
+/// the session down with an RFC 8203 message: status keeps that NOTIFICATION (apart
+/// from connect errors), says since when the session is down, counts the flap and
+/// the messages by type, and shows the router id, hold times and both sides'
+/// capabilities once it is back.
+#[test]
+fn status_explains_a_session_that_went_down() {
+    if !lab::require_root("status_explains_a_session_that_went_down") {
+        return;
+    }
+    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
+    env.wait_established();
+    let up = env.hb.peer("r1").expect("peer r1");
+    assert_eq!(up["established_transitions"], 1, "{up}");
+    assert_eq!(up["peer_router_id"], lab::ROUTER_V4, "{up}");
+    assert_eq!(up["capabilities"]["hold_time"], 90, "{up}");
+    assert_eq!(up["capabilities"]["keepalive_secs"], 30, "{up}");
+    let offered = up["capabilities_offered"].to_string();
+    let received = up["capabilities_received"].to_string();
+    assert!(
+        offered.contains("graceful restart") && offered.contains("4-octet AS"),
+        "{up}"
+    );
+    assert!(received.contains("multiprotocol ipv6-unicast"), "{up}");
+    assert!(up["messages_sent"]["open"].as_u64() >= Some(1), "{up}");
+    assert!(
+        up["messages_received"]["keepalive"].as_u64() >= Some(1),
+        "{up}"
+    );
+    assert!(up["messages_sent"]["update"].as_u64() >= Some(1), "{up}");
+
+    env.router
+        .birdc(&["disable", "h1", "\"maintenance window\""]);
+    let down = wait_until_state(
+        "status keeps the router's shutdown message",
+        TIMEOUT,
+        || {
+            let p = env.hb.peer("r1").unwrap_or_default();
+            let ok = p["state"] != "Established"
+                && p["last_notification_received"]["message"] == "maintenance window";
+            (ok, p)
+        },
+    );
+    let n = &down["last_notification_received"];
+    assert_eq!(
+        (n["code"].as_u64(), n["subcode"].as_u64()),
+        (Some(6), Some(2)),
+        "{down}"
+    );
+    assert!(
+        n["name"]
+            .as_str()
+            .is_some_and(|s| s.contains("Administrative Shutdown")),
+        "{down}"
+    );
+    assert!(
+        down["down_since_unix"].is_u64() && down["up_since_unix"].is_null(),
+        "{down}"
+    );
+    // Reconnect attempts fail while the router is disabled: connect errors go to
+    // last_error and never overwrite the NOTIFICATION.
+    std::thread::sleep(Duration::from_secs(3));
+    let later = env.hb.peer("r1").unwrap_or_default();
+    assert_eq!(
+        later["last_notification_received"],
+        down["last_notification_received"]
+    );
+    let text = out_text(&cli(&env.hb, &["status"]));
+    assert!(
+        text.contains(
+            "last NOTIFICATION received: Cease/Administrative Shutdown: \"maintenance window\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("down for"), "{text}");
+
+    env.router.birdc(&["enable", "h1"]);
+    let back = wait_until_state("re-established, flap counted", TIMEOUT, || {
+        let p = env.hb.peer("r1").unwrap_or_default();
+        (
+            p["state"] == "Established" && p["established_transitions"] == 2,
+            p,
+        )
+    });
+    assert!(
+        back["up_since_unix"].is_u64() && back["down_since_unix"].is_null(),
+        "{back}"
+    );
+    assert_eq!(
+        back["last_notification_received"]["message"],
+        "maintenance window"
+    );
+    let text = out_text(&cli(&env.hb, &["status"]));
+    assert!(
+        text.contains("router id") && text.contains("established 2 time(s)"),
+        "{text}"
+    );
+}

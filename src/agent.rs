@@ -2,7 +2,7 @@
 //! per-peer Adj-RIB-Out. Kernel events, session events, control requests and signals
 //! all arrive here and are handled one at a time, so every change is a diff against
 //! one consistent state.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use crate::kernel::{
     protocol_name, Address, ForeignChange, ForeignRoute, Kernel, KernelEvent, KernelView, Route,
 };
 use crate::plan::{self, Planner, SessionView, Touched};
+use crate::status::{self, ServerStatus, Status};
 
 type KernelFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + 'a>>;
@@ -60,13 +61,6 @@ pub struct RunOptions {
     pub member: String,
     /// Changes the log filter at run time (`hostbgp log-level`); None leaves it fixed.
     pub log: Option<crate::logging::LogControl>,
-}
-
-pub fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4Unicast => "ipv4-unicast",
-        Family::Ipv6Unicast => "ipv6-unicast",
-    }
 }
 
 struct Established {
@@ -1040,56 +1034,50 @@ impl Agent {
         let _ = std::fs::remove_file(&self.opts.socket);
     }
 
-    fn status_json(&self) -> Value {
-        let peers: Vec<Value> = self
+    fn status(&self) -> Status {
+        let offered: Vec<String> = self
+            .local
+            .as_ref()
+            .map(|l| {
+                crate::bgp::fsm::build_open(l)
+                    .capabilities
+                    .iter()
+                    .map(session::capability_name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let peers = self
             .sessions
             .values()
-            .map(|s| {
-                let st = s.status.lock().map(|g| snapshot(&g)).unwrap_or_default();
-                let mut sent = serde_json::Map::new();
+            .filter_map(|s| {
+                let st = s.status.lock().ok()?;
+                let mut view = status::peer_view(&s.peer, &st, offered.clone());
                 for f in Family::ALL {
-                    sent.insert(family_name(f).into(), json!(s.adj_out.count(f)));
+                    view.prefixes_sent
+                        .insert(f.name().into(), s.adj_out.count(f));
                 }
-                let not_sent: serde_json::Map<String, Value> = s
-                    .unsent
-                    .iter()
-                    .map(|(f, r)| (family_name(*f).to_string(), json!(r)))
-                    .collect();
-                let networks: BTreeSet<&str> =
-                    s.peer.declared_by.iter().map(|(n, _)| n.as_str()).collect();
-                json!({
-                    "name": s.peer.declared_by.first().map(|(_, n)| n.clone()).unwrap_or_default(),
-                    "networks": networks,
-                    "address": s.peer.address.to_string(),
-                    "port": s.peer.port,
-                    "asn": s.peer.asn,
-                    "password_set": s.peer.password.is_some(),
-                    "hold_time": s.peer.hold_time,
-                    "state": st.state,
-                    "uptime_secs": st.uptime_secs,
-                    "local_address": st.local_address,
-                    "families": st.families,
-                    "capabilities": st.capabilities,
-                    "prefixes_sent": sent,
-                    "not_sent": not_sent,
-                    "updates_received": st.updates_received,
-                    "prefixes_received": st.prefixes_received,
-                    "malformed_updates_received": st.errors_received,
-                    "last_error": st.last_error,
-                })
+                for (f, why) in &s.unsent {
+                    view.not_sent.insert(f.name().into(), why.clone());
+                }
+                Some(view)
             })
             .collect();
-        json!({
-            "server": {
-                "asn": self.config.server.asn,
-                "router_id": self.local.as_ref().map(|l| l.router_id.to_string()),
-                "listen": self.listen.map(|l| l.to_string()),
-                "member": self.config.member,
-                "overlay_keys": self.config.overlay_keys,
-                "started_unix": self.started.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        Status {
+            server: ServerStatus {
+                asn: self.config.server.asn,
+                router_id: self.local.as_ref().map(|l| l.router_id.to_string()),
+                listen: self.listen.map(|l| l.to_string()),
+                member: self.config.member.clone(),
+                overlay_keys: self.config.overlay_keys.clone(),
+                started_unix: status::unix(self.started),
             },
-            "peers": peers,
-        })
+            peers,
+            source: None,
+        }
+    }
+
+    fn status_json(&self) -> Value {
+        serde_json::to_value(self.status()).unwrap_or(Value::Null)
     }
 
     /// Every prefix advertised or routed: what hostbgp wants in the kernel, what the
@@ -1305,48 +1293,6 @@ fn same_session(a: &Peer, b: &Peer) -> bool {
 
 fn cease(subcode: u8) -> Notification {
     Notification::new(codes::CEASE, subcode, Vec::new())
-}
-
-#[derive(Default)]
-struct StatusSnapshot {
-    state: String,
-    uptime_secs: Option<u64>,
-    local_address: Option<String>,
-    families: Vec<&'static str>,
-    capabilities: Value,
-    updates_received: u64,
-    prefixes_received: u64,
-    errors_received: u64,
-    last_error: Option<String>,
-}
-
-fn snapshot(s: &PeerStatus) -> StatusSnapshot {
-    use std::sync::atomic::Ordering;
-    let n = s.negotiated.as_ref();
-    StatusSnapshot {
-        state: s.state.to_string(),
-        uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
-        local_address: s.local_address.map(|a| a.to_string()),
-        families: n
-            .map(|n| n.families.iter().map(|f| family_name(*f)).collect())
-            .unwrap_or_default(),
-        capabilities: n
-            .map(|n| {
-                json!({
-                    "four_octet_as": n.four_octet_as,
-                    "extended_message": n.extended_message,
-                    "extended_next_hop_ipv4": n.extended_next_hop_ipv4,
-                    "route_refresh": n.route_refresh,
-                    "graceful_restart": n.graceful_restart,
-                    "hold_time": n.hold_time,
-                })
-            })
-            .unwrap_or(Value::Null),
-        updates_received: s.received.updates.load(Ordering::Relaxed),
-        prefixes_received: s.received.prefixes.load(Ordering::Relaxed),
-        errors_received: s.received.errors.load(Ordering::Relaxed),
-        last_error: s.last_error.clone(),
-    }
 }
 
 #[cfg(test)]

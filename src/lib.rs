@@ -7,3 +7,4 @@ pub mod kernel;
 pub mod logging;
 pub mod plan;
 pub mod privileges;
+pub mod status;

@@ -6,6 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use hostbgp::agent::{self, RunOptions};
 use hostbgp::config;
 use hostbgp::control::{self, Command, Request};
+use hostbgp::status::{self, Status};
 use serde_json::Value;
 
 mod generate;
@@ -219,50 +220,100 @@ fn print_message(v: &Value) {
 }
 
 fn print_status(v: &Value) {
-    let s = &v["server"];
+    let st: Status = match serde_json::from_value(v.clone()) {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("hostbgp: unexpected status reply ({e}):\n{v}");
+            return;
+        }
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let s = &st.server;
     println!(
         "server: member {} AS {} router-id {} listening on {}",
-        text(&s["member"]),
-        text(&s["asn"]),
-        text(&s["router_id"]),
-        text(&s["listen"])
+        s.member,
+        s.asn.map_or("-".into(), |a| a.to_string()),
+        opt(&s.router_id),
+        opt(&s.listen)
     );
-    let Some(peers) = v["peers"].as_array() else {
-        return;
-    };
-    for p in peers {
+    let now = std::time::SystemTime::now();
+    for p in &st.peers {
+        let since = match (p.up_since_unix, p.down_since_unix) {
+            (Some(up), _) => format!(" for {}", status::ago(up, now)),
+            (None, Some(down)) => format!(" (down for {})", status::ago(down, now)),
+            _ => String::new(),
+        };
         println!(
-            "peer {} ({}) {} AS {}: {}{}",
-            text(&p["name"]),
-            p["networks"]
-                .as_array()
-                .map(|n| n.iter().map(text).collect::<Vec<_>>().join(","))
-                .unwrap_or_default(),
-            text(&p["address"]),
-            text(&p["asn"]),
-            text(&p["state"]),
-            p["uptime_secs"]
-                .as_u64()
-                .map(|u| format!(" for {u}s"))
-                .unwrap_or_default(),
+            "peer {} ({}) {} AS {}: {}{since}",
+            p.name,
+            p.networks.join(","),
+            p.address,
+            p.asn,
+            p.state,
         );
-        if let Some(families) = p["families"].as_array().filter(|f| !f.is_empty()) {
-            let sent = &p["prefixes_sent"];
-            let list: Vec<String> = families
+        if let Some(id) = &p.peer_router_id {
+            let hold = p.capabilities.as_ref().map_or(String::new(), |n| {
+                let keepalive = n.keepalive_secs.map_or("-".into(), |k| format!("{k}s"));
+                format!(
+                    ", hold time {}s (configured {}s), keepalive {keepalive}",
+                    n.hold_time, p.hold_time
+                )
+            });
+            println!("  router id {id}{hold}");
+        }
+        if !p.families.is_empty() {
+            let list: Vec<String> = p
+                .families
                 .iter()
-                .map(|f| format!("{} ({} sent)", text(f), text(&sent[text(f)])))
+                .map(|f| {
+                    format!(
+                        "{f} ({} sent)",
+                        p.prefixes_sent.get(f).copied().unwrap_or(0)
+                    )
+                })
                 .collect();
             println!("  families: {}", list.join(", "));
         }
-        if let Some(why) = p["not_sent"].as_object().filter(|m| !m.is_empty()) {
-            for (family, reason) in why {
-                println!("  not sending {family}: {}", text(reason));
+        for (family, reason) in &p.not_sent {
+            println!("  not sending {family}: {reason}");
+        }
+        println!(
+            "  established {} time(s); messages sent {} received {} (updates {}/{})",
+            p.established_transitions,
+            total(&p.messages_sent),
+            total(&p.messages_received),
+            p.messages_sent.update,
+            p.messages_received.update,
+        );
+        if let Some(e) = &p.last_error {
+            println!("  last error: {e}");
+        }
+        for (way, n) in [
+            ("sent", &p.last_notification_sent),
+            ("received", &p.last_notification_received),
+        ] {
+            if let Some(n) = n {
+                let text = n
+                    .message
+                    .as_ref()
+                    .map_or(String::new(), |m| format!(": {m:?}"));
+                println!(
+                    "  last NOTIFICATION {way}: {}{text}, {} ago",
+                    n.name,
+                    status::ago(n.unix, now)
+                );
             }
         }
-        if !p["last_error"].is_null() {
-            println!("  last error: {}", text(&p["last_error"]));
+    }
+    if let Some(source) = &st.source {
+        if let Ok(text) = serde_json::to_string(source) {
+            println!("source: {text}");
         }
     }
+}
+
+fn total(m: &status::MessageCounts) -> u64 {
+    m.by_name().iter().map(|(_, n)| n).sum()
 }
 
 fn print_routes(v: &Value) {

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -90,12 +90,81 @@ pub enum SessionEvent {
     },
 }
 
-/// Counters the reader task bumps without taking a lock.
+/// Counters the session's tasks bump without taking the status lock.
 #[derive(Debug, Default)]
 pub struct ReceivedCounters {
     pub updates: AtomicU64,
     pub prefixes: AtomicU64,
     pub errors: AtomicU64,
+    /// Messages by BGP message type (index = type code, 1..=5), both ways.
+    pub messages_sent: [AtomicU64; 6],
+    pub messages_received: [AtomicU64; 6],
+    /// The last NOTIFICATION each way, kept across reconnects: what explains a
+    /// session that is down.
+    pub last_sent: Mutex<Option<NotificationRecord>>,
+    pub last_received: Mutex<Option<NotificationRecord>>,
+}
+
+/// A NOTIFICATION and when it went or came.
+#[derive(Clone, Debug)]
+pub struct NotificationRecord {
+    pub notification: Notification,
+    pub at: SystemTime,
+}
+
+impl ReceivedCounters {
+    fn sent(&self, bytes: &[u8]) {
+        for ty in message_types(bytes) {
+            if let Some(c) = self.messages_sent.get(usize::from(ty)) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn received(&self, msg: &Message) {
+        let ty = message_type(msg);
+        self.messages_received[usize::from(ty)].fetch_add(1, Ordering::Relaxed);
+        if let Message::Notification(n) = msg {
+            record(&self.last_received, n);
+        }
+    }
+
+    fn notification_sent(&self, n: &Notification) {
+        record(&self.last_sent, n);
+    }
+}
+
+fn record(slot: &Mutex<Option<NotificationRecord>>, n: &Notification) {
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(NotificationRecord {
+            notification: n.clone(),
+            at: SystemTime::now(),
+        });
+    }
+}
+
+/// The type code of each whole message in an encoded buffer.
+fn message_types(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        let header = bytes.get(off..off + 19)?;
+        let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+        if len < 19 {
+            return None;
+        }
+        off += len;
+        Some(header[18])
+    })
+}
+
+fn message_type(m: &Message) -> u8 {
+    match m {
+        Message::Open(_) => 1,
+        Message::Update(_) => 2,
+        Message::Notification(_) => 3,
+        Message::Keepalive => 4,
+        Message::RouteRefresh(_) => 5,
+    }
 }
 
 /// What `status` shows of one session.
@@ -103,8 +172,16 @@ pub struct ReceivedCounters {
 pub struct PeerStatus {
     pub state: State,
     pub established_at: Option<Instant>,
+    /// Wall-clock time of the last move into or out of Established.
+    pub up_since: Option<SystemTime>,
+    pub down_since: Option<SystemTime>,
+    /// How many times the session reached Established (flaps + 1).
+    pub established_transitions: u64,
     pub local_address: Option<IpAddr>,
     pub negotiated: Option<Negotiated>,
+    /// The capabilities of the peer's last OPEN, by name.
+    pub capabilities_received: Vec<String>,
+    /// Why the last connection attempt or session ended (connect errors included).
     pub last_error: Option<String>,
     pub received: Arc<ReceivedCounters>,
 }
@@ -114,10 +191,23 @@ impl Default for PeerStatus {
         PeerStatus {
             state: State::Idle,
             established_at: None,
+            up_since: None,
+            down_since: Some(SystemTime::now()),
+            established_transitions: 0,
             local_address: None,
             negotiated: None,
+            capabilities_received: Vec::new(),
             last_error: None,
             received: Arc::new(ReceivedCounters::default()),
+        }
+    }
+}
+
+impl PeerStatus {
+    fn went_down(&mut self) {
+        if self.established_at.take().is_some() || self.up_since.is_some() {
+            self.up_since = None;
+            self.down_since = Some(SystemTime::now());
         }
     }
 }
@@ -141,10 +231,14 @@ struct Conn {
     writer: OwnedWriteHalf,
     events: mpsc::UnboundedReceiver<ReaderEvent>,
     reader: tokio::task::JoinHandle<()>,
+    /// The capabilities of the peer's OPEN, by name.
+    peer_capabilities: Vec<String>,
+    counters: Arc<ReceivedCounters>,
 }
 
 impl Conn {
     async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.counters.sent(bytes);
         let limit = self
             .negotiated
             .hold_duration()
@@ -165,6 +259,7 @@ impl Conn {
     /// Sends a NOTIFICATION (best effort) and closes.
     async fn close(mut self, notification: Option<Notification>) {
         if let Some(n) = notification {
+            self.counters.notification_sent(&n);
             let _ = self.send_message(&Message::Notification(n)).await;
         }
         let _ = timeout(Duration::from_secs(1), self.writer.shutdown()).await;
@@ -274,7 +369,7 @@ pub async fn run(
                                 current.close(None).await;
                                 let _ = events.send(SessionEvent::Down { id, epoch });
                                 confirm = Some(conn);
-                                update_status(&status, |s| { s.state = State::OpenConfirm; s.established_at = None; });
+                                update_status(&status, |s| { s.state = State::OpenConfirm; s.went_down(); });
                             } else {
                                 established = Some(current);
                                 conn.close(Some(cease(CEASE_COLLISION))).await;
@@ -305,11 +400,16 @@ pub async fn run(
                             let _ = events.send(SessionEvent::Established { id, epoch, local: conn.local, negotiated: conn.negotiated.clone() });
                             let (local, negotiated) = (conn.local, conn.negotiated.clone());
                             conn.established_at = Some(Instant::now());
+                            let capabilities = conn.peer_capabilities.clone();
                             update_status(&status, |s| {
                                 s.state = State::Established;
                                 s.established_at = conn.established_at;
+                                s.up_since = Some(SystemTime::now());
+                                s.down_since = None;
+                                s.established_transitions += 1;
                                 s.local_address = Some(local);
                                 s.negotiated = Some(negotiated);
+                                s.capabilities_received = capabilities;
                                 s.last_error = None;
                             });
                             established = Some(conn);
@@ -344,7 +444,7 @@ pub async fn run(
                             tracing::warn!(%peer, "session down: {message}");
                             conn.close(reply).await;
                             let _ = events.send(SessionEvent::Down { id, epoch });
-                            update_status(&status, |s| s.established_at = None);
+                            update_status(&status, PeerStatus::went_down);
                             fail(&status, &mut connect_at, &mut backoff, message);
                         }
                     }
@@ -409,7 +509,7 @@ pub async fn run(
                             conn.close(notification).await;
                         }
                         handshakes.abort_all();
-                        update_status(&status, |s| { s.state = State::Idle; s.established_at = None; });
+                        update_status(&status, |s| { s.state = State::Idle; s.went_down(); });
                         let _ = done.send(());
                         return;
                     }
@@ -436,6 +536,7 @@ fn fail(
     *connect_at = tokio::time::Instant::now() + backoff.next_delay();
     update_status(status, |s| {
         s.state = State::Active;
+        s.went_down();
         s.last_error = Some(message);
     });
 }
@@ -524,15 +625,19 @@ async fn handshake(
     let plain = Codec::default();
     let mut out = Vec::new();
     Message::Open(fsm::build_open(&params.local)).encode(&plain, &mut out);
+    counters.sent(&out);
     wr.write_all(&out)
         .await
         .map_err(|e| err(format!("sending OPEN: {e}")))?;
 
     let mut buf = Vec::with_capacity(4096);
     let msg = match read_message(&mut rd, &mut buf, &plain, Some(OPEN_WAIT)).await {
-        Ok(m) => m,
+        Ok(m) => {
+            counters.received(&m);
+            m
+        }
         Err(ReadError::Decode(e)) => {
-            send_notification(&mut wr, &plain, e.notification.clone()).await;
+            send_notification(&mut wr, &plain, e.notification.clone(), &counters).await;
             return Err(err(format!("bad message from peer: {}", e.reason)));
         }
         Err(ReadError::Timeout) => {
@@ -547,7 +652,13 @@ async fn handshake(
         Message::Open(open) => open,
         Message::Notification(n) => return Err(err(format!("peer sent NOTIFICATION {n}"))),
         _ => {
-            send_notification(&mut wr, &plain, fsm_error(FSM_UNEXPECTED_IN_OPEN_SENT)).await;
+            send_notification(
+                &mut wr,
+                &plain,
+                fsm_error(FSM_UNEXPECTED_IN_OPEN_SENT),
+                &counters,
+            )
+            .await;
             return Err(err("peer sent a message other than OPEN first".into()));
         }
     };
@@ -555,7 +666,7 @@ async fn handshake(
         Ok(n) => n,
         Err(n) => {
             let message = format!("refused the peer's OPEN: {n}");
-            send_notification(&mut wr, &plain, n).await;
+            send_notification(&mut wr, &plain, n, &counters).await;
             return Err(err(message));
         }
     };
@@ -565,13 +676,16 @@ async fn handshake(
     };
     out.clear();
     Message::Keepalive.encode(&codec, &mut out);
+    counters.sent(&out);
     wr.write_all(&out)
         .await
         .map_err(|e| err(format!("sending KEEPALIVE: {e}")))?;
 
     let (tx, events) = mpsc::unbounded_channel();
     let hold = negotiated.hold_duration();
-    let reader = tokio::spawn(read_loop(rd, buf, codec, hold, tx, counters).in_current_span());
+    let peer_capabilities = open.capabilities.iter().map(capability_name).collect();
+    let reader =
+        tokio::spawn(read_loop(rd, buf, codec, hold, tx, counters.clone()).in_current_span());
     Ok(Conn {
         direction,
         established_at: None,
@@ -581,10 +695,18 @@ async fn handshake(
         writer: wr,
         events,
         reader,
+        peer_capabilities,
+        counters,
     })
 }
 
-async fn send_notification(wr: &mut OwnedWriteHalf, codec: &Codec, n: Notification) {
+async fn send_notification(
+    wr: &mut OwnedWriteHalf,
+    codec: &Codec,
+    n: Notification,
+    counters: &ReceivedCounters,
+) {
+    counters.notification_sent(&n);
     let mut out = Vec::new();
     Message::Notification(n).encode(codec, &mut out);
     let _ = timeout(Duration::from_secs(1), wr.write_all(&out)).await;
@@ -633,6 +755,23 @@ async fn read_message(
     }
 }
 
+/// A capability's name as operators know it (bird's and FRR's words).
+pub fn capability_name(c: &super::wire::Capability) -> String {
+    use super::wire::Capability as C;
+    match c {
+        C::Multiprotocol { afi, safi } => match Family::from_afi_safi(*afi, *safi) {
+            Some(f) => format!("multiprotocol {}", f.name()),
+            None => format!("multiprotocol afi {afi} safi {safi}"),
+        },
+        C::RouteRefresh => "route refresh".into(),
+        C::ExtendedNextHop(_) => "extended next hop".into(),
+        C::ExtendedMessage => "extended message".into(),
+        C::GracefulRestart(gr) => format!("graceful restart ({} s)", gr.restart_time),
+        C::FourOctetAs(_) => "4-octet AS".into(),
+        C::Unknown { code, .. } => format!("capability {code}"),
+    }
+}
+
 fn fsm_error(subcode: u8) -> Notification {
     Notification {
         code: FSM_ERROR,
@@ -663,7 +802,11 @@ async fn read_loop(
     // KEEPALIVE and NOTIFICATION are acceptable (RFC 4271 8.2.2).
     let mut confirmed = false;
     loop {
-        let event = match read_message(&mut rd, &mut buf, &codec, hold).await {
+        let read = read_message(&mut rd, &mut buf, &codec, hold).await;
+        if let Ok(m) = &read {
+            counters.received(m);
+        }
+        let event = match read {
             Ok(Message::Keepalive) => {
                 confirmed = true;
                 ReaderEvent::Keepalive

@@ -60,6 +60,15 @@ pub enum Family {
 
 impl Family {
     pub const ALL: [Family; 2] = [Family::Ipv4Unicast, Family::Ipv6Unicast];
+
+    /// The name status and logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4Unicast => "ipv4-unicast",
+            Family::Ipv6Unicast => "ipv6-unicast",
+        }
+    }
+
     pub fn afi(self) -> u16 {
         match self {
             Family::Ipv4Unicast => AFI_IPV4,

@@ -1,0 +1,245 @@
+//! What `hostbgp status` reports, as typed structures: the agent serializes them, the
+//! CLI reads them back (no field is looked up by a string key).
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub server: ServerStatus,
+    pub peers: Vec<PeerStatusView>,
+    /// Where the configuration comes from (the file, or the file over LXD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub asn: Option<u32>,
+    pub router_id: Option<String>,
+    pub listen: Option<String>,
+    pub member: String,
+    #[serde(default)]
+    pub overlay_keys: Vec<String>,
+    pub started_unix: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatusView {
+    pub name: String,
+    pub networks: Vec<String>,
+    pub address: String,
+    pub port: u16,
+    pub asn: u32,
+    pub password_set: bool,
+    /// The hold time configured for this peer.
+    pub hold_time: u16,
+    pub state: String,
+    pub uptime_secs: Option<u64>,
+    pub up_since_unix: Option<u64>,
+    pub down_since_unix: Option<u64>,
+    /// Times the session reached Established since the agent started.
+    pub established_transitions: u64,
+    pub local_address: Option<String>,
+    pub peer_router_id: Option<String>,
+    pub families: Vec<String>,
+    /// What was negotiated (null while not established).
+    pub capabilities: Option<NegotiatedView>,
+    pub capabilities_offered: Vec<String>,
+    pub capabilities_received: Vec<String>,
+    pub prefixes_sent: BTreeMap<String, usize>,
+    /// Why a family is not sent to this peer.
+    pub not_sent: BTreeMap<String, String>,
+    pub updates_received: u64,
+    pub prefixes_received: u64,
+    pub malformed_updates_received: u64,
+    pub messages_sent: MessageCounts,
+    pub messages_received: MessageCounts,
+    /// Why the last attempt or session ended (connect errors included).
+    pub last_error: Option<String>,
+    pub last_notification_sent: Option<NotificationView>,
+    pub last_notification_received: Option<NotificationView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NegotiatedView {
+    pub four_octet_as: bool,
+    pub extended_message: bool,
+    pub extended_next_hop_ipv4: bool,
+    pub route_refresh: bool,
+    pub graceful_restart: bool,
+    /// The negotiated hold time (the smaller of both sides' offers) and keepalive.
+    pub hold_time: u16,
+    pub keepalive_secs: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    pub open: u64,
+    pub update: u64,
+    pub notification: u64,
+    pub keepalive: u64,
+    pub route_refresh: u64,
+}
+
+impl MessageCounts {
+    /// From counters indexed by BGP message type code (1 = OPEN ... 5 = ROUTE-REFRESH).
+    pub fn from_by_type(by_type: [u64; 6]) -> MessageCounts {
+        MessageCounts {
+            open: by_type[1],
+            update: by_type[2],
+            notification: by_type[3],
+            keepalive: by_type[4],
+            route_refresh: by_type[5],
+        }
+    }
+
+    /// (type name, count) pairs, as metrics label them.
+    pub fn by_name(&self) -> [(&'static str, u64); 5] {
+        [
+            ("open", self.open),
+            ("update", self.update),
+            ("notification", self.notification),
+            ("keepalive", self.keepalive),
+            ("route_refresh", self.route_refresh),
+        ]
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationView {
+    pub code: u8,
+    pub subcode: u8,
+    /// e.g. "Cease/Administrative Shutdown".
+    pub name: String,
+    /// The RFC 8203 shutdown communication, when the peer (or we) sent one.
+    pub message: Option<String>,
+    pub unix: u64,
+}
+
+/// One peer's view: its configuration, and what its session task reports.
+pub fn peer_view(
+    peer: &crate::config::Peer,
+    session: &crate::bgp::session::PeerStatus,
+    offered: Vec<String>,
+) -> PeerStatusView {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = &session.received;
+    let by_type = |c: &[std::sync::atomic::AtomicU64; 6]| {
+        let mut out = [0u64; 6];
+        for (o, c) in out.iter_mut().zip(c) {
+            *o = c.load(Relaxed);
+        }
+        MessageCounts::from_by_type(out)
+    };
+    let notification =
+        |slot: &std::sync::Mutex<Option<crate::bgp::session::NotificationRecord>>| {
+            let record = slot.lock().ok()?.clone()?;
+            let n = &record.notification;
+            let full = n.to_string();
+            let name = full.split(": ").next().unwrap_or(&full).to_string();
+            Some(NotificationView {
+                code: n.code,
+                subcode: n.subcode,
+                name,
+                message: n.shutdown_message().map(|m| m.to_string()),
+                unix: unix(record.at),
+            })
+        };
+    let networks: std::collections::BTreeSet<String> =
+        peer.declared_by.iter().map(|(n, _)| n.clone()).collect();
+    let negotiated = session.negotiated.as_ref();
+    PeerStatusView {
+        name: peer
+            .declared_by
+            .first()
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default(),
+        networks: networks.into_iter().collect(),
+        address: peer.address.to_string(),
+        port: peer.port,
+        asn: peer.asn,
+        password_set: peer.password.is_some(),
+        hold_time: peer.hold_time,
+        state: session.state.to_string(),
+        uptime_secs: session.established_at.map(|t| t.elapsed().as_secs()),
+        up_since_unix: session.up_since.map(unix),
+        down_since_unix: session.down_since.map(unix),
+        established_transitions: session.established_transitions,
+        local_address: session.local_address.map(|a| a.to_string()),
+        peer_router_id: negotiated.map(|n| n.peer_id.to_string()),
+        families: negotiated
+            .map(|n| n.families.iter().map(|f| f.name().to_string()).collect())
+            .unwrap_or_default(),
+        capabilities: negotiated.map(|n| NegotiatedView {
+            four_octet_as: n.four_octet_as,
+            extended_message: n.extended_message,
+            extended_next_hop_ipv4: n.extended_next_hop_ipv4,
+            route_refresh: n.route_refresh,
+            graceful_restart: n.graceful_restart,
+            hold_time: n.hold_time,
+            keepalive_secs: n.keepalive_interval().map(|d| d.as_secs()),
+        }),
+        capabilities_offered: offered,
+        capabilities_received: session.capabilities_received.clone(),
+        updates_received: counters.updates.load(Relaxed),
+        prefixes_received: counters.prefixes.load(Relaxed),
+        malformed_updates_received: counters.errors.load(Relaxed),
+        messages_sent: by_type(&counters.messages_sent),
+        messages_received: by_type(&counters.messages_received),
+        last_error: session.last_error.clone(),
+        last_notification_sent: notification(&counters.last_sent),
+        last_notification_received: notification(&counters.last_received),
+        ..Default::default()
+    }
+}
+
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A duration as people read it: `3h 2m 5s`, `42s`.
+pub fn human(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// How long ago `unix` was, in human words, from `now`.
+pub fn ago(unix_then: u64, now: SystemTime) -> String {
+    human(unix(now).saturating_sub(unix_then))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_words() {
+        let mut st = Status::default();
+        st.peers.push(PeerStatusView {
+            name: "r1".into(),
+            state: "Established".into(),
+            messages_sent: MessageCounts::from_by_type([0, 1, 7, 0, 3, 0]),
+            last_notification_received: Some(NotificationView {
+                code: 6,
+                subcode: 2,
+                name: "Cease/Administrative Shutdown".into(),
+                message: Some("maintenance".into()),
+                unix: 10,
+            }),
+            ..Default::default()
+        });
+        let text = serde_json::to_string(&st).unwrap();
+        let back: Status = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(back.peers[0].messages_sent.update, 7);
+        assert_eq!(human(3725), "1h 2m 5s");
+        assert_eq!(
+            ago(100, SystemTime::UNIX_EPOCH + Duration::from_secs(142)),
+            "42s"
+        );
+    }
+}
