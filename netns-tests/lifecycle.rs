@@ -1377,3 +1377,75 @@ fn status_explains_a_session_that_went_down() {
         "{text}"
     );
 }
+
+/// `GET /metrics` on the host's loopback, as Prometheus scrapes it.
+fn scrape(l: &Lab, ns: &str, url: &str) -> Result<String, String> {
+    let code = format!(
+        "import sys, urllib.request\nr = urllib.request.urlopen('{url}', timeout=5)\nsys.stdout.write(r.headers['Content-Type'] + '\\n' + r.read().decode())"
+    );
+    l.try_exec(ns, &["python3", "-c", &code])
+}
+
+/// Issue 15, metrics: `hostbgp.metrics_address` serves the issue's metric names, and
+/// `promtool check metrics` accepts them.
+#[test]
+fn metrics_pass_promtool() {
+    if !lab::require_root("metrics_pass_promtool") {
+        return;
+    }
+    assert!(
+        lab::run(&["promtool", "--version"]).is_ok(),
+        "promtool is missing: install Debian's prometheus package (.ci/run does)"
+    );
+    let env = crate::speaker::Env::start(crate::speaker::Opts {
+        keys: vec![],
+        ..Default::default()
+    });
+    env.wait_established();
+    let (l, h) = (&env.topo.lab, &env.topo.h);
+    l.ip(h, &["link", "set", "lo", "up"]);
+    // Turned on by a reload: the listener follows the config.
+    let yaml = crate::speaker::config_yaml(lab::ROUTER_V6, &[], "").replacen(
+        "config:\n",
+        "config:\n  hostbgp.metrics_address: \"127.0.0.1:9179\"\n",
+        1,
+    );
+    env.hb.write_config(&yaml);
+    env.hb.reload().expect("reload");
+    let text = wait_until_state("metrics served", TIMEOUT, || {
+        match scrape(l, h, "http://127.0.0.1:9179/metrics") {
+            Ok(t) => (t.contains("hostbgp_peer_up"), t),
+            Err(e) => (false, e),
+        }
+    });
+    let (content_type, body) = text.split_once('\n').unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    for want in [
+        "hostbgp_peer_up{peer=\"r1\",network=\"br0\"} 1",
+        "hostbgp_peer_prefixes_advertised{peer=\"r1\",afi=\"ipv6\"}",
+        "hostbgp_peer_messages_sent_total{peer=\"r1\",type=\"update\"}",
+        "hostbgp_peer_messages_received_total{peer=\"r1\",type=\"keepalive\"}",
+        "hostbgp_peer_established_transitions_total{peer=\"r1\"} 1",
+        "hostbgp_kernel_routes{state=\"installed\"}",
+        "hostbgp_event_to_update_seconds_bucket",
+    ] {
+        assert!(body.contains(want), "{want} missing:\n{body}");
+    }
+    let file = l.path("metrics.txt");
+    std::fs::write(&file, body).expect("write metrics");
+    let check = lab::run_cmd(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("promtool check metrics < {}", file.display())),
+    );
+    assert!(check.is_ok(), "promtool check metrics: {check:?}\n{body}");
+    // Anything but GET /metrics is refused.
+    let other = scrape(l, h, "http://127.0.0.1:9179/");
+    assert!(
+        other.is_err_and(|e| e.contains("404")),
+        "only /metrics is served"
+    );
+}

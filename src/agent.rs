@@ -27,6 +27,7 @@ use crate::control::{self, Command, Pending, Reply};
 use crate::kernel::{
     protocol_name, Address, ForeignChange, ForeignRoute, Kernel, KernelEvent, KernelView, Route,
 };
+use crate::metrics::{self, KernelRouteCounts, Metrics, Scrape};
 use crate::plan::{self, Planner, SessionView, Touched};
 use crate::status::{self, ServerStatus, Status};
 
@@ -119,6 +120,12 @@ struct Agent {
     /// The last time another route displaced ours, per prefix (for `routes`).
     displaced: BTreeMap<IpNet, String>,
     started: SystemTime,
+    metrics: Metrics,
+    /// The metrics listener's task and address, while `hostbgp.metrics_address` is set.
+    metrics_server: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    scrapes: mpsc::Sender<Scrape>,
+    /// Change sets handed to sessions so far (tells which event batches caused UPDATEs).
+    changes_sent: u64,
 }
 
 fn format_errors(errors: &[config::ConfigError]) -> String {
@@ -159,6 +166,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     };
 
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
+    let (scrape_tx, mut scrape_rx) = mpsc::channel::<Scrape>(16);
     let mut agent = Agent {
         opts,
         planner: Planner::new(&config),
@@ -176,9 +184,14 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         route_errors: BTreeMap::new(),
         displaced: BTreeMap::new(),
         started: SystemTime::now(),
+        metrics: Metrics::default(),
+        metrics_server: None,
+        scrapes: scrape_tx,
+        changes_sent: 0,
     };
     agent.replan(None).await;
     agent.start_bgp(restarting)?;
+    agent.serve_metrics().await;
     if restarting {
         tracing::info!(
             "restarted within the graceful restart time: peers keep our routes until End-of-RIB"
@@ -215,10 +228,15 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                     }
                 }
                 let n = batch.len();
+                let (started, sent) = (std::time::Instant::now(), agent.changes_sent);
                 agent.on_kernel_events(batch).await;
                 kernel_events.acted_on(n);
+                if agent.changes_sent > sent {
+                    agent.metrics.observe_event_to_update(started.elapsed());
+                }
             }
             Some(event) = session_rx.recv() => agent.on_session_event(event).await,
+            Some(scrape) = scrape_rx.recv() => { let _ = scrape.send(agent.metrics_text()); }
             Some(pending) = control_rx.recv() => {
                 let Pending { request, reply } = pending;
                 match request.command {
@@ -226,6 +244,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                     Command::Routes => { let _ = reply.send(Reply::ok(agent.routes_json())); }
                     Command::Reload => {
                         let result = agent.reload().await;
+                        agent.serve_metrics().await;
                         if let Some(e) = &result.error { tracing::error!("reload refused:\n{e}"); }
                         let _ = reply.send(result);
                         route_check.set(agent.config.agent.route_check_interval);
@@ -242,6 +261,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
             }
             _ = sighup.recv() => {
                 let reply = agent.reload().await;
+                agent.serve_metrics().await;
                 if let Some(e) = reply.error { tracing::error!("reload refused:\n{e}"); }
                 route_check.set(agent.config.agent.route_check_interval);
             }
@@ -425,6 +445,47 @@ impl Agent {
         } else if view_changed {
             self.replan(Some(touched)).await;
         }
+    }
+
+    /// Starts, moves or stops the metrics listener to match the config. A listener that
+    /// cannot bind is logged; the agent runs on without it.
+    async fn serve_metrics(&mut self) {
+        let wanted = self.config.agent.metrics_address;
+        if self.metrics_server.as_ref().map(|(a, _)| *a) == wanted {
+            return;
+        }
+        if let Some((address, task)) = self.metrics_server.take() {
+            task.abort();
+            tracing::info!(%address, "metrics listener closed");
+        }
+        let Some(address) = wanted else {
+            return;
+        };
+        match metrics::bind(address).await {
+            Ok(listener) => {
+                let task = tokio::spawn(metrics::serve(listener, self.scrapes.clone()));
+                tracing::info!(%address, "serving metrics on http://{address}/metrics");
+                self.metrics_server = Some((address, task));
+            }
+            Err(e) => tracing::error!("{e}: metrics not served"),
+        }
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut kernel = KernelRouteCounts::default();
+        for (prefix, wanted) in &self.planner.intent().routes {
+            let slot = match (
+                self.view.routes.get(prefix),
+                self.route_errors.contains_key(prefix),
+            ) {
+                (_, true) => &mut kernel.error,
+                (Some(k), false) if k == &wanted.route => &mut kernel.installed,
+                (Some(_), false) => &mut kernel.differs,
+                (None, false) => &mut kernel.missing,
+            };
+            *slot += 1;
+        }
+        self.metrics.render(&self.status(), kernel)
     }
 
     /// `hostbgp log-level`: shows the filter, or sets it.
@@ -647,6 +708,7 @@ impl Agent {
             last: None,
         };
         let mut changes = Changes::default();
+        let mut handed = 0;
         let adverts = &self.planner.intent().adverts;
         match only {
             Some(prefixes) => {
@@ -668,7 +730,8 @@ impl Agent {
                 for (i, (p, advert)) in adverts.iter().enumerate() {
                     next_hops.consider(p, Some(advert), session, &mut changes);
                     if i + 1 == chunk_end {
-                        session.send_changes(epoch, std::mem::take(&mut changes));
+                        handed +=
+                            u64::from(session.send_changes(epoch, std::mem::take(&mut changes)));
                         tokio::task::yield_now().await;
                         chunk = (chunk * 2).min(SYNC_CHUNK);
                         chunk_end += chunk;
@@ -679,11 +742,12 @@ impl Agent {
                 }
             }
         }
-        session.send_changes(epoch, changes);
+        handed += u64::from(session.send_changes(epoch, changes));
         if only.is_none() {
             session.next_hops.clear();
         }
         session.next_hops.extend(next_hops.resolved);
+        self.changes_sent += handed;
     }
 
     /// Makes the kernel hold the wanted routes of `scope` (every prefix when `None`).
@@ -1270,12 +1334,14 @@ impl PeerNextHops<'_> {
 }
 
 impl PeerSession {
-    fn send_changes(&self, epoch: u64, changes: Changes) {
+    /// Hands `changes` to the session; whether there were any.
+    fn send_changes(&self, epoch: u64, changes: Changes) -> bool {
         if changes.is_empty() {
-            return;
+            return false;
         }
         tracing::debug!(peer = %self.peer.address, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
         let _ = self.cmd.send(SessionCmd::Changes { epoch, changes });
+        true
     }
 }
 

@@ -47,6 +47,8 @@ pub struct AgentSettings {
     /// `hostbgp.route_check_interval`: how often the kernel's copy of our routes is
     /// compared with what events said (zero: never).
     pub route_check_interval: std::time::Duration,
+    /// `hostbgp.metrics_address`: where Prometheus scrapes `GET /metrics` (off when unset).
+    pub metrics_address: Option<SocketAddr>,
 }
 
 pub const DEFAULT_ROUTE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -55,6 +57,7 @@ impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
             route_check_interval: DEFAULT_ROUTE_CHECK_INTERVAL,
+            metrics_address: None,
         }
     }
 }

@@ -17,6 +17,7 @@ const GLOBAL_SERVER_KEYS: &[&str] = &[
     "core.bgp_asn",
     "core.bgp_graceful_restart_time",
     "hostbgp.route_check_interval",
+    "hostbgp.metrics_address",
 ];
 /// Network keys that may differ per cluster member.
 const LOCAL_NETWORK_KEYS: &[&str] = &["bgp.ipv4.nexthop", "bgp.ipv6.nexthop"];
@@ -423,6 +424,11 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
                     if let Some(t) = e.check(&key, values::parse_u16(val, 1, 4095)) {
                         s.graceful_restart_time = t;
                     }
+                }
+            }
+            "hostbgp.metrics_address" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    agent.metrics_address = e.check(&key, values::parse_socket_addr(val));
                 }
             }
             "hostbgp.route_check_interval" => {

@@ -74,6 +74,21 @@ pub(crate) fn parse_u32(s: &str, min: u32, max: u32) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("must be between {min} and {max}, got {n}"))
 }
 
+/// An `IP:PORT` (IPv6 in brackets), the port required.
+pub(crate) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    t.parse::<SocketAddr>().map_err(|_| {
+        let hint = if t.parse::<IpAddr>().is_ok() {
+            ": the port is missing"
+        } else if t.matches(':').count() > 1 && !t.starts_with('[') {
+            ": write an IPv6 address in brackets, [::1]:9179"
+        } else {
+            ""
+        };
+        format!("expected IP:PORT such as 127.0.0.1:9179 or [::1]:9179, got {s}{hint}")
+    })
+}
+
 /// Any IP address, no port.
 pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, String> {
     let t = s.trim();
