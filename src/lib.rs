@@ -4,5 +4,6 @@ pub mod bgp;
 pub mod config;
 pub mod control;
 pub mod kernel;
+pub mod lxd;
 pub mod plan;
 pub mod privileges;

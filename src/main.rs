@@ -134,7 +134,11 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Check { config, member } => {
-            match config::load(&config, &member.unwrap_or_else(hostname)) {
+            let member = member.unwrap_or_else(hostname);
+            if let Some((errors, expected)) = hostbgp::lxd::check(&config, &member) {
+                return print_live_check(&config, &errors, &expected);
+            }
+            match config::load(&config, &member) {
                 Ok(_) => {
                     println!("{}: valid", config.display());
                     ExitCode::SUCCESS
@@ -152,6 +156,28 @@ fn main() -> ExitCode {
         Cmd::Reload { socket } => client(&socket, Command::Reload, false, print_message),
         Cmd::Shutdown { socket } => client(&socket, Command::Shutdown, false, print_message),
     }
+}
+
+/// `check` of a file that follows LXD: the file alone, and what LXD must supply.
+fn print_live_check(
+    path: &std::path::Path,
+    errors: &[config::ConfigError],
+    expected: &[config::ConfigError],
+) -> ExitCode {
+    for e in errors {
+        println!("{e}");
+    }
+    if !errors.is_empty() {
+        return ExitCode::from(1);
+    }
+    println!(
+        "{}: valid (the file alone; LXD supplies the rest when hostbgp runs)",
+        path.display()
+    );
+    for e in expected {
+        println!("expected from LXD: {}", e.key);
+    }
+    ExitCode::SUCCESS
 }
 
 fn client(socket: &std::path::Path, command: Command, json: bool, show: fn(&Value)) -> ExitCode {

@@ -179,9 +179,21 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
     };
     for k in top.keys() {
         if !matches!(k.as_str(), "config" | "networks" | "instances" | "members") {
-            e.push(k.clone(), "unknown key");
+            if k == "lxd" || k == "incus" {
+                check_live_source(&mut e, k, &top[k]);
+            } else {
+                e.push(k.clone(), "unknown key");
+            }
         }
     }
+    if top.contains_key("lxd") && top.contains_key("incus") {
+        e.push(
+            "incus",
+            "lxd and incus cannot both be set: follow one of them",
+        );
+    }
+    // LXD names each running NIC's host side itself (`volatile.DEV.host_name`).
+    let live = top.contains_key("lxd") || top.contains_key("incus");
 
     // Kinds of the declared networks, from the raw tree (for the overlay checks).
     let raw_networks: BTreeMap<String, Option<NetworkKind>> = match top.get("networks") {
@@ -234,7 +246,8 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
     if let Some(n) = top.get("instances") {
         if let Some(m) = e.map("instances", n) {
             for (name, node) in m {
-                if let Some(inst) = parse_instance(&mut e, name, node, &networks, &broken_networks)
+                if let Some(inst) =
+                    parse_instance(&mut e, name, node, &networks, &broken_networks, live)
                 {
                     instances.insert(name.clone(), inst);
                 }
@@ -256,6 +269,24 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
         instances,
         overlay_keys,
     })
+}
+
+/// `lxd:` / `incus:`: a map with an optional `socket` path.
+fn check_live_source(e: &mut Errors, name: &str, node: &Node) {
+    let Some(m) = e.map(name, node) else { return };
+    for (k, v) in m {
+        let key = format!("{name}.{k}");
+        match k.as_str() {
+            "socket" => {
+                if let Some(s) = e.scalar(&key, v) {
+                    if !s.starts_with('/') {
+                        e.push(key, format!("expected an absolute path, got {s:?}"));
+                    }
+                }
+            }
+            _ => e.push(key, "unknown key"),
+        }
+    }
 }
 
 /// Puts `value` at `path` (creating maps on the way, replacing non-maps).
@@ -766,6 +797,7 @@ fn parse_instance(
     node: &Node,
     networks: &BTreeMap<String, Network>,
     broken: &BTreeSet<String>,
+    live: bool,
 ) -> Option<Instance> {
     let base = format!("instances.{name}");
     let m = e.map(&base, node)?;
@@ -782,7 +814,7 @@ fn parse_instance(
                 let Some(devs) = e.map(&key, v) else { continue };
                 for (dev, dn) in devs {
                     if let Some(nic) =
-                        parse_nic(e, &format!("{key}.{dev}"), dev, dn, networks, broken)
+                        parse_nic(e, &format!("{key}.{dev}"), dev, dn, networks, broken, live)
                     {
                         inst.nics.insert(dev.clone(), nic);
                     }
@@ -802,6 +834,7 @@ fn parse_nic(
     node: &Node,
     networks: &BTreeMap<String, Network>,
     broken: &BTreeSet<String>,
+    live: bool,
 ) -> Option<Nic> {
     let m = e.map(base, node)?;
     let tkey = format!("{base}.type");
@@ -926,7 +959,7 @@ fn parse_nic(
         }
     }
     let has_ext = ext_set[0] || ext_set[1];
-    if net.kind == NetworkKind::Bridge && has_ext && nic.host_name.is_none() {
+    if net.kind == NetworkKind::Bridge && has_ext && nic.host_name.is_none() && !live {
         e.push(
             format!("{base}.host_name"),
             "required when ipv4.routes.external or ipv6.routes.external is set on a bridged NIC (hostbgp watches the host-side interface to know the instance runs)",
