@@ -229,6 +229,7 @@ fn print_status(v: &Value) {
         text(&s["router_id"]),
         text(&s["listen"])
     );
+    print_source(&v["source"]);
     let Some(peers) = v["peers"].as_array() else {
         return;
     };
@@ -264,6 +265,51 @@ fn print_status(v: &Value) {
         if !p["last_error"].is_null() {
             println!("  last error: {}", text(&p["last_error"]));
         }
+    }
+}
+
+/// The live source's line (nothing for a plain file).
+fn print_source(s: &Value) {
+    let kind = text(&s["kind"]);
+    if s.is_null() || kind == "file" {
+        return;
+    }
+    let ago = |t: &Value| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        t.as_u64()
+            .map(|t| format!("{}s ago", now.saturating_sub(t)))
+            .unwrap_or_else(|| "never".into())
+    };
+    let state = if s["connected"].as_bool() == Some(true) {
+        format!("connected since {}", ago(&s["connected_since_unix"]))
+    } else {
+        format!("not connected ({})", text(&s["last_error"]))
+    };
+    println!(
+        "source: {kind} at {}: {state}; {} networks, {} instances; last resync {}; last event {}",
+        text(&s["socket"]),
+        text(&s["networks"]),
+        text(&s["instances"]),
+        ago(&s["last_resync_unix"]),
+        if s["last_event"].is_null() {
+            "none".to_string()
+        } else {
+            format!(
+                "{} {} {}",
+                text(&s["last_event"]["action"]),
+                text(&s["last_event"]["source"]),
+                ago(&s["last_event"]["unix"])
+            )
+        },
+    );
+    if !s["lxd_bgp_address"].is_null() {
+        println!(
+            "  LXD's own speaker is enabled (core.bgp_address={}): run `lxc config unset core.bgp_address`, then restart LXD",
+            text(&s["lxd_bgp_address"])
+        );
     }
 }
 
