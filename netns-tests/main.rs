@@ -16,5 +16,6 @@ mod instances;
 #[allow(dead_code)]
 mod lab;
 mod lifecycle;
+mod lxd;
 mod selftest;
 mod speaker;
