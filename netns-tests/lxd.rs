@@ -302,8 +302,14 @@ impl Drop for Lxd {
             );
         }
         let _ = fs::remove_dir_all(&self.dir);
-        let lock = format!("/run/lxc/lock{}", self.dir.display());
+        let lock = PathBuf::from(format!("/run/lxc/lock{}", self.dir.display()));
         let _ = fs::remove_dir_all(&lock);
+        // The lab dir's own path below it, where empty (another LXD may use the rest).
+        for dir in lock.ancestors().skip(1) {
+            if dir == Path::new("/run/lxc/lock") || fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
         for line in cgroup_list().lines() {
             let Some(mp) = line.split(' ').next() else {
                 continue;
