@@ -470,6 +470,9 @@ fn lxd_instances_start_stop() {
     env.router.wait_route("203.0.113.0/24");
     let src = env.source();
     assert!(src["last_event"]["action"].is_string(), "{src}");
+    if std::env::var_os("HOSTBGP_TEST_DUMP").is_some() {
+        eprintln!("{}", env.hb.log_text());
+    }
 }
 
 /// LXD restarted (SIGTERM, as `systemctl restart lxd`): the session and every advert
