@@ -149,8 +149,10 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
     for inst in &snap.instances {
         // A stopped instance has nothing to route or advertise (LXD itself announces
         // a NIC's routes only while it runs), and LXD lets a stopped instance claim
-        // the prefix of a running one.
-        if !is_local(&snap.server, inst) || inst.status.eq_ignore_ascii_case("stopped") {
+        // the prefix of a running one. One that is starting still reads "Stopped"
+        // but has its veth names already: it is kept (its veth on the bridge is what
+        // says it runs).
+        if !is_local(&snap.server, inst) || (is_stopped(inst) && !has_host_name(inst)) {
             continue;
         }
         let mut devices = BTreeMap::new();
@@ -197,6 +199,28 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
         tree: Node::Map(top),
         ignored,
     }
+}
+
+fn is_stopped(inst: &Instance) -> bool {
+    inst.status.eq_ignore_ascii_case("stopped")
+}
+
+fn has_host_name(inst: &Instance) -> bool {
+    inst.config
+        .iter()
+        .any(|(k, v)| k.starts_with("volatile.") && k.ends_with(".host_name") && !v.is_empty())
+}
+
+/// Whether `port` is the host side of a NIC LXD told us about.
+pub fn knows_port(snap: &Snapshot, port: &str) -> bool {
+    snap.instances.iter().any(|i| {
+        i.config
+            .iter()
+            .any(|(k, v)| k.starts_with("volatile.") && k.ends_with(".host_name") && v == port)
+            || i.expanded_devices
+                .values()
+                .any(|d| d.get("host_name").is_some_and(|h| h == port))
+    })
 }
 
 fn is_peer_key(k: &str) -> bool {

@@ -37,6 +37,8 @@ pub enum Change {
     Instance { project: String, name: String },
     /// A network, its forwards or load balancers (they belong to it).
     Network { name: String },
+    /// The instance list: a port joined a bridge and no known NIC has its name.
+    Instances,
     /// Server config (`/1.0`).
     Server,
     /// Something that can move many objects at once (profiles, cluster members).

@@ -45,8 +45,21 @@ pub async fn fetch(client: &mut Client, previous: Option<&Snapshot>) -> Result<S
             }
         }
     }
+    let instances = fetch_instances(client, previous).await?;
+    Ok(Snapshot {
+        server,
+        networks,
+        instances,
+    })
+}
+
+/// Every instance of every project.
+pub async fn fetch_instances(
+    client: &mut Client,
+    previous: Option<&Snapshot>,
+) -> Result<Vec<Instance>, LxdError> {
     let raw: Vec<Value> = client.get(INSTANCES_PATH).await?;
-    let instances = parse_entries(
+    let mut instances = parse_entries(
         INSTANCES_PATH,
         raw,
         instance_key,
@@ -64,11 +77,8 @@ pub async fn fetch(client: &mut Client, previous: Option<&Snapshot>) -> Result<S
             }))
         },
     );
-    Ok(Snapshot {
-        server,
-        networks,
-        instances,
-    })
+    instances.sort_by_key(instance_key);
+    Ok(instances)
 }
 
 /// One instance: `None` when it is gone (404).

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod fetch;
+pub mod ports;
 pub mod socket;
 pub mod source;
 #[cfg(test)]

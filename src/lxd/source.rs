@@ -19,12 +19,24 @@ use super::convert::{instance_key, Snapshot};
 use super::error::LxdError;
 use super::events::{self, Change};
 use super::fetch;
+use super::ports::{PortEvent, Ports};
 use super::socket::Flavor;
 
 /// A burst of events (a profile change names every instance) becomes one refetch.
 const DEBOUNCE: Duration = Duration::from_millis(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Reads of the instance list for a port hostbgp cannot place, spaced by these
+/// delays (LXD writes the veth's name right after enslaving it); after the last, the
+/// port is not an instance's (or LXD's `instance-started` will say).
+const PORT_RETRIES: &[Duration] = &[
+    Duration::ZERO,
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+];
 
 /// What `hostbgp status` shows about the source.
 #[derive(Clone, Debug, Default)]
@@ -57,8 +69,17 @@ fn update(status: &SharedStatus, f: impl FnOnce(&mut SourceStatus)) {
 pub async fn run(socket: PathBuf, publish: Publisher, status: SharedStatus) {
     let mut backoff = BACKOFF_MIN;
     let mut last_logged: Option<String> = None;
+    let mut ports = match Ports::open() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(
+                "watching bridge ports: {e}; instance starts are seen from LXD's events only"
+            );
+            None
+        }
+    };
     loop {
-        let result = follow(&socket, &publish, &status, &mut backoff).await;
+        let result = follow(&socket, &publish, &status, &mut backoff, &mut ports).await;
         if publish.is_closed() {
             return;
         }
@@ -89,6 +110,7 @@ async fn follow(
     publish: &Publisher,
     status: &SharedStatus,
     backoff: &mut Duration,
+    ports: &mut Option<Ports>,
 ) -> Result<(), LxdError> {
     let mut events = events::subscribe(socket).await?;
     let mut client = Client::connect(socket).await?;
@@ -106,20 +128,48 @@ async fn follow(
 
     let mut pending: Vec<Change> = Vec::new();
     let mut deadline: Option<Instant> = None;
+    // Ports no known NIC has, and how many reads of the instance list they had.
+    let mut chasing: std::collections::BTreeMap<String, usize> = Default::default();
     loop {
-        let wait = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
+        let wait = sleep_until(deadline);
+        let port_events = async {
+            match ports.as_mut() {
+                Some(p) => p.next().await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
+            found = port_events => {
+                let found = match found {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::warn!("watching bridge ports failed: {e}; LXD's events only from now on");
+                        *ports = None;
+                        continue;
+                    }
+                };
+                for event in found {
+                    match event {
+                        PortEvent::Enslaved { name, .. } => {
+                            if !super::convert::knows_port(&current, &name) && !chasing.contains_key(&name) {
+                                chasing.insert(name, 0);
+                                if !pending.contains(&Change::Instances) {
+                                    pending.push(Change::Instances);
+                                }
+                                deadline = Some(Instant::now());
+                            }
+                        }
+                        PortEvent::Gone { name } => { chasing.remove(&name); }
+                    }
+                }
+            }
             frame = events.next() => {
                 let Some(change) = on_frame(frame, status)? else { continue };
                 if !pending.contains(&change) {
                     pending.push(change);
                 }
-                deadline.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+                let soon = Instant::now() + DEBOUNCE;
+                deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
             }
             () = wait => {
                 deadline = None;
@@ -128,6 +178,15 @@ async fn follow(
                 let mut client = Client::connect(socket).await?;
                 current = refetch(&mut client, current, &changes).await?;
                 publish_snapshot(publish, status, &current);
+                // Ports still unknown get another read, a little later.
+                chasing.retain(|name, reads| {
+                    *reads += 1;
+                    !super::convert::knows_port(&current, name) && *reads < PORT_RETRIES.len()
+                });
+                if let Some(reads) = chasing.values().min() {
+                    pending.push(Change::Instances);
+                    deadline = Some(Instant::now() + PORT_RETRIES[*reads]);
+                }
             }
         }
     }
@@ -165,16 +224,29 @@ fn on_frame(
     Ok(change)
 }
 
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The snapshot after `changes`: instances one by one when only instances moved,
-/// else everything.
+/// the instance list for a new port, else everything.
 async fn refetch(
     client: &mut Client,
     mut current: Snapshot,
     changes: &[Change],
 ) -> Result<Snapshot, LxdError> {
-    let only_instances = changes.iter().all(|c| matches!(c, Change::Instance { .. }));
+    let only_instances = changes
+        .iter()
+        .all(|c| matches!(c, Change::Instance { .. } | Change::Instances));
     if !only_instances {
         return fetch::fetch(client, Some(&current)).await;
+    }
+    if changes.contains(&Change::Instances) {
+        current.instances = fetch::fetch_instances(client, Some(&current)).await?;
+        return Ok(current);
     }
     for change in changes {
         let Change::Instance { project, name } = change else {

@@ -301,11 +301,23 @@ fn events_are_classified() {
 }
 
 #[test]
-fn a_stopped_instance_never_has_a_host_name() {
+fn a_stopped_instance_is_left_out_unless_starting() {
     let mut snap = lxd_snapshot();
     for i in &mut snap.instances {
         if i.name == "c1" {
             i.status = "Stopped".into();
+        }
+    }
+    // Starting: LXD wrote the veth name before the instance reads Running.
+    let c = compose_ok(FILE, &snap);
+    let nic = &c.instances["c1"].nics["eth0"];
+    assert_eq!(nic.host_name.as_deref(), Some("vethbb08358e"));
+    assert!(convert::knows_port(&snap, "vethbb08358e"));
+    assert!(!convert::knows_port(&snap, "vethother"));
+    // Stopped: LXD cleared it. (c2, stopped, claims c1's prefix: no overlap error.)
+    for i in &mut snap.instances {
+        if i.name == "c1" {
+            i.config.remove("volatile.eth0.host_name");
         }
     }
     let c = compose_ok(FILE, &snap);
