@@ -550,4 +550,53 @@ fn lxd_network_set_peer_and_address() {
     assert_eq!(env.session_since(), since, "the session was reset");
     let log = env.hb.log_text();
     assert!(!log.contains("resetting its session"), "{}", log);
+
+    // LXD's own speaker turned on: a clear error naming the fix; nothing withdrawn.
+    env.lxd
+        .lxc(&["config", "set", "core.bgp_address", "127.0.0.1:1790"]);
+    let s = wait_until_state("status shows LXD's speaker", TIMEOUT, || {
+        let s = env.source();
+        (s["lxd_bgp_address"] == "127.0.0.1:1790", s)
+    });
+    assert_eq!(s["connected"], true, "{s}");
+    assert!(env
+        .hb
+        .log_text()
+        .contains("lxc config unset core.bgp_address"));
+    env.router.wait_route("2001:db8:200::/64");
+    assert_eq!(env.session_since(), since, "the session was reset");
+}
+
+/// A one-member LXD cluster: the member is LXD's own `server_name`, member keys are
+/// read with `?target=`, and instances are placed by their `location`.
+#[test]
+fn lxd_one_member_cluster() {
+    if !lxd_available("lxd::lxd_one_member_cluster") {
+        return;
+    }
+    let env = Env::start(true);
+    env.router.wait_established("h1");
+    env.lxd.lxc(&[
+        "config",
+        "set",
+        "core.https_address",
+        &format!("{}:8443", lab::HOST_V4),
+    ]);
+    env.lxd.lxc(&["cluster", "enable", "node1"]);
+    let st = wait_until_state("hostbgp runs as member node1", TIMEOUT, || {
+        let st = env.hb.status_json().unwrap_or_default();
+        (st["server"]["member"] == "node1", st)
+    });
+    assert_eq!(st["source"]["server_name"], "node1", "{st}");
+    let since = env.session_since();
+
+    env.lxd.import_busybox(&env.topo.lab);
+    env.container("c1", "203.0.113.11", "203.0.113.64/28");
+    env.lxd.lxc(&["start", "c1"]);
+    env.router.wait_route("203.0.113.64/28");
+    let routes = env.hb.routes_json().unwrap_or_default();
+    assert!(routes.to_string().contains("instance/c1/eth0"), "{routes}");
+    env.lxd.lxc(&["stop", "c1"]);
+    env.router.wait_no_route("203.0.113.64/28");
+    assert_eq!(env.session_since(), since, "the session was reset");
 }

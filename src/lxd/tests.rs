@@ -382,3 +382,38 @@ fn unparsable_config_values_are_skipped_not_fatal() {
         .collect();
     assert_eq!(v.config, want);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_lxd_the_file_alone_or_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hostbgp.yaml");
+    let socket = dir.path().join("no-lxd.socket");
+    // The ASN is expected from LXD: until it answers, an empty config (BGP off).
+    let yaml = format!(
+        "lxd: {{socket: {}}}\nconfig:\n  core.bgp_address: \"[::]:179\"\n",
+        socket.display()
+    );
+    std::fs::write(&path, yaml).expect("write");
+    let mut source = super::ConfigSource::start(&path, "m").expect("start");
+    source
+        .first_snapshot(std::time::Duration::from_millis(50))
+        .await;
+    let c = source.load().expect("config");
+    assert_eq!(c.server.listen, None);
+    assert!(c.networks.is_empty());
+    let st = source.status_json();
+    assert_eq!(st["kind"], "lxd");
+    assert_eq!(st["connected"], false);
+    assert_eq!(st["socket"], socket.display().to_string());
+    // A file complete on its own is used as it is.
+    let yaml = format!(
+        "lxd: {{socket: {}}}\nconfig:\n  core.bgp_address: \"[::]:179\"\n  core.bgp_asn: \"65010\"\n",
+        socket.display()
+    );
+    std::fs::write(&path, yaml).expect("write");
+    let c = source.load().expect("config");
+    assert_eq!(c.server.asn, Some(65010));
+    // A real mistake in the file is refused, as a reload would be.
+    std::fs::write(&path, "lxd: {}\nconfig: {core.bgp_asn: x}\n").expect("write");
+    assert!(source.load().is_err());
+}
