@@ -563,6 +563,20 @@ fn lxd_network_set_peer_and_address() {
         .hb
         .log_text()
         .contains("lxc config unset core.bgp_address"));
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &env.topo.h,
+        crate::hostbgp::BIN,
+        "status",
+        "--socket",
+    ])
+    .arg(&env.hb.socket);
+    let text = run_cmd(&mut c).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains("source: lxd at "), "{text}");
+    assert!(text.contains(": connected since "), "{text}");
+    assert!(text.contains("lxc config unset core.bgp_address"), "{text}");
     env.router.wait_route("2001:db8:200::/64");
     assert_eq!(env.session_since(), since, "the session was reset");
 }

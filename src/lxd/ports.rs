@@ -2,7 +2,9 @@
 //! bridge well before LXD says `instance-started` (160-190 ms on 5.0.2), and LXD has
 //! written `volatile.DEV.host_name` by then. A port hostbgp cannot place makes the
 //! source read the instances at once instead of waiting for the event.
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::time::Duration;
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
@@ -96,6 +98,60 @@ fn event(l: &LinkMessage, deleted: bool) -> Option<PortEvent> {
     }
 }
 
+/// Reads of the instance list for a port hostbgp cannot place, spaced by these
+/// delays (LXD writes the veth's name right after enslaving it); after the last, the
+/// port is taken as not an instance's (LXD's `instance-started` still says if it is).
+pub const PORT_RETRIES: &[Duration] = &[
+    Duration::ZERO,
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+];
+
+/// Which unknown ports still deserve a read of the instance list (pure).
+#[derive(Debug, Default)]
+pub struct PortChase {
+    /// Port -> reads it has had.
+    chasing: BTreeMap<String, usize>,
+    /// Ports of other bridges (not LXD's instances): not chased again until they go.
+    given_up: BTreeSet<String>,
+}
+
+impl PortChase {
+    /// A port is on a bridge; true when the instance list should be read now.
+    pub fn enslaved(&mut self, name: &str, known: bool) -> bool {
+        if known || self.chasing.contains_key(name) || self.given_up.contains(name) {
+            return false;
+        }
+        self.chasing.insert(name.to_string(), 0);
+        true
+    }
+
+    pub fn gone(&mut self, name: &str) {
+        self.chasing.remove(name);
+        self.given_up.remove(name);
+    }
+
+    /// After a read of the instance list: when to read again, if a port is still unknown.
+    pub fn after_read(&mut self, known: impl Fn(&str) -> bool) -> Option<Duration> {
+        let given_up = &mut self.given_up;
+        self.chasing.retain(|name, reads| {
+            *reads += 1;
+            if known(name) {
+                return false;
+            }
+            if *reads >= PORT_RETRIES.len() {
+                given_up.insert(name.clone());
+                return false;
+            }
+            true
+        });
+        self.chasing.values().min().map(|r| PORT_RETRIES[*r])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +178,26 @@ mod tests {
             m.attributes.push(LinkAttribute::Controller(ma));
         }
         m
+    }
+
+    #[test]
+    fn unknown_ports_are_chased_a_few_times_then_left() {
+        let mut c = PortChase::default();
+        assert!(!c.enslaved("vethknown", true));
+        assert!(c.enslaved("veth1", false));
+        // Repeated link messages for the same port do not start another chase.
+        assert!(!c.enslaved("veth1", false));
+        let mut delays = Vec::new();
+        while let Some(d) = c.after_read(|_| false) {
+            delays.push(d);
+        }
+        assert_eq!(delays, PORT_RETRIES[1..]);
+        // Given up: ignored until it goes away.
+        assert!(!c.enslaved("veth1", false));
+        c.gone("veth1");
+        assert!(c.enslaved("veth1", false));
+        // Found on the first read: done.
+        assert_eq!(c.after_read(|n| n == "veth1"), None);
     }
 
     #[test]

@@ -19,24 +19,13 @@ use super::convert::{instance_key, Snapshot};
 use super::error::LxdError;
 use super::events::{self, Change};
 use super::fetch;
-use super::ports::{PortEvent, Ports};
+use super::ports::{PortChase, PortEvent, Ports};
 use super::socket::Flavor;
 
 /// A burst of events (a profile change names every instance) becomes one refetch.
 const DEBOUNCE: Duration = Duration::from_millis(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// Reads of the instance list for a port hostbgp cannot place, spaced by these
-/// delays (LXD writes the veth's name right after enslaving it); after the last, the
-/// port is not an instance's (or LXD's `instance-started` will say).
-const PORT_RETRIES: &[Duration] = &[
-    Duration::ZERO,
-    Duration::from_millis(5),
-    Duration::from_millis(10),
-    Duration::from_millis(20),
-    Duration::from_millis(40),
-    Duration::from_millis(80),
-];
 
 /// What `hostbgp status` shows about the source.
 #[derive(Clone, Debug, Default)]
@@ -128,8 +117,7 @@ async fn follow(
 
     let mut pending: Vec<Change> = Vec::new();
     let mut deadline: Option<Instant> = None;
-    // Ports no known NIC has, and how many reads of the instance list they had.
-    let mut chasing: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut chase = PortChase::default();
     loop {
         let wait = sleep_until(deadline);
         let port_events = async {
@@ -151,15 +139,15 @@ async fn follow(
                 for event in found {
                     match event {
                         PortEvent::Enslaved { name, .. } => {
-                            if !super::convert::knows_port(&current, &name) && !chasing.contains_key(&name) {
-                                chasing.insert(name, 0);
+                            let known = super::convert::knows_port(&current, &name);
+                            if chase.enslaved(&name, known) {
                                 if !pending.contains(&Change::Instances) {
                                     pending.push(Change::Instances);
                                 }
                                 deadline = Some(Instant::now());
                             }
                         }
-                        PortEvent::Gone { name } => { chasing.remove(&name); }
+                        PortEvent::Gone { name } => chase.gone(&name),
                     }
                 }
             }
@@ -179,13 +167,9 @@ async fn follow(
                 current = refetch(&mut client, current, &changes).await?;
                 publish_snapshot(publish, status, &current);
                 // Ports still unknown get another read, a little later.
-                chasing.retain(|name, reads| {
-                    *reads += 1;
-                    !super::convert::knows_port(&current, name) && *reads < PORT_RETRIES.len()
-                });
-                if let Some(reads) = chasing.values().min() {
+                if let Some(delay) = chase.after_read(|n| super::convert::knows_port(&current, n)) {
                     pending.push(Change::Instances);
-                    deadline = Some(Instant::now() + PORT_RETRIES[*reads]);
+                    deadline = Some(Instant::now() + delay);
                 }
             }
         }
