@@ -442,7 +442,7 @@ fn lxd_instances_start_stop() {
     assert!(ours.contains("via 203.0.113.11"), "{ours}");
     let since = env.session_since();
 
-    env.lxd.lxc(&["stop", "c1"]);
+    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
     env.router.wait_no_route("203.0.113.64/28");
 
     for cycle in 1..=5 {
@@ -452,8 +452,10 @@ fn lxd_instances_start_stop() {
         }
         env.router.wait_route("203.0.113.64/28");
         let up = start.elapsed();
+        // The container's init must have set its SIGPWR trap, or a clean stop hangs.
+        std::thread::sleep(std::time::Duration::from_millis(300));
         let stop = Instant::now();
-        env.lxd.lxc(&["stop", "c1"]);
+        env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
         env.router.wait_no_route("203.0.113.64/28");
         eprintln!(
             "cycle {cycle}: start to advert {up:?}, stop to withdraw {:?}",
@@ -509,7 +511,7 @@ fn lxd_daemon_restart_keeps_everything() {
     env.router.wait_route("203.0.113.64/28");
 
     // Still following: a stop after the restart is seen.
-    env.lxd.lxc(&["stop", "c1"]);
+    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
     env.router.wait_no_route("203.0.113.64/28");
     assert_eq!(env.session_since(), since, "the session was reset");
 }
@@ -610,7 +612,9 @@ fn lxd_one_member_cluster() {
     env.router.wait_route("203.0.113.64/28");
     let routes = env.hb.routes_json().unwrap_or_default();
     assert!(routes.to_string().contains("instance/c1/eth0"), "{routes}");
-    env.lxd.lxc(&["stop", "c1"]);
+    // The container's init must have set its SIGPWR trap, or a clean stop hangs.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
     env.router.wait_no_route("203.0.113.64/28");
     assert_eq!(env.session_since(), since, "the session was reset");
 }
