@@ -517,7 +517,8 @@ fn lxd_daemon_restart_keeps_everything() {
 }
 
 /// `lxc network set`: a peer added in LXD brings the session up; a new bridge
-/// address is advertised and the replaced one withdrawn, with no session reset.
+/// address is advertised and the replaced one withdrawn, with no session reset;
+/// network forwards are advertised and withdrawn as LXD itself does.
 #[test]
 fn lxd_network_set_peer_and_address() {
     if !lxd_available("lxd::lxd_network_set_peer_and_address") {
@@ -552,6 +553,21 @@ fn lxd_network_set_peer_and_address() {
     assert_eq!(env.session_since(), since, "the session was reset");
     let log = env.hb.log_text();
     assert!(!log.contains("resetting its session"), "{}", log);
+
+    // Network forwards: their listen addresses, as LXD announces them.
+    env.lxd
+        .lxc(&["network", "forward", "create", "lxdbr0", "192.0.2.5"]);
+    env.lxd
+        .lxc(&["network", "forward", "create", "lxdbr0", "2001:db8:300::5"]);
+    let r = env.router.wait_route("192.0.2.5/32");
+    assert_eq!(r.next_hops, [lab::HOST_V4], "{r:?}");
+    let r = env.router.wait_route("2001:db8:300::5/128");
+    assert_eq!(r.next_hops, [lab::HOST_V6], "{r:?}");
+    env.lxd
+        .lxc(&["network", "forward", "delete", "lxdbr0", "192.0.2.5"]);
+    env.router.wait_no_route("192.0.2.5/32");
+    env.router.wait_route("2001:db8:300::5/128");
+    assert_eq!(env.session_since(), since, "the session was reset");
 
     // LXD's own speaker turned on: a clear error naming the fix; nothing withdrawn.
     env.lxd

@@ -74,6 +74,9 @@ pub struct Network {
     /// `network` (OVN: the uplink network's name)
     pub uplink: Option<String>,
     pub peers: BTreeMap<String, PeerConfig>,
+    /// `forwards`: listen addresses of the network's forwards and load balancers
+    /// (LXD's), advertised as /32 and /128 from this host.
+    pub forwards: Vec<IpAddr>,
 }
 
 #[derive(Clone, PartialEq, Eq)]

@@ -36,6 +36,7 @@ const NETWORK_KEYS: &[&str] = &[
 ];
 /// Fields of a network as `lxc network show` prints them, accepted and ignored.
 const NETWORK_IGNORED: &[&str] = &[
+    "forwards",
     "description",
     "locations",
     "managed",
@@ -733,7 +734,12 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             );
         }
     }
+    let forwards = match m.get("forwards") {
+        Some(n) => parse_forwards(e, &format!("{base}.forwards"), n),
+        None => Vec::new(),
+    };
     Some(Network {
+        forwards,
         name: name.to_string(),
         kind,
         ipv4: family_config::<std::net::Ipv4Addr>(v4),
@@ -741,6 +747,29 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
         uplink,
         peers,
     })
+}
+
+/// `forwards`: a list of addresses (or one comma-separated string), sorted, deduplicated.
+fn parse_forwards(e: &mut Errors, key: &str, node: &Node) -> Vec<IpAddr> {
+    let items: Vec<&Node> = match node {
+        Node::Seq(v) => v.iter().collect(),
+        Node::Null => Vec::new(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(s) = e.scalar(key, item) else {
+            continue;
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some(a) = e.check(key, values::parse_ip(part)) {
+                out.push(a);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn check_uplinks(e: &mut Errors, networks: &BTreeMap<String, Network>, broken: &BTreeSet<String>) {

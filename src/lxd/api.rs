@@ -58,6 +58,15 @@ pub struct Network {
     pub project: Option<String>,
 }
 
+/// One entry of `GET /1.0/networks/NAME/forwards?recursion=1` (or `/load-balancers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Forward {
+    pub listen_address: String,
+    /// The member holding it (bridge networks in a cluster); empty or `none` otherwise.
+    #[serde(default)]
+    pub location: String,
+}
+
 /// One entry of `GET /1.0/instances?recursion=1&all-projects=true`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct Instance {

@@ -4,7 +4,7 @@
 //! interest here (DHCP, DNS, limits...) that the file's validation would refuse.
 use std::collections::BTreeMap;
 
-use super::api::{Instance, Network, Server};
+use super::api::{Forward, Instance, Network, Server};
 use crate::config::node::Node;
 
 /// What one fetch of LXD returned (networks already merged with this member's keys).
@@ -13,6 +13,8 @@ pub struct Snapshot {
     pub server: Server,
     pub networks: Vec<Network>,
     pub instances: Vec<Instance>,
+    /// Network name -> its forwards and load balancers.
+    pub forwards: BTreeMap<String, Vec<Forward>>,
 }
 
 /// The tree, and LXD keys left out that a user might have expected to take effect.
@@ -136,13 +138,21 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
                 ignored.push(format!("networks.{}.config.{k}", net.name));
             }
         }
-        networks.insert(
-            net.name.clone(),
-            map([
-                ("type".to_string(), scalar(kind)),
-                ("config".to_string(), Node::Map(config)),
-            ]),
-        );
+        let mut node = BTreeMap::new();
+        node.insert("type".to_string(), scalar(kind));
+        node.insert("config".to_string(), Node::Map(config));
+        let forwards: Vec<Node> = snap
+            .forwards
+            .get(&net.name)
+            .into_iter()
+            .flatten()
+            .filter(|f| forward_is_local(&snap.server, f) && !f.listen_address.is_empty())
+            .map(|f| scalar(&f.listen_address))
+            .collect();
+        if !forwards.is_empty() {
+            node.insert("forwards".to_string(), Node::Seq(forwards));
+        }
+        networks.insert(net.name.clone(), Node::Map(node));
     }
 
     let mut instances = BTreeMap::new();
@@ -199,6 +209,11 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
         tree: Node::Map(top),
         ignored,
     }
+}
+
+/// A forward is announced by the member holding it (every member, when LXD names none).
+fn forward_is_local(server: &Server, f: &Forward) -> bool {
+    matches!(f.location.as_str(), "" | "none") || f.location == server.environment.server_name
 }
 
 fn is_stopped(inst: &Instance) -> bool {

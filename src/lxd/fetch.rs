@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::api::{Instance, Network, Server};
+use super::api::{Forward, Instance, Network, Server};
 use super::client::Client;
 use super::convert::{instance_key, Snapshot};
 use super::error::LxdError;
@@ -45,11 +45,45 @@ pub async fn fetch(client: &mut Client, previous: Option<&Snapshot>) -> Result<S
             }
         }
     }
+    let mut forwards = BTreeMap::new();
+    for net in &networks {
+        if matches!(net.kind.as_str(), "bridge" | "ovn") && safe_name(&net.name) {
+            let mut all = Vec::new();
+            for what in ["forwards", "load-balancers"] {
+                let path = format!("/1.0/networks/{}/{what}?recursion=1", net.name);
+                match client.get::<Vec<Forward>>(&path).await {
+                    Ok(list) => all.extend(list),
+                    // Not in this version (load balancers came after 5.0), or not
+                    // for this network type.
+                    Err(LxdError::Api { .. }) => {}
+                    Err(e @ LxdError::Parse { .. }) => {
+                        let kept = previous.and_then(|p| p.forwards.get(&net.name));
+                        tracing::warn!(
+                            "{e}; {}",
+                            if kept.is_some() {
+                                "kept as last read"
+                            } else {
+                                "skipped"
+                            }
+                        );
+                        all.extend(kept.into_iter().flatten().cloned());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !all.is_empty() {
+                all.sort_by(|a, b| a.listen_address.cmp(&b.listen_address));
+                all.dedup();
+                forwards.insert(net.name.clone(), all);
+            }
+        }
+    }
     let instances = fetch_instances(client, previous).await?;
     Ok(Snapshot {
         server,
         networks,
         instances,
+        forwards,
     })
 }
 

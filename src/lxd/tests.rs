@@ -29,6 +29,7 @@ fn lxd_snapshot() -> Snapshot {
         server: fixture("lxd-5.0.2-server.json"),
         networks: fixture::<Vec<Network>>("lxd-5.0.2-networks.json"),
         instances: fixture("lxd-5.0.2-instances.json"),
+        forwards: BTreeMap::new(),
     }
 }
 
@@ -212,6 +213,7 @@ fn cluster_member_is_lxds_server_name() {
         server: fixture("lxd-cluster-server.json"),
         networks: vec![net],
         instances: fixture("lxd-cluster-instances.json"),
+        forwards: BTreeMap::new(),
     };
     let c = compose_ok(FILE, &snap);
     assert_eq!(c.member, "node1");
@@ -236,6 +238,7 @@ fn incus_replies_and_keys() {
         server,
         networks,
         instances: fixture("incus-instances.json"),
+        forwards: BTreeMap::new(),
     };
     let conv = convert::to_tree(&snap, "host1");
     // Keys hostbgp does not act on yet are noted, not passed to validation.
@@ -416,4 +419,50 @@ async fn without_lxd_the_file_alone_or_nothing() {
     // A real mistake in the file is refused, as a reload would be.
     std::fs::write(&path, "lxd: {}\nconfig: {core.bgp_asn: x}\n").expect("write");
     assert!(source.load().is_err());
+}
+
+#[test]
+fn forwards_are_advertised_as_lxd_does() {
+    // LXD 5.0.2 announces a bridge forward's listen address as /32 or /128, next hop
+    // self (seen at a bird router); hostbgp does the same, with the network's override.
+    let mut snap = lxd_snapshot();
+    let forwards: Vec<super::api::Forward> = fixture("lxd-5.0.2-forwards.json");
+    snap.forwards.insert("lxdbr0".into(), forwards);
+    let file =
+        format!("{FILE}networks:\n  lxdbr0:\n    config: {{bgp.ipv4.nexthop: 198.51.100.7}}\n");
+    let c = compose_ok(&file, &snap);
+    let want: Vec<IpAddr> = vec![
+        "192.0.2.5".parse().unwrap(),
+        "2001:db8:300::5".parse().unwrap(),
+    ];
+    assert_eq!(c.networks["lxdbr0"].forwards, want);
+    let intent = crate::plan::plan(&c, &crate::kernel::KernelView::default());
+    let v4 = intent
+        .adverts
+        .get(&"192.0.2.5/32".parse().unwrap())
+        .expect("v4 forward");
+    assert_eq!(
+        v4.next_hop,
+        crate::plan::NextHopRule::Host(Some("198.51.100.7".parse().unwrap()))
+    );
+    let v6 = intent
+        .adverts
+        .get(&"2001:db8:300::5/128".parse().unwrap())
+        .expect("v6 forward");
+    assert_eq!(v6.next_hop, crate::plan::NextHopRule::Host(None));
+    // Another member's forward is not ours.
+    snap.forwards.get_mut("lxdbr0").unwrap()[0].location = "node2".into();
+    let c = compose_ok(FILE, &snap);
+    assert_eq!(c.networks["lxdbr0"].forwards.len(), 1);
+}
+
+#[test]
+fn forwards_in_the_file() {
+    let yaml = "networks:\n  br0:\n    type: bridge\n    forwards: [192.0.2.5, \"2001:db8::5\", 192.0.2.5]\n";
+    let c = crate::config::parse_str(yaml, "m").expect("valid");
+    assert_eq!(c.networks["br0"].forwards.len(), 2);
+    let errs =
+        crate::config::parse_str("networks:\n  br0: {type: bridge, forwards: [nope]}\n", "m")
+            .unwrap_err();
+    assert_eq!(errs[0].key, "networks.br0.forwards");
 }
