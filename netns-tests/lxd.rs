@@ -467,6 +467,23 @@ fn lxd_instances_start_stop() {
             .routes(&env.topo.h, false, &["exact", "203.0.113.64/28"]);
         assert!(left.trim().is_empty(), "cycle {cycle}: route left: {left}");
     }
+    // A restart gives the instance a new veth: found again, nothing left behind.
+    env.lxd.lxc(&["start", "c1"]);
+    env.router.wait_route("203.0.113.64/28");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.lxd.lxc(&["restart", "c1", "--timeout", "20"]);
+    wait_until_state("our route via the restarted c1", TIMEOUT, || {
+        let r = env
+            .topo
+            .lab
+            .routes(&env.topo.h, false, &["exact", "203.0.113.64/28"]);
+        (r.contains("via 203.0.113.11") && r.contains("proto 201"), r)
+    });
+    env.router.wait_route("203.0.113.64/28");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
+    env.router.wait_no_route("203.0.113.64/28");
+
     // No session reset along the way, and the subnets never moved.
     assert_eq!(env.session_since(), since);
     env.router.wait_route("203.0.113.0/24");
@@ -509,6 +526,28 @@ fn lxd_daemon_restart_keeps_everything() {
     assert!(s["last_resync_unix"].as_u64() >= resync.as_u64(), "{s}");
     assert_eq!(env.session_since(), since, "the session was reset");
     env.router.wait_route("203.0.113.64/28");
+
+    // hostbgp restarted while LXD runs: it waits for LXD's state before planning, so
+    // the running instance's route is adopted, not removed and put back.
+    let mut hb = env.hb;
+    hb.term();
+    assert!(hb.wait_exit(TIMEOUT).is_some(), "hostbgp did not stop");
+    let before = fs::read_to_string(&hb.log).unwrap_or_default().len();
+    hb.spawn(&env.topo.lab);
+    hb.wait_ready();
+    env.router.wait_established("h1");
+    env.router.wait_route("203.0.113.64/28");
+    let log = fs::read_to_string(&hb.log).unwrap_or_default();
+    let after = log.get(before..).unwrap_or_default();
+    assert!(after.contains("LXD source connected"), "{after}");
+    assert!(!after.contains("kernel route 203.0.113.64/28"), "{after}");
+    let ours = env
+        .topo
+        .lab
+        .routes(&env.topo.h, false, &["exact", "203.0.113.64/28"]);
+    assert!(ours.contains("proto 201"), "{ours}");
+    let env = Env { hb, ..env };
+    let since = env.session_since();
 
     // Still following: a stop after the restart is seen.
     env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
