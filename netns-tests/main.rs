@@ -17,5 +17,6 @@ mod kernel_routes;
 #[allow(dead_code)]
 mod lab;
 mod lifecycle;
+mod lxd;
 mod selftest;
 mod speaker;

@@ -126,6 +126,8 @@ struct Agent {
     scrapes: mpsc::Sender<Scrape>,
     /// Change sets handed to sessions so far (tells which event batches caused UPDATEs).
     changes_sent: u64,
+    /// The file, or the file over a live LXD.
+    source: crate::lxd::ConfigSource,
 }
 
 fn format_errors(errors: &[config::ConfigError]) -> String {
@@ -142,7 +144,10 @@ fn restart_marker(socket: &std::path::Path) -> PathBuf {
 }
 
 pub async fn run(opts: RunOptions) -> Result<(), String> {
-    let config = config::load(&opts.config_path, &opts.member).map_err(|e| format_errors(&e))?;
+    let mut source = crate::lxd::ConfigSource::start(&opts.config_path, &opts.member)
+        .map_err(|e| format_errors(&e))?;
+    source.first_snapshot(Duration::from_secs(3)).await;
+    let config = source.load().map_err(|e| format_errors(&e))?;
     let (kernel, mut kernel_events) = Kernel::connect()
         .await
         .map_err(|e| format!("netlink: {e}"))?;
@@ -188,6 +193,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         metrics_server: None,
         scrapes: scrape_tx,
         changes_sent: 0,
+        source,
     };
     agent.replan(None).await;
     agent.start_bgp(restarting)?;
@@ -271,6 +277,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
             }
             _ = sigterm.recv() => return agent.stop_for_restart(),
             _ = sigint.recv() => return agent.stop_for_restart(),
+            () = agent.source.changed() => agent.on_source_changed().await,
             _ = watchdog.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
         }
     }
@@ -979,10 +986,38 @@ impl Agent {
     }
 
     async fn reload(&mut self) -> Reply {
-        let new = match config::load(&self.opts.config_path, &self.opts.member) {
+        let new = match self.source.load() {
             Ok(c) => c,
             Err(errors) => return Reply::error(format_errors(&errors)),
         };
+        let reply = self.apply_config(new).await;
+        // An operator's reload also repairs what the kernel's events never told.
+        self.check_kernel_routes("reload").await;
+        reply
+    }
+
+    /// LXD's state moved: the same path as a reload, refused the same way.
+    async fn on_source_changed(&mut self) {
+        match self.source.load() {
+            Ok(new) => {
+                let reply = self.apply_config(new).await;
+                if let Some(e) = reply.error {
+                    tracing::error!("LXD's new state not applied: {e}");
+                }
+            }
+            Err(errors) => tracing::error!(
+                "LXD's new state not applied, keeping the last one:\n{}",
+                format_errors(&errors)
+            ),
+        }
+    }
+
+    /// Moves to `new`: resets only the sessions whose peer settings changed, then
+    /// replans; an unchanged config touches nothing.
+    async fn apply_config(&mut self, new: Config) -> Reply {
+        if new == self.config {
+            return Reply::ok(json!("configuration reloaded: unchanged"));
+        }
         let server_changed = new.server != self.config.server;
         let needs_chosen_id = new.server.asn.is_some() && new.server.router_id.is_none();
         if server_changed && needs_chosen_id && plan::default_router_id(&self.view).is_none() {
@@ -1043,7 +1078,6 @@ impl Agent {
             self.spawn_session(peer);
         }
         self.replan(None).await;
-        self.check_kernel_routes("reload").await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))
     }
@@ -1136,7 +1170,7 @@ impl Agent {
                 started_unix: status::unix(self.started),
             },
             peers,
-            source: None,
+            source: Some(self.source.status_json()),
         }
     }
 

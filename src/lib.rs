@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod kernel;
 pub mod logging;
+pub mod lxd;
 pub mod metrics;
 pub mod plan;
 pub mod privileges;

@@ -143,7 +143,11 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Check { config, member } => {
-            match config::load(&config, &member.unwrap_or_else(hostname)) {
+            let member = member.unwrap_or_else(hostname);
+            if let Some((errors, expected)) = hostbgp::lxd::check(&config, &member) {
+                return print_live_check(&config, &errors, &expected);
+            }
+            match config::load(&config, &member) {
                 Ok(_) => {
                     println!("{}: valid", config.display());
                     ExitCode::SUCCESS
@@ -173,6 +177,28 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `check` of a file that follows LXD: the file alone, and what LXD must supply.
+fn print_live_check(
+    path: &std::path::Path,
+    errors: &[config::ConfigError],
+    expected: &[config::ConfigError],
+) -> ExitCode {
+    for e in errors {
+        println!("{e}");
+    }
+    if !errors.is_empty() {
+        return ExitCode::from(1);
+    }
+    println!(
+        "{}: valid (the file alone; LXD supplies the rest when hostbgp runs)",
+        path.display()
+    );
+    for e in expected {
+        println!("expected from LXD: {}", e.key);
+    }
+    ExitCode::SUCCESS
 }
 
 fn client(socket: &std::path::Path, command: Command, json: bool, show: fn(&Value)) -> ExitCode {
@@ -236,6 +262,7 @@ fn print_status(v: &Value) {
         opt(&s.router_id),
         opt(&s.listen)
     );
+    print_source(&v["source"]);
     let now = std::time::SystemTime::now();
     for p in &st.peers {
         let since = match (p.up_since_unix, p.down_since_unix) {
@@ -305,15 +332,55 @@ fn print_status(v: &Value) {
             }
         }
     }
-    if let Some(source) = &st.source {
-        if let Ok(text) = serde_json::to_string(source) {
-            println!("source: {text}");
-        }
-    }
 }
 
 fn total(m: &status::MessageCounts) -> u64 {
     m.by_name().iter().map(|(_, n)| n).sum()
+}
+
+/// The live source's line (nothing for a plain file).
+fn print_source(s: &Value) {
+    let kind = text(&s["kind"]);
+    if s.is_null() || kind == "file" {
+        return;
+    }
+    let ago = |t: &Value| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        t.as_u64()
+            .map(|t| format!("{} ago", status::human(now.saturating_sub(t))))
+            .unwrap_or_else(|| "never".into())
+    };
+    let state = if s["connected"].as_bool() == Some(true) {
+        format!("connected since {}", ago(&s["connected_since_unix"]))
+    } else {
+        format!("not connected ({})", text(&s["last_error"]))
+    };
+    println!(
+        "source: {kind} at {}: {state}; {} networks, {} instances; last resync {}; last event {}",
+        text(&s["socket"]),
+        text(&s["networks"]),
+        text(&s["instances"]),
+        ago(&s["last_resync_unix"]),
+        if s["last_event"].is_null() {
+            "none".to_string()
+        } else {
+            format!(
+                "{} {} {}",
+                text(&s["last_event"]["action"]),
+                text(&s["last_event"]["source"]),
+                ago(&s["last_event"]["unix"])
+            )
+        },
+    );
+    if !s["lxd_bgp_address"].is_null() {
+        println!(
+            "  LXD's own speaker is enabled (core.bgp_address={}): run `lxc config unset core.bgp_address`, then restart LXD",
+            text(&s["lxd_bgp_address"])
+        );
+    }
 }
 
 fn print_routes(v: &Value) {

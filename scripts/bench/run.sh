@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hostbgp benchmarks (issue 6). Usage (as root):
-#   scripts/bench/run.sh [all|bulk|memory|latency|kernel|restart|peers]
+#   scripts/bench/run.sh [all|bulk|memory|latency|kernel|restart|peers|lxd]
 # Env: N (prefixes, default 100000), N6 (IPv6 prefixes in bulk, default 100000),
 #      EVENTS (latency events per kind, default 200), BENCH_EXABGP=0 to skip exabgp,
 #      BENCH_GOBGP=0 to skip gobgpd (bulk; preloaded from an MRT file, ~80 s at 1M),
@@ -15,4 +15,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 if [[ -z "${NO_BUILD:-}" ]]; then cargo build --release -q; fi
 export HOSTBGP_BIN="${HOSTBGP_BIN:-$CARGO_TARGET_DIR/release/hostbgp}"
 for p in bird tcpdump; do command -v "$p" >/dev/null || { echo "missing $p: apt-get install -y bird2 tcpdump" >&2; exit 1; }; done
+# lxd: LXD 5.0.2's own speaker vs hostbgp following it (LXD_CYCLES, default 20); not in `all`.
+if [[ "${1:-}" == lxd ]]; then exec python3 scripts/bench/lxd.py; fi
 exec python3 scripts/bench/bench.py "${1:-all}"

@@ -3,7 +3,7 @@
 //! The file is read into a generic YAML tree (`node`), `conf.d/*.yaml` are deep-merged
 //! into it, the selected member's overlay is applied, then `validate` builds the typed
 //! [`Config`], collecting every error with its full key path.
-mod node;
+pub(crate) mod node;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -96,6 +96,9 @@ pub struct Network {
     /// `network` (OVN: the uplink network's name)
     pub uplink: Option<String>,
     pub peers: BTreeMap<String, PeerConfig>,
+    /// `forwards`: listen addresses of the network's forwards and load balancers
+    /// (LXD's), advertised as /32 and /128 from this host.
+    pub forwards: Vec<IpAddr>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -232,6 +235,17 @@ pub fn conf_d_files(path: &Path) -> Result<Vec<std::path::PathBuf>, ConfigError>
 
 /// Reads `path` and `conf.d/*.yaml` beside it, applies the overlay of `member`, validates.
 pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
+    validate::build(load_tree(path)?, member)
+}
+
+/// Validates a tree made elsewhere (the live LXD source merges the file's tree over
+/// LXD's own before this).
+pub(crate) fn build(root: node::Node, member: &str) -> Result<Config, Vec<ConfigError>> {
+    validate::build(root, member)
+}
+
+/// The file and `conf.d/*.yaml` beside it, merged, not yet validated.
+pub(crate) fn load_tree(path: &Path) -> Result<node::Node, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut root = match read_yaml(path) {
         Ok(n) => n,
@@ -258,7 +272,7 @@ pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    validate::build(root, member)
+    Ok(root)
 }
 
 /// Parses and validates one YAML document (no conf.d).

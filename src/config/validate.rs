@@ -41,6 +41,7 @@ const NETWORK_KEYS: &[&str] = &[
 ];
 /// Fields of a network as `lxc network show` prints them, accepted and ignored.
 const NETWORK_IGNORED: &[&str] = &[
+    "forwards",
     "description",
     "locations",
     "managed",
@@ -184,9 +185,21 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
     };
     for k in top.keys() {
         if !matches!(k.as_str(), "config" | "networks" | "instances" | "members") {
-            e.push(k.clone(), "unknown key");
+            if k == "lxd" || k == "incus" {
+                check_live_source(&mut e, k, &top[k]);
+            } else {
+                e.push(k.clone(), "unknown key");
+            }
         }
     }
+    if top.contains_key("lxd") && top.contains_key("incus") {
+        e.push(
+            "incus",
+            "lxd and incus cannot both be set: follow one of them",
+        );
+    }
+    // LXD names each running NIC's host side itself (`volatile.DEV.host_name`).
+    let live = top.contains_key("lxd") || top.contains_key("incus");
 
     // Kinds of the declared networks, from the raw tree (for the overlay checks).
     let raw_networks: BTreeMap<String, Option<NetworkKind>> = match top.get("networks") {
@@ -239,7 +252,8 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
     if let Some(n) = top.get("instances") {
         if let Some(m) = e.map("instances", n) {
             for (name, node) in m {
-                if let Some(inst) = parse_instance(&mut e, name, node, &networks, &broken_networks)
+                if let Some(inst) =
+                    parse_instance(&mut e, name, node, &networks, &broken_networks, live)
                 {
                     instances.insert(name.clone(), inst);
                 }
@@ -262,6 +276,24 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
         instances,
         overlay_keys,
     })
+}
+
+/// `lxd:` / `incus:`: a map with an optional `socket` path.
+fn check_live_source(e: &mut Errors, name: &str, node: &Node) {
+    let Some(m) = e.map(name, node) else { return };
+    for (k, v) in m {
+        let key = format!("{name}.{k}");
+        match k.as_str() {
+            "socket" => {
+                if let Some(s) = e.scalar(&key, v) {
+                    if !s.starts_with('/') {
+                        e.push(key, format!("expected an absolute path, got {s:?}"));
+                    }
+                }
+            }
+            _ => e.push(key, "unknown key"),
+        }
+    }
 }
 
 /// Puts `value` at `path` (creating maps on the way, replacing non-maps).
@@ -722,7 +754,12 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             );
         }
     }
+    let forwards = match m.get("forwards") {
+        Some(n) => parse_forwards(e, &format!("{base}.forwards"), n),
+        None => Vec::new(),
+    };
     Some(Network {
+        forwards,
         name: name.to_string(),
         kind,
         ipv4: family_config::<std::net::Ipv4Addr>(v4),
@@ -730,6 +767,29 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
         uplink,
         peers,
     })
+}
+
+/// `forwards`: a list of addresses (or one comma-separated string), sorted, deduplicated.
+fn parse_forwards(e: &mut Errors, key: &str, node: &Node) -> Vec<IpAddr> {
+    let items: Vec<&Node> = match node {
+        Node::Seq(v) => v.iter().collect(),
+        Node::Null => Vec::new(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(s) = e.scalar(key, item) else {
+            continue;
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some(a) = e.check(key, values::parse_ip(part)) {
+                out.push(a);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn check_uplinks(e: &mut Errors, networks: &BTreeMap<String, Network>, broken: &BTreeSet<String>) {
@@ -786,6 +846,7 @@ fn parse_instance(
     node: &Node,
     networks: &BTreeMap<String, Network>,
     broken: &BTreeSet<String>,
+    live: bool,
 ) -> Option<Instance> {
     let base = format!("instances.{name}");
     let m = e.map(&base, node)?;
@@ -802,7 +863,7 @@ fn parse_instance(
                 let Some(devs) = e.map(&key, v) else { continue };
                 for (dev, dn) in devs {
                     if let Some(nic) =
-                        parse_nic(e, &format!("{key}.{dev}"), dev, dn, networks, broken)
+                        parse_nic(e, &format!("{key}.{dev}"), dev, dn, networks, broken, live)
                     {
                         inst.nics.insert(dev.clone(), nic);
                     }
@@ -822,6 +883,7 @@ fn parse_nic(
     node: &Node,
     networks: &BTreeMap<String, Network>,
     broken: &BTreeSet<String>,
+    live: bool,
 ) -> Option<Nic> {
     let m = e.map(base, node)?;
     let tkey = format!("{base}.type");
@@ -946,7 +1008,7 @@ fn parse_nic(
         }
     }
     let has_ext = ext_set[0] || ext_set[1];
-    if net.kind == NetworkKind::Bridge && has_ext && nic.host_name.is_none() {
+    if net.kind == NetworkKind::Bridge && has_ext && nic.host_name.is_none() && !live {
         e.push(
             format!("{base}.host_name"),
             "required when ipv4.routes.external or ipv6.routes.external is set on a bridged NIC (hostbgp watches the host-side interface to know the instance runs)",

@@ -80,6 +80,7 @@ pub fn plan_static(config: &Config) -> Adverts {
         if network.kind == NetworkKind::Ovn {
             plan_ovn_network(network, &mut adverts);
         }
+        plan_forwards(network, &mut adverts);
     }
     for (instance, nic, network) in nics_on(config, NetworkKind::Ovn) {
         if instance.location.as_deref() == Some(config.member.as_str()) {
@@ -147,6 +148,36 @@ fn host_v6(a: Ipv6Addr) -> IpNet {
 fn advertise(adverts: &mut AdvertsBuilder, prefix: IpNet, owners: &Owners, next_hop: NextHopRule) {
     let kind = adverts.kind(owners, next_hop);
     adverts.push(prefix, kind);
+}
+
+/// A network's forward and load-balancer addresses, as LXD announces them: one /32 or
+/// /128 each, next hop this host (or the network's override); on OVN the OVN router,
+/// which holds the forward.
+fn plan_forwards(network: &Network, adverts: &mut AdvertsBuilder) {
+    if network.forwards.is_empty() {
+        return;
+    }
+    let owners = owners_of(Owner::Network(network.name.clone()));
+    for address in &network.forwards {
+        let (prefix, family, router) = match address {
+            IpAddr::V4(a) => (
+                host_v4(*a),
+                Family::Ipv4Unicast,
+                network.ipv4.ovn_router_address.map(IpAddr::V4),
+            ),
+            IpAddr::V6(a) => (
+                host_v6(*a),
+                Family::Ipv6Unicast,
+                network.ipv6.ovn_router_address.map(IpAddr::V6),
+            ),
+        };
+        let rule = match (network.kind, router) {
+            (NetworkKind::Ovn, Some(r)) => NextHopRule::Fixed(r),
+            (NetworkKind::Ovn, None) => continue,
+            _ => host_rule(network, family),
+        };
+        advertise(adverts, prefix, &owners, rule);
+    }
 }
 
 fn plan_ovn_network(network: &Network, adverts: &mut AdvertsBuilder) {
@@ -320,6 +351,7 @@ pub(super) mod tests {
             ipv6: family(),
             uplink: None,
             peers: BTreeMap::new(),
+            forwards: Vec::new(),
         }
     }
 

@@ -1,0 +1,195 @@
+//! LXD (or Incus) as a live configuration source.
+//!
+//! With `lxd:` (or `incus:`) in the file, hostbgp follows the daemon over its unix
+//! socket: a task ([`source`]) subscribes to lifecycle events, reads the server,
+//! managed networks and instances, and publishes a [`Snapshot`] after every change.
+//! [`ConfigSource`] turns the latest snapshot and the file into one `Config`, the
+//! file's own keys merged over LXD's ([`compose`]), so the agent applies it exactly as
+//! it applies a reloaded file.
+pub mod api;
+pub mod client;
+pub mod compose;
+pub mod convert;
+pub mod error;
+pub mod events;
+pub mod fetch;
+pub mod ports;
+pub mod socket;
+pub mod source;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+pub use convert::Snapshot;
+pub use error::LxdError;
+
+use crate::config::{self, Config, ConfigError};
+use compose::LiveSettings;
+
+/// Where the agent's config comes from: the file alone, or the file over LXD.
+pub struct ConfigSource {
+    path: PathBuf,
+    member: String,
+    live: Option<Live>,
+}
+
+struct Live {
+    settings: LiveSettings,
+    socket: PathBuf,
+    snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    status: source::SharedStatus,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ConfigSource {
+    /// Reads the file once to learn whether a live source is wanted, and starts it.
+    pub fn start(path: &Path, member: &str) -> Result<ConfigSource, Vec<ConfigError>> {
+        let tree = config::load_tree(path)?;
+        let live = compose::live_settings(&tree).map(|settings| {
+            let socket = socket::resolve(
+                settings.flavor,
+                settings.socket.as_deref(),
+                |k| std::env::var(k).ok(),
+                Path::exists,
+            );
+            let (publish, snapshots) = watch::channel(None);
+            let status = source::SharedStatus::default();
+            if let Ok(mut s) = status.lock() {
+                s.flavor = Some(settings.flavor);
+                s.socket = socket.clone();
+            }
+            let task = tokio::spawn(source::run(socket.clone(), publish, status.clone()));
+            tracing::info!(socket = %socket.display(), "following {} live", settings.flavor.name());
+            Live {
+                settings,
+                socket,
+                snapshots,
+                status,
+                task,
+            }
+        });
+        Ok(ConfigSource {
+            path: path.to_path_buf(),
+            member: member.to_string(),
+            live,
+        })
+    }
+
+    /// Waits (at most `limit`) for LXD's first snapshot, so a start with LXD running
+    /// never plans from the file alone (that would remove the routes of running
+    /// instances until LXD answered).
+    pub async fn first_snapshot(&mut self, limit: Duration) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let ready = live.snapshots.wait_for(Option::is_some);
+        if tokio::time::timeout(limit, ready).await.is_err() {
+            tracing::warn!(
+                socket = %live.socket.display(),
+                "{} not answering yet: starting from the file alone",
+                live.settings.flavor.name()
+            );
+        }
+    }
+
+    /// The current config: the file (re-read now) over the latest snapshot.
+    /// Without a snapshot yet, the file alone; if that lacks what LXD would give
+    /// (the ASN, network types), an empty config until LXD answers.
+    pub fn load(&self) -> Result<Config, Vec<ConfigError>> {
+        let Some(live) = &self.live else {
+            return config::load(&self.path, &self.member);
+        };
+        let tree = config::load_tree(&self.path)?;
+        if compose::live_settings(&tree).as_ref() != Some(&live.settings) {
+            tracing::warn!(
+                "the lxd/incus key changed in the file: hostbgp must be restarted to follow it"
+            );
+        }
+        let snapshot = live.snapshots.borrow().clone();
+        match snapshot {
+            Some(snap) => {
+                let mut dropped = Vec::new();
+                let c = compose::compose(&tree, &snap, &self.member, &mut dropped)?;
+                for e in dropped {
+                    tracing::error!("instance left out: {e}");
+                }
+                Ok(c)
+            }
+            None => {
+                let (errors, _expected) = compose::check_file(tree.clone(), &self.member);
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+                config::build(tree, &self.member).or_else(|_| config::parse_str("", &self.member))
+            }
+        }
+    }
+
+    /// Resolves when a new snapshot is published; never without a live source.
+    pub async fn changed(&mut self) {
+        match self.live.as_mut() {
+            Some(live) => {
+                if live.snapshots.changed().await.is_err() {
+                    // The task is gone (it never ends on its own): stop listening.
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The `source` part of `hostbgp status`.
+    pub fn status_json(&self) -> Value {
+        let Some(live) = &self.live else {
+            return json!({"kind": "file", "path": self.path.display().to_string()});
+        };
+        let s = live.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let unix = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+        };
+        json!({
+            "kind": live.settings.flavor.name(),
+            "path": self.path.display().to_string(),
+            "socket": live.socket.display().to_string(),
+            "connected": s.connected_since.is_some(),
+            "connected_since_unix": unix(s.connected_since),
+            "last_event": s.last_event.as_ref().map(|(t, action, source)| json!({
+                "unix": unix(Some(*t)),
+                "action": action,
+                "source": source,
+            })),
+            "last_resync_unix": unix(s.last_resync),
+            "networks": s.networks,
+            "instances": s.instances,
+            "server_name": s.server_name,
+            "server_version": s.server_version,
+            "lxd_bgp_address": s.lxd_speaker,
+            "last_error": s.last_error,
+        })
+    }
+}
+
+/// `hostbgp check` for a file with `lxd:` / `incus:`: validates the file alone.
+/// `None` when the file has no live source (check it as usual); else the errors, and
+/// what is missing from the file but expected from LXD.
+pub fn check(path: &Path, member: &str) -> Option<(Vec<ConfigError>, Vec<ConfigError>)> {
+    let tree = match config::load_tree(path) {
+        Ok(t) => t,
+        Err(errors) => return Some((errors, Vec::new())),
+    };
+    compose::live_settings(&tree)?;
+    Some(compose::check_file(tree, member))
+}

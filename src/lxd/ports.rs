@@ -1,0 +1,230 @@
+//! Ports joining a bridge, seen on netlink: an instance's veth is enslaved to its
+//! bridge well before LXD says `instance-started` (160-190 ms on 5.0.2), and LXD has
+//! written `volatile.DEV.host_name` by then. A port hostbgp cannot place makes the
+//! source read the instances at once instead of waiting for the event.
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::time::Duration;
+
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
+
+const RTMGRP_LINK: u32 = 0x1;
+const NLMSG_HDRLEN: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortEvent {
+    /// `name` is (still) a port of the bridge with index `master`.
+    Enslaved { name: String, master: u32 },
+    /// `name` is gone, or no longer a port.
+    Gone { name: String },
+}
+
+pub struct Ports {
+    sock: TokioSocket,
+    buf: Vec<u8>,
+}
+
+impl Ports {
+    pub fn open() -> io::Result<Ports> {
+        let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
+        sock.socket_mut().bind(&SocketAddr::new(0, RTMGRP_LINK))?;
+        Ok(Ports {
+            sock,
+            buf: Vec::with_capacity(1 << 16),
+        })
+    }
+
+    /// The next datagram's port events (possibly none). An overrun (ENOBUFS) only
+    /// loses a shortcut: LXD's own event still comes.
+    pub async fn next(&mut self) -> io::Result<Vec<PortEvent>> {
+        self.buf.clear();
+        match self.sock.recv(&mut self.buf).await {
+            Ok(()) => Ok(parse(&self.buf)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Port events of one rtnetlink datagram (pure). AF_BRIDGE copies are skipped.
+pub fn parse(buf: &[u8]) -> Vec<PortEvent> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + NLMSG_HDRLEN <= buf.len() {
+        let Some(len) = buf
+            .get(off..off + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(|b: [u8; 4]| u32::from_ne_bytes(b) as usize)
+        else {
+            break;
+        };
+        if len < NLMSG_HDRLEN || off + len > buf.len() {
+            break;
+        }
+        if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
+            if let NetlinkPayload::InnerMessage(inner) = msg.payload {
+                match inner {
+                    RouteNetlinkMessage::NewLink(l) => out.extend(event(&l, false)),
+                    RouteNetlinkMessage::DelLink(l) => out.extend(event(&l, true)),
+                    _ => {}
+                }
+            }
+        }
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+fn event(l: &LinkMessage, deleted: bool) -> Option<PortEvent> {
+    if l.header.interface_family != AddressFamily::Unspec {
+        return None;
+    }
+    let mut name = None;
+    let mut master = None;
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::Controller(m) if *m != 0 => master = Some(*m),
+            _ => {}
+        }
+    }
+    let name = name?;
+    match (deleted, master) {
+        (false, Some(master)) => Some(PortEvent::Enslaved { name, master }),
+        _ => Some(PortEvent::Gone { name }),
+    }
+}
+
+/// Reads of the instance list for a port hostbgp cannot place, spaced by these
+/// delays (LXD writes the veth's name right after enslaving it); after the last, the
+/// port is taken as not an instance's (LXD's `instance-started` still says if it is).
+pub const PORT_RETRIES: &[Duration] = &[
+    Duration::ZERO,
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+];
+
+/// Which unknown ports still deserve a read of the instance list (pure).
+#[derive(Debug, Default)]
+pub struct PortChase {
+    /// Port -> reads it has had.
+    chasing: BTreeMap<String, usize>,
+    /// Ports of other bridges (not LXD's instances): not chased again until they go.
+    given_up: BTreeSet<String>,
+}
+
+impl PortChase {
+    /// A port is on a bridge; true when the instance list should be read now.
+    pub fn enslaved(&mut self, name: &str, known: bool) -> bool {
+        if known || self.chasing.contains_key(name) || self.given_up.contains(name) {
+            return false;
+        }
+        self.chasing.insert(name.to_string(), 0);
+        true
+    }
+
+    pub fn gone(&mut self, name: &str) {
+        self.chasing.remove(name);
+        self.given_up.remove(name);
+    }
+
+    /// After a read of the instance list: when to read again, if a port is still unknown.
+    pub fn after_read(&mut self, known: impl Fn(&str) -> bool) -> Option<Duration> {
+        let given_up = &mut self.given_up;
+        self.chasing.retain(|name, reads| {
+            *reads += 1;
+            if known(name) {
+                return false;
+            }
+            if *reads >= PORT_RETRIES.len() {
+                given_up.insert(name.clone());
+                return false;
+            }
+            true
+        });
+        self.chasing.values().min().map(|r| PORT_RETRIES[*r])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{Emitable, NetlinkHeader};
+
+    fn datagram(msgs: Vec<RouteNetlinkMessage>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut nl = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(m));
+            nl.finalize();
+            let mut buf = vec![0u8; nl.buffer_len()];
+            nl.emit(&mut buf);
+            out.extend_from_slice(&buf);
+        }
+        out
+    }
+
+    fn link(family: AddressFamily, name: &str, master: Option<u32>) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.interface_family = family;
+        m.header.index = 7;
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        if let Some(ma) = master {
+            m.attributes.push(LinkAttribute::Controller(ma));
+        }
+        m
+    }
+
+    #[test]
+    fn unknown_ports_are_chased_a_few_times_then_left() {
+        let mut c = PortChase::default();
+        assert!(!c.enslaved("vethknown", true));
+        assert!(c.enslaved("veth1", false));
+        // Repeated link messages for the same port do not start another chase.
+        assert!(!c.enslaved("veth1", false));
+        let mut delays = Vec::new();
+        while let Some(d) = c.after_read(|_| false) {
+            delays.push(d);
+        }
+        assert_eq!(delays, PORT_RETRIES[1..]);
+        // Given up: ignored until it goes away.
+        assert!(!c.enslaved("veth1", false));
+        c.gone("veth1");
+        assert!(c.enslaved("veth1", false));
+        // Found on the first read: done.
+        assert_eq!(c.after_read(|n| n == "veth1"), None);
+    }
+
+    #[test]
+    fn ports_from_link_messages() {
+        let buf = datagram(vec![
+            RouteNetlinkMessage::NewLink(link(AddressFamily::Unspec, "veth1234", Some(3))),
+            RouteNetlinkMessage::NewLink(link(AddressFamily::Bridge, "veth1234", Some(3))),
+            RouteNetlinkMessage::NewLink(link(AddressFamily::Unspec, "veth5678", None)),
+            RouteNetlinkMessage::DelLink(link(AddressFamily::Unspec, "veth1234", Some(3))),
+        ]);
+        assert_eq!(
+            parse(&buf),
+            [
+                PortEvent::Enslaved {
+                    name: "veth1234".into(),
+                    master: 3
+                },
+                PortEvent::Gone {
+                    name: "veth5678".into()
+                },
+                PortEvent::Gone {
+                    name: "veth1234".into()
+                },
+            ]
+        );
+        // Truncated or garbage input yields nothing rather than failing.
+        assert!(parse(&buf[..10]).is_empty());
+        assert!(parse(&[0xff; 40]).is_empty());
+    }
+}
