@@ -347,3 +347,27 @@ fn syntax_and_read_errors_keep_their_form() {
     assert_eq!(r.errors.len(), 1);
     assert!(lines(&r.errors)[0].starts_with(&format!("{}: cannot read", absent.display())));
 }
+
+#[test]
+fn member_overlay_errors_are_located() {
+    let (_d, p) = setup(
+        &format!("{BASE}members:\n  node1:\n    config:\n      core.bgp_asn: 65099\n      core.bgp_adress: 192.0.2.1\n"),
+        &[],
+    );
+    let f = p.display().to_string();
+    assert_eq!(
+        errors(&p),
+        vec![
+            format!("{f}:14: members.node1.config.core.bgp_adress: unknown key, did you mean core.bgp_address?"),
+            format!("{f}:13: members.node1.config.core.bgp_asn: global key, cannot be set per member"),
+        ]
+    );
+}
+
+#[test]
+fn example_config_has_no_warnings() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/hostbgp.yaml")).unwrap();
+    let (_d, p) = setup(&text, &[]);
+    assert_eq!(warnings(&p), Vec::<String>::new());
+}
