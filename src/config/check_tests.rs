@@ -100,8 +100,8 @@ fn overlap_and_peer_conflict_are_located() {
     assert_eq!(
         errors(&p),
         vec![
-            format!("{f}:18: instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.64/28 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.64/26)"),
-            format!("{f}:9: networks.br0.config.bgp.peers.r1.asn: conflicts with networks.br1.config.bgp.peers.x.asn (same peer address 192.0.2.1)"),
+            format!("{f}:18: instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.64/28 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.64/26); that one is at {f}:25"),
+            format!("{f}:9: networks.br0.config.bgp.peers.r1.asn: conflicts with networks.br1.config.bgp.peers.x.asn (same peer address 192.0.2.1); that one is at {f}:14"),
         ]
     );
 }
@@ -370,4 +370,21 @@ fn example_config_has_no_warnings() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/hostbgp.yaml")).unwrap();
     let (_d, p) = setup(&text, &[]);
     assert_eq!(warnings(&p), Vec::<String>::new());
+}
+
+#[test]
+fn overlap_across_files_names_both() {
+    let nic = |n: &str, p: &str| {
+        format!("instances:\n  {n}:\n    devices:\n      eth0:\n        type: nic\n        network: br0\n        host_name: v{n}\n        ipv4.routes.external: {p}\n")
+    };
+    let (d, p) = setup(
+        &format!("{BASE}{}", nic("c1", "203.0.113.0/24")),
+        &[("50-c2.yaml", &nic("c2", "203.0.113.8/29"))],
+    );
+    let f = p.display().to_string();
+    let c2 = d.path().join("conf.d/50-c2.yaml").display().to_string();
+    assert_eq!(
+        errors(&p),
+        vec![format!("{f}:17: instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.0/24 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.8/29); that one is at {c2}:8")]
+    );
 }

@@ -233,6 +233,12 @@ pub fn check(path: &Path, member: &str) -> Report {
                         message = format!("{message}, did you mean {s}?");
                     }
                 }
+                if let Some(other) = other_key(&message) {
+                    let o = c.locate(Severity::Error, other.to_string(), String::new());
+                    if let Some(l) = o.location() {
+                        message = format!("{message}; that one is at {l}");
+                    }
+                }
                 let d = c.locate(Severity::Error, e.key, message);
                 c.errors.push(d);
             }
@@ -449,6 +455,16 @@ impl Checker {
             warnings: self.warnings,
         }
     }
+}
+
+/// The other key an error names (a peer conflict, an overlap of two NICs' routes).
+fn other_key(message: &str) -> Option<&str> {
+    let rest = match message.strip_prefix("conflicts with ") {
+        Some(r) => r,
+        None => message.split_once(" overlaps ")?.1,
+    };
+    let key = rest.split(' ').next()?;
+    key.contains('.').then_some(key)
 }
 
 /// `2001:db8::1:179`: an IPv6 address, a colon and a number, without brackets.
