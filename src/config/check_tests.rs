@@ -388,3 +388,30 @@ fn overlap_across_files_names_both() {
         vec![format!("{f}:17: instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.0/24 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.8/29); that one is at {c2}:8")]
     );
 }
+
+#[test]
+fn errors_found_elsewhere_are_located() {
+    let (_d, p) = setup(
+        "lxd: {}\nnetworks:\n  br0:\n    config:\n      bgp.peers.r1.as: 65001\n",
+        &[],
+    );
+    let f = p.display().to_string();
+    let errs = vec![
+        ConfigError {
+            key: "networks.br0.config.bgp.peers.r1.as".into(),
+            message: "unknown key".into(),
+        },
+        ConfigError {
+            key: format!("{f}:3"),
+            message: "invalid YAML: x".into(),
+        },
+    ];
+    assert_eq!(
+        lines(&locate_errors(&p, errs)),
+        vec![
+            format!("{f}:5: networks.br0.config.bgp.peers.r1.as: unknown key, did you mean asn?"),
+            format!("{f}:3: invalid YAML: x"),
+        ]
+    );
+    assert_eq!(suggest("lxdd").as_deref(), Some("lxd"));
+}
