@@ -507,7 +507,7 @@ fn base_config() -> String {
     config_yaml(lab::ROUTER_V6, &[], "")
 }
 
-/// Bad configs: (what, YAML, the exact error line `hostbgp check` prints).
+/// Bad configs: (what, YAML, the exact error line `hostbgp check` prints after the file name).
 fn bad_configs() -> Vec<(&'static str, String, &'static str)> {
     let base = base_config();
     let add_net_key = |k: &str, v: &str| format!("{base}      {k}: \"{v}\"\n");
@@ -521,56 +521,61 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str)> {
         (
             "wrong type (list for a string)",
             base.replace("type: bridge", "type: [bridge]"),
-            "networks.br0.type: expected a string, number or boolean, got a list",
+            ":7: networks.br0.type: expected a string, number or boolean, got a list",
         ),
         (
             "ASN 0",
             base.replace("\"65010\"", "\"0\""),
-            "config.core.bgp_asn: must be between 1 and 4294967294, got 0",
+            ":3: config.core.bgp_asn: must be between 1 and 4294967294, got 0",
         ),
         (
             "ASN not a number",
             base.replace("\"65010\"", "\"abc\""),
-            "config.core.bgp_asn: expected an integer between 1 and 4294967294, got \"abc\"",
+            ":3: config.core.bgp_asn: expected an integer between 1 and 4294967294, got \"abc\"",
         ),
         (
             "hold time 5",
             add_net_key("bgp.peers.r1.holdtime", "5"),
-            "networks.br0.config.bgp.peers.r1.holdtime: must be between 9 and 65535, got 5",
+            ":13: networks.br0.config.bgp.peers.r1.holdtime: must be between 9 and 65535, got 5",
         ),
         (
             "IPv6 address for an IPv4 key",
             add_net_key("bgp.ipv4.nexthop", "2001:db8::1"),
-            "networks.br0.config.bgp.ipv4.nexthop: expected an IPv4 address, got 2001:db8::1",
+            ":13: networks.br0.config.bgp.ipv4.nexthop: expected an IPv4 address, got 2001:db8::1",
         ),
         (
             "IPv6 router id",
             base.replace("core.bgp_routerid: 198.51.100.1", "core.bgp_routerid: 2001:db8::1"),
-            "config.core.bgp_routerid: expected an IPv4 address, got 2001:db8::1",
+            ":4: config.core.bgp_routerid: expected an IPv4 address, got 2001:db8::1",
         ),
         (
             "unknown key",
             add_net_key("bgp.peers.r1.colour", "blue"),
-            "networks.br0.config.bgp.peers.r1.colour: unknown key",
+            ":13: networks.br0.config.bgp.peers.r1.colour: unknown key",
+        ),
+        (
+            "mistyped key",
+            add_net_key("bgp.peers.r1.as", "65000"),
+            ":13: networks.br0.config.bgp.peers.r1.as: unknown key, did you mean asn?",
         ),
         (
             "peer with an address and no ASN",
             add_net_key("bgp.peers.r2.address", "192.0.2.5"),
-            "networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address and an asn",
+            ":13: networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address and an asn",
         ),
         (
             "NIC on an unknown network",
             with_instances(
                 "  c1:\n    devices:\n      eth0: {type: nic, network: nosuch, host_name: vethc1}\n",
             ),
-            "instances.c1.devices.eth0.network: unknown network \"nosuch\"",
+            ":16: instances.c1.devices.eth0.network: unknown network \"nosuch\"",
         ),
         (
             "overlapping external routes",
             with_instances(
                 "  c1:\n    devices:\n      eth0: {type: nic, network: br0, host_name: vethc1, ipv4.routes.external: 203.0.113.64/28}\n  c2:\n    devices:\n      eth0: {type: nic, network: br0, host_name: vethc2, ipv4.routes.external: 203.0.113.64/26}\n",
             ),
-            "instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.64/28 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.64/26)",
+            ":16: instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.64/28 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.64/26)",
         ),
     ]
 }
@@ -599,7 +604,10 @@ fn bad_config_check() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        if out.status.code() != Some(1) || !text.contains(expected) {
+        // Errors go to stderr, each one `FILE:LINE: KEY: MESSAGE`.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let located = stderr.contains(&format!("{}{expected}", path.display()));
+        if out.status.code() != Some(1) || !located || !out.stdout.is_empty() {
             failures.push(format!(
                 "{what}: exit {:?}, expected {expected:?}, got {text:?}",
                 out.status.code()

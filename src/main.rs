@@ -145,19 +145,18 @@ fn main() -> ExitCode {
         Cmd::Check { config, member } => {
             let member = member.unwrap_or_else(hostname);
             if let Some((errors, expected)) = hostbgp::lxd::check(&config, &member) {
+                let errors = config::locate_errors(&config, errors);
                 return print_live_check(&config, &errors, &expected);
             }
-            match config::load(&config, &member) {
-                Ok(_) => {
-                    println!("{}: valid", config.display());
-                    ExitCode::SUCCESS
-                }
-                Err(errors) => {
-                    for e in errors {
-                        println!("{e}");
-                    }
-                    ExitCode::from(1)
-                }
+            let report = config::check(&config, &member);
+            for d in report.errors.iter().chain(&report.warnings) {
+                eprintln!("{d}");
+            }
+            if report.errors.is_empty() && report.config.is_some() {
+                println!("{}: valid", config.display());
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
             }
         }
         Cmd::Status { json, socket } => client(&socket, Command::Status, json, print_status),
@@ -182,11 +181,11 @@ fn main() -> ExitCode {
 /// `check` of a file that follows LXD: the file alone, and what LXD must supply.
 fn print_live_check(
     path: &std::path::Path,
-    errors: &[config::ConfigError],
+    errors: &[config::Diagnostic],
     expected: &[config::ConfigError],
 ) -> ExitCode {
     for e in errors {
-        println!("{e}");
+        eprintln!("{e}");
     }
     if !errors.is_empty() {
         return ExitCode::from(1);

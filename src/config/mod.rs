@@ -3,11 +3,17 @@
 //! The file is read into a generic YAML tree (`node`), `conf.d/*.yaml` are deep-merged
 //! into it, the selected member's overlay is applied, then `validate` builds the typed
 //! [`Config`], collecting every error with its full key path.
+#[cfg(test)]
+mod check_tests;
+mod diagnose;
 pub(crate) mod node;
+mod suggest;
 #[cfg(test)]
 mod tests;
 mod validate;
 mod values;
+
+pub use diagnose::{check, locate_errors, Diagnostic, Report, Severity, AS_TRANS};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -234,8 +240,9 @@ pub fn conf_d_files(path: &Path) -> Result<Vec<std::path::PathBuf>, ConfigError>
 }
 
 /// Reads `path` and `conf.d/*.yaml` beside it, applies the overlay of `member`, validates.
+/// Each error's key starts with the file and line it comes from (see [`check`]).
 pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
-    validate::build(load_tree(path)?, member)
+    check(path, member).into_result()
 }
 
 /// Validates a tree made elsewhere (the live LXD source merges the file's tree over

@@ -12,17 +12,17 @@ use super::{
 };
 
 /// Server keys that may differ per cluster member.
-const LOCAL_SERVER_KEYS: &[&str] = &["core.bgp_address", "core.bgp_routerid"];
-const GLOBAL_SERVER_KEYS: &[&str] = &[
+pub(super) const LOCAL_SERVER_KEYS: &[&str] = &["core.bgp_address", "core.bgp_routerid"];
+pub(super) const GLOBAL_SERVER_KEYS: &[&str] = &[
     "core.bgp_asn",
     "core.bgp_graceful_restart_time",
     "hostbgp.route_check_interval",
     "hostbgp.metrics_address",
 ];
 /// Network keys that may differ per cluster member.
-const LOCAL_NETWORK_KEYS: &[&str] = &["bgp.ipv4.nexthop", "bgp.ipv6.nexthop"];
+pub(super) const LOCAL_NETWORK_KEYS: &[&str] = &["bgp.ipv4.nexthop", "bgp.ipv6.nexthop"];
 /// Every network key this file knows (besides `bgp.peers.*` and `user.*`).
-const NETWORK_KEYS: &[&str] = &[
+pub(super) const NETWORK_KEYS: &[&str] = &[
     "bgp.ipv4.nexthop",
     "bgp.ipv6.nexthop",
     "ipv4.nat",
@@ -40,7 +40,7 @@ const NETWORK_KEYS: &[&str] = &[
     "volatile.network.ipv6.address",
 ];
 /// Fields of a network as `lxc network show` prints them, accepted and ignored.
-const NETWORK_IGNORED: &[&str] = &[
+pub(super) const NETWORK_IGNORED: &[&str] = &[
     "forwards",
     "description",
     "locations",
@@ -51,7 +51,7 @@ const NETWORK_IGNORED: &[&str] = &[
     "used_by",
 ];
 /// Fields of an instance as `lxc config show` / the API print them, accepted and ignored.
-const INSTANCE_IGNORED: &[&str] = &[
+pub(super) const INSTANCE_IGNORED: &[&str] = &[
     "architecture",
     "backups",
     "config",
@@ -71,13 +71,23 @@ const INSTANCE_IGNORED: &[&str] = &[
     "status_code",
     "type",
 ];
-const NIC_IGNORED: &[&str] = &[
+pub(super) const NIC_IGNORED: &[&str] = &[
     "host_name",
     "name",
     "hwaddr",
     "mtu",
     "ipv4.routes",
     "ipv6.routes",
+];
+/// The fields of a peer (`bgp.peers.NAME.FIELD`).
+pub(super) const PEER_KEYS: &[&str] = &["address", "asn", "password", "holdtime"];
+/// The NIC keys this file reads (besides `type` and the ignored ones).
+pub(super) const NIC_KEYS: &[&str] = &[
+    "network",
+    "ipv4.address",
+    "ipv6.address",
+    "ipv4.routes.external",
+    "ipv6.routes.external",
 ];
 const MAX_PASSWORD_LEN: usize = 80;
 
@@ -617,7 +627,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                 e.push(key, "unknown key");
                 continue;
             };
-            if !matches!(field, "address" | "asn" | "password" | "holdtime") {
+            if !PEER_KEYS.contains(&field) {
                 e.push(key, "unknown key");
                 continue;
             }
@@ -911,14 +921,7 @@ fn parse_nic(
         if k == "type" {
             continue;
         }
-        let known = matches!(
-            k.as_str(),
-            "network"
-                | "ipv4.address"
-                | "ipv6.address"
-                | "ipv4.routes.external"
-                | "ipv6.routes.external"
-        ) || NIC_IGNORED.contains(&k.as_str());
+        let known = NIC_KEYS.contains(&k.as_str()) || NIC_IGNORED.contains(&k.as_str());
         if !known {
             e.push(key, "unknown key");
             continue;

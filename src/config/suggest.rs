@@ -1,0 +1,109 @@
+//! "did you mean": the known key nearest to a mistyped one, at the same position.
+use super::validate::{
+    GLOBAL_SERVER_KEYS, INSTANCE_IGNORED, LOCAL_NETWORK_KEYS, LOCAL_SERVER_KEYS, NETWORK_IGNORED,
+    NETWORK_KEYS, NIC_IGNORED, NIC_KEYS, PEER_KEYS,
+};
+
+/// The known key nearest to the unknown key at `path` (a full key path, as errors name it),
+/// written as it would appear at that position (`asn` for `...bgp.peers.r1.as`).
+pub(crate) fn suggest(path: &str) -> Option<String> {
+    if let Some(k) = path.strip_prefix("config.") {
+        return nearest(k, &server_keys());
+    }
+    if let Some(rest) = path.strip_prefix("networks.") {
+        let (_, rest) = rest.split_once('.')?;
+        let Some(ck) = rest.strip_prefix("config.") else {
+            let mut known = vec!["type", "config"];
+            known.extend_from_slice(NETWORK_IGNORED);
+            return nearest(rest, &known);
+        };
+        if let Some(p) = ck.strip_prefix("bgp.peers.") {
+            // The field alone reads best: `as` -> `asn`.
+            let (_, field) = p.rsplit_once('.')?;
+            return nearest(field, PEER_KEYS);
+        }
+        return nearest(ck, NETWORK_KEYS);
+    }
+    if let Some(rest) = path.strip_prefix("instances.") {
+        let (_, rest) = rest.split_once('.')?;
+        if let Some(d) = rest.strip_prefix("devices.") {
+            let (_, nk) = d.split_once('.')?;
+            let mut known = vec!["type"];
+            known.extend_from_slice(NIC_KEYS);
+            known.extend_from_slice(NIC_IGNORED);
+            return nearest(nk, &known);
+        }
+        let mut known = vec!["location", "devices"];
+        known.extend_from_slice(INSTANCE_IGNORED);
+        return nearest(rest, &known);
+    }
+    if let Some(rest) = path.strip_prefix("members.") {
+        let (_, rest) = rest.split_once('.')?;
+        if let Some(k) = rest.strip_prefix("config.") {
+            return nearest(k, &server_keys());
+        }
+        if let Some(n) = rest.strip_prefix("networks.") {
+            let (_, k) = n.split_once('.')?;
+            return nearest(k, LOCAL_NETWORK_KEYS);
+        }
+        return nearest(rest, &["config", "networks"]);
+    }
+    // A top-level key: a server key written outside `config:` is a common slip.
+    if server_keys().contains(&path) {
+        return Some(format!("config.{path} (inside config:)"));
+    }
+    nearest(
+        path,
+        &["config", "networks", "instances", "members", "lxd", "incus"],
+    )
+}
+
+fn server_keys() -> Vec<&'static str> {
+    let mut v = LOCAL_SERVER_KEYS.to_vec();
+    v.extend_from_slice(GLOBAL_SERVER_KEYS);
+    v
+}
+
+/// The candidate closest to `word` (edit distance, a transposition counting one), if it is
+/// close enough to be a typo of it: at most one edit per four characters, at most three.
+fn nearest(word: &str, candidates: &[&str]) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        if *c == word {
+            return None; // known here: the error is about something else
+        }
+        let d = distance(&word.to_lowercase(), c);
+        let limit = (c.chars().count() / 4).clamp(1, 3);
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c.to_string())
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and
+/// transpositions of two neighbours, each costing one.
+pub(crate) fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
