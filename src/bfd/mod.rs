@@ -31,6 +31,8 @@ pub mod session;
 pub mod timers;
 
 #[cfg(test)]
+mod captures;
+#[cfg(test)]
 mod packet_tests;
 #[cfg(test)]
 mod session_tests;

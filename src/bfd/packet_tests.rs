@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use super::captures;
 use super::codes::{Diagnostic, State};
 use super::packet::{auth_type, Error, Packet, Repr, HEADER_LEN};
 
@@ -275,4 +276,52 @@ proptest! {
             prop_assert_eq!(&again[4..], &bytes[4..HEADER_LEN]);
         }
     }
+}
+
+#[test]
+fn bird_captures_decode_and_re_emit_byte_for_byte() {
+    for (name, bytes) in captures::ALL {
+        let repr = decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(repr.to_bytes(), bytes, "{name}");
+        assert_eq!(repr.detect_mult, 3, "{name}");
+        assert_eq!(repr.required_min_rx, 300 * MS, "{name}");
+        assert_eq!(repr.required_min_echo_rx, Duration::ZERO, "{name}");
+    }
+    let init = decode(&captures::A_INIT).expect("valid");
+    assert_eq!(
+        (init.state, init.my_discriminator, init.your_discriminator),
+        (State::Init, 0x5c4d_cc60, 0xb7b9_2b48)
+    );
+    assert_eq!(init.desired_min_tx, 1000 * MS);
+    let poll = decode(&captures::B_UP_POLL).expect("valid");
+    assert_eq!(
+        (poll.state, poll.poll, poll.final_),
+        (State::Up, true, false)
+    );
+    assert_eq!(poll.desired_min_tx, 300 * MS);
+    let fin = decode(&captures::A_UP_FINAL).expect("valid");
+    assert_eq!((fin.state, fin.poll, fin.final_), (State::Up, false, true));
+    let timed_out = decode(&captures::A_DOWN_TIMED_OUT).expect("valid");
+    assert_eq!(
+        (
+            timed_out.state,
+            timed_out.diagnostic,
+            timed_out.your_discriminator
+        ),
+        (State::Down, Diagnostic::ControlDetectionTimeExpired, 0)
+    );
+}
+
+/// Writes the captures and the packets above as the fuzzer's seeds: `cargo test --lib bfd -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/decode_bfd");
+    std::fs::create_dir_all(&dir).expect("seed directory");
+    for (name, bytes) in captures::ALL {
+        std::fs::write(dir.join(name), bytes).expect("seed");
+    }
+    std::fs::write(dir.join("frr_like_down_echo"), FIRST_DOWN).expect("seed");
+    std::fs::write(dir.join("up_poll"), UP_POLL).expect("seed");
+    std::fs::write(dir.join("simple_password"), with_simple_password()).expect("seed");
 }

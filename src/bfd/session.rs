@@ -167,6 +167,7 @@ impl Session {
 
     pub fn handle(&mut self, event: Event, jitter: &mut dyn Jitter) -> Vec<Action> {
         let mut actions = Vec::new();
+        let before = self.state;
         match event {
             Event::Received(repr) => self.receive(&repr, &mut actions),
             Event::TransmitTimerExpired => {
@@ -191,6 +192,14 @@ impl Session {
                 }
             }
             Event::ConfigChanged(config) => self.reconfigure(config),
+        }
+        let sent = actions.iter().any(|a| matches!(a, Action::Send(_)));
+        if self.state != before && !sent {
+            // Tell the peer now, not at the next tick, as bird and FRR do: each step of
+            // the handshake, and a failure we detected, then costs a round trip instead
+            // of up to a second. The transmit timer starts over from this packet.
+            actions.push(Action::Send(self.packet(self.polling.is_some(), false)));
+            self.armed_tx_interval = None;
         }
         self.rearm_transmit_if_changed(jitter, &mut actions);
         actions

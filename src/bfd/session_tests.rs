@@ -4,6 +4,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::captures;
 use super::codes::{Diagnostic, State};
 use super::packet::Repr;
 use super::session::{Action, Config, DownCause, Event, Session};
@@ -112,29 +113,40 @@ fn three_way_handshake_then_poll_for_the_fast_rate() {
     let mut s = session();
     s.start(&mut no_jitter);
 
-    // Down hears Down: Init. The peer's one second per packet sets detection.
+    // Down hears Down: Init, said at once. The peer's one second per packet sets
+    // detection.
     let actions = handle(&mut s, received(from_peer(State::Down)));
     assert_eq!(s.state(), State::Init);
-    assert_eq!(actions, vec![Action::ArmDetectionTimer(3 * SECOND)]);
-    let init = tick(&mut s);
+    let init = s.packet(false, false);
     assert_eq!((init.state, init.your_discriminator), (State::Init, REMOTE));
-    assert!(!init.poll);
+    assert_eq!(
+        actions,
+        vec![
+            Action::ArmDetectionTimer(3 * SECOND),
+            Action::Send(init),
+            Action::ArmTransmitTimer(SECOND),
+        ]
+    );
+    assert_eq!(tick(&mut s), init);
 
-    // Init hears Up: Up, and the 300 ms we want needs a Poll Sequence. We send at the
-    // new rate at once: faster than announced is always safe.
+    // Init hears Up: Up, and the 300 ms we want needs a Poll Sequence, which the
+    // packet saying Up starts. We send at the new rate at once: faster than announced
+    // is always safe.
     let actions = handle(&mut s, received(from_peer(State::Up)));
     assert_eq!(s.state(), State::Up);
+    assert!(s.polling());
+    let poll = s.packet(true, false);
     assert_eq!(
         actions,
         vec![
             Action::SessionUp,
             // The peer's Up announces 300 ms: 3 x 300 ms.
             Action::ArmDetectionTimer(900 * MS),
+            Action::Send(poll),
             Action::ArmTransmitTimer(300 * MS),
         ]
     );
-    assert!(s.polling());
-    let poll = tick(&mut s);
+    assert_eq!(tick(&mut s), poll);
     assert_eq!(poll.state, State::Up);
     assert!(poll.poll && !poll.final_);
     assert_eq!(poll.desired_min_tx, 300 * MS);
@@ -191,16 +203,18 @@ fn detection_timeout_takes_up_down_with_diag_1() {
         Diagnostic::ControlDetectionTimeExpired
     );
     assert_eq!(s.remote_discriminator(), 0);
+    let packet = s.packet(false, false);
     assert_eq!(
         actions,
         vec![
             Action::SessionDown(DownCause::DetectionTimeExpired),
+            Action::Send(packet),
             // Back to one packet a second.
             Action::ArmTransmitTimer(SECOND),
         ]
     );
     assert!(DownCause::DetectionTimeExpired.is_path_failure());
-    let packet = tick(&mut s);
+    assert_eq!(tick(&mut s), packet);
     assert_eq!(packet.state, State::Down);
     assert_eq!(packet.diagnostic, Diagnostic::ControlDetectionTimeExpired);
     assert_eq!(packet.your_discriminator, 0);
@@ -224,7 +238,13 @@ fn detection_timeout_in_init_and_down() {
         s.local_diagnostic(),
         Diagnostic::ControlDetectionTimeExpired
     );
-    assert!(actions.is_empty());
+    assert_eq!(
+        actions,
+        vec![
+            Action::Send(s.packet(false, false)),
+            Action::ArmTransmitTimer(SECOND)
+        ]
+    );
     // In Down it only forgets the peer's discriminator.
     handle(&mut s, received(from_peer(State::AdminDown)));
     assert_eq!(s.remote_discriminator(), REMOTE);
@@ -247,6 +267,7 @@ fn peer_signals_down() {
         vec![
             Action::SessionDown(DownCause::NeighborDown),
             Action::ArmDetectionTimer(3 * SECOND),
+            Action::Send(s.packet(false, false)),
             Action::ArmTransmitTimer(SECOND),
         ]
     );
@@ -286,6 +307,7 @@ fn admin_down_and_back_up() {
         vec![
             Action::SessionDown(DownCause::AdminDown),
             Action::StopDetectionTimer,
+            Action::Send(s.packet(false, false)),
             Action::ArmTransmitTimer(SECOND),
         ]
     );
@@ -299,9 +321,16 @@ fn admin_down_and_back_up() {
     assert!(handle(&mut s, Event::AdminDown).is_empty());
     assert_eq!(s.state(), State::AdminDown);
 
-    assert!(handle(&mut s, Event::AdminUp).is_empty());
+    let actions = handle(&mut s, Event::AdminUp);
     assert_eq!(s.state(), State::Down);
     assert_eq!(s.local_diagnostic(), Diagnostic::NoDiagnostic);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Send(s.packet(false, false)),
+            Action::ArmTransmitTimer(SECOND)
+        ]
+    );
     handle(&mut s, received(from_peer(State::Init)));
     assert_eq!(s.state(), State::Up);
     // AdminUp outside AdminDown changes nothing.
@@ -316,7 +345,11 @@ fn admin_down_from_down_notifies_nobody() {
     assert_eq!(s.state(), State::AdminDown);
     assert_eq!(
         actions,
-        vec![Action::StopDetectionTimer, Action::ArmTransmitTimer(SECOND)]
+        vec![
+            Action::StopDetectionTimer,
+            Action::Send(s.packet(false, false)),
+            Action::ArmTransmitTimer(SECOND)
+        ]
     );
 }
 
@@ -547,4 +580,38 @@ fn multiplier_one_jitters_to_ninety_percent() {
     let mut low = || 0u32;
     let actions = s.handle(Event::TransmitTimerExpired, &mut low);
     assert_eq!(actions[1], Action::ArmTransmitTimer(750 * MS));
+}
+
+/// Our session in bird A's place, fed what bird B sent in the capture, sends what bird A
+/// sent, byte for byte.
+#[test]
+fn the_bird_conversation_replayed() {
+    let decode = |bytes: &[u8]| Repr::decode(bytes).expect("captured packets are valid");
+    let mut s = Session::new(
+        Config::default(),
+        NonZeroU32::new(0x5c4d_cc60).expect("non-zero"),
+    );
+    let first = sent(&s.start(&mut no_jitter));
+    assert_eq!(first[0].to_bytes(), captures::A_DOWN);
+
+    let actions = handle(&mut s, received(decode(&captures::B_DOWN)));
+    assert_eq!(sent(&actions)[0].to_bytes(), captures::A_INIT);
+
+    // B's Up with Poll: we go Up and the Final carries it; no second packet.
+    let actions = handle(&mut s, received(decode(&captures::B_UP_POLL)));
+    assert!(actions.contains(&Action::SessionUp));
+    let answers = sent(&actions);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].to_bytes(), captures::A_UP_FINAL);
+
+    assert_eq!(tick(&mut s).to_bytes(), captures::A_UP_POLL);
+    handle(&mut s, received(decode(&captures::B_UP_FINAL)));
+    assert!(!s.polling());
+    handle(&mut s, received(decode(&captures::B_UP)));
+    assert_eq!(s.detection_time(), 900 * MS);
+    assert_eq!(s.transmit_interval(), 300 * MS);
+
+    let actions = handle(&mut s, Event::DetectionTimerExpired);
+    assert!(actions.contains(&Action::SessionDown(DownCause::DetectionTimeExpired)));
+    assert_eq!(sent(&actions)[0].to_bytes(), captures::A_DOWN_TIMED_OUT);
 }
