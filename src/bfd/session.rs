@@ -245,9 +245,12 @@ impl Session {
     }
 
     fn detection_expired(&mut self, actions: &mut Vec<Action>) {
-        // Section 6.8.1: the peer is gone, and so is what we knew of it.
+        // Section 6.8.1: the peer is gone, and so is what we knew of it. Its last
+        // RequiredMinRx (perhaps zero, "send nothing") no longer holds us back either.
         self.remote_discr = 0;
         self.remote_state = State::Down;
+        self.remote_min_rx = INITIAL_REMOTE_MIN_RX;
+        self.remote_demand = false;
         if matches!(self.state, State::Init | State::Up) {
             self.go_down(State::Down, DownCause::DetectionTimeExpired, actions);
         }

@@ -544,6 +544,13 @@ fn the_peer_sets_our_pace() {
     );
     let actions = handle(&mut s, Event::TransmitTimerExpired);
     assert_eq!(actions, vec![Action::ArmTransmitTimer(300 * MS)]);
+    // Until the peer goes silent: then we call out to it again.
+    let mut silent = s.clone();
+    handle(&mut silent, Event::DetectionTimerExpired);
+    assert_eq!(
+        sent(&handle(&mut silent, Event::TransmitTimerExpired)).len(),
+        1
+    );
     // Likewise while the peer runs Demand mode and both are Up.
     handle(
         &mut s,
