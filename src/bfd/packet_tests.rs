@@ -9,8 +9,10 @@ use super::packet::{auth_type, Error, Packet, Repr, HEADER_LEN};
 
 const MS: Duration = Duration::from_millis(1);
 
-/// What bird or FRR sends first with 300 ms x 3 configured: Down, no discriminator of
-/// ours yet, one packet a second until Up (RFC 5880 section 6.8.3).
+/// A first packet with 300 ms x 3 configured: Down, no discriminator of ours yet, one
+/// packet a second until Up (RFC 5880 section 6.8.3). As bird sends it (see
+/// `captures`), but with a Required Min Echo RX: FRR announces its echo
+/// receive-interval there.
 const FIRST_DOWN: [u8; 24] = [
     0x20, // version 1, diag 0
     0x40, // state Down, no flags
@@ -20,7 +22,7 @@ const FIRST_DOWN: [u8; 24] = [
     0x00, 0x00, 0x00, 0x00, // your discriminator
     0x00, 0x0f, 0x42, 0x40, // desired min tx 1 000 000 us
     0x00, 0x04, 0x93, 0xe0, // required min rx 300 000 us
-    0x00, 0x00, 0xc3, 0x50, // required min echo rx 50 000 us (FRR's echo default)
+    0x00, 0x00, 0xc3, 0x50, // required min echo rx 50 000 us
 ];
 
 /// Up, polling for the 300 ms it wants now that the session is Up.
