@@ -221,7 +221,7 @@ fn arb_state() -> impl Strategy<Value = State> {
 
 prop_compose! {
     /// Every Repr a checked packet can hold.
-    fn arb_repr()(
+    pub(super) fn arb_repr()(
         state in arb_state(),
         diag in 0u8..32,
         flags in any::<[bool; 4]>(),

@@ -622,3 +622,90 @@ fn the_bird_conversation_replayed() {
     assert!(actions.contains(&Action::SessionDown(DownCause::DetectionTimeExpired)));
     assert_eq!(sent(&actions)[0].to_bytes(), captures::A_DOWN_TIMED_OUT);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::bfd::packet_tests::arb_repr;
+    use crate::bfd::timers::SLOW_TX_INTERVAL;
+
+    fn arb_config() -> impl Strategy<Value = Config> {
+        (1u32..3000, 1u32..3000, 1u8..=10).prop_map(|(tx, rx, detect_mult)| Config {
+            desired_min_tx: tx * MS,
+            required_min_rx: rx * MS,
+            detect_mult,
+        })
+    }
+
+    /// Packets from the peer mostly addressed to us, as the demux would pass them.
+    fn arb_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            6 => (arb_repr(), any::<bool>()).prop_map(|(mut repr, to_us)| {
+                if to_us && repr.your_discriminator != 0 {
+                    repr.your_discriminator = LOCAL;
+                }
+                Event::Received(repr)
+            }),
+            3 => Just(Event::TransmitTimerExpired),
+            2 => Just(Event::DetectionTimerExpired),
+            1 => Just(Event::AdminDown),
+            1 => Just(Event::AdminUp),
+            1 => arb_config().prop_map(Event::ConfigChanged),
+        ]
+    }
+
+    /// One batch of actions, against the session as the call that made them left it.
+    fn check(s: &Session, actions: Vec<Action>, up: &mut bool) -> Result<(), TestCaseError> {
+        for action in actions {
+            match action {
+                Action::Send(packet) => {
+                    prop_assert!(!(packet.poll && packet.final_));
+                    prop_assert_eq!(Repr::decode(&packet.to_bytes()), Ok(packet));
+                    if packet.state != State::Up {
+                        prop_assert!(packet.desired_min_tx >= SLOW_TX_INTERVAL);
+                    }
+                }
+                Action::ArmTransmitTimer(d) => {
+                    let interval = s.transmit_interval();
+                    prop_assert!(d <= interval && d * 4 >= interval * 3);
+                }
+                Action::SessionUp => {
+                    prop_assert!(!*up, "Up twice");
+                    *up = true;
+                }
+                Action::SessionDown(_) => {
+                    prop_assert!(*up, "Down without Up");
+                    *up = false;
+                }
+                Action::ArmDetectionTimer(_) | Action::StopDetectionTimer => {}
+            }
+        }
+        prop_assert_eq!(*up, s.state() == State::Up);
+        if matches!(s.state(), State::Init | State::Up) {
+            prop_assert_ne!(s.remote_discriminator(), 0);
+        }
+        prop_assert!(s.polling() <= (s.state() == State::Up));
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn whatever_happens_the_session_stays_sane(
+            config in arb_config(),
+            events in proptest::collection::vec(arb_event(), 0..60),
+            samples in proptest::collection::vec(any::<u32>(), 60),
+        ) {
+            let mut s = Session::new(config, NonZeroU32::new(LOCAL).expect("non-zero"));
+            let mut next = samples.into_iter().cycle();
+            let mut jitter = move || next.next().unwrap_or(0);
+            let mut up = false;
+            let actions = s.start(&mut jitter);
+            check(&s, actions, &mut up)?;
+            for event in events {
+                let actions = s.handle(event, &mut jitter);
+                check(&s, actions, &mut up)?;
+            }
+        }
+    }
+}
