@@ -59,7 +59,7 @@ mod session_tests;
 pub use codes::{Diagnostic, State};
 pub use demux::{Demux, LookupError};
 pub use packet::{Error, Packet, Repr};
-pub use session::{Action, Config, DownCause, Event, Session};
+pub use session::{Action, Config, DownCause, Event, Session, DEFAULT_DETECT_MULT};
 pub use timers::{Jitter, XorShift32};
 
 /// RFC 5881 section 4: single-hop control packets go to this UDP port.

@@ -5,7 +5,7 @@
 //! carry out, in order. Time enters only as timer events, randomness only through the
 //! `Jitter` passed in. The caller owns two timers per session, transmit and detection;
 //! arming one replaces whatever it was armed for before.
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU8};
 use std::time::Duration;
 
 use super::codes::{Diagnostic, State};
@@ -14,13 +14,16 @@ use super::timers::{
     detection_time, jittered, transmit_interval, Jitter, INITIAL_REMOTE_MIN_RX, SLOW_TX_INTERVAL,
 };
 
+/// bird's and FRR's usual multiplier, and the default.
+pub const DEFAULT_DETECT_MULT: NonZeroU8 = NonZeroU8::new(3).expect("3 is not zero");
+
 /// What the operator chose for one session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub desired_min_tx: Duration,
     pub required_min_rx: Duration,
-    /// Non-zero: a zero multiplier is a packet every receiver discards.
-    pub detect_mult: u8,
+    /// A zero multiplier would be a packet every receiver discards.
+    pub detect_mult: NonZeroU8,
 }
 
 impl Default for Config {
@@ -29,7 +32,7 @@ impl Default for Config {
         Config {
             desired_min_tx: Duration::from_millis(300),
             required_min_rx: Duration::from_millis(300),
-            detect_mult: 3,
+            detect_mult: DEFAULT_DETECT_MULT,
         }
     }
 }
@@ -311,7 +314,7 @@ impl Session {
         self.armed_tx_interval = Some(interval);
         actions.push(Action::ArmTransmitTimer(jittered(
             interval,
-            self.config.detect_mult,
+            self.config.detect_mult.get(),
             jitter.next_u32(),
         )));
     }
@@ -340,7 +343,7 @@ impl Session {
             // Our BFD runs in the same process as BGP.
             control_plane_independent: false,
             demand: false,
-            detect_mult: self.config.detect_mult,
+            detect_mult: self.config.detect_mult.get(),
             my_discriminator: self.local_discr.get(),
             your_discriminator: self.remote_discr,
             desired_min_tx: announced.desired_min_tx,

@@ -1,7 +1,7 @@
 //! The state machine, one transition at a time. The jitter source always returns the
 //! top of its range, so a transmit timer is armed for the whole interval (or 90% of it
 //! with a multiplier of 1) and every expected duration is exact.
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU8};
 use std::time::Duration;
 
 use super::captures;
@@ -498,7 +498,7 @@ fn a_change_while_down_applies_at_once_under_the_floor() {
     let config = Config {
         desired_min_tx: 100 * MS,
         required_min_rx: 200 * MS,
-        detect_mult: 5,
+        detect_mult: NonZeroU8::new(5).expect("non-zero"),
     };
     // Still one packet a second until Up: nothing to re-arm.
     assert!(handle(&mut s, Event::ConfigChanged(config)).is_empty());
@@ -577,7 +577,7 @@ fn packets_for_another_discriminator_are_ignored() {
 fn multiplier_one_jitters_to_ninety_percent() {
     let mut s = Session::new(
         Config {
-            detect_mult: 1,
+            detect_mult: NonZeroU8::MIN,
             ..Config::default()
         },
         NonZeroU32::new(LOCAL).expect("non-zero"),
@@ -631,10 +631,10 @@ mod properties {
     use crate::bfd::timers::SLOW_TX_INTERVAL;
 
     fn arb_config() -> impl Strategy<Value = Config> {
-        (1u32..3000, 1u32..3000, 1u8..=10).prop_map(|(tx, rx, detect_mult)| Config {
+        (1u32..3000, 1u32..3000, 1u8..=10).prop_map(|(tx, rx, mult)| Config {
             desired_min_tx: tx * MS,
             required_min_rx: rx * MS,
-            detect_mult,
+            detect_mult: NonZeroU8::new(mult).unwrap_or(NonZeroU8::MIN),
         })
     }
 
