@@ -165,8 +165,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 got,
             });
         }
-        if self.auth_present() {
-            let auth_len = self.auth_len();
+        // With the A bit, `length` >= 26 is in the buffer: the section header is there.
+        if let Some(auth_len) = self.auth_len() {
             let fits = usize::from(auth_len) >= AUTH_HEADER_LEN
                 && HEADER_LEN + usize::from(auth_len) <= usize::from(length);
             if !fits {
@@ -276,14 +276,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
         be_u32(&self.bytes()[field::REQUIRED_MIN_ECHO_RX])
     }
 
-    /// Only meaningful with the A bit set (and a checked length).
-    pub fn auth_type(&self) -> u8 {
-        self.bytes()[field::AUTH_TYPE]
+    /// The authentication section's Auth Type, when the A bit says there is one.
+    pub fn auth_type(&self) -> Option<u8> {
+        self.auth_byte(field::AUTH_TYPE)
     }
 
-    /// Only meaningful with the A bit set (and a checked length).
-    pub fn auth_len(&self) -> u8 {
-        self.bytes()[field::AUTH_LEN]
+    /// The authentication section's Auth Len, when the A bit says there is one.
+    pub fn auth_len(&self) -> Option<u8> {
+        self.auth_byte(field::AUTH_LEN)
+    }
+
+    fn auth_byte(&self, index: usize) -> Option<u8> {
+        if self.auth_present() {
+            self.bytes().get(index).copied()
+        } else {
+            None
+        }
     }
 }
 
@@ -366,10 +374,8 @@ impl Repr {
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, Error> {
         packet.check_len()?;
         packet.check_fields()?;
-        if packet.auth_present() {
-            return Err(Error::Authenticated {
-                auth_type: packet.auth_type(),
-            });
+        if let Some(auth_type) = packet.auth_type() {
+            return Err(Error::Authenticated { auth_type });
         }
         Ok(Repr {
             state: packet.state(),

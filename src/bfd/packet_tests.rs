@@ -71,6 +71,11 @@ fn first_down_packet() {
     assert_eq!(packet.length(), 24);
     assert_eq!(packet.desired_min_tx(), 1_000_000);
     assert!(!packet.auth_present());
+    assert_eq!(
+        packet.auth_type(),
+        None,
+        "no section, no read past the 24 bytes"
+    );
     assert_eq!(Repr::parse(&packet), Ok(first_down_repr()));
     assert_eq!(first_down_repr().to_bytes(), FIRST_DOWN);
 }
@@ -175,8 +180,8 @@ fn authentication_is_parsed_only_to_be_rejected() {
     let bytes = with_simple_password();
     let packet = Packet::new_checked(&bytes[..]).expect("well formed");
     assert!(packet.auth_present());
-    assert_eq!(packet.auth_type(), auth_type::SIMPLE_PASSWORD);
-    assert_eq!(packet.auth_len(), 6);
+    assert_eq!(packet.auth_type(), Some(auth_type::SIMPLE_PASSWORD));
+    assert_eq!(packet.auth_len(), Some(6));
     assert_eq!(
         Repr::parse(&packet),
         Err(Error::Authenticated {
