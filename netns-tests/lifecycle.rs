@@ -1449,3 +1449,50 @@ fn metrics_pass_promtool() {
         "only /metrics is served"
     );
 }
+
+/// Issue 19: LXD re-applies a bridge's addresses (flush, then add) on every `lxc
+/// network set` and daemon start. The subnets must not flap at the router; an address
+/// that really goes is still withdrawn.
+#[test]
+fn bridge_address_flush_and_re_add_is_no_flap() {
+    if !lab::require_root("bridge_address_flush_and_re_add_is_no_flap") {
+        return;
+    }
+    let env = Env::start(EnvOpts {
+        instances: "",
+        ..Default::default()
+    });
+    env.wait_established();
+    env.router.wait_route(BR_NET_V4);
+    env.router.wait_route(BR_NET_V6);
+    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let offset = log_len(&env.router.log);
+    let batch = l.path("readd.batch");
+    fs::write(
+        &batch,
+        format!(
+            "addr flush dev br0\naddr add 192.0.2.1/24 dev br0\naddr add {} dev br0 nodad\n",
+            lab::BR_V6
+        ),
+    )
+    .expect("write batch");
+    for _ in 0..3 {
+        l.ip(h, &["-batch", &batch.to_string_lossy()]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let log = log_since(&env.router.log, offset);
+    let removals = bird_removals(&log, &[BR_NET_V4, BR_NET_V6]);
+    assert!(
+        removals.is_empty(),
+        "the router saw the subnets flap: {removals:?}"
+    );
+    let have = env.router.routes();
+    assert!(
+        have.iter().any(|r| r.prefix == BR_NET_V4) && have.iter().any(|r| r.prefix == BR_NET_V6)
+    );
+    // Gone for good: withdrawn once the hold-down ends.
+    l.ip(h, &["addr", "del", "192.0.2.1/24", "dev", "br0"]);
+    wait_until("the IPv4 subnet withdrawn", TIMEOUT, || {
+        !env.router.routes().iter().any(|r| r.prefix == BR_NET_V4)
+    });
+}

@@ -51,6 +51,11 @@ impl RouteItem for IpNet {
     }
 }
 
+/// How long a withdrawal caused by an address going away waits for it to come back.
+/// LXD re-applies a bridge's addresses (flush, then add) on every `lxc network set`
+/// and at every daemon start, 6-20 ms apart: peers should not see that as a flap.
+const ADDRESS_HOLD_DOWN: Duration = Duration::from_millis(100);
+
 /// Kernel events handled in one batch before the intent is recomputed.
 const EVENT_BATCH: usize = 1 << 16;
 /// Up to this many kernel route changes go one by one on the shared connection.
@@ -126,8 +131,44 @@ struct Agent {
     scrapes: mpsc::Sender<Scrape>,
     /// Change sets handed to sessions so far (tells which event batches caused UPDATEs).
     changes_sent: u64,
+    /// Withdrawals held back while an address may come back (`ADDRESS_HOLD_DOWN`).
+    held: HeldWithdrawals,
     /// The file, or the file over a live LXD.
     source: crate::lxd::ConfigSource,
+}
+
+/// Prefixes whose withdrawal waits, and until when.
+#[derive(Default)]
+struct HeldWithdrawals {
+    prefixes: Vec<IpNet>,
+    until: Option<tokio::time::Instant>,
+}
+
+impl HeldWithdrawals {
+    fn hold(&mut self, prefixes: Vec<IpNet>) {
+        if prefixes.is_empty() {
+            return;
+        }
+        self.prefixes.extend(prefixes);
+        self.until
+            .get_or_insert_with(|| tokio::time::Instant::now() + ADDRESS_HOLD_DOWN);
+    }
+
+    fn take(&mut self) -> Vec<IpNet> {
+        self.until = None;
+        let mut p = std::mem::take(&mut self.prefixes);
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+}
+
+/// Resolves at `until`; never without one.
+async fn sleep_until_some(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn format_errors(errors: &[config::ConfigError]) -> String {
@@ -193,6 +234,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         metrics_server: None,
         scrapes: scrape_tx,
         changes_sent: 0,
+        held: HeldWithdrawals::default(),
         source,
     };
     agent.replan(None).await;
@@ -223,7 +265,12 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 
     let mut route_check = RouteCheckTimer::new(agent.config.agent.route_check_interval);
     loop {
+        let held_until = agent.held.until;
         tokio::select! {
+            _ = sleep_until_some(held_until) => {
+                let held = agent.held.take();
+                agent.sync_peers(Resync::Changed, &held).await;
+            }
             _ = route_check.tick() => agent.check_kernel_routes("periodic check").await,
             Some(event) = kernel_events.recv() => {
                 let mut batch = vec![event];
@@ -636,7 +683,15 @@ impl Agent {
                 } else {
                     Resync::Changed
                 };
-                self.sync_peers(resync, &delta.adverts).await;
+                let mut changed = delta.adverts;
+                if touched.addresses && touched.links.is_empty() && touched.routes.is_empty() {
+                    // Only addresses moved: a withdrawal waits for them to come back.
+                    let adverts = &self.planner.intent().adverts;
+                    let (gone, rest) = changed.into_iter().partition(|p| !adverts.contains_key(p));
+                    self.held.hold(gone);
+                    changed = rest;
+                }
+                self.sync_peers(resync, &changed).await;
                 let mut scope = delta.routes;
                 scope.extend(&touched.routes);
                 // A failed install may succeed once a link or an address appears.
@@ -645,7 +700,7 @@ impl Agent {
                 }
                 scope.sort_unstable();
                 scope.dedup();
-                if !delta.adverts.is_empty() && !scope.is_empty() {
+                if !changed.is_empty() && !scope.is_empty() {
                     // Let the session tasks write those UPDATEs first: a route request
                     // waits for the RTNL lock (a link being deleted holds it for
                     // milliseconds), and that wait blocks this whole thread.
