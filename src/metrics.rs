@@ -309,4 +309,37 @@ mod tests {
         assert!(classic.contains("# TYPE hostbgp_peer_up gauge\n"));
         assert!(!classic.contains("# EOF") && text.contains("# EOF"));
     }
+
+    /// Every metric the shipped Grafana dashboard queries is one hostbgp serves.
+    #[test]
+    fn dashboard_queries_served_metrics() {
+        let dashboard = include_str!("../dist/grafana-dashboard.json");
+        let mut st = Status::default();
+        st.peers.push(PeerStatusView {
+            name: "r1".into(),
+            networks: vec!["br0".into()],
+            prefixes_sent: [("ipv4-unicast".to_string(), 1)].into_iter().collect(),
+            ..Default::default()
+        });
+        let served = to_classic(&Metrics::default().render(&st, KernelRouteCounts::default()));
+        let mut names: Vec<&str> = dashboard
+            .match_indices("hostbgp_")
+            .map(|(at, _)| {
+                let rest = &dashboard[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in names {
+            assert!(
+                served.lines().any(|l| l.starts_with(name)),
+                "the dashboard queries {name}, which is not served"
+            );
+        }
+    }
 }
