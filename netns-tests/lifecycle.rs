@@ -1106,6 +1106,14 @@ fn systemd_notify_ready_and_watchdog() {
         got.push(msg);
     }
     assert!(ready_at.is_some(), "{got:?}");
+    // `systemctl status` shows a one-line summary.
+    assert!(
+        got.iter()
+            .any(|m| m.lines().any(|l| l.starts_with("STATUS=")
+                && l.contains(" peers established, ")
+                && l.ends_with(" prefixes"))),
+        "no STATUS= line: {got:?}"
+    );
     assert!(
         guard.0.try_wait().expect("try_wait").is_none(),
         "agent exited while sending watchdog pings"
@@ -1495,4 +1503,52 @@ fn bridge_address_flush_and_re_add_is_no_flap() {
     wait_until("the IPv4 subnet withdrawn", TIMEOUT, || {
         !env.router.routes().iter().any(|r| r.prefix == BR_NET_V4)
     });
+}
+
+/// Issue 15: `hostbgp disable PEER --message TEXT` closes the session with an RFC 8203
+/// administrative shutdown the router reads, keeps it down across a reload, and
+/// `enable` brings it back.
+#[test]
+fn disable_and_enable_a_peer() {
+    if !lab::require_root("disable_and_enable_a_peer") {
+        return;
+    }
+    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
+    env.wait_established();
+    let o = cli(&env.hb, &["disable", "r1", "--message", "host maintenance"]);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let said = wait_until_state("the router got our shutdown message", TIMEOUT, || {
+        let p = env.router.birdc(&["show", "protocols", "all", "h1"]);
+        (p.contains("host maintenance"), p)
+    });
+    assert!(said.contains("Administrative shutdown"), "{said}");
+    let st = env.hb.peer("r1").unwrap_or_default();
+    assert_eq!(st["admin_down"], "host maintenance", "{st}");
+    assert_eq!(
+        st["last_notification_sent"]["message"], "host maintenance",
+        "{st}"
+    );
+    // A reload keeps it down; nothing reconnects meanwhile.
+    env.hb.reload().expect("reload");
+    std::thread::sleep(Duration::from_secs(3));
+    let st = env.hb.peer("r1").unwrap_or_default();
+    assert_ne!(st["state"], "Established", "{st}");
+    assert_eq!(st["admin_down"], "host maintenance", "{st}");
+    let text = out_text(&cli(&env.hb, &["status"]));
+    assert!(text.contains("(disabled: \"host maintenance\")"), "{text}");
+    // Unknown peers are named as such.
+    let o = cli(&env.hb, &["disable", "nope"]);
+    assert!(
+        !o.status.success() && out_text(&o).contains("no peer \"nope\""),
+        "{}",
+        out_text(&o)
+    );
+    let o = cli(&env.hb, &["enable", lab::ROUTER_V6]);
+    assert!(o.status.success(), "{}", out_text(&o));
+    env.wait_established();
+    let st = env.hb.peer("r1").unwrap_or_default();
+    assert!(
+        st["admin_down"].is_null() && st["established_transitions"] == 2,
+        "{st}"
+    );
 }

@@ -77,6 +77,26 @@ enum Cmd {
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Close a peer's session with an administrative shutdown (RFC 8203) and keep it
+    /// down, across reloads, until `enable`.
+    Disable {
+        /// The peer's name (`bgp.peers.NAME`) or address.
+        peer: String,
+        /// The shutdown message the peer is sent (and logs).
+        #[arg(long)]
+        message: Option<String>,
+        /// The agent's control socket.
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Let a disabled peer's session come back.
+    Enable {
+        /// The peer's name (`bgp.peers.NAME`) or address.
+        peer: String,
+        /// The agent's control socket.
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Show the running agent's log filter, or change it (no restart).
     LogLevel {
         /// error, warn, info, debug or trace, or filter directives such as
@@ -163,6 +183,21 @@ fn main() -> ExitCode {
         Cmd::Routes { json, socket } => client(&socket, Command::Routes, json, print_routes),
         Cmd::Reload { socket } => client(&socket, Command::Reload, false, print_message),
         Cmd::Shutdown { socket } => client(&socket, Command::Shutdown, false, print_message),
+        Cmd::Disable {
+            peer,
+            message,
+            socket,
+        } => {
+            let mut request = Request::new(Command::Disable);
+            request.peer = Some(peer);
+            request.message = message;
+            call(&socket, request, false, print_message)
+        }
+        Cmd::Enable { peer, socket } => {
+            let mut request = Request::new(Command::Enable);
+            request.peer = Some(peer);
+            call(&socket, request, false, print_message)
+        }
         Cmd::LogLevel { level, socket } => {
             let mut request = Request::new(Command::LogLevel);
             request.level = level;
@@ -269,8 +304,12 @@ fn print_status(v: &Value) {
             (None, Some(down)) => format!(" (down for {})", status::ago(down, now)),
             _ => String::new(),
         };
+        let disabled = p
+            .admin_down
+            .as_ref()
+            .map_or(String::new(), |m| format!(" (disabled: {m:?})"));
         println!(
-            "peer {} ({}) {} AS {}: {}{since}",
+            "peer {} ({}) {} AS {}: {}{disabled}{since}",
             p.name,
             p.networks.join(","),
             p.address,

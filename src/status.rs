@@ -37,6 +37,9 @@ pub struct PeerStatusView {
     /// The hold time configured for this peer.
     pub hold_time: u16,
     pub state: String,
+    /// Set while an operator keeps the peer down (`hostbgp disable`): the message.
+    #[serde(default)]
+    pub admin_down: Option<String>,
     pub uptime_secs: Option<u64>,
     pub up_since_unix: Option<u64>,
     pub down_since_unix: Option<u64>,

@@ -29,6 +29,10 @@ pub enum Command {
     Shutdown,
     /// Sets the log filter (`level`: a level or an `EnvFilter` directive).
     LogLevel,
+    /// Administrative shutdown of `peer`, with `message` (RFC 8203).
+    Disable,
+    /// Ends a `disable`.
+    Enable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,12 @@ pub struct Request {
     /// `log-level`: the new filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
+    /// `disable`, `enable`: the peer's name or address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// `disable`: the shutdown message sent to the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Request {
@@ -45,6 +55,8 @@ impl Request {
         Request {
             command,
             level: None,
+            peer: None,
+            message: None,
         }
     }
 }

@@ -15,6 +15,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+mod admin;
+
 use crate::bgp::adj_out::{AdjRibOut, Changes};
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{
@@ -122,6 +124,11 @@ struct Agent {
     /// routes cost 15 MB).
     installed: FastHashMap<IpNet, u64>,
     route_errors: BTreeMap<IpNet, String>,
+    /// Peers an operator disabled (`hostbgp disable`), with the shutdown message: kept
+    /// across reloads until enabled.
+    admin_down: BTreeMap<IpAddr, String>,
+    /// The last STATUS= line sent to systemd.
+    last_status_line: Option<String>,
     /// The last time another route displaced ours, per prefix (for `routes`).
     displaced: BTreeMap<IpNet, String>,
     started: SystemTime,
@@ -229,6 +236,8 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         installed: FastHashMap::default(),
         route_errors: BTreeMap::new(),
         displaced: BTreeMap::new(),
+        admin_down: BTreeMap::new(),
+        last_status_line: None,
         started: SystemTime::now(),
         metrics: Metrics::default(),
         metrics_server: None,
@@ -250,6 +259,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         Err(e) => tracing::warn!("dropping capabilities: {e}"),
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    agent.notify_status();
     tracing::info!(member = %agent.config.member, "hostbgp running");
 
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -288,7 +298,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                     agent.metrics.observe_event_to_update(started.elapsed());
                 }
             }
-            Some(event) = session_rx.recv() => agent.on_session_event(event).await,
+            Some(event) = session_rx.recv() => {
+                agent.on_session_event(event).await;
+                agent.notify_status();
+            }
             Some(scrape) = scrape_rx.recv() => { let _ = scrape.send(agent.metrics_text()); }
             Some(pending) = control_rx.recv() => {
                 let Pending { request, reply } = pending;
@@ -303,6 +316,8 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                         route_check.set(agent.config.agent.route_check_interval);
                     }
                     Command::LogLevel => { let _ = reply.send(agent.set_log_level(request.level.as_deref())); }
+                    Command::Disable => { let _ = reply.send(agent.disable(&request).await); }
+                    Command::Enable => { let _ = reply.send(agent.enable(&request)); }
                     Command::Shutdown => {
                         agent.shutdown().await;
                         let _ = reply.send(Reply::ok(json!("shut down: every prefix withdrawn, kernel routes removed")));
@@ -325,7 +340,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
             _ = sigterm.recv() => return agent.stop_for_restart(),
             _ = sigint.recv() => return agent.stop_for_restart(),
             () = agent.source.changed() => agent.on_source_changed().await,
-            _ = watchdog.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+            _ = watchdog.tick() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                agent.notify_status();
+            }
         }
     }
 }
@@ -381,13 +399,24 @@ impl Agent {
     }
 
     fn spawn_session(&mut self, peer: Peer) {
+        self.spawn_session_with(peer, None);
+    }
+
+    /// Starts `peer`'s session task, continuing `status` (its counters and last
+    /// NOTIFICATIONs) when given. A peer an operator disabled gets an entry and no task.
+    fn spawn_session_with(&mut self, peer: Peer, status: Option<SharedStatus>) {
         let Some(local) = self.local.clone() else {
             return;
         };
         let id = self.next_session_id;
         self.next_session_id += 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        let status: SharedStatus = Arc::new(std::sync::Mutex::new(PeerStatus::default()));
+        let status: SharedStatus =
+            status.unwrap_or_else(|| Arc::new(std::sync::Mutex::new(PeerStatus::default())));
+        if self.admin_down.contains_key(&peer.address) {
+            self.park_session(id, peer, tx, status);
+            return;
+        }
         let params = SessionParams {
             id,
             peer: peer.clone(),
@@ -540,6 +569,25 @@ impl Agent {
             *slot += 1;
         }
         self.metrics.render(&self.status(), kernel)
+    }
+
+    /// The one-line state systemd shows (`systemctl status hostbgp`), sent when it
+    /// changes: sessions up, prefixes advertised.
+    fn notify_status(&mut self) {
+        let up = self
+            .sessions
+            .values()
+            .filter(|s| s.established.is_some())
+            .count();
+        let line = format!(
+            "{up}/{} peers established, {} prefixes",
+            self.sessions.len(),
+            self.planner.intent().adverts.count_v4() + self.planner.intent().adverts.count_v6()
+        );
+        if self.last_status_line.as_deref() != Some(line.as_str()) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
+            self.last_status_line = Some(line);
+        }
     }
 
     /// `hostbgp log-level`: shows the filter, or sets it.
@@ -1095,6 +1143,7 @@ impl Agent {
         for (address, old) in &old_peers {
             match new_peers.get(address) {
                 None => {
+                    self.admin_down.remove(address);
                     tracing::info!(peer = %address, "peer removed from the config");
                     self.stop_session(*address, cease(codes::cease::PEER_DECONFIGURED));
                 }
@@ -1212,6 +1261,7 @@ impl Agent {
                 for (f, why) in &s.unsent {
                     view.not_sent.insert(f.name().into(), why.clone());
                 }
+                view.admin_down = self.admin_down.get(&s.peer.address).cloned();
                 Some(view)
             })
             .collect();

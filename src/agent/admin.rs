@@ -1,0 +1,112 @@
+//! Operators' switches on peers: `hostbgp disable PEER [--message TEXT]` closes a
+//! session with an RFC 8203 administrative shutdown and keeps it down (across
+//! reloads) until `hostbgp enable PEER`.
+use std::net::IpAddr;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{AdjRibOut, Agent, NextHopTable, PeerSession};
+use crate::bgp::fsm::State;
+use crate::bgp::session::{SessionCmd, SharedStatus};
+use crate::bgp::wire::Notification;
+use crate::config::Peer;
+use crate::control::{Reply, Request};
+
+/// What a disable says when the operator gives no message.
+const DEFAULT_MESSAGE: &str = "hostbgp: administratively disabled";
+
+impl Agent {
+    /// The configured peer `name` designates: a peer name (`bgp.peers.NAME`) or an
+    /// address.
+    fn find_peer(&self, name: Option<&str>) -> Result<Peer, String> {
+        let name = name.ok_or("which peer? give its name or address")?;
+        let peers = self.config.peers();
+        let by_address = name.parse::<IpAddr>().ok();
+        peers
+            .iter()
+            .find(|p| Some(p.address) == by_address || p.declared_by.iter().any(|(_, n)| n == name))
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<String> = peers
+                    .iter()
+                    .map(|p| format!("{} ({})", super::peer_name(p), p.address))
+                    .collect();
+                format!("no peer {name:?}; configured: {}", known.join(", "))
+            })
+    }
+
+    pub(super) async fn disable(&mut self, request: &Request) -> Reply {
+        let peer = match self.find_peer(request.peer.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return Reply::error(e),
+        };
+        let message = request
+            .message
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MESSAGE.to_string());
+        let was = self.admin_down.insert(peer.address, message.clone());
+        let name = super::peer_name(&peer).to_string();
+        if was.is_some() {
+            return Reply::ok(json!(format!(
+                "peer {name} was already disabled; message now {message:?}"
+            )));
+        }
+        tracing::warn!(peer = %peer.address, %name, "disabled by the operator: {message}");
+        let status = self.sessions.get(&peer.address).map(|s| s.status.clone());
+        if let Some(wait) = self.stop_session(peer.address, Notification::cease_shutdown(&message))
+        {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
+        }
+        self.spawn_session_with(peer, status);
+        Reply::ok(json!(format!(
+            "peer {name} disabled (Cease/Administrative Shutdown: {message:?}); `hostbgp enable {name}` brings it back"
+        )))
+    }
+
+    pub(super) fn enable(&mut self, request: &Request) -> Reply {
+        let peer = match self.find_peer(request.peer.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return Reply::error(e),
+        };
+        let name = super::peer_name(&peer).to_string();
+        if self.admin_down.remove(&peer.address).is_none() {
+            return Reply::ok(json!(format!("peer {name} is not disabled")));
+        }
+        tracing::info!(peer = %peer.address, %name, "enabled by the operator");
+        let status = self
+            .sessions
+            .remove(&peer.address)
+            .map(|s| s.status.clone());
+        self.spawn_session_with(peer, status);
+        Reply::ok(json!(format!("peer {name} enabled")))
+    }
+
+    /// A disabled peer's entry: no task (its channel leads nowhere), not in the
+    /// listener's directory (so the peer's connections are refused), status Idle.
+    pub(super) fn park_session(
+        &mut self,
+        id: u64,
+        peer: Peer,
+        cmd: mpsc::UnboundedSender<SessionCmd>,
+        status: SharedStatus,
+    ) {
+        if let Ok(mut s) = status.lock() {
+            s.state = State::Idle;
+        }
+        self.sessions.insert(
+            peer.address,
+            PeerSession {
+                id,
+                peer,
+                cmd,
+                status,
+                task: tokio::spawn(async {}),
+                established: None,
+                adj_out: AdjRibOut::default(),
+                next_hops: NextHopTable::default(),
+                unsent: Default::default(),
+            },
+        );
+    }
+}
