@@ -309,3 +309,74 @@ fn flood_of_foreign_replaces_elsewhere() {
     assert_served(&env, V4);
     assert_served(&env, V6);
 }
+
+/// Issue 15: `hostbgp routes --all` lists what is configured but not advertised, with
+/// the reason, and the reason goes once the prefix is advertised.
+#[test]
+fn routes_all_says_why_not_advertised() {
+    if !lab::require_root("routes_all_says_why_not_advertised") {
+        return;
+    }
+    let env = start(C1_STATIC, &[("ipv6.nat", "true")], false);
+    let all = |env: &Env| -> Vec<Value> {
+        let out = env
+            .topo
+            .lab
+            .try_exec(
+                &env.topo.h,
+                &[
+                    crate::hostbgp::BIN,
+                    "routes",
+                    "--all",
+                    "--json",
+                    "--socket",
+                    &env.hb.socket.to_string_lossy(),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_str::<Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    let v = all(&env);
+    let reason = |v: &[Value], owner: &str, prefix: Option<&str>| {
+        v.iter()
+            .find(|r| {
+                r["owner"] == owner && r["prefix"].as_str() == prefix && r["advertised"] == false
+            })
+            .and_then(|r| r["reason"].as_str().map(str::to_string))
+    };
+    assert_eq!(
+        reason(&v, "instance/c1/eth0", Some(V4)).as_deref(),
+        Some("instance stopped: vc1 does not exist"),
+        "{v:?}"
+    );
+    assert!(
+        reason(&v, "network/br0", None).is_some_and(|r| r.starts_with("ipv6.nat is true")),
+        "{v:?}"
+    );
+    let text = crate::lab::run(&[
+        "ip",
+        "netns",
+        "exec",
+        &env.topo.h,
+        crate::hostbgp::BIN,
+        "routes",
+        "--all",
+        "--socket",
+        &env.hb.socket.to_string_lossy(),
+    ])
+    .unwrap_or_else(|e| e);
+    assert!(
+        text.contains("not advertised (instance stopped: vc1 does not exist)"),
+        "{text}"
+    );
+    // Started: advertised, no reason left.
+    let (l, h) = (&env.topo.lab, &env.topo.h);
+    instance(l, h, "i1", "vc1", &["203.0.113.65/32", "192.0.2.10/24"]);
+    l.enslave(h, "vc1", "br0");
+    env.router.wait_route(V4);
+    let v = all(&env);
+    assert_eq!(reason(&v, "instance/c1/eth0", Some(V4)), None, "{v:?}");
+}

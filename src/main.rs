@@ -61,6 +61,9 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also list what is configured but not advertised, and why.
+        #[arg(long)]
+        all: bool,
         /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -180,7 +183,11 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Status { json, socket } => client(&socket, Command::Status, json, print_status),
-        Cmd::Routes { json, socket } => client(&socket, Command::Routes, json, print_routes),
+        Cmd::Routes { json, all, socket } => {
+            let mut request = Request::new(Command::Routes);
+            request.all = all;
+            call(&socket, request, json, print_routes)
+        }
         Cmd::Reload { socket } => client(&socket, Command::Reload, false, print_message),
         Cmd::Shutdown { socket } => client(&socket, Command::Shutdown, false, print_message),
         Cmd::Disable {
@@ -444,6 +451,9 @@ fn print_routes(v: &Value) {
         };
         if r["advertised"] == Value::Bool(false) {
             kernel.push_str(", not advertised");
+        }
+        if let Some(why) = r["reason"].as_str() {
+            kernel.push_str(&format!(" ({why})"));
         }
         if let Some(why) = r["kernel"]["displaced"].as_str() {
             kernel.push_str(&format!(" (last displaced: {why})"));

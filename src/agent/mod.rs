@@ -30,7 +30,7 @@ use crate::kernel::{
     protocol_name, Address, ForeignChange, ForeignRoute, Kernel, KernelEvent, KernelView, Route,
 };
 use crate::metrics::{self, KernelRouteCounts, Metrics, Scrape};
-use crate::plan::{self, Planner, SessionView, Touched};
+use crate::plan::{self, explain, Planner, SessionView, Touched};
 use crate::status::{self, ServerStatus, Status};
 
 type KernelFuture<'a> =
@@ -307,7 +307,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 let Pending { request, reply } = pending;
                 match request.command {
                     Command::Status => { let _ = reply.send(Reply::ok(agent.status_json())); }
-                    Command::Routes => { let _ = reply.send(Reply::ok(agent.routes_json())); }
+                    Command::Routes => { let _ = reply.send(Reply::ok(agent.routes_json(request.all))); }
                     Command::Reload => {
                         let result = agent.reload().await;
                         agent.serve_metrics().await;
@@ -1284,8 +1284,38 @@ impl Agent {
     }
 
     /// Every prefix advertised or routed: what hostbgp wants in the kernel, what the
-    /// kernel holds (as the agent's view has it) and what each peer was told.
-    fn routes_json(&self) -> Value {
+    /// kernel holds (as the agent's view has it) and what each peer was told; with
+    /// `all`, also what is configured but not advertised, with the reason.
+    fn routes_json(&self, all: bool) -> Value {
+        let mut routes = self.advertised_json();
+        if all {
+            let trouble = RouteTroubles {
+                errors: &self.route_errors,
+                displaced: &self.displaced,
+            };
+            let intent = self.planner.intent();
+            for item in explain::not_advertised(&self.config, &self.view, intent, &trouble) {
+                let known = routes.iter_mut().find(|r| {
+                    item.prefix.is_some() && r["prefix"].as_str() == item.prefix.as_deref()
+                });
+                match known {
+                    Some(r) => r["reason"] = json!(item.reason),
+                    None => routes.push(json!({
+                        "prefix": item.prefix,
+                        "owner": item.owner,
+                        "owners": [item.owner],
+                        "advertised": false,
+                        "reason": item.reason,
+                        "next_hops": {},
+                        "kernel": null,
+                    })),
+                }
+            }
+        }
+        json!(routes)
+    }
+
+    fn advertised_json(&self) -> Vec<Value> {
         let intent = self.planner.intent();
         let mut prefixes: Vec<IpNet> = intent.adverts.iter().map(|(p, _)| p).collect();
         prefixes.extend(
@@ -1354,7 +1384,24 @@ impl Agent {
                 })
             })
             .collect();
-        json!(routes)
+        routes
+    }
+}
+
+/// The agent's knowledge of why a wanted route is not in the kernel.
+struct RouteTroubles<'a> {
+    errors: &'a BTreeMap<IpNet, String>,
+    displaced: &'a BTreeMap<IpNet, String>,
+}
+
+impl explain::RouteTrouble for RouteTroubles<'_> {
+    fn trouble(&self, prefix: &IpNet) -> Option<String> {
+        if let Some(e) = self.errors.get(prefix) {
+            return Some(format!("its kernel route failed: {e}"));
+        }
+        self.displaced
+            .get(prefix)
+            .map(|d| format!("its kernel route was displaced: {d}"))
     }
 }
 

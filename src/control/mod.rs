@@ -48,6 +48,9 @@ pub struct Request {
     /// `disable`: the shutdown message sent to the peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `routes`: also what is configured but not advertised, and why.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
 }
 
 impl Request {
@@ -57,6 +60,7 @@ impl Request {
             level: None,
             peer: None,
             message: None,
+            all: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Config + KernelView -> Intent: which kernel routes hostbgp wants, and which
 //! prefixes it advertises with which next-hop rule. Pure, no I/O.
 mod adverts;
+pub mod explain;
 mod planner;
 #[cfg(test)]
 mod proptests;
