@@ -132,8 +132,14 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Pending>) {
     let own_uid = nix::unistd::geteuid().as_raw();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors and the like: wait rather than spin on the error.
+                tracing::warn!("control socket: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let requests = requests.clone();
         tokio::spawn(async move {

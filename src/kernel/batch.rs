@@ -1,7 +1,7 @@
 //! Pipelined route requests on a dedicated socket: many requests per datagram,
 //! a window of outstanding ACKs sized to the receive buffer (no ACK is ever lost).
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 
 use ipnet::IpNet;
 use netlink_packet_core::{Emitable, NetlinkMessage};
@@ -39,9 +39,7 @@ where
     let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
     opened(sock.socket_mut().bind_auto()?.port_number());
     sock.socket_mut().connect(&SocketAddr::new(0, 0))?;
-    // SAFETY: the fd belongs to `sock`, alive during the call.
-    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
-    set_rcvbuf(fd, RCVBUF, true)?;
+    set_rcvbuf(sock.socket_ref().as_fd(), RCVBUF, true)?;
     // Short error messages (no copy of the request).
     let _ = sock.socket_ref().set_cap_ack(true);
     let rcvbuf = sock.socket_ref().get_rx_buf_sz().unwrap_or(212_992);

@@ -158,10 +158,8 @@ impl Kernel {
         let (mut conn, handle, _) = rtnetlink::new_connection_with_strict_check()?;
         {
             use netlink_sys::AsyncSocket;
-            use std::os::fd::{AsRawFd, BorrowedFd};
-            let raw = conn.socket_mut().socket_ref().as_raw_fd();
-            // SAFETY: the fd is owned by the connection, alive during the call.
-            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+            use std::os::fd::AsFd;
+            let fd = conn.socket_mut().socket_ref().as_fd();
             if let Err(e) = watch::set_rcvbuf(fd, REQUEST_RCVBUF, true) {
                 tracing::warn!("request socket receive buffer: {e}");
             }

@@ -1,6 +1,6 @@
 //! The multicast socket and the task turning its datagrams into events.
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
@@ -41,9 +41,7 @@ pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
         | RTMGRP_IPV6_IFADDR
         | RTMGRP_IPV6_ROUTE;
     sock.socket_mut().bind(&SocketAddr::new(0, groups))?;
-    // SAFETY: the fd is owned by `sock`, alive for the duration of the call.
-    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
-    set_rcvbuf(fd, rcvbuf, force)?;
+    set_rcvbuf(sock.socket_ref().as_fd(), rcvbuf, force)?;
     Ok(sock)
 }
 
@@ -175,8 +173,7 @@ pub(crate) async fn run(sock: TokioSocket, mut out: Handover, tracker: Arc<Mutex
                             let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
                             events_from_datagram(&buf, &mut t, &mut events);
                         }
-                        // SAFETY: the fd is owned by `sock`, alive during the call.
-                        let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+                        let fd = sock.socket_ref().as_fd();
                         if !out.send(&mut events, || queued_bytes(fd)).await {
                             return;
                         }
@@ -209,36 +206,25 @@ pub(crate) async fn run(sock: TokioSocket, mut out: Handover, tracker: Arc<Mutex
 
 /// Discards every datagram queued on the socket right now; returns how many.
 fn drain_queued(sock: &TokioSocket, buf: &mut Vec<u8>) -> usize {
-    let fd = sock.as_raw_fd();
     let capacity = buf.capacity().max(1 << 16);
-    buf.clear();
-    buf.reserve(capacity);
     let mut dropped = 0;
     // What was queued at the overrun fits in the receive buffer; anything past that
     // arrived later and is consistent with the re-dump, so a flood cannot keep us here.
     let mut budget = 2 * WATCH_RCVBUF;
     loop {
-        // SAFETY: the pointer and length describe `buf`'s spare capacity, alive for the call.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.capacity(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            dropped += 1;
-            budget = budget.saturating_sub((n as usize).max(1));
-            if budget == 0 {
-                return dropped;
+        buf.clear();
+        buf.reserve(capacity);
+        match sock.socket_ref().recv(buf, libc::MSG_DONTWAIT) {
+            Ok(n) => {
+                dropped += 1;
+                budget = budget.saturating_sub(n.max(1));
+                if budget == 0 {
+                    return dropped;
+                }
             }
-            continue;
-        }
-        match io::Error::last_os_error().raw_os_error() {
             // Another overrun while draining: keep going, the queue is still stale.
-            Some(libc::ENOBUFS) | Some(libc::EINTR) => continue,
-            _ => return dropped,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EINTR)) => {}
+            Err(_) => return dropped,
         }
     }
 }
