@@ -10,7 +10,7 @@ LXD runs inside the host namespace only (ip netns exec + unshare --pid --mount-p
 LXD_DIR in the bench's temp dir), as netns-tests/lxd.rs does; it is stopped and its
 directory removed at exit. Env: LXD_CYCLES (default 20).
 """
-import atexit, os, shutil, signal, subprocess, sys, time
+import atexit, os, shutil, signal, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (namespaces, bird, helpers; its cleanup runs at exit)
@@ -175,26 +175,68 @@ def timed_events(router_log, proto, t0, prefix, kind, timeout=30):
     return found[0] - t0
 
 
-def cycles(lxd, router, n):
-    """n start/stop/address cycles; returns {step: [ms]} and the IPv6 re-announce count."""
+class KernelMonitor:
+    """`ip monitor link address` in the host namespace, each line stamped on arrival:
+    when LXD's own work reached the kernel, the floor of any speaker that follows the
+    kernel."""
+
+    def __init__(self, ns):
+        self.lines = []
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "ip", "monitor", "link", "address"],
+                                     stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        atexit.register(self.close)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append((time.time(), line))
+
+    def first(self, t0, pred, timeout=5):
+        """Seconds from t0 to the first line after it matching pred (None if none)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            for ts, line in list(self.lines):
+                if ts >= t0 and pred(line):
+                    return ts - t0
+            time.sleep(0.005)
+        return None
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+
+
+def cycles(lxd, router, n, monitor=None):
+    """n start/stop/address cycles; returns {step: [ms]}, the IPv6 re-announce count,
+    and {step: [ms]} from the command to the kernel event (with a monitor)."""
     res = {"start": [], "stop": [], "address": []}
+    floor = {"start": [], "stop": [], "address": []}
+
+    def kernel(step, t, pred):
+        if monitor is not None:
+            d = monitor.first(t, pred)
+            if d is not None:
+                floor[step].append(d * 1000)
     v6_before = len([e for e in parse_bird_events(router.log, "h6") if e[2] == V6_NET])
     masks = ["25", "24"]
     for i in range(n):
         t = time.time(); lxd.lxc("start", "c1")
         res["start"].append(timed_events(router.log, "h1", t, EXT, "added") * 1000)
+        kernel("start", t, lambda l: "master lxdbr0" in l and "veth" in l and not l.startswith("Deleted"))
         # The container's init must have set its SIGPWR trap, or a clean stop waits forever.
         time.sleep(0.5)
         t = time.time(); lxd.lxc("stop", "c1", "--timeout", "20")
         res["stop"].append(timed_events(router.log, "h1", t, EXT, "removed") * 1000)
+        kernel("stop", t, lambda l: l.startswith("Deleted") and "veth" in l)
         m = masks[i % 2]
         t = time.time(); lxd.lxc("network", "set", "lxdbr0", f"ipv4.address=203.0.113.1/{m}")
         res["address"].append(timed_events(router.log, "h1", t, f"203.0.113.0/{m}", "added") * 1000)
+        kernel("address", t, lambda l, m=m: f"inet 203.0.113.1/{m}" in l and not l.startswith("Deleted"))
     if n % 2:
         lxd.lxc("network", "set", "lxdbr0", "ipv4.address=203.0.113.1/24")
     time.sleep(0.5)
     v6_after = len([e for e in parse_bird_events(router.log, "h6") if e[2] == V6_NET])
-    return res, v6_after - v6_before
+    return res, v6_after - v6_before, floor
 
 
 def wait_established(router):
@@ -225,7 +267,7 @@ def cmd_lxd(n):
     lxd.restart()
     wait_established(router)
     log(f"[lxd] LXD 5.0.2's speaker: {n} cycles")
-    theirs, theirs_v6 = cycles(lxd, router, n)
+    theirs, theirs_v6, _ = cycles(lxd, router, n)
 
     # Hand over: unset, restart LXD, start hostbgp following it.
     lxd.lxc("config", "unset", "core.bgp_address")
@@ -237,7 +279,7 @@ def cmd_lxd(n):
                f"{DIR}/hostbgp-lxd.log", env=dict(os.environ, RUST_LOG="info"))
     wait_established(router)
     log(f"[lxd] hostbgp following LXD: {n} cycles")
-    ours, ours_v6 = cycles(lxd, router, n)
+    ours, ours_v6, floor = cycles(lxd, router, n, KernelMonitor(t.h))
     stop(hb, signal.SIGTERM)
 
     log(f"[lxd] {'step':<8} {'LXD p50/p90 ms':>18} {'hostbgp p50/p90 ms':>20} {'ratio p50':>10}")
@@ -246,6 +288,13 @@ def cmd_lxd(n):
         log(f"[lxd] {step:<8} {pct(a, .5):8.1f} /{pct(a, .9):7.1f} {pct(b, .5):10.1f} /{pct(b, .9):7.1f} "
             f"{pct(b, .5) / pct(a, .5):10.3f}x")
     log(f"[lxd] unchanged IPv6 subnet {V6_NET} announced again during the cycles: LXD {theirs_v6}, hostbgp {ours_v6}")
+    # The floor: from the command to the kernel event a kernel-following speaker acts
+    # on (a start's veth enslaved, a stop's veth deleted, the new address), all LXD's.
+    for step in ("start", "stop", "address"):
+        f, a = floor[step], theirs[step]
+        if f:
+            log(f"[lxd] floor {step:<8} command -> kernel event p50 {pct(f, .5):7.1f} ms = {pct(f, .5) / pct(a, .5):.3f}x LXD's p50 "
+                f"(hostbgp after the kernel event: {pct(ours[step], .5) - pct(f, .5):.1f} ms)")
 
 
 def main():

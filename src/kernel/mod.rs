@@ -54,6 +54,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use netlink::messages;
 pub use routes::Kernel;
 pub use watch::KernelEvents;
 

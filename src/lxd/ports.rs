@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::time::Duration;
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::Parseable;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
 const RTMGRP_LINK: u32 = 0x1;
-const NLMSG_HDRLEN: usize = 16;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortEvent {
@@ -51,31 +52,16 @@ impl Ports {
 
 /// Port events of one rtnetlink datagram (pure). AF_BRIDGE copies are skipped.
 pub fn parse(buf: &[u8]) -> Vec<PortEvent> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + NLMSG_HDRLEN <= buf.len() {
-        let Some(len) = buf
-            .get(off..off + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(|b: [u8; 4]| u32::from_ne_bytes(b) as usize)
-        else {
-            break;
-        };
-        if len < NLMSG_HDRLEN || off + len > buf.len() {
-            break;
-        }
-        if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
-            if let NetlinkPayload::InnerMessage(inner) = msg.payload {
-                match inner {
-                    RouteNetlinkMessage::NewLink(l) => out.extend(event(&l, false)),
-                    RouteNetlinkMessage::DelLink(l) => out.extend(event(&l, true)),
-                    _ => {}
-                }
-            }
-        }
-        off += (len + 3) & !3;
-    }
-    out
+    crate::kernel::messages(buf)
+        .filter_map(|m| {
+            let deleted = match m.ty {
+                RTM_NEWLINK => false,
+                RTM_DELLINK => true,
+                _ => return None,
+            };
+            event(&LinkMessage::parse(m.payload).ok()?, deleted)
+        })
+        .collect()
 }
 
 fn event(l: &LinkMessage, deleted: bool) -> Option<PortEvent> {
@@ -155,7 +141,8 @@ impl PortChase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::{Emitable, NetlinkHeader};
+    use netlink_packet_core::{Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::RouteNetlinkMessage;
 
     fn datagram(msgs: Vec<RouteNetlinkMessage>) -> Vec<u8> {
         let mut out = Vec::new();
