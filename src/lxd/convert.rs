@@ -226,6 +226,24 @@ fn has_host_name(inst: &Instance) -> bool {
         .any(|(k, v)| k.starts_with("volatile.") && k.ends_with(".host_name") && !v.is_empty())
 }
 
+/// `snap` with `port` as the host side of the NIC whose `volatile.DEV.hwaddr` is
+/// `mac`: LXD gives the veth's peer that address before it enslaves the host side,
+/// and writes the host side's name to its database only around then. None when no
+/// NIC has that address.
+pub fn assume_port(snap: &Snapshot, port: &str, mac: &str) -> Option<Snapshot> {
+    let (at, dev) = snap.instances.iter().enumerate().find_map(|(i, inst)| {
+        inst.config.iter().find_map(|(k, v)| {
+            let dev = k.strip_prefix("volatile.")?.strip_suffix(".hwaddr")?;
+            v.eq_ignore_ascii_case(mac).then(|| (i, dev.to_string()))
+        })
+    })?;
+    let mut next = snap.clone();
+    next.instances[at]
+        .config
+        .insert(format!("volatile.{dev}.host_name"), port.to_string());
+    Some(next)
+}
+
 /// Whether `port` is the host side of a NIC LXD told us about.
 pub fn knows_port(snap: &Snapshot, port: &str) -> bool {
     snap.instances.iter().any(|i| {

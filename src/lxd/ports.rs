@@ -17,15 +17,67 @@ const RTM_DELLINK: u16 = 17;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortEvent {
-    /// `name` is (still) a port of the bridge with index `master`.
-    Enslaved { name: String, master: u32 },
+    /// `name` is (still) a port of the bridge with index `master`. `peer_mac`: the MAC
+    /// address of its veth peer while that is still in this namespace; LXD gives the
+    /// peer the NIC's `volatile.DEV.hwaddr` before it enslaves the host side, so this
+    /// names the NIC before LXD has written the veth's name.
+    Enslaved {
+        name: String,
+        master: u32,
+        peer_mac: Option<String>,
+    },
     /// `name` is gone, or no longer a port.
     Gone { name: String },
+}
+
+/// One link message, as far as ports are concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSeen {
+    index: u32,
+    name: String,
+    master: Option<u32>,
+    /// IFLA_LINK: a veth's peer.
+    peer: Option<u32>,
+    mac: Option<String>,
+    deleted: bool,
+}
+
+/// The MAC addresses of this namespace's links, so an enslaved veth's peer can be
+/// looked up (pure: fed link messages in order).
+#[derive(Debug, Default)]
+pub struct PortTable {
+    macs: BTreeMap<u32, String>,
+}
+
+impl PortTable {
+    pub fn apply(&mut self, seen: Vec<LinkSeen>) -> Vec<PortEvent> {
+        let mut out = Vec::new();
+        for l in seen {
+            if l.deleted {
+                self.macs.remove(&l.index);
+                out.push(PortEvent::Gone { name: l.name });
+                continue;
+            }
+            if let Some(mac) = &l.mac {
+                self.macs.insert(l.index, mac.clone());
+            }
+            out.push(match l.master {
+                Some(master) => PortEvent::Enslaved {
+                    name: l.name,
+                    master,
+                    peer_mac: l.peer.and_then(|p| self.macs.get(&p).cloned()),
+                },
+                None => PortEvent::Gone { name: l.name },
+            });
+        }
+        out
+    }
 }
 
 pub struct Ports {
     sock: TokioSocket,
     buf: Vec<u8>,
+    table: PortTable,
 }
 
 impl Ports {
@@ -35,6 +87,7 @@ impl Ports {
         Ok(Ports {
             sock,
             buf: Vec::with_capacity(1 << 16),
+            table: PortTable::default(),
         })
     }
 
@@ -43,15 +96,15 @@ impl Ports {
     pub async fn next(&mut self) -> io::Result<Vec<PortEvent>> {
         self.buf.clear();
         match self.sock.recv(&mut self.buf).await {
-            Ok(()) => Ok(parse(&self.buf)),
+            Ok(()) => Ok(self.table.apply(parse(&self.buf))),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
 }
 
-/// Port events of one rtnetlink datagram (pure). AF_BRIDGE copies are skipped.
-pub fn parse(buf: &[u8]) -> Vec<PortEvent> {
+/// The link messages of one rtnetlink datagram (pure). AF_BRIDGE copies are skipped.
+pub fn parse(buf: &[u8]) -> Vec<LinkSeen> {
     crate::kernel::messages(buf)
         .filter_map(|m| {
             let deleted = match m.ty {
@@ -64,24 +117,31 @@ pub fn parse(buf: &[u8]) -> Vec<PortEvent> {
         .collect()
 }
 
-fn event(l: &LinkMessage, deleted: bool) -> Option<PortEvent> {
+fn event(l: &LinkMessage, deleted: bool) -> Option<LinkSeen> {
     if l.header.interface_family != AddressFamily::Unspec {
         return None;
     }
-    let mut name = None;
-    let mut master = None;
+    let mut seen = LinkSeen {
+        index: l.header.index,
+        name: String::new(),
+        master: None,
+        peer: None,
+        mac: None,
+        deleted,
+    };
     for a in &l.attributes {
         match a {
-            LinkAttribute::IfName(n) => name = Some(n.clone()),
-            LinkAttribute::Controller(m) if *m != 0 => master = Some(*m),
+            LinkAttribute::IfName(n) => seen.name = n.clone(),
+            LinkAttribute::Controller(m) if *m != 0 => seen.master = Some(*m),
+            LinkAttribute::Link(p) if *p != 0 => seen.peer = Some(*p),
+            LinkAttribute::Address(mac) if mac.len() == 6 => {
+                let hex: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+                seen.mac = Some(hex.join(":"));
+            }
             _ => {}
         }
     }
-    let name = name?;
-    match (deleted, master) {
-        (false, Some(master)) => Some(PortEvent::Enslaved { name, master }),
-        _ => Some(PortEvent::Gone { name }),
-    }
+    (!seen.name.is_empty()).then_some(seen)
 }
 
 /// Reads of the instance list for a port hostbgp cannot place, spaced by these
@@ -196,11 +256,12 @@ mod tests {
             RouteNetlinkMessage::DelLink(link(AddressFamily::Unspec, "veth1234", Some(3))),
         ]);
         assert_eq!(
-            parse(&buf),
+            PortTable::default().apply(parse(&buf)),
             [
                 PortEvent::Enslaved {
                     name: "veth1234".into(),
-                    master: 3
+                    master: 3,
+                    peer_mac: None,
                 },
                 PortEvent::Gone {
                     name: "veth5678".into()
@@ -213,5 +274,33 @@ mod tests {
         // Truncated or garbage input yields nothing rather than failing.
         assert!(parse(&buf[..10]).is_empty());
         assert!(parse(&[0xff; 40]).is_empty());
+    }
+
+    /// LXD's order, as `ip monitor link` showed it on 5.0.2: the veth pair appears,
+    /// the peer gets the NIC's hwaddr, then the host side joins the bridge.
+    #[test]
+    fn an_enslaved_veth_names_its_peers_mac() {
+        let mut peer = link(AddressFamily::Unspec, "veth6d622a8a", None);
+        peer.header.index = 4;
+        peer.attributes.push(LinkAttribute::Link(5));
+        peer.attributes.push(LinkAttribute::Address(vec![
+            0x00, 0x16, 0x3e, 0xda, 0xb2, 0x7a,
+        ]));
+        let mut host = link(AddressFamily::Unspec, "vethc2e34bcf", Some(3));
+        host.header.index = 5;
+        host.attributes.push(LinkAttribute::Link(4));
+        let mut table = PortTable::default();
+        let events = table.apply(parse(&datagram(vec![
+            RouteNetlinkMessage::NewLink(peer),
+            RouteNetlinkMessage::NewLink(host),
+        ])));
+        assert_eq!(
+            events.last(),
+            Some(&PortEvent::Enslaved {
+                name: "vethc2e34bcf".into(),
+                master: 3,
+                peer_mac: Some("00:16:3e:da:b2:7a".into()),
+            })
+        );
     }
 }

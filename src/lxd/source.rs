@@ -5,6 +5,7 @@
 //! refetch. On any failure (LXD stopped, restarting, not yet started) the last
 //! snapshot stays published, so the agent keeps every session and advertisement,
 //! and the task reconnects with backoff and resyncs.
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -118,6 +119,8 @@ async fn follow(
     let mut pending: Vec<Change> = Vec::new();
     let mut deadline: Option<Instant> = None;
     let mut chase = PortChase::default();
+    // Ports matched to a NIC by their peer's MAC, until LXD names them itself.
+    let mut assumed: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let wait = sleep_until(deadline);
         let port_events = async {
@@ -138,8 +141,18 @@ async fn follow(
                 };
                 for event in found {
                     match event {
-                        PortEvent::Enslaved { name, .. } => {
-                            let known = super::convert::knows_port(&current, &name);
+                        PortEvent::Enslaved { name, peer_mac, .. } => {
+                            let mut known = super::convert::knows_port(&current, &name);
+                            let matched = peer_mac.as_deref().filter(|_| !known).and_then(|mac| {
+                                Some((mac.to_string(), super::convert::assume_port(&current, &name, mac)?))
+                            });
+                            if let Some((mac, next)) = matched {
+                                tracing::debug!(port = %name, %mac, "a NIC's veth joined its bridge (matched by its peer's MAC)");
+                                current = next;
+                                publish_snapshot(publish, status, &current);
+                                assumed.insert(name.clone(), mac);
+                                known = true;
+                            }
                             if chase.enslaved(&name, known) {
                                 if !pending.contains(&Change::Instances) {
                                     pending.push(Change::Instances);
@@ -147,7 +160,10 @@ async fn follow(
                                 deadline = Some(Instant::now());
                             }
                         }
-                        PortEvent::Gone { name } => chase.gone(&name),
+                        PortEvent::Gone { name } => {
+                            chase.gone(&name);
+                            assumed.remove(&name);
+                        }
                     }
                 }
             }
@@ -165,6 +181,13 @@ async fn follow(
                 // A fresh connection per round: LXD closes idle keep-alive ones.
                 let mut client = Client::connect(socket).await?;
                 current = refetch(&mut client, current, &changes).await?;
+                // A read that raced LXD's own write of the veth's name keeps the match.
+                assumed.retain(|port, _| !super::convert::knows_port(&current, port));
+                for (port, mac) in &assumed {
+                    if let Some(next) = super::convert::assume_port(&current, port, mac) {
+                        current = next;
+                    }
+                }
                 publish_snapshot(publish, status, &current);
                 // Ports still unknown get another read, a little later.
                 if let Some(delay) = chase.after_read(|n| super::convert::knows_port(&current, n)) {

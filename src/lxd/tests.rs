@@ -466,3 +466,30 @@ fn forwards_in_the_file() {
             .unwrap_err();
     assert_eq!(errs[0].key, "networks.br0.forwards");
 }
+
+/// A port whose peer carries a NIC's hwaddr names that NIC before LXD writes
+/// the veth's name; other MACs match nothing.
+#[test]
+fn a_port_is_matched_to_its_nic_by_mac() {
+    let mut snap = crate::lxd::Snapshot::default();
+    let mut inst = crate::lxd::api::Instance {
+        name: "c1".into(),
+        status: "Stopped".into(),
+        ..Default::default()
+    };
+    inst.config
+        .insert("volatile.eth0.hwaddr".into(), "00:16:3E:DA:B2:7A".into());
+    snap.instances.push(inst);
+    assert!(!crate::lxd::convert::knows_port(&snap, "vethc2e34bcf"));
+    let next = crate::lxd::convert::assume_port(&snap, "vethc2e34bcf", "00:16:3e:da:b2:7a")
+        .expect("matched");
+    assert!(crate::lxd::convert::knows_port(&next, "vethc2e34bcf"));
+    assert_eq!(
+        next.instances[0]
+            .config
+            .get("volatile.eth0.host_name")
+            .map(String::as_str),
+        Some("vethc2e34bcf")
+    );
+    assert!(crate::lxd::convert::assume_port(&snap, "veth0", "00:16:3e:00:00:01").is_none());
+}
