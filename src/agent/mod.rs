@@ -1539,8 +1539,14 @@ fn peer_name(peer: &Peer) -> &str {
         .unwrap_or("")
 }
 
+/// Whether a reload may keep the peer's session. BFD settings count: the session is
+/// gated on BFD, so turning it on or off must start over.
 fn same_session(a: &Peer, b: &Peer) -> bool {
-    a.port == b.port && a.asn == b.asn && a.password == b.password && a.hold_time == b.hold_time
+    a.port == b.port
+        && a.asn == b.asn
+        && a.password == b.password
+        && a.hold_time == b.hold_time
+        && a.bfd == b.bfd
 }
 
 fn cease(subcode: u8) -> Notification {
