@@ -2,7 +2,7 @@
 //! per-peer Adj-RIB-Out. Kernel events, session events, control requests and signals
 //! all arrive here and are handled one at a time, so every change is a diff against
 //! one consistent state.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 mod admin;
+mod bfd;
 
 use crate::bgp::adj_out::{AdjRibOut, Changes};
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
@@ -142,6 +143,10 @@ struct Agent {
     held: HeldWithdrawals,
     /// The file, or the file over a live LXD.
     source: crate::lxd::ConfigSource,
+    /// The BFD task: its commands and each session's status.
+    bfd: crate::bfd::task::Handle,
+    /// Peers whose BFD session is Up (a respawned BGP session learns it at once).
+    bfd_up: BTreeSet<IpAddr>,
 }
 
 /// Prefixes whose withdrawal waits, and until when.
@@ -220,6 +225,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
     let (scrape_tx, mut scrape_rx) = mpsc::channel::<Scrape>(16);
+    let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         opts,
         planner: Planner::new(&config),
@@ -245,6 +251,8 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         changes_sent: 0,
         held: HeldWithdrawals::default(),
         source,
+        bfd: crate::bfd::task::spawn(bfd_tx),
+        bfd_up: BTreeSet::new(),
     };
     agent.replan(None).await;
     agent.start_bgp(restarting)?;
@@ -302,6 +310,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 agent.on_session_event(event).await;
                 agent.notify_status();
             }
+            Some(report) = bfd_rx.recv() => agent.on_bfd_report(report),
             Some(scrape) = scrape_rx.recv() => { let _ = scrape.send(agent.metrics_text()); }
             Some(pending) = control_rx.recv() => {
                 let Pending { request, reply } = pending;
@@ -395,6 +404,7 @@ impl Agent {
         for peer in peers {
             self.spawn_session(peer);
         }
+        self.sync_bfd();
         Ok(())
     }
 
@@ -433,6 +443,9 @@ impl Agent {
         );
         if let Ok(mut d) = self.directory.write() {
             d.insert(peer.address, tx.clone());
+        }
+        if peer.bfd.is_some() && self.bfd_up.contains(&peer.address) {
+            let _ = tx.send(SessionCmd::BfdUp);
         }
         self.sessions.insert(
             peer.address,
@@ -1181,6 +1194,7 @@ impl Agent {
         for peer in reset.into_iter().chain(added) {
             self.spawn_session(peer);
         }
+        self.sync_bfd();
         self.replan(None).await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))
@@ -1262,6 +1276,14 @@ impl Agent {
                     view.not_sent.insert(f.name().into(), why.clone());
                 }
                 view.admin_down = self.admin_down.get(&s.peer.address).cloned();
+                if s.peer.bfd.is_some() {
+                    view.bfd = self
+                        .bfd
+                        .status
+                        .lock()
+                        .ok()
+                        .and_then(|b| b.get(&s.peer.address).cloned());
+                }
                 Some(view)
             })
             .collect();
