@@ -210,27 +210,10 @@ impl Task {
                 return;
             }
         };
-        // RFC 5881 section 5: only a neighbour one hop away can send with 255.
-        if d.ttl != Some(i32::from(TTL)) {
-            tracing::debug!(from = %d.from, ttl = ?d.ttl, "BFD: dropped, TTL is not 255");
-            return;
+        match accept(&self.demux, &d, buf) {
+            Ok((from, repr)) => self.handle(from, Event::Received(repr)),
+            Err(why) => tracing::debug!(from = %d.from, "BFD: dropped: {why}"),
         }
-        let Some(bytes) = buf.get(..d.len) else {
-            return;
-        };
-        let repr = match Repr::decode(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(from = %d.from, "BFD: dropped: {e}");
-                return;
-            }
-        };
-        let from = canonical(d.from);
-        if let Err(e) = self.demux.lookup(&repr, &from) {
-            tracing::debug!(%from, "BFD: dropped: {e}");
-            return;
-        }
-        self.handle(from, Event::Received(repr));
     }
 
     fn fire_timers(&mut self) {
@@ -293,6 +276,22 @@ impl Task {
     }
 }
 
+/// The peer and packet of a received datagram, or why it is dropped.
+fn accept(demux: &Demux<IpAddr>, d: &Datagram, buf: &[u8]) -> Result<(IpAddr, Repr), String> {
+    // RFC 5881 section 5: only a neighbour one hop away can send with 255; this is
+    // what makes single hop safe without authentication.
+    if d.ttl != Some(i32::from(TTL)) {
+        return Err(format!("TTL or hop limit {:?}, not {TTL}", d.ttl));
+    }
+    let bytes = buf
+        .get(..d.len)
+        .ok_or_else(|| "truncated by the receive buffer".to_string())?;
+    let repr = Repr::decode(bytes).map_err(|e| e.to_string())?;
+    let from = canonical(d.from);
+    demux.lookup(&repr, &from).map_err(|e| e.to_string())?;
+    Ok((from, repr))
+}
+
 /// An IPv4 peer's packets arrive on the IPv4 socket, but be safe with mapped forms.
 fn canonical(from: SocketAddr) -> IpAddr {
     match from.ip() {
@@ -318,5 +317,83 @@ fn view_of(s: &Session) -> BfdView {
         transmit_interval_ms: millis(s.transmit_interval()),
         detection_time_ms: millis(s.detection_time()),
         multiplier: s.config().detect_mult.get(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bfd::State;
+
+    fn datagram(from: &str, ttl: Option<i32>, len: usize) -> Datagram {
+        Datagram {
+            len,
+            from: SocketAddr::new(from.parse().expect("address"), 49152),
+            ttl,
+        }
+    }
+
+    fn setup() -> (Demux<IpAddr>, Vec<u8>) {
+        let mut demux = Demux::new();
+        let peer: IpAddr = "192.0.2.1".parse().expect("address");
+        let discr = demux.insert(peer, &mut || 7u32);
+        // What the peer's first packet looks like: Down, Your Discriminator zero.
+        let theirs = Session::new(Config::default(), discr);
+        let bytes = theirs.packet(false, false).to_bytes().to_vec();
+        (demux, bytes)
+    }
+
+    #[test]
+    fn only_ttl_255_from_a_configured_peer() {
+        let (demux, bytes) = setup();
+        let ok = accept(
+            &demux,
+            &datagram("192.0.2.1", Some(255), bytes.len()),
+            &bytes,
+        );
+        let (from, repr) = ok.expect("accepted");
+        assert_eq!(from, "192.0.2.1".parse::<IpAddr>().expect("address"));
+        assert_eq!(repr.state, State::Down);
+        for ttl in [Some(254), Some(64), Some(1), None] {
+            let got = accept(&demux, &datagram("192.0.2.1", ttl, bytes.len()), &bytes);
+            assert!(got.is_err(), "TTL {ttl:?} accepted");
+        }
+        let stranger = accept(
+            &demux,
+            &datagram("192.0.2.9", Some(255), bytes.len()),
+            &bytes,
+        );
+        assert!(stranger.is_err());
+        let short = accept(&demux, &datagram("192.0.2.1", Some(255), 10), &bytes);
+        assert!(short.is_err());
+        let overlong = accept(&demux, &datagram("192.0.2.1", Some(255), 600), &bytes);
+        assert!(overlong.is_err());
+    }
+
+    #[test]
+    fn mapped_ipv4_senders_are_ipv4_peers() {
+        let (demux, bytes) = setup();
+        let got = accept(
+            &demux,
+            &datagram("::ffff:192.0.2.1", Some(255), bytes.len()),
+            &bytes,
+        );
+        assert!(got.is_ok(), "{got:?}");
+    }
+
+    #[test]
+    fn settings_map_to_one_interval_both_ways() {
+        let c = session_config(&BfdSettings {
+            min_interval_ms: 100,
+            multiplier: 5,
+        });
+        assert_eq!(c.desired_min_tx, Duration::from_millis(100));
+        assert_eq!(c.required_min_rx, Duration::from_millis(100));
+        assert_eq!(c.detect_mult.get(), 5);
+        let zero = session_config(&BfdSettings {
+            min_interval_ms: 100,
+            multiplier: 0,
+        });
+        assert_eq!(zero.detect_mult, crate::bfd::DEFAULT_DETECT_MULT);
     }
 }
