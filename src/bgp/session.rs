@@ -936,3 +936,32 @@ async fn read_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bfd_gate_opens_on_up_or_after_the_hold() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut gate = BfdGate::down();
+            assert!(!gate.is_open(), "a session with BFD waits for it");
+            tokio::time::advance(BFD_HOLD - Duration::from_secs(1)).await;
+            assert!(!gate.is_open());
+            // A router without BFD is never locked out.
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(gate.is_open());
+
+            gate = BfdGate::down();
+            assert!(!gate.is_open());
+            gate.up = true;
+            assert!(gate.is_open(), "BFD Up opens it at once");
+            assert!(gate.open_at() <= tokio::time::Instant::now());
+        });
+    }
+}
