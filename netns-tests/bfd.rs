@@ -33,16 +33,21 @@ fn start(v6: bool) -> Env {
         "router",
         &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
     );
-    let interval = INTERVAL_MS.to_string();
+    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(peer, INTERVAL_MS));
+    hb.wait_ready();
+    Env { hb, router, topo }
+}
+
+/// hostbgp's config: BFD on for `r1` at `interval_ms`, hold time `HOLD`.
+fn yaml(peer: &str, interval_ms: u32) -> String {
+    let interval = interval_ms.to_string();
     let hold = HOLD.to_string();
     let keys = [
         ("bgp.peers.r1.bfd", "true"),
         ("bgp.peers.r1.bfd.min_interval", interval.as_str()),
         ("bgp.peers.r1.holdtime", hold.as_str()),
     ];
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &config_yaml(peer, &keys, ""));
-    hb.wait_ready();
-    Env { hb, router, topo }
+    config_yaml(peer, &keys, "")
 }
 
 /// Drops everything in and out of `eth0` in namespace `ns`; the link stays up.
@@ -134,4 +139,40 @@ fn bfd_blackhole_withdraws_within_2s_v4() {
         return;
     }
     blackhole_withdraws_fast(false);
+}
+
+/// A reload that changes only the BFD interval resets the BGP session (it is gated on
+/// BFD), which comes back at once because BFD stays Up, with the new timers.
+#[test]
+fn bfd_interval_change_on_reload() {
+    if !lab::require_root("bfd_interval_change_on_reload") {
+        return;
+    }
+    let env = start(false);
+    env.wait_established();
+    env.router.wait_route(PREFIX);
+    wait_until("hostbgp reports BFD Up", TIMEOUT, || {
+        bfd_state(&env) == "Up"
+    });
+
+    env.hb.write_config(&yaml(lab::ROUTER_V4, 200));
+    env.hb.reload().expect("reload");
+    // The reload stopped the old session before answering: this is the new one.
+    env.hb.wait_peer_state("r1", "Established");
+    assert!(
+        env.hb
+            .log_text()
+            .contains("peer settings changed: resetting its session"),
+        "{}",
+        env.hb.log_text()
+    );
+    // Our 200 ms is slower than bird's 100 ms: it sets our pace and bird's.
+    wait_until("BFD runs at 200 ms x 3", TIMEOUT, || {
+        env.hb.peer("r1").is_some_and(|p| {
+            p["bfd"]["state"] == "Up"
+                && p["bfd"]["transmit_interval_ms"] == 200
+                && p["bfd"]["detection_time_ms"] == 600
+        })
+    });
+    env.router.wait_route(PREFIX);
 }

@@ -104,7 +104,7 @@ fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
 
 /// A session's sending socket: TTL (hop limit) 255, bound to a free port of
 /// 49152..=65535 tried from `start`, kept for all of the session's packets.
-pub fn bind_sender(peer: IpAddr, start: u16) -> io::Result<UdpSocket> {
+pub fn bind_sender(peer: IpAddr, start: u16) -> io::Result<StdUdpSocket> {
     let span = u32::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
     let offset = u32::from(start) % span;
     let mut last = io::Error::other("no source port free");
@@ -124,7 +124,7 @@ pub fn bind_sender(peer: IpAddr, start: u16) -> io::Result<UdpSocket> {
                     setsockopt(&s, sockopt::Ipv6Ttl, &i32::from(TTL))?;
                 }
                 s.set_nonblocking(true)?;
-                return UdpSocket::from_std(s);
+                return Ok(s);
             }
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
             Err(e) => return Err(e),

@@ -79,7 +79,9 @@ pub fn session_config(s: &BfdSettings) -> Config {
 
 struct Peer {
     session: Session,
-    sender: UdpSocket,
+    /// Sending never waits (a full buffer loses one packet), so this socket stays
+    /// out of tokio: a freshly registered one would refuse its first send.
+    sender: std::net::UdpSocket,
     transmit_at: Option<Instant>,
     detect_at: Option<Instant>,
 }
@@ -252,7 +254,7 @@ impl Task {
                 Action::Send(repr) => {
                     let to = SocketAddr::new(address, CONTROL_PORT);
                     // A full send buffer loses one packet: the next tick sends again.
-                    if let Err(e) = p.sender.try_send_to(&repr.to_bytes(), to) {
+                    if let Err(e) = p.sender.send_to(&repr.to_bytes(), to) {
                         tracing::debug!(peer = %address, "BFD send: {e}");
                     }
                 }
