@@ -176,3 +176,41 @@ fn bfd_interval_change_on_reload() {
     });
     env.router.wait_route(PREFIX);
 }
+
+/// A router without BFD: the session waits for BFD, then starts anyway once BFD has
+/// stayed down its hold time (90 s), so a misconfiguration costs a delay, not the peer.
+#[test]
+fn bfd_router_without_bfd_is_not_locked_out() {
+    if !lab::require_root("bfd_router_without_bfd_is_not_locked_out") {
+        return;
+    }
+    let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
+    let bp = BirdPeer::router("h1", lab::HOST_V4).hold_time(HOLD);
+    let router = Bird::start(
+        &topo.lab,
+        &topo.r,
+        "router",
+        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
+    );
+    let started = Instant::now();
+    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
+    hb.wait_ready();
+    let env = Env { hb, router, topo };
+    std::thread::sleep(Duration::from_secs(10));
+    let p = env.hb.peer("r1").expect("peer r1");
+    assert_ne!(p["state"], "Established", "did not wait for BFD: {p}");
+    assert_eq!(p["bfd"]["state"], "Down", "{p}");
+    wait_until(
+        "the session starts after the BFD hold",
+        Duration::from_secs(120),
+        || {
+            env.hb
+                .peer("r1")
+                .is_some_and(|p| p["state"] == "Established")
+        },
+    );
+    let waited = started.elapsed();
+    eprintln!("established {waited:?} after start without BFD at the router");
+    assert!(waited >= Duration::from_secs(85), "{waited:?}");
+    env.router.wait_route(PREFIX);
+}
