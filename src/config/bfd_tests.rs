@@ -95,3 +95,18 @@ fn bfd_conflict_across_networks() {
     let off = y.replace("      bgp.peers.r2.bfd: 'true'\n", "");
     assert_eq!(keys(&off), vec!["networks.br0.config.bgp.peers.r1.bfd"]);
 }
+
+#[test]
+fn bfd_key_typos_get_suggestions() {
+    use super::suggest::suggest;
+    let p = "networks.br0.config.bgp.peers.r1";
+    assert_eq!(
+        suggest(&format!("{p}.bfd.multiplyer")).as_deref(),
+        Some("bfd.multiplier")
+    );
+    assert_eq!(
+        suggest(&format!("{p}.bfd.min_intreval")).as_deref(),
+        Some("bfd.min_interval")
+    );
+    assert_eq!(suggest(&format!("{p}.bdf")).as_deref(), Some("bfd"));
+}
