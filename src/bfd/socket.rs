@@ -37,13 +37,14 @@ fn into_tokio(fd: OwnedFd) -> io::Result<UdpSocket> {
 }
 
 /// The receiving socket of one family on port 3784 (0.0.0.0 or [::], IPv6 only so
-/// both can be bound), asking the kernel for each datagram's TTL or hop limit.
+/// both can be bound), asking the kernel for each datagram's TTL or hop limit. No
+/// SO_REUSEADDR: another BFD daemon on the port must be an error, not a silent
+/// split of the peers' packets.
 pub fn bind_control(v6: bool) -> io::Result<UdpSocket> {
     let fd = if v6 {
         let fd = udp_socket(AddressFamily::Inet6)?;
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
         setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)?;
-        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
         let addr = SockaddrIn6::from(std::net::SocketAddrV6::new(
             Ipv6Addr::UNSPECIFIED,
             CONTROL_PORT,
@@ -55,7 +56,6 @@ pub fn bind_control(v6: bool) -> io::Result<UdpSocket> {
     } else {
         let fd = udp_socket(AddressFamily::Inet)?;
         setsockopt(&fd, sockopt::Ipv4RecvTtl, &true)?;
-        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
         let addr = SockaddrIn::from(std::net::SocketAddrV4::new(
             Ipv4Addr::UNSPECIFIED,
             CONTROL_PORT,
