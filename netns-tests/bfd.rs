@@ -108,8 +108,14 @@ fn blackhole_withdraws_fast(v6: bool) {
             .is_some_and(|p| p["state"] != "Established" && p["bfd"]["state"] == "Down")
     });
     let p = env.hb.peer("r1").expect("peer r1");
+    // Cease/BFD Down (RFC 9384), recorded though the blackhole ate it.
+    assert_eq!(p["last_notification_sent"]["code"], 6, "{p}");
     assert_eq!(p["last_notification_sent"]["subcode"], 10, "{p}");
-    // Our kernel routes stay: only the router forgets us.
+    // Our side detected it too, not just the router.
+    assert_eq!(
+        p["bfd"]["diagnostic"], "control detection time expired",
+        "{p}"
+    );
     assert!(
         env.hb.log_text().contains("BFD detected a path failure"),
         "{}",

@@ -1603,4 +1603,39 @@ mod tests {
             assert_eq!(start.elapsed(), Duration::from_secs(125));
         });
     }
+
+    #[test]
+    fn a_bfd_change_resets_the_session() {
+        let peer = Peer {
+            address: "192.0.2.1".parse().expect("address"),
+            port: 179,
+            asn: 65000,
+            password: None,
+            hold_time: 90,
+            bfd: None,
+            declared_by: vec![("br0".into(), "r1".into())],
+        };
+        let on = Peer {
+            bfd: Some(config::BfdSettings::default()),
+            ..peer.clone()
+        };
+        let faster = Peer {
+            bfd: Some(config::BfdSettings {
+                min_interval_ms: 100,
+                ..config::BfdSettings::default()
+            }),
+            ..peer.clone()
+        };
+        assert!(same_session(&peer, &peer.clone()));
+        assert!(!same_session(&peer, &on));
+        assert!(!same_session(&on, &faster));
+        let renamed = Peer {
+            declared_by: vec![("br1".into(), "r1".into())],
+            ..on.clone()
+        };
+        assert!(
+            same_session(&on, &renamed),
+            "where it is declared is not a setting"
+        );
+    }
 }
