@@ -220,3 +220,52 @@ fn bfd_router_without_bfd_is_not_locked_out() {
     assert!(waited >= Duration::from_secs(85), "{waited:?}");
     env.router.wait_route(PREFIX);
 }
+
+/// A restart (SIGTERM) is deliberate: BFD says AdminDown (RFC 5882 section 3.2).
+/// bird 2.0.12 with `bfd on` resets the session on any BFD down, graceful restart or
+/// not; with `bfd graceful` it keeps our routes (stale) past the BFD detection time,
+/// and the restarted agent takes them over.
+#[test]
+fn bfd_restart_keeps_graceful_restart() {
+    if !lab::require_root("bfd_restart_keeps_graceful_restart") {
+        return;
+    }
+    let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
+    let bp = BirdPeer::router("h1", lab::HOST_V4)
+        .hold_time(HOLD)
+        .bfd(INTERVAL_MS)
+        .bfd_graceful(true)
+        .graceful_restart(true);
+    let router = Bird::start(
+        &topo.lab,
+        &topo.r,
+        "router",
+        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
+    );
+    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
+    hb.wait_ready();
+    let mut env = Env { hb, router, topo };
+    env.wait_established();
+    env.router.wait_route(PREFIX);
+    wait_until("hostbgp reports BFD Up", TIMEOUT, || {
+        bfd_state(&env) == "Up"
+    });
+
+    env.hb.term();
+    assert!(env.hb.wait_exit(TIMEOUT).is_some(), "hostbgp did not exit");
+    // Well past the 300 ms detection time.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !env.router.route(PREFIX).is_empty(),
+        "router dropped our routes on a restart; bird: {}\n{}",
+        env.router.birdc(&["show", "bfd", "sessions"]),
+        env.router.birdc(&["show", "protocols", "all", "h1"])
+    );
+    env.hb.spawn(&env.topo.lab);
+    env.hb.wait_ready();
+    env.wait_established();
+    wait_until("hostbgp reports BFD Up again", TIMEOUT, || {
+        bfd_state(&env) == "Up"
+    });
+    env.router.wait_route(PREFIX);
+}

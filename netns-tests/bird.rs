@@ -29,6 +29,8 @@ pub struct BirdPeer {
     pub ipv6_next_hop: Option<String>,
     /// `bfd on`, with a `protocol bfd` at this interval (ms) x 3.
     pub bfd_interval_ms: Option<u32>,
+    /// `bfd graceful`: BFD down starts graceful restart instead of a hard reset.
+    pub bfd_graceful: bool,
 }
 
 impl BirdPeer {
@@ -48,11 +50,16 @@ impl BirdPeer {
             ipv4_next_hop: None,
             ipv6_next_hop: None,
             bfd_interval_ms: None,
+            bfd_graceful: false,
         }
     }
 
     pub fn bfd(mut self, interval_ms: u32) -> Self {
         self.bfd_interval_ms = Some(interval_ms);
+        self
+    }
+    pub fn bfd_graceful(mut self, on: bool) -> Self {
+        self.bfd_graceful = on;
         self
     }
 
@@ -165,7 +172,8 @@ impl BirdConfig {
                 let _ = writeln!(s, "  passive on;");
             }
             if p.bfd_interval_ms.is_some() {
-                let _ = writeln!(s, "  bfd on;");
+                let mode = if p.bfd_graceful { "graceful" } else { "on" };
+                let _ = writeln!(s, "  bfd {mode};");
             }
             for af in ["ipv4", "ipv6"] {
                 let mut opts = String::new();

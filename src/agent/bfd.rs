@@ -21,6 +21,17 @@ impl Agent {
         let _ = self.bfd.commands.send(Command::Peers(peers));
     }
 
+    /// Going away on purpose (shutdown or restart): AdminDown to every BFD peer, which
+    /// a router must not take for a path failure (RFC 5882 section 3.2), so graceful
+    /// restart keeps our routes there. Waits a moment for the task to send it.
+    pub(super) async fn bfd_admin_down(&self) {
+        if self.config.peers().iter().all(|p| p.bfd.is_none()) {
+            return;
+        }
+        let _ = self.bfd.commands.send(Command::Peers(BTreeMap::new()));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     pub(super) fn on_bfd_report(&mut self, report: Report) {
         let (address, cmd) = match report {
             Report::Up(address) => {

@@ -346,8 +346,14 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 agent.shutdown().await;
                 return Ok(());
             }
-            _ = sigterm.recv() => return agent.stop_for_restart(),
-            _ = sigint.recv() => return agent.stop_for_restart(),
+            _ = sigterm.recv() => {
+                agent.bfd_admin_down().await;
+                return agent.stop_for_restart();
+            }
+            _ = sigint.recv() => {
+                agent.bfd_admin_down().await;
+                return agent.stop_for_restart();
+            }
             () = agent.source.changed() => agent.on_source_changed().await,
             _ = watchdog.tick() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
@@ -1217,6 +1223,7 @@ impl Agent {
     /// Full shutdown: withdraw everything, say goodbye, remove our kernel routes.
     async fn shutdown(&mut self) {
         tracing::info!("full shutdown: withdrawing every prefix");
+        self.bfd_admin_down().await;
         let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
         let mut waits = Vec::new();
         for address in addresses {
