@@ -27,6 +27,10 @@ pub struct BirdPeer {
     pub ipv4_next_hop: Option<String>,
     /// Speaker only: `next hop address` for the ipv6 channel.
     pub ipv6_next_hop: Option<String>,
+    /// `bfd on`, with a `protocol bfd` at this interval (ms) x 3.
+    pub bfd_interval_ms: Option<u32>,
+    /// `bfd graceful`: BFD down starts graceful restart instead of a hard reset.
+    pub bfd_graceful: bool,
 }
 
 impl BirdPeer {
@@ -45,7 +49,18 @@ impl BirdPeer {
             speaker: false,
             ipv4_next_hop: None,
             ipv6_next_hop: None,
+            bfd_interval_ms: None,
+            bfd_graceful: false,
         }
+    }
+
+    pub fn bfd(mut self, interval_ms: u32) -> Self {
+        self.bfd_interval_ms = Some(interval_ms);
+        self
+    }
+    pub fn bfd_graceful(mut self, on: bool) -> Self {
+        self.bfd_graceful = on;
+        self
     }
 
     pub fn extended_next_hop(mut self, on: bool) -> Self {
@@ -128,6 +143,13 @@ impl BirdConfig {
             }
             s.push_str("}\n");
         }
+        // One `protocol bfd` serves every BGP peer with `bfd on` (the first's interval).
+        if let Some(ms) = self.peers.iter().find_map(|p| p.bfd_interval_ms) {
+            let _ = writeln!(
+                s,
+                "protocol bfd {{\n  interface \"*\" {{ min rx interval {ms} ms; min tx interval {ms} ms; multiplier 3; }};\n}}"
+            );
+        }
         for p in &self.peers {
             let _ = writeln!(s, "protocol bgp {} {{", p.name);
             let _ = writeln!(s, "  local as {};", p.local_as);
@@ -148,6 +170,10 @@ impl BirdConfig {
             }
             if p.passive {
                 let _ = writeln!(s, "  passive on;");
+            }
+            if p.bfd_interval_ms.is_some() {
+                let mode = if p.bfd_graceful { "graceful" } else { "on" };
+                let _ = writeln!(s, "  bfd {mode};");
             }
             for af in ["ipv4", "ipv6"] {
                 let mut opts = String::new();

@@ -333,6 +333,12 @@ fn print_status(v: &Value) {
             });
             println!("  router id {id}{hold}");
         }
+        if let Some(b) = &p.bfd {
+            println!(
+                "  BFD {} (peer {}), tx every {} ms, detection {} ms, last diagnostic: {}",
+                b.state, b.remote_state, b.transmit_interval_ms, b.detection_time_ms, b.diagnostic
+            );
+        }
         if !p.families.is_empty() {
             let list: Vec<String> = p
                 .families

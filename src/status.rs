@@ -64,6 +64,25 @@ pub struct PeerStatusView {
     pub last_error: Option<String>,
     pub last_notification_sent: Option<NotificationView>,
     pub last_notification_received: Option<NotificationView>,
+    /// The BFD session, when `bfd` is on for this peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdView>,
+}
+
+/// One BFD session as `status` shows it: states, what was negotiated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdView {
+    pub state: String,
+    pub remote_state: String,
+    /// Why our side last went down ("no diagnostic" while it never did).
+    pub diagnostic: String,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    /// The negotiated interval between our packets, before jitter.
+    pub transmit_interval_ms: u64,
+    /// How long without a packet before the session goes down.
+    pub detection_time_ms: u64,
+    pub multiplier: u8,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -33,6 +33,7 @@ fn peer(address: &str, port: u16, asn: u32, hold_time: u16) -> Peer {
         asn,
         password: None,
         hold_time,
+        bfd: None,
         declared_by: vec![("br0".into(), "r1".into())],
     }
 }

@@ -2,7 +2,7 @@
 //! per-peer Adj-RIB-Out. Kernel events, session events, control requests and signals
 //! all arrive here and are handled one at a time, so every change is a diff against
 //! one consistent state.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 mod admin;
+mod bfd;
 
 use crate::bgp::adj_out::{AdjRibOut, Changes};
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
@@ -142,6 +143,10 @@ struct Agent {
     held: HeldWithdrawals,
     /// The file, or the file over a live LXD.
     source: crate::lxd::ConfigSource,
+    /// The BFD task: its commands and each session's status.
+    bfd: crate::bfd::task::Handle,
+    /// Peers whose BFD session is Up (a respawned BGP session learns it at once).
+    bfd_up: BTreeSet<IpAddr>,
 }
 
 /// Prefixes whose withdrawal waits, and until when.
@@ -220,6 +225,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
     let (scrape_tx, mut scrape_rx) = mpsc::channel::<Scrape>(16);
+    let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         opts,
         planner: Planner::new(&config),
@@ -245,6 +251,8 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         changes_sent: 0,
         held: HeldWithdrawals::default(),
         source,
+        bfd: crate::bfd::task::spawn(bfd_tx),
+        bfd_up: BTreeSet::new(),
     };
     agent.replan(None).await;
     agent.start_bgp(restarting)?;
@@ -302,6 +310,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 agent.on_session_event(event).await;
                 agent.notify_status();
             }
+            Some(report) = bfd_rx.recv() => agent.on_bfd_report(report),
             Some(scrape) = scrape_rx.recv() => { let _ = scrape.send(agent.metrics_text()); }
             Some(pending) = control_rx.recv() => {
                 let Pending { request, reply } = pending;
@@ -337,8 +346,14 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 agent.shutdown().await;
                 return Ok(());
             }
-            _ = sigterm.recv() => return agent.stop_for_restart(),
-            _ = sigint.recv() => return agent.stop_for_restart(),
+            _ = sigterm.recv() => {
+                agent.bfd_admin_down().await;
+                return agent.stop_for_restart();
+            }
+            _ = sigint.recv() => {
+                agent.bfd_admin_down().await;
+                return agent.stop_for_restart();
+            }
             () = agent.source.changed() => agent.on_source_changed().await,
             _ = watchdog.tick() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
@@ -395,6 +410,7 @@ impl Agent {
         for peer in peers {
             self.spawn_session(peer);
         }
+        self.sync_bfd();
         Ok(())
     }
 
@@ -433,6 +449,9 @@ impl Agent {
         );
         if let Ok(mut d) = self.directory.write() {
             d.insert(peer.address, tx.clone());
+        }
+        if peer.bfd.is_some() && self.bfd_up.contains(&peer.address) {
+            let _ = tx.send(SessionCmd::BfdUp);
         }
         self.sessions.insert(
             peer.address,
@@ -1181,6 +1200,7 @@ impl Agent {
         for peer in reset.into_iter().chain(added) {
             self.spawn_session(peer);
         }
+        self.sync_bfd();
         self.replan(None).await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))
@@ -1203,6 +1223,7 @@ impl Agent {
     /// Full shutdown: withdraw everything, say goodbye, remove our kernel routes.
     async fn shutdown(&mut self) {
         tracing::info!("full shutdown: withdrawing every prefix");
+        self.bfd_admin_down().await;
         let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
         let mut waits = Vec::new();
         for address in addresses {
@@ -1262,6 +1283,14 @@ impl Agent {
                     view.not_sent.insert(f.name().into(), why.clone());
                 }
                 view.admin_down = self.admin_down.get(&s.peer.address).cloned();
+                if s.peer.bfd.is_some() {
+                    view.bfd = self
+                        .bfd
+                        .status
+                        .lock()
+                        .ok()
+                        .and_then(|b| b.get(&s.peer.address).cloned());
+                }
                 Some(view)
             })
             .collect();
@@ -1539,8 +1568,14 @@ fn peer_name(peer: &Peer) -> &str {
         .unwrap_or("")
 }
 
+/// Whether a reload may keep the peer's session. BFD settings count: the session is
+/// gated on BFD, so turning it on or off must start over.
 fn same_session(a: &Peer, b: &Peer) -> bool {
-    a.port == b.port && a.asn == b.asn && a.password == b.password && a.hold_time == b.hold_time
+    a.port == b.port
+        && a.asn == b.asn
+        && a.password == b.password
+        && a.hold_time == b.hold_time
+        && a.bfd == b.bfd
 }
 
 fn cease(subcode: u8) -> Notification {
@@ -1574,5 +1609,40 @@ mod tests {
             timer.tick().await;
             assert_eq!(start.elapsed(), Duration::from_secs(125));
         });
+    }
+
+    #[test]
+    fn a_bfd_change_resets_the_session() {
+        let peer = Peer {
+            address: "192.0.2.1".parse().expect("address"),
+            port: 179,
+            asn: 65000,
+            password: None,
+            hold_time: 90,
+            bfd: None,
+            declared_by: vec![("br0".into(), "r1".into())],
+        };
+        let on = Peer {
+            bfd: Some(config::BfdSettings::default()),
+            ..peer.clone()
+        };
+        let faster = Peer {
+            bfd: Some(config::BfdSettings {
+                min_interval_ms: 100,
+                ..config::BfdSettings::default()
+            }),
+            ..peer.clone()
+        };
+        assert!(same_session(&peer, &peer.clone()));
+        assert!(!same_session(&peer, &on));
+        assert!(!same_session(&on, &faster));
+        let renamed = Peer {
+            declared_by: vec![("br1".into(), "r1".into())],
+            ..on.clone()
+        };
+        assert!(
+            same_session(&on, &renamed),
+            "where it is declared is not a setting"
+        );
     }
 }

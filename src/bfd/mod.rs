@@ -47,6 +47,8 @@ pub mod codes;
 pub mod demux;
 pub mod packet;
 pub mod session;
+pub mod socket;
+pub mod task;
 pub mod timers;
 
 #[cfg(test)]

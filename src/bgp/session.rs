@@ -42,6 +42,9 @@ const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
 const HOLD_TIMER_EXPIRED: u8 = 4;
 const CEASE: u8 = 6;
 const CEASE_COLLISION: u8 = 7;
+/// How long a peer with BFD on waits for BFD before BGP starts anyway, so a router
+/// without BFD is never locked out (issue 18).
+pub const BFD_HOLD: Duration = Duration::from_secs(90);
 
 #[derive(Clone, Debug)]
 pub struct SessionParams {
@@ -65,6 +68,11 @@ pub enum SessionCmd {
         epoch: u64,
         families: Vec<Family>,
     },
+    /// BFD reached Up: the session may start (at once).
+    BfdUp,
+    /// BFD saw the path fail: close the session with Cease/BFD Down (RFC 9384) and
+    /// start again only once BFD is Up or has stayed down `BFD_HOLD`.
+    BfdDown,
     /// Close the session (with this NOTIFICATION, if any) and end the task.
     Stop {
         notification: Option<Notification>,
@@ -316,15 +324,19 @@ pub async fn run(
         local_pref: (params.peer.asn == params.local.asn).then_some(100),
     };
     update_status(&status, |s| s.state = State::Connect);
+    let mut bfd = params.peer.bfd.map(|_| BfdGate::down());
 
     loop {
         let idle = established.is_none() && confirm.is_none();
+        let start_at = bfd
+            .as_ref()
+            .map_or(connect_at, |g| g.open_at().max(connect_at));
         let active_conn_keepalive = established
             .as_ref()
             .or(confirm.as_ref())
             .and_then(|c| c.negotiated.keepalive_interval());
         tokio::select! {
-            _ = sleep_until(connect_at), if idle && !outbound_pending => {
+            _ = sleep_until(start_at), if idle && !outbound_pending => {
                 outbound_pending = true;
                 update_status(&status, |s| s.state = State::Connect);
                 let (p, r) = (params.clone(), received.clone());
@@ -466,6 +478,10 @@ pub async fn run(
                 };
                 match cmd {
                     SessionCmd::Inbound(stream) => {
+                        if bfd.as_ref().is_some_and(|g| !g.is_open()) {
+                            tracing::debug!(%peer, "dropped a connection: waiting for BFD");
+                            continue;
+                        }
                         // A peer needs at most two connections in flight (ours and its
                         // own); more from its address is a flood, not BGP.
                         if handshakes.len() >= MAX_HANDSHAKES {
@@ -501,6 +517,34 @@ pub async fn run(
                             }
                         }
                     }
+                    SessionCmd::BfdUp => {
+                        if let Some(g) = bfd.as_mut() {
+                            g.up = true;
+                            // The path is back: no reason to wait out a backoff.
+                            connect_at = tokio::time::Instant::now();
+                        }
+                    }
+                    SessionCmd::BfdDown => {
+                        let Some(g) = bfd.as_mut() else { continue };
+                        *g = BfdGate::down();
+                        let notification = cease(crate::bgp::wire::codes::cease::BFD_DOWN);
+                        if let Some(conn) = established.take() {
+                            tracing::warn!(%peer, "session down: BFD detected a path failure");
+                            conn.close(Some(notification.clone())).await;
+                            let _ = events.send(SessionEvent::Down { id, epoch });
+                            update_status(&status, PeerStatus::went_down);
+                        }
+                        if let Some(conn) = confirm.take() {
+                            conn.close(Some(notification)).await;
+                        }
+                        handshakes.abort_all();
+                        outbound_pending = false;
+                        collision_survivor = false;
+                        update_status(&status, |s| {
+                            s.state = State::Active;
+                            s.last_error = Some("BFD down: path failure".into());
+                        });
+                    }
                     SessionCmd::Stop { notification, done } => {
                         if let Some(conn) = established.take() {
                             conn.close(notification.clone()).await;
@@ -516,6 +560,34 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// BFD's say on when a session may start: while BFD is Up, or once it has been down
+/// `BFD_HOLD`.
+struct BfdGate {
+    up: bool,
+    down_since: tokio::time::Instant,
+}
+
+impl BfdGate {
+    fn down() -> BfdGate {
+        BfdGate {
+            up: false,
+            down_since: tokio::time::Instant::now(),
+        }
+    }
+
+    fn open_at(&self) -> tokio::time::Instant {
+        if self.up {
+            self.down_since
+        } else {
+            self.down_since + BFD_HOLD
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_at() <= tokio::time::Instant::now()
     }
 }
 
@@ -862,5 +934,34 @@ async fn read_loop(
         if tx.send(event).is_err() || last {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bfd_gate_opens_on_up_or_after_the_hold() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut gate = BfdGate::down();
+            assert!(!gate.is_open(), "a session with BFD waits for it");
+            tokio::time::advance(BFD_HOLD - Duration::from_secs(1)).await;
+            assert!(!gate.is_open());
+            // A router without BFD is never locked out.
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(gate.is_open());
+
+            gate = BfdGate::down();
+            assert!(!gate.is_open());
+            gate.up = true;
+            assert!(gate.is_open(), "BFD Up opens it at once");
+            assert!(gate.open_at() <= tokio::time::Instant::now());
+        });
     }
 }

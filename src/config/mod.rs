@@ -4,6 +4,8 @@
 //! into it, the selected member's overlay is applied, then `validate` builds the typed
 //! [`Config`], collecting every error with its full key path.
 #[cfg(test)]
+mod bfd_tests;
+#[cfg(test)]
 mod check_tests;
 mod diagnose;
 pub(crate) mod node;
@@ -25,6 +27,27 @@ use ipnet::{Ipv4Net, Ipv6Net};
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
 pub const DEFAULT_BGP_PORT: u16 = 179;
+/// `bgp.peers.NAME.bfd.min_interval` when unset: bird's and FRR's usual 300 ms.
+pub const DEFAULT_BFD_MIN_INTERVAL_MS: u32 = 300;
+/// `bgp.peers.NAME.bfd.multiplier` when unset.
+pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
+
+/// A peer's BFD settings (`bgp.peers.NAME.bfd.*`), present when `bfd` is "true".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdSettings {
+    /// Both the interval we send at and the one we accept, in milliseconds.
+    pub min_interval_ms: u32,
+    pub multiplier: u8,
+}
+
+impl Default for BfdSettings {
+    fn default() -> Self {
+        BfdSettings {
+            min_interval_ms: DEFAULT_BFD_MIN_INTERVAL_MS,
+            multiplier: DEFAULT_BFD_MULTIPLIER,
+        }
+    }
+}
 
 /// A validated configuration, with the member overlay already applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +138,8 @@ pub struct PeerConfig {
     pub asn: u32,
     pub password: Option<String>,
     pub hold_time: u16,
+    /// `bfd: "true"`: BFD watches the path to the peer.
+    pub bfd: Option<BfdSettings>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +168,7 @@ pub struct Peer {
     pub asn: u32,
     pub password: Option<String>,
     pub hold_time: u16,
+    pub bfd: Option<BfdSettings>,
     /// (network, peer name) pairs declaring it, sorted.
     pub declared_by: Vec<(String, String)>,
 }
@@ -176,6 +202,7 @@ impl fmt::Debug for PeerConfig {
             .field("asn", &self.asn)
             .field("password", &redacted(&self.password))
             .field("hold_time", &self.hold_time)
+            .field("bfd", &self.bfd)
             .finish()
     }
 }
@@ -188,6 +215,7 @@ impl fmt::Debug for Peer {
             .field("asn", &self.asn)
             .field("password", &redacted(&self.password))
             .field("hold_time", &self.hold_time)
+            .field("bfd", &self.bfd)
             .field("declared_by", &self.declared_by)
             .finish()
     }
@@ -304,6 +332,7 @@ impl Config {
                         asn: p.asn,
                         password: p.password.clone(),
                         hold_time: p.hold_time,
+                        bfd: p.bfd,
                         declared_by: Vec::new(),
                     })
                     .declared_by

@@ -18,9 +18,13 @@ pub(crate) fn suggest(path: &str) -> Option<String> {
             return nearest(rest, &known);
         };
         if let Some(p) = ck.strip_prefix("bgp.peers.") {
-            // The field alone reads best: `as` -> `asn`.
-            let (_, field) = p.rsplit_once('.')?;
-            return nearest(field, PEER_KEYS);
+            // The field alone reads best: `as` -> `asn`; the `bfd.` fields keep
+            // their own dot: `bfd.multiplyer` -> `bfd.multiplier`.
+            let field = match p.split_once(".bfd.") {
+                Some((_, f)) => format!("bfd.{f}"),
+                None => p.rsplit_once('.')?.1.to_string(),
+            };
+            return nearest(&field, PEER_KEYS);
         }
         return nearest(ck, NETWORK_KEYS);
     }

@@ -142,6 +142,7 @@ fn example_round_trips() {
             asn: 65000,
             password: Some("s3cret".into()),
             hold_time: 90,
+            bfd: None,
         }
     );
     let up = &c.networks["uplink"];

@@ -10,6 +10,7 @@ use super::{
     AgentSettings, Config, ConfigError, FamilyConfig, Instance, Network, NetworkKind, Nic,
     PeerConfig, ServerConfig, DEFAULT_BGP_PORT, DEFAULT_GRACEFUL_RESTART_TIME, DEFAULT_HOLD_TIME,
 };
+use super::{BfdSettings, DEFAULT_BFD_MIN_INTERVAL_MS, DEFAULT_BFD_MULTIPLIER};
 
 /// Server keys that may differ per cluster member.
 pub(super) const LOCAL_SERVER_KEYS: &[&str] = &["core.bgp_address", "core.bgp_routerid"];
@@ -80,7 +81,18 @@ pub(super) const NIC_IGNORED: &[&str] = &[
     "ipv6.routes",
 ];
 /// The fields of a peer (`bgp.peers.NAME.FIELD`).
-pub(super) const PEER_KEYS: &[&str] = &["address", "asn", "password", "holdtime"];
+pub(super) const PEER_KEYS: &[&str] = &[
+    "address",
+    "asn",
+    "password",
+    "holdtime",
+    "bfd",
+    "bfd.min_interval",
+    "bfd.multiplier",
+];
+/// `bfd.min_interval` bounds, in ms: bird and FRR go no faster than 10 ms, and a
+/// detection slower than a minute is what the hold timer is for.
+const BFD_MIN_INTERVAL_MS: (u32, u32) = (10, 60_000);
 /// The NIC keys this file reads (besides `type` and the ignored ones).
 pub(super) const NIC_KEYS: &[&str] = &[
     "network",
@@ -501,6 +513,9 @@ struct RawPeer {
     asn_set: bool,
     password: Option<String>,
     hold_time: Option<u16>,
+    bfd: bool,
+    bfd_min_interval: Option<u32>,
+    bfd_multiplier: Option<u8>,
     valid: bool,
 }
 
@@ -623,7 +638,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                 );
                 continue;
             }
-            let Some((pname, field)) = rest.rsplit_once('.').filter(|(p, _)| !p.is_empty()) else {
+            let Some((pname, field)) = split_peer_key(rest) else {
                 e.push(key, "unknown key");
                 continue;
             };
@@ -661,6 +676,22 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     } else {
                         p.password = Some(val.to_string());
                     }
+                }
+                "bfd" => {
+                    let on = e.check(&key, values::parse_bool(val));
+                    p.bfd = on.unwrap_or(false);
+                    p.valid &= on.is_some();
+                }
+                "bfd.min_interval" => {
+                    let (min, max) = BFD_MIN_INTERVAL_MS;
+                    p.bfd_min_interval = e.check(&key, values::parse_u32(val, min, max));
+                    p.valid &= p.bfd_min_interval.is_some();
+                }
+                "bfd.multiplier" => {
+                    p.bfd_multiplier = e
+                        .check(&key, values::parse_u16(val, 1, 255))
+                        .and_then(|m| u8::try_from(m).ok());
+                    p.valid &= p.bfd_multiplier.is_some();
                 }
                 _ => {
                     p.hold_time = e.check(&key, values::parse_u16(val, 9, 65535));
@@ -750,6 +781,19 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                 "required: a peer needs an address and an asn",
             );
         }
+        let bfd_tuned = p.bfd_min_interval.is_some() || p.bfd_multiplier.is_some();
+        if bfd_tuned && !p.bfd {
+            // Tuning without `bfd: "true"` would silently do nothing.
+            e.push(
+                format!("{pkey}.bfd"),
+                "must be \"true\" when bfd.min_interval or bfd.multiplier is set",
+            );
+            continue;
+        }
+        let bfd = p.bfd.then(|| BfdSettings {
+            min_interval_ms: p.bfd_min_interval.unwrap_or(DEFAULT_BFD_MIN_INTERVAL_MS),
+            multiplier: p.bfd_multiplier.unwrap_or(DEFAULT_BFD_MULTIPLIER),
+        });
         if let (true, Some(address), Some(asn)) = (p.valid, p.address, p.asn) {
             peers.insert(
                 pname.clone(),
@@ -760,6 +804,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     asn,
                     password: p.password,
                     hold_time: p.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
+                    bfd,
                 },
             );
         }
@@ -818,6 +863,20 @@ fn check_uplinks(e: &mut Errors, networks: &BTreeMap<String, Network>, broken: &
     }
 }
 
+/// `NAME.FIELD` of a `bgp.peers.` key. The `bfd.` fields have a dot of their own, so
+/// they are matched first; a peer name may itself contain dots.
+fn split_peer_key(rest: &str) -> Option<(&str, &str)> {
+    let (pname, field) = ["bfd.min_interval", "bfd.multiplier"]
+        .iter()
+        .find_map(|f| {
+            rest.strip_suffix(f)
+                .and_then(|p| p.strip_suffix('.'))
+                .map(|p| (p, *f))
+        })
+        .or_else(|| rest.rsplit_once('.'))?;
+    (!pname.is_empty()).then_some((pname, field))
+}
+
 fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
     let mut by_addr: BTreeMap<IpAddr, Vec<(&str, &PeerConfig)>> = BTreeMap::new();
     for (nname, net) in networks {
@@ -837,6 +896,7 @@ fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
                 ("asn", p0.asn != p.asn),
                 ("password", p0.password != p.password),
                 ("holdtime", p0.hold_time != p.hold_time),
+                ("bfd", p0.bfd != p.bfd),
             ];
             for (f, differ) in diffs {
                 if differ {
