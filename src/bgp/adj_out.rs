@@ -95,6 +95,9 @@ pub struct AdjRibOut {
     v6: FastHashMap<Ipv6Net, Hop>,
     hops: Vec<PathKey>,
     hop_ids: FastHashMap<PathKey, u16>,
+    /// The index handed out last: a sync goes network by network, NIC by NIC, so
+    /// runs of prefixes share one path and skip hashing its attribute set.
+    last: Option<u16>,
 }
 
 /// A (next hop, attribute set)'s index in `hops`. Packed (alignment 1): an IPv6 slot is 19 bytes, not 20.
@@ -121,8 +124,12 @@ fn record<P: Hash + Eq>(map: &mut FastHashMap<P, Hop>, prefix: P, index: Option<
 
 impl AdjRibOut {
     fn hop_index(&mut self, path: &PathKey) -> u16 {
-        if let Some(i) = self.hop_ids.get(path) {
-            return *i;
+        if let Some(i) = self.last.filter(|i| self.hops[usize::from(*i)] == *path) {
+            return i;
+        }
+        if let Some(&i) = self.hop_ids.get(path) {
+            self.last = Some(i);
+            return i;
         }
         if self.hops.len() > usize::from(u16::MAX) {
             self.compact_hops();
@@ -130,6 +137,7 @@ impl AdjRibOut {
         let index = self.hops.len() as u16;
         self.hops.push(path.clone());
         self.hop_ids.insert(path.clone(), index);
+        self.last = Some(index);
         index
     }
 
@@ -156,6 +164,7 @@ impl AdjRibOut {
             .map(|(i, h)| (h.clone(), i as u16))
             .collect();
         self.hops = hops;
+        self.last = None;
     }
 
     /// Records the wanted state of `prefix` (None: not advertised) and notes the change:
@@ -218,6 +227,7 @@ impl AdjRibOut {
         self.v6 = FastHashMap::default();
         self.hops.clear();
         self.hop_ids.clear();
+        self.last = None;
     }
 
     /// Makes room for a full table of `v4` and `v6` routes, so each is one allocation.
