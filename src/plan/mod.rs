@@ -662,6 +662,39 @@ pub(super) mod tests {
         assert!(intent.routes.is_empty());
     }
 
+    #[test]
+    fn a_nic_adds_its_attributes_to_its_networks() {
+        let mut uplink = bridge("uplink");
+        uplink.kind = NetworkKind::Physical;
+        let mut ovn = bridge("ovn1");
+        ovn.kind = NetworkKind::Ovn;
+        ovn.uplink = Some("uplink".into());
+        ovn.ipv4.address = Some("10.20.0.1/24".parse().unwrap());
+        ovn.ipv4.ovn_router_address = Some("198.51.100.20".parse().unwrap());
+        ovn.attrs = ExtraAttrs {
+            med: Some(10),
+            communities: vec![1],
+            large_communities: vec![],
+            as_path_prepend: 2,
+        };
+        let mut n = nic("ovn1", "x", None, &["203.0.113.32/28"], &[]);
+        n.attrs = ExtraAttrs {
+            med: Some(20),
+            communities: vec![2],
+            ..ExtraAttrs::default()
+        };
+        let cfg = config(vec![uplink, ovn], vec![instance("c1", Some("node1"), n)]);
+        let intent = plan(&cfg, &KernelView::default());
+        let network = &intent.adverts[&net("10.20.0.0/24")].attrs;
+        assert_eq!(
+            (network.med, network.communities.clone()),
+            (Some(10), vec![1])
+        );
+        let nic = &intent.adverts[&net("203.0.113.32/28")].attrs;
+        assert_eq!(nic.communities, vec![1, 2]);
+        assert_eq!((nic.med, nic.as_path_prepend), (Some(20), 2));
+    }
+
     fn session(local: &str, enh: bool) -> SessionView {
         SessionView {
             local: ip(local),

@@ -241,6 +241,7 @@ impl Index {
     /// in network order.
     fn claim_bridges(&self, view: &KernelView) -> BTreeMap<IpNet, Vec<Advert>> {
         let mut claims: BTreeMap<IpNet, Vec<Advert>> = BTreeMap::new();
+        // A claimant: the network's owners and attributes.
         let mut claim = |prefix: IpNet, (owners, attrs): (&Owners, &Attrs), network: &Network| {
             let advert = Advert {
                 owners: owners.clone(),
@@ -253,7 +254,7 @@ impl Index {
             }
         };
         for (network, owners, attrs) in &self.bridges {
-            let owners = (owners, attrs);
+            let claimant = (owners, attrs);
             let Some(link) = view.link_by_name(&network.name) else {
                 continue;
             };
@@ -266,14 +267,14 @@ impl Index {
                     Family::Ipv6Unicast => network.ipv6.nat,
                 };
                 if !nat {
-                    claim(address.net.trunc(), owners, network);
+                    claim(address.net.trunc(), claimant, network);
                 }
             }
             if let (true, Some(a)) = (network.ipv4.nat, network.ipv4.nat_address) {
-                claim(host_v4(a), owners, network);
+                claim(host_v4(a), claimant, network);
             }
             if let (true, Some(a)) = (network.ipv6.nat, network.ipv6.nat_address) {
-                claim(host_v6(a), owners, network);
+                claim(host_v6(a), claimant, network);
             }
         }
         claims
