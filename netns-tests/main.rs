@@ -4,6 +4,7 @@
 //! Nothing touches the machine's own namespace: see `lab.rs`.
 
 // The harness is an API for present and future tests; not every helper is used yet.
+mod attrs;
 mod bfd;
 #[allow(dead_code)]
 mod bird;

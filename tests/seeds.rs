@@ -157,9 +157,19 @@ fn check_update(u: &Update, words: &[String]) -> Vec<String> {
                     .iter()
                     .any(|a| matches!(a, PathAttribute::LocalPref(_))),
             ),
-            ("comm", unknown_attr(u, 8)),
+            (
+                "comm",
+                u.attributes
+                    .iter()
+                    .any(|a| matches!(a, PathAttribute::Communities(_))),
+            ),
             ("extcomm", unknown_attr(u, 16)),
-            ("lcomm", unknown_attr(u, 32)),
+            (
+                "lcomm",
+                u.attributes
+                    .iter()
+                    .any(|a| matches!(a, PathAttribute::LargeCommunities(_))),
+            ),
         ] {
             if has(words, w) && !ok {
                 bad.push(format!("`{w}` in the name but not decoded"));

@@ -8,6 +8,7 @@
 #      LAT_ROUTES (latency: instance routes in the kernel beside the events, both speakers),
 #      LAT_EXTRA (latency: an OVN table advertised by hostbgp beside the events),
 #      BENCH_KEEP=1 keeps the temp dir (configs, logs, pcaps), NO_BUILD=1 skips the build,
+#      BENCH_SETS (bulk: also a hostbgp run over that many attribute sets, default 4; 1 = off),
 #      BENCH_SMOKE=1 marks the output as a smoke run (CI's tiny sizes: not measurements).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -18,7 +18,7 @@ use tracing::Instrument;
 mod admin;
 mod bfd;
 
-use crate::bgp::adj_out::{AdjRibOut, Changes};
+use crate::bgp::adj_out::{AdjRibOut, Changes, PathKey};
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
@@ -1529,7 +1529,7 @@ impl PeerNextHops<'_> {
         changes: &mut Changes,
     ) {
         let family = Family::of(&prefix);
-        let next_hop = match advert {
+        let path = match advert {
             None => None,
             Some(_) if !self.families.contains(&family) => {
                 peer.unsent
@@ -1537,14 +1537,17 @@ impl PeerNextHops<'_> {
                 None
             }
             Some(advert) => match self.resolve(family, &advert.next_hop) {
-                Ok(nh) => Some(nh),
+                Ok(next_hop) => Some(PathKey {
+                    next_hop,
+                    extra: advert.attrs.clone(),
+                }),
                 Err(reason) => {
                     peer.unsent.entry(family).or_insert_with(|| reason.clone());
                     None
                 }
             },
         };
-        peer.adj_out.set(prefix, next_hop, changes);
+        peer.adj_out.set(prefix, path.as_ref(), changes);
     }
 }
 

@@ -322,6 +322,7 @@ pub async fn run(
         next_hop: IpAddr::from([0, 0, 0, 0]),
         link_local_next_hop: None,
         local_pref: (params.peer.asn == params.local.asn).then_some(100),
+        extra: Default::default(),
     };
     update_status(&status, |s| s.state = State::Connect);
     let mut bfd = params.peer.bfd.map(|_| BfdGate::down());

@@ -3,6 +3,7 @@
 //! The file is read into a generic YAML tree (`node`), `conf.d/*.yaml` are deep-merged
 //! into it, the selected member's overlay is applied, then `validate` builds the typed
 //! [`Config`], collecting every error with its full key path.
+mod attrs;
 #[cfg(test)]
 mod bfd_tests;
 #[cfg(test)]
@@ -23,6 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use ipnet::{Ipv4Net, Ipv6Net};
+
+pub use crate::bgp::wire::ExtraAttrs;
 
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
@@ -128,6 +131,8 @@ pub struct Network {
     /// `forwards`: listen addresses of the network's forwards and load balancers
     /// (LXD's), advertised as /32 and /128 from this host.
     pub forwards: Vec<IpAddr>,
+    /// `bgp.communities`, `bgp.large_communities`, `bgp.med`, `bgp.as_path_prepend`.
+    pub attrs: ExtraAttrs,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -158,6 +163,8 @@ pub struct Nic {
     pub ipv6_address: Option<Ipv6Addr>,
     pub ipv4_routes_external: Vec<Ipv4Net>,
     pub ipv6_routes_external: Vec<Ipv6Net>,
+    /// Added to the network's (see [`ExtraAttrs::with`]).
+    pub attrs: ExtraAttrs,
 }
 
 /// One BGP neighbour: a peer address may be declared on several networks.

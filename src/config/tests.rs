@@ -168,6 +168,7 @@ fn example_round_trips() {
             ipv6_address: None,
             ipv4_routes_external: vec!["203.0.113.64/28".parse().unwrap()],
             ipv6_routes_external: vec!["2001:db8:100:40::/64".parse().unwrap()],
+            attrs: Default::default(),
         }
     );
     let peers = c.peers();

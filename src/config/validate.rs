@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::attrs::{self, ATTR_KEYS};
 use super::node::Node;
 use super::values::{self, Fam};
 use super::{
@@ -39,6 +40,10 @@ pub(super) const NETWORK_KEYS: &[&str] = &[
     "network",
     "volatile.network.ipv4.address",
     "volatile.network.ipv6.address",
+    "bgp.communities",
+    "bgp.large_communities",
+    "bgp.med",
+    "bgp.as_path_prepend",
 ];
 /// Fields of a network as `lxc network show` prints them, accepted and ignored.
 pub(super) const NETWORK_IGNORED: &[&str] = &[
@@ -100,6 +105,10 @@ pub(super) const NIC_KEYS: &[&str] = &[
     "ipv6.address",
     "ipv4.routes.external",
     "ipv6.routes.external",
+    "bgp.communities",
+    "bgp.large_communities",
+    "bgp.med",
+    "bgp.as_path_prepend",
 ];
 const MAX_PASSWORD_LEN: usize = 80;
 
@@ -625,9 +634,16 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
         None => BTreeMap::new(),
     };
     let ovn = kind == NetworkKind::Ovn;
+    let mut extra = super::ExtraAttrs::default();
     for (k, v) in &cfg {
         let key = format!("{cbase}.{k}");
         if k.starts_with("user.") {
+            continue;
+        }
+        if ATTR_KEYS.contains(&k.as_str()) {
+            if let Some(val) = e.scalar(&key, v) {
+                e.check(&key, attrs::apply(&mut extra, k, val));
+            }
             continue;
         }
         if let Some(rest) = k.strip_prefix("bgp.peers.") {
@@ -815,6 +831,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
     };
     Some(Network {
         forwards,
+        attrs: extra,
         name: name.to_string(),
         kind,
         ipv4: family_config::<std::net::Ipv4Addr>(v4),
@@ -974,6 +991,7 @@ fn parse_nic(
         ipv6_address: None,
         ipv4_routes_external: Vec::new(),
         ipv6_routes_external: Vec::new(),
+        attrs: super::ExtraAttrs::default(),
     };
     let mut ext_set = [false, false];
     for (k, v) in m {
@@ -1024,6 +1042,9 @@ fn parse_nic(
                     }
                 }
                 ext_set[usize::from(fam == Fam::V6)] = true;
+            }
+            k if ATTR_KEYS.contains(&k) => {
+                e.check(&key, attrs::apply(&mut nic.attrs, k, val));
             }
             _ => {}
         }

@@ -28,6 +28,11 @@ pub struct Converted {
 /// own file says, and LXD's must stay unset (LXD's speaker would hold the port).
 const SERVER_KEYS: &[&str] = &["core.bgp_asn", "core.bgp_routerid"];
 const COMMON_NETWORK_KEYS: &[&str] = &[
+    // hostbgp's path-attribute keys, passed through for servers that allow them
+    "bgp.communities",
+    "bgp.large_communities",
+    "bgp.med",
+    "bgp.as_path_prepend",
     "ipv4.nat",
     "ipv6.nat",
     "ipv4.nat.address",
@@ -50,6 +55,10 @@ const OVN_NETWORK_KEYS: &[&str] = &[
 ];
 const PEER_FIELDS: &[&str] = &["address", "asn", "password", "holdtime"];
 const NIC_KEYS: &[&str] = &[
+    "bgp.communities",
+    "bgp.large_communities",
+    "bgp.med",
+    "bgp.as_path_prepend",
     "ipv4.address",
     "ipv6.address",
     "ipv4.routes.external",

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use foldhash::HashMap as FastHashMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{joined_owners, Advert, NextHopRule, Owners};
+use super::{joined_owners, Advert, Attrs, NextHopRule, Owners};
 
 /// Index of an [`Advert`] in [`Adverts::kinds`]. Packed (alignment 1) so that an
 /// entry is 9 bytes for IPv4 and 21 for IPv6, not 12 and 24.
@@ -406,10 +406,11 @@ pub struct AdvertsBuilder {
 impl AdvertsBuilder {
     /// The shared kind for `owners` advertised by `next_hop`; look it up once per
     /// network or NIC, then `push` each prefix with it.
-    pub fn kind(&mut self, owners: &Owners, next_hop: NextHopRule) -> KindId {
+    pub fn kind(&mut self, owners: &Owners, next_hop: NextHopRule, attrs: &Attrs) -> KindId {
         self.intern(Advert {
             owners: owners.clone(),
             next_hop,
+            attrs: attrs.clone(),
         })
     }
 
@@ -467,7 +468,12 @@ impl AdvertsBuilder {
             None => first,
             Some(owners) => {
                 let next_hop = a.next_hop.clone();
-                self.intern(Advert { owners, next_hop })
+                let attrs = a.attrs.clone();
+                self.intern(Advert {
+                    owners,
+                    next_hop,
+                    attrs,
+                })
             }
         };
         self.merged.insert((first, then), id);
@@ -500,7 +506,7 @@ mod tests {
     #[test]
     fn iterates_sorted_v4_before_v6_whatever_the_push_order() {
         let mut b = AdvertsBuilder::default();
-        let k = b.kind(&owners(&["a"]), NextHopRule::Host(None));
+        let k = b.kind(&owners(&["a"]), NextHopRule::Host(None), &Attrs::default());
         for p in [
             "2001:db8::/64",
             "203.0.113.0/24",
@@ -528,8 +534,8 @@ mod tests {
     #[test]
     fn a_prefix_of_several_owners_merges_them_and_keeps_the_first_rule() {
         let mut b = AdvertsBuilder::default();
-        let kb = b.kind(&owners(&["b"]), fixed("192.0.2.1"));
-        let ka = b.kind(&owners(&["a"]), fixed("192.0.2.2"));
+        let kb = b.kind(&owners(&["b"]), fixed("192.0.2.1"), &Attrs::default());
+        let ka = b.kind(&owners(&["a"]), fixed("192.0.2.2"), &Attrs::default());
         b.push(net("198.51.100.0/24"), kb);
         b.push(net("198.51.100.0/24"), ka);
         b.push(net("198.51.100.0/24"), kb);
@@ -548,7 +554,7 @@ mod tests {
     fn layer(items: &[(&str, &str, &str)]) -> Adverts {
         let mut b = AdvertsBuilder::default();
         for (p, owner, hop) in items {
-            let k = b.kind(&owners(&[owner]), fixed(hop));
+            let k = b.kind(&owners(&[owner]), fixed(hop), &Attrs::default());
             b.push(net(p), k);
         }
         b.finish()
@@ -558,6 +564,7 @@ mod tests {
         Advert {
             owners: owners(&[owner]),
             next_hop: NextHopRule::Host(None),
+            attrs: Attrs::default(),
         }
     }
 

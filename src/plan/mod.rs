@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::bgp::wire::Family;
-use crate::config::{Config, Instance, Network, NetworkKind, Nic};
+use crate::config::{Config, ExtraAttrs, Instance, Network, NetworkKind, Nic};
 use crate::kernel::{KernelView, Route};
 
 pub use adverts::{AdvertSet, Adverts, AdvertsBuilder, KindId};
@@ -50,6 +50,17 @@ pub struct Advert {
     /// Sorted; several owners for an anycast prefix.
     pub owners: Owners,
     pub next_hop: NextHopRule,
+    /// The path attributes its network and NIC add; like the rule, the first claim's.
+    pub attrs: Attrs,
+}
+
+/// A network's or NIC's added path attributes, shared like [`Owners`] by all of its
+/// prefixes.
+pub type Attrs = Arc<ExtraAttrs>;
+
+/// What a NIC's prefixes carry: its network's attributes with its own added.
+fn nic_attrs(network: &Network, nic: &Nic) -> Attrs {
+    Arc::new(network.attrs.with(&nic.attrs))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,8 +157,13 @@ fn host_v6(a: Ipv6Addr) -> IpNet {
     IpNet::V6(Ipv6Net::from(a))
 }
 
-fn advertise(adverts: &mut AdvertsBuilder, prefix: IpNet, owners: &Owners, next_hop: NextHopRule) {
-    let kind = adverts.kind(owners, next_hop);
+fn advertise(
+    adverts: &mut AdvertsBuilder,
+    prefix: IpNet,
+    (owners, attrs): (&Owners, &Attrs),
+    next_hop: NextHopRule,
+) {
+    let kind = adverts.kind(owners, next_hop, attrs);
     adverts.push(prefix, kind);
 }
 
@@ -159,6 +175,7 @@ fn plan_forwards(network: &Network, adverts: &mut AdvertsBuilder) {
         return;
     }
     let owners = owners_of(Owner::Network(network.name.clone()));
+    let attrs = Arc::new(network.attrs.clone());
     for address in &network.forwards {
         let (prefix, family, router) = match address {
             IpAddr::V4(a) => (
@@ -177,12 +194,14 @@ fn plan_forwards(network: &Network, adverts: &mut AdvertsBuilder) {
             (NetworkKind::Ovn, None) => continue,
             _ => host_rule(network, family),
         };
-        advertise(adverts, prefix, &owners, rule);
+        advertise(adverts, prefix, (&owners, &attrs), rule);
     }
 }
 
 fn plan_ovn_network(network: &Network, adverts: &mut AdvertsBuilder) {
     let owners = owners_of(Owner::Network(network.name.clone()));
+    let attrs = Arc::new(network.attrs.clone());
+    let claim = (&owners, &attrs);
     if let Some(router) = network.ipv4.ovn_router_address {
         let rule = NextHopRule::Fixed(IpAddr::V4(router));
         match (
@@ -190,8 +209,8 @@ fn plan_ovn_network(network: &Network, adverts: &mut AdvertsBuilder) {
             network.ipv4.address,
             network.ipv4.nat_address,
         ) {
-            (false, Some(net), _) => advertise(adverts, IpNet::V4(net.trunc()), &owners, rule),
-            (true, _, Some(a)) => advertise(adverts, host_v4(a), &owners, rule),
+            (false, Some(net), _) => advertise(adverts, IpNet::V4(net.trunc()), claim, rule),
+            (true, _, Some(a)) => advertise(adverts, host_v4(a), claim, rule),
             _ => {}
         }
     }
@@ -202,8 +221,8 @@ fn plan_ovn_network(network: &Network, adverts: &mut AdvertsBuilder) {
             network.ipv6.address,
             network.ipv6.nat_address,
         ) {
-            (false, Some(net), _) => advertise(adverts, IpNet::V6(net.trunc()), &owners, rule),
-            (true, _, Some(a)) => advertise(adverts, host_v6(a), &owners, rule),
+            (false, Some(net), _) => advertise(adverts, IpNet::V6(net.trunc()), claim, rule),
+            (true, _, Some(a)) => advertise(adverts, host_v6(a), claim, rule),
             _ => {}
         }
     }
@@ -211,14 +230,15 @@ fn plan_ovn_network(network: &Network, adverts: &mut AdvertsBuilder) {
 
 fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, adverts: &mut AdvertsBuilder) {
     let owners = owners_of(owner);
+    let attrs = nic_attrs(network, nic);
     if let Some(router) = network.ipv4.ovn_router_address {
-        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V4(router)));
+        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V4(router)), &attrs);
         for p in &nic.ipv4_routes_external {
             adverts.push(IpNet::V4(*p), kind);
         }
     }
     if let Some(router) = network.ipv6.ovn_router_address {
-        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V6(router)));
+        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V6(router)), &attrs);
         for p in &nic.ipv6_routes_external {
             adverts.push(IpNet::V6(*p), kind);
         }
@@ -353,6 +373,7 @@ pub(super) mod tests {
             uplink: None,
             peers: BTreeMap::new(),
             forwards: Vec::new(),
+            attrs: Default::default(),
         }
     }
 
@@ -387,6 +408,7 @@ pub(super) mod tests {
             ipv6_address: None,
             ipv4_routes_external: ext4.iter().map(|p| p.parse().unwrap()).collect(),
             ipv6_routes_external: ext6.iter().map(|p| p.parse().unwrap()).collect(),
+            attrs: Default::default(),
         }
     }
 
@@ -638,6 +660,39 @@ pub(super) mod tests {
             .values()
             .all(|a| a.next_hop == NextHopRule::Fixed(ip("198.51.100.20"))));
         assert!(intent.routes.is_empty());
+    }
+
+    #[test]
+    fn a_nic_adds_its_attributes_to_its_networks() {
+        let mut uplink = bridge("uplink");
+        uplink.kind = NetworkKind::Physical;
+        let mut ovn = bridge("ovn1");
+        ovn.kind = NetworkKind::Ovn;
+        ovn.uplink = Some("uplink".into());
+        ovn.ipv4.address = Some("10.20.0.1/24".parse().unwrap());
+        ovn.ipv4.ovn_router_address = Some("198.51.100.20".parse().unwrap());
+        ovn.attrs = ExtraAttrs {
+            med: Some(10),
+            communities: vec![1],
+            large_communities: vec![],
+            as_path_prepend: 2,
+        };
+        let mut n = nic("ovn1", "x", None, &["203.0.113.32/28"], &[]);
+        n.attrs = ExtraAttrs {
+            med: Some(20),
+            communities: vec![2],
+            ..ExtraAttrs::default()
+        };
+        let cfg = config(vec![uplink, ovn], vec![instance("c1", Some("node1"), n)]);
+        let intent = plan(&cfg, &KernelView::default());
+        let network = &intent.adverts[&net("10.20.0.0/24")].attrs;
+        assert_eq!(
+            (network.med, network.communities.clone()),
+            (Some(10), vec![1])
+        );
+        let nic = &intent.adverts[&net("203.0.113.32/28")].attrs;
+        assert_eq!(nic.communities, vec![1, 2]);
+        assert_eq!((nic.med, nic.as_path_prepend), (Some(20), 2));
     }
 
     fn session(local: &str, enh: bool) -> SessionView {

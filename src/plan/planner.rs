@@ -12,8 +12,9 @@ use foldhash::HashMap as FastHashMap;
 use ipnet::IpNet;
 
 use super::{
-    host_rule, host_v4, host_v6, instance_owner, joined_owners, nics_on, normalize_multipath,
-    owners_of, plan_static, Advert, AdvertSet, Intent, NextHopRule, Owner, Owners, WantedRoute,
+    host_rule, host_v4, host_v6, instance_owner, joined_owners, nic_attrs, nics_on,
+    normalize_multipath, owners_of, plan_static, Advert, AdvertSet, Attrs, Intent, NextHopRule,
+    Owner, Owners, WantedRoute,
 };
 use crate::bgp::wire::Family;
 use crate::config::{Config, Network, NetworkKind};
@@ -99,6 +100,7 @@ pub struct Delta {
 /// A NIC on a bridge network, as the config describes it.
 struct BridgedNic {
     owners: Owners,
+    attrs: Attrs,
     bridge: String,
     host_name: Option<String>,
     /// Per family (IPv4, IPv6): the rule of its adverts' next hop, and its kernel
@@ -130,7 +132,7 @@ struct Index {
     /// Link name -> the NICs whose running state it decides: every NIC of the bridge
     /// of that name, or the NIC whose host side it is.
     by_link: HashMap<String, Vec<u32>>,
-    bridges: Vec<(Network, Owners)>,
+    bridges: Vec<(Network, Owners, Attrs)>,
 }
 
 impl Index {
@@ -153,6 +155,7 @@ impl Index {
                 .collect();
             nics.push(BridgedNic {
                 owners: owners_of(owner.clone()),
+                attrs: nic_attrs(network, nic),
                 bridge: network.name.clone(),
                 host_name: nic.host_name.clone(),
                 rules: [
@@ -171,7 +174,10 @@ impl Index {
             .networks
             .values()
             .filter(|n| n.kind == NetworkKind::Bridge)
-            .map(|n| (n.clone(), owners_of(Owner::Network(n.name.clone()))))
+            .map(|n| {
+                let owners = owners_of(Owner::Network(n.name.clone()));
+                (n.clone(), owners, Arc::new(n.attrs.clone()))
+            })
             .collect();
         Index {
             shared: shared_prefixes(&nics),
@@ -213,8 +219,12 @@ impl Index {
         Some(WantedRoute { route, owners })
     }
 
-    /// The next-hop rule of the first running NIC behind `wanted`.
-    fn nic_rule(&self, wanted: &WantedRoute, running: &[Option<u32>]) -> Option<NextHopRule> {
+    /// The next-hop rule and attributes of the first running NIC behind `wanted`.
+    fn nic_rule(
+        &self,
+        wanted: &WantedRoute,
+        running: &[Option<u32>],
+    ) -> Option<(NextHopRule, Attrs)> {
         let prefix = &wanted.route.prefix;
         let first = match self.shared.get(prefix) {
             Some(claimants) => claimants
@@ -223,24 +233,28 @@ impl Index {
                 .find(|&c| running[c as usize].is_some())?,
             None => *self.by_owner.get(wanted.owners.first()?)?,
         };
-        Some(self.nics[first as usize].rules[family_index(prefix)].clone())
+        let nic = &self.nics[first as usize];
+        Some((nic.rules[family_index(prefix)].clone(), nic.attrs.clone()))
     }
 
     /// What the bridge networks claim from the kernel's addresses: prefix -> claims
     /// in network order.
     fn claim_bridges(&self, view: &KernelView) -> BTreeMap<IpNet, Vec<Advert>> {
         let mut claims: BTreeMap<IpNet, Vec<Advert>> = BTreeMap::new();
-        let mut claim = |prefix: IpNet, owners: &Owners, network: &Network| {
+        // A claimant: the network's owners and attributes.
+        let mut claim = |prefix: IpNet, (owners, attrs): (&Owners, &Attrs), network: &Network| {
             let advert = Advert {
                 owners: owners.clone(),
                 next_hop: host_rule(network, Family::of(&prefix)),
+                attrs: attrs.clone(),
             };
             let list = claims.entry(prefix).or_default();
             if !list.contains(&advert) {
                 list.push(advert);
             }
         };
-        for (network, owners) in &self.bridges {
+        for (network, owners, attrs) in &self.bridges {
+            let claimant = (owners, attrs);
             let Some(link) = view.link_by_name(&network.name) else {
                 continue;
             };
@@ -253,14 +267,14 @@ impl Index {
                     Family::Ipv6Unicast => network.ipv6.nat,
                 };
                 if !nat {
-                    claim(address.net.trunc(), owners, network);
+                    claim(address.net.trunc(), claimant, network);
                 }
             }
             if let (true, Some(a)) = (network.ipv4.nat, network.ipv4.nat_address) {
-                claim(host_v4(a), owners, network);
+                claim(host_v4(a), claimant, network);
             }
             if let (true, Some(a)) = (network.ipv6.nat, network.ipv6.nat_address) {
-                claim(host_v6(a), owners, network);
+                claim(host_v6(a), claimant, network);
             }
         }
         claims
@@ -423,9 +437,11 @@ impl Planner {
     fn advert(&self, prefix: IpNet, view: &KernelView) -> Option<Advert> {
         let bridges = self.bridge_claims.get(&prefix);
         let nic = self.intent.routes.get(&prefix).and_then(|wanted| {
+            let (next_hop, attrs) = self.index.nic_rule(wanted, &self.running)?;
             Some(Advert {
                 owners: wanted.owners.clone(),
-                next_hop: self.index.nic_rule(wanted, &self.running)?,
+                next_hop,
+                attrs,
             })
         });
         if bridges.is_none() && nic.is_none() {

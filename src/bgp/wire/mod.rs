@@ -231,6 +231,10 @@ pub enum PathAttribute {
     NextHop(Ipv4Addr),
     MultiExitDisc(u32),
     LocalPref(u32),
+    /// RFC 1997, each `ASN << 16 | VALUE`.
+    Communities(Vec<u32>),
+    /// RFC 8092: (global administrator, local data 1, local data 2).
+    LargeCommunities(Vec<[u32; 3]>),
     MpReach(MpReach),
     MpUnreach(MpUnreach),
     Unknown {
@@ -276,6 +280,44 @@ pub struct RouteAttrs {
     pub next_hop: IpAddr,
     pub link_local_next_hop: Option<Ipv6Addr>,
     pub local_pref: Option<u32>,
+    /// What the advertising network or NIC adds (the `bgp.*` path-attribute keys).
+    pub extra: ExtraAttrs,
+}
+
+/// Path attributes a network or NIC adds to its prefixes. Prefixes with different
+/// values go in different UPDATEs, so it is a key of the Adj-RIB-Out grouping.
+/// Kept normalized (sorted, no duplicates) so equal sets compare and hash equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExtraAttrs {
+    pub med: Option<u32>,
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<[u32; 3]>,
+    /// How many more times our ASN goes in front of an eBGP AS_PATH.
+    pub as_path_prepend: u8,
+}
+
+impl ExtraAttrs {
+    /// `self` with `more` added: communities unioned, `more`'s MED and prepend win.
+    pub fn with(&self, more: &ExtraAttrs) -> ExtraAttrs {
+        let mut communities = self.communities.clone();
+        communities.extend_from_slice(&more.communities);
+        communities.sort_unstable();
+        communities.dedup();
+        let mut large_communities = self.large_communities.clone();
+        large_communities.extend_from_slice(&more.large_communities);
+        large_communities.sort_unstable();
+        large_communities.dedup();
+        ExtraAttrs {
+            med: more.med.or(self.med),
+            communities,
+            large_communities,
+            as_path_prepend: if more.as_path_prepend > 0 {
+                more.as_path_prepend
+            } else {
+                self.as_path_prepend
+            },
+        }
+    }
 }
 
 /// Appends as few UPDATE messages as possible announcing `prefixes`.

@@ -129,6 +129,15 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
             PathAttribute::MultiExitDisc(m.metric())
         }
         ng::PathAttributeValue::LocalPreference(l) => PathAttribute::LocalPref(l.metric()),
+        ng::PathAttributeValue::Communities(c) => {
+            PathAttribute::Communities(c.communities().iter().map(|c| c.value()).collect())
+        }
+        ng::PathAttributeValue::LargeCommunities(c) => PathAttribute::LargeCommunities(
+            c.communities()
+                .iter()
+                .map(|c| [c.global_admin(), c.local_data1(), c.local_data2()])
+                .collect(),
+        ),
         ng::PathAttributeValue::MpReach(ng::MpReach::Ipv4Unicast {
             next_hop,
             next_hop_local,
@@ -444,6 +453,12 @@ proptest! {
             next_hop: if v6_nh { "2001:db8::1".parse().unwrap() } else { "192.0.2.1".parse().unwrap() },
             link_local_next_hop: None,
             local_pref: Some(100),
+            extra: ExtraAttrs {
+                med: Some(50),
+                communities: vec![0xfdf2_0064, 0xffff_ff01],
+                large_communities: vec![[65010, 1, 2]],
+                as_path_prepend: 2,
+            },
         };
         let codec = Codec { four_octet_as: true, extended_message: false };
         let mut out = Vec::new();

@@ -8,9 +8,10 @@ use ipnet::{IpNet, Ipv4Net};
 use super::header::{begin, finish, MSG_UPDATE};
 use super::prefix;
 use super::update::{
-    begin_attr, end_attr, put_as_path, put_mp_reach_head, ATTR_AS4_PATH, ATTR_AS_PATH,
-    ATTR_LOCAL_PREF, ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, ATTR_NEXT_HOP, ATTR_ORIGIN,
-    FLAG_OPTIONAL, FLAG_TRANSITIVE, SEG_AS_SEQUENCE,
+    begin_attr, end_attr, put_as_path, put_communities, put_large_communities, put_mp_reach_head,
+    ATTR_AS4_PATH, ATTR_AS_PATH, ATTR_COMMUNITIES, ATTR_LARGE_COMMUNITY, ATTR_LOCAL_PREF, ATTR_MED,
+    ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, ATTR_NEXT_HOP, ATTR_ORIGIN, FLAG_OPTIONAL,
+    FLAG_TRANSITIVE, SEG_AS_SEQUENCE,
 };
 use super::{AsPathSegment, Codec, Family, RouteAttrs, HEADER_LEN};
 
@@ -62,31 +63,67 @@ fn patch_len(out: &mut [u8], at: usize) {
     out[at..at + 2].copy_from_slice(&len.to_be_bytes());
 }
 
-/// ORIGIN, AS_PATH, AS4_PATH (2-octet codec with large ASNs), LOCAL_PREF.
+/// The AS_PATH sent: `as_path` with its first ASN (ours, on eBGP) repeated
+/// `prepend` more times. An empty (iBGP) path stays empty: prepending there would put
+/// our own ASN in front of our own iBGP peers, which drop it as a loop.
+fn prepended(as_path: &[u32], prepend: u8) -> Vec<u32> {
+    match as_path.first() {
+        Some(&ours) => std::iter::repeat_n(ours, usize::from(prepend))
+            .chain(as_path.iter().copied())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// ORIGIN, AS_PATH, AS4_PATH (2-octet codec with large ASNs), MED, LOCAL_PREF,
+/// COMMUNITIES, LARGE_COMMUNITY.
 fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + attrs.as_path.len() * 4);
+    let extra = &attrs.extra;
+    let as_path = prepended(&attrs.as_path, extra.as_path_prepend);
+    let mut out = Vec::with_capacity(
+        48 + as_path.len() * 4 + extra.communities.len() * 4 + extra.large_communities.len() * 12,
+    );
     let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_ORIGIN);
     out.push(attrs.origin.code());
     end_attr(&mut out, a, false);
-    let segs: Vec<AsPathSegment> = if attrs.as_path.is_empty() {
+    let segs: Vec<AsPathSegment> = if as_path.is_empty() {
         Vec::new()
     } else {
         vec![AsPathSegment {
             kind: SEG_AS_SEQUENCE,
-            asns: attrs.as_path.clone(),
+            asns: as_path.clone(),
         }]
     };
     let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_AS_PATH);
     put_as_path(&mut out, &segs, codec.four_octet_as);
     end_attr(&mut out, a, false);
-    if !codec.four_octet_as && attrs.as_path.iter().any(|&a| a > u16::MAX as u32) {
+    if !codec.four_octet_as && as_path.iter().any(|&a| a > u16::MAX as u32) {
         let a = begin_attr(&mut out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_PATH);
         put_as_path(&mut out, &segs, true);
+        end_attr(&mut out, a, false);
+    }
+    if let Some(med) = extra.med {
+        let a = begin_attr(&mut out, FLAG_OPTIONAL, ATTR_MED);
+        out.extend_from_slice(&med.to_be_bytes());
         end_attr(&mut out, a, false);
     }
     if let Some(lp) = attrs.local_pref {
         let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_LOCAL_PREF);
         out.extend_from_slice(&lp.to_be_bytes());
+        end_attr(&mut out, a, false);
+    }
+    if !extra.communities.is_empty() {
+        let a = begin_attr(&mut out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_COMMUNITIES);
+        put_communities(&mut out, &extra.communities);
+        end_attr(&mut out, a, false);
+    }
+    if !extra.large_communities.is_empty() {
+        let a = begin_attr(
+            &mut out,
+            FLAG_OPTIONAL | FLAG_TRANSITIVE,
+            ATTR_LARGE_COMMUNITY,
+        );
+        put_large_communities(&mut out, &extra.large_communities);
         end_attr(&mut out, a, false);
     }
     out

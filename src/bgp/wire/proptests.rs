@@ -147,10 +147,18 @@ fn arb_mp_unreach() -> impl Strategy<Value = MpUnreach> {
     ]
 }
 
-/// Optional attributes we keep opaque (communities, AS4_PATH, large communities, ...).
+/// COMMUNITIES and LARGE_COMMUNITY, up to past the one-byte length.
+fn arb_communities() -> impl Strategy<Value = PathAttribute> {
+    prop_oneof![
+        vec(any::<u32>(), 1..80).prop_map(PathAttribute::Communities),
+        vec(any::<[u32; 3]>(), 1..30).prop_map(PathAttribute::LargeCommunities),
+    ]
+}
+
+/// Optional attributes we keep opaque (extended communities, AS4_PATH, ...).
 fn arb_unknown() -> impl Strategy<Value = PathAttribute> {
     (
-        prop_oneof![Just(8u8), Just(16), Just(17), Just(32), 100..=255u8],
+        prop_oneof![Just(16u8), Just(17), 100..=255u8],
         prop_oneof![Just(0x80u8), Just(0xc0)],
         any::<bool>(),
         any::<bool>(),
@@ -188,7 +196,7 @@ pub(crate) fn arb_update(four: bool) -> impl Strategy<Value = Update> {
             proptest::option::of(any::<u32>()),
             proptest::option::of(arb_mp_reach()),
             proptest::option::of(arb_mp_unreach()),
-            vec(arb_unknown(), 0..3),
+            vec(prop_oneof![arb_unknown(), arb_communities()], 0..3),
         ),
         any::<u64>(),
     )
@@ -266,6 +274,7 @@ fn arb_route_attrs() -> impl Strategy<Value = RouteAttrs> {
             next_hop,
             link_local_next_hop: ll,
             local_pref,
+            extra: ExtraAttrs::default(),
         })
 }
 

@@ -606,10 +606,10 @@ fn update_mp_unreach_and_end_of_rib() {
 
 #[test]
 fn update_unknown_attributes_byte_exact() {
-    // communities (optional transitive), large community with the extended-length flag,
-    // AS4_PATH, MP_REACH for SAFI 128 and MP_UNREACH for AFI 25
-    let attrs = "c0 08 04 fde90064
-         d0 20 000c 0000fde9 00000001 00000002
+    // extended communities (optional transitive), an unassigned type with the
+    // extended-length flag, AS4_PATH, MP_REACH for SAFI 128 and MP_UNREACH for AFI 25
+    let attrs = "c0 10 08 0002fde900000064
+         d0 21 000c 0000fde9 00000001 00000002
          c0 11 06 02 01 fa56ea00
          80 0e 05 0001 80 00 00
          80 0f 03 0019 46
@@ -620,7 +620,7 @@ fn update_unknown_attributes_byte_exact() {
         u.attributes[1],
         PathAttribute::Unknown {
             flags: 0xd0,
-            type_code: 32,
+            type_code: 33,
             value: hex("0000fde9 00000001 00000002")
         }
     );
@@ -636,6 +636,95 @@ fn update_unknown_attributes_byte_exact() {
         enc(&Message::Update(u), &C2),
         frame(2, &update_body("", attrs, ""))
     );
+}
+
+#[test]
+fn update_communities_and_large_communities() {
+    // RFC 1997 type 8 and RFC 8092 type 32, both optional transitive
+    let attrs = "c0 08 08 fdf20064 ffffff01
+         c0 20 18 0000fdf2 00000001 00000002 fa56ea00 00000000 ffffffff";
+    let u = update_ok("", attrs, "", &C4);
+    assert_eq!(
+        u.attributes,
+        vec![
+            PathAttribute::Communities(vec![0xfdf2_0064, 0xffff_ff01]),
+            PathAttribute::LargeCommunities(vec![[65010, 1, 2], [4_200_000_000, 0, u32::MAX]]),
+        ]
+    );
+    assert_eq!(
+        enc(&Message::Update(u), &C4),
+        frame(2, &update_body("", attrs, ""))
+    );
+    // RFC 7606 7.8 / RFC 8092 5: not a non-zero multiple of 4 (12) bytes, or the
+    // wrong flags, is treat-as-withdraw
+    let t = ErrorAction::TreatAsWithdraw;
+    let ok = "40 01 01 00 40 02 00 40 03 04 c0000201";
+    for bad in [
+        "c0 08 00",
+        "c0 08 03 fdf200",
+        "40 08 04 fdf20064",
+        "c0 20 00",
+        "c0 20 08 0000fdf2 00000001",
+        "80 20 0c 0000fdf2 00000001 00000002",
+    ] {
+        let e = update_err("", &format!("{ok} {bad}"), "18 c63364", &C4);
+        assert_eq!(e.action, t, "{bad}: {e}");
+    }
+}
+
+#[test]
+fn pack_announce_extra_attributes_bytes() {
+    // MED, communities, large communities and a prepend of 2 on an eBGP path
+    let mut a = attrs("192.0.2.1");
+    a.extra = ExtraAttrs {
+        med: Some(50),
+        communities: vec![0xfdf2_0064, 0xffff_ff01],
+        large_communities: vec![[65010, 1, 2]],
+        as_path_prepend: 2,
+    };
+    let mut out = Vec::new();
+    assert_eq!(
+        pack_announce(&C4, &a, &[net("198.51.100.0/24")], &mut out),
+        1
+    );
+    let want = "40 01 01 00 40 02 0e 02 03 0000fdf2 0000fdf2 0000fdf2
+        80 04 04 00000032
+        c0 08 08 fdf20064 ffffff01
+        c0 20 0c 0000fdf2 00000001 00000002
+        40 03 04 c0000201";
+    assert_eq!(out, frame(2, &update_body("", want, "18 c63364")));
+    // iBGP: the empty path is not prepended
+    a.as_path = vec![];
+    a.extra = ExtraAttrs {
+        as_path_prepend: 3,
+        ..ExtraAttrs::default()
+    };
+    let mut out = Vec::new();
+    pack_announce(&C4, &a, &[net("198.51.100.0/24")], &mut out);
+    let want = "40 01 01 00 40 02 00 40 03 04 c0000201";
+    assert_eq!(out, frame(2, &update_body("", want, "18 c63364")));
+}
+
+#[test]
+fn extra_attrs_merge() {
+    let network = ExtraAttrs {
+        med: Some(10),
+        communities: vec![2, 5],
+        large_communities: vec![[1, 2, 3]],
+        as_path_prepend: 2,
+    };
+    let nic = ExtraAttrs {
+        med: Some(20),
+        communities: vec![1, 5],
+        large_communities: vec![],
+        as_path_prepend: 0,
+    };
+    let both = network.with(&nic);
+    assert_eq!(both.med, Some(20));
+    assert_eq!(both.communities, vec![1, 2, 5]);
+    assert_eq!(both.large_communities, vec![[1, 2, 3]]);
+    assert_eq!(both.as_path_prepend, 2);
+    assert_eq!(ExtraAttrs::default().with(&network), network);
 }
 
 #[test]
@@ -802,7 +891,7 @@ fn update_attribute_discard_errors() {
     let d = ErrorAction::AttributeDiscard;
     // duplicates (other than MP_*) are discarded
     assert_err(&update_err("", "40 01 01 00 40 01 01 02", "", &C4), 3, 1, d);
-    assert_err(&update_err("", "c0 08 00 c0 08 00", "", &C4), 3, 1, d);
+    assert_err(&update_err("", "c0 10 00 c0 10 00", "", &C4), 3, 1, d);
     // ATOMIC_AGGREGATE and AGGREGATOR length errors
     assert_err(&update_err("", "40 06 01 00", "", &C4), 3, 5, d);
     assert_err(&update_err("", "c0 07 06 fde9c0000201", "", &C4), 3, 5, d);
@@ -926,6 +1015,7 @@ fn attrs(nh: &str) -> RouteAttrs {
         next_hop: nh.parse().unwrap(),
         link_local_next_hop: None,
         local_pref: None,
+        extra: ExtraAttrs::default(),
     }
 }
 

@@ -22,9 +22,11 @@ pub const ATTR_MED: u8 = 4;
 pub const ATTR_LOCAL_PREF: u8 = 5;
 pub const ATTR_ATOMIC_AGGREGATE: u8 = 6;
 pub const ATTR_AGGREGATOR: u8 = 7;
+pub const ATTR_COMMUNITIES: u8 = 8;
 pub const ATTR_MP_REACH_NLRI: u8 = 14;
 pub const ATTR_MP_UNREACH_NLRI: u8 = 15;
 pub const ATTR_AS4_PATH: u8 = 17;
+pub const ATTR_LARGE_COMMUNITY: u8 = 32;
 
 pub const SEG_AS_SET: u8 = 1;
 pub const SEG_AS_SEQUENCE: u8 = 2;
@@ -33,6 +35,7 @@ pub const SEG_AS_CONFED_SET: u8 = 4;
 
 const WELL_KNOWN: u8 = FLAG_TRANSITIVE;
 const OPTIONAL_NON_TRANSITIVE: u8 = FLAG_OPTIONAL;
+const OPTIONAL_TRANSITIVE: u8 = FLAG_OPTIONAL | FLAG_TRANSITIVE;
 
 impl Origin {
     pub fn code(self) -> u8 {
@@ -60,6 +63,8 @@ impl PathAttribute {
             PathAttribute::NextHop(_) => ATTR_NEXT_HOP,
             PathAttribute::MultiExitDisc(_) => ATTR_MED,
             PathAttribute::LocalPref(_) => ATTR_LOCAL_PREF,
+            PathAttribute::Communities(_) => ATTR_COMMUNITIES,
+            PathAttribute::LargeCommunities(_) => ATTR_LARGE_COMMUNITY,
             PathAttribute::MpReach(_) => ATTR_MP_REACH_NLRI,
             PathAttribute::MpUnreach(_) => ATTR_MP_UNREACH_NLRI,
             PathAttribute::Unknown { type_code, .. } => *type_code,
@@ -72,6 +77,9 @@ impl PathAttribute {
             PathAttribute::MultiExitDisc(_)
             | PathAttribute::MpReach(_)
             | PathAttribute::MpUnreach(_) => (OPTIONAL_NON_TRANSITIVE, false),
+            PathAttribute::Communities(_) | PathAttribute::LargeCommunities(_) => {
+                (OPTIONAL_TRANSITIVE, false)
+            }
             PathAttribute::Unknown { flags, .. } => (
                 *flags & !FLAG_EXTENDED_LENGTH,
                 flags & FLAG_EXTENDED_LENGTH != 0,
@@ -86,6 +94,8 @@ impl PathAttribute {
             PathAttribute::MultiExitDisc(v) | PathAttribute::LocalPref(v) => {
                 out.extend_from_slice(&v.to_be_bytes())
             }
+            PathAttribute::Communities(c) => put_communities(out, c),
+            PathAttribute::LargeCommunities(c) => put_large_communities(out, c),
             PathAttribute::MpReach(m) => {
                 put_mp_reach_head(out, m.family, m.next_hop, m.link_local_next_hop);
                 for p in &m.nlri {
@@ -144,6 +154,22 @@ pub(crate) fn put_as_path(out: &mut Vec<u8>, segs: &[AsPathSegment], four: bool)
                     out.extend_from_slice(&a.to_be_bytes());
                 }
             }
+        }
+    }
+}
+
+/// COMMUNITIES value; the caller keeps it within an attribute's 65535 bytes.
+pub(crate) fn put_communities(out: &mut Vec<u8>, communities: &[u32]) {
+    for c in communities {
+        out.extend_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// LARGE_COMMUNITY value, 12 bytes each.
+pub(crate) fn put_large_communities(out: &mut Vec<u8>, communities: &[[u32; 3]]) {
+    for c in communities {
+        for part in c {
+            out.extend_from_slice(&part.to_be_bytes());
         }
     }
 }
@@ -248,6 +274,8 @@ fn attr_name(code: u8) -> String {
         ATTR_LOCAL_PREF => "LOCAL_PREF".into(),
         ATTR_ATOMIC_AGGREGATE => "ATOMIC_AGGREGATE".into(),
         ATTR_AGGREGATOR => "AGGREGATOR".into(),
+        ATTR_COMMUNITIES => "COMMUNITIES".into(),
+        ATTR_LARGE_COMMUNITY => "LARGE_COMMUNITY".into(),
         ATTR_MP_REACH_NLRI => "MP_REACH_NLRI".into(),
         ATTR_MP_UNREACH_NLRI => "MP_UNREACH_NLRI".into(),
         c => format!("attribute {c}"),
@@ -494,6 +522,25 @@ fn decode_attr(
                 return len_err(taw);
             }
             PathAttribute::LocalPref(u32_of(value))
+        }
+        // RFC 7606 sections 7.8 and 7.13: a bad length is treat-as-withdraw.
+        ATTR_COMMUNITIES => {
+            expect_flags(OPTIONAL_TRANSITIVE, taw)?;
+            if value.is_empty() || value.len() % 4 != 0 {
+                return len_err(taw);
+            }
+            PathAttribute::Communities(value.chunks_exact(4).map(u32_of).collect())
+        }
+        ATTR_LARGE_COMMUNITY => {
+            expect_flags(OPTIONAL_TRANSITIVE, taw)?;
+            if value.is_empty() || value.len() % 12 != 0 {
+                return len_err(taw);
+            }
+            let large = value
+                .chunks_exact(12)
+                .map(|c| [u32_of(c), u32_of(&c[4..]), u32_of(&c[8..])])
+                .collect();
+            PathAttribute::LargeCommunities(large)
         }
         ATTR_MP_REACH_NLRI | ATTR_MP_UNREACH_NLRI => {
             let reset = ErrorAction::SessionReset;
