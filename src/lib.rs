@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod plan;
 pub mod privileges;
 pub mod status;
+pub mod time;

@@ -33,6 +33,7 @@ use crate::kernel::{
 use crate::metrics::{self, KernelRouteCounts, Metrics, Scrape};
 use crate::plan::{self, explain, Planner, SessionView, Touched};
 use crate::status::{self, ServerStatus, Status};
+use crate::time::sleep_until_some;
 
 type KernelFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + 'a>>;
@@ -172,14 +173,6 @@ impl HeldWithdrawals {
         p.sort_unstable();
         p.dedup();
         p
-    }
-}
-
-/// Resolves at `until`; never without one.
-async fn sleep_until_some(until: Option<tokio::time::Instant>) {
-    match until {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

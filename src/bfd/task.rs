@@ -12,6 +12,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::time::sleep_until_some;
+
 use super::socket::{self, Datagram};
 use super::{
     Action, Config, Demux, DownCause, Event, Jitter, Repr, Session, XorShift32, CONTROL_PORT, TTL,
@@ -101,13 +103,6 @@ struct Task {
 async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<Datagram> {
     match sock {
         Some(s) => socket::recv(s, buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::time::sleep_until_some;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::client::Client;
@@ -122,7 +124,7 @@ async fn follow(
     // Ports matched to a NIC by their peer's MAC, until LXD names them itself.
     let mut assumed: BTreeMap<String, String> = BTreeMap::new();
     loop {
-        let wait = sleep_until(deadline);
+        let wait = sleep_until_some(deadline);
         let port_events = async {
             match ports.as_mut() {
                 Some(p) => p.next().await,
@@ -229,13 +231,6 @@ fn on_frame(
         });
     }
     Ok(change)
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The snapshot after `changes`: instances one by one when only instances moved,
