@@ -99,7 +99,7 @@ pub(super) const PEER_KEYS: &[&str] = &[
 /// detection slower than a minute is what the hold timer is for.
 const BFD_MIN_INTERVAL_MS: (u32, u32) = (10, 60_000);
 /// The NIC keys this file reads (besides `type` and the ignored ones).
-pub(super) const NIC_KEYS: &[&str] = &[
+pub(crate) const NIC_KEYS: &[&str] = &[
     "network",
     "ipv4.address",
     "ipv6.address",

@@ -54,16 +54,6 @@ const OVN_NETWORK_KEYS: &[&str] = &[
     "volatile.network.ipv6.address",
 ];
 const PEER_FIELDS: &[&str] = &["address", "asn", "password", "holdtime"];
-const NIC_KEYS: &[&str] = &[
-    "bgp.communities",
-    "bgp.large_communities",
-    "bgp.med",
-    "bgp.as_path_prepend",
-    "ipv4.address",
-    "ipv6.address",
-    "ipv4.routes.external",
-    "ipv6.routes.external",
-];
 /// BGP keys other versions know that hostbgp does not act on yet: said once in the
 /// log rather than silently dropped.
 const NOTED_PREFIXES: &[&str] = &["bgp."];
@@ -185,7 +175,9 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
             let mut nic = BTreeMap::new();
             nic.insert("type".to_string(), scalar("nic"));
             nic.insert("network".to_string(), scalar(network));
-            for k in NIC_KEYS {
+            // The file's NIC keys, but `network`: resolved above (legacy NICs name
+            // their bridge as `parent`).
+            for k in crate::config::NIC_KEYS.iter().filter(|k| **k != "network") {
                 if let Some(v) = d.get(*k).filter(|v| !v.is_empty()) {
                     nic.insert(k.to_string(), scalar(v));
                 }
