@@ -78,6 +78,27 @@ pub(crate) fn start(instances: &str, keys: &[(&str, &str)], gr: bool) -> Env {
     env
 }
 
+/// C1_STATIC's instance running: namespace `i1` with its addresses, veth `vc1` on
+/// the bridge, both its prefixes at the router.
+pub(crate) fn run_c1(env: &Env) {
+    let (l, h) = (&env.topo.lab, &env.topo.h);
+    instance(
+        l,
+        h,
+        "i1",
+        "vc1",
+        &[
+            "203.0.113.65/32",
+            "2001:db8:100:40::1/128",
+            "192.0.2.10/24",
+            "2001:db8:100::10/64",
+        ],
+    );
+    l.enslave(h, "vc1", "br0");
+    env.router.wait_route("203.0.113.64/28");
+    env.router.wait_route("2001:db8:100:40::/64");
+}
+
 /// Instance namespace `role` joined by veth `host_name` (not enslaved yet), holding
 /// `addrs` on eth0, default routes via the bridge's addresses.
 pub(crate) fn instance(l: &Lab, h: &str, role: &str, host_name: &str, addrs: &[&str]) -> String {
@@ -292,21 +313,7 @@ fn deleted_route_is_reinstalled() {
     let env = start(C1_STATIC, &[], false);
     let l = &env.topo.lab;
     let (r, h) = (&env.topo.r, &env.topo.h);
-    instance(
-        l,
-        h,
-        "i1",
-        "vc1",
-        &[
-            "203.0.113.65/32",
-            "2001:db8:100:40::1/128",
-            "192.0.2.10/24",
-            "2001:db8:100::10/64",
-        ],
-    );
-    l.enslave(h, "vc1", "br0");
-    env.router.wait_route("203.0.113.64/28");
-    env.router.wait_route("2001:db8:100:40::/64");
+    run_c1(&env);
     let before = our_route(l, h, "203.0.113.64/28");
     assert!(!before.is_empty());
 
@@ -608,21 +615,7 @@ fn restart_adopts_routes() {
     let l = &env.topo.lab;
     let h = env.topo.h.clone();
     let r = env.topo.r.clone();
-    instance(
-        l,
-        &h,
-        "i1",
-        "vc1",
-        &[
-            "203.0.113.65/32",
-            "2001:db8:100:40::1/128",
-            "192.0.2.10/24",
-            "2001:db8:100::10/64",
-        ],
-    );
-    l.enslave(&h, "vc1", "br0");
-    env.router.wait_route("203.0.113.64/28");
-    env.router.wait_route("2001:db8:100:40::/64");
+    run_c1(&env);
     let k4 = our_route(l, &h, "203.0.113.64/28");
     let k6 = our_route(l, &h, "2001:db8:100:40::/64");
 
@@ -883,21 +876,7 @@ fn routes_json_owner_nexthop_state() {
     let env = start(C1_STATIC, &[], false);
     let l = &env.topo.lab;
     let h = &env.topo.h;
-    instance(
-        l,
-        h,
-        "i1",
-        "vc1",
-        &[
-            "203.0.113.65/32",
-            "2001:db8:100:40::1/128",
-            "192.0.2.10/24",
-            "2001:db8:100::10/64",
-        ],
-    );
-    l.enslave(h, "vc1", "br0");
-    env.router.wait_route("203.0.113.64/28");
-    env.router.wait_route("2001:db8:100:40::/64");
+    run_c1(&env);
 
     let want = set(&[BR4_NET, BR6_NET, "203.0.113.64/28", "2001:db8:100:40::/64"]);
     let v = wait_until_state(

@@ -13,8 +13,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::instances::{
-    instance, kroute, our_route, ping, router_prefixes, routes_json, start, wait_kernel, C1_STATIC,
-    PROTO,
+    instance, kroute, our_route, ping, router_prefixes, routes_json, run_c1, start, wait_kernel,
+    C1_STATIC, PROTO,
 };
 use crate::lab::{self, wait_until_state, TIMEOUT};
 use crate::speaker::Env;
@@ -25,22 +25,7 @@ const V6: &str = "2001:db8:100:40::/64";
 /// c1 running (its veth on the bridge), both prefixes at the router.
 fn running_c1() -> Env {
     let env = start(C1_STATIC, &[], false);
-    let (l, h) = (&env.topo.lab, &env.topo.h);
-    instance(
-        l,
-        h,
-        "i1",
-        "vc1",
-        &[
-            "203.0.113.65/32",
-            "2001:db8:100:40::1/128",
-            "192.0.2.10/24",
-            "2001:db8:100::10/64",
-        ],
-    );
-    l.enslave(h, "vc1", "br0");
-    env.router.wait_route(V4);
-    env.router.wait_route(V6);
+    run_c1(&env);
     env
 }
 
