@@ -569,18 +569,25 @@ impl Agent {
     fn metrics_text(&self) -> String {
         let mut kernel = KernelRouteCounts::default();
         for (prefix, wanted) in &self.planner.intent().routes {
-            let slot = match (
-                self.view.routes.get(prefix),
-                self.route_errors.contains_key(prefix),
-            ) {
-                (_, true) => &mut kernel.error,
-                (Some(k), false) if k == &wanted.route => &mut kernel.installed,
-                (Some(_), false) => &mut kernel.differs,
-                (None, false) => &mut kernel.missing,
+            let slot = match self.kernel_state(prefix, &wanted.route) {
+                KernelState::Error(_) => &mut kernel.error,
+                KernelState::Installed => &mut kernel.installed,
+                KernelState::Differs => &mut kernel.differs,
+                KernelState::Missing => &mut kernel.missing,
             };
             *slot += 1;
         }
         self.metrics.render(&self.status(), kernel)
+    }
+
+    /// What the kernel holds of the route `prefix` wants (for `routes` and metrics).
+    fn kernel_state(&self, prefix: &IpNet, wanted: &Route) -> KernelState<'_> {
+        match (self.view.routes.get(prefix), self.route_errors.get(prefix)) {
+            (_, Some(e)) => KernelState::Error(e),
+            (Some(k), None) if k == wanted => KernelState::Installed,
+            (Some(_), None) => KernelState::Differs,
+            (None, None) => KernelState::Missing,
+        }
     }
 
     /// The one-line state systemd shows (`systemctl status hostbgp`), sent when it
@@ -1378,11 +1385,11 @@ impl Agent {
                 let wanted = intent.routes.get(&prefix);
                 let kernel = wanted.map(|wanted| {
                     let held = self.view.routes.get(&prefix);
-                    let state = match (held, self.route_errors.get(&prefix)) {
-                        (_, Some(e)) => format!("error: {e}"),
-                        (Some(k), None) if k == &wanted.route => "installed".to_string(),
-                        (Some(_), None) => "installed (differs)".to_string(),
-                        (None, None) => "missing".to_string(),
+                    let state = match self.kernel_state(&prefix, &wanted.route) {
+                        KernelState::Error(e) => format!("error: {e}"),
+                        KernelState::Installed => "installed".to_string(),
+                        KernelState::Differs => "installed (differs)".to_string(),
+                        KernelState::Missing => "missing".to_string(),
                     };
                     json!({
                         "state": state,
@@ -1408,6 +1415,16 @@ impl Agent {
             .collect();
         routes
     }
+}
+
+/// A wanted route as the kernel holds it.
+enum KernelState<'a> {
+    Installed,
+    /// Ours is there, in another form than wanted.
+    Differs,
+    Missing,
+    /// The last request for it failed.
+    Error(&'a str),
 }
 
 /// The agent's knowledge of why a wanted route is not in the kernel.
