@@ -114,6 +114,17 @@ pub fn own_metric(prefix: &IpNet) -> u32 {
     }
 }
 
+/// Adds `more` to a route's next hops, kept sorted and without repeats: a multipath
+/// route may come one next hop per message (IPv6 appends, per-nexthop dumps).
+pub(crate) fn merge_hops(
+    hops: &mut Vec<RouteNextHop>,
+    more: impl IntoIterator<Item = RouteNextHop>,
+) {
+    hops.extend(more);
+    hops.sort();
+    hops.dedup();
+}
+
 /// A route in the main table carrying hostbgp's protocol number.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {

@@ -16,8 +16,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::AddressFamily;
 
 use super::{
-    own_metric, Address, ForeignChange, ForeignRoute, KernelEvent, Link, Route, RouteNextHop,
-    ROUTE_PROTOCOL,
+    merge_hops, own_metric, Address, ForeignChange, ForeignRoute, KernelEvent, Link, Route,
+    RouteNextHop, ROUTE_PROTOCOL,
 };
 
 pub(crate) const NLMSG_HDRLEN: usize = 16;
@@ -322,9 +322,7 @@ impl RouteTracker {
     pub(crate) fn new_route(&mut self, route: Route, append: bool) -> KernelEvent {
         let entry = self.routes.entry(route.prefix).or_default();
         if append {
-            entry.extend(route.next_hops);
-            entry.sort();
-            entry.dedup();
+            merge_hops(entry, route.next_hops);
         } else {
             *entry = route.next_hops;
         }

@@ -267,9 +267,7 @@ impl Kernel {
         self.dump_own_routes(|mut route| {
             // IPv6 multipath may come as one message per nexthop: merge.
             if let Some(earlier) = found.get(&route.prefix) {
-                route.next_hops.extend(earlier.next_hops.iter().cloned());
-                route.next_hops.sort();
-                route.next_hops.dedup();
+                super::merge_hops(&mut route.next_hops, earlier.next_hops.iter().cloned());
             }
             found.insert(route);
         })

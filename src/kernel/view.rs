@@ -31,9 +31,7 @@ impl<'a> RouteDrift<'a> {
         if !self.seen.insert(prefix) {
             let earlier = self.differs.get(&prefix).or_else(|| self.said.get(&prefix));
             if let Some(earlier) = earlier {
-                route.next_hops.extend(earlier.next_hops.iter().cloned());
-                route.next_hops.sort();
-                route.next_hops.dedup();
+                super::merge_hops(&mut route.next_hops, earlier.next_hops.iter().cloned());
             }
         }
         if self.said.get(&prefix) == Some(&route) {
