@@ -1,0 +1,114 @@
+//! Moving to a new configuration (reload, LXD changes) touching only what changed.
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use super::sessions::same_session;
+use crate::bgp::wire::codes;
+use crate::config::{Config, Peer};
+use crate::control::Reply;
+use crate::plan::{self, Planner};
+
+use super::{cease, format_errors, Agent};
+
+impl Agent {
+    pub(super) async fn reload(&mut self) -> Reply {
+        let new = match self.source.load() {
+            Ok(c) => c,
+            Err(errors) => return Reply::error(format_errors(&errors)),
+        };
+        let reply = self.apply_config(new).await;
+        // An operator's reload also repairs what the kernel's events never told.
+        self.check_kernel_routes("reload").await;
+        reply
+    }
+
+    /// LXD's state moved: the same path as a reload, refused the same way.
+    pub(super) async fn on_source_changed(&mut self) {
+        match self.source.load() {
+            Ok(new) => {
+                let reply = self.apply_config(new).await;
+                if let Some(e) = reply.error {
+                    tracing::error!("LXD's new state not applied: {e}");
+                }
+            }
+            Err(errors) => tracing::error!(
+                "LXD's new state not applied, keeping the last one:\n{}",
+                format_errors(&errors)
+            ),
+        }
+    }
+
+    /// Moves to `new`: resets only the sessions whose peer settings changed, then
+    /// replans; an unchanged config touches nothing.
+    pub(super) async fn apply_config(&mut self, new: Config) -> Reply {
+        if new == self.config {
+            return Reply::ok(json!("configuration reloaded: unchanged"));
+        }
+        let server_changed = new.server != self.config.server;
+        let needs_chosen_id = new.server.asn.is_some() && new.server.router_id.is_none();
+        if server_changed && needs_chosen_id && plan::default_router_id(&self.view).is_none() {
+            return Reply::error(
+                "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
+            );
+        }
+        let old_peers: BTreeMap<IpAddr, Peer> = self
+            .config
+            .peers()
+            .into_iter()
+            .map(|p| (p.address, p))
+            .collect();
+        let new_peers: BTreeMap<IpAddr, Peer> =
+            new.peers().into_iter().map(|p| (p.address, p)).collect();
+        self.planner = Planner::new(&new);
+        self.config = new;
+        let mut reset = Vec::new();
+        let mut added = Vec::new();
+        for (address, old) in &old_peers {
+            match new_peers.get(address) {
+                None => {
+                    self.admin_down.remove(address);
+                    tracing::info!(peer = %address, "peer removed from the config");
+                    self.stop_session(*address, cease(codes::cease::PEER_DECONFIGURED));
+                }
+                Some(new) if server_changed || !same_session(old, new) => {
+                    tracing::info!(peer = %address, "peer settings changed: resetting its session");
+                    self.stop_session(*address, cease(codes::cease::OTHER_CONFIGURATION_CHANGE));
+                    reset.push(new.clone());
+                }
+                Some(new) => {
+                    if let Some(s) = self.sessions.get_mut(address) {
+                        s.peer = new.clone();
+                    }
+                }
+            }
+        }
+        for (address, new) in &new_peers {
+            if !old_peers.contains_key(address) {
+                added.push(new.clone());
+            }
+        }
+        if server_changed {
+            self.listener = None;
+            if let Err(e) = self.start_bgp(false) {
+                return Reply::error(e);
+            }
+            let already: Vec<IpAddr> = self.sessions.keys().copied().collect();
+            reset.retain(|p| !already.contains(&p.address));
+            added.retain(|p| !already.contains(&p.address));
+        } else if let Some(listener) = self.listener.as_mut() {
+            let peers: Vec<Peer> = new_peers.values().cloned().collect();
+            if let Err(e) = listener.set_keys(&peers) {
+                tracing::warn!("updating the listener's MD5 keys: {e}");
+            }
+        }
+        for peer in reset.into_iter().chain(added) {
+            self.spawn_session(peer);
+        }
+        self.sync_bfd();
+        self.replan(None).await;
+        tracing::info!("configuration reloaded");
+        Reply::ok(json!("configuration reloaded"))
+    }
+}
