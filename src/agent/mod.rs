@@ -142,7 +142,7 @@ pub(super) fn restart_marker(socket: &std::path::Path) -> PathBuf {
 pub async fn run(opts: RunOptions) -> Result<(), String> {
     let mut source = crate::lxd::ConfigSource::start(&opts.config_path, &opts.member)
         .map_err(|e| format_errors(&e))?;
-    source.first_snapshot(Duration::from_secs(3)).await;
+    source.first_snapshot(crate::lxd::FIRST_SNAPSHOT_WAIT).await;
     let config = source.load().map_err(|e| format_errors(&e))?;
     let (kernel, mut kernel_events) = Kernel::connect()
         .await

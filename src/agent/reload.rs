@@ -14,7 +14,7 @@ use super::{cease, format_errors, Agent};
 
 impl Agent {
     pub(super) async fn reload(&mut self) -> Reply {
-        let new = match self.source.load() {
+        let new = match self.source.reload(crate::lxd::FIRST_SNAPSHOT_WAIT).await {
             Ok(c) => c,
             Err(errors) => return Reply::error(format_errors(&errors)),
         };

@@ -278,7 +278,12 @@ pub fn conf_d_files(path: &Path) -> Result<Vec<std::path::PathBuf>, ConfigError>
 /// Reads `path` and `conf.d/*.yaml` beside it, applies the overlay of `member`, validates.
 /// Each error's key starts with the file and line it comes from (see [`check`]).
 pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
-    check(path, member).into_result()
+    let report = check(path, member);
+    // What `hostbgp check` warns about, a start or a reload says in the log.
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    report.into_result()
 }
 
 /// Validates a tree made elsewhere (the live LXD source merges the file's tree over

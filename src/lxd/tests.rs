@@ -421,6 +421,51 @@ async fn without_lxd_the_file_alone_or_nothing() {
     assert!(source.load().is_err());
 }
 
+/// A reload starts, moves and stops the live source as the file's key says; a
+/// refused file keeps the source in use.
+#[tokio::test(flavor = "current_thread")]
+async fn a_reload_follows_the_lxd_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hostbgp.yaml");
+    let socket = dir.path().join("no-lxd.socket");
+    let wait = std::time::Duration::from_millis(20);
+    let file_alone = "config:\n  core.bgp_asn: \"65010\"\n";
+    std::fs::write(&path, file_alone).expect("write");
+    let mut source = super::ConfigSource::start(&path, "m").expect("start");
+    assert_eq!(source.status_json()["kind"], "file");
+
+    let live = format!("lxd: {{socket: {}}}\n{file_alone}", socket.display());
+    std::fs::write(&path, &live).expect("write");
+    let c = source.reload(wait).await.expect("config");
+    assert_eq!(c.server.asn, Some(65010));
+    let st = source.status_json();
+    assert_eq!(st["kind"], "lxd", "{st}");
+    assert_eq!(st["socket"], socket.display().to_string());
+
+    let moved = dir.path().join("other.socket");
+    std::fs::write(
+        &path,
+        format!("incus: {{socket: {}}}\n{file_alone}", moved.display()),
+    )
+    .expect("write");
+    source.reload(wait).await.expect("config");
+    let st = source.status_json();
+    assert_eq!(st["kind"], "incus", "{st}");
+    assert_eq!(st["socket"], moved.display().to_string());
+
+    std::fs::write(&path, "lxd: {}\nconfig: {core.bgp_asn: x}\n").expect("write");
+    assert!(source.reload(wait).await.is_err());
+    assert_eq!(
+        source.status_json()["kind"],
+        "incus",
+        "a refused reload moved the source"
+    );
+
+    std::fs::write(&path, file_alone).expect("write");
+    source.reload(wait).await.expect("config");
+    assert_eq!(source.status_json()["kind"], "file");
+}
+
 #[test]
 fn forwards_are_advertised_as_lxd_does() {
     // LXD 5.0.2 announces a bridge forward's listen address as /32 or /128, next hop
