@@ -131,7 +131,9 @@ impl ConfigSource {
             live.first_snapshot(limit).await;
         }
         let config = match &candidate {
-            Some(live) => compose_live(tree, &self.member, live)?,
+            Some(live) => {
+                compose_live(tree, &self.member, live).map_err(|e| locate(&self.path, e))?
+            }
             None => config::load(&self.path, &self.member)?,
         };
         match &candidate {
@@ -158,7 +160,7 @@ impl ConfigSource {
         if compose::live_settings(&tree).as_ref() != Some(&live.settings) {
             tracing::warn!("the lxd/incus key changed in the file: a reload follows it");
         }
-        compose_live(tree, &self.member, live)
+        compose_live(tree, &self.member, live).map_err(|e| locate(&self.path, e))
     }
 
     /// Resolves when a new snapshot is published; never without a live source.
@@ -204,6 +206,15 @@ impl ConfigSource {
             "last_error": s.last_error,
         })
     }
+}
+
+/// `errors` with the file and line of the keys the file sets (`FILE:LINE: KEY`), as
+/// `hostbgp check` prints them; keys only LXD sets stay as they are.
+fn locate(path: &Path, errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    config::locate_errors(path, errors)
+        .iter()
+        .map(config::Diagnostic::to_config_error)
+        .collect()
 }
 
 /// The file's `tree` over `live`'s latest snapshot. Without a snapshot yet, the file

@@ -417,8 +417,11 @@ async fn without_lxd_the_file_alone_or_nothing() {
     let c = source.load().expect("config");
     assert_eq!(c.server.asn, Some(65010));
     // A real mistake in the file is refused, as a reload would be.
-    std::fs::write(&path, "lxd: {}\nconfig: {core.bgp_asn: x}\n").expect("write");
-    assert!(source.load().is_err());
+    std::fs::write(&path, "lxd: {}\nconfig:\n  core.bgp_asn: x\n").expect("write");
+    let errors = source.load().expect_err("refused");
+    // Located in the file, as `hostbgp check` says it.
+    let at = format!("{}:3: config.core.bgp_asn", path.display());
+    assert!(errors.iter().any(|e| e.key == at), "{errors:?}");
 }
 
 /// A reload starts, moves and stops the live source as the file's key says; a
