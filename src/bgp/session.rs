@@ -312,6 +312,9 @@ pub async fn run(
     // The connection in OpenConfirm is the survivor of a collision we resolved.
     let mut collision_survivor = false;
     let mut next_keepalive = tokio::time::Instant::now();
+    // A ROUTE-REFRESH is answered with a copy of the whole Adj-RIB-Out; while one is
+    // queued (until its End-of-RIB), more requests are already answered by it.
+    let mut refresh_queued = false;
     let template = RouteAttrs {
         origin: Origin::Igp,
         as_path: if params.peer.asn == params.local.asn {
@@ -407,6 +410,7 @@ pub async fn run(
                     Some(ReaderEvent::Keepalive) => {
                         if let Some(mut conn) = confirm.take() {
                             epoch += 1;
+                            refresh_queued = false;
                             backoff.reset();
                             collision_survivor = false;
                             tracing::info!(%peer, local = %conn.local, families = ?conn.negotiated.families, "session established");
@@ -448,7 +452,11 @@ pub async fn run(
             event = next_event(&mut established) => {
                 match event {
                     Some(ReaderEvent::Keepalive) => {}
+                    Some(ReaderEvent::RouteRefresh) if refresh_queued => {
+                        tracing::debug!(%peer, "ROUTE-REFRESH while the last one is being answered: answered by it");
+                    }
                     Some(ReaderEvent::RouteRefresh) => {
+                        refresh_queued = true;
                         let _ = events.send(SessionEvent::RouteRefresh { id, epoch });
                     }
                     other => {
@@ -509,6 +517,7 @@ pub async fn run(
                     }
                     SessionCmd::EndOfRib { epoch: e, families } => {
                         if e == epoch {
+                            refresh_queued = false;
                             if let Some(conn) = established.as_mut() {
                                 let mut buf = Vec::new();
                                 for f in families {
