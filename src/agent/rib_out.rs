@@ -172,8 +172,9 @@ impl Agent {
                 for (i, (p, advert)) in adverts.iter().enumerate() {
                     next_hops.consider(p, Some(advert), session, &mut changes);
                     if i + 1 == chunk_end {
-                        handed +=
-                            u64::from(session.send_changes(epoch, std::mem::take(&mut changes)));
+                        let mut part = std::mem::take(&mut changes);
+                        part.more = true;
+                        handed += u64::from(session.send_changes(epoch, part));
                         tokio::task::yield_now().await;
                         chunk = (chunk * 2).min(SYNC_CHUNK);
                         chunk_end += chunk;
@@ -184,7 +185,12 @@ impl Agent {
                 }
             }
         }
-        handed += u64::from(session.send_changes(epoch, changes));
+        if handed > 0 && changes.is_empty() {
+            // The session holds the chunks' last partial UPDATEs until the final one.
+            let _ = session.cmd.send(SessionCmd::Changes { epoch, changes });
+        } else {
+            handed += u64::from(session.send_changes(epoch, changes));
+        }
         if only.is_none() {
             session.next_hops.clear();
         }

@@ -315,6 +315,9 @@ pub async fn run(
     // A ROUTE-REFRESH is answered with a copy of the whole Adj-RIB-Out; while one is
     // queued (until its End-of-RIB), more requests are already answered by it.
     let mut refresh_queued = false;
+    // The prefixes of a sync's chunk that would have ended in a partial UPDATE: they
+    // go out with the next chunk, which the agent hands over at once.
+    let mut held = Changes::default();
     let template = RouteAttrs {
         origin: Origin::Igp,
         as_path: if params.peer.asn == params.local.asn {
@@ -411,6 +414,7 @@ pub async fn run(
                         if let Some(mut conn) = confirm.take() {
                             epoch += 1;
                             refresh_queued = false;
+                            held = Changes::default();
                             backoff.reset();
                             collision_survivor = false;
                             tracing::info!(%peer, local = %conn.local, families = ?conn.negotiated.families, "session established");
@@ -504,7 +508,9 @@ pub async fn run(
                         if e == epoch {
                             if let Some(conn) = established.as_mut() {
                                 let mut buf = Vec::new();
-                                changes.encode(&conn.codec, &template, &mut buf);
+                                let mut changes = changes;
+                                changes.absorb(std::mem::take(&mut held));
+                                changes.encode_holding(&conn.codec, &template, &mut buf, &mut held);
                                 if let Err(message) = conn.send(&buf).await {
                                     if let Some(conn) = established.take() {
                                         conn.close(None).await;
@@ -520,6 +526,7 @@ pub async fn run(
                             refresh_queued = false;
                             if let Some(conn) = established.as_mut() {
                                 let mut buf = Vec::new();
+                                std::mem::take(&mut held).encode(&conn.codec, &template, &mut buf);
                                 for f in families {
                                     Message::Update(Update::end_of_rib(f)).encode(&conn.codec, &mut buf);
                                 }

@@ -332,7 +332,20 @@ pub fn pack_announce(
     prefixes: &[IpNet],
     out: &mut Vec<u8>,
 ) -> usize {
-    pack::announce(codec, attrs, prefixes, out)
+    pack::announce(codec, attrs, prefixes, out, None)
+}
+
+/// As [`pack_announce`], but a last UPDATE per family that would not be full is left
+/// out and its prefixes appended to `held`, to be packed with the prefixes that follow
+/// (a full table handed over in chunks then packs as densely as in one piece).
+pub fn pack_announce_whole(
+    codec: &Codec,
+    attrs: &RouteAttrs,
+    prefixes: &[IpNet],
+    out: &mut Vec<u8>,
+    held: &mut Vec<IpNet>,
+) -> usize {
+    pack::announce(codec, attrs, prefixes, out, Some(held))
 }
 
 /// Appends as few UPDATE messages as possible withdrawing `prefixes`
