@@ -24,7 +24,7 @@ mod sessions;
 
 use kernel_sync::RouteCheckTimer;
 use rib_out::HeldWithdrawals;
-use sessions::{cease, peer_name};
+use sessions::peer_name;
 
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::LocalParams;

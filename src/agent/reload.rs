@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::sessions::same_session;
-use crate::bgp::wire::codes;
+use crate::bgp::wire::{codes, Notification};
 use crate::config::{Config, Peer};
 use crate::control::Reply;
 use crate::plan::{self, Planner};
 
-use super::{cease, format_errors, Agent};
+use super::{format_errors, Agent};
 
 impl Agent {
     pub(super) async fn reload(&mut self) -> Reply {
@@ -70,11 +70,17 @@ impl Agent {
                 None => {
                     self.admin_down.remove(address);
                     tracing::info!(peer = %address, "peer removed from the config");
-                    self.stop_session(*address, cease(codes::cease::PEER_DECONFIGURED));
+                    self.stop_session(
+                        *address,
+                        Notification::cease(codes::cease::PEER_DECONFIGURED),
+                    );
                 }
                 Some(new) if server_changed || !same_session(old, new) => {
                     tracing::info!(peer = %address, "peer settings changed: resetting its session");
-                    self.stop_session(*address, cease(codes::cease::OTHER_CONFIGURATION_CHANGE));
+                    self.stop_session(
+                        *address,
+                        Notification::cease(codes::cease::OTHER_CONFIGURATION_CHANGE),
+                    );
                     reset.push(new.clone());
                 }
                 Some(new) => {

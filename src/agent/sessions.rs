@@ -13,7 +13,7 @@ use crate::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
 };
 use crate::bgp::speaker::Listener;
-use crate::bgp::wire::{codes, Notification};
+use crate::bgp::wire::Notification;
 use crate::config::Peer;
 use crate::plan::{self, SessionView};
 
@@ -233,10 +233,6 @@ pub(super) fn same_session(a: &Peer, b: &Peer) -> bool {
         && a.password == b.password
         && a.hold_time == b.hold_time
         && a.bfd == b.bfd
-}
-
-pub(super) fn cease(subcode: u8) -> Notification {
-    Notification::new(codes::CEASE, subcode, Vec::new())
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use super::adj_out::Changes;
 use super::fsm::{self, Backoff, Direction, LocalParams, Negotiated, State};
 use super::md5::{self, Md5Counters};
 use super::wire::{
-    frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification, Origin, RouteAttrs,
-    Update,
+    codes, frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification, Origin,
+    RouteAttrs, Update,
 };
 use crate::config::Peer;
 
@@ -33,15 +33,6 @@ const COLLISION_WINDOW: Duration = Duration::from_secs(1);
 const OPEN_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 4;
-/// NOTIFICATION codes we send.
-const FSM_ERROR: u8 = 5;
-/// RFC 6608 subcodes of the FSM error.
-const FSM_UNEXPECTED_IN_OPEN_SENT: u8 = 1;
-const FSM_UNEXPECTED_IN_OPEN_CONFIRM: u8 = 2;
-const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
-const HOLD_TIMER_EXPIRED: u8 = 4;
-const CEASE: u8 = 6;
-const CEASE_COLLISION: u8 = 7;
 /// How long a peer with BFD on waits for BFD before BGP starts anyway, so a router
 /// without BFD is never locked out (issue 18).
 pub const BFD_HOLD: Duration = Duration::from_secs(90);
@@ -391,13 +382,13 @@ pub async fn run(
                                 update_status(&status, |s| { s.state = State::OpenConfirm; s.went_down(); });
                             } else {
                                 established = Some(current);
-                                conn.close(Some(cease(CEASE_COLLISION))).await;
+                                conn.close(Some(Notification::cease(codes::cease::CONNECTION_COLLISION_RESOLUTION))).await;
                             }
                         } else if let Some(other) = confirm.take() {
                             let keep = fsm::collision_survivor(params.local.router_id, conn.negotiated.peer_id);
                             let (winner, loser) = if conn.direction == keep { (conn, other) } else { (other, conn) };
                             tracing::info!(%peer, kept = ?winner.direction, "connection collision resolved");
-                            loser.close(Some(cease(CEASE_COLLISION))).await;
+                            loser.close(Some(Notification::cease(codes::cease::CONNECTION_COLLISION_RESOLUTION))).await;
                             confirm = Some(winner);
                             collision_survivor = true;
                         } else {
@@ -544,7 +535,7 @@ pub async fn run(
                     SessionCmd::BfdDown => {
                         let Some(g) = bfd.as_mut() else { continue };
                         *g = BfdGate::down();
-                        let notification = cease(crate::bgp::wire::codes::cease::BFD_DOWN);
+                        let notification = Notification::cease(codes::cease::BFD_DOWN);
                         if let Some(conn) = established.take() {
                             tracing::warn!(%peer, "session down: BFD detected a path failure");
                             conn.close(Some(notification.clone())).await;
@@ -608,14 +599,6 @@ impl BfdGate {
     }
 }
 
-fn cease(subcode: u8) -> Notification {
-    Notification {
-        code: CEASE,
-        subcode,
-        data: Vec::new(),
-    }
-}
-
 fn fail(
     status: &SharedStatus,
     connect_at: &mut tokio::time::Instant,
@@ -638,7 +621,7 @@ fn describe_end(event: Option<ReaderEvent>) -> (String, Option<Notification>) {
         Some(ReaderEvent::Closed(message)) => (message, None),
         Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => (
             "unexpected message".into(),
-            Some(fsm_error(FSM_UNEXPECTED_IN_OPEN_CONFIRM)),
+            Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENCONFIRM)),
         ),
         None => ("connection reader ended".into(), None),
     }
@@ -744,7 +727,7 @@ async fn handshake(
             send_notification(
                 &mut wr,
                 &plain,
-                fsm_error(FSM_UNEXPECTED_IN_OPEN_SENT),
+                fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENSENT),
                 &counters,
             )
             .await;
@@ -863,7 +846,7 @@ pub fn capability_name(c: &super::wire::Capability) -> String {
 
 fn fsm_error(subcode: u8) -> Notification {
     Notification {
-        code: FSM_ERROR,
+        code: codes::FSM_ERROR,
         subcode,
         data: Vec::new(),
     }
@@ -906,7 +889,7 @@ async fn read_loop(
                     "peer sent {} before its first KEEPALIVE",
                     message_name(&other)
                 ),
-                Some(fsm_error(FSM_UNEXPECTED_IN_OPEN_CONFIRM)),
+                Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENCONFIRM)),
             ),
             Ok(Message::Update(update)) => {
                 counters.updates.fetch_add(1, Ordering::Relaxed);
@@ -918,7 +901,7 @@ async fn read_loop(
             Ok(Message::RouteRefresh(_)) => ReaderEvent::RouteRefresh,
             Ok(Message::Open(_)) => ReaderEvent::Fatal(
                 "peer sent OPEN on an established session".into(),
-                Some(fsm_error(FSM_UNEXPECTED_IN_ESTABLISHED)),
+                Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_ESTABLISHED)),
             ),
             Err(ReadError::Decode(e)) => {
                 if e.action == ErrorAction::SessionReset {
@@ -940,7 +923,7 @@ async fn read_loop(
                     hold.map(|h| h.as_secs()).unwrap_or(0)
                 ),
                 Some(Notification {
-                    code: HOLD_TIMER_EXPIRED,
+                    code: codes::HOLD_TIMER_EXPIRED,
                     subcode: 0,
                     data: vec![],
                 }),
