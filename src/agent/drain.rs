@@ -96,7 +96,8 @@ impl Agent {
     /// routers have moved traffic away when the withdraw comes.
     pub(super) async fn drain_before_shutdown(&mut self) {
         let drain_time = self.config.agent.drain_time;
-        if drain_time.is_zero() {
+        // With no session up there is no one to drain: waiting would only delay.
+        if drain_time.is_zero() || self.established_count() == 0 {
             return;
         }
         let drain = match self.drain {

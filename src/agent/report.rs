@@ -12,6 +12,7 @@ use crate::metrics::{self, KernelRouteCounts};
 use crate::plan::explain;
 use crate::status::{self, ServerStatus, Status};
 
+use super::drain::DrainedAttrs;
 use super::Agent;
 
 impl Agent {
@@ -213,6 +214,7 @@ impl Agent {
                 })
                 .collect::<Vec<_>>()
         };
+        let mut drained = self.drain.is_some().then(DrainedAttrs::default);
         let routes: Vec<Value> = prefixes
             .into_iter()
             .map(|prefix| {
@@ -249,12 +251,12 @@ impl Agent {
                 });
                 // What the peers are sent: the drain adds its community to every set.
                 let attributes = advert.map(|a| {
-                    let view = if self.drain.is_some() {
-                        status::PathAttributesView::from(&a.attrs.drained())
-                    } else {
-                        status::PathAttributesView::from(&*a.attrs)
+                    let sent = match &mut drained {
+                        Some(d) => d.of(&a.attrs),
+                        None => a.attrs.clone(),
                     };
-                    serde_json::to_value(view).unwrap_or(Value::Null)
+                    serde_json::to_value(status::PathAttributesView::from(&*sent))
+                        .unwrap_or(Value::Null)
                 });
                 let owners: Vec<String> = match (advert, wanted) {
                     (Some(a), _) => a.owners.iter().map(|o| o.to_string()).collect(),
