@@ -16,7 +16,9 @@ use crate::speaker::{config_yaml, Env, Opts};
 const GSHUT: &str = "(65535,0)";
 const BR0_NET: &str = "203.0.113.0/24";
 const BR0_NET_V6: &str = "2001:db8:100::/64";
-const BR1_NET: &str = "192.0.2.0/24";
+const BR1_NET: &str = "192.0.2.0/25";
+/// The external route of instance c1's NIC on br1.
+const C1_NET: &str = "192.0.2.192/28";
 
 fn communities(r: &BirdRoute) -> String {
     r.attr("BGP.community").unwrap_or("").to_string()
@@ -54,7 +56,8 @@ fn peer_field(hb: &Hostbgp, name: &str, field: &str) -> Value {
 }
 
 /// Two networks, two peers: `r1` (bird protocol h1, over IPv4) declared on br0,
-/// `r2` (h2, over IPv6) declared on br1; `r1_export`/`r2_export` their scopes.
+/// `r2` (h2, over IPv6) declared on br1, where instance c1's NIC is;
+/// `r1_export`/`r2_export` their scopes.
 fn two_networks_yaml(r1_export: &str, r2_export: &str) -> String {
     format!(
         "config:
@@ -76,6 +79,10 @@ networks:
       bgp.peers.r2.address: \"{r2}\"
       bgp.peers.r2.asn: \"65000\"
       bgp.peers.r2.export: {r2_export}
+instances:
+  c1:
+    devices:
+      eth0: {{type: nic, network: br1, host_name: vc1, ipv4.routes.external: {C1_NET}}}
 ",
         r1 = lab::ROUTER_V4,
         r2 = lab::ROUTER_V6,
@@ -90,7 +97,9 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
     let topo = Topo::new(&[lab::BR_V4]);
     let (l, h) = (&topo.lab, &topo.h);
     l.bridge(h, "br1");
-    l.addr(h, "br1", "192.0.2.1/24");
+    l.addr(h, "br1", "192.0.2.1/25");
+    crate::instances::instance(l, h, "i1", "vc1", &["192.0.2.193/32"]);
+    l.enslave(h, "vc1", "br1");
     let router = Bird::start(
         l,
         &topo.r,
@@ -110,8 +119,8 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
     hb.wait_peer_state("r1", "Established");
     hb.wait_peer_state("r2", "Established");
 
-    // r1 hears only br0's prefix, r2 (export all, LXD's way) both.
-    wait_heard(&router, "h2", &[BR0_NET, BR1_NET]);
+    // r1 hears only br0's prefix, r2 (export all, LXD's way) every one.
+    wait_heard(&router, "h2", &[BR0_NET, BR1_NET, C1_NET]);
     wait_heard(&router, "h1", &[BR0_NET]);
     assert_eq!(peer_field(&hb, "r1", "export"), "network");
     assert_eq!(peer_field(&hb, "r2", "export"), "all");
@@ -120,7 +129,7 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
         .as_array()
         .and_then(|a| a.iter().find(|r| r["prefix"] == BR1_NET))
         .cloned()
-        .expect("192.0.2.0/24 in routes");
+        .expect("br1's subnet in routes");
     assert!(
         br1["next_hops"].get("r2").is_some() && br1["next_hops"].get("r1").is_none(),
         "routes shows who was told: {br1}"
@@ -133,8 +142,13 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
     let updates_before = (updates("r1"), updates("r2"));
     hb.write_config(&two_networks_yaml("all", "network"));
     hb.reload().expect("hostbgp reload");
-    wait_heard(&router, "h1", &[BR0_NET, BR1_NET]);
-    wait_heard(&router, "h2", &[BR1_NET]);
+    wait_heard(&router, "h1", &[BR0_NET, BR1_NET, C1_NET]);
+    wait_heard(&router, "h2", &[BR1_NET, C1_NET]);
+    eprintln!(
+        "after the flip: h1 {:?}, h2 {:?}",
+        heard(&router, "h1"),
+        heard(&router, "h2")
+    );
     assert_eq!(
         (transitions("r1"), transitions("r2")),
         before,
@@ -149,8 +163,8 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
             p.raw
         );
     }
-    // Only the difference went out: one UPDATE each (an announce to r1, a withdraw
-    // to r2), not the whole table again.
+    // Only the difference went out: one UPDATE each (br1's two prefixes share a
+    // path, so one announce to r1; one withdraw to r2), not the whole table again.
     let (r1_after, r2_after) = (updates("r1"), updates("r2"));
     for (name, was, now) in [
         ("r1", updates_before.0, r1_after),
@@ -161,7 +175,7 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
         };
         assert!(
             (1..=2).contains(&(now - was)),
-            "{name}: {} UPDATEs for a one-prefix change",
+            "{name}: {} UPDATEs for a one-path change",
             now - was
         );
     }
