@@ -115,7 +115,9 @@ impl Agent {
             left.as_secs_f64(),
             drain_time.as_secs()
         );
-        tokio::time::sleep(left).await;
+        let line = format!("shutting down: drained, withdrawing in {}s", left.as_secs());
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
+        sleep_feeding_watchdog(left).await;
     }
 
     fn established_count(&self) -> usize {
@@ -123,6 +125,22 @@ impl Agent {
             .values()
             .filter(|s| s.established.is_some())
             .count()
+    }
+}
+
+/// Sleeps `d`, telling systemd's watchdog all is well meanwhile: the drain blocks the
+/// loop that otherwise does, and a drain longer than `WatchdogSec` (30 s in our unit)
+/// would get the agent killed halfway, its routes never withdrawn.
+async fn sleep_feeding_watchdog(d: Duration) {
+    let deadline = tokio::time::Instant::now() + d;
+    let step = sd_notify::watchdog_enabled().map_or(d, |w| (w / 2).max(Duration::from_millis(100)));
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep(step.min(deadline - now)).await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
     }
 }
 
