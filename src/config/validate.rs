@@ -721,7 +721,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     p.valid &= p.bfd_multiplier.is_some();
                 }
                 "export" => {
-                    let export = e.check(&key, parse_export(val));
+                    let export = e.check(&key, values::parse_export(val));
                     p.export = export.unwrap_or_default();
                     p.valid &= export.is_some();
                 }
@@ -894,16 +894,6 @@ fn check_uplinks(e: &mut Errors, networks: &BTreeMap<String, Network>, broken: &
             None if broken.contains(up) => {}
             None => e.push(key, format!("unknown network {up:?}")),
         }
-    }
-}
-
-fn parse_export(value: &str) -> Result<super::Export, String> {
-    match value.trim() {
-        "all" => Ok(super::Export::All),
-        "network" => Ok(super::Export::Network),
-        other => Err(format!(
-            "{other:?} is not an export scope: \"all\" (every prefix, the default) or \"network\" (the declaring networks' prefixes)"
-        )),
     }
 }
 
