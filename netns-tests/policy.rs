@@ -17,6 +17,10 @@ const GSHUT: &str = "(65535,0)";
 const BR0_NET: &str = "203.0.113.0/24";
 const BR0_NET_V6: &str = "2001:db8:100::/64";
 const BR1_NET: &str = "192.0.2.0/25";
+/// A route the router announces to us (a private range inside the lab), and the
+/// community it tags it with.
+const PEER_NET: &str = "10.99.0.0/24";
+const PEER_COMMUNITY: &str = "(65000,666)";
 /// The external route of instance c1's NIC on br1.
 const C1_NET: &str = "192.0.2.192/28";
 
@@ -77,7 +81,7 @@ networks:
     config:
       ipv4.nat: \"false\"
       bgp.peers.r2.address: \"{r2}\"
-      bgp.peers.r2.asn: \"65000\"
+      bgp.peers.r2.asn: \"65001\"
       bgp.peers.r2.export: {r2_export}
 instances:
   c1:
@@ -100,18 +104,19 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
     l.addr(h, "br1", "192.0.2.1/25");
     crate::instances::instance(l, h, "i1", "vc1", &["192.0.2.193/32"]);
     l.enslave(h, "vc1", "br1");
-    let router = Bird::start(
-        l,
-        &topo.r,
-        "router",
-        &BirdConfig::router(
-            lab::ROUTER_V4,
-            vec![
-                BirdPeer::router("h1", lab::HOST_V4),
-                BirdPeer::router("h2", lab::HOST_V6),
-            ],
-        ),
+    // h1 also announces a route of its own with its community; h2 is another AS, so
+    // bird would accept that route from us (no AS loop) if we ever passed it on.
+    let mut h2 = BirdPeer::router("h2", lab::HOST_V6);
+    h2.local_as = 65001;
+    let mut cfg = BirdConfig::router(
+        lab::ROUTER_V4,
+        vec![
+            BirdPeer::router("h1", lab::HOST_V4).send_static_with_community(PEER_COMMUNITY),
+            h2,
+        ],
     );
+    cfg.static_routes = vec![format!("{PEER_NET} blackhole")];
+    let router = Bird::start(l, &topo.r, "router", &cfg);
     let mut hb = Hostbgp::start(l, h, &two_networks_yaml("network", "all"));
     hb.wait_ready();
     router.wait_established("h1");
@@ -179,7 +184,40 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
             now - was
         );
     }
+    assert_peer_routes_stay_out(&hb, &router, h);
     router.assert_no_nexthop_errors();
+}
+
+/// Item 5: what a peer announces is counted, never installed nor passed on, and its
+/// community never shows up on our paths.
+fn assert_peer_routes_stay_out(hb: &Hostbgp, router: &Bird, h: &str) {
+    wait_until_state("hostbgp counts the router's route", TIMEOUT, || {
+        let n = peer_field(hb, "r1", "prefixes_received");
+        (n.as_u64() >= Some(1), n)
+    });
+    let mine = heard(router, "h1").len() + heard(router, "h2").len();
+    assert!(mine > 0);
+    for r in router.routes() {
+        if r.protocol == "h1" || r.protocol == "h2" {
+            assert_ne!(r.prefix, PEER_NET, "passed on: {r:?}");
+            assert!(!communities(&r).contains(PEER_COMMUNITY), "leaked: {r:?}");
+        }
+    }
+    assert!(
+        !hb.advertised().iter().any(|p| p == PEER_NET),
+        "routes lists the peer's prefix"
+    );
+    let kernel = topo_route(h, PEER_NET);
+    assert!(kernel.trim().is_empty(), "installed: {kernel}");
+}
+
+/// `ip route show PREFIX` in the host namespace (read only).
+fn topo_route(ns: &str, prefix: &str) -> String {
+    Command::new("ip")
+        .args(["-n", ns, "-4", "route", "show", prefix])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default()
 }
 
 /// `hostbgp drain` tags every path (next to the network's own community) and keeps
