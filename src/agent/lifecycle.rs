@@ -25,8 +25,13 @@ impl Agent {
         Ok(())
     }
 
-    /// Full shutdown: withdraw everything, say goodbye, remove our kernel routes.
-    pub(super) async fn shutdown(&mut self) {
+    /// Full shutdown: drain (RFC 8326) for `hostbgp.drain_time`, withdraw everything,
+    /// say goodbye, remove our kernel routes. Whether the peers were drained first.
+    pub(super) async fn shutdown(&mut self) -> bool {
+        tracing::info!("full shutdown");
+        // BFD stays up while draining: a BFD Down would drop the sessions (and the
+        // drained paths with them) before the routers have moved traffic away.
+        self.drain_before_shutdown().await;
         tracing::info!("full shutdown: withdrawing every prefix");
         self.bfd_admin_down().await;
         let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
@@ -60,5 +65,6 @@ impl Agent {
             tracing::warn!("removing kernel routes: {e}");
         }
         let _ = std::fs::remove_file(&self.opts.socket);
+        self.drain.is_some()
     }
 }

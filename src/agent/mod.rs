@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 mod admin;
 mod bfd;
+mod drain;
 mod kernel_sync;
 mod lifecycle;
 mod reload;
@@ -105,6 +106,9 @@ struct Agent {
     /// Peers an operator disabled (`hostbgp disable`), with the shutdown message: kept
     /// across reloads until enabled.
     admin_down: BTreeMap<IpAddr, String>,
+    /// Set while drained (`hostbgp drain`, or a full shutdown's drain): every path
+    /// carries GRACEFUL_SHUTDOWN. Kept across reloads until `undrain`.
+    drain: Option<drain::Drain>,
     /// The last STATUS= line sent to systemd.
     last_status_line: Option<String>,
     /// The last time another route displaced ours, per prefix (for `routes`).
@@ -186,6 +190,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         route_errors: BTreeMap::new(),
         displaced: BTreeMap::new(),
         admin_down: BTreeMap::new(),
+        drain: None,
         last_status_line: None,
         started: SystemTime::now(),
         metrics: Metrics::default(),
@@ -270,9 +275,12 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                     Command::LogLevel => { let _ = reply.send(agent.set_log_level(request.level.as_deref())); }
                     Command::Disable => { let _ = reply.send(agent.disable(&request).await); }
                     Command::Enable => { let _ = reply.send(agent.enable(&request)); }
+                    Command::Drain => { let _ = reply.send(agent.drain().await); }
+                    Command::Undrain => { let _ = reply.send(agent.undrain().await); }
                     Command::Shutdown => {
-                        agent.shutdown().await;
-                        let _ = reply.send(Reply::ok(json!("shut down: every prefix withdrawn, kernel routes removed")));
+                        let drained = agent.shutdown().await;
+                        let how = if drained { "drained, then every prefix withdrawn" } else { "every prefix withdrawn" };
+                        let _ = reply.send(Reply::ok(json!(format!("shut down: {how}, kernel routes removed"))));
                         // Let the control task write the reply before the runtime goes.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         return Ok(());
@@ -286,7 +294,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 route_check.set(agent.config.agent.route_check_interval);
             }
             _ = sigpwr.recv() => {
-                agent.shutdown().await;
+                let _ = agent.shutdown().await;
                 return Ok(());
             }
             _ = sigterm.recv() => {

@@ -12,6 +12,7 @@ use crate::metrics::{self, KernelRouteCounts};
 use crate::plan::explain;
 use crate::status::{self, ServerStatus, Status};
 
+use super::drain::DrainedAttrs;
 use super::Agent;
 
 impl Agent {
@@ -72,9 +73,14 @@ impl Agent {
             .filter(|s| s.established.is_some())
             .count();
         let line = format!(
-            "{up}/{} peers established, {} prefixes",
+            "{up}/{} peers established, {} prefixes{}",
             self.sessions.len(),
-            self.planner.intent().adverts.count_v4() + self.planner.intent().adverts.count_v6()
+            self.planner.intent().adverts.count_v4() + self.planner.intent().adverts.count_v6(),
+            if self.drain.is_some() {
+                ", drained"
+            } else {
+                ""
+            }
         );
         if self.last_status_line.as_deref() != Some(line.as_str()) {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
@@ -144,6 +150,8 @@ impl Agent {
                 member: self.config.member.clone(),
                 overlay_keys: self.config.overlay_keys.clone(),
                 started_unix: status::unix(self.started),
+                drained: self.drain.is_some(),
+                drained_since_unix: self.drain.map(|d| status::unix(d.since_wall)),
             },
             peers,
             source: Some(self.source.status_json()),
@@ -206,6 +214,7 @@ impl Agent {
                 })
                 .collect::<Vec<_>>()
         };
+        let mut drained = self.drain.is_some().then(DrainedAttrs::default);
         let routes: Vec<Value> = prefixes
             .into_iter()
             .map(|prefix| {
@@ -240,6 +249,15 @@ impl Agent {
                         "displaced": self.displaced.get(&prefix),
                     })
                 });
+                // What the peers are sent: the drain adds its community to every set.
+                let attributes = advert.map(|a| {
+                    let sent = match &mut drained {
+                        Some(d) => d.of(&a.attrs),
+                        None => a.attrs.clone(),
+                    };
+                    serde_json::to_value(status::PathAttributesView::from(&*sent))
+                        .unwrap_or(Value::Null)
+                });
                 let owners: Vec<String> = match (advert, wanted) {
                     (Some(a), _) => a.owners.iter().map(|o| o.to_string()).collect(),
                     (None, Some(w)) => w.owners.iter().map(|o| o.to_string()).collect(),
@@ -251,6 +269,7 @@ impl Agent {
                     "owners": owners,
                     "advertised": advert.is_some(),
                     "next_hops": next_hops,
+                    "attributes": attributes,
                     "kernel": kernel,
                 })
             })

@@ -9,8 +9,10 @@ use crate::bgp::adj_out::{Changes, PathKey};
 use crate::bgp::session::SessionCmd;
 use crate::bgp::wire::Family;
 use crate::kernel::KernelView;
+use crate::plan::export::ExportFilter;
 use crate::plan::{self, SessionView, Touched};
 
+use super::drain::DrainedAttrs;
 use super::{Agent, NextHopTable, PeerSession, Resync};
 
 /// How long a withdrawal caused by an address going away waits for it to come back.
@@ -148,6 +150,8 @@ impl Agent {
             families: est.families.clone(),
             resolved: NextHopTable::default(),
             last: None,
+            export: ExportFilter::new(&self.config, &session.peer),
+            drained: self.drain.is_some().then(DrainedAttrs::default),
         };
         let mut changes = Changes::default();
         let mut handed = 0;
@@ -214,6 +218,10 @@ pub(super) struct PeerNextHops<'a> {
     families: Vec<Family>,
     resolved: NextHopTable,
     last: Option<(Family, plan::NextHopRule, Result<IpAddr, String>)>,
+    /// Which prefixes this peer hears (`bgp.peers.NAME.export`).
+    export: ExportFilter<'a>,
+    /// While drained (RFC 8326): each attribute set with GRACEFUL_SHUTDOWN added.
+    drained: Option<DrainedAttrs>,
 }
 
 impl PeerNextHops<'_> {
@@ -253,6 +261,8 @@ impl PeerNextHops<'_> {
         let family = Family::of(&prefix);
         let path = match advert {
             None => None,
+            // Out of scope is the same as not advertised: a scope change withdraws it.
+            Some(advert) if !self.export.allows(&advert.owners) => None,
             Some(_) if !self.families.contains(&family) => {
                 peer.unsent
                     .insert(family, "family not negotiated with this peer".into());
@@ -261,7 +271,10 @@ impl PeerNextHops<'_> {
             Some(advert) => match self.resolve(family, &advert.next_hop) {
                 Ok(next_hop) => Some(PathKey {
                     next_hop,
-                    extra: advert.attrs.clone(),
+                    extra: match &mut self.drained {
+                        Some(drained) => drained.of(&advert.attrs),
+                        None => advert.attrs.clone(),
+                    },
                 }),
                 Err(reason) => {
                     peer.unsent.entry(family).or_insert_with(|| reason.clone());

@@ -249,6 +249,7 @@ mod tests {
             password: None,
             hold_time: 90,
             bfd: None,
+            export: config::Export::All,
             declared_by: vec![("br0".into(), "r1".into())],
         };
         let on = Peer {
@@ -272,6 +273,14 @@ mod tests {
         assert!(
             same_session(&on, &renamed),
             "where it is declared is not a setting"
+        );
+        let scoped = Peer {
+            export: config::Export::Network,
+            ..on.clone()
+        };
+        assert!(
+            same_session(&on, &scoped),
+            "an export change resyncs the peer, it does not reset it"
         );
     }
 }

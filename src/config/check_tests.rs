@@ -415,3 +415,61 @@ fn errors_found_elsewhere_are_located() {
     );
     assert_eq!(suggest("lxdd").as_deref(), Some("lxd"));
 }
+
+#[test]
+fn export_and_drain_time_keys() {
+    assert_eq!(
+        suggest("networks.br0.config.bgp.peers.r1.exprot").as_deref(),
+        Some("export")
+    );
+    assert_eq!(
+        suggest("config.hostbgp.drain_tme").as_deref(),
+        Some("hostbgp.drain_time")
+    );
+    let (_d, p) = setup(
+        &BASE
+            .replace(
+                "  core.bgp_asn: 65010\n",
+                "  core.bgp_asn: 65010\n  hostbgp.drain_time: \"301\"\n",
+            )
+            .replace(
+                "      bgp.peers.r1.asn: 65001\n",
+                "      bgp.peers.r1.asn: 65001\n      bgp.peers.r1.export: networks\n",
+            ),
+        &[],
+    );
+    let f = p.display().to_string();
+    let e = errors(&p);
+    assert!(
+        e.contains(&format!(
+            "{f}:4: config.hostbgp.drain_time: must be between 0 and 300, got 301"
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|l| l.starts_with(&format!(
+            "{f}:11: networks.br0.config.bgp.peers.r1.export: \"networks\" is not an export scope"
+        ))),
+        "{e:?}"
+    );
+
+    let (_d, p) = setup(
+        &BASE
+            .replace(
+                "  core.bgp_asn: 65010\n",
+                "  core.bgp_asn: 65010\n  hostbgp.drain_time: \"0\"\n",
+            )
+            .replace(
+                "      bgp.peers.r1.asn: 65001\n",
+                "      bgp.peers.r1.asn: 65001\n      bgp.peers.r1.export: network\n",
+            ),
+        &[],
+    );
+    let c = check(&p, "node1").config.expect("valid");
+    assert_eq!(c.agent.drain_time, std::time::Duration::ZERO);
+    assert_eq!(c.peers()[0].export, Export::Network);
+    let (_d, p) = setup(BASE, &[]);
+    let c = check(&p, "node1").config.expect("valid");
+    assert_eq!(c.agent.drain_time, DEFAULT_DRAIN_TIME);
+    assert_eq!(c.peers()[0].export, Export::All);
+}

@@ -82,7 +82,15 @@ pub struct AgentSettings {
     pub route_check_interval: std::time::Duration,
     /// `hostbgp.metrics_address`: where Prometheus scrapes `GET /metrics` (off when unset).
     pub metrics_address: Option<SocketAddr>,
+    /// `hostbgp.drain_time`: how long a full shutdown advertises GRACEFUL_SHUTDOWN
+    /// (RFC 8326) before withdrawing, so routers move traffic first (zero: no drain).
+    pub drain_time: std::time::Duration,
 }
+
+pub const DEFAULT_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest `hostbgp.drain_time`: `hostbgp shutdown` waits this long (and a bit) for
+/// its reply, and a shutdown that hangs for longer is a stuck host, not a drain.
+pub const MAX_DRAIN_TIME_SECS: u32 = 300;
 
 pub const DEFAULT_ROUTE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -91,6 +99,7 @@ impl Default for AgentSettings {
         AgentSettings {
             route_check_interval: DEFAULT_ROUTE_CHECK_INTERVAL,
             metrics_address: None,
+            drain_time: DEFAULT_DRAIN_TIME,
         }
     }
 }
@@ -136,6 +145,26 @@ pub struct Network {
     pub attrs: ExtraAttrs,
 }
 
+/// `bgp.peers.NAME.export`: which prefixes a peer hears.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Export {
+    /// Every prefix (LXD's behaviour).
+    #[default]
+    All,
+    /// Only those of the networks declaring the peer: their own, their NICs', and
+    /// those of OVN networks using them as uplink.
+    Network,
+}
+
+impl Export {
+    pub fn name(self) -> &'static str {
+        match self {
+            Export::All => "all",
+            Export::Network => "network",
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
@@ -146,6 +175,7 @@ pub struct PeerConfig {
     pub hold_time: u16,
     /// `bfd: "true"`: BFD watches the path to the peer.
     pub bfd: Option<BfdSettings>,
+    pub export: Export,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +207,9 @@ pub struct Peer {
     pub password: Option<String>,
     pub hold_time: u16,
     pub bfd: Option<BfdSettings>,
+    /// `Network` only when every declaration says so: a network that leaves the peer
+    /// at `all` wants it to hear everything.
+    pub export: Export,
     /// (network, peer name) pairs declaring it, sorted.
     pub declared_by: Vec<(String, String)>,
 }
@@ -211,6 +244,7 @@ impl fmt::Debug for PeerConfig {
             .field("password", &redacted(&self.password))
             .field("hold_time", &self.hold_time)
             .field("bfd", &self.bfd)
+            .field("export", &self.export)
             .finish()
     }
 }
@@ -224,6 +258,7 @@ impl fmt::Debug for Peer {
             .field("password", &redacted(&self.password))
             .field("hold_time", &self.hold_time)
             .field("bfd", &self.bfd)
+            .field("export", &self.export)
             .field("declared_by", &self.declared_by)
             .finish()
     }
@@ -337,19 +372,20 @@ impl Config {
         let mut by_addr: BTreeMap<IpAddr, Peer> = BTreeMap::new();
         for (nname, net) in &self.networks {
             for p in net.peers.values() {
-                by_addr
-                    .entry(p.address)
-                    .or_insert_with(|| Peer {
-                        address: p.address,
-                        port: p.port,
-                        asn: p.asn,
-                        password: p.password.clone(),
-                        hold_time: p.hold_time,
-                        bfd: p.bfd,
-                        declared_by: Vec::new(),
-                    })
-                    .declared_by
-                    .push((nname.clone(), p.name.clone()));
+                let peer = by_addr.entry(p.address).or_insert_with(|| Peer {
+                    address: p.address,
+                    port: p.port,
+                    asn: p.asn,
+                    password: p.password.clone(),
+                    hold_time: p.hold_time,
+                    bfd: p.bfd,
+                    export: Export::Network,
+                    declared_by: Vec::new(),
+                });
+                if p.export == Export::All {
+                    peer.export = Export::All;
+                }
+                peer.declared_by.push((nname.clone(), p.name.clone()));
             }
         }
         by_addr

@@ -143,6 +143,7 @@ fn example_round_trips() {
             password: Some("s3cret".into()),
             hold_time: 90,
             bfd: None,
+            export: crate::config::Export::All,
         }
     );
     let up = &c.networks["uplink"];
@@ -936,4 +937,29 @@ fn overlap_across_many_nics_finds_every_nested_pair() {
     ];
     want.sort();
     assert_eq!(lines, want);
+}
+
+#[test]
+fn a_peer_hears_everything_unless_every_declaration_scopes_it() {
+    let yaml = |uplink_export: &str| {
+        format!(
+            "networks:
+  br0:
+    type: bridge
+    config:
+      bgp.peers.r1.address: 192.0.2.1
+      bgp.peers.r1.asn: \"65001\"
+      bgp.peers.r1.export: network
+  uplink:
+    type: physical
+    config:
+      bgp.peers.up.address: 192.0.2.1
+      bgp.peers.up.asn: \"65001\"
+{uplink_export}"
+        )
+    };
+    let scoped = parse_str(&yaml("      bgp.peers.up.export: network\n"), "n1").unwrap();
+    assert_eq!(scoped.peers()[0].export, crate::config::Export::Network);
+    let mixed = parse_str(&yaml(""), "n1").unwrap();
+    assert_eq!(mixed.peers()[0].export, crate::config::Export::All);
 }

@@ -20,6 +20,7 @@ pub(super) const GLOBAL_SERVER_KEYS: &[&str] = &[
     "core.bgp_graceful_restart_time",
     "hostbgp.route_check_interval",
     "hostbgp.metrics_address",
+    "hostbgp.drain_time",
 ];
 /// Network keys that may differ per cluster member.
 pub(super) const LOCAL_NETWORK_KEYS: &[&str] = &["bgp.ipv4.nexthop", "bgp.ipv6.nexthop"];
@@ -94,6 +95,7 @@ pub(super) const PEER_KEYS: &[&str] = &[
     "bfd",
     "bfd.min_interval",
     "bfd.multiplier",
+    "export",
 ];
 /// `bfd.min_interval` bounds, in ms: bird and FRR go no faster than 10 ms, and a
 /// detection slower than a minute is what the hold timer is for.
@@ -494,6 +496,14 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
                     agent.metrics_address = e.check(&key, values::parse_socket_addr(val));
                 }
             }
+            "hostbgp.drain_time" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    let max = super::MAX_DRAIN_TIME_SECS;
+                    if let Some(t) = e.check(&key, values::parse_u32(val, 0, max)) {
+                        agent.drain_time = std::time::Duration::from_secs(t.into());
+                    }
+                }
+            }
             "hostbgp.route_check_interval" => {
                 if let Some(val) = e.scalar(&key, v) {
                     if let Some(t) = e.check(&key, values::parse_u32(val, 0, 86_400)) {
@@ -525,6 +535,7 @@ struct RawPeer {
     bfd: bool,
     bfd_min_interval: Option<u32>,
     bfd_multiplier: Option<u8>,
+    export: super::Export,
     valid: bool,
 }
 
@@ -709,6 +720,11 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                         .and_then(|m| u8::try_from(m).ok());
                     p.valid &= p.bfd_multiplier.is_some();
                 }
+                "export" => {
+                    let export = e.check(&key, values::parse_export(val));
+                    p.export = export.unwrap_or_default();
+                    p.valid &= export.is_some();
+                }
                 _ => {
                     p.hold_time = e.check(&key, values::parse_u16(val, 9, 65535));
                     p.valid &= p.hold_time.is_some();
@@ -821,6 +837,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     password: p.password,
                     hold_time: p.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
                     bfd,
+                    export: p.export,
                 },
             );
         }

@@ -2,6 +2,7 @@
 //! prefixes it advertises with which next-hop rule. Pure, no I/O.
 mod adverts;
 pub mod explain;
+pub mod export;
 mod planner;
 #[cfg(test)]
 mod proptests;

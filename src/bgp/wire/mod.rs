@@ -318,6 +318,21 @@ impl ExtraAttrs {
             },
         }
     }
+
+    /// `self` with GRACEFUL_SHUTDOWN added (RFC 8326 drain), still normalized so
+    /// drained sets that were equal stay equal (and share UPDATEs).
+    pub fn drained(&self) -> ExtraAttrs {
+        let mut drained = self.clone();
+        if let Err(at) = drained
+            .communities
+            .binary_search(&codes::community::GRACEFUL_SHUTDOWN)
+        {
+            drained
+                .communities
+                .insert(at, codes::community::GRACEFUL_SHUTDOWN);
+        }
+        drained
+    }
 }
 
 /// Appends as few UPDATE messages as possible announcing `prefixes`.
