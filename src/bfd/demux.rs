@@ -122,10 +122,9 @@ impl<K: Eq + Hash + Clone> Demux<K> {
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv6Addr};
-    use std::time::Duration;
 
     use super::*;
-    use crate::bfd::codes::Diagnostic;
+    use crate::bfd::packet_tests::first_down;
 
     type Peer = (IpAddr, u32);
 
@@ -139,17 +138,8 @@ mod tests {
     fn repr(state: State, your_discriminator: u32) -> Repr {
         Repr {
             state,
-            diagnostic: Diagnostic::NoDiagnostic,
-            poll: false,
-            final_: false,
-            control_plane_independent: false,
-            demand: false,
-            detect_mult: 3,
-            my_discriminator: 99,
             your_discriminator,
-            desired_min_tx: Duration::from_secs(1),
-            required_min_rx: Duration::from_millis(300),
-            required_min_echo_rx: Duration::ZERO,
+            ..first_down(99)
         }
     }
 

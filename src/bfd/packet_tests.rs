@@ -37,7 +37,10 @@ const UP_POLL: [u8; 24] = [
     0x00, 0x00, 0x00, 0x00, // no echo
 ];
 
-fn first_down_repr() -> Repr {
+/// A first packet with 300 ms x 3 configured, as the session sends it and bird does:
+/// Down, your discriminator 0, one packet a second until Up (RFC 5880 section
+/// 6.8.3), no diagnostic, no flags, no echo.
+pub(super) fn first_down(my_discriminator: u32) -> Repr {
     Repr {
         state: State::Down,
         diagnostic: Diagnostic::NoDiagnostic,
@@ -46,11 +49,19 @@ fn first_down_repr() -> Repr {
         control_plane_independent: false,
         demand: false,
         detect_mult: 3,
-        my_discriminator: 0x5e2b_0011,
+        my_discriminator,
         your_discriminator: 0,
         desired_min_tx: 1000 * MS,
         required_min_rx: 300 * MS,
+        required_min_echo_rx: Duration::ZERO,
+    }
+}
+
+/// `FIRST_DOWN`, decoded.
+fn first_down_repr() -> Repr {
+    Repr {
         required_min_echo_rx: 50 * MS,
+        ..first_down(0x5e2b_0011)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::captures;
 use super::codes::{Diagnostic, State};
 use super::packet::Repr;
+use super::packet_tests::first_down;
 use super::session::{Action, Config, DownCause, Event, Session};
 
 const MS: Duration = Duration::from_millis(1);
@@ -30,17 +31,9 @@ fn handle(s: &mut Session, event: Event) -> Vec<Action> {
 fn from_peer(state: State) -> Repr {
     Repr {
         state,
-        diagnostic: Diagnostic::NoDiagnostic,
-        poll: false,
-        final_: false,
-        control_plane_independent: false,
-        demand: false,
-        detect_mult: 3,
-        my_discriminator: REMOTE,
         your_discriminator: if state == State::Down { 0 } else { LOCAL },
         desired_min_tx: if state == State::Up { 300 * MS } else { SECOND },
-        required_min_rx: 300 * MS,
-        required_min_echo_rx: Duration::ZERO,
+        ..first_down(REMOTE)
     }
 }
 
@@ -58,6 +51,14 @@ fn sent(actions: &[Action]) -> Vec<Repr> {
         .collect()
 }
 
+/// The peer's Up with Final: the answer to our Poll.
+fn peer_final() -> Event {
+    received(Repr {
+        final_: true,
+        ..from_peer(State::Up)
+    })
+}
+
 /// The packet a transmit timer expiry sends.
 fn tick(s: &mut Session) -> Repr {
     let packets = sent(&handle(s, Event::TransmitTimerExpired));
@@ -65,20 +66,20 @@ fn tick(s: &mut Session) -> Repr {
     packets[0]
 }
 
-/// Through the handshake and the Poll Sequence that follows it: Up at 300 ms.
-fn up_session() -> Session {
+/// Started: Down, sending once a second.
+fn started_session() -> Session {
     let mut s = session();
     s.start(&mut no_jitter);
+    s
+}
+
+/// Through the handshake and the Poll Sequence that follows it: Up at 300 ms.
+fn up_session() -> Session {
+    let mut s = started_session();
     handle(&mut s, received(from_peer(State::Down)));
     handle(&mut s, received(from_peer(State::Up)));
     assert!(tick(&mut s).poll);
-    handle(
-        &mut s,
-        received(Repr {
-            final_: true,
-            ..from_peer(State::Up)
-        }),
-    );
+    handle(&mut s, peer_final());
     assert_eq!(s.state(), State::Up);
     assert!(!s.polling());
     s
@@ -88,20 +89,8 @@ fn up_session() -> Session {
 fn start_sends_down_at_one_packet_a_second() {
     let mut s = session();
     let actions = s.start(&mut no_jitter);
-    let packet = Repr {
-        state: State::Down,
-        diagnostic: Diagnostic::NoDiagnostic,
-        poll: false,
-        final_: false,
-        control_plane_independent: false,
-        demand: false,
-        detect_mult: 3,
-        my_discriminator: LOCAL,
-        your_discriminator: 0,
-        desired_min_tx: SECOND,
-        required_min_rx: 300 * MS,
-        required_min_echo_rx: Duration::ZERO,
-    };
+    // 300 ms x 3 by default, but one packet a second until Up.
+    let packet = first_down(LOCAL);
     assert_eq!(
         actions,
         vec![Action::Send(packet), Action::ArmTransmitTimer(SECOND)]
@@ -110,8 +99,7 @@ fn start_sends_down_at_one_packet_a_second() {
 
 #[test]
 fn three_way_handshake_then_poll_for_the_fast_rate() {
-    let mut s = session();
-    s.start(&mut no_jitter);
+    let mut s = started_session();
 
     // Down hears Down: Init, said at once. The peer's one second per packet sets
     // detection.
@@ -152,13 +140,7 @@ fn three_way_handshake_then_poll_for_the_fast_rate() {
     assert_eq!(poll.desired_min_tx, 300 * MS);
 
     // The Final ends the Poll Sequence; periodic packets go without Poll.
-    let actions = handle(
-        &mut s,
-        received(Repr {
-            final_: true,
-            ..from_peer(State::Up)
-        }),
-    );
+    let actions = handle(&mut s, peer_final());
     assert_eq!(actions, vec![Action::ArmDetectionTimer(900 * MS)]);
     assert!(!s.polling());
     assert!(!tick(&mut s).poll);
@@ -168,8 +150,7 @@ fn three_way_handshake_then_poll_for_the_fast_rate() {
 
 #[test]
 fn down_hearing_init_goes_straight_up() {
-    let mut s = session();
-    s.start(&mut no_jitter);
+    let mut s = started_session();
     let actions = handle(&mut s, received(from_peer(State::Init)));
     assert_eq!(s.state(), State::Up);
     assert!(actions.contains(&Action::SessionUp));
@@ -179,8 +160,7 @@ fn down_hearing_init_goes_straight_up() {
 
 #[test]
 fn packets_that_do_not_move_the_state() {
-    let mut s = session();
-    s.start(&mut no_jitter);
+    let mut s = started_session();
     // Down ignores Up (the peer thinks of an older session of ours).
     handle(&mut s, received(from_peer(State::Up)));
     assert_eq!(s.state(), State::Down);
@@ -228,8 +208,7 @@ fn detection_timeout_takes_up_down_with_diag_1() {
 
 #[test]
 fn detection_timeout_in_init_and_down() {
-    let mut s = session();
-    s.start(&mut no_jitter);
+    let mut s = started_session();
     handle(&mut s, received(from_peer(State::Down)));
     // Init was never Up: no notification, but the diag says why.
     let actions = handle(&mut s, Event::DetectionTimerExpired);
@@ -410,13 +389,7 @@ fn slower_interval_waits_for_the_final() {
     // still based on it), and already wait as long as the slower rate needs.
     assert_eq!(s.transmit_interval(), 300 * MS);
     assert_eq!(s.detection_time(), 3 * SECOND);
-    let actions = handle(
-        &mut s,
-        received(Repr {
-            final_: true,
-            ..from_peer(State::Up)
-        }),
-    );
+    let actions = handle(&mut s, peer_final());
     assert_eq!(
         actions,
         vec![
@@ -475,26 +448,21 @@ fn a_change_during_a_poll_gets_a_poll_of_its_own() {
     handle(&mut s, Event::ConfigChanged(second));
     // The Poll out announces what it started with.
     assert_eq!(tick(&mut s).desired_min_tx, 500 * MS);
-    let fin = Repr {
-        final_: true,
-        ..from_peer(State::Up)
-    };
-    let actions = handle(&mut s, received(fin));
+    let actions = handle(&mut s, peer_final());
     assert!(s.polling(), "second Poll under way");
     // 500 ms is in force; 700 ms waits for the second Final.
     assert!(actions.contains(&Action::ArmTransmitTimer(500 * MS)));
     let poll = tick(&mut s);
     assert!(poll.poll);
     assert_eq!(poll.desired_min_tx, 700 * MS);
-    let actions = handle(&mut s, received(fin));
+    let actions = handle(&mut s, peer_final());
     assert!(actions.contains(&Action::ArmTransmitTimer(700 * MS)));
     assert!(!s.polling());
 }
 
 #[test]
 fn a_change_while_down_applies_at_once_under_the_floor() {
-    let mut s = session();
-    s.start(&mut no_jitter);
+    let mut s = started_session();
     let config = Config {
         desired_min_tx: 100 * MS,
         required_min_rx: 200 * MS,
