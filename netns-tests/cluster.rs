@@ -52,6 +52,8 @@ struct Shared {
     member_extra: Vec<(usize, &'static str)>,
     /// Body of `instances:` (indented by 2).
     instances: String,
+    /// Extra config keys of the uplink network.
+    uplink: Vec<(&'static str, &'static str)>,
 }
 
 impl Shared {
@@ -59,6 +61,9 @@ impl Shared {
         let mut s = String::from(
             "config:\n  core.bgp_asn: \"65010\"\nnetworks:\n  uplink:\n    type: physical\n    config:\n      bgp.peers.r1.address: 198.51.100.2\n      bgp.peers.r1.asn: \"65000\"\n",
         );
+        for (k, v) in &self.uplink {
+            s.push_str(&format!("      {k}: \"{v}\"\n"));
+        }
         if self.ovn {
             s.push_str(&format!(
                 "  ovn1:\n    type: ovn\n    config:\n      network: uplink\n      ipv4.address: 10.20.0.1/24\n      ipv4.nat: \"false\"\n      volatile.network.ipv4.address: {OVN_V4}\n      ipv6.address: 2001:db8:20::1/64\n      ipv6.nat: \"false\"\n      volatile.network.ipv6.address: \"{OVN_V6}\"\n"
@@ -529,6 +534,24 @@ fn check(yaml: &str, member: &str) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// `check --member` passes.
+fn assert_check_passes(yaml: &str, member: &str) {
+    let (code, text) = check(yaml, member);
+    assert_eq!(code, Some(0), "check --member {member}: {text}\n{yaml}");
+}
+
+/// `check --member` fails, naming every one of `keys`.
+fn assert_check_names(yaml: &str, member: &str, keys: &[&str]) {
+    let (code, text) = check(yaml, member);
+    assert_eq!(code, Some(1), "check --member {member}: {text}\n{yaml}");
+    for key in keys {
+        assert!(
+            text.contains(key),
+            "check --member {member} must name {key}: {text}"
+        );
+    }
+}
+
 /// Test 5: overlapping non-anycast external routes on instances of two members.
 #[test]
 fn check_names_cross_member_overlap() {
@@ -548,17 +571,14 @@ fn check_names_cross_member_overlap() {
     };
     let yaml = shared.yaml();
     for member in ["m1", "m2"] {
-        let (code, text) = check(&yaml, member);
-        assert_eq!(code, Some(1), "check --member {member}: {text}\n{yaml}");
-        for key in [
-            "instances.c1.devices.eth0.ipv4.routes.external",
-            "instances.c2.devices.eth0.ipv4.routes.external",
-        ] {
-            assert!(
-                text.contains(key),
-                "check --member {member} must name {key}: {text}"
-            );
-        }
+        assert_check_names(
+            &yaml,
+            member,
+            &[
+                "instances.c1.devices.eth0.ipv4.routes.external",
+                "instances.c2.devices.eth0.ipv4.routes.external",
+            ],
+        );
     }
     // The same routes with anycast on the bridge (identical prefixes) are fine.
     let ok = Shared {
@@ -566,13 +586,7 @@ fn check_names_cross_member_overlap() {
         instances: ANYCAST_INSTANCES.into(),
         ..Default::default()
     };
-    let (code, text) = check(&ok.yaml(), "m1");
-    assert_eq!(
-        code,
-        Some(0),
-        "anycast config must be valid: {text}\n{}",
-        ok.yaml()
-    );
+    assert_check_passes(&ok.yaml(), "m1");
 }
 
 /// Test 6: `status --json` shows the member and the keys that came from its overlay;
@@ -643,12 +657,7 @@ fn status_member_and_overlay_keys() {
     );
     assert!(bad.contains("core.bgp_asn: \"65011\""), "{bad}");
     for member in ["m1", "m2"] {
-        let (code, text) = check(&bad, member);
-        assert_eq!(code, Some(1), "check --member {member}: {text}\n{bad}");
-        assert!(
-            text.contains("members.m1.config.core.bgp_asn"),
-            "check --member {member} must name the key: {text}"
-        );
+        assert_check_names(&bad, member, &["members.m1.config.core.bgp_asn"]);
     }
 }
 
@@ -665,12 +674,7 @@ fn check_rejects_global_network_key_in_overlay() {
         ..Default::default()
     }
     .yaml();
-    let (code, text) = check(&bad, "m2");
-    assert_eq!(code, Some(1), "{text}\n{bad}");
-    assert!(
-        text.contains("members.m1.networks.br0.ipv4.routes.anycast"),
-        "check must name the key: {text}"
-    );
+    assert_check_names(&bad, "m2", &["members.m1.networks.br0.ipv4.routes.anycast"]);
 }
 
 /// An OVN NIC's external routes must lie within the uplink's `ipv4.routes` when set.
@@ -682,24 +686,16 @@ fn check_ovn_nic_routes_within_uplink_routes() {
             instances: format!(
                 "  c1:\n    location: m1\n    devices:\n      eth0: {{type: nic, network: ovn1, ipv4.routes.external: {route}}}\n"
             ),
+            uplink: vec![("ipv4.routes", "10.20.0.0/24,203.0.113.0/24")],
             ..Default::default()
         }
         .yaml()
-        .replace(
-            "      bgp.peers.r1.asn: \"65000\"\n",
-            "      bgp.peers.r1.asn: \"65000\"\n      ipv4.routes: 10.20.0.0/24,203.0.113.0/24\n",
-        )
     };
-    let good = yaml("203.0.113.32/28");
-    assert!(good.contains("ipv4.routes: 10.20"), "{good}");
-    let (code, text) = check(&good, "m1");
-    assert_eq!(code, Some(0), "{text}\n{good}");
-    let bad = yaml("192.0.2.32/28");
-    let (code, text) = check(&bad, "m2");
-    assert_eq!(code, Some(1), "{text}\n{bad}");
-    assert!(
-        text.contains("instances.c1.devices.eth0.ipv4.routes.external"),
-        "check must name the key: {text}"
+    assert_check_passes(&yaml("203.0.113.32/28"), "m1");
+    assert_check_names(
+        &yaml("192.0.2.32/28"),
+        "m2",
+        &["instances.c1.devices.eth0.ipv4.routes.external"],
     );
 }
 
@@ -731,12 +727,12 @@ fn ovn_anycast_across_members() {
         Some(1),
         "without anycast the same route twice is a conflict: {text}"
     );
-    let anycast = plain.replace(
-        "      bgp.peers.r1.asn: \"65000\"\n",
-        "      bgp.peers.r1.asn: \"65000\"\n      ipv4.routes.anycast: \"true\"\n",
-    );
-    let (code, text) = check(&anycast, "m1");
-    assert_eq!(code, Some(0), "{text}\n{anycast}");
+    let anycast = Shared {
+        uplink: vec![("ipv4.routes.anycast", "true")],
+        ..shared
+    }
+    .yaml();
+    assert_check_passes(&anycast, "m1");
 
     let c = Cluster::start_yaml(&anycast, |_, _, _| {});
     c.wait_established();
