@@ -620,39 +620,33 @@ impl<'de> Deserialize<'de> for LocTree {
 
 struct LocVisitor;
 
+/// `Visitor` methods that drop the value of their type: `LocTree::Other`.
+macro_rules! other {
+    ($($visit:ident: $t:ty),* $(,)?) => {$(
+        fn $visit<E: de::Error>(self, _: $t) -> Result<LocTree, E> {
+            Ok(LocTree::Other)
+        }
+    )*};
+}
+
 impl<'de> Visitor<'de> for LocVisitor {
     type Value = LocTree;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a YAML value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_char<E: de::Error>(self, _: char) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
+    // Scalars, null and lists are `Other`: only maps have keys.
+    other!(
+        visit_bool: bool,
+        visit_i64: i64,
+        visit_i128: i128,
+        visit_u64: u64,
+        visit_u128: u128,
+        visit_f64: f64,
+        visit_char: char,
+        visit_str: &str,
+        visit_bytes: &[u8]
+    );
     fn visit_unit<E: de::Error>(self) -> Result<LocTree, E> {
         Ok(LocTree::Other)
     }

@@ -34,36 +34,31 @@ impl<'de> Deserialize<'de> for Node {
 
 struct NodeVisitor;
 
+/// `Visitor` methods that keep a value of their type as its text: `Node::Scalar`.
+macro_rules! scalar {
+    ($($visit:ident: $t:ty),* $(,)?) => {$(
+        fn $visit<E: de::Error>(self, v: $t) -> Result<Node, E> {
+            Ok(Node::Scalar(v.to_string()))
+        }
+    )*};
+}
+
 impl<'de> Visitor<'de> for NodeVisitor {
     type Value = Node;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a YAML value")
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
-    fn visit_char<E: de::Error>(self, v: char) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::Scalar(v.to_string()))
-    }
+    scalar!(
+        visit_bool: bool,
+        visit_i64: i64,
+        visit_i128: i128,
+        visit_u64: u64,
+        visit_u128: u128,
+        visit_f64: f64,
+        visit_char: char,
+        visit_str: &str
+    );
     fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
         Ok(Node::Scalar(v))
     }
