@@ -16,19 +16,13 @@ const INSTANCES: &str = "  c1:
 /// bridge's addresses 192.0.2.1 / 2001:db8:100::1. Enables forwarding in the host.
 pub fn instance(l: &lab::Lab, h: &str) -> String {
     l.forwarding(h);
-    let i = l.ns("i");
-    l.instance_nic(h, "vc1", &i);
-    l.addr(&i, "eth0", "203.0.113.65/32");
-    l.addr(&i, "eth0", "2001:db8:100:40::1/128");
-    l.route(
-        &i,
-        &["default", "via", "192.0.2.1", "dev", "eth0", "onlink"],
-    );
-    l.route(
-        &i,
-        &["default", "via", "2001:db8:100::1", "dev", "eth0", "onlink"],
-    );
-    i
+    crate::instances::instance(
+        l,
+        h,
+        "i",
+        "vc1",
+        &["203.0.113.65/32", "2001:db8:100:40::1/128"],
+    )
 }
 
 #[test]
@@ -62,14 +56,8 @@ fn instance_routes_datapath() {
     let k6 = l.routes(h, true, &["proto", &proto]);
     assert!(k6.contains("2001:db8:100:40::/64 dev br0"), "{k6}");
 
-    wait_until("ping 203.0.113.65 from the router", TIMEOUT, || {
-        l.try_exec(r, &["ping", "-c1", "-W1", "203.0.113.65"])
-            .is_ok()
-    });
-    wait_until("ping 2001:db8:100:40::1 from the router", TIMEOUT, || {
-        l.try_exec(r, &["ping", "-c1", "-W1", "2001:db8:100:40::1"])
-            .is_ok()
-    });
+    l.wait_ping(r, "203.0.113.65");
+    l.wait_ping(r, "2001:db8:100:40::1");
 
     // Stop: the NIC goes away.
     l.delete_link(h, "vc1");

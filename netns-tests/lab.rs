@@ -260,6 +260,18 @@ impl Lab {
         run_cmd(&mut c)
     }
 
+    /// One ping from `ns` to `addr` gets an answer within a second.
+    pub fn ping(&self, ns: &str, addr: &str) -> bool {
+        self.try_exec(ns, &["ping", "-c1", "-W1", addr]).is_ok()
+    }
+
+    /// Pings from `ns` until `addr` answers (TIMEOUT).
+    pub fn wait_ping(&self, ns: &str, addr: &str) {
+        wait_until(&format!("ping {addr} from {ns}"), TIMEOUT, || {
+            self.ping(ns, addr)
+        });
+    }
+
     /// `ip netns exec NS sh -c SCRIPT`.
     pub fn sh(&self, ns: &str, script: &str) -> String {
         self.exec(ns, &["sh", "-c", script])

@@ -394,12 +394,6 @@ impl Env {
     }
 }
 
-fn ping(l: &Lab, ns: &str, addr: &str) {
-    wait_until(&format!("ping {addr} from the router"), TIMEOUT, || {
-        l.try_exec(ns, &["ping", "-c1", "-W1", addr]).is_ok()
-    });
-}
-
 /// Bridge subnets advertised from LXD's state alone; a container's external route
 /// appears at the router when it starts (and pings go through), is withdrawn when it
 /// stops, and five start/stop cycles in a row all succeed: hostbgp's route replaces
@@ -434,7 +428,7 @@ fn lxd_instances_start_stop() {
         "dev",
         "lo",
     ]);
-    ping(&env.topo.lab, &env.topo.r, "203.0.113.65");
+    env.topo.lab.wait_ping(&env.topo.r, "203.0.113.65");
     let ours = env
         .topo
         .lab
