@@ -208,16 +208,33 @@ impl Cluster {
         self.lab.routes(&self.r, prefix.contains(':'), &[prefix])
     }
 
-    fn ping(&self, addr: &str) -> bool {
-        self.lab
-            .try_exec(&self.r, &["ping", "-c1", "-W1", addr])
-            .is_ok()
+    fn wait_ping(&self, addr: &str) {
+        self.lab.wait_ping(&self.r, addr);
     }
 
-    fn wait_ping(&self, addr: &str) {
-        wait_until(&format!("ping {addr} from the router"), TIMEOUT, || {
-            self.ping(addr)
-        });
+    /// Waits until the router's kernel route for `prefix` goes via exactly `want`
+    /// (sorted); the route's text.
+    fn wait_kernel_gateways(&self, prefix: &str, want: &[String]) -> String {
+        wait_until_state(
+            &format!("router kernel: {prefix} via {want:?}"),
+            TIMEOUT,
+            || {
+                let k = self.kernel(prefix);
+                (gateways(&k) == want, k)
+            },
+        )
+    }
+
+    /// No member installed a kernel route (the OVN router routes for OVN).
+    fn assert_no_agent_kernel_routes(&self) {
+        for i in 0..2 {
+            let k = self.agent_kernel_routes(i);
+            assert!(
+                k.trim().is_empty(),
+                "m{} installed kernel routes: {k}",
+                i + 1
+            );
+        }
     }
 
     /// Kernel routes hostbgp installed in member namespace `i` (0-based).
@@ -276,15 +293,7 @@ fn ovn_subnet_advertised_by_every_member() {
     assert_eq!(gateways(&k), [OVN_V4], "one route via the OVN router: {k}");
     c.wait_ping("10.20.0.1");
     c.wait_ping("2001:db8:20::1");
-    // No kernel routes for OVN on any member.
-    for i in 0..2 {
-        let k = c.agent_kernel_routes(i);
-        assert!(
-            k.trim().is_empty(),
-            "m{} installed kernel routes: {k}",
-            i + 1
-        );
-    }
+    c.assert_no_agent_kernel_routes();
 
     // Full shutdown of m2: m2's advertisement goes, m1's stays.
     let out = c.members[1].shutdown();
@@ -345,14 +354,7 @@ fn ovn_nic_route_only_from_location_member() {
         "m1 routes --json: {m1:?}"
     );
     c.wait_ping("203.0.113.33");
-    for i in 0..2 {
-        let k = c.agent_kernel_routes(i);
-        assert!(
-            k.trim().is_empty(),
-            "m{} installed kernel routes: {k}",
-            i + 1
-        );
-    }
+    c.assert_no_agent_kernel_routes();
     c.router.assert_no_nexthop_errors();
 }
 
@@ -405,36 +407,21 @@ fn bridged_anycast_across_members() {
     let mut nhs: Vec<String> = rs.iter().map(bgp_next_hop).collect();
     nhs.sort();
     assert_eq!(nhs, [member_v4(1), member_v4(2)], "{rs:#?}");
-    let both = vec![member_v4(1), member_v4(2)];
-    let k = wait_until_state(
-        "router kernel: one multipath route 203.0.113.80 via m1 and m2",
-        TIMEOUT,
-        || {
-            let k = c.kernel("203.0.113.80/32");
-            (gateways(&k) == both, k)
-        },
-    );
+    // One multipath route via m1 and m2.
+    let k = c.wait_kernel_gateways("203.0.113.80/32", &[member_v4(1), member_v4(2)]);
     assert!(k.contains("nexthop"), "multipath route expected: {k}");
     for _ in 0..3 {
         c.wait_ping("203.0.113.80");
     }
     // Each member's own path (its kernel route to its instance) works.
     for m in &c.mns {
-        wait_until(&format!("ping 203.0.113.80 from {m}"), TIMEOUT, || {
-            c.lab
-                .try_exec(m, &["ping", "-c1", "-W1", "203.0.113.80"])
-                .is_ok()
-        });
+        c.lab.wait_ping(m, "203.0.113.80");
     }
 
     // Stop c1 (its veth goes away on m1).
     c.lab.delete_link(&c.mns[0], "vc1");
     c.wait_route_from("203.0.113.80/32", &["m2"]);
-    let one = vec![member_v4(2)];
-    wait_until_state("router kernel: 203.0.113.80 via m2 only", TIMEOUT, || {
-        let k = c.kernel("203.0.113.80/32");
-        (gateways(&k) == one, k)
-    });
+    c.wait_kernel_gateways("203.0.113.80/32", &[member_v4(2)]);
     for _ in 0..3 {
         c.wait_ping("203.0.113.80");
     }
@@ -485,14 +472,9 @@ fn per_member_nexthop_overrides() {
         assert_eq!(bgp_next_hop(r), want, "{rs:#?}");
         assert_eq!(r.next_hops, [want], "{rs:#?}");
     }
-    let want = vec!["198.51.100.31".to_string(), "198.51.100.32".to_string()];
-    wait_until_state(
-        "router kernel 192.0.2.0/24 via .31 and .32",
-        TIMEOUT,
-        || {
-            let k = c.kernel("192.0.2.0/24");
-            (gateways(&k) == want, k)
-        },
+    c.wait_kernel_gateways(
+        "192.0.2.0/24",
+        &["198.51.100.31".into(), "198.51.100.32".into()],
     );
     c.wait_ping("192.0.2.1");
     // The overlay is reported per member.
