@@ -269,6 +269,19 @@ EOF
 }
 vtysh_() { nsx "$NF" vtysh --vty_socket "$WORK/frr" -d bgpd "$@"; }
 
+# A gobgpd.toml [[neighbors]] entry: ADDRESS PEER_AS LOCAL_ADDRESS AFI_SAFI...
+gobgp_neighbor() {
+    local address=$1 peer_as=$2 local_address=$3 afi_safi
+    shift 3
+    printf '\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = "%s"\n    peer-as = %s\n' \
+        "$address" "$peer_as"
+    printf '  [neighbors.transport.config]\n    local-address = "%s"\n' "$local_address"
+    for afi_safi in "$@"; do
+        printf '  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = "%s"\n' \
+            "$afi_safi"
+    done
+}
+
 start_gobgp() {
     cat >"$WORK/gobgpd.toml" <<'EOF'
 [global.config]
@@ -293,33 +306,10 @@ start_gobgp() {
       send-max = 4
     [neighbors.afi-safis.mp-graceful-restart.config]
       enabled = true
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "2001:db8:2::1"
-    peer-as = 4200000002
-  [neighbors.transport.config]
-    local-address = "2001:db8:2::2"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "192.0.2.13"
-    peer-as = 65010
-  [neighbors.transport.config]
-    local-address = "192.0.2.14"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
 EOF
+    gobgp_neighbor 2001:db8:2::1 4200000002 2001:db8:2::2 ipv6-unicast ipv4-unicast \
+        >>"$WORK/gobgpd.toml"
+    gobgp_neighbor 192.0.2.13 65010 192.0.2.14 ipv4-unicast ipv6-unicast >>"$WORK/gobgpd.toml"
     ip netns exec "$NG" gobgpd -f "$WORK/gobgpd.toml" --api-hosts 127.0.0.1:50051 \
         >"$WORK/gobgpd.log" 2>&1 &
     GOBGPD=$!
