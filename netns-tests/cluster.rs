@@ -508,12 +508,7 @@ fn check(yaml: &str, member: &str) -> (Option<i32>, String) {
         ])
         .output()
         .expect("run hostbgp check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    (out.status.code(), lab::output_text(&out))
 }
 
 /// `check --member` passes.

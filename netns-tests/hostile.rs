@@ -599,11 +599,7 @@ fn bad_config_check() {
             .arg(&path)
             .output()
             .expect("check");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = lab::output_text(&out);
         // Errors go to stderr, each one `FILE:LINE: KEY: MESSAGE`.
         let stderr = String::from_utf8_lossy(&out.stderr);
         let located = stderr.contains(&format!("{}{expected}", path.display()));

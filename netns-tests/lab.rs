@@ -62,6 +62,15 @@ pub fn run_cmd(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
+/// A finished command's stdout, then its stderr, as one text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Runs `args` (program first) on the host, Err with details.
 pub fn run(args: &[&str]) -> Result<String, String> {
     let mut c = Command::new(args[0]);
