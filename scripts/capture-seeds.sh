@@ -183,23 +183,19 @@ template bgp common {
   enable extended messages on;
   hold time 90;
 }
-protocol bgp frr4 from common {
-  local 192.0.2.1 as 65000; neighbor 192.0.2.2 as 65001;
+# eBGP over IPv4 with add-path; iBGP over IPv6 with both families (RFC 8950).
+template bgp ebgp4 from common {
   ipv4 { import all; export filter out4; add paths on; };
 }
-protocol bgp frr6 from common {
-  local 2001:db8:1::1 as 65001; neighbor 2001:db8:1::2 as 65001;
+template bgp ibgp6 from common {
   ipv6 { import all; export filter out6; next hop self; };
   ipv4 { import all; export filter out4; extended next hop on; next hop self; };
 }
-protocol bgp gobgp4 from common {
-  local 192.0.2.5 as 65000; neighbor 192.0.2.6 as 4200000002;
-  ipv4 { import all; export filter out4; add paths on; };
-}
-protocol bgp gobgp6 from common {
+protocol bgp frr4 from ebgp4 { local 192.0.2.1 as 65000; neighbor 192.0.2.2 as 65001; }
+protocol bgp frr6 from ibgp6 { local 2001:db8:1::1 as 65001; neighbor 2001:db8:1::2 as 65001; }
+protocol bgp gobgp4 from ebgp4 { local 192.0.2.5 as 65000; neighbor 192.0.2.6 as 4200000002; }
+protocol bgp gobgp6 from ibgp6 {
   local 2001:db8:2::1 as 4200000002; neighbor 2001:db8:2::2 as 4200000002;
-  ipv6 { import all; export filter out6; next hop self; };
-  ipv4 { import all; export filter out4; extended next hop on; next hop self; };
 }
 EOF
     nsx "$NB" bird -f -c "$WORK/bird.conf" -s "$WORK/bird.ctl" -P "$WORK/bird.pid" \
