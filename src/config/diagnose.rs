@@ -376,14 +376,8 @@ impl Checker {
                 best = (len, line, idx);
             }
         }
-        let (_, line, idx) = best;
-        Diagnostic {
-            severity,
-            file: Some(self.sources[idx].label.clone()),
-            line,
-            key: Some(key),
-            message,
-        }
+        let (_, _, idx) = best;
+        self.at(idx, severity, key, message)
     }
 
     fn warn(&mut self, key: String, message: String) {
@@ -620,15 +614,6 @@ impl<'de> Deserialize<'de> for LocTree {
 
 struct LocVisitor;
 
-/// `Visitor` methods that drop the value of their type: `LocTree::Other`.
-macro_rules! other {
-    ($($visit:ident: $t:ty),* $(,)?) => {$(
-        fn $visit<E: de::Error>(self, _: $t) -> Result<LocTree, E> {
-            Ok(LocTree::Other)
-        }
-    )*};
-}
-
 impl<'de> Visitor<'de> for LocVisitor {
     type Value = LocTree;
 
@@ -636,17 +621,10 @@ impl<'de> Visitor<'de> for LocVisitor {
         f.write_str("a YAML value")
     }
     // Scalars, null and lists are `Other`: only maps have keys.
-    other!(
-        visit_bool: bool,
-        visit_i64: i64,
-        visit_i128: i128,
-        visit_u64: u64,
-        visit_u128: u128,
-        visit_f64: f64,
-        visit_char: char,
-        visit_str: &str,
-        visit_bytes: &[u8]
-    );
+    node::visit_scalars!(LocTree, |_| LocTree::Other);
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<LocTree, E> {
+        Ok(LocTree::Other)
+    }
     fn visit_unit<E: de::Error>(self) -> Result<LocTree, E> {
         Ok(LocTree::Other)
     }

@@ -34,14 +34,21 @@ impl<'de> Deserialize<'de> for Node {
 
 struct NodeVisitor;
 
-/// `Visitor` methods that keep a value of their type as its text: `Node::Scalar`.
-macro_rules! scalar {
-    ($($visit:ident: $t:ty),* $(,)?) => {$(
-        fn $visit<E: de::Error>(self, v: $t) -> Result<Node, E> {
-            Ok(Node::Scalar(v.to_string()))
+/// `Visitor` methods for the scalar types, each returning `Ok(body)`:
+/// `visit_scalars!(Node, |v| Node::Scalar(v.to_string()))`.
+macro_rules! visit_scalars {
+    ($value:ty, |$v:pat_param| $body:expr) => {
+        $crate::config::node::visit_scalars!(@each $value, $v, $body;
+            visit_bool: bool, visit_i64: i64, visit_i128: i128, visit_u64: u64,
+            visit_u128: u128, visit_f64: f64, visit_char: char, visit_str: &str);
+    };
+    (@each $value:ty, $v:pat_param, $body:expr; $($visit:ident: $t:ty),*) => {$(
+        fn $visit<E: de::Error>(self, $v: $t) -> Result<$value, E> {
+            Ok($body)
         }
     )*};
 }
+pub(crate) use visit_scalars;
 
 impl<'de> Visitor<'de> for NodeVisitor {
     type Value = Node;
@@ -49,16 +56,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a YAML value")
     }
-    scalar!(
-        visit_bool: bool,
-        visit_i64: i64,
-        visit_i128: i128,
-        visit_u64: u64,
-        visit_u128: u128,
-        visit_f64: f64,
-        visit_char: char,
-        visit_str: &str
-    );
+    visit_scalars!(Node, |v| Node::Scalar(v.to_string()));
     fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
         Ok(Node::Scalar(v))
     }
