@@ -61,10 +61,23 @@ fn fill<'a, P: WirePrefix + 'a>(
     put
 }
 
-/// Whether the message being filled, ending at `end`, is the last of its run and
-/// would not be full, so that `hold` asks it to wait for more prefixes.
-fn hold_last(hold: bool, last: bool, end: usize, limit: usize) -> bool {
-    hold && last && end + MAX_PREFIX_WIRE <= limit
+/// Fills the message begun at `start`, up to `max` bytes (see `fill`). When it is the
+/// last of its run and would not be full, and `hold` asks such a message to wait for
+/// more prefixes, takes it back out of `out`: `Some(how many prefixes it held)`.
+fn fill_or_hold<'a, P: WirePrefix + 'a>(
+    out: &mut Vec<u8>,
+    nets: &mut Peekable<impl Iterator<Item = &'a P>>,
+    start: usize,
+    max: usize,
+    hold: bool,
+) -> Option<usize> {
+    let limit = start + max;
+    let put = fill(out, nets, limit);
+    if hold && nets.peek().is_none() && out.len() + MAX_PREFIX_WIRE <= limit {
+        out.truncate(start);
+        return Some(put);
+    }
+    None
 }
 
 /// Messages appended, and how many of the run's last prefixes were held back.
@@ -224,11 +237,8 @@ fn announce_classic<'a>(
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(block.len() as u16).to_be_bytes());
         out.extend_from_slice(block);
-        let limit = start + max;
-        let put = fill(out, &mut nets, limit);
-        if hold_last(hold, nets.peek().is_none(), out.len(), limit) {
-            out.truncate(start);
-            packed.held = put;
+        if let Some(held) = fill_or_hold(out, &mut nets, start, max, hold) {
+            packed.held = held;
             break;
         }
         finish(out, start);
@@ -263,11 +273,8 @@ fn announce_mp<'a>(
         out.extend_from_slice(common);
         let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_REACH_NLRI);
         put_mp_reach_head(out, family, attrs.next_hop, attrs.link_local_next_hop);
-        let limit = start + max;
-        let put = fill(out, &mut nets, limit);
-        if hold_last(hold, nets.peek().is_none(), out.len(), limit) {
-            out.truncate(start);
-            packed.held = put;
+        if let Some(held) = fill_or_hold(out, &mut nets, start, max, hold) {
+            packed.held = held;
             break;
         }
         end_attr(out, mp, false);
