@@ -303,26 +303,8 @@ mod tests {
     /// UPDATE waits for the next chunk, and nothing is lost or repeated.
     #[test]
     fn chunks_pack_as_densely_as_one_piece() {
-        let codec = Codec {
-            four_octet_as: true,
-            extended_message: false,
-        };
-        let template = RouteAttrs {
-            origin: crate::bgp::wire::Origin::Igp,
-            as_path: vec![65010],
-            next_hop: ip("0.0.0.0"),
-            link_local_next_hop: None,
-            local_pref: None,
-            extra: ExtraAttrs::default(),
-        };
         let paths: Vec<PathKey> = (0..4u32)
-            .map(|i| PathKey {
-                next_hop: ip("198.51.100.1"),
-                extra: Arc::new(ExtraAttrs {
-                    communities: vec![65010 << 16 | i],
-                    ..ExtraAttrs::default()
-                }),
-            })
+            .map(|i| with_communities("198.51.100.1", &[65010 << 16 | i]))
             .collect();
         let prefixes: Vec<IpNet> = (0..20_000u32)
             .map(|i| IpNet::V4(Ipv4Net::new((0x0a00_0000 + i).into(), 32).unwrap()))
@@ -332,7 +314,7 @@ mod tests {
             whole.announce_path(*p, &paths[i % paths.len()]);
         }
         let mut one_piece = Vec::new();
-        let want = whole.encode(&codec, &template, &mut one_piece);
+        let want = whole.encode(&CODEC, &template(), &mut one_piece);
 
         let (mut chunked, mut held, mut messages) = (Vec::new(), Changes::default(), 0);
         for (n, part) in prefixes.chunks(1500).enumerate() {
@@ -342,7 +324,7 @@ mod tests {
             }
             changes.more = (n + 1) * 1500 < prefixes.len();
             changes.absorb(std::mem::take(&mut held));
-            messages += changes.encode_holding(&codec, &template, &mut chunked, &mut held);
+            messages += changes.encode_holding(&CODEC, &template(), &mut chunked, &mut held);
         }
         assert!(held.is_empty(), "the last chunk sends everything");
         assert_eq!(messages, want, "UPDATEs in chunks vs in one piece");
