@@ -304,13 +304,7 @@ fn arb_open() -> impl Strategy<Value = Open> {
         1..0xe000_0000u32,
         vec(arb_cap(), 0..8),
     )
-        .prop_map(|(my_as, hold_time, id, capabilities)| Open {
-            version: 4,
-            my_as,
-            hold_time,
-            bgp_id: Ipv4Addr::from(id),
-            capabilities,
-        })
+        .prop_map(proptests::open)
 }
 
 fn arb_update(four: bool) -> impl Strategy<Value = Update> {

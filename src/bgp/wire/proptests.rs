@@ -85,13 +85,18 @@ pub(crate) fn arb_open() -> impl Strategy<Value = Open> {
         1..=u32::MAX,
         vec(arb_capability(), 0..10),
     )
-        .prop_map(|(my_as, hold_time, id, capabilities)| Open {
-            version: 4,
-            my_as,
-            hold_time,
-            bgp_id: Ipv4Addr::from(id),
-            capabilities,
-        })
+        .prop_map(open)
+}
+
+/// A version 4 OPEN of generated (my AS, hold time, BGP identifier, capabilities).
+pub(crate) fn open((my_as, hold_time, id, capabilities): (u16, u16, u32, Vec<Capability>)) -> Open {
+    Open {
+        version: 4,
+        my_as,
+        hold_time,
+        bgp_id: Ipv4Addr::from(id),
+        capabilities,
+    }
 }
 
 fn arb_as_path(four: bool) -> impl Strategy<Value = Vec<AsPathSegment>> {
