@@ -29,6 +29,13 @@ fn attr<'a>(r: &'a BirdRoute, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{} has no {key}: {r:?}", r.prefix))
 }
 
+/// `r` carries each attribute of `want` with that value.
+fn assert_attrs(r: &BirdRoute, want: &[(&str, &str)]) {
+    for (key, value) in want {
+        assert_eq!(attr(r, key), *value, "{key}: {r:?}");
+    }
+}
+
 #[test]
 fn network_and_nic_attributes_reach_bird() {
     if !lab::require_root("network_and_nic_attributes_reach_bird") {
@@ -49,13 +56,14 @@ fn network_and_nic_attributes_reach_bird() {
         communities.contains("(65535,65281)") || communities.contains("no-export"),
         "{net:?}"
     );
-    assert_eq!(
-        attr(&net, "BGP.large_community"),
-        "(65010, 1, 2)",
-        "{net:?}"
+    assert_attrs(
+        &net,
+        &[
+            ("BGP.large_community", "(65010, 1, 2)"),
+            ("BGP.med", "50"),
+            ("BGP.as_path", "65010 65010 65010"),
+        ],
     );
-    assert_eq!(attr(&net, "BGP.med"), "50", "{net:?}");
-    assert_eq!(attr(&net, "BGP.as_path"), "65010 65010 65010", "{net:?}");
 
     // The NIC's prefix: communities unioned, its MED and prepend win.
     let nic_route = env.router.wait_route("203.0.113.64/28");
@@ -64,16 +72,13 @@ fn network_and_nic_attributes_reach_bird() {
         communities.contains("(65010,100)") && communities.contains("(65010,200)"),
         "{nic_route:?}"
     );
-    assert_eq!(
-        attr(&nic_route, "BGP.large_community"),
-        "(65010, 1, 2) (65010, 3, 4)",
-        "{nic_route:?}"
-    );
-    assert_eq!(attr(&nic_route, "BGP.med"), "60", "{nic_route:?}");
-    assert_eq!(
-        attr(&nic_route, "BGP.as_path"),
-        "65010 65010",
-        "{nic_route:?}"
+    assert_attrs(
+        &nic_route,
+        &[
+            ("BGP.large_community", "(65010, 1, 2) (65010, 3, 4)"),
+            ("BGP.med", "60"),
+            ("BGP.as_path", "65010 65010"),
+        ],
     );
 
     // A reload that changes the NIC's MED re-announces its prefix with the new value;
