@@ -217,6 +217,16 @@ class Tally:
             self.r["other"].append(mtype)
 
 
+def read_until(reader, tally, deadline, done):
+    """Tallies the agent's messages until done(); False if the deadline or EOF came first."""
+    while not done():
+        m = reader.next(deadline)
+        if m is None:
+            return False
+        tally.see(m)
+    return True
+
+
 def drain(reader, tally, deadline, stop_on_notification=True):
     while True:
         m = reader.next(deadline)
@@ -250,13 +260,10 @@ def run_case(src, dst, asn, case, hold_open):
     s.sendall(open_msg(asn))
     deadline = time.monotonic() + 15
     # Agent's OPEN and KEEPALIVE, then ours; then its table up to End-of-RIB.
-    while not (t.r["open_received"] and t.r["keepalives"] >= 1):
-        m = rd.next(deadline)
-        if m is None:
-            t.r["phase"] = "handshake failed"
-            t.r["closed"] = rd.closed
-            return t.r
-        t.see(m)
+    if not read_until(rd, t, deadline, lambda: t.r["open_received"] and t.r["keepalives"] >= 1):
+        t.r["phase"] = "handshake failed"
+        t.r["closed"] = rd.closed
+        return t.r
     if case == "update_in_openconfirm":
         # An UPDATE where our KEEPALIVE should be: the agent is in OpenConfirm.
         s.sendall(update(attrs=origin() + as_path(asn) + next_hop(src), nlri=V4_NLRI))
@@ -265,13 +272,10 @@ def run_case(src, dst, asn, case, hold_open):
         t.r["close_reason"] = rd.close_reason
         return t.r
     s.sendall(msg(KEEPALIVE))
-    while t.r["eor"] == 0:
-        m = rd.next(deadline)
-        if m is None:
-            t.r["phase"] = "no End-of-RIB"
-            t.r["closed"] = rd.closed
-            return t.r
-        t.see(m)
+    if not read_until(rd, t, deadline, lambda: t.r["eor"] > 0):
+        t.r["phase"] = "no End-of-RIB"
+        t.r["closed"] = rd.closed
+        return t.r
     t.r["phase"] = "established"
     t.r["table_before"] = {"nlri_updates": t.r["nlri_updates"], "eor": t.r["eor"]}
     s.sendall(bad_thing(case, asn, src))
@@ -291,11 +295,8 @@ def run_case(src, dst, asn, case, hold_open):
         if case == "route_refresh":
             # The re-sent table ends with a second End-of-RIB (bounded wait).
             deadline = time.monotonic() + 15
-            while t.r["eor"] <= t.r["table_before"]["eor"] and not rd.closed:
-                m = rd.next(deadline)
-                if m is None:
-                    break
-                t.see(m)
+            before = t.r["table_before"]["eor"]
+            read_until(rd, t, deadline, lambda: t.r["eor"] > before or rd.closed)
         if not rd.closed and not t.r["notification"]:
             try:
                 s.sendall(msg(KEEPALIVE))
