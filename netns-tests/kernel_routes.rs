@@ -22,11 +22,15 @@ use crate::speaker::Env;
 const V4: &str = "203.0.113.64/28";
 const V6: &str = "2001:db8:100:40::/64";
 
-/// c1 running (its veth on the bridge), both prefixes at the router.
-fn running_c1() -> Env {
+/// c1 running (its veth on the bridge), both prefixes at the router; None (the test
+/// skipped) without root.
+fn running_c1(test: &str) -> Option<Env> {
+    if !lab::require_root(test) {
+        return None;
+    }
     let env = start(C1_STATIC, &[], false);
     run_c1(&env);
-    env
+    Some(env)
 }
 
 fn family(prefix: &str) -> &'static str {
@@ -55,6 +59,15 @@ fn wait_ours_alone(env: &Env, prefix: &str, what: &str) -> String {
     })
 }
 
+/// `routes --json`'s entry for `prefix` (null when there is none).
+fn route_json(env: &Env, prefix: &str) -> Value {
+    routes_json(env)
+        .iter()
+        .find(|r| r["prefix"] == prefix)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// `routes --json` says installed and advertised for `prefix`, the router has it, and
 /// its instance answers pings through it.
 fn assert_served(env: &Env, prefix: &str) {
@@ -62,12 +75,7 @@ fn assert_served(env: &Env, prefix: &str) {
         &format!("routes --json: {prefix} installed and advertised"),
         TIMEOUT,
         || {
-            let v = routes_json(env);
-            let r = v
-                .iter()
-                .find(|r| r["prefix"] == prefix)
-                .cloned()
-                .unwrap_or(Value::Null);
+            let r = route_json(env, prefix);
             let ok = r["advertised"] == true && r["kernel"]["state"] == "installed";
             (ok, r)
         },
@@ -90,10 +98,9 @@ fn assert_served(env: &Env, prefix: &str) {
 /// nothing, and the prefix is served throughout.
 #[test]
 fn replaced_then_deleted_route_is_repaired() {
-    if !lab::require_root("replaced_then_deleted_route_is_repaired") {
+    let Some(env) = running_c1("replaced_then_deleted_route_is_repaired") else {
         return;
-    }
-    let env = running_c1();
+    };
     let (l, h) = (&env.topo.lab, &env.topo.h);
     for prefix in [V4, V6] {
         let fam = family(prefix);
@@ -120,12 +127,7 @@ fn replaced_then_deleted_route_is_repaired() {
         told, 2,
         "one log line per displacement naming the protocol:\n{log}"
     );
-    let v = routes_json(&env);
-    let r = v
-        .iter()
-        .find(|r| r["prefix"] == V4)
-        .cloned()
-        .unwrap_or_default();
+    let r = route_json(&env, V4);
     assert!(
         r["kernel"]["displaced"]
             .as_str()
@@ -138,43 +140,21 @@ fn replaced_then_deleted_route_is_repaired() {
 /// another): put back, once.
 #[test]
 fn gateway_and_device_changes_are_undone() {
-    if !lab::require_root("gateway_and_device_changes_are_undone") {
+    let Some(env) = running_c1("gateway_and_device_changes_are_undone") else {
         return;
-    }
-    let env = running_c1();
+    };
     let (l, h) = (&env.topo.lab, &env.topo.h);
     let p = PROTO.to_string();
-    l.ip(
-        h,
-        &[
-            "route",
-            "replace",
-            V4,
-            "via",
-            "192.0.2.99",
-            "dev",
-            "br0",
-            "proto",
-            &p,
-        ],
-    );
-    wait_ours_alone(&env, V4, "gateway change by another program undone");
-    l.ip(
-        h,
-        &[
-            "-6",
-            "route",
-            "replace",
-            V6,
-            "via",
-            "2001:db8:100::99",
-            "dev",
-            "br0",
-            "proto",
-            &p,
-        ],
-    );
-    wait_ours_alone(&env, V6, "IPv6 gateway change undone");
+    for (prefix, via) in [(V4, "192.0.2.99"), (V6, "2001:db8:100::99")] {
+        let fam = family(prefix);
+        l.ip(
+            h,
+            &[
+                fam, "route", "replace", prefix, "via", via, "dev", "br0", "proto", &p,
+            ],
+        );
+        wait_ours_alone(&env, prefix, "gateway change by another program undone");
+    }
     // A device route (no gateway) of another protocol in our route's place.
     l.ip(h, &["route", "replace", V4, "dev", "br0", "proto", "boot"]);
     wait_ours_alone(&env, V4, "device route of proto boot replaced by ours");
@@ -186,10 +166,9 @@ fn gateway_and_device_changes_are_undone() {
 /// since the kernel keeps using ours.
 #[test]
 fn metrics_beside_ours() {
-    if !lab::require_root("metrics_beside_ours") {
+    let Some(env) = running_c1("metrics_beside_ours") else {
         return;
-    }
-    let env = running_c1();
+    };
     let (l, h) = (&env.topo.lab, &env.topo.h);
     l.ip(
         h,
@@ -224,10 +203,9 @@ fn metrics_beside_ours() {
 /// ours back; the other table is not ours to touch.
 #[test]
 fn route_moved_to_another_table() {
-    if !lab::require_root("route_moved_to_another_table") {
+    let Some(env) = running_c1("route_moved_to_another_table") else {
         return;
-    }
-    let env = running_c1();
+    };
     let (l, h) = (&env.topo.lab, &env.topo.h);
     let p = PROTO.to_string();
     for prefix in [V4, V6] {
@@ -254,10 +232,9 @@ fn route_moved_to_another_table() {
 /// still seen.
 #[test]
 fn flood_of_foreign_replaces_elsewhere() {
-    if !lab::require_root("flood_of_foreign_replaces_elsewhere") {
+    let Some(env) = running_c1("flood_of_foreign_replaces_elsewhere") else {
         return;
-    }
-    let env = running_c1();
+    };
     let (l, h) = (&env.topo.lab, &env.topo.h);
     let before = (our_route(l, h, V4), our_route(l, h, V6));
     let mut batch = String::new();
