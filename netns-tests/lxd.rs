@@ -386,12 +386,30 @@ impl Env {
         ]);
     }
 
+    /// Stops c1 cleanly; the router loses its route.
+    fn stop_c1(&self) {
+        self.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
+        self.router.wait_no_route("203.0.113.64/28");
+    }
+
+    /// The host's kernel routes for c1's 203.0.113.64/28.
+    fn c1_kernel_route(&self) -> String {
+        self.topo
+            .lab
+            .routes(&self.topo.h, false, &["exact", "203.0.113.64/28"])
+    }
+
     /// The router's session start time: unchanged means no reset.
     fn session_since(&self) -> String {
         let raw = self.router.protocol("h1").raw;
         let line = raw.lines().find(|l| l.trim_start().starts_with("h1 "));
         line.unwrap_or_default().trim().to_string()
     }
+}
+
+/// A busybox container's init must have set its SIGPWR trap, or a clean stop hangs.
+fn let_init_set_its_trap() {
+    std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
 /// Bridge subnets advertised from LXD's state alone; a container's external route
@@ -429,15 +447,11 @@ fn lxd_instances_start_stop() {
         "lo",
     ]);
     env.topo.lab.wait_ping(&env.topo.r, "203.0.113.65");
-    let ours = env
-        .topo
-        .lab
-        .routes(&env.topo.h, false, &["exact", "203.0.113.64/28"]);
+    let ours = env.c1_kernel_route();
     assert!(ours.contains("via 203.0.113.11"), "{ours}");
     let since = env.session_since();
 
-    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
-    env.router.wait_no_route("203.0.113.64/28");
+    env.stop_c1();
 
     for cycle in 1..=5 {
         let start = Instant::now();
@@ -446,37 +460,28 @@ fn lxd_instances_start_stop() {
         }
         env.router.wait_route("203.0.113.64/28");
         let up = start.elapsed();
-        // The container's init must have set its SIGPWR trap, or a clean stop hangs.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        let_init_set_its_trap();
         let stop = Instant::now();
-        env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
-        env.router.wait_no_route("203.0.113.64/28");
+        env.stop_c1();
         eprintln!(
             "cycle {cycle}: start to advert {up:?}, stop to withdraw {:?}",
             stop.elapsed()
         );
-        let left = env
-            .topo
-            .lab
-            .routes(&env.topo.h, false, &["exact", "203.0.113.64/28"]);
+        let left = env.c1_kernel_route();
         assert!(left.trim().is_empty(), "cycle {cycle}: route left: {left}");
     }
     // A restart gives the instance a new veth: found again, nothing left behind.
     env.lxd.lxc(&["start", "c1"]);
     env.router.wait_route("203.0.113.64/28");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let_init_set_its_trap();
     env.lxd.lxc(&["restart", "c1", "--timeout", "20"]);
     wait_until_state("our route via the restarted c1", TIMEOUT, || {
-        let r = env
-            .topo
-            .lab
-            .routes(&env.topo.h, false, &["exact", "203.0.113.64/28"]);
+        let r = env.c1_kernel_route();
         (r.contains("via 203.0.113.11") && r.contains("proto 201"), r)
     });
     env.router.wait_route("203.0.113.64/28");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
-    env.router.wait_no_route("203.0.113.64/28");
+    let_init_set_its_trap();
+    env.stop_c1();
 
     // No session reset along the way, and the subnets never moved.
     assert_eq!(env.session_since(), since);
@@ -535,17 +540,13 @@ fn lxd_daemon_restart_keeps_everything() {
     let after = log.get(before..).unwrap_or_default();
     assert!(after.contains("LXD source connected"), "{after}");
     assert!(!after.contains("kernel route 203.0.113.64/28"), "{after}");
-    let ours = env
-        .topo
-        .lab
-        .routes(&env.topo.h, false, &["exact", "203.0.113.64/28"]);
-    assert!(ours.contains("proto 201"), "{ours}");
     let env = Env { hb, ..env };
+    let ours = env.c1_kernel_route();
+    assert!(ours.contains("proto 201"), "{ours}");
     let since = env.session_since();
 
     // Still following: a stop after the restart is seen.
-    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
-    env.router.wait_no_route("203.0.113.64/28");
+    env.stop_c1();
     assert_eq!(env.session_since(), since, "the session was reset");
 }
 
@@ -661,10 +662,8 @@ fn lxd_one_member_cluster() {
     env.router.wait_route("203.0.113.64/28");
     let routes = env.hb.routes_json().unwrap_or_default();
     assert!(routes.to_string().contains("instance/c1/eth0"), "{routes}");
-    // The container's init must have set its SIGPWR trap, or a clean stop hangs.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    env.lxd.lxc(&["stop", "c1", "--timeout", "20"]);
-    env.router.wait_no_route("203.0.113.64/28");
+    let_init_set_its_trap();
+    env.stop_c1();
     assert_eq!(env.session_since(), since, "the session was reset");
 }
 
