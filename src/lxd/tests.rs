@@ -66,44 +66,53 @@ fn socket_search_order() {
     let nothing = |_: &Path| false;
     let given = PathBuf::from("/x/unix.socket");
     assert_eq!(resolve(Flavor::Lxd, Some(&given), none, nothing), given);
-    let env = |k: &str| (k == "LXD_DIR").then(|| "/d".to_string());
-    assert_eq!(
-        resolve(Flavor::Lxd, None, env, nothing),
-        PathBuf::from("/d/unix.socket")
-    );
-    let both = |k: &str| match k {
-        "LXD_SOCKET" => Some("/s".to_string()),
-        "LXD_DIR" => Some("/d".to_string()),
-        _ => None,
+    // With the environment `vars`, and sockets only below `present`.
+    let found = |flavor, vars: &[(&str, &str)], present: Option<&str>| {
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        resolve(flavor, None, env, |p: &Path| {
+            present.is_some_and(|d| p.starts_with(d))
+        })
     };
-    assert_eq!(
-        resolve(Flavor::Lxd, None, both, nothing),
-        PathBuf::from("/s")
-    );
-    let snap = |p: &Path| p.starts_with("/var/snap");
-    assert_eq!(
-        resolve(Flavor::Lxd, None, none, snap),
-        PathBuf::from("/var/snap/lxd/common/lxd/unix.socket")
-    );
-    // Nothing there yet: the Debian path, where it will appear.
-    assert_eq!(
-        resolve(Flavor::Lxd, None, none, nothing),
-        PathBuf::from("/var/lib/lxd/unix.socket")
-    );
-    let run = |p: &Path| p.starts_with("/run/incus");
-    assert_eq!(
-        resolve(Flavor::Incus, None, none, run),
-        PathBuf::from("/run/incus/unix.socket")
-    );
-    assert_eq!(
-        resolve(Flavor::Incus, None, none, nothing),
-        PathBuf::from("/var/lib/incus/unix.socket")
-    );
-    let ienv = |k: &str| (k == "INCUS_SOCKET").then(|| "/i".to_string());
-    assert_eq!(
-        resolve(Flavor::Incus, None, ienv, nothing),
-        PathBuf::from("/i")
-    );
+    for (flavor, vars, present, want) in [
+        (
+            Flavor::Lxd,
+            &[("LXD_DIR", "/d")][..],
+            None,
+            "/d/unix.socket",
+        ),
+        (
+            Flavor::Lxd,
+            &[("LXD_SOCKET", "/s"), ("LXD_DIR", "/d")],
+            None,
+            "/s",
+        ),
+        (
+            Flavor::Lxd,
+            &[],
+            Some("/var/snap"),
+            "/var/snap/lxd/common/lxd/unix.socket",
+        ),
+        // Nothing there yet: the Debian path, where it will appear.
+        (Flavor::Lxd, &[], None, "/var/lib/lxd/unix.socket"),
+        (
+            Flavor::Incus,
+            &[],
+            Some("/run/incus"),
+            "/run/incus/unix.socket",
+        ),
+        (Flavor::Incus, &[], None, "/var/lib/incus/unix.socket"),
+        (Flavor::Incus, &[("INCUS_SOCKET", "/i")], None, "/i"),
+    ] {
+        assert_eq!(
+            found(flavor, vars, present),
+            PathBuf::from(want),
+            "{flavor:?} {vars:?} {present:?}"
+        );
+    }
 }
 
 #[test]
