@@ -3,6 +3,18 @@
 use crate::bird::{Bird, BirdConfig, BirdPeer};
 use crate::lab::{self, wait_until, Topo, TIMEOUT};
 
+/// bird in the host as the speaker (AS 65010) on its session `peer` with the router,
+/// announcing `prefixes` as blackholes; no kernel protocol.
+fn speaker_config(mut peer: BirdPeer, prefixes: &[&str]) -> BirdConfig {
+    peer.local_as = 65010;
+    peer.peer_as = 65000;
+    peer.speaker = true;
+    let mut cfg = BirdConfig::router(lab::HOST_V4, vec![peer]);
+    cfg.kernel = false;
+    cfg.static_routes = prefixes.iter().map(|p| format!("{p} blackhole")).collect();
+    cfg
+}
+
 #[test]
 fn harness_selftest() {
     if !lab::require_root("harness_selftest") {
@@ -22,16 +34,8 @@ fn harness_selftest() {
         ),
     );
     let mut speaker_peer = BirdPeer::router("r1", lab::ROUTER_V6).graceful_restart(true);
-    speaker_peer.local_as = 65010;
-    speaker_peer.peer_as = 65000;
-    speaker_peer.speaker = true;
     speaker_peer.ipv4_next_hop = Some(lab::HOST_V4.into());
-    let mut speaker_cfg = BirdConfig::router(lab::HOST_V4, vec![speaker_peer]);
-    speaker_cfg.kernel = false;
-    speaker_cfg.static_routes = vec![
-        "203.0.113.0/24 blackhole".into(),
-        "2001:db8:100::/64 blackhole".into(),
-    ];
+    let speaker_cfg = speaker_config(speaker_peer, &["203.0.113.0/24", "2001:db8:100::/64"]);
     let mut speaker = Bird::start(&topo.lab, h, "speaker", &speaker_cfg);
 
     router.wait_established("h1");
@@ -113,16 +117,8 @@ fn harness_datapath_selftest() {
         &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V4)]),
     );
     let mut sp = BirdPeer::router("r1", lab::ROUTER_V4);
-    sp.local_as = 65010;
-    sp.peer_as = 65000;
-    sp.speaker = true;
     sp.ipv6_next_hop = Some(lab::HOST_V6.into());
-    let mut cfg = BirdConfig::router(lab::HOST_V4, vec![sp]);
-    cfg.kernel = false;
-    cfg.static_routes = vec![
-        "203.0.113.64/28 blackhole".into(),
-        "2001:db8:100:40::/64 blackhole".into(),
-    ];
+    let cfg = speaker_config(sp, &["203.0.113.64/28", "2001:db8:100:40::/64"]);
     let _speaker = Bird::start(l, h, "speaker", &cfg);
 
     l.enslave(h, "vc1", "br0");
