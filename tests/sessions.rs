@@ -237,6 +237,26 @@ fn raw_open(asn: u16, hold_time: u16) -> Message {
     })
 }
 
+/// The next message is the agent's OPEN.
+async fn expect_open(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+    let m = read_msg(stream, buf).await;
+    assert!(matches!(m, Message::Open(_)), "expected OPEN, got {m:?}");
+}
+
+/// The next message is a NOTIFICATION: its (code, subcode).
+async fn notification_codes(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (u8, u8) {
+    match read_msg(stream, buf).await {
+        Message::Notification(n) => (n.code, n.subcode),
+        other => panic!("expected NOTIFICATION, got {other:?}"),
+    }
+}
+
+/// The session's last error, once it has one.
+async fn last_error(side: &Side) -> String {
+    let status = side.status.clone();
+    wait_for("last_error", || status.lock().unwrap().last_error.clone()).await
+}
+
 async fn raw_peer_session(hold_time: u16, asn_expected: u32) -> (Side, TcpStream) {
     let raw = TcpListener::bind("127.0.0.3:0").await.unwrap();
     let port = raw.local_addr().unwrap().port();
@@ -258,10 +278,7 @@ async fn raw_peer_session(hold_time: u16, asn_expected: u32) -> (Side, TcpStream
 async fn hold_timer_expires_when_the_peer_goes_silent() {
     let (mut side, mut stream) = raw_peer_session(3, 65000).await;
     let mut buf = Vec::new();
-    assert!(matches!(
-        read_msg(&mut stream, &mut buf).await,
-        Message::Open(_)
-    ));
+    expect_open(&mut stream, &mut buf).await;
     send_msg(&mut stream, raw_open(65000, 3)).await;
     send_msg(&mut stream, Message::Keepalive).await;
     established(&mut side).await;
@@ -276,8 +293,7 @@ async fn hold_timer_expires_when_the_peer_goes_silent() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let status = side.status.clone();
-    let err = wait_for("last_error", || status.lock().unwrap().last_error.clone()).await;
+    let err = last_error(&side).await;
     assert!(err.contains("hold timer"), "{err}");
 }
 
@@ -285,17 +301,10 @@ async fn hold_timer_expires_when_the_peer_goes_silent() {
 async fn wrong_peer_as_gets_bad_peer_as() {
     let (side, mut stream) = raw_peer_session(90, 65000).await;
     let mut buf = Vec::new();
-    assert!(matches!(
-        read_msg(&mut stream, &mut buf).await,
-        Message::Open(_)
-    ));
+    expect_open(&mut stream, &mut buf).await;
     send_msg(&mut stream, raw_open(64999, 90)).await;
-    match read_msg(&mut stream, &mut buf).await {
-        Message::Notification(n) => assert_eq!((n.code, n.subcode), (2, 2)),
-        other => panic!("expected NOTIFICATION, got {other:?}"),
-    }
-    let status = side.status.clone();
-    let err = wait_for("last_error", || status.lock().unwrap().last_error.clone()).await;
+    assert_eq!(notification_codes(&mut stream, &mut buf).await, (2, 2));
+    let err = last_error(&side).await;
     assert!(err.contains("OPEN"), "{err}");
 }
 
@@ -303,19 +312,13 @@ async fn wrong_peer_as_gets_bad_peer_as() {
 async fn bad_marker_gets_connection_not_synchronized() {
     let (_side, mut stream) = raw_peer_session(90, 65000).await;
     let mut buf = Vec::new();
-    assert!(matches!(
-        read_msg(&mut stream, &mut buf).await,
-        Message::Open(_)
-    ));
+    expect_open(&mut stream, &mut buf).await;
     let mut garbage = vec![0u8; 19];
     garbage[16] = 0;
     garbage[17] = 19;
     garbage[18] = 4;
     stream.write_all(&garbage).await.unwrap();
-    match read_msg(&mut stream, &mut buf).await {
-        Message::Notification(n) => assert_eq!((n.code, n.subcode), (1, 1)),
-        other => panic!("expected NOTIFICATION, got {other:?}"),
-    }
+    assert_eq!(notification_codes(&mut stream, &mut buf).await, (1, 1));
 }
 
 fn raw_open_gr(asn: u16) -> Message {
@@ -384,10 +387,7 @@ async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
         .unwrap()
         .unwrap();
     let mut buf = Vec::new();
-    assert!(matches!(
-        read_msg(&mut first, &mut buf).await,
-        Message::Open(_)
-    ));
+    expect_open(&mut first, &mut buf).await;
     send_msg(&mut first, raw_open_gr(65000)).await;
     send_msg(&mut first, Message::Keepalive).await;
     let epoch = established(&mut side).await;
@@ -424,10 +424,7 @@ async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
 async fn route_refreshes_in_a_burst_are_answered_once() {
     let (mut side, mut stream) = raw_peer_session(90, 65000).await;
     let mut buf = Vec::new();
-    assert!(matches!(
-        read_msg(&mut stream, &mut buf).await,
-        Message::Open(_)
-    ));
+    expect_open(&mut stream, &mut buf).await;
     send_msg(&mut stream, raw_open(65000, 90)).await;
     send_msg(&mut stream, Message::Keepalive).await;
     let epoch = established(&mut side).await;
