@@ -257,7 +257,21 @@ async fn last_error(side: &Side) -> String {
     wait_for("last_error", || status.lock().unwrap().last_error.clone()).await
 }
 
-async fn raw_peer_session(hold_time: u16, asn_expected: u32) -> (Side, TcpStream) {
+/// The agent's connection to `raw` (within 10 s) and its OPEN on it: the peer's end
+/// and its read buffer.
+async fn accept_open(raw: &TcpListener) -> (TcpStream, Vec<u8>) {
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), raw.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut buf = Vec::new();
+    expect_open(&mut stream, &mut buf).await;
+    (stream, buf)
+}
+
+/// A session that connected to a raw peer and sent it its OPEN: the session, the
+/// peer's end, and the peer's read buffer.
+async fn raw_peer_session(hold_time: u16, asn_expected: u32) -> (Side, TcpStream, Vec<u8>) {
     let raw = TcpListener::bind("127.0.0.3:0").await.unwrap();
     let port = raw.local_addr().unwrap().port();
     let params = SessionParams {
@@ -267,18 +281,13 @@ async fn raw_peer_session(hold_time: u16, asn_expected: u32) -> (Side, TcpStream
         bind: Some("127.0.0.1".parse().unwrap()),
     };
     let side = start(params, None);
-    let (stream, _) = tokio::time::timeout(Duration::from_secs(10), raw.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    (side, stream)
+    let (stream, buf) = accept_open(&raw).await;
+    (side, stream, buf)
 }
 
 #[tokio::test]
 async fn hold_timer_expires_when_the_peer_goes_silent() {
-    let (mut side, mut stream) = raw_peer_session(3, 65000).await;
-    let mut buf = Vec::new();
-    expect_open(&mut stream, &mut buf).await;
+    let (mut side, mut stream, mut buf) = raw_peer_session(3, 65000).await;
     send_msg(&mut stream, raw_open(65000, 3)).await;
     send_msg(&mut stream, Message::Keepalive).await;
     established(&mut side).await;
@@ -299,9 +308,7 @@ async fn hold_timer_expires_when_the_peer_goes_silent() {
 
 #[tokio::test]
 async fn wrong_peer_as_gets_bad_peer_as() {
-    let (side, mut stream) = raw_peer_session(90, 65000).await;
-    let mut buf = Vec::new();
-    expect_open(&mut stream, &mut buf).await;
+    let (side, mut stream, mut buf) = raw_peer_session(90, 65000).await;
     send_msg(&mut stream, raw_open(64999, 90)).await;
     assert_eq!(notification_codes(&mut stream, &mut buf).await, (2, 2));
     let err = last_error(&side).await;
@@ -310,9 +317,7 @@ async fn wrong_peer_as_gets_bad_peer_as() {
 
 #[tokio::test]
 async fn bad_marker_gets_connection_not_synchronized() {
-    let (_side, mut stream) = raw_peer_session(90, 65000).await;
-    let mut buf = Vec::new();
-    expect_open(&mut stream, &mut buf).await;
+    let (_side, mut stream, mut buf) = raw_peer_session(90, 65000).await;
     let mut garbage = vec![0u8; 19];
     garbage[16] = 0;
     garbage[17] = 19;
@@ -382,12 +387,7 @@ async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
         bind: Some("127.0.0.1".parse().unwrap()),
     };
     let mut side = start(params, Some(ours));
-    let (mut first, _) = tokio::time::timeout(Duration::from_secs(10), raw.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut buf = Vec::new();
-    expect_open(&mut first, &mut buf).await;
+    let (mut first, _buf) = accept_open(&raw).await;
     send_msg(&mut first, raw_open_gr(65000)).await;
     send_msg(&mut first, Message::Keepalive).await;
     let epoch = established(&mut side).await;
@@ -422,9 +422,7 @@ async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
 /// next request is heard again.
 #[tokio::test]
 async fn route_refreshes_in_a_burst_are_answered_once() {
-    let (mut side, mut stream) = raw_peer_session(90, 65000).await;
-    let mut buf = Vec::new();
-    expect_open(&mut stream, &mut buf).await;
+    let (mut side, mut stream, _buf) = raw_peer_session(90, 65000).await;
     send_msg(&mut stream, raw_open(65000, 90)).await;
     send_msg(&mut stream, Message::Keepalive).await;
     let epoch = established(&mut side).await;
