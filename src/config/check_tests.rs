@@ -184,18 +184,12 @@ fn did_you_mean() {
     );
     let f = p.display().to_string();
     let e = errors(&p);
-    assert!(
-        e.contains(&format!(
-            "{f}:2: config.core.bgp_adress: unknown key, did you mean core.bgp_address?"
-        )),
-        "{e:?}"
-    );
-    assert!(
-        e.contains(&format!(
-            "{f}:9: networks.br0.config.bgp.peers.r1.as: unknown key, did you mean asn?"
-        )),
-        "{e:?}"
-    );
+    for want in [
+        format!("{f}:2: config.core.bgp_adress: unknown key, did you mean core.bgp_address?"),
+        format!("{f}:9: networks.br0.config.bgp.peers.r1.as: unknown key, did you mean asn?"),
+    ] {
+        assert!(e.contains(&want), "{want}: {e:?}");
+    }
 }
 
 #[test]
