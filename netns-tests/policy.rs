@@ -59,6 +59,16 @@ fn peer_field(hb: &Hostbgp, name: &str, field: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// `routes --json`'s entry for `prefix`, which must be there.
+fn route_entry(hb: &Hostbgp, prefix: &str) -> Value {
+    let routes = hb.routes_json().expect("routes --json");
+    routes
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["prefix"] == prefix))
+        .cloned()
+        .unwrap_or_else(|| panic!("{prefix} in routes --json: {routes}"))
+}
+
 /// Two networks, two peers: `r1` (bird protocol h1, over IPv4) declared on br0,
 /// `r2` (h2, over IPv6) declared on br1, where instance c1's NIC is;
 /// `r1_export`/`r2_export` their scopes.
@@ -129,12 +139,7 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
     wait_heard(&router, "h1", &[BR0_NET]);
     assert_eq!(peer_field(&hb, "r1", "export"), "network");
     assert_eq!(peer_field(&hb, "r2", "export"), "all");
-    let routes = hb.routes_json().expect("routes --json");
-    let br1 = routes
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["prefix"] == BR1_NET))
-        .cloned()
-        .expect("br1's subnet in routes");
+    let br1 = route_entry(&hb, BR1_NET);
     assert!(
         br1["next_hops"].get("r2").is_some() && br1["next_hops"].get("r1").is_none(),
         "routes shows who was told: {br1}"
@@ -246,12 +251,7 @@ fn drain_and_undrain_reach_bird() {
     assert_eq!(st["server"]["drained"], true, "{st}");
     let text = cli(&env.hb, &["status"]);
     assert!(text.contains("drained"), "{text}");
-    let routes = env.hb.routes_json().expect("routes");
-    let br0 = routes
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["prefix"] == BR0_NET))
-        .cloned()
-        .expect("br0 in routes");
+    let br0 = route_entry(&env.hb, BR0_NET);
     assert_eq!(
         br0["attributes"]["communities"],
         serde_json::json!(["65010:100", "65535:0"]),
@@ -295,10 +295,11 @@ fn drain_and_undrain_reach_bird() {
 /// the withdraw only later; with `0` the shutdown withdraws at once.
 #[test]
 fn shutdown_drains_for_drain_time_before_the_withdraw() {
-    if !lab::require_root("shutdown_drains_for_drain_time_before_the_withdraw") {
+    let Some(env) =
+        start_with_drain_time("shutdown_drains_for_drain_time_before_the_withdraw", "2")
+    else {
         return;
-    }
-    let env = start_with_drain_time("2");
+    };
     let mut hb = env.hb;
     let (ns, socket) = (hb.ns.clone(), hb.socket.clone());
     let started = Instant::now();
@@ -342,10 +343,9 @@ fn shutdown_drains_for_drain_time_before_the_withdraw() {
 
 #[test]
 fn drain_time_zero_skips_the_drain() {
-    if !lab::require_root("drain_time_zero_skips_the_drain") {
+    let Some(env) = start_with_drain_time("drain_time_zero_skips_the_drain", "0") else {
         return;
-    }
-    let env = start_with_drain_time("0");
+    };
     let mut hb = env.hb;
     let out = cli(&hb, &["shutdown"]);
     assert!(
@@ -360,8 +360,12 @@ fn drain_time_zero_skips_the_drain() {
     );
 }
 
-/// One bird peer over IPv6 and br0's prefixes, with `hostbgp.drain_time: SECS`.
-fn start_with_drain_time(secs: &str) -> Env {
+/// One bird peer over IPv6 and br0's prefixes, with `hostbgp.drain_time: SECS`; None
+/// (the test skipped) without root.
+fn start_with_drain_time(test: &str, secs: &str) -> Option<Env> {
+    if !lab::require_root(test) {
+        return None;
+    }
     let env = Env::start(Opts::default());
     env.wait_established();
     env.router.wait_route(BR0_NET);
@@ -379,7 +383,7 @@ fn start_with_drain_time(secs: &str) -> Env {
         1,
         "the reload reset the session"
     );
-    env
+    Some(env)
 }
 
 /// Waits until every route bird holds carries GRACEFUL_SHUTDOWN (`on`) or none does.
