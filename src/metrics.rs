@@ -192,14 +192,8 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves `GET /metrics` until the agent goes away.
 pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors and the like: wait rather than spin.
-                tracing::warn!("metrics: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some(stream) = crate::control::accepted("metrics", listener.accept()).await else {
+            continue;
         };
         if scrapes.is_closed() {
             return;

@@ -132,18 +132,28 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The connection `accept` yields; None after an error (out of descriptors and the
+/// like), logged as `what`'s and waited out a little rather than spun on.
+pub(crate) async fn accepted<S, A>(
+    what: &str,
+    accept: impl std::future::Future<Output = io::Result<(S, A)>>,
+) -> Option<S> {
+    match accept.await {
+        Ok((stream, _)) => Some(stream),
+        Err(e) => {
+            tracing::warn!("{what}: accept: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
 /// Accepts clients until the agent goes away, forwarding their requests.
 pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Pending>) {
     let own_uid = nix::unistd::geteuid().as_raw();
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors and the like: wait rather than spin on the error.
-                tracing::warn!("control socket: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some(stream) = accepted("control socket", listener.accept()).await else {
+            continue;
         };
         let requests = requests.clone();
         tokio::spawn(handle(stream, requests, own_uid));
