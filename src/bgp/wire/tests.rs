@@ -77,6 +77,16 @@ fn update_err(withdrawn: &str, attrs: &str, nlri: &str, c: &Codec) -> DecodeErro
     err_of(&frame(2, &update_body(withdrawn, attrs, nlri)), c)
 }
 
+/// The third path attribute (after ORIGIN and AS_PATH) of an UPDATE with only `attrs`,
+/// an MP_REACH_NLRI.
+fn mp_reach_of(attrs: &str) -> MpReach {
+    let u = update_ok("", attrs, "", &C4);
+    match &u.attributes[2] {
+        PathAttribute::MpReach(m) => m.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn update_ok(withdrawn: &str, attrs: &str, nlri: &str, c: &Codec) -> Update {
     match Message::decode(&frame(2, &update_body(withdrawn, attrs, nlri)), c) {
         Ok(Message::Update(u)) => u,
@@ -145,24 +155,10 @@ fn bad_type_and_per_type_lengths() {
     assert_err(&e, 1, 3, ErrorAction::SessionReset);
     assert_eq!(e.notification.data, vec![9]);
     // OPEN shorter than 29, UPDATE shorter than 23, NOTIFICATION shorter than 21
-    assert_err(
-        &err_of(&frame(1, &[4; 9]), &C4),
-        1,
-        2,
-        ErrorAction::SessionReset,
-    );
-    assert_err(
-        &err_of(&frame(2, &[0; 3]), &C4),
-        1,
-        2,
-        ErrorAction::SessionReset,
-    );
-    assert_err(
-        &err_of(&frame(3, &[6]), &C4),
-        1,
-        2,
-        ErrorAction::SessionReset,
-    );
+    for (msg_type, body) in [(1, &[4; 9][..]), (2, &[0; 3]), (3, &[6])] {
+        let e = err_of(&frame(msg_type, body), &C4);
+        assert_err(&e, 1, 2, ErrorAction::SessionReset);
+    }
     // OPEN over 4096 even with extended messages
     let mut open = hex("04 fde9 00f0 c0000201 00");
     open.resize(5000, 0);
@@ -317,44 +313,25 @@ fn open_errors() {
     let e = err_of(&frame(1, &hex("03 fde9 00f0 c0000201 00")), &C4);
     assert_err(&e, 2, 1, ErrorAction::SessionReset);
     assert_eq!(e.notification.data, vec![0, 4]);
-    for hold in ["0001", "0002"] {
-        let e = err_of(&frame(1, &hex(&format!("04 fde9 {hold} c0000201 00"))), &C4);
-        assert_err(&e, 2, 6, ErrorAction::SessionReset);
+    // (OPEN body, OPEN Message Error subcode)
+    for (body, subcode) in [
+        // hold time 1 and 2
+        ("04 fde9 0001 c0000201 00", 6),
+        ("04 fde9 0002 c0000201 00", 6),
+        // BGP identifier 0
+        ("04 fde9 00f0 00000000 00", 3),
+        // parameter type 1 (authentication, deprecated)
+        ("04 fde9 00f0 c0000201 04 01 02 0000", 4),
+        // capability overruns its parameter
+        ("04 fde9 00f0 c0000201 04 02 02 0104", 0),
+        // parameter overruns the optional parameters
+        ("04 fde9 00f0 c0000201 03 02 05 02", 0),
+        // optional parameter length disagrees with the message
+        ("04 fde9 00f0 c0000201 05 02 02 0200", 0),
+    ] {
+        let e = err_of(&frame(1, &hex(body)), &C4);
+        assert_err(&e, 2, subcode, ErrorAction::SessionReset);
     }
-    assert_err(
-        &err_of(&frame(1, &hex("04 fde9 00f0 00000000 00")), &C4),
-        2,
-        3,
-        ErrorAction::SessionReset,
-    );
-    // parameter type 1 (authentication, deprecated)
-    assert_err(
-        &err_of(&frame(1, &hex("04 fde9 00f0 c0000201 04 01 02 0000")), &C4),
-        2,
-        4,
-        ErrorAction::SessionReset,
-    );
-    // capability overruns its parameter
-    assert_err(
-        &err_of(&frame(1, &hex("04 fde9 00f0 c0000201 04 02 02 0104")), &C4),
-        2,
-        0,
-        ErrorAction::SessionReset,
-    );
-    // parameter overruns the optional parameters
-    assert_err(
-        &err_of(&frame(1, &hex("04 fde9 00f0 c0000201 03 02 05 02")), &C4),
-        2,
-        0,
-        ErrorAction::SessionReset,
-    );
-    // optional parameter length disagrees with the message
-    assert_err(
-        &err_of(&frame(1, &hex("04 fde9 00f0 c0000201 05 02 02 0200")), &C4),
-        2,
-        0,
-        ErrorAction::SessionReset,
-    );
     // malformed known capabilities
     for cap in [
         "0103 000100",
@@ -368,12 +345,8 @@ fn open_errors() {
         let mut body = hex("04 fde9 00f0 c0000201");
         body.extend_from_slice(&[c.len() as u8 + 2, 2, c.len() as u8]);
         body.extend_from_slice(&c);
-        assert_err(
-            &err_of(&frame(1, &body), &C4),
-            2,
-            0,
-            ErrorAction::SessionReset,
-        );
+        let e = err_of(&frame(1, &body), &C4);
+        assert_err(&e, 2, 0, ErrorAction::SessionReset);
     }
 }
 
@@ -531,15 +504,9 @@ fn update_mp_reach_ipv6() {
         frame(2, &update_body("", &attrs1, ""))
     );
     // 16-byte next hop
-    let u = update_ok(
-        "",
+    let m = mp_reach_of(
         "40 01 01 02 40 02 00 80 0e 16 0002 01 10 20010db8000000000000000000000001 00 00",
-        "",
-        &C4,
     );
-    let PathAttribute::MpReach(m) = &u.attributes[2] else {
-        panic!()
-    };
     assert_eq!((m.next_hop, m.link_local_next_hop), (IpAddr::V6(g), None));
     assert_eq!(m.nlri, vec![net("::/0")]);
 }
@@ -547,31 +514,20 @@ fn update_mp_reach_ipv6() {
 #[test]
 fn update_mp_reach_ipv4_over_ipv6_next_hop() {
     // RFC 8950: IPv4 NLRI with a 16-byte IPv6 next hop
-    let u = update_ok(
-        "",
+    let m = mp_reach_of(
         "40 01 01 00 40 02 00 80 0e 19 0001 01 10 20010db8000000000000000000000001 00 18 c63364",
-        "",
-        &C4,
     );
     assert_eq!(
-        u.attributes[2],
-        PathAttribute::MpReach(MpReach {
+        m,
+        MpReach {
             family: Family::Ipv4Unicast,
             next_hop: "2001:db8::1".parse().unwrap(),
             link_local_next_hop: None,
             nlri: vec![net("198.51.100.0/24")],
-        })
+        }
     );
     // IPv4 next hop in MP_REACH for IPv4
-    let u = update_ok(
-        "",
-        "40 01 01 00 40 02 00 80 0e 0d 0001 01 04 c0000201 00 18 c63364",
-        "",
-        &C4,
-    );
-    let PathAttribute::MpReach(m) = &u.attributes[2] else {
-        panic!()
-    };
+    let m = mp_reach_of("40 01 01 00 40 02 00 80 0e 0d 0001 01 04 c0000201 00 18 c63364");
     assert_eq!(m.next_hop, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
 }
 
