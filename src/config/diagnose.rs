@@ -621,21 +621,9 @@ impl<'de> Visitor<'de> for LocVisitor {
         f.write_str("a YAML value")
     }
     // Scalars, null and lists are `Other`: only maps have keys.
-    node::visit_scalars!(LocTree, |_| LocTree::Other);
+    node::visit_all_but_seq_and_map!(LocTree, |_| LocTree::Other, null: LocTree::Other);
     fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<LocTree, E> {
         Ok(LocTree::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<LocTree, E> {
-        Ok(LocTree::Other)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<LocTree, D::Error> {
-        LocTree::deserialize(d)
-    }
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<LocTree, D::Error> {
-        LocTree::deserialize(d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LocTree, A::Error> {
         while seq.next_element::<de::IgnoredAny>()?.is_some() {}

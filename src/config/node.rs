@@ -34,21 +34,35 @@ impl<'de> Deserialize<'de> for Node {
 
 struct NodeVisitor;
 
-/// `Visitor` methods for the scalar types, each returning `Ok(body)`:
-/// `visit_scalars!(Node, |v| Node::Scalar(v.to_string()))`.
-macro_rules! visit_scalars {
-    ($value:ty, |$v:pat_param| $body:expr) => {
-        $crate::config::node::visit_scalars!(@each $value, $v, $body;
+/// The `Visitor` methods both YAML trees write alike, all but `visit_seq`, `visit_map`
+/// and any the caller adds: a scalar gives `Ok(scalar)` with its value bound to `v`,
+/// unit and none give `Ok(null)`, and an option or newtype is its inner value. E.g.
+/// `visit_all_but_seq_and_map!(Node, |v| Node::Scalar(v.to_string()), null: Node::Null)`.
+macro_rules! visit_all_but_seq_and_map {
+    ($value:ty, |$v:pat_param| $scalar:expr, null: $null:expr) => {
+        $crate::config::node::visit_all_but_seq_and_map!(@scalars $value, $v, $scalar;
             visit_bool: bool, visit_i64: i64, visit_i128: i128, visit_u64: u64,
             visit_u128: u128, visit_f64: f64, visit_char: char, visit_str: &str);
+        fn visit_unit<E: de::Error>(self) -> Result<$value, E> {
+            Ok($null)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<$value, E> {
+            Ok($null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
+            <$value>::deserialize(d)
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
+            <$value>::deserialize(d)
+        }
     };
-    (@each $value:ty, $v:pat_param, $body:expr; $($visit:ident: $t:ty),*) => {$(
+    (@scalars $value:ty, $v:pat_param, $body:expr; $($visit:ident: $t:ty),*) => {$(
         fn $visit<E: de::Error>(self, $v: $t) -> Result<$value, E> {
             Ok($body)
         }
     )*};
 }
-pub(crate) use visit_scalars;
+pub(crate) use visit_all_but_seq_and_map;
 
 impl<'de> Visitor<'de> for NodeVisitor {
     type Value = Node;
@@ -56,24 +70,12 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a YAML value")
     }
-    visit_scalars!(Node, |v| Node::Scalar(v.to_string()));
+    visit_all_but_seq_and_map!(Node, |v| Node::Scalar(v.to_string()), null: Node::Null);
     fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
         Ok(Node::Scalar(v))
     }
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Node, E> {
         Ok(Node::Scalar(String::from_utf8_lossy(v).into_owned()))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-        Node::deserialize(d)
-    }
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-        Node::deserialize(d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
         let mut v = Vec::new();
