@@ -303,9 +303,7 @@ mod tests {
     /// UPDATE waits for the next chunk, and nothing is lost or repeated.
     #[test]
     fn chunks_pack_as_densely_as_one_piece() {
-        let paths: Vec<PathKey> = (0..4u32)
-            .map(|i| with_communities("198.51.100.1", &[65010 << 16 | i]))
-            .collect();
+        let paths: Vec<PathKey> = (0..4u32).map(|i| community(65010 << 16 | i)).collect();
         let prefixes: Vec<IpNet> = (0..20_000u32)
             .map(|i| IpNet::V4(Ipv4Net::new((0x0a00_0000 + i).into(), 32).unwrap()))
             .collect();
@@ -333,10 +331,8 @@ mod tests {
 
     #[test]
     fn announces_only_what_changed() {
-        let mut rib = AdjRibOut::default();
-        let mut c = Changes::default();
-        rib.set(net("203.0.113.0/24"), hop("198.51.100.1").as_ref(), &mut c);
-        rib.set(net("203.0.113.0/24"), hop("198.51.100.1").as_ref(), &mut c);
+        let same = PathKey::plain(ip("198.51.100.1"));
+        let (mut rib, mut c) = rib_with(&[("203.0.113.0/24", &same), ("203.0.113.0/24", &same)]);
         assert_eq!(c.announced(), 1);
         rib.set(net("203.0.113.0/24"), hop("198.51.100.2").as_ref(), &mut c);
         assert_eq!(c.announced(), 2);
@@ -349,9 +345,7 @@ mod tests {
 
     #[test]
     fn many_distinct_next_hops_stay_correct() {
-        let mut rib = AdjRibOut::default();
-        let mut c = Changes::default();
-        rib.set(net("203.0.113.0/24"), hop("198.51.100.1").as_ref(), &mut c);
+        let (mut rib, mut c) = rib_with(&[("203.0.113.0/24", &PathKey::plain(ip("198.51.100.1")))]);
         // Far more distinct next hops than an index holds, each replacing the last.
         for i in 0..70_000u32 {
             let nh = IpAddr::V6(std::net::Ipv6Addr::from(
@@ -365,11 +359,11 @@ mod tests {
 
     #[test]
     fn all_lists_every_route_sorted() {
-        let mut rib = AdjRibOut::default();
-        let mut c = Changes::default();
-        rib.set(net("2001:db8::/64"), hop("2001:db8:ff::2").as_ref(), &mut c);
-        rib.set(net("203.0.113.0/24"), hop("198.51.100.1").as_ref(), &mut c);
-        rib.set(net("192.0.2.0/24"), hop("198.51.100.1").as_ref(), &mut c);
+        let (rib, _) = rib_with(&[
+            ("2001:db8::/64", &PathKey::plain(ip("2001:db8:ff::2"))),
+            ("203.0.113.0/24", &PathKey::plain(ip("198.51.100.1"))),
+            ("192.0.2.0/24", &PathKey::plain(ip("198.51.100.1"))),
+        ]);
         let all = rib.all();
         assert_eq!(all.announced(), 3);
         assert_eq!(
@@ -380,14 +374,26 @@ mod tests {
         assert_eq!(rib.get(&net("203.0.113.0/24")), Some(ip("198.51.100.1")));
     }
 
-    fn with_communities(next_hop: &str, communities: &[u32]) -> PathKey {
+    /// Next hop 198.51.100.1 with the one community `n`.
+    fn community(n: u32) -> PathKey {
         PathKey {
-            next_hop: ip(next_hop),
+            next_hop: ip("198.51.100.1"),
             extra: Arc::new(ExtraAttrs {
-                communities: communities.to_vec(),
+                communities: vec![n],
                 ..ExtraAttrs::default()
             }),
         }
+    }
+
+    /// A RIB with each (prefix, path) of `routes` set in turn, and the changes that
+    /// made it.
+    fn rib_with(routes: &[(&str, &PathKey)]) -> (AdjRibOut, Changes) {
+        let mut rib = AdjRibOut::default();
+        let mut c = Changes::default();
+        for (prefix, path) in routes {
+            rib.set(net(prefix), Some(path), &mut c);
+        }
+        (rib, c)
     }
 
     fn template() -> RouteAttrs {
@@ -408,16 +414,12 @@ mod tests {
 
     #[test]
     fn an_attribute_change_reannounces_only_its_prefixes() {
-        let mut rib = AdjRibOut::default();
-        let mut c = Changes::default();
-        let a = with_communities("198.51.100.1", &[1]);
-        let b = with_communities("198.51.100.1", &[2]);
-        rib.set(net("203.0.113.0/24"), Some(&a), &mut c);
-        rib.set(net("192.0.2.0/24"), Some(&a), &mut c);
+        let (a, b) = (community(1), community(2));
+        let (mut rib, c) = rib_with(&[("203.0.113.0/24", &a), ("192.0.2.0/24", &a)]);
         assert_eq!(c.announce.len(), 1);
         let mut c = Changes::default();
         // An equal set in another allocation is the same path.
-        let a_again = with_communities("198.51.100.1", &[1]);
+        let a_again = community(1);
         rib.set(net("203.0.113.0/24"), Some(&a_again), &mut c);
         rib.set(net("192.0.2.0/24"), Some(&b), &mut c);
         assert_eq!(c.announce.len(), 1);
@@ -428,12 +430,10 @@ mod tests {
 
     #[test]
     fn attribute_sets_pack_into_separate_updates() {
-        let mut rib = AdjRibOut::default();
-        let mut c = Changes::default();
-        let a = with_communities("198.51.100.1", &[1]);
-        let b = with_communities("198.51.100.1", &[2]);
-        rib.set(net("203.0.113.0/24"), Some(&a), &mut c);
-        rib.set(net("192.0.2.0/24"), Some(&b), &mut c);
+        let (_rib, c) = rib_with(&[
+            ("203.0.113.0/24", &community(1)),
+            ("192.0.2.0/24", &community(2)),
+        ]);
         let mut out = Vec::new();
         assert_eq!(c.encode(&CODEC, &template(), &mut out), 2);
         let mut rest = &out[..];
@@ -466,9 +466,7 @@ mod tests {
     fn a_few_attribute_sets_still_pack_densely() {
         // 30,000 /32s over three sets: at most one partly filled UPDATE per set more
         // than the same prefixes with a single set.
-        let sets: Vec<PathKey> = (0..3)
-            .map(|i| with_communities("198.51.100.1", &[i]))
-            .collect();
+        let sets: Vec<PathKey> = (0..3).map(community).collect();
         let prefixes: Vec<IpNet> = (0..30_000u32)
             .map(|i| {
                 IpNet::V4(Ipv4Net::new(std::net::Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap())
