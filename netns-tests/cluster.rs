@@ -327,7 +327,10 @@ fn ovn_nic_route_only_from_location_member() {
     let c = Cluster::start(
         &Shared {
             ovn: true,
-            instances: "  c1:\n    location: m1\n    devices:\n      eth0: {type: nic, network: ovn1, ipv4.routes.external: 203.0.113.32/28}\n".into(),
+            instances: instances(&[(
+                "m1",
+                "type: nic, network: ovn1, ipv4.routes.external: 203.0.113.32/28",
+            )]),
             ..Default::default()
         },
         |_, _, _| {},
@@ -377,15 +380,33 @@ fn member_bridge(l: &Lab, n: usize, m: &str, instance: bool) {
     }
 }
 
-const ANYCAST_INSTANCES: &str = "  c1:
-    location: m1
-    devices:
-      eth0: {type: nic, network: br0, host_name: vc1, ipv4.routes.external: 203.0.113.80/32}
-  c2:
-    location: m2
-    devices:
-      eth0: {type: nic, network: br0, host_name: vc2, ipv4.routes.external: 203.0.113.80/32}
-";
+/// An `instances:` body: instance cN (N from 1) on member `location` with NIC eth0
+/// `nic` (the keys of its flow map), for each (location, nic).
+fn instances(nics: &[(&str, &str)]) -> String {
+    nics.iter()
+        .enumerate()
+        .map(|(i, (location, nic))| {
+            format!(
+                "  c{}:\n    location: {location}\n    devices:\n      eth0: {{{nic}}}\n",
+                i + 1
+            )
+        })
+        .collect()
+}
+
+/// c1 on m1 and c2 on m2, both behind br0 routing 203.0.113.80/32.
+fn anycast_instances() -> String {
+    instances(&[
+        (
+            "m1",
+            "type: nic, network: br0, host_name: vc1, ipv4.routes.external: 203.0.113.80/32",
+        ),
+        (
+            "m2",
+            "type: nic, network: br0, host_name: vc2, ipv4.routes.external: 203.0.113.80/32",
+        ),
+    ])
+}
 
 /// Test 3: the same anycast /32 on an instance of m1 and of m2 gives one multipath
 /// route at the router; stopping one instance drops it to one path; pings keep working.
@@ -397,7 +418,7 @@ fn bridged_anycast_across_members() {
     let c = Cluster::start(
         &Shared {
             br0: Some(vec![("ipv4.routes.anycast", "true")]),
-            instances: ANYCAST_INSTANCES.into(),
+            instances: anycast_instances(),
             ..Default::default()
         },
         |l, n, m| member_bridge(l, n, m, true),
@@ -534,16 +555,16 @@ fn assert_check_names(yaml: &str, member: &str, keys: &[&str]) {
 fn check_names_cross_member_overlap() {
     let shared = Shared {
         br0: Some(vec![]),
-        instances: "  c1:
-    location: m1
-    devices:
-      eth0: {type: nic, network: br0, host_name: vc1, ipv4.routes.external: 203.0.113.64/28}
-  c2:
-    location: m2
-    devices:
-      eth0: {type: nic, network: br0, host_name: vc2, ipv4.routes.external: 203.0.113.72/29}
-"
-        .into(),
+        instances: instances(&[
+            (
+                "m1",
+                "type: nic, network: br0, host_name: vc1, ipv4.routes.external: 203.0.113.64/28",
+            ),
+            (
+                "m2",
+                "type: nic, network: br0, host_name: vc2, ipv4.routes.external: 203.0.113.72/29",
+            ),
+        ]),
         ..Default::default()
     };
     let yaml = shared.yaml();
@@ -560,7 +581,7 @@ fn check_names_cross_member_overlap() {
     // The same routes with anycast on the bridge (identical prefixes) are fine.
     let ok = Shared {
         br0: Some(vec![("ipv4.routes.anycast", "true")]),
-        instances: ANYCAST_INSTANCES.into(),
+        instances: anycast_instances(),
         ..Default::default()
     };
     assert_check_passes(&ok.yaml(), "m1");
@@ -660,9 +681,10 @@ fn check_ovn_nic_routes_within_uplink_routes() {
     let yaml = |route: &str| {
         Shared {
             ovn: true,
-            instances: format!(
-                "  c1:\n    location: m1\n    devices:\n      eth0: {{type: nic, network: ovn1, ipv4.routes.external: {route}}}\n"
-            ),
+            instances: instances(&[(
+                "m1",
+                &format!("type: nic, network: ovn1, ipv4.routes.external: {route}"),
+            )]),
             uplink: vec![("ipv4.routes", "10.20.0.0/24,203.0.113.0/24")],
             ..Default::default()
         }
@@ -683,18 +705,10 @@ fn ovn_anycast_across_members() {
     if !lab::require_root("ovn_anycast_across_members") {
         return;
     }
-    let instances = "  c1:
-    location: m1
-    devices:
-      eth0: {type: nic, network: ovn1, ipv4.routes.external: 203.0.113.32/28}
-  c2:
-    location: m2
-    devices:
-      eth0: {type: nic, network: ovn1, ipv4.routes.external: 203.0.113.32/28}
-";
+    let nic = "type: nic, network: ovn1, ipv4.routes.external: 203.0.113.32/28";
     let shared = Shared {
         ovn: true,
-        instances: instances.into(),
+        instances: instances(&[("m1", nic), ("m2", nic)]),
         ..Default::default()
     };
     let plain = shared.yaml();
