@@ -313,7 +313,7 @@ impl Crash {
                 let rt_ok = rt.keys().cloned().collect::<BTreeSet<_>>() == want_a
                     && rt.values().all(|c| *c == 1);
                 let ok = k == want_k && rt_ok && jp == want_a && jk == want_k && ni.is_empty();
-                let cpu = self.hb.pid().map(lab::cpu_ticks).unwrap_or(0);
+                let cpu = self.hb.pid().map(cpu_ticks).unwrap_or(0);
                 let log = self.hb.log_text();
                 let last = log.lines().last().unwrap_or("").chars().take(200).collect::<String>();
                 (
@@ -325,6 +325,15 @@ impl Crash {
             },
         );
     }
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let u: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
+    let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+    u + st
 }
 
 /// Small deterministic PRNG (xorshift64*).

@@ -62,17 +62,6 @@ pub fn run_cmd(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
-/// CPU time `pid` has used, user and system, in clock ticks (0 when it is gone).
-pub fn cpu_ticks(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // fields after the comm: state(0) ... utime(11) stime(12)
-    let u: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
-    let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-    u + st
-}
-
 /// A finished command's stdout, then its stderr, as one text.
 pub fn output_text(out: &Output) -> String {
     format!(
