@@ -30,6 +30,19 @@ fn setup(main: &str, confd: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// `BASE` with each (from, to) replaced, as the main file alone.
+fn base_with(edits: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let main = edits
+        .iter()
+        .fold(BASE.to_string(), |text, (from, to)| text.replace(from, to));
+    setup(&main, &[])
+}
+
+/// `FILE:rest`, FILE being `path`: a located error or warning line.
+fn at(path: &Path, rest: &str) -> String {
+    format!("{}:{rest}", path.display())
+}
+
 fn lines(ds: &[Diagnostic]) -> Vec<String> {
     ds.iter().map(|d| d.to_string()).collect()
 }
@@ -68,12 +81,12 @@ fn key_lines_block_and_flow() {
 
 #[test]
 fn semantic_errors_name_file_and_line() {
-    let (_d, p) = setup(&BASE.replace("65010", "0"), &[]);
-    let f = p.display().to_string();
+    let (_d, p) = base_with(&[("65010", "0")]);
     assert_eq!(
         errors(&p),
-        vec![format!(
-            "{f}:3: config.core.bgp_asn: must be between 1 and 4294967294, got 0"
+        [at(
+            &p,
+            "3: config.core.bgp_asn: must be between 1 and 4294967294, got 0"
         )]
     );
     // A missing key points at a sibling.
@@ -81,13 +94,7 @@ fn semantic_errors_name_file_and_line() {
         &format!("{BASE}      bgp.peers.r2.address: 192.0.2.5\n"),
         &[],
     );
-    let f = p.display().to_string();
-    assert_eq!(
-        errors(&p),
-        vec![format!(
-            "{f}:10: networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address and an asn"
-        )]
-    );
+    assert_eq!(errors(&p), [at(&p, "10: networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address and an asn")]);
 }
 
 #[test]
@@ -176,12 +183,10 @@ fn did_you_mean() {
     assert_eq!(distance("as", "asn"), 1);
     assert_eq!(distance("hodltime", "holdtime"), 1);
 
-    let (_d, p) = setup(
-        &BASE
-            .replace("bgp.peers.r1.asn", "bgp.peers.r1.as")
-            .replace("core.bgp_address", "core.bgp_adress"),
-        &[],
-    );
+    let (_d, p) = base_with(&[
+        ("bgp.peers.r1.asn", "bgp.peers.r1.as"),
+        ("core.bgp_address", "core.bgp_adress"),
+    ]);
     let f = p.display().to_string();
     let e = errors(&p);
     for want in [
@@ -195,16 +200,10 @@ fn did_you_mean() {
 #[test]
 fn unbracketed_ipv6_listen_address() {
     // Valid (one IPv6 address) but ambiguous: a warning.
-    let (_d, p) = setup(&BASE.replace("\"[::]:179\"", "2001:db8::1:179"), &[]);
-    let f = p.display().to_string();
-    assert_eq!(
-        warnings(&p),
-        vec![format!(
-            "{f}:2: warning: config.core.bgp_address: 2001:db8::1:179 is ambiguous: it is read as the IPv6 address 2001:db8::1:179 on port 179; for address 2001:db8::1 port 179 write [2001:db8::1]:179 (or [2001:db8::1:179] for that address)"
-        )]
-    );
+    let (_d, p) = base_with(&[("\"[::]:179\"", "2001:db8::1:179")]);
+    assert_eq!(warnings(&p), [at(&p, "2: warning: config.core.bgp_address: 2001:db8::1:179 is ambiguous: it is read as the IPv6 address 2001:db8::1:179 on port 179; for address 2001:db8::1 port 179 write [2001:db8::1]:179 (or [2001:db8::1:179] for that address)")]);
     // Invalid: the error says how to write it.
-    let (_d, p) = setup(&BASE.replace("\"[::]:179\"", "2001:db8::1:10179"), &[]);
+    let (_d, p) = base_with(&[("\"[::]:179\"", "2001:db8::1:10179")]);
     let e = errors(&p);
     assert_eq!(e.len(), 1);
     assert!(
@@ -217,19 +216,14 @@ fn unbracketed_ipv6_listen_address() {
         "2001:db8::1",
         "\"[2001:db8::1:179]\"",
     ] {
-        let (_d, p) = setup(&BASE.replace("\"[::]:179\"", ok), &[]);
+        let (_d, p) = base_with(&[("\"[::]:179\"", ok)]);
         assert_eq!(warnings(&p), Vec::<String>::new(), "{ok}");
     }
 }
 
 #[test]
 fn warnings_as_trans_and_no_listen_address() {
-    let (_d, p) = setup(
-        &BASE
-            .replace("65010", "23456")
-            .replace("asn: 65001", "asn: 23456"),
-        &[],
-    );
+    let (_d, p) = base_with(&[("65010", "23456"), ("asn: 65001", "asn: 23456")]);
     let f = p.display().to_string();
     let w = warnings(&p);
     assert_eq!(w.len(), 2, "{w:?}");
@@ -246,7 +240,7 @@ fn warnings_as_trans_and_no_listen_address() {
         "{w:?}"
     );
 
-    let (_d, p) = setup(&BASE.replace("  core.bgp_address: \"[::]:179\"\n", ""), &[]);
+    let (_d, p) = base_with(&[("  core.bgp_address: \"[::]:179\"\n", "")]);
     assert_eq!(
         warnings(&p),
         vec![format!(
@@ -420,18 +414,16 @@ fn export_and_drain_time_keys() {
         suggest("config.hostbgp.drain_tme").as_deref(),
         Some("hostbgp.drain_time")
     );
-    let (_d, p) = setup(
-        &BASE
-            .replace(
-                "  core.bgp_asn: 65010\n",
-                "  core.bgp_asn: 65010\n  hostbgp.drain_time: \"301\"\n",
-            )
-            .replace(
-                "      bgp.peers.r1.asn: 65001\n",
-                "      bgp.peers.r1.asn: 65001\n      bgp.peers.r1.export: networks\n",
-            ),
-        &[],
-    );
+    let (_d, p) = base_with(&[
+        (
+            "  core.bgp_asn: 65010\n",
+            "  core.bgp_asn: 65010\n  hostbgp.drain_time: \"301\"\n",
+        ),
+        (
+            "      bgp.peers.r1.asn: 65001\n",
+            "      bgp.peers.r1.asn: 65001\n      bgp.peers.r1.export: networks\n",
+        ),
+    ]);
     let f = p.display().to_string();
     let e = errors(&p);
     assert!(
@@ -447,18 +439,16 @@ fn export_and_drain_time_keys() {
         "{e:?}"
     );
 
-    let (_d, p) = setup(
-        &BASE
-            .replace(
-                "  core.bgp_asn: 65010\n",
-                "  core.bgp_asn: 65010\n  hostbgp.drain_time: \"0\"\n",
-            )
-            .replace(
-                "      bgp.peers.r1.asn: 65001\n",
-                "      bgp.peers.r1.asn: 65001\n      bgp.peers.r1.export: network\n",
-            ),
-        &[],
-    );
+    let (_d, p) = base_with(&[
+        (
+            "  core.bgp_asn: 65010\n",
+            "  core.bgp_asn: 65010\n  hostbgp.drain_time: \"0\"\n",
+        ),
+        (
+            "      bgp.peers.r1.asn: 65001\n",
+            "      bgp.peers.r1.asn: 65001\n      bgp.peers.r1.export: network\n",
+        ),
+    ]);
     let c = check(&p, "node1").config.expect("valid");
     assert_eq!(c.agent.drain_time, std::time::Duration::ZERO);
     assert_eq!(c.peers()[0].export, Export::Network);
