@@ -160,12 +160,10 @@ pub fn peer_view(
         |slot: &std::sync::Mutex<Option<crate::bgp::session::NotificationRecord>>| {
             let record = slot.lock().ok()?.clone()?;
             let n = &record.notification;
-            let full = n.to_string();
-            let name = full.split(": ").next().unwrap_or(&full).to_string();
             Some(NotificationView {
                 code: n.code,
                 subcode: n.subcode,
-                name,
+                name: n.name(),
                 message: n.shutdown_message().map(|m| m.to_string()),
                 unix: unix(record.at),
             })

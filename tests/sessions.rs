@@ -34,6 +34,7 @@ fn peer(address: &str, port: u16, asn: u32, hold_time: u16) -> Peer {
         password: None,
         hold_time,
         bfd: None,
+        graceful_restart_time: None,
         declared_by: vec![("br0".into(), "r1".into())],
     }
 }

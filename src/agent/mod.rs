@@ -1589,6 +1589,7 @@ fn same_session(a: &Peer, b: &Peer) -> bool {
         && a.password == b.password
         && a.hold_time == b.hold_time
         && a.bfd == b.bfd
+        && a.graceful_restart_time == b.graceful_restart_time
 }
 
 fn cease(subcode: u8) -> Notification {
@@ -1633,6 +1634,7 @@ mod tests {
             password: None,
             hold_time: 90,
             bfd: None,
+            graceful_restart_time: None,
             declared_by: vec![("br0".into(), "r1".into())],
         };
         let on = Peer {

@@ -72,6 +72,9 @@ pub struct ServerConfig {
     pub asn: Option<u32>,
     pub router_id: Option<Ipv4Addr>,
     pub graceful_restart_time: u16,
+    /// `hostbgp.graceful_restart`: false sends no graceful restart capability at all,
+    /// so a restart is a plain one (peers drop our routes when the session goes).
+    pub graceful_restart: bool,
 }
 
 /// The agent's own settings (`hostbgp.*` keys in `config:`): none of them touches a session.
@@ -146,6 +149,9 @@ pub struct PeerConfig {
     pub hold_time: u16,
     /// `bfd: "true"`: BFD watches the path to the peer.
     pub bfd: Option<BfdSettings>,
+    /// `graceful_restart.time`: the restart time offered to this peer; None is the
+    /// server's `core.bgp_graceful_restart_time`.
+    pub graceful_restart_time: Option<u16>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +183,8 @@ pub struct Peer {
     pub password: Option<String>,
     pub hold_time: u16,
     pub bfd: Option<BfdSettings>,
+    /// The restart time offered to this peer when set, else the server's.
+    pub graceful_restart_time: Option<u16>,
     /// (network, peer name) pairs declaring it, sorted.
     pub declared_by: Vec<(String, String)>,
 }
@@ -211,6 +219,7 @@ impl fmt::Debug for PeerConfig {
             .field("password", &redacted(&self.password))
             .field("hold_time", &self.hold_time)
             .field("bfd", &self.bfd)
+            .field("graceful_restart_time", &self.graceful_restart_time)
             .finish()
     }
 }
@@ -224,6 +233,7 @@ impl fmt::Debug for Peer {
             .field("password", &redacted(&self.password))
             .field("hold_time", &self.hold_time)
             .field("bfd", &self.bfd)
+            .field("graceful_restart_time", &self.graceful_restart_time)
             .field("declared_by", &self.declared_by)
             .finish()
     }
@@ -341,6 +351,7 @@ impl Config {
                         password: p.password.clone(),
                         hold_time: p.hold_time,
                         bfd: p.bfd,
+                        graceful_restart_time: p.graceful_restart_time,
                         declared_by: Vec::new(),
                     })
                     .declared_by
@@ -354,5 +365,15 @@ impl Config {
                 p
             })
             .collect()
+    }
+
+    /// The longest restart time offered to any peer: how long after a stop a new
+    /// start still counts as a restart for at least one of them.
+    pub fn max_graceful_restart_time(&self) -> u16 {
+        self.networks
+            .values()
+            .flat_map(|n| n.peers.values())
+            .filter_map(|p| p.graceful_restart_time)
+            .fold(self.server.graceful_restart_time, u16::max)
     }
 }

@@ -114,6 +114,7 @@ fn example_round_trips() {
             asn: Some(65010),
             router_id: Some(v4("198.51.100.1")),
             graceful_restart_time: 120,
+            graceful_restart: true,
         }
     );
     assert!(c.overlay_keys.is_empty());
@@ -143,6 +144,7 @@ fn example_round_trips() {
             password: Some("s3cret".into()),
             hold_time: 90,
             bfd: None,
+            graceful_restart_time: None,
         }
     );
     let up = &c.networks["uplink"];

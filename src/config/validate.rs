@@ -18,6 +18,7 @@ pub(super) const LOCAL_SERVER_KEYS: &[&str] = &["core.bgp_address", "core.bgp_ro
 pub(super) const GLOBAL_SERVER_KEYS: &[&str] = &[
     "core.bgp_asn",
     "core.bgp_graceful_restart_time",
+    "hostbgp.graceful_restart",
     "hostbgp.route_check_interval",
     "hostbgp.metrics_address",
 ];
@@ -94,7 +95,13 @@ pub(super) const PEER_KEYS: &[&str] = &[
     "bfd",
     "bfd.min_interval",
     "bfd.multiplier",
+    "graceful_restart.time",
 ];
+/// Peer fields with a dot of their own, matched before a peer name's dots.
+pub(super) const DOTTED_PEER_KEYS: &[&str] =
+    &["bfd.min_interval", "bfd.multiplier", "graceful_restart.time"];
+/// `graceful_restart.time` bounds: the capability has 12 bits for it (RFC 4724).
+const GRACEFUL_RESTART_TIME: (u16, u16) = (0, 4095);
 /// `bfd.min_interval` bounds, in ms: bird and FRR go no faster than 10 ms, and a
 /// detection slower than a minute is what the hold timer is for.
 const BFD_MIN_INTERVAL_MS: (u32, u32) = (10, 60_000);
@@ -452,6 +459,7 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
         asn: None,
         router_id: None,
         graceful_restart_time: DEFAULT_GRACEFUL_RESTART_TIME,
+        graceful_restart: true,
     };
     let mut agent = AgentSettings::default();
     let Some(m) = e.map("config", node) else {
@@ -486,6 +494,13 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
                 if let Some(val) = e.scalar(&key, v) {
                     if let Some(t) = e.check(&key, values::parse_u16(val, 1, 4095)) {
                         s.graceful_restart_time = t;
+                    }
+                }
+            }
+            "hostbgp.graceful_restart" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    if let Some(on) = e.check(&key, values::parse_bool(val)) {
+                        s.graceful_restart = on;
                     }
                 }
             }
@@ -525,6 +540,7 @@ struct RawPeer {
     bfd: bool,
     bfd_min_interval: Option<u32>,
     bfd_multiplier: Option<u8>,
+    graceful_restart_time: Option<u16>,
     valid: bool,
 }
 
@@ -709,6 +725,11 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                         .and_then(|m| u8::try_from(m).ok());
                     p.valid &= p.bfd_multiplier.is_some();
                 }
+                "graceful_restart.time" => {
+                    let (min, max) = GRACEFUL_RESTART_TIME;
+                    p.graceful_restart_time = e.check(&key, values::parse_u16(val, min, max));
+                    p.valid &= p.graceful_restart_time.is_some();
+                }
                 _ => {
                     p.hold_time = e.check(&key, values::parse_u16(val, 9, 65535));
                     p.valid &= p.hold_time.is_some();
@@ -821,6 +842,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     password: p.password,
                     hold_time: p.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
                     bfd,
+                    graceful_restart_time: p.graceful_restart_time,
                 },
             );
         }
@@ -880,10 +902,10 @@ fn check_uplinks(e: &mut Errors, networks: &BTreeMap<String, Network>, broken: &
     }
 }
 
-/// `NAME.FIELD` of a `bgp.peers.` key. The `bfd.` fields have a dot of their own, so
+/// `NAME.FIELD` of a `bgp.peers.` key. The dotted fields have a dot of their own, so
 /// they are matched first; a peer name may itself contain dots.
 fn split_peer_key(rest: &str) -> Option<(&str, &str)> {
-    let (pname, field) = ["bfd.min_interval", "bfd.multiplier"]
+    let (pname, field) = DOTTED_PEER_KEYS
         .iter()
         .find_map(|f| {
             rest.strip_suffix(f)
@@ -914,6 +936,10 @@ fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
                 ("password", p0.password != p.password),
                 ("holdtime", p0.hold_time != p.hold_time),
                 ("bfd", p0.bfd != p.bfd),
+                (
+                    "graceful_restart.time",
+                    p0.graceful_restart_time != p.graceful_restart_time,
+                ),
             ];
             for (f, differ) in diffs {
                 if differ {

@@ -385,6 +385,7 @@ pub(super) mod tests {
                 asn: Some(65010),
                 router_id: None,
                 graceful_restart_time: 120,
+                graceful_restart: true,
             },
             agent: Default::default(),
             networks: networks.into_iter().map(|n| (n.name.clone(), n)).collect(),
