@@ -211,7 +211,8 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         Ok(when) => {
             let _ = std::fs::remove_file(&marker);
             let age = SystemTime::now().duration_since(when).unwrap_or_default();
-            age < Duration::from_secs(u64::from(config.server.graceful_restart_time))
+            config.server.graceful_restart
+                && age < Duration::from_secs(u64::from(config.max_graceful_restart_time()))
         }
         Err(_) => false,
     };
@@ -371,11 +372,13 @@ impl Agent {
             asn,
             router_id,
             hold_time: crate::config::DEFAULT_HOLD_TIME,
-            graceful_restart: Some(GracefulRestartParams {
-                restart_time: self.config.server.graceful_restart_time,
-                restarting,
-                forwarding: restarting,
-            }),
+            graceful_restart: self.config.server.graceful_restart.then_some(
+                GracefulRestartParams {
+                    restart_time: self.config.server.graceful_restart_time,
+                    restarting,
+                    forwarding: restarting,
+                },
+            ),
         }))
     }
 
@@ -429,10 +432,7 @@ impl Agent {
         let params = SessionParams {
             id,
             peer: peer.clone(),
-            local: LocalParams {
-                hold_time: peer.hold_time,
-                ..local
-            },
+            local: local.for_peer(peer.hold_time, peer.graceful_restart_time),
             bind: self.listen.map(|l| l.ip()),
         };
         // Every line a session logs names its peer.
@@ -1258,23 +1258,25 @@ impl Agent {
     }
 
     fn status(&self) -> Status {
-        let offered: Vec<String> = self
-            .local
-            .as_ref()
-            .map(|l| {
-                crate::bgp::fsm::build_open(l)
-                    .capabilities
-                    .iter()
-                    .map(session::capability_name)
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Per peer: the restart time offered can be the peer's own.
+        let offered = |p: &Peer| -> Vec<String> {
+            self.local
+                .as_ref()
+                .map(|l| {
+                    crate::bgp::fsm::build_open(&l.for_peer(p.hold_time, p.graceful_restart_time))
+                        .capabilities
+                        .iter()
+                        .map(session::capability_name)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         let peers = self
             .sessions
             .values()
             .filter_map(|s| {
                 let st = s.status.lock().ok()?;
-                let mut view = status::peer_view(&s.peer, &st, offered.clone());
+                let mut view = status::peer_view(&s.peer, &st, offered(&s.peer));
                 for f in Family::ALL {
                     view.prefixes_sent
                         .insert(f.name().into(), s.adj_out.count(f));

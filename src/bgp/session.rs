@@ -264,9 +264,11 @@ impl Conn {
         self.send(&buf).await
     }
 
-    /// Sends a NOTIFICATION (best effort) and closes.
+    /// Sends a NOTIFICATION (best effort; a Hard Reset under RFC 8538's N bit) and
+    /// closes.
     async fn close(mut self, notification: Option<Notification>) {
         if let Some(n) = notification {
+            let n = self.negotiated.graceful.outgoing(n);
             self.counters.notification_sent(&n);
             let _ = self.send_message(&Message::Notification(n)).await;
         }
@@ -430,7 +432,7 @@ pub async fn run(
                     }
                     other => {
                         if let Some(conn) = confirm.take() {
-                            let (message, reply) = describe_end(other);
+                            let (message, reply) = describe_end(other, &conn.negotiated);
                             conn.close(reply).await;
                             fail(&status, &mut connect_at, &mut backoff, message);
                             if std::mem::take(&mut collision_survivor) {
@@ -453,7 +455,7 @@ pub async fn run(
                     }
                     other => {
                         if let Some(conn) = established.take() {
-                            let (message, reply) = describe_end(other);
+                            let (message, reply) = describe_end(other, &conn.negotiated);
                             tracing::warn!(%peer, "session down: {message}");
                             conn.close(reply).await;
                             let _ = events.send(SessionEvent::Down { id, epoch });
@@ -615,9 +617,24 @@ fn fail(
 }
 
 /// Why a connection ended, and what to send the peer about it.
-fn describe_end(event: Option<ReaderEvent>) -> (String, Option<Notification>) {
+fn describe_end(
+    event: Option<ReaderEvent>,
+    negotiated: &Negotiated,
+) -> (String, Option<Notification>) {
     match event {
-        Some(ReaderEvent::Notification(n)) => (format!("peer sent NOTIFICATION {n}"), None),
+        Some(ReaderEvent::Notification(n)) => {
+            // RFC 8538 section 4: under the N bit only a Hard Reset drops routes; any
+            // other NOTIFICATION is a graceful restart (we import nothing, so only
+            // the peer's side of it matters: it keeps ours as stale).
+            let what = if n.is_hard_reset() {
+                " (hard reset)"
+            } else if negotiated.graceful.hard_reset() {
+                " (N bit: the peer keeps our routes as stale until we are back)"
+            } else {
+                ""
+            };
+            (format!("peer sent NOTIFICATION {n}{what}"), None)
+        }
         Some(ReaderEvent::Fatal(message, reply)) => (message, reply),
         Some(ReaderEvent::Closed(message)) => (message, None),
         Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => (
@@ -839,6 +856,9 @@ pub fn capability_name(c: &super::wire::Capability) -> String {
         C::RouteRefresh => "route refresh".into(),
         C::ExtendedNextHop(_) => "extended next hop".into(),
         C::ExtendedMessage => "extended message".into(),
+        C::GracefulRestart(gr) if gr.notification => {
+            format!("graceful restart ({} s, N bit)", gr.restart_time)
+        }
         C::GracefulRestart(gr) => format!("graceful restart ({} s)", gr.restart_time),
         C::FourOctetAs(_) => "4-octet AS".into(),
         C::Unknown { code, .. } => format!("capability {code}"),

@@ -9,6 +9,8 @@ mod bfd_tests;
 #[cfg(test)]
 mod check_tests;
 mod diagnose;
+#[cfg(test)]
+mod graceful_tests;
 pub(crate) mod node;
 pub(crate) use validate::NIC_KEYS;
 mod suggest;

@@ -1,7 +1,7 @@
 //! "did you mean": the known key nearest to a mistyped one, at the same position.
 use super::validate::{
-    GLOBAL_SERVER_KEYS, INSTANCE_IGNORED, LOCAL_NETWORK_KEYS, LOCAL_SERVER_KEYS, NETWORK_IGNORED,
-    DOTTED_PEER_KEYS, NETWORK_KEYS, NIC_IGNORED, NIC_KEYS, PEER_KEYS,
+    DOTTED_PEER_KEYS, GLOBAL_SERVER_KEYS, INSTANCE_IGNORED, LOCAL_NETWORK_KEYS, LOCAL_SERVER_KEYS,
+    NETWORK_IGNORED, NETWORK_KEYS, NIC_IGNORED, NIC_KEYS, PEER_KEYS,
 };
 
 /// The known key nearest to the unknown key at `path` (a full key path, as errors name it),

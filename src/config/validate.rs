@@ -98,8 +98,11 @@ pub(super) const PEER_KEYS: &[&str] = &[
     "graceful_restart.time",
 ];
 /// Peer fields with a dot of their own, matched before a peer name's dots.
-pub(super) const DOTTED_PEER_KEYS: &[&str] =
-    &["bfd.min_interval", "bfd.multiplier", "graceful_restart.time"];
+pub(super) const DOTTED_PEER_KEYS: &[&str] = &[
+    "bfd.min_interval",
+    "bfd.multiplier",
+    "graceful_restart.time",
+];
 /// `graceful_restart.time` bounds: the capability has 12 bits for it (RFC 4724).
 const GRACEFUL_RESTART_TIME: (u16, u16) = (0, 4095);
 /// `bfd.min_interval` bounds, in ms: bird and FRR go no faster than 10 ms, and a
