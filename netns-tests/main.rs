@@ -11,6 +11,7 @@ mod bird;
 mod cluster;
 mod crash;
 mod datapath;
+mod graceful;
 #[allow(dead_code)]
 mod hostbgp;
 mod hostile;

@@ -1184,7 +1184,9 @@ impl Agent {
             }
         }
         if server_changed {
-            self.listener = None;
+            if let Some(listener) = self.listener.take() {
+                listener.close().await;
+            }
             if let Err(e) = self.start_bgp(false) {
                 return Reply::error(e);
             }
