@@ -11,6 +11,9 @@ mod bird;
 mod cluster;
 mod crash;
 mod datapath;
+mod frr;
+#[allow(dead_code)]
+mod frrd;
 mod graceful;
 #[allow(dead_code)]
 mod hostbgp;
