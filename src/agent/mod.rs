@@ -1654,6 +1654,11 @@ mod tests {
         };
         assert!(same_session(&peer, &peer.clone()));
         assert!(!same_session(&peer, &on));
+        let lxd_time = Peer {
+            graceful_restart_time: Some(3600),
+            ..peer.clone()
+        };
+        assert!(!same_session(&peer, &lxd_time), "the OPEN changes");
         assert!(!same_session(&on, &faster));
         let renamed = Peer {
             declared_by: vec![("br1".into(), "r1".into())],

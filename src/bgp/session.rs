@@ -963,6 +963,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn received_notifications_are_described_per_rfc_8538() {
+        use crate::bgp::graceful::GracefulRestartOffer;
+        let offer = Some(GracefulRestartOffer {
+            restart_time: 120,
+            notification: true,
+            restarting: false,
+        });
+        let mut negotiated = fsm::negotiate(
+            &LocalParams {
+                asn: 65010,
+                router_id: std::net::Ipv4Addr::new(192, 0, 2, 1),
+                hold_time: 90,
+                graceful_restart: None,
+            },
+            65000,
+            &super::super::wire::Open {
+                version: 4,
+                my_as: 65000,
+                hold_time: 90,
+                bgp_id: std::net::Ipv4Addr::new(192, 0, 2, 2),
+                capabilities: vec![],
+            },
+        )
+        .expect("negotiated");
+        let cease = Notification::new(6, 2, vec![]);
+        let hard = Notification::hard_reset(&Notification::new(4, 0, vec![]));
+        let end = |n: &Notification, neg: &Negotiated| {
+            describe_end(Some(ReaderEvent::Notification(n.clone())), neg)
+        };
+        assert_eq!(
+            end(&cease, &negotiated),
+            (
+                "peer sent NOTIFICATION Cease/Administrative Shutdown".into(),
+                None
+            )
+        );
+        let (text, reply) = end(&hard, &negotiated);
+        assert_eq!(
+            text,
+            "peer sent NOTIFICATION Cease/Hard Reset (Hold Timer Expired/Unspecific) (hard reset)"
+        );
+        assert_eq!(reply, None, "nothing is sent back to a NOTIFICATION");
+        negotiated.graceful.local = offer;
+        negotiated.graceful.peer = offer;
+        assert!(end(&cease, &negotiated)
+            .0
+            .ends_with("(N bit: the peer keeps our routes as stale until we are back)"));
+        assert!(end(&hard, &negotiated).0.ends_with("(hard reset)"));
+    }
+
+    #[test]
     fn bfd_gate_opens_on_up_or_after_the_hold() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
