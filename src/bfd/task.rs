@@ -12,9 +12,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::time::sleep_until_some;
-
 use super::socket::{self, Datagram};
+use super::timers;
 use super::{
     Action, Config, Demux, DownCause, Event, Jitter, Repr, Session, XorShift32, CONTROL_PORT, TTL,
 };
@@ -85,7 +84,38 @@ struct Peer {
     /// out of tokio: a freshly registered one would refuse its first send.
     sender: std::net::UdpSocket,
     transmit_at: Option<Instant>,
+    /// From when the armed packet may go early (`timers::earliest_transmit`).
+    transmit_from: Option<Instant>,
     detect_at: Option<Instant>,
+    /// What status last showed, so that the packets that change nothing (nearly all)
+    /// cost no allocation and no lock.
+    shown: Option<Shown>,
+}
+
+/// The session's values `status` shows, compared cheaply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Shown {
+    state: super::State,
+    remote_state: super::State,
+    diagnostic: super::Diagnostic,
+    remote_discriminator: u32,
+    transmit_interval: Duration,
+    detection_time: Duration,
+    detect_mult: NonZeroU8,
+}
+
+impl Shown {
+    fn of(s: &Session) -> Shown {
+        Shown {
+            state: s.state(),
+            remote_state: s.remote_state(),
+            diagnostic: s.local_diagnostic(),
+            remote_discriminator: s.remote_discriminator(),
+            transmit_interval: s.transmit_interval(),
+            detection_time: s.detection_time(),
+            detect_mult: s.config().detect_mult,
+        }
+    }
 }
 
 struct Task {
@@ -111,6 +141,11 @@ impl Task {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut buf4 = [0u8; 512];
         let mut buf6 = [0u8; 512];
+        // One timer, moved only when the earliest deadline moves: a fresh one per
+        // loop was a timer-wheel insert and removal per packet.
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             let next = self
                 .peers
@@ -118,6 +153,12 @@ impl Task {
                 .flat_map(|p| [p.transmit_at, p.detect_at])
                 .flatten()
                 .min();
+            if next != armed {
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
+                }
+                armed = next;
+            }
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Peers(peers)) => self.set_peers(peers),
@@ -127,7 +168,10 @@ impl Task {
                 },
                 r = recv_on(self.rx4.as_ref(), &mut buf4) => self.on_recv(r, &buf4),
                 r = recv_on(self.rx6.as_ref(), &mut buf6) => self.on_recv(r, &buf6),
-                () = sleep_until_some(next) => self.fire_timers(),
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.fire_timers();
+                }
             }
         }
     }
@@ -192,7 +236,9 @@ impl Task {
                 session,
                 sender,
                 transmit_at: None,
+                transmit_from: None,
                 detect_at: None,
+                shown: None,
             },
         );
         tracing::info!(peer = %address, discriminator = discr.get(), "BFD session started");
@@ -211,6 +257,8 @@ impl Task {
             Ok((from, repr)) => self.handle(from, Event::Received(repr)),
             Err(why) => tracing::debug!(from = %d.from, "BFD: dropped: {why}"),
         }
+        // Awake anyway: send what may go now rather than wake up again for it.
+        self.fire_timers();
     }
 
     fn fire_timers(&mut self) {
@@ -221,8 +269,9 @@ impl Task {
                 p.detect_at = None;
                 due.push((*address, Event::DetectionTimerExpired));
             }
-            if p.transmit_at.is_some_and(|t| t <= now) {
+            if p.transmit_from.is_some_and(|t| t <= now) {
                 p.transmit_at = None;
+                p.transmit_from = None;
                 due.push((*address, Event::TransmitTimerExpired));
             }
         }
@@ -253,7 +302,11 @@ impl Task {
                         tracing::debug!(peer = %address, "BFD send: {e}");
                     }
                 }
-                Action::ArmTransmitTimer(d) => p.transmit_at = Some(now + d),
+                Action::ArmTransmitTimer(d) => {
+                    let early = timers::earliest_transmit(d, p.session.transmit_interval());
+                    p.transmit_at = Some(now + d);
+                    p.transmit_from = Some(now + early);
+                }
                 Action::ArmDetectionTimer(d) => p.detect_at = Some(now + d),
                 Action::StopDetectionTimer => p.detect_at = None,
                 Action::SessionUp => {
@@ -266,6 +319,11 @@ impl Task {
                 }
             }
         }
+        let shown = Shown::of(&p.session);
+        if p.shown == Some(shown) {
+            return;
+        }
+        p.shown = Some(shown);
         let view = view_of(&p.session);
         if let Ok(mut s) = self.status.lock() {
             s.insert(address, view);
