@@ -1096,6 +1096,23 @@ def nft_blackhole(ns, on):
         sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "bh")
 
 
+def hb_bfd_down_at(logpath, address, since):
+    """Epoch time of hostbgp's first `BFD session down` log line for `address` after
+    `since` (the fmt layer's RFC 3339 UTC timestamps), or None."""
+    import datetime
+    for l in open(logpath, errors="replace"):
+        if "BFD session down" not in l or f"peer={address}" not in l:
+            continue
+        try:
+            at = datetime.datetime.strptime(l.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            continue
+        if at >= since:
+            return at
+    return None
+
+
 def cmd_bfd(count, ms, secs, trials):
     """hostbgp's CPU with `count` BFD peers at `ms` x 3 over `secs` (goal < 1% of a core),
     and the time from a blackhole to the router's withdrawal against the negotiated
@@ -1123,7 +1140,7 @@ def cmd_bfd(count, ms, secs, trials):
         share = cpu / wall
         log(f"  {count} peers, BFD {ms} ms x 3, hold {hold} s: hostbgp CPU {cpu * 1000:.0f} ms over {wall:.1f} s = "
             f"{share * 100:.3f}% of a core ({(count * 1000 / ms) * 2 * wall:.0f} BFD packets sent and received)")
-        ratios = []
+        ratios, own = [], []
         for k in range(trials):
             i = k % count
             ctl, ns = t.ctls[i], t.routers[i]
@@ -1134,14 +1151,19 @@ def cmd_bfd(count, ms, secs, trials):
             gone = wait(f"router {i} withdraws our routes", lambda: router_progress(ctl, "h1")[1] == 0, timeout=30, step=0.002)
             took = (gone - t0) * 1000
             ratios.append(took / detect[f"r{i}"])
+            ours = wait(f"hostbgp's BFD down for r{i}", lambda: hb_bfd_down_at(proc.logpath, peer_addrs(i)[0], t0),
+                        timeout=30, step=0.05)
+            ours = (hb_bfd_down_at(proc.logpath, peer_addrs(i)[0], t0) - t0) * 1000
+            own.append(ours / detect[f"r{i}"])
             log(f"  blackhole r{i}: withdrawn by the router after {took:.0f} ms; negotiated detection {detect[f'r{i}']} ms "
-                f"-> {ratios[-1]:.2f}x")
+                f"-> {ratios[-1]:.2f}x (hostbgp's own BFD down after {ours:.0f} ms: {own[-1]:.2f}x)")
             nft_blackhole(ns, False)
             wait(f"router {i} back", lambda: router_progress(ctl, "h1")[1] > 0, timeout=60, step=0.05)
         log(f"RATIO bfd hostbgp CPU/core {count} peers at {ms} ms x 3: {share * 100:.3f}% (goal < 1%)  "
             f"withdrawal/detection time: median {statistics.median(ratios):.2f}x max {max(ratios):.2f}x "
-            f"over {trials} blackholes (goal <= 1.2x)")
-        return dict(cpu_share=share, ratios=ratios)
+            f"over {trials} blackholes (goal <= 1.2x); hostbgp's own detection median {statistics.median(own):.2f}x "
+            f"max {max(own):.2f}x")
+        return dict(cpu_share=share, ratios=ratios, own=own)
     finally:
         for c in getattr(t, "ctls", []): c.close()
         t.close()
