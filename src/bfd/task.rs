@@ -223,7 +223,8 @@ impl Task {
                 }
                 armed = next;
             }
-            let prompt = self.wants_prompt_receive();
+            // Without any deadline nothing would wake the task to read: listen.
+            let prompt = armed.is_none() || self.wants_prompt_receive();
             for rx in [self.rx4.as_mut(), self.rx6.as_mut()].into_iter().flatten() {
                 rx.set_watch(prompt);
             }
