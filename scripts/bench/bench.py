@@ -1086,12 +1086,15 @@ def hb_status(ns, sock):
 
 def nft_blackhole(ns, on):
     """Drops everything in and out of the router's only link (carrier stays up): the
-    host and the router stop hearing each other, BFD and BGP alike."""
+    host and the router stop hearing each other, BFD and BGP alike. One `nft -f`
+    transaction, so the drop starts at one moment, just before this returns."""
     if on:
-        sh("ip", "netns", "exec", ns, "sh", "-c",
-           "nft add table inet bh && nft add chain inet bh in '{ type filter hook input priority 0; }' && "
-           "nft add chain inet bh out '{ type filter hook output priority 0; }' && "
-           "nft add rule inet bh in iifname vr drop && nft add rule inet bh out oifname vr drop")
+        rules = f"{DIR}/blackhole.nft"
+        with open(rules, "w") as f:
+            f.write("table inet bh {\n"
+                    "  chain in { type filter hook input priority 0; iifname \"vr\" drop; }\n"
+                    "  chain out { type filter hook output priority 0; oifname \"vr\" drop; }\n}\n")
+        sh("ip", "netns", "exec", ns, "nft", "-f", rules)
     else:
         sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "bh")
 
@@ -1146,8 +1149,9 @@ def cmd_bfd(count, ms, secs, trials):
             ctl, ns = t.ctls[i], t.routers[i]
             # Start at a random point of the BFD interval, as a real failure would.
             time.sleep(0.05 + (k * 0.037) % (ms / 1000))
-            t0 = time.time()
             nft_blackhole(ns, True)
+            # The rules are in force once `nft -f` has committed them: from here.
+            t0 = time.time()
             gone = wait(f"router {i} withdraws our routes", lambda: router_progress(ctl, "h1")[1] == 0, timeout=30, step=0.002)
             took = (gone - t0) * 1000
             ratios.append(took / detect[f"r{i}"])
