@@ -165,13 +165,13 @@ impl Export {
     }
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
     pub address: IpAddr,
     pub port: u16,
     pub asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub hold_time: u16,
     /// `bfd: "true"`: BFD watches the path to the peer.
     pub bfd: Option<BfdSettings>,
@@ -199,12 +199,12 @@ pub struct Nic {
 }
 
 /// One BGP neighbour: a peer address may be declared on several networks.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub address: IpAddr,
     pub port: u16,
     pub asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub hold_time: u16,
     pub bfd: Option<BfdSettings>,
     /// `Network` only when every declaration says so: a network that leaves the peer
@@ -229,38 +229,34 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// What Debug prints in place of a password.
-fn redacted(p: &Option<String>) -> Option<&'static str> {
-    p.as_ref().map(|_| "<redacted>")
-}
+/// A TCP MD5 password (`bgp.peers.NAME.password`): compared and handed to the kernel,
+/// never printed (Debug shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
 
-impl fmt::Debug for PeerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeerConfig")
-            .field("name", &self.name)
-            .field("address", &self.address)
-            .field("port", &self.port)
-            .field("asn", &self.asn)
-            .field("password", &redacted(&self.password))
-            .field("hold_time", &self.hold_time)
-            .field("bfd", &self.bfd)
-            .field("export", &self.export)
-            .finish()
+impl Password {
+    pub fn new(secret: impl Into<String>) -> Password {
+        Password(secret.into())
+    }
+
+    /// A password the kernel takes: at most `TCP_MD5SIG_MAXKEYLEN` bytes.
+    pub fn parse(secret: &str) -> Result<Password, String> {
+        let max = crate::bgp::md5::MAX_KEY_LEN;
+        if secret.len() > max {
+            return Err(format!("must be at most {max} bytes"));
+        }
+        Ok(Password::new(secret))
+    }
+
+    /// The key as the kernel's TCP_MD5SIG takes it.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
-impl fmt::Debug for Peer {
+impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peer")
-            .field("address", &self.address)
-            .field("port", &self.port)
-            .field("asn", &self.asn)
-            .field("password", &redacted(&self.password))
-            .field("hold_time", &self.hold_time)
-            .field("bfd", &self.bfd)
-            .field("export", &self.export)
-            .field("declared_by", &self.declared_by)
-            .finish()
+        f.write_str("<redacted>")
     }
 }
 

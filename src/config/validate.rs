@@ -112,7 +112,6 @@ pub(crate) const NIC_KEYS: &[&str] = &[
     "bgp.med",
     "bgp.as_path_prepend",
 ];
-const MAX_PASSWORD_LEN: usize = 80;
 
 #[derive(Default)]
 struct Errors(Vec<ConfigError>);
@@ -530,7 +529,7 @@ struct RawPeer {
     address_set: bool,
     asn: Option<u32>,
     asn_set: bool,
-    password: Option<String>,
+    password: Option<super::Password>,
     hold_time: Option<u16>,
     bfd: bool,
     bfd_min_interval: Option<u32>,
@@ -697,12 +696,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     p.valid &= p.asn.is_some();
                 }
                 "password" => {
-                    if val.len() > MAX_PASSWORD_LEN {
-                        e.push(key, format!("must be at most {MAX_PASSWORD_LEN} bytes"));
-                        p.valid = false;
-                    } else {
-                        p.password = Some(val.to_string());
-                    }
+                    p.password = e.check(&key, super::Password::parse(val));
+                    p.valid &= p.password.is_some();
                 }
                 "bfd" => {
                     let on = e.check(&key, values::parse_bool(val));
