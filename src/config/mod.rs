@@ -9,6 +9,7 @@ mod bfd_tests;
 #[cfg(test)]
 mod check_tests;
 mod diagnose;
+pub mod diff;
 pub(crate) mod node;
 pub(crate) use validate::NIC_KEYS;
 mod suggest;
