@@ -132,12 +132,7 @@ impl Agent {
                 }
                 view.admin_down = self.admin_down.get(&s.peer.address).cloned();
                 if s.peer.bfd.is_some() {
-                    view.bfd = self
-                        .bfd
-                        .status
-                        .lock()
-                        .ok()
-                        .and_then(|b| b.get(&s.peer.address).cloned());
+                    view.bfd = self.bfd.status.borrow().get(&s.peer.address).cloned();
                 }
                 Some(view)
             })
