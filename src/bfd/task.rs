@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU8;
-
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
