@@ -27,6 +27,7 @@ use std::path::Path;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use crate::bgp::wire::ExtraAttrs;
+use crate::kernel::Mac;
 
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
@@ -118,6 +119,9 @@ pub struct FamilyConfig<A, N> {
     pub routes: Vec<N>,
     /// `volatile.network.ipvN.address` (OVN: the OVN router's address on the uplink)
     pub ovn_router_address: Option<A>,
+    /// `bgp.ipvN.instances` (Incus; bridges): advertise each running instance's own
+    /// address as a /32 (/128).
+    pub instances: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +164,9 @@ pub struct Nic {
     pub name: String,
     pub network: String,
     pub host_name: Option<String>,
+    /// `hwaddr`: the instance side's MAC, which finds its addresses in the bridge's
+    /// neighbour table.
+    pub hwaddr: Option<Mac>,
     pub ipv4_address: Option<Ipv4Addr>,
     pub ipv6_address: Option<Ipv6Addr>,
     pub ipv4_routes_external: Vec<Ipv4Net>,

@@ -45,6 +45,7 @@ use ipnet::IpNet;
 
 mod batch;
 mod dump;
+mod neigh;
 mod netlink;
 mod request;
 mod routes;
@@ -54,6 +55,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub use neigh::{Mac, Neighbour, Neighbours};
 pub(crate) use netlink::messages;
 pub use routes::Kernel;
 pub use watch::KernelEvents;
@@ -141,6 +143,8 @@ pub struct KernelView {
     pub addresses: BTreeMap<u32, Vec<Address>>,
     /// hostbgp's own routes (ROUTE_PROTOCOL, main table) by prefix.
     pub routes: Routes,
+    /// Usable ARP/NDP entries (global addresses only).
+    pub neighbours: Neighbours,
 }
 
 /// hostbgp's routes by prefix, counting the IPv4 next hops through each interface:
@@ -215,6 +219,13 @@ pub enum KernelEvent {
     RouteChanged(Route),
     /// One of hostbgp's own routes is gone.
     RouteRemoved(IpNet),
+    /// A neighbour entry became usable or changed its MAC.
+    NeighbourSeen(Neighbour),
+    /// A neighbour entry was deleted or failed (or never resolved).
+    NeighbourGone {
+        ifindex: u32,
+        ip: IpAddr,
+    },
     /// Someone else changed a prefix we hold a route for.
     Foreign(ForeignRoute),
     /// Events were lost (ENOBUFS): re-dump and reconcile.
@@ -275,11 +286,16 @@ pub fn protocol_name(protocol: u8) -> String {
 
 impl KernelEvent {
     /// A link or address event: rare, and what instance starts and stops are made of.
+    /// Neighbour events are not: ARP/NDP churn on a busy bridge must not make the
+    /// watch wait for the agent, and an address learned a millisecond later matters
+    /// to no one.
     pub(crate) fn is_interface_event(&self) -> bool {
         !matches!(
             self,
             KernelEvent::RouteChanged(_)
                 | KernelEvent::RouteRemoved(_)
+                | KernelEvent::NeighbourSeen(_)
+                | KernelEvent::NeighbourGone { .. }
                 | KernelEvent::Foreign(_)
                 | KernelEvent::Overrun
         )

@@ -244,15 +244,14 @@ fn incus_replies_and_keys() {
     // Keys hostbgp does not act on yet are noted, not passed to validation.
     assert_eq!(
         conv.ignored,
-        [
-            "networks.incusbr0.config.bgp.ipv4.instances",
-            "networks.incusbr0.config.bgp.peers.u1.interface"
-        ]
+        ["networks.incusbr0.config.bgp.peers.u1.interface"]
     );
     // A peer with no address (Incus unnumbered) is ignored, as LXD ignores a peer
     // missing its address or ASN; the others stay.
     let c = compose_ok("incus: {}\n", &snap);
     let br = &c.networks["incusbr0"];
+    // Incus's per-instance addresses pass through to the config.
+    assert!(br.ipv4.instances && !br.ipv6.instances);
     assert_eq!(br.peers.keys().collect::<Vec<_>>(), ["r1"]);
     assert_eq!(br.peers["r1"].hold_time, 30);
     // Unless the file names it: then it must be complete.

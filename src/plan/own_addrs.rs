@@ -1,0 +1,163 @@
+//! Instances' own addresses (`bgp.ipvN.instances`, from Incus): each running
+//! instance on such a bridge is advertised as a /32 (/128), its NIC's static
+//! `ipvN.address`, else the addresses the bridge's neighbour table holds for its MAC.
+//! No kernel route is needed: the address is on-link on the bridge.
+//!
+//! A neighbour entry only supplies the address; whether the instance runs is its
+//! veth's presence on the bridge, as for its external routes. A stopped instance's
+//! STALE entry lingers until the kernel's GC, and must not keep it advertised.
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{host_v4, host_v6};
+use crate::config::{Network, Nic};
+use crate::kernel::{KernelView, Mac};
+
+/// Where one NIC's own addresses come from.
+#[derive(Clone, Debug)]
+pub(super) struct OwnAddrs {
+    pub(super) hwaddr: Option<Mac>,
+    /// Per family (IPv4, IPv6): the network's `bgp.ipvN.instances`.
+    enabled: [bool; 2],
+    /// Per family: the NIC's static `ipvN.address`, which wins over the neighbours.
+    statics: [Option<IpAddr>; 2],
+    /// Per family: the network's `ipvN.address` subnet; unset, the subnets of the
+    /// bridge's own global addresses.
+    subnets: [Option<IpNet>; 2],
+}
+
+impl OwnAddrs {
+    /// None when the network advertises no instance address.
+    pub(super) fn new(network: &Network, nic: &Nic) -> Option<OwnAddrs> {
+        let enabled = [network.ipv4.instances, network.ipv6.instances];
+        (enabled != [false, false]).then(|| OwnAddrs {
+            hwaddr: nic.hwaddr,
+            enabled,
+            statics: [
+                nic.ipv4_address.map(IpAddr::V4),
+                nic.ipv6_address.map(IpAddr::V6),
+            ],
+            subnets: [
+                network.ipv4.address.map(|n| IpNet::V4(n.trunc())),
+                network.ipv6.address.map(|n| IpNet::V6(n.trunc())),
+            ],
+        })
+    }
+
+    /// The host prefixes of the NIC while it runs on `bridge`, sorted.
+    pub(super) fn plan(&self, bridge: u32, view: &KernelView) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for family in [0, 1] {
+            if !self.enabled[family] {
+                continue;
+            }
+            if let Some(a) = self.statics[family] {
+                out.push(host(a));
+                continue;
+            }
+            let Some(mac) = self.hwaddr else { continue };
+            let learned = view.neighbours.addresses_of(bridge, mac);
+            out.extend(
+                learned
+                    .filter(|ip| usize::from(ip.is_ipv6()) == family)
+                    .filter(|ip| self.on_bridge(family, ip, bridge, view))
+                    .map(host),
+            );
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Whether `ip` is inside the bridge's subnet: a neighbour of another subnet (a
+    /// router's, a misconfigured instance's) is not this network's instance.
+    fn on_bridge(&self, family: usize, ip: &IpAddr, bridge: u32, view: &KernelView) -> bool {
+        match self.subnets[family] {
+            Some(subnet) => subnet.contains(ip),
+            None => view
+                .addresses_of(bridge)
+                .iter()
+                .any(|a| !a.tentative && !a.link_scope && a.net.contains(ip)),
+        }
+    }
+
+    /// The families whose key is on, for `hostbgp routes --all`.
+    pub(super) fn enabled(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..2).filter(|&f| self.enabled[f])
+    }
+
+    /// Why the NIC running on `bridge` has no address of `family` (key on), for
+    /// `hostbgp routes --all`.
+    pub(super) fn missing(&self, family: usize, bridge: u32, view: &KernelView) -> Option<String> {
+        let key = ["ipv4", "ipv6"][family];
+        if self.statics[family].is_some() {
+            return None;
+        }
+        let Some(mac) = self.hwaddr else {
+            return Some(format!("the NIC has neither {key}.address nor hwaddr"));
+        };
+        let planned = self.plan(bridge, view);
+        if planned
+            .iter()
+            .any(|p| usize::from(p.addr().is_ipv6()) == family)
+        {
+            return None;
+        }
+        Some(format!(
+            "no {key}.address, and the bridge's neighbour table has no {key} address of {mac} in the network's subnet"
+        ))
+    }
+}
+
+fn host(a: IpAddr) -> IpNet {
+    match a {
+        IpAddr::V4(a) => host_v4(a),
+        IpAddr::V6(a) => host_v6(a),
+    }
+}
+
+/// What each NIC advertises of its own addresses now, and who claims each prefix.
+#[derive(Clone, Debug, Default)]
+pub(super) struct OwnClaims {
+    per_nic: BTreeMap<u32, Vec<IpNet>>,
+    /// Claimants in NIC order (two instances answering for one address: both).
+    by_prefix: BTreeMap<IpNet, Vec<u32>>,
+}
+
+impl OwnClaims {
+    /// Sets NIC `id`'s prefixes, adding those that changed to `dirty`.
+    pub(super) fn set(&mut self, id: u32, now: Vec<IpNet>, dirty: &mut Vec<IpNet>) {
+        let before = if now.is_empty() {
+            self.per_nic.remove(&id).unwrap_or_default()
+        } else {
+            self.per_nic.insert(id, now.clone()).unwrap_or_default()
+        };
+        for p in before.iter().filter(|p| !now.contains(p)) {
+            if let Some(ids) = self.by_prefix.get_mut(p) {
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
+                    self.by_prefix.remove(p);
+                }
+            }
+            dirty.push(*p);
+        }
+        for p in now.iter().filter(|p| !before.contains(p)) {
+            let ids = self.by_prefix.entry(*p).or_default();
+            if let Err(at) = ids.binary_search(&id) {
+                ids.insert(at, id);
+            }
+            dirty.push(*p);
+        }
+    }
+
+    pub(super) fn claimants(&self, prefix: &IpNet) -> &[u32] {
+        self.by_prefix.get(prefix).map_or(&[], Vec::as_slice)
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.per_nic.clear();
+        self.by_prefix.clear();
+    }
+}
