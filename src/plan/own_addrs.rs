@@ -161,3 +161,152 @@ impl OwnClaims {
         self.by_prefix.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{addr, bridge, config, instance, ip, net, nic, view, BR};
+    use super::super::{plan, Advert, NextHopRule, Owner, Planner, Touched};
+    use crate::config::Config;
+    use crate::kernel::{KernelEvent, KernelView, Link, Mac, Neighbour};
+
+    const PORT: u32 = BR + 1;
+    const MAC: Mac = Mac([0, 0x16, 0x3e, 0, 0, 1]);
+    const OTHER: Mac = Mac([0, 0x16, 0x3e, 0, 0, 2]);
+
+    fn lab(v4_static: Option<&str>, v6: bool) -> Config {
+        let mut br = bridge("br0");
+        br.ipv4.instances = true;
+        br.ipv6.instances = v6;
+        br.ipv4.address = Some("192.0.2.1/24".parse().unwrap());
+        br.attrs.med = Some(7);
+        let mut n = nic("br0", "vc1", v4_static, &[], &[]);
+        n.hwaddr = Some(MAC);
+        n.attrs.communities = vec![65000 << 16 | 1];
+        config(vec![br], vec![instance("c1", None, n)])
+    }
+
+    fn running() -> KernelView {
+        view(
+            vec![Link::up(BR, "br0", None), Link::up(PORT, "vc1", Some(BR))],
+            vec![addr(BR, "192.0.2.1/24"), addr(BR, "2001:db8::1/64")],
+        )
+    }
+
+    fn seen(ip: &str, mac: Mac) -> KernelEvent {
+        KernelEvent::NeighbourSeen(Neighbour {
+            ifindex: BR,
+            ip: super::super::tests::ip(ip),
+            mac,
+        })
+    }
+
+    fn own(intent: &super::super::Intent) -> Vec<String> {
+        intent
+            .adverts
+            .keys()
+            .filter(|p| p.prefix_len() == p.max_prefix_len())
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn learned_addresses_in_the_subnet_are_advertised_with_the_nics_attributes() {
+        let cfg = lab(None, true);
+        let mut v = running();
+        for e in [
+            seen("192.0.2.10", MAC),
+            seen("2001:db8::10", MAC),
+            // Outside the network's subnet, another instance's, link-local never
+            // reaches the view.
+            seen("198.51.100.5", MAC),
+            seen("192.0.2.20", OTHER),
+        ] {
+            v.apply(&e);
+        }
+        let intent = plan(&cfg, &v);
+        assert_eq!(own(&intent), ["192.0.2.10/32", "2001:db8::10/128"]);
+        let advert: &Advert = &intent.adverts[&net("192.0.2.10/32")];
+        assert_eq!(
+            advert.owners.to_vec(),
+            vec![Owner::Instance {
+                instance: "c1".into(),
+                device: "eth0".into()
+            }]
+        );
+        assert_eq!(advert.next_hop, NextHopRule::Host(None));
+        assert_eq!(advert.attrs.med, Some(7));
+        assert_eq!(advert.attrs.communities, vec![65000 << 16 | 1]);
+        // On-link: no kernel route.
+        assert!(intent.routes.is_empty());
+        // IPv6 without a configured subnet: the bridge's own addresses say.
+        v.apply(&seen("2001:db8:ff::10", MAC));
+        assert_eq!(own(&plan(&cfg, &v)).len(), 2);
+        // Key off for IPv6: IPv4 only.
+        assert_eq!(own(&plan(&lab(None, false), &v)), ["192.0.2.10/32"]);
+    }
+
+    #[test]
+    fn a_static_address_wins_and_needs_no_neighbour() {
+        let cfg = lab(Some("192.0.2.77"), false);
+        let mut v = running();
+        v.apply(&seen("192.0.2.10", MAC));
+        assert_eq!(own(&plan(&cfg, &v)), ["192.0.2.77/32"]);
+        // Stopped: nothing, whatever lingers in the neighbour table.
+        v.apply(&KernelEvent::PortReleased(PORT));
+        assert!(own(&plan(&cfg, &v)).is_empty());
+    }
+
+    #[test]
+    fn events_move_only_what_they_touch() {
+        let cfg = lab(None, true);
+        let mut v = running();
+        let mut planner = Planner::new(&cfg);
+        planner.rebuild(&v);
+        let mut step = |v: &mut KernelView, e: KernelEvent| {
+            let mut touched = Touched::default();
+            let changes = touched.note(v, &e);
+            v.apply(&e);
+            let delta = planner.update(v, &touched);
+            assert_eq!(planner.intent(), &plan(&cfg, v));
+            (
+                changes,
+                delta
+                    .adverts
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            step(&mut v, seen("192.0.2.10", MAC)),
+            (true, vec!["192.0.2.10/32".into()])
+        );
+        // Reachability churn: the same MAC again changes nothing.
+        assert_eq!(step(&mut v, seen("192.0.2.10", MAC)), (false, vec![]));
+        // The address taken over by another MAC: withdrawn.
+        assert_eq!(
+            step(&mut v, seen("192.0.2.10", OTHER)),
+            (true, vec!["192.0.2.10/32".into()])
+        );
+        assert_eq!(step(&mut v, seen("192.0.2.10", MAC)).1, ["192.0.2.10/32"]);
+        // The instance stops: withdrawn though the entry lingers; starts: back.
+        assert_eq!(
+            step(&mut v, KernelEvent::PortReleased(PORT)).1,
+            ["192.0.2.10/32"]
+        );
+        let port = Link::up(PORT, "vc1", Some(BR));
+        assert_eq!(
+            step(&mut v, KernelEvent::LinkChanged(port)).1,
+            ["192.0.2.10/32"]
+        );
+        let gone = KernelEvent::NeighbourGone {
+            ifindex: BR,
+            ip: ip("192.0.2.10"),
+        };
+        assert_eq!(
+            step(&mut v, gone.clone()),
+            (true, vec!["192.0.2.10/32".into()])
+        );
+        assert_eq!(step(&mut v, gone), (false, vec![]));
+    }
+}
