@@ -4,6 +4,7 @@
 //! - `view.rs`: the pure [`KernelView`] and `apply`.
 //! - `netlink.rs`: pure conversion of raw netlink datagrams / parsed messages into
 //!   [`KernelEvent`]s (cheap pre-filter on the route header for foreign routes).
+//! - `neigh.rs`: neighbour (ARP/NDP) messages and the table of them.
 //! - `watch.rs`: the multicast socket and the task that feeds the event channel.
 //! - `routes.rs`: the request connection: dump, install, remove (single and pipelined).
 //! - `dump.rs`: a lean dump of our routes, one datagram at a time (the periodic check).

@@ -143,6 +143,11 @@ fn lxd_502_standalone_becomes_the_config() {
     let nic = &c.instances["c1"].nics["eth0"];
     assert_eq!(nic.host_name.as_deref(), Some("vethbb08358e"));
     assert_eq!(nic.ipv4_address, Some(Ipv4Addr::new(203, 0, 113, 11)));
+    // Its MAC, from volatile (bgp.ipvN.instances finds its addresses by it).
+    assert_eq!(
+        nic.hwaddr.map(|m| m.to_string()).as_deref(),
+        Some("00:16:3e:13:bd:dd")
+    );
     assert_eq!(
         nic.ipv4_routes_external,
         ["203.0.113.64/28".parse().unwrap()]
