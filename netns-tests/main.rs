@@ -20,5 +20,6 @@ mod kernel_routes;
 mod lab;
 mod lifecycle;
 mod lxd;
+mod neighbours;
 mod selftest;
 mod speaker;
