@@ -458,3 +458,19 @@ fn instance_address_keys() {
         );
     }
 }
+
+#[test]
+fn instance_address_warnings() {
+    let file = format!(
+        "{BASE}      bgp.ipv4.instances: \"true\"\n      bgp.ipv6.instances: \"true\"\ninstances:\n  c1:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: vc1, ipv4.address: 192.0.2.10}}\n  c2:\n    devices:\n      eth0: {{type: nic, network: br0, hwaddr: \"00:16:3e:00:00:02\"}}\n  c3:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: vc3, hwaddr: \"00:16:3e:00:00:03\"}}\n"
+    );
+    let (_d, p) = setup(&file, &[]);
+    let f = p.display().to_string();
+    assert_eq!(
+        warnings(&p),
+        [
+            format!("{f}:15: warning: instances.c1.devices.eth0: neither ipv6.address nor hwaddr is set: networks.br0.config.bgp.ipv6.instances cannot find its address"),
+            format!("{f}:18: warning: instances.c2.devices.eth0: host_name is unset: hostbgp cannot tell when the instance runs, so networks.br0.config.bgp.ipvN.instances never advertises its address"),
+        ]
+    );
+}

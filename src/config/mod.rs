@@ -10,6 +10,7 @@ mod bfd_tests;
 mod check_tests;
 mod diagnose;
 pub(crate) mod node;
+mod own_addrs;
 pub(crate) use validate::NIC_KEYS;
 mod suggest;
 #[cfg(test)]
