@@ -309,4 +309,37 @@ mod tests {
         );
         assert_eq!(step(&mut v, gone), (false, vec![]));
     }
+
+    #[test]
+    fn routes_all_says_why_an_instance_address_is_missing() {
+        struct NoTrouble;
+        impl super::super::explain::RouteTrouble for NoTrouble {
+            fn trouble(&self, _: &ipnet::IpNet) -> Option<String> {
+                None
+            }
+        }
+        let reasons = |cfg: &Config, v: &KernelView| -> Vec<String> {
+            super::super::explain::not_advertised(cfg, v, &plan(cfg, v), &NoTrouble)
+                .into_iter()
+                .filter(|n| n.owner == "instance/c1/eth0")
+                .map(|n| n.reason)
+                .collect()
+        };
+        let cfg = lab(None, true);
+        let mut v = running();
+        assert_eq!(
+            reasons(&cfg, &v),
+            [
+                "bgp.ipv4.instances: no ipv4.address, and the bridge's neighbour table has no ipv4 address of 00:16:3e:00:00:01 in the network's subnet",
+                "bgp.ipv6.instances: no ipv6.address, and the bridge's neighbour table has no ipv6 address of 00:16:3e:00:00:01 in the network's subnet",
+            ]
+        );
+        v.apply(&seen("192.0.2.10", MAC));
+        assert_eq!(reasons(&cfg, &v).len(), 1);
+        v.apply(&KernelEvent::PortReleased(PORT));
+        assert_eq!(
+            reasons(&cfg, &v)[0],
+            "bgp.ipv4.instances: instance stopped: vc1 is not a port of br0"
+        );
+    }
 }
