@@ -22,7 +22,8 @@ use super::netlink::{address_from_msg, link_from_msg, RouteTracker};
 use super::request::RequestSocket;
 use super::view::RouteDrift;
 use super::{
-    batch, dump, neigh, watch, KernelEvent, KernelEvents, KernelView, Route, Routes, ROUTE_PROTOCOL,
+    batch, dump, neigh, watch, KernelEvent, KernelEvents, KernelView, Neighbours, Route, Routes,
+    ROUTE_PROTOCOL,
 };
 
 /// Receive buffer of the request socket (ACKs of pipelined requests, dumps).
@@ -260,28 +261,37 @@ impl Kernel {
             list.sort();
             list.dedup();
         }
-        let neighbours = self
-            .dump_raw(
-                "dump neighbours",
-                RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
-            )
-            .await?;
+        view.neighbours = self.dump_neighbours().await?;
+        view.routes = self.dump_routes_once().await?;
+        Ok(view)
+    }
+
+    /// The ARP and NDP tables. Asked per family: an AF_UNSPEC dump also walks every
+    /// bridge's FDB (RTM_GETNEIGH of PF_BRIDGE), which can be far bigger.
+    async fn dump_neighbours(&self) -> Result<Neighbours, Option<io::Error>> {
+        let mut table = Neighbours::default();
         let mut bytes = Vec::new();
-        for m in neighbours {
-            if let RouteNetlinkMessage::NewNeighbour(n) = m {
-                // Back to bytes, so that the dump and the watch share one parser.
-                bytes.clear();
-                bytes.resize(n.buffer_len(), 0);
-                n.emit(&mut bytes);
-                if let Some(KernelEvent::NeighbourSeen(n)) =
-                    neigh::event_from_payload(neigh::RTM_NEWNEIGH, &bytes)
-                {
-                    view.neighbours.insert(n);
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = NeighbourMessage::default();
+            req.header.family = family;
+            let answers = self
+                .dump_raw("dump neighbours", RouteNetlinkMessage::GetNeighbour(req))
+                .await?;
+            for m in answers {
+                if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                    // Back to bytes, so that the dump and the watch share one parser.
+                    bytes.clear();
+                    bytes.resize(n.buffer_len(), 0);
+                    n.emit(&mut bytes);
+                    if let Some(KernelEvent::NeighbourSeen(n)) =
+                        neigh::event_from_payload(neigh::RTM_NEWNEIGH, &bytes)
+                    {
+                        table.insert(n);
+                    }
                 }
             }
         }
-        view.routes = self.dump_routes_once().await?;
-        Ok(view)
+        Ok(table)
     }
 
     /// hostbgp's own routes (dumped with a protocol filter the kernel applies).
