@@ -46,7 +46,7 @@ fn neighbour_learned_and_static_instance_addresses() {
     if !lab::require_root("neighbour_learned_and_static_instance_addresses") {
         return;
     }
-    let env = start(INSTANCES, KEYS, false);
+    let mut env = start(INSTANCES, KEYS, false);
     let (l, h, r) = (&env.topo.lab, &env.topo.h, &env.topo.r);
     // A fixed bridge MAC, as LXD sets (`volatile.bridge.hwaddr`): otherwise the
     // bridge takes its ports' lowest, and each change of it flushes its neighbours.
@@ -92,6 +92,24 @@ fn neighbour_learned_and_static_instance_addresses() {
     l.enslave(h, "vc2", "br0");
     let r2 = env.router.wait_route("192.0.2.20/32");
     assert_eq!(r2.next_hops, [lab::HOST_V4], "{r2:?}");
+
+    // A restart finds the learned addresses in its first dump of the kernel (the
+    // instance says nothing meanwhile).
+    env.hb.term();
+    assert!(env.hb.wait_exit(TIMEOUT).is_some(), "no exit on SIGTERM");
+    env.hb.spawn(l);
+    env.hb.wait_ready();
+    wait_until(
+        "hostbgp advertises the learned /32 and /128 again",
+        TIMEOUT,
+        || {
+            let a = env.hb.advertised();
+            a.iter().any(|p| p == "192.0.2.10/32") && a.iter().any(|p| p == "2001:db8:100::10/128")
+        },
+    );
+    env.wait_established();
+    env.router.wait_route("192.0.2.10/32");
+    env.router.wait_route("2001:db8:100::10/128");
 
     // Stop: the veths go; the host's neighbour entries stay (STALE until GC) but
     // say nothing of a stopped instance.
