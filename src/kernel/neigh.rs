@@ -372,4 +372,21 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(t, Neighbours::default());
     }
+
+    proptest::proptest! {
+        /// Outside input: any bytes after a valid header are parsed or dropped,
+        /// never a panic.
+        #[test]
+        fn any_payload_is_parsed_or_dropped(
+            family in proptest::sample::select(vec![AF_INET, AF_INET6, 7]),
+            state in proptest::prelude::any::<u16>(),
+            attrs in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
+            del in proptest::prelude::any::<bool>(),
+        ) {
+            let mut p = payload(family, 7, state, 0, &[]);
+            p.extend_from_slice(&attrs);
+            let ty = if del { RTM_DELNEIGH } else { RTM_NEWNEIGH };
+            let _ = event_from_payload(ty, &p);
+        }
+    }
 }
