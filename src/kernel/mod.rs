@@ -35,6 +35,10 @@
 //!   tables are dropped after peeking at the table byte; other protocols' events
 //!   are parsed and dropped unless they concern a prefix we hold a route for
 //!   (`KernelEvent::Foreign`).
+//! - A device's neighbour entries are flushed (RTM_DELNEIGH each) when its MAC
+//!   changes. A bridge without a fixed MAC takes its ports' lowest, so a port with
+//!   that MAC joining or leaving flushes what the bridge learned of every instance;
+//!   LXD gives its bridges a fixed MAC (`volatile.bridge.hwaddr`).
 //! - A notification carries the port id of the socket whose request caused it
 //!   (`nlmsg_pid`, 0 for the kernel's own changes), which tells our own requests'
 //!   echoes from anyone else's change to a route of ours.
