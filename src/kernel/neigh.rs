@@ -72,48 +72,79 @@ const NTF_PROXY: u8 = 0x08;
 
 /// The event of one RTM_NEWNEIGH / RTM_DELNEIGH payload, or None for what hostbgp has
 /// no use for (other families such as the bridge's FDB, IPv6 link-local, proxy
-/// entries) and for a malformed message, which is dropped whole.
+/// entries, a live entry without a MAC) and for a malformed message, which is
+/// dropped whole.
 pub(crate) fn event_from_payload(ty: u16, payload: &[u8]) -> Option<KernelEvent> {
-    let header = payload.get(..NDMSG_LEN)?;
+    parse(ty, payload).unwrap_or_else(|Malformed(why)| {
+        tracing::debug!(
+            why,
+            len = payload.len(),
+            "malformed neighbour message dropped"
+        );
+        None
+    })
+}
+
+/// Why a neighbour message could not be read.
+struct Malformed(&'static str);
+
+fn parse(ty: u16, payload: &[u8]) -> Result<Option<KernelEvent>, Malformed> {
+    let short = |what| move || Malformed(what);
+    let header = payload.get(..NDMSG_LEN).ok_or_else(short("short header"))?;
     let family = header[0];
     if family != AF_INET && family != AF_INET6 {
-        return None;
+        return Ok(None);
     }
-    let ifindex = u32::from_ne_bytes(header[4..8].try_into().ok()?);
-    let state = u16::from_ne_bytes(header[8..10].try_into().ok()?);
+    let word = |at: usize| [header[at], header[at + 1], header[at + 2], header[at + 3]];
+    let ifindex = u32::from_ne_bytes(word(4));
+    let state = u16::from_ne_bytes([header[8], header[9]]);
     if header[10] & NTF_PROXY != 0 {
-        return None;
+        return Ok(None);
     }
     let mut dst = None;
     let mut lladdr = None;
-    let mut rest = payload.get(NDMSG_LEN..)?;
+    let mut rest = &payload[NDMSG_LEN..];
     // The attributes, each a 4-byte (len, type) header and its value padded to 4.
     while !rest.is_empty() {
-        let len = usize::from(u16::from_ne_bytes(rest.get(..2)?.try_into().ok()?));
-        let kind = u16::from_ne_bytes(rest.get(2..4)?.try_into().ok()?) & 0x3fff;
-        let value = rest.get(4..len)?;
+        let nla = rest.get(..4).ok_or_else(short("short attribute header"))?;
+        let len = usize::from(u16::from_ne_bytes([nla[0], nla[1]]));
+        let kind = u16::from_ne_bytes([nla[2], nla[3]]) & 0x3fff;
+        let value = rest.get(4..len).ok_or_else(short("bad attribute length"))?;
         match kind {
             NDA_DST => dst = Some(value),
             NDA_LLADDR => lladdr = Some(value),
             _ => {}
         }
-        rest = rest.get(((len + 3) & !3).min(rest.len())..)?;
+        // The last attribute's padding may be missing.
+        rest = &rest[((len + 3) & !3).min(rest.len())..];
     }
-    let ip = match (family, dst?) {
-        (AF_INET, v) => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?)),
-        (_, v) => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?)),
+    let dst = dst.ok_or_else(short("no NDA_DST"))?;
+    let ip = if family == AF_INET {
+        let v4 = <[u8; 4]>::try_from(dst).map_err(|_| Malformed("bad IPv4 NDA_DST"))?;
+        IpAddr::V4(Ipv4Addr::from(v4))
+    } else {
+        let v6 = <[u8; 16]>::try_from(dst).map_err(|_| Malformed("bad IPv6 NDA_DST"))?;
+        IpAddr::V6(Ipv6Addr::from(v6))
     };
     // An instance's own address is global; fe80:: addresses are every port's.
     if let IpAddr::V6(v6) = ip {
         if v6.segments()[0] & 0xffc0 == 0xfe80 {
-            return None;
+            return Ok(None);
         }
     }
     if ty == RTM_DELNEIGH || state & NUD_PRESENT == 0 {
-        return Some(KernelEvent::NeighbourGone { ifindex, ip });
+        return Ok(Some(KernelEvent::NeighbourGone { ifindex, ip }));
     }
-    let mac = Mac(lladdr?.try_into().ok()?);
-    Some(KernelEvent::NeighbourSeen(Neighbour { ifindex, ip, mac }))
+    let Some(lladdr) = lladdr else {
+        return Ok(None);
+    };
+    let mac =
+        Mac(<[u8; 6]>::try_from(lladdr).map_err(|_| Malformed("not an Ethernet NDA_LLADDR"))?);
+    Ok(Some(KernelEvent::NeighbourSeen(Neighbour {
+        ifindex,
+        ip,
+        mac,
+    })))
 }
 
 /// The kernel's usable neighbour entries, by interface and address, with the
