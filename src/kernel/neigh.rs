@@ -186,10 +186,21 @@ impl Neighbours {
         }
     }
 
-    /// Drops every entry of an interface (the kernel flushes them with it).
+    /// Drops every entry of an interface (the kernel flushes them with it). Every
+    /// instance stop deletes a veth: a range, not a scan of the host's whole table.
     pub fn remove_link(&mut self, ifindex: u32) {
-        self.by_ip.retain(|(i, _), _| *i != ifindex);
-        self.by_mac.retain(|(i, _), _| *i != ifindex);
+        let lowest = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let highest = IpAddr::V6(Ipv6Addr::from(u128::MAX));
+        let ips: Vec<(u32, IpAddr)> = self
+            .by_ip
+            .range((ifindex, lowest)..=(ifindex, highest))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in ips {
+            if let Some(mac) = self.by_ip.remove(&key) {
+                self.by_mac.remove(&(ifindex, mac));
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -399,7 +410,16 @@ mod tests {
         assert_eq!(t.mac_of(7, &"192.0.2.10".parse().unwrap()), Some(other));
         t.remove(7, &"2001:db8::10".parse().unwrap());
         assert_eq!(t.addresses_of(7, MAC).count(), 0);
+        t.insert(n("192.0.2.99", MAC));
+        t.insert(Neighbour {
+            ifindex: 8,
+            ip: "192.0.2.10".parse().unwrap(),
+            mac: MAC,
+        });
         t.remove_link(7);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.addresses_of(8, MAC).count(), 1);
+        t.remove_link(8);
         assert!(t.is_empty());
         assert_eq!(t, Neighbours::default());
     }
