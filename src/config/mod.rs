@@ -11,6 +11,7 @@ mod check_tests;
 mod diagnose;
 pub mod diff;
 pub(crate) mod node;
+mod own_addrs;
 pub(crate) use validate::NIC_KEYS;
 mod suggest;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use std::path::Path;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use crate::bgp::wire::ExtraAttrs;
+use crate::kernel::Mac;
 
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
@@ -128,6 +130,9 @@ pub struct FamilyConfig<A, N> {
     pub routes: Vec<N>,
     /// `volatile.network.ipvN.address` (OVN: the OVN router's address on the uplink)
     pub ovn_router_address: Option<A>,
+    /// `bgp.ipvN.instances` (Incus; bridges): advertise each running instance's own
+    /// address as a /32 (/128).
+    pub instances: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +196,9 @@ pub struct Nic {
     pub name: String,
     pub network: String,
     pub host_name: Option<String>,
+    /// `hwaddr`: the instance side's MAC, which finds its addresses in the bridge's
+    /// neighbour table.
+    pub hwaddr: Option<Mac>,
     pub ipv4_address: Option<Ipv4Addr>,
     pub ipv6_address: Option<Ipv6Addr>,
     pub ipv4_routes_external: Vec<Ipv4Net>,

@@ -129,6 +129,7 @@ fn example_round_trips() {
             address: None,
             routes: vec![],
             ovn_router_address: None,
+            instances: false,
         }
     );
     assert_eq!(br.ipv6.nexthop, Some(v6("2001:db8:1::1")));
@@ -165,6 +166,7 @@ fn example_round_trips() {
             name: "eth0".into(),
             network: "lxdbr0".into(),
             host_name: Some("vethc1".into()),
+            hwaddr: None,
             ipv4_address: Some(v4("203.0.113.10")),
             ipv6_address: None,
             ipv4_routes_external: vec!["203.0.113.64/28".parse().unwrap()],

@@ -45,6 +45,8 @@ pub(super) const NETWORK_KEYS: &[&str] = &[
     "bgp.large_communities",
     "bgp.med",
     "bgp.as_path_prepend",
+    "bgp.ipv4.instances",
+    "bgp.ipv6.instances",
 ];
 /// Fields of a network as `lxc network show` prints them, accepted and ignored.
 pub(super) const NETWORK_IGNORED: &[&str] = &[
@@ -78,14 +80,7 @@ pub(super) const INSTANCE_IGNORED: &[&str] = &[
     "status_code",
     "type",
 ];
-pub(super) const NIC_IGNORED: &[&str] = &[
-    "host_name",
-    "name",
-    "hwaddr",
-    "mtu",
-    "ipv4.routes",
-    "ipv6.routes",
-];
+pub(super) const NIC_IGNORED: &[&str] = &["host_name", "name", "mtu", "ipv4.routes", "ipv6.routes"];
 /// The fields of a peer (`bgp.peers.NAME.FIELD`).
 pub(super) const PEER_KEYS: &[&str] = &[
     "address",
@@ -103,6 +98,7 @@ const BFD_MIN_INTERVAL_MS: (u32, u32) = (10, 60_000);
 /// The NIC keys this file reads (besides `type` and the ignored ones).
 pub(crate) const NIC_KEYS: &[&str] = &[
     "network",
+    "hwaddr",
     "ipv4.address",
     "ipv6.address",
     "ipv4.routes.external",
@@ -547,6 +543,7 @@ struct RawFamily {
     address: Option<IpNet>,
     routes: Vec<IpNet>,
     ovn_router_address: Option<IpAddr>,
+    instances: bool,
 }
 
 /// Picks one family's addresses and prefixes out of the parsed (mixed) values.
@@ -597,6 +594,7 @@ fn family_config<A: FamilyAddr>(r: RawFamily) -> FamilyConfig<A, A::Net> {
         address: r.address.and_then(A::net),
         routes: r.routes.into_iter().filter_map(A::net).collect(),
         ovn_router_address: r.ovn_router_address.and_then(A::addr),
+        instances: r.instances,
     }
 }
 
@@ -745,6 +743,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             | "ipv4.routes"
             | "ipv6.routes" => !ovn,
             "network" | "volatile.network.ipv4.address" | "volatile.network.ipv6.address" => ovn,
+            // Incus's: only a bridge knows its instances' addresses.
+            "bgp.ipv4.instances" | "bgp.ipv6.instances" => kind == NetworkKind::Bridge,
             _ => false,
         };
         if !known {
@@ -764,6 +764,9 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             }
             "ipv4.routes.anycast" | "ipv6.routes.anycast" => {
                 f.routes_anycast = e.check(&key, values::parse_bool(val)).unwrap_or(false);
+            }
+            "bgp.ipv4.instances" | "bgp.ipv6.instances" => {
+                f.instances = e.check(&key, values::parse_bool(val)).unwrap_or(false);
             }
             "ipv4.nat.address" | "ipv6.nat.address" => {
                 f.nat_address = e.check(&key, values::parse_addr(val, fam));
@@ -999,6 +1002,7 @@ fn parse_nic(
         name: dev.to_string(),
         network: String::new(),
         host_name: None,
+        hwaddr: None,
         ipv4_address: None,
         ipv6_address: None,
         ipv4_routes_external: Vec::new(),
@@ -1026,6 +1030,7 @@ fn parse_nic(
                     .check(&key, values::check_ifname(val))
                     .map(|()| val.to_string());
             }
+            "hwaddr" => nic.hwaddr = e.check(&key, val.parse()),
             "ipv4.address" | "ipv6.address" if val.trim() != "none" => {
                 let fam = if k.starts_with("ipv4") {
                     Fam::V4
