@@ -307,14 +307,7 @@ mod tests {
             four_octet_as: true,
             extended_message: false,
         };
-        let template = RouteAttrs {
-            origin: crate::bgp::wire::Origin::Igp,
-            as_path: vec![65010],
-            next_hop: ip("0.0.0.0"),
-            link_local_next_hop: None,
-            local_pref: None,
-            extra: ExtraAttrs::default(),
-        };
+        let template = template();
         let paths: Vec<PathKey> = (0..4u32)
             .map(|i| PathKey {
                 next_hop: ip("198.51.100.1"),
