@@ -31,6 +31,9 @@ pub struct BirdPeer {
     pub bfd_interval_ms: Option<u32>,
     /// `bfd graceful`: BFD down starts graceful restart instead of a hard reset.
     pub bfd_graceful: bool,
+    /// Router only: also send the static routes, tagged with this community
+    /// (`(65000,666)`), as a router announcing its own routes to the host.
+    pub send_static_with_community: Option<String>,
 }
 
 impl BirdPeer {
@@ -51,7 +54,13 @@ impl BirdPeer {
             ipv6_next_hop: None,
             bfd_interval_ms: None,
             bfd_graceful: false,
+            send_static_with_community: None,
         }
+    }
+
+    pub fn send_static_with_community(mut self, community: &str) -> Self {
+        self.send_static_with_community = Some(community.into());
+        self
     }
 
     pub fn bfd(mut self, interval_ms: u32) -> Self {
@@ -187,6 +196,11 @@ impl BirdConfig {
                     if let Some(nh) = nh {
                         let _ = write!(opts, " next hop address {nh};");
                     }
+                } else if let Some(c) = &p.send_static_with_community {
+                    let _ = write!(
+                        opts,
+                        "import all; export filter {{ if source = RTS_STATIC then {{ bgp_community.add({c}); accept; }} reject; }};"
+                    );
                 } else {
                     opts.push_str("import all; export none;");
                 }

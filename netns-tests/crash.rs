@@ -222,11 +222,14 @@ fn setup() -> Crash {
     let hb = Hostbgp::start(
         l,
         &h,
+        // No drain: the kills during a shutdown (0-100 ms in) are meant to land in the
+        // withdraw and the route removal, which a drain would put 5 s later.
         &config_yaml(
             lab::ROUTER_V6,
             &[("ipv4.routes.anycast", "true")],
             INSTANCES,
-        ),
+        )
+        .replacen("config:\n", "config:\n  hostbgp.drain_time: \"0\"\n", 1),
     );
     Crash {
         hb,

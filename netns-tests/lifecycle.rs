@@ -947,6 +947,19 @@ fn reload_invalid_file_changes_nothing() {
     let rem = bird_removals(&since, &prefixes);
     assert!(rem.is_empty(), "bird removed routes:\n{}", rem.join("\n"));
     assert!(env.router.protocol("h1").established());
+
+    // A valid file with something `check` warns about: applied, the warning logged.
+    env.hb.write_config(&good);
+    let confd = env.hb.config.with_file_name("conf.d");
+    fs::create_dir_all(&confd).expect("conf.d");
+    fs::write(confd.join("10-empty.yaml"), "").expect("write conf.d/10-empty.yaml");
+    let log_mark = log_len(&env.hb.log);
+    env.hb.reload().expect("a reload with a warning is applied");
+    let logged = log_since(&env.hb.log, log_mark);
+    assert!(
+        logged.contains("10-empty.yaml:1: warning: empty file"),
+        "the warning is not logged: {logged}"
+    );
 }
 
 // ---------------------------------------------------------------------------------

@@ -673,3 +673,50 @@ fn lxd_one_member_cluster() {
     env.router.wait_no_route("203.0.113.64/28");
     assert_eq!(env.session_since(), since, "the session was reset");
 }
+
+/// The `lxd:` key follows a reload: dropped, hostbgp goes on from the file alone (the
+/// session kept, the file's settings applied); put back, it follows LXD again with no
+/// restart and no session reset.
+#[test]
+fn lxd_key_added_and_removed_by_reload() {
+    if !lxd_available("lxd::lxd_key_added_and_removed_by_reload") {
+        return;
+    }
+    let env = Env::start(true);
+    env.router.wait_established("h1");
+    env.router.wait_route("2001:db8:100::/64");
+    let since = env.session_since();
+    let following = fs::read_to_string(&env.hb.config).expect("config");
+
+    // The same server and peer, written in the file, with the IPv6 subnet NATed.
+    env.hb.write_config(&format!(
+        r#"config:
+  core.bgp_address: "[::]:179"
+  core.bgp_asn: "65010"
+  core.bgp_routerid: 198.51.100.1
+networks:
+  lxdbr0:
+    type: bridge
+    config:
+      ipv6.nat: "true"
+      {}
+"#,
+        PEER.replace(", ", "\n      ")
+    ));
+    env.hb.reload().expect("reload to the file alone");
+    assert_eq!(env.source()["kind"], "file");
+    env.router.wait_no_route("2001:db8:100::/64");
+    env.router.wait_route("203.0.113.0/24");
+    assert_eq!(env.session_since(), since, "the session was reset");
+
+    env.hb.write_config(&following);
+    env.hb.reload().expect("reload back to LXD");
+    let src = env.source();
+    assert_eq!(src["kind"], "lxd", "{src}");
+    assert_eq!(
+        src["connected"], true,
+        "the reload waits for LXD's state: {src}"
+    );
+    env.router.wait_route("2001:db8:100::/64");
+    assert_eq!(env.session_since(), since, "the session was reset");
+}

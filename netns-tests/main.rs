@@ -24,5 +24,7 @@ mod kernel_routes;
 mod lab;
 mod lifecycle;
 mod lxd;
+mod neighbours;
+mod policy;
 mod selftest;
 mod speaker;

@@ -74,7 +74,8 @@ enum Cmd {
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
-    /// Withdraw everything, close sessions, remove kernel routes and stop the agent.
+    /// Drain for `hostbgp.drain_time`, withdraw everything, close sessions, remove
+    /// kernel routes and stop the agent.
     Shutdown {
         /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
@@ -88,6 +89,19 @@ enum Cmd {
         /// The shutdown message the peer is sent (and logs).
         #[arg(long)]
         message: Option<String>,
+        /// The agent's control socket.
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Re-advertise every prefix with the GRACEFUL_SHUTDOWN community (RFC 8326) so
+    /// routers move traffic elsewhere; kept, across reloads, until `undrain`.
+    Drain {
+        /// The agent's control socket.
+        #[arg(long, default_value = control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// End a drain: re-advertise every prefix without GRACEFUL_SHUTDOWN.
+    Undrain {
         /// The agent's control socket.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -190,6 +204,8 @@ fn main() -> ExitCode {
         }
         Cmd::Reload { socket } => client(&socket, Command::Reload, false, print_message),
         Cmd::Shutdown { socket } => client(&socket, Command::Shutdown, false, print_message),
+        Cmd::Drain { socket } => client(&socket, Command::Drain, false, print_message),
+        Cmd::Undrain { socket } => client(&socket, Command::Undrain, false, print_message),
         Cmd::Disable {
             peer,
             message,
@@ -303,6 +319,12 @@ fn print_status(v: &Value) {
         opt(&s.router_id),
         opt(&s.listen)
     );
+    if s.drained {
+        let since = s.drained_since_unix.map_or(String::new(), |t| {
+            format!(" for {}", status::ago(t, std::time::SystemTime::now()))
+        });
+        println!("drained{since}: every path carries GRACEFUL_SHUTDOWN (65535:0); `hostbgp undrain` ends it");
+    }
     print_source(&v["source"]);
     let now = std::time::SystemTime::now();
     for p in &st.peers {
@@ -315,8 +337,13 @@ fn print_status(v: &Value) {
             .admin_down
             .as_ref()
             .map_or(String::new(), |m| format!(" (disabled: {m:?})"));
+        let export = if p.export == "network" {
+            " export network"
+        } else {
+            ""
+        };
         println!(
-            "peer {} ({}) {} AS {}: {}{disabled}{since}",
+            "peer {} ({}) {} AS {}{export}: {}{disabled}{since}",
             p.name,
             p.networks.join(","),
             p.address,
@@ -466,6 +493,12 @@ fn print_routes(v: &Value) {
         }
         if let Some(why) = r["kernel"]["displaced"].as_str() {
             kernel.push_str(&format!(" (last displaced: {why})"));
+        }
+        let attributes: status::PathAttributesView =
+            serde_json::from_value(r["attributes"].clone()).unwrap_or_default();
+        let attributes = attributes.to_string();
+        if !attributes.is_empty() {
+            kernel.push_str(&format!("  [{attributes}]"));
         }
         println!(
             "{:<28} {:<28} {:<36} {}",

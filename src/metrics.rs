@@ -162,6 +162,13 @@ impl Metrics {
             "Kernel routes hostbgp wants, by what the kernel holds",
             routes,
         );
+        let drained = Gauge::<i64>::default();
+        drained.set(i64::from(status.server.drained));
+        r.register(
+            "hostbgp_drained",
+            "Whether every path carries GRACEFUL_SHUTDOWN (RFC 8326 drain): 1, or 0",
+            drained,
+        );
         r.register(
             "hostbgp_event_to_update_seconds",
             "From a kernel event batch to its UPDATEs handed to the sessions",
@@ -296,6 +303,7 @@ mod tests {
             "hostbgp_peer_messages_received_total{peer=\"r1\",type=\"keepalive\"} 0",
             "hostbgp_peer_established_transitions_total{peer=\"r1\"} 2",
             "hostbgp_kernel_routes{state=\"installed\"} 4",
+            "hostbgp_drained 0",
             "hostbgp_event_to_update_seconds_count 1",
         ] {
             assert!(
@@ -303,6 +311,11 @@ mod tests {
                 "{line} missing from:\n{text}"
             );
         }
+        st.server.drained = true;
+        assert!(m
+            .render(&st, kernel)
+            .lines()
+            .any(|l| l == "hostbgp_drained 1"));
         let classic = to_classic(&text);
         assert!(classic.contains("# TYPE hostbgp_peer_messages_sent_total counter\n"));
         assert!(classic.contains("# HELP hostbgp_peer_established_transitions_total Times"));

@@ -1,6 +1,7 @@
 //! What `hostbgp status` reports, as typed structures: the agent serializes them, the
 //! CLI reads them back (no field is looked up by a string key).
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,11 @@ pub struct ServerStatus {
     #[serde(default)]
     pub overlay_keys: Vec<String>,
     pub started_unix: u64,
+    /// Whether every path carries GRACEFUL_SHUTDOWN (`hostbgp drain`, RFC 8326).
+    #[serde(default)]
+    pub drained: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_since_unix: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -40,6 +46,9 @@ pub struct PeerStatusView {
     /// Set while an operator keeps the peer down (`hostbgp disable`): the message.
     #[serde(default)]
     pub admin_down: Option<String>,
+    /// `bgp.peers.NAME.export`: "all", or "network" (the declaring networks' prefixes).
+    #[serde(default)]
+    pub export: String,
     pub uptime_secs: Option<u64>,
     pub up_since_unix: Option<u64>,
     pub down_since_unix: Option<u64>,
@@ -83,6 +92,63 @@ pub struct BfdView {
     /// How long without a packet before the session goes down.
     pub detection_time_ms: u64,
     pub multiplier: u8,
+}
+
+/// A prefix's added path attributes as `routes` shows them (communities as
+/// `ASN:VALUE`, large ones as `GLOBAL:LOCAL1:LOCAL2`); empty lists and zero are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathAttributesView {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large_communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub med: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub as_path_prepend: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+impl From<&crate::bgp::wire::ExtraAttrs> for PathAttributesView {
+    fn from(a: &crate::bgp::wire::ExtraAttrs) -> Self {
+        PathAttributesView {
+            communities: a
+                .communities
+                .iter()
+                .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                .collect(),
+            large_communities: a
+                .large_communities
+                .iter()
+                .map(|[g, l1, l2]| format!("{g}:{l1}:{l2}"))
+                .collect(),
+            med: a.med,
+            as_path_prepend: a.as_path_prepend,
+        }
+    }
+}
+
+impl fmt::Display for PathAttributesView {
+    /// One line for `hostbgp routes`: `communities 65010:100 65535:0; med 50`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.communities.is_empty() {
+            parts.push(format!("communities {}", self.communities.join(" ")));
+        }
+        if !self.large_communities.is_empty() {
+            parts.push(format!("large {}", self.large_communities.join(" ")));
+        }
+        if let Some(med) = self.med {
+            parts.push(format!("med {med}"));
+        }
+        if self.as_path_prepend > 0 {
+            parts.push(format!("prepend {}", self.as_path_prepend));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -196,6 +262,7 @@ pub fn peer_view(
         asn: peer.asn,
         password_set: peer.password.is_some(),
         hold_time: peer.hold_time,
+        export: peer.export.name().to_string(),
         state: session.state.to_string(),
         uptime_secs: session.established_at.map(|t| t.elapsed().as_secs()),
         up_since_unix: session.up_since.map(unix),
@@ -274,6 +341,26 @@ pub fn ago(unix_then: u64, now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_attributes_as_operators_write_them() {
+        let a = crate::bgp::wire::ExtraAttrs {
+            med: Some(50),
+            communities: vec![65010 << 16 | 100, 0xFFFF_0000],
+            large_communities: vec![[65010, 1, 2]],
+            as_path_prepend: 2,
+        };
+        let view = PathAttributesView::from(&a);
+        assert_eq!(view.communities, ["65010:100", "65535:0"]);
+        assert_eq!(view.large_communities, ["65010:1:2"]);
+        assert_eq!(
+            view.to_string(),
+            "communities 65010:100 65535:0; large 65010:1:2; med 50; prepend 2"
+        );
+        let none = PathAttributesView::from(&crate::bgp::wire::ExtraAttrs::default());
+        assert_eq!(serde_json::to_string(&none).unwrap(), "{}");
+        assert_eq!(none.to_string(), "");
+    }
 
     #[test]
     fn round_trip_and_words() {

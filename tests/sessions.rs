@@ -13,6 +13,7 @@ use hostbgp::bgp::session::{
 use hostbgp::bgp::speaker::{Listener, PeerDirectory};
 use hostbgp::bgp::wire::{
     frame_len, Capability, Codec, GracefulRestart, GracefulRestartFamily, Message, Open,
+    RouteRefresh,
 };
 use hostbgp::config::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +36,7 @@ fn peer(address: &str, port: u16, asn: u32, hold_time: u16) -> Peer {
         hold_time,
         bfd: None,
         graceful_restart_time: None,
+        export: hostbgp::config::Export::All,
         declared_by: vec![("br0".into(), "r1".into())],
     }
 }
@@ -414,4 +416,52 @@ async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
     }
     send_msg(&mut restarted, Message::Keepalive).await;
     assert!(established(&mut side).await > epoch);
+}
+
+/// A burst of ROUTE-REFRESH requests costs one copy of the Adj-RIB-Out: the agent hears
+/// of the first, and the rest are answered by it; once its End-of-RIB is sent, the
+/// next request is heard again.
+#[tokio::test]
+async fn route_refreshes_in_a_burst_are_answered_once() {
+    let (mut side, mut stream) = raw_peer_session(90, 65000).await;
+    let mut buf = Vec::new();
+    assert!(matches!(
+        read_msg(&mut stream, &mut buf).await,
+        Message::Open(_)
+    ));
+    send_msg(&mut stream, raw_open(65000, 90)).await;
+    send_msg(&mut stream, Message::Keepalive).await;
+    let epoch = established(&mut side).await;
+    let refresh = || {
+        Message::RouteRefresh(RouteRefresh {
+            afi: 1,
+            subtype: 0,
+            safi: 1,
+        })
+    };
+    let refreshes = |side: &mut Side| {
+        std::iter::from_fn(|| side.events.try_recv().ok())
+            .filter(|e| matches!(e, SessionEvent::RouteRefresh { .. }))
+            .count()
+    };
+    for _ in 0..50 {
+        send_msg(&mut stream, refresh()).await;
+    }
+    // The next keepalive exchange shows every request was read.
+    send_msg(&mut stream, Message::Keepalive).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(refreshes(&mut side), 1, "50 requests in a row");
+
+    side.cmd
+        .send(SessionCmd::EndOfRib {
+            epoch,
+            families: vec![],
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_msg(&mut stream, refresh()).await;
+    wait_for("the request after End-of-RIB", || {
+        (refreshes(&mut side) == 1).then_some(())
+    })
+    .await;
 }

@@ -5,14 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU8;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::os::fd::{AsRawFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::socket::{self, Datagram};
@@ -37,19 +36,19 @@ pub enum Report {
     Down(IpAddr, DownCause),
 }
 
-/// Each peer's session as `status` shows it.
-pub type SharedBfdStatus = Arc<Mutex<BTreeMap<IpAddr, BfdView>>>;
+/// Each peer's session as `status` shows it, published by the task (its only writer).
+pub type BfdStatus = BTreeMap<IpAddr, BfdView>;
 
 pub struct Handle {
     pub commands: mpsc::UnboundedSender<Command>,
-    pub status: SharedBfdStatus,
+    pub status: watch::Receiver<BfdStatus>,
 }
 
 /// Starts the task on the current runtime. It binds port 3784 only once a peer
 /// wants BFD, so that an agent without BFD peers needs no such socket.
 pub fn spawn(reports: mpsc::UnboundedSender<Report>) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let status = SharedBfdStatus::default();
+    let (status, status_rx) = watch::channel(BfdStatus::new());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -62,12 +61,12 @@ pub fn spawn(reports: mpsc::UnboundedSender<Report>) -> Handle {
         rx6: None,
         rng: XorShift32::new(seed),
         reports,
-        status: status.clone(),
+        status,
     };
     tokio::spawn(task.run(rx));
     Handle {
         commands: tx,
-        status,
+        status: status_rx,
     }
 }
 
@@ -130,7 +129,7 @@ struct Task {
     rx6: Option<Rx>,
     rng: XorShift32,
     reports: mpsc::UnboundedSender<Report>,
-    status: SharedBfdStatus,
+    status: watch::Sender<BfdStatus>,
 }
 
 /// A receiving socket, and its registration with tokio while packets should wake
@@ -258,9 +257,9 @@ impl Task {
             self.handle(address, Event::AdminDown);
             self.peers.remove(&address);
             self.demux.remove(&address);
-            if let Ok(mut s) = self.status.lock() {
+            self.status.send_modify(|s| {
                 s.remove(&address);
-            }
+            });
         }
         for (address, settings) in wanted {
             let config = session_config(&settings);
@@ -430,9 +429,9 @@ impl Task {
         }
         p.shown = Some(shown);
         let view = view_of(&p.session);
-        if let Ok(mut s) = self.status.lock() {
+        self.status.send_modify(|s| {
             s.insert(address, view);
-        }
+        });
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use foldhash::HashMap as FastHashMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::wire::{pack_announce, pack_withdraw, Codec, ExtraAttrs, Family, RouteAttrs};
+use super::wire::{
+    pack_announce, pack_announce_whole, pack_withdraw, Codec, ExtraAttrs, Family, RouteAttrs,
+};
 
 /// What a prefix is announced with: prefixes sharing one go in the same UPDATEs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,6 +38,9 @@ impl PathKey {
 pub struct Changes {
     pub announce: FastHashMap<PathKey, Vec<IpNet>>,
     pub withdraw: Vec<IpNet>,
+    /// More changes of the same sync follow at once, none touching these prefixes: a
+    /// last UPDATE that would not be full may wait for them (see [`Self::encode_holding`]).
+    pub more: bool,
 }
 
 impl Changes {
@@ -61,9 +66,41 @@ impl Changes {
         self.announce.values().map(Vec::len).sum()
     }
 
+    /// Adds `earlier`'s prefixes to these changes (keeping this one's `more`). Only for
+    /// changes that touch other prefixes: what [`Self::encode_holding`] held back.
+    pub fn absorb(&mut self, earlier: Changes) {
+        for (path, prefixes) in earlier.announce {
+            self.announce.entry(path).or_default().extend(prefixes);
+        }
+        self.withdraw.extend(earlier.withdraw);
+    }
+
     /// Encodes withdrawals first, then each (next hop, attribute set)'s announcements,
     /// packed so that each UPDATE carries as many prefixes as fit.
     pub fn encode(&self, codec: &Codec, template: &RouteAttrs, out: &mut Vec<u8>) -> usize {
+        self.encode_with(codec, template, out, None)
+    }
+
+    /// As [`Self::encode`]; but when `more` changes follow, each path's last UPDATE that
+    /// would not be full is left out and its prefixes put in `held`, to go out with the
+    /// next changes: a table handed over in chunks then packs as densely as in one.
+    pub fn encode_holding(
+        &self,
+        codec: &Codec,
+        template: &RouteAttrs,
+        out: &mut Vec<u8>,
+        held: &mut Changes,
+    ) -> usize {
+        self.encode_with(codec, template, out, self.more.then_some(held))
+    }
+
+    fn encode_with(
+        &self,
+        codec: &Codec,
+        template: &RouteAttrs,
+        out: &mut Vec<u8>,
+        mut held: Option<&mut Changes>,
+    ) -> usize {
         let mut messages = 0;
         if !self.withdraw.is_empty() {
             messages += pack_withdraw(codec, &self.withdraw, out);
@@ -71,10 +108,20 @@ impl Changes {
         let mut paths: Vec<(&PathKey, &Vec<IpNet>)> = self.announce.iter().collect();
         paths.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut attrs = template.clone();
+        let mut tail = Vec::new();
         for (path, prefixes) in paths {
             attrs.next_hop = path.next_hop;
             attrs.extra = ExtraAttrs::clone(&path.extra);
-            messages += pack_announce(codec, &attrs, prefixes, out);
+            match held.as_deref_mut() {
+                None => messages += pack_announce(codec, &attrs, prefixes, out),
+                Some(held) => {
+                    messages += pack_announce_whole(codec, &attrs, prefixes, out, &mut tail);
+                    if !tail.is_empty() {
+                        let kept = held.announce.entry(path.clone()).or_default();
+                        kept.append(&mut tail);
+                    }
+                }
+            }
         }
         messages
     }
@@ -249,6 +296,50 @@ mod tests {
     }
     fn hop(s: &str) -> Option<PathKey> {
         Some(PathKey::plain(ip(s)))
+    }
+
+    /// A table handed over in chunks (as the agent's sync does) packs into as few
+    /// UPDATEs as in one piece, for each attribute set: each chunk's last partial
+    /// UPDATE waits for the next chunk, and nothing is lost or repeated.
+    #[test]
+    fn chunks_pack_as_densely_as_one_piece() {
+        let codec = Codec {
+            four_octet_as: true,
+            extended_message: false,
+        };
+        let template = template();
+        let paths: Vec<PathKey> = (0..4u32)
+            .map(|i| PathKey {
+                next_hop: ip("198.51.100.1"),
+                extra: Arc::new(ExtraAttrs {
+                    communities: vec![65010 << 16 | i],
+                    ..ExtraAttrs::default()
+                }),
+            })
+            .collect();
+        let prefixes: Vec<IpNet> = (0..20_000u32)
+            .map(|i| IpNet::V4(Ipv4Net::new((0x0a00_0000 + i).into(), 32).unwrap()))
+            .collect();
+        let mut whole = Changes::default();
+        for (i, p) in prefixes.iter().enumerate() {
+            whole.announce_path(*p, &paths[i % paths.len()]);
+        }
+        let mut one_piece = Vec::new();
+        let want = whole.encode(&codec, &template, &mut one_piece);
+
+        let (mut chunked, mut held, mut messages) = (Vec::new(), Changes::default(), 0);
+        for (n, part) in prefixes.chunks(1500).enumerate() {
+            let mut changes = Changes::default();
+            for (i, p) in part.iter().enumerate() {
+                changes.announce_path(*p, &paths[(n * 1500 + i) % paths.len()]);
+            }
+            changes.more = (n + 1) * 1500 < prefixes.len();
+            changes.absorb(std::mem::take(&mut held));
+            messages += changes.encode_holding(&codec, &template, &mut chunked, &mut held);
+        }
+        assert!(held.is_empty(), "the last chunk sends everything");
+        assert_eq!(messages, want, "UPDATEs in chunks vs in one piece");
+        assert_eq!(chunked.len(), one_piece.len(), "bytes");
     }
 
     #[test]

@@ -21,8 +21,8 @@ use super::adj_out::Changes;
 use super::fsm::{self, Backoff, Direction, LocalParams, Negotiated, State};
 use super::md5::{self, Md5Counters};
 use super::wire::{
-    frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification, Origin, RouteAttrs,
-    Update,
+    codes, frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification, Origin,
+    RouteAttrs, Update,
 };
 use crate::config::Peer;
 
@@ -33,15 +33,6 @@ const COLLISION_WINDOW: Duration = Duration::from_secs(1);
 const OPEN_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 4;
-/// NOTIFICATION codes we send.
-const FSM_ERROR: u8 = 5;
-/// RFC 6608 subcodes of the FSM error.
-const FSM_UNEXPECTED_IN_OPEN_SENT: u8 = 1;
-const FSM_UNEXPECTED_IN_OPEN_CONFIRM: u8 = 2;
-const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
-const HOLD_TIMER_EXPIRED: u8 = 4;
-const CEASE: u8 = 6;
-const CEASE_COLLISION: u8 = 7;
 /// How long a peer with BFD on waits for BFD before BGP starts anyway, so a router
 /// without BFD is never locked out (issue 18).
 pub const BFD_HOLD: Duration = Duration::from_secs(90);
@@ -314,6 +305,12 @@ pub async fn run(
     // The connection in OpenConfirm is the survivor of a collision we resolved.
     let mut collision_survivor = false;
     let mut next_keepalive = tokio::time::Instant::now();
+    // A ROUTE-REFRESH is answered with a copy of the whole Adj-RIB-Out; while one is
+    // queued (until its End-of-RIB), more requests are already answered by it.
+    let mut refresh_queued = false;
+    // The prefixes of a sync's chunk that would have ended in a partial UPDATE: they
+    // go out with the next chunk, which the agent hands over at once.
+    let mut held = Changes::default();
     let template = RouteAttrs {
         origin: Origin::Igp,
         as_path: if params.peer.asn == params.local.asn {
@@ -387,13 +384,13 @@ pub async fn run(
                                 update_status(&status, |s| { s.state = State::OpenConfirm; s.went_down(); });
                             } else {
                                 established = Some(current);
-                                conn.close(Some(cease(CEASE_COLLISION))).await;
+                                conn.close(Some(Notification::cease(codes::cease::CONNECTION_COLLISION_RESOLUTION))).await;
                             }
                         } else if let Some(other) = confirm.take() {
                             let keep = fsm::collision_survivor(params.local.router_id, conn.negotiated.peer_id);
                             let (winner, loser) = if conn.direction == keep { (conn, other) } else { (other, conn) };
                             tracing::info!(%peer, kept = ?winner.direction, "connection collision resolved");
-                            loser.close(Some(cease(CEASE_COLLISION))).await;
+                            loser.close(Some(Notification::cease(codes::cease::CONNECTION_COLLISION_RESOLUTION))).await;
                             confirm = Some(winner);
                             collision_survivor = true;
                         } else {
@@ -409,6 +406,8 @@ pub async fn run(
                     Some(ReaderEvent::Keepalive) => {
                         if let Some(mut conn) = confirm.take() {
                             epoch += 1;
+                            refresh_queued = false;
+                            held = Changes::default();
                             backoff.reset();
                             collision_survivor = false;
                             tracing::info!(%peer, local = %conn.local, families = ?conn.negotiated.families, "session established");
@@ -450,7 +449,11 @@ pub async fn run(
             event = next_event(&mut established) => {
                 match event {
                     Some(ReaderEvent::Keepalive) => {}
+                    Some(ReaderEvent::RouteRefresh) if refresh_queued => {
+                        tracing::debug!(%peer, "ROUTE-REFRESH while the last one is being answered: answered by it");
+                    }
                     Some(ReaderEvent::RouteRefresh) => {
+                        refresh_queued = true;
                         let _ = events.send(SessionEvent::RouteRefresh { id, epoch });
                     }
                     other => {
@@ -498,7 +501,9 @@ pub async fn run(
                         if e == epoch {
                             if let Some(conn) = established.as_mut() {
                                 let mut buf = Vec::new();
-                                changes.encode(&conn.codec, &template, &mut buf);
+                                let mut changes = changes;
+                                changes.absorb(std::mem::take(&mut held));
+                                changes.encode_holding(&conn.codec, &template, &mut buf, &mut held);
                                 if let Err(message) = conn.send(&buf).await {
                                     if let Some(conn) = established.take() {
                                         conn.close(None).await;
@@ -511,8 +516,10 @@ pub async fn run(
                     }
                     SessionCmd::EndOfRib { epoch: e, families } => {
                         if e == epoch {
+                            refresh_queued = false;
                             if let Some(conn) = established.as_mut() {
                                 let mut buf = Vec::new();
+                                std::mem::take(&mut held).encode(&conn.codec, &template, &mut buf);
                                 for f in families {
                                     Message::Update(Update::end_of_rib(f)).encode(&conn.codec, &mut buf);
                                 }
@@ -530,7 +537,7 @@ pub async fn run(
                     SessionCmd::BfdDown => {
                         let Some(g) = bfd.as_mut() else { continue };
                         *g = BfdGate::down();
-                        let notification = cease(crate::bgp::wire::codes::cease::BFD_DOWN);
+                        let notification = Notification::cease(codes::cease::BFD_DOWN);
                         if let Some(conn) = established.take() {
                             tracing::warn!(%peer, "session down: BFD detected a path failure");
                             conn.close(Some(notification.clone())).await;
@@ -594,14 +601,6 @@ impl BfdGate {
     }
 }
 
-fn cease(subcode: u8) -> Notification {
-    Notification {
-        code: CEASE,
-        subcode,
-        data: Vec::new(),
-    }
-}
-
 fn fail(
     status: &SharedStatus,
     connect_at: &mut tokio::time::Instant,
@@ -639,7 +638,7 @@ fn describe_end(
         Some(ReaderEvent::Closed(message)) => (message, None),
         Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => (
             "unexpected message".into(),
-            Some(fsm_error(FSM_UNEXPECTED_IN_OPEN_CONFIRM)),
+            Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENCONFIRM)),
         ),
         None => ("connection reader ended".into(), None),
     }
@@ -745,7 +744,7 @@ async fn handshake(
             send_notification(
                 &mut wr,
                 &plain,
-                fsm_error(FSM_UNEXPECTED_IN_OPEN_SENT),
+                fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENSENT),
                 &counters,
             )
             .await;
@@ -867,7 +866,7 @@ pub fn capability_name(c: &super::wire::Capability) -> String {
 
 fn fsm_error(subcode: u8) -> Notification {
     Notification {
-        code: FSM_ERROR,
+        code: codes::FSM_ERROR,
         subcode,
         data: Vec::new(),
     }
@@ -910,7 +909,7 @@ async fn read_loop(
                     "peer sent {} before its first KEEPALIVE",
                     message_name(&other)
                 ),
-                Some(fsm_error(FSM_UNEXPECTED_IN_OPEN_CONFIRM)),
+                Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENCONFIRM)),
             ),
             Ok(Message::Update(update)) => {
                 counters.updates.fetch_add(1, Ordering::Relaxed);
@@ -922,7 +921,7 @@ async fn read_loop(
             Ok(Message::RouteRefresh(_)) => ReaderEvent::RouteRefresh,
             Ok(Message::Open(_)) => ReaderEvent::Fatal(
                 "peer sent OPEN on an established session".into(),
-                Some(fsm_error(FSM_UNEXPECTED_IN_ESTABLISHED)),
+                Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_ESTABLISHED)),
             ),
             Err(ReadError::Decode(e)) => {
                 if e.action == ErrorAction::SessionReset {
@@ -944,7 +943,7 @@ async fn read_loop(
                     hold.map(|h| h.as_secs()).unwrap_or(0)
                 ),
                 Some(Notification {
-                    code: HOLD_TIMER_EXPIRED,
+                    code: codes::HOLD_TIMER_EXPIRED,
                     subcode: 0,
                     data: vec![],
                 }),

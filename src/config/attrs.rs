@@ -2,6 +2,7 @@
 //! `bgp.large_communities`, `bgp.med`, `bgp.as_path_prepend`): hostbgp's own keys,
 //! named in LXD's style. Each value is checked on its own here; the planner adds a
 //! NIC's to its network's.
+use crate::bgp::wire::codes::community;
 use crate::bgp::wire::ExtraAttrs;
 
 use super::values;
@@ -21,10 +22,10 @@ const MAX_PREPEND: u8 = 10;
 
 /// The well-known communities of RFC 1997 and RFC 8326, by the names operators use.
 const WELL_KNOWN: &[(&str, u32)] = &[
-    ("no-export", 0xFFFF_FF01),
-    ("no-advertise", 0xFFFF_FF02),
-    ("no-export-subconfed", 0xFFFF_FF03),
-    ("graceful-shutdown", 0xFFFF_0000),
+    ("no-export", community::NO_EXPORT),
+    ("no-advertise", community::NO_ADVERTISE),
+    ("no-export-subconfed", community::NO_EXPORT_SUBCONFED),
+    ("graceful-shutdown", community::GRACEFUL_SHUTDOWN),
 ];
 
 /// Sets the attribute `key` (one of [`ATTR_KEYS`]) from `value`.

@@ -417,6 +417,9 @@ impl Checker {
                 first_peer.get_or_insert(base);
             }
         }
+        for (key, message) in super::own_addrs::warnings(config) {
+            self.warn(key, message);
+        }
         if let (None, Some(peer)) = (config.server.listen, first_peer) {
             self.warn(
                 peer,

@@ -11,7 +11,9 @@ mod check_tests;
 mod diagnose;
 #[cfg(test)]
 mod graceful_tests;
+pub mod diff;
 pub(crate) mod node;
+mod own_addrs;
 pub(crate) use validate::NIC_KEYS;
 mod suggest;
 #[cfg(test)]
@@ -29,6 +31,7 @@ use std::path::Path;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use crate::bgp::wire::ExtraAttrs;
+use crate::kernel::Mac;
 
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
@@ -87,7 +90,15 @@ pub struct AgentSettings {
     pub route_check_interval: std::time::Duration,
     /// `hostbgp.metrics_address`: where Prometheus scrapes `GET /metrics` (off when unset).
     pub metrics_address: Option<SocketAddr>,
+    /// `hostbgp.drain_time`: how long a full shutdown advertises GRACEFUL_SHUTDOWN
+    /// (RFC 8326) before withdrawing, so routers move traffic first (zero: no drain).
+    pub drain_time: std::time::Duration,
 }
+
+pub const DEFAULT_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest `hostbgp.drain_time`: `hostbgp shutdown` waits this long (and a bit) for
+/// its reply, and a shutdown that hangs for longer is a stuck host, not a drain.
+pub const MAX_DRAIN_TIME_SECS: u32 = 300;
 
 pub const DEFAULT_ROUTE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -96,6 +107,7 @@ impl Default for AgentSettings {
         AgentSettings {
             route_check_interval: DEFAULT_ROUTE_CHECK_INTERVAL,
             metrics_address: None,
+            drain_time: DEFAULT_DRAIN_TIME,
         }
     }
 }
@@ -123,6 +135,9 @@ pub struct FamilyConfig<A, N> {
     pub routes: Vec<N>,
     /// `volatile.network.ipvN.address` (OVN: the OVN router's address on the uplink)
     pub ovn_router_address: Option<A>,
+    /// `bgp.ipvN.instances` (Incus; bridges): advertise each running instance's own
+    /// address as a /32 (/128).
+    pub instances: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,19 +156,40 @@ pub struct Network {
     pub attrs: ExtraAttrs,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+/// `bgp.peers.NAME.export`: which prefixes a peer hears.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Export {
+    /// Every prefix (LXD's behaviour).
+    #[default]
+    All,
+    /// Only those of the networks declaring the peer: their own, their NICs', and
+    /// those of OVN networks using them as uplink.
+    Network,
+}
+
+impl Export {
+    pub fn name(self) -> &'static str {
+        match self {
+            Export::All => "all",
+            Export::Network => "network",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
     pub address: IpAddr,
     pub port: u16,
     pub asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub hold_time: u16,
     /// `bfd: "true"`: BFD watches the path to the peer.
     pub bfd: Option<BfdSettings>,
     /// `graceful_restart.time`: the restart time offered to this peer; None is the
     /// server's `core.bgp_graceful_restart_time`.
     pub graceful_restart_time: Option<u16>,
+    pub export: Export,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,6 +204,9 @@ pub struct Nic {
     pub name: String,
     pub network: String,
     pub host_name: Option<String>,
+    /// `hwaddr`: the instance side's MAC, which finds its addresses in the bridge's
+    /// neighbour table.
+    pub hwaddr: Option<Mac>,
     pub ipv4_address: Option<Ipv4Addr>,
     pub ipv6_address: Option<Ipv6Addr>,
     pub ipv4_routes_external: Vec<Ipv4Net>,
@@ -177,16 +216,19 @@ pub struct Nic {
 }
 
 /// One BGP neighbour: a peer address may be declared on several networks.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub address: IpAddr,
     pub port: u16,
     pub asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub hold_time: u16,
     pub bfd: Option<BfdSettings>,
     /// The restart time offered to this peer when set, else the server's.
     pub graceful_restart_time: Option<u16>,
+    /// `Network` only when every declaration says so: a network that leaves the peer
+    /// at `all` wants it to hear everything.
+    pub export: Export,
     /// (network, peer name) pairs declaring it, sorted.
     pub declared_by: Vec<(String, String)>,
 }
@@ -206,38 +248,34 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// What Debug prints in place of a password.
-fn redacted(p: &Option<String>) -> Option<&'static str> {
-    p.as_ref().map(|_| "<redacted>")
-}
+/// A TCP MD5 password (`bgp.peers.NAME.password`): compared and handed to the kernel,
+/// never printed (Debug shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
 
-impl fmt::Debug for PeerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeerConfig")
-            .field("name", &self.name)
-            .field("address", &self.address)
-            .field("port", &self.port)
-            .field("asn", &self.asn)
-            .field("password", &redacted(&self.password))
-            .field("hold_time", &self.hold_time)
-            .field("bfd", &self.bfd)
-            .field("graceful_restart_time", &self.graceful_restart_time)
-            .finish()
+impl Password {
+    pub fn new(secret: impl Into<String>) -> Password {
+        Password(secret.into())
+    }
+
+    /// A password the kernel takes: at most `TCP_MD5SIG_MAXKEYLEN` bytes.
+    pub fn parse(secret: &str) -> Result<Password, String> {
+        let max = crate::bgp::md5::MAX_KEY_LEN;
+        if secret.len() > max {
+            return Err(format!("must be at most {max} bytes"));
+        }
+        Ok(Password::new(secret))
+    }
+
+    /// The key as the kernel's TCP_MD5SIG takes it.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
-impl fmt::Debug for Peer {
+impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peer")
-            .field("address", &self.address)
-            .field("port", &self.port)
-            .field("asn", &self.asn)
-            .field("password", &redacted(&self.password))
-            .field("hold_time", &self.hold_time)
-            .field("bfd", &self.bfd)
-            .field("graceful_restart_time", &self.graceful_restart_time)
-            .field("declared_by", &self.declared_by)
-            .finish()
+        f.write_str("<redacted>")
     }
 }
 
@@ -290,7 +328,12 @@ pub fn conf_d_files(path: &Path) -> Result<Vec<std::path::PathBuf>, ConfigError>
 /// Reads `path` and `conf.d/*.yaml` beside it, applies the overlay of `member`, validates.
 /// Each error's key starts with the file and line it comes from (see [`check`]).
 pub fn load(path: &Path, member: &str) -> Result<Config, Vec<ConfigError>> {
-    check(path, member).into_result()
+    let report = check(path, member);
+    // What `hostbgp check` warns about, a start or a reload says in the log.
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    report.into_result()
 }
 
 /// Validates a tree made elsewhere (the live LXD source merges the file's tree over
@@ -344,20 +387,21 @@ impl Config {
         let mut by_addr: BTreeMap<IpAddr, Peer> = BTreeMap::new();
         for (nname, net) in &self.networks {
             for p in net.peers.values() {
-                by_addr
-                    .entry(p.address)
-                    .or_insert_with(|| Peer {
-                        address: p.address,
-                        port: p.port,
-                        asn: p.asn,
-                        password: p.password.clone(),
-                        hold_time: p.hold_time,
-                        bfd: p.bfd,
-                        graceful_restart_time: p.graceful_restart_time,
-                        declared_by: Vec::new(),
-                    })
-                    .declared_by
-                    .push((nname.clone(), p.name.clone()));
+                let peer = by_addr.entry(p.address).or_insert_with(|| Peer {
+                    address: p.address,
+                    port: p.port,
+                    asn: p.asn,
+                    password: p.password.clone(),
+                    hold_time: p.hold_time,
+                    bfd: p.bfd,
+                    graceful_restart_time: p.graceful_restart_time,
+                    export: Export::Network,
+                    declared_by: Vec::new(),
+                });
+                if p.export == Export::All {
+                    peer.export = Export::All;
+                }
+                peer.declared_by.push((nname.clone(), p.name.clone()));
             }
         }
         by_addr

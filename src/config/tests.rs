@@ -130,6 +130,7 @@ fn example_round_trips() {
             address: None,
             routes: vec![],
             ovn_router_address: None,
+            instances: false,
         }
     );
     assert_eq!(br.ipv6.nexthop, Some(v6("2001:db8:1::1")));
@@ -141,10 +142,11 @@ fn example_round_trips() {
             address: "2001:db8:1::2".parse().unwrap(),
             port: 179,
             asn: 65000,
-            password: Some("s3cret".into()),
+            password: Some(Password::new("s3cret")),
             hold_time: 90,
             bfd: None,
             graceful_restart_time: None,
+            export: crate::config::Export::All,
         }
     );
     let up = &c.networks["uplink"];
@@ -166,6 +168,7 @@ fn example_round_trips() {
             name: "eth0".into(),
             network: "lxdbr0".into(),
             host_name: Some("vethc1".into()),
+            hwaddr: None,
             ipv4_address: Some(v4("203.0.113.10")),
             ipv6_address: None,
             ipv4_routes_external: vec!["203.0.113.64/28".parse().unwrap()],
@@ -503,7 +506,7 @@ fn peer_dedup_across_networks() {
     );
     assert_eq!(p.asn, 65000);
     assert_eq!(p.hold_time, 90);
-    assert_eq!(p.password.as_deref(), Some("pw"));
+    assert_eq!(p.password, Some(Password::new("pw")));
 
     let bad = y.replace("bgp.peers.up.asn: '65000'", "bgp.peers.up.asn: '65001'");
     let e = errs(&bad);
@@ -534,7 +537,7 @@ fn debug_redacts_passwords() {
     let c = parse_str(EXAMPLE, "x").unwrap();
     let all = format!("{c:?} {:?}", c.peers());
     assert!(!all.contains("s3cret"), "{all}");
-    assert!(all.contains("password: Some(\"<redacted>\")"));
+    assert!(all.contains("password: Some(<redacted>)"));
     assert!(all.contains("password: None"));
 }
 
@@ -938,4 +941,29 @@ fn overlap_across_many_nics_finds_every_nested_pair() {
     ];
     want.sort();
     assert_eq!(lines, want);
+}
+
+#[test]
+fn a_peer_hears_everything_unless_every_declaration_scopes_it() {
+    let yaml = |uplink_export: &str| {
+        format!(
+            "networks:
+  br0:
+    type: bridge
+    config:
+      bgp.peers.r1.address: 192.0.2.1
+      bgp.peers.r1.asn: \"65001\"
+      bgp.peers.r1.export: network
+  uplink:
+    type: physical
+    config:
+      bgp.peers.up.address: 192.0.2.1
+      bgp.peers.up.asn: \"65001\"
+{uplink_export}"
+        )
+    };
+    let scoped = parse_str(&yaml("      bgp.peers.up.export: network\n"), "n1").unwrap();
+    assert_eq!(scoped.peers()[0].export, crate::config::Export::Network);
+    let mixed = parse_str(&yaml(""), "n1").unwrap();
+    assert_eq!(mixed.peers()[0].export, crate::config::Export::All);
 }

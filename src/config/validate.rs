@@ -21,6 +21,7 @@ pub(super) const GLOBAL_SERVER_KEYS: &[&str] = &[
     "hostbgp.graceful_restart",
     "hostbgp.route_check_interval",
     "hostbgp.metrics_address",
+    "hostbgp.drain_time",
 ];
 /// Network keys that may differ per cluster member.
 pub(super) const LOCAL_NETWORK_KEYS: &[&str] = &["bgp.ipv4.nexthop", "bgp.ipv6.nexthop"];
@@ -45,6 +46,8 @@ pub(super) const NETWORK_KEYS: &[&str] = &[
     "bgp.large_communities",
     "bgp.med",
     "bgp.as_path_prepend",
+    "bgp.ipv4.instances",
+    "bgp.ipv6.instances",
 ];
 /// Fields of a network as `lxc network show` prints them, accepted and ignored.
 pub(super) const NETWORK_IGNORED: &[&str] = &[
@@ -78,14 +81,7 @@ pub(super) const INSTANCE_IGNORED: &[&str] = &[
     "status_code",
     "type",
 ];
-pub(super) const NIC_IGNORED: &[&str] = &[
-    "host_name",
-    "name",
-    "hwaddr",
-    "mtu",
-    "ipv4.routes",
-    "ipv6.routes",
-];
+pub(super) const NIC_IGNORED: &[&str] = &["host_name", "name", "mtu", "ipv4.routes", "ipv6.routes"];
 /// The fields of a peer (`bgp.peers.NAME.FIELD`).
 pub(super) const PEER_KEYS: &[&str] = &[
     "address",
@@ -96,6 +92,7 @@ pub(super) const PEER_KEYS: &[&str] = &[
     "bfd.min_interval",
     "bfd.multiplier",
     "graceful_restart.time",
+    "export",
 ];
 /// Peer fields with a dot of their own, matched before a peer name's dots.
 pub(super) const DOTTED_PEER_KEYS: &[&str] = &[
@@ -111,6 +108,7 @@ const BFD_MIN_INTERVAL_MS: (u32, u32) = (10, 60_000);
 /// The NIC keys this file reads (besides `type` and the ignored ones).
 pub(crate) const NIC_KEYS: &[&str] = &[
     "network",
+    "hwaddr",
     "ipv4.address",
     "ipv6.address",
     "ipv4.routes.external",
@@ -120,7 +118,6 @@ pub(crate) const NIC_KEYS: &[&str] = &[
     "bgp.med",
     "bgp.as_path_prepend",
 ];
-const MAX_PASSWORD_LEN: usize = 80;
 
 #[derive(Default)]
 struct Errors(Vec<ConfigError>);
@@ -512,6 +509,14 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
                     agent.metrics_address = e.check(&key, values::parse_socket_addr(val));
                 }
             }
+            "hostbgp.drain_time" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    let max = super::MAX_DRAIN_TIME_SECS;
+                    if let Some(t) = e.check(&key, values::parse_u32(val, 0, max)) {
+                        agent.drain_time = std::time::Duration::from_secs(t.into());
+                    }
+                }
+            }
             "hostbgp.route_check_interval" => {
                 if let Some(val) = e.scalar(&key, v) {
                     if let Some(t) = e.check(&key, values::parse_u32(val, 0, 86_400)) {
@@ -538,12 +543,13 @@ struct RawPeer {
     address_set: bool,
     asn: Option<u32>,
     asn_set: bool,
-    password: Option<String>,
+    password: Option<super::Password>,
     hold_time: Option<u16>,
     bfd: bool,
     bfd_min_interval: Option<u32>,
     bfd_multiplier: Option<u8>,
     graceful_restart_time: Option<u16>,
+    export: super::Export,
     valid: bool,
 }
 
@@ -556,6 +562,7 @@ struct RawFamily {
     address: Option<IpNet>,
     routes: Vec<IpNet>,
     ovn_router_address: Option<IpAddr>,
+    instances: bool,
 }
 
 /// Picks one family's addresses and prefixes out of the parsed (mixed) values.
@@ -606,6 +613,7 @@ fn family_config<A: FamilyAddr>(r: RawFamily) -> FamilyConfig<A, A::Net> {
         address: r.address.and_then(A::net),
         routes: r.routes.into_iter().filter_map(A::net).collect(),
         ovn_router_address: r.ovn_router_address.and_then(A::addr),
+        instances: r.instances,
     }
 }
 
@@ -705,12 +713,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     p.valid &= p.asn.is_some();
                 }
                 "password" => {
-                    if val.len() > MAX_PASSWORD_LEN {
-                        e.push(key, format!("must be at most {MAX_PASSWORD_LEN} bytes"));
-                        p.valid = false;
-                    } else {
-                        p.password = Some(val.to_string());
-                    }
+                    p.password = e.check(&key, super::Password::parse(val));
+                    p.valid &= p.password.is_some();
                 }
                 "bfd" => {
                     let on = e.check(&key, values::parse_bool(val));
@@ -732,6 +736,11 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     let (min, max) = GRACEFUL_RESTART_TIME;
                     p.graceful_restart_time = e.check(&key, values::parse_u16(val, min, max));
                     p.valid &= p.graceful_restart_time.is_some();
+                }
+                "export" => {
+                    let export = e.check(&key, values::parse_export(val));
+                    p.export = export.unwrap_or_default();
+                    p.valid &= export.is_some();
                 }
                 _ => {
                     p.hold_time = e.check(&key, values::parse_u16(val, 9, 65535));
@@ -758,6 +767,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             | "ipv4.routes"
             | "ipv6.routes" => !ovn,
             "network" | "volatile.network.ipv4.address" | "volatile.network.ipv6.address" => ovn,
+            // Incus's: only a bridge knows its instances' addresses.
+            "bgp.ipv4.instances" | "bgp.ipv6.instances" => kind == NetworkKind::Bridge,
             _ => false,
         };
         if !known {
@@ -777,6 +788,9 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             }
             "ipv4.routes.anycast" | "ipv6.routes.anycast" => {
                 f.routes_anycast = e.check(&key, values::parse_bool(val)).unwrap_or(false);
+            }
+            "bgp.ipv4.instances" | "bgp.ipv6.instances" => {
+                f.instances = e.check(&key, values::parse_bool(val)).unwrap_or(false);
             }
             "ipv4.nat.address" | "ipv6.nat.address" => {
                 f.nat_address = e.check(&key, values::parse_addr(val, fam));
@@ -846,6 +860,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     hold_time: p.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
                     bfd,
                     graceful_restart_time: p.graceful_restart_time,
+                    export: p.export,
                 },
             );
         }
@@ -1016,6 +1031,7 @@ fn parse_nic(
         name: dev.to_string(),
         network: String::new(),
         host_name: None,
+        hwaddr: None,
         ipv4_address: None,
         ipv6_address: None,
         ipv4_routes_external: Vec::new(),
@@ -1043,6 +1059,7 @@ fn parse_nic(
                     .check(&key, values::check_ifname(val))
                     .map(|()| val.to_string());
             }
+            "hwaddr" => nic.hwaddr = e.check(&key, val.parse()),
             "ipv4.address" | "ipv6.address" if val.trim() != "none" => {
                 let fam = if k.starts_with("ipv4") {
                     Fam::V4

@@ -48,6 +48,17 @@ pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `bgp.peers.NAME.export`.
+pub(crate) fn parse_export(s: &str) -> Result<super::Export, String> {
+    match s.trim() {
+        "all" => Ok(super::Export::All),
+        "network" => Ok(super::Export::Network),
+        _ => Err(format!(
+            "{s:?} is not an export scope: \"all\" (every prefix, the default) or \"network\" (the declaring networks' prefixes)"
+        )),
+    }
+}
+
 pub(crate) fn parse_int(s: &str, min: u64, max: u64) -> Result<u64, String> {
     let n: i128 = s
         .trim()

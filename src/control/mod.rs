@@ -33,6 +33,10 @@ pub enum Command {
     Disable,
     /// Ends a `disable`.
     Enable,
+    /// Advertise every path with GRACEFUL_SHUTDOWN (RFC 8326) until `undrain`.
+    Drain,
+    /// Ends a `drain`.
+    Undrain,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,9 +146,7 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Pending>) {
             }
         };
         let requests = requests.clone();
-        tokio::spawn(async move {
-            let _ = timeout(IO_TIMEOUT * 2, handle(stream, requests, own_uid)).await;
-        });
+        tokio::spawn(handle(stream, requests, own_uid));
     }
 }
 
@@ -156,7 +158,12 @@ async fn handle(mut stream: UnixStream, requests: mpsc::Sender<Pending>, own_uid
     let reply = if !allowed {
         Reply::error("permission denied: only root may use the hostbgp control socket")
     } else {
-        match read_request(&mut stream).await {
+        // The request has a deadline; the agent's answer has none (a shutdown that
+        // drains takes `hostbgp.drain_time`), and the agent always answers or drops.
+        let request = timeout(IO_TIMEOUT * 2, read_request(&mut stream))
+            .await
+            .unwrap_or_else(|_| Err("request not received within 10s".into()));
+        match request {
             Err(message) => Reply::error(message),
             Ok(request) => {
                 let (tx, rx) = oneshot::channel();
@@ -208,7 +215,8 @@ pub async fn call(path: &Path, request: Request) -> Result<Reply, String> {
     stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
     let mut reply = Vec::new();
     let wait = if command == Command::Shutdown {
-        Duration::from_secs(60)
+        // The drain, then a minute to withdraw and close.
+        Duration::from_secs(u64::from(crate::config::MAX_DRAIN_TIME_SECS) + 60)
     } else {
         Duration::from_secs(30)
     };

@@ -32,6 +32,10 @@ pub use error::LxdError;
 use crate::config::{self, Config, ConfigError};
 use compose::LiveSettings;
 
+/// How long a start or a reload that begins following LXD waits for its state before
+/// planning from the file alone.
+pub const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(3);
+
 /// Where the agent's config comes from: the file alone, or the file over LXD.
 pub struct ConfigSource {
     path: PathBuf,
@@ -43,8 +47,46 @@ struct Live {
     settings: LiveSettings,
     socket: PathBuf,
     snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
-    status: source::SharedStatus,
+    status: watch::Receiver<source::SourceStatus>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Live {
+    fn start(settings: LiveSettings) -> Live {
+        let socket = socket::resolve(
+            settings.flavor,
+            settings.socket.as_deref(),
+            |k| std::env::var(k).ok(),
+            Path::exists,
+        );
+        let (publish, snapshots) = watch::channel(None);
+        let (status_tx, status) = watch::channel(source::SourceStatus {
+            flavor: Some(settings.flavor),
+            socket: socket.clone(),
+            ..Default::default()
+        });
+        let task = tokio::spawn(source::run(socket.clone(), publish, status_tx));
+        tracing::info!(socket = %socket.display(), "following {} live", settings.flavor.name());
+        Live {
+            settings,
+            socket,
+            snapshots,
+            status,
+            task,
+        }
+    }
+
+    /// Waits (at most `limit`) for the first snapshot.
+    async fn first_snapshot(&mut self, limit: Duration) {
+        let ready = self.snapshots.wait_for(Option::is_some);
+        if tokio::time::timeout(limit, ready).await.is_err() {
+            tracing::warn!(
+                socket = %self.socket.display(),
+                "{} not answering yet: starting from the file alone",
+                self.settings.flavor.name()
+            );
+        }
+    }
 }
 
 impl Drop for Live {
@@ -57,33 +99,10 @@ impl ConfigSource {
     /// Reads the file once to learn whether a live source is wanted, and starts it.
     pub fn start(path: &Path, member: &str) -> Result<ConfigSource, Vec<ConfigError>> {
         let tree = config::load_tree(path)?;
-        let live = compose::live_settings(&tree).map(|settings| {
-            let socket = socket::resolve(
-                settings.flavor,
-                settings.socket.as_deref(),
-                |k| std::env::var(k).ok(),
-                Path::exists,
-            );
-            let (publish, snapshots) = watch::channel(None);
-            let status = source::SharedStatus::default();
-            if let Ok(mut s) = status.lock() {
-                s.flavor = Some(settings.flavor);
-                s.socket = socket.clone();
-            }
-            let task = tokio::spawn(source::run(socket.clone(), publish, status.clone()));
-            tracing::info!(socket = %socket.display(), "following {} live", settings.flavor.name());
-            Live {
-                settings,
-                socket,
-                snapshots,
-                status,
-                task,
-            }
-        });
         Ok(ConfigSource {
             path: path.to_path_buf(),
             member: member.to_string(),
-            live,
+            live: compose::live_settings(&tree).map(Live::start),
         })
     }
 
@@ -91,17 +110,43 @@ impl ConfigSource {
     /// never plans from the file alone (that would remove the routes of running
     /// instances until LXD answered).
     pub async fn first_snapshot(&mut self, limit: Duration) {
-        let Some(live) = self.live.as_mut() else {
-            return;
-        };
-        let ready = live.snapshots.wait_for(Option::is_some);
-        if tokio::time::timeout(limit, ready).await.is_err() {
-            tracing::warn!(
-                socket = %live.socket.display(),
-                "{} not answering yet: starting from the file alone",
-                live.settings.flavor.name()
-            );
+        if let Some(live) = self.live.as_mut() {
+            live.first_snapshot(limit).await;
         }
+    }
+
+    /// A reload: the file re-read over the latest snapshot, as [`Self::load`]; when
+    /// its `lxd:` / `incus:` key was added, changed or removed, the live source is
+    /// started, moved or stopped first. A new source's first snapshot is waited for
+    /// (at most `limit`), so a reload never plans from the file alone while LXD runs;
+    /// if the new config is refused, the source in use stays.
+    pub async fn reload(&mut self, limit: Duration) -> Result<Config, Vec<ConfigError>> {
+        let tree = config::load_tree(&self.path)?;
+        let wanted = compose::live_settings(&tree);
+        if wanted.as_ref() == self.live.as_ref().map(|l| &l.settings) {
+            return self.load();
+        }
+        let mut candidate = wanted.map(Live::start);
+        if let Some(live) = candidate.as_mut() {
+            live.first_snapshot(limit).await;
+        }
+        let config = match &candidate {
+            Some(live) => {
+                compose_live(tree, &self.member, live).map_err(|e| locate(&self.path, e))?
+            }
+            None => config::load(&self.path, &self.member)?,
+        };
+        match &candidate {
+            Some(live) => tracing::info!(
+                "the file now names {}: following it",
+                live.settings.flavor.name()
+            ),
+            None => {
+                tracing::info!("the file no longer names LXD or Incus: following the file alone")
+            }
+        }
+        self.live = candidate;
+        Ok(config)
     }
 
     /// The current config: the file (re-read now) over the latest snapshot.
@@ -113,28 +158,9 @@ impl ConfigSource {
         };
         let tree = config::load_tree(&self.path)?;
         if compose::live_settings(&tree).as_ref() != Some(&live.settings) {
-            tracing::warn!(
-                "the lxd/incus key changed in the file: hostbgp must be restarted to follow it"
-            );
+            tracing::warn!("the lxd/incus key changed in the file: a reload follows it");
         }
-        let snapshot = live.snapshots.borrow().clone();
-        match snapshot {
-            Some(snap) => {
-                let mut dropped = Vec::new();
-                let c = compose::compose(&tree, &snap, &self.member, &mut dropped)?;
-                for e in dropped {
-                    tracing::error!("instance left out: {e}");
-                }
-                Ok(c)
-            }
-            None => {
-                let (errors, _expected) = compose::check_file(tree.clone(), &self.member);
-                if !errors.is_empty() {
-                    return Err(errors);
-                }
-                config::build(tree, &self.member).or_else(|_| config::parse_str("", &self.member))
-            }
-        }
+        compose_live(tree, &self.member, live).map_err(|e| locate(&self.path, e))
     }
 
     /// Resolves when a new snapshot is published; never without a live source.
@@ -155,7 +181,7 @@ impl ConfigSource {
         let Some(live) = &self.live else {
             return json!({"kind": "file", "path": self.path.display().to_string()});
         };
-        let s = live.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let s = live.status.borrow().clone();
         let unix = |t: Option<SystemTime>| {
             t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs())
@@ -179,6 +205,43 @@ impl ConfigSource {
             "lxd_bgp_address": s.lxd_speaker,
             "last_error": s.last_error,
         })
+    }
+}
+
+/// `errors` with the file and line of the keys the file sets (`FILE:LINE: KEY`), as
+/// `hostbgp check` prints them; keys only LXD sets stay as they are.
+fn locate(path: &Path, errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    config::locate_errors(path, errors)
+        .iter()
+        .map(config::Diagnostic::to_config_error)
+        .collect()
+}
+
+/// The file's `tree` over `live`'s latest snapshot. Without a snapshot yet, the file
+/// alone; if that lacks what LXD would give (the ASN, network types), an empty config
+/// until LXD answers.
+fn compose_live(
+    tree: config::node::Node,
+    member: &str,
+    live: &Live,
+) -> Result<Config, Vec<ConfigError>> {
+    let snapshot = live.snapshots.borrow().clone();
+    match snapshot {
+        Some(snap) => {
+            let mut dropped = Vec::new();
+            let c = compose::compose(&tree, &snap, member, &mut dropped)?;
+            for e in dropped {
+                tracing::error!("instance left out: {e}");
+            }
+            Ok(c)
+        }
+        None => {
+            let (errors, _expected) = compose::check_file(tree.clone(), member);
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            config::build(tree, member).or_else(|_| config::parse_str("", member))
+        }
     }
 }
 

@@ -143,6 +143,11 @@ fn lxd_502_standalone_becomes_the_config() {
     let nic = &c.instances["c1"].nics["eth0"];
     assert_eq!(nic.host_name.as_deref(), Some("vethbb08358e"));
     assert_eq!(nic.ipv4_address, Some(Ipv4Addr::new(203, 0, 113, 11)));
+    // Its MAC, from volatile (bgp.ipvN.instances finds its addresses by it).
+    assert_eq!(
+        nic.hwaddr.map(|m| m.to_string()).as_deref(),
+        Some("00:16:3e:13:bd:dd")
+    );
     assert_eq!(
         nic.ipv4_routes_external,
         ["203.0.113.64/28".parse().unwrap()]
@@ -244,15 +249,14 @@ fn incus_replies_and_keys() {
     // Keys hostbgp does not act on yet are noted, not passed to validation.
     assert_eq!(
         conv.ignored,
-        [
-            "networks.incusbr0.config.bgp.ipv4.instances",
-            "networks.incusbr0.config.bgp.peers.u1.interface"
-        ]
+        ["networks.incusbr0.config.bgp.peers.u1.interface"]
     );
     // A peer with no address (Incus unnumbered) is ignored, as LXD ignores a peer
     // missing its address or ASN; the others stay.
     let c = compose_ok("incus: {}\n", &snap);
     let br = &c.networks["incusbr0"];
+    // Incus's per-instance addresses pass through to the config.
+    assert!(br.ipv4.instances && !br.ipv6.instances);
     assert_eq!(br.peers.keys().collect::<Vec<_>>(), ["r1"]);
     assert_eq!(br.peers["r1"].hold_time, 30);
     // Unless the file names it: then it must be complete.
@@ -417,8 +421,56 @@ async fn without_lxd_the_file_alone_or_nothing() {
     let c = source.load().expect("config");
     assert_eq!(c.server.asn, Some(65010));
     // A real mistake in the file is refused, as a reload would be.
+    std::fs::write(&path, "lxd: {}\nconfig:\n  core.bgp_asn: x\n").expect("write");
+    let errors = source.load().expect_err("refused");
+    // Located in the file, as `hostbgp check` says it.
+    let at = format!("{}:3: config.core.bgp_asn", path.display());
+    assert!(errors.iter().any(|e| e.key == at), "{errors:?}");
+}
+
+/// A reload starts, moves and stops the live source as the file's key says; a
+/// refused file keeps the source in use.
+#[tokio::test(flavor = "current_thread")]
+async fn a_reload_follows_the_lxd_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hostbgp.yaml");
+    let socket = dir.path().join("no-lxd.socket");
+    let wait = std::time::Duration::from_millis(20);
+    let file_alone = "config:\n  core.bgp_asn: \"65010\"\n";
+    std::fs::write(&path, file_alone).expect("write");
+    let mut source = super::ConfigSource::start(&path, "m").expect("start");
+    assert_eq!(source.status_json()["kind"], "file");
+
+    let live = format!("lxd: {{socket: {}}}\n{file_alone}", socket.display());
+    std::fs::write(&path, &live).expect("write");
+    let c = source.reload(wait).await.expect("config");
+    assert_eq!(c.server.asn, Some(65010));
+    let st = source.status_json();
+    assert_eq!(st["kind"], "lxd", "{st}");
+    assert_eq!(st["socket"], socket.display().to_string());
+
+    let moved = dir.path().join("other.socket");
+    std::fs::write(
+        &path,
+        format!("incus: {{socket: {}}}\n{file_alone}", moved.display()),
+    )
+    .expect("write");
+    source.reload(wait).await.expect("config");
+    let st = source.status_json();
+    assert_eq!(st["kind"], "incus", "{st}");
+    assert_eq!(st["socket"], moved.display().to_string());
+
     std::fs::write(&path, "lxd: {}\nconfig: {core.bgp_asn: x}\n").expect("write");
-    assert!(source.load().is_err());
+    assert!(source.reload(wait).await.is_err());
+    assert_eq!(
+        source.status_json()["kind"],
+        "incus",
+        "a refused reload moved the source"
+    );
+
+    std::fs::write(&path, file_alone).expect("write");
+    source.reload(wait).await.expect("config");
+    assert_eq!(source.status_json()["kind"], "file");
 }
 
 #[test]

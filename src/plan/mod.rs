@@ -2,6 +2,8 @@
 //! prefixes it advertises with which next-hop rule. Pure, no I/O.
 mod adverts;
 pub mod explain;
+pub mod export;
+mod own_addrs;
 mod planner;
 #[cfg(test)]
 mod proptests;
@@ -361,6 +363,7 @@ pub(super) mod tests {
             address: None,
             routes: vec![],
             ovn_router_address: None,
+            instances: false,
         }
     }
 
@@ -405,6 +408,7 @@ pub(super) mod tests {
             name: "eth0".into(),
             network: network.into(),
             host_name: Some(host_name.into()),
+            hwaddr: None,
             ipv4_address: v4.map(|a| a.parse().unwrap()),
             ipv6_address: None,
             ipv4_routes_external: ext4.iter().map(|p| p.parse().unwrap()).collect(),

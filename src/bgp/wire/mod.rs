@@ -318,6 +318,21 @@ impl ExtraAttrs {
             },
         }
     }
+
+    /// `self` with GRACEFUL_SHUTDOWN added (RFC 8326 drain), still normalized so
+    /// drained sets that were equal stay equal (and share UPDATEs).
+    pub fn drained(&self) -> ExtraAttrs {
+        let mut drained = self.clone();
+        if let Err(at) = drained
+            .communities
+            .binary_search(&codes::community::GRACEFUL_SHUTDOWN)
+        {
+            drained
+                .communities
+                .insert(at, codes::community::GRACEFUL_SHUTDOWN);
+        }
+        drained
+    }
 }
 
 /// Appends as few UPDATE messages as possible announcing `prefixes`.
@@ -332,7 +347,20 @@ pub fn pack_announce(
     prefixes: &[IpNet],
     out: &mut Vec<u8>,
 ) -> usize {
-    pack::announce(codec, attrs, prefixes, out)
+    pack::announce(codec, attrs, prefixes, out, None)
+}
+
+/// As [`pack_announce`], but a last UPDATE per family that would not be full is left
+/// out and its prefixes appended to `held`, to be packed with the prefixes that follow
+/// (a full table handed over in chunks then packs as densely as in one piece).
+pub fn pack_announce_whole(
+    codec: &Codec,
+    attrs: &RouteAttrs,
+    prefixes: &[IpNet],
+    out: &mut Vec<u8>,
+    held: &mut Vec<IpNet>,
+) -> usize {
+    pack::announce(codec, attrs, prefixes, out, Some(held))
 }
 
 /// Appends as few UPDATE messages as possible withdrawing `prefixes`

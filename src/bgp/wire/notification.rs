@@ -25,6 +25,11 @@ impl Notification {
         }
     }
 
+    /// Cease with `subcode` (RFC 4486) and no data.
+    pub fn cease(subcode: u8) -> Notification {
+        Notification::new(codes::CEASE, subcode, Vec::new())
+    }
+
     /// Cease/Administrative Shutdown carrying `message` (truncated to 255 bytes on a
     /// character boundary).
     pub fn cease_shutdown(message: &str) -> Notification {

@@ -42,19 +42,36 @@ impl WirePrefix for IpNet {
     }
 }
 
-/// Appends prefixes from `nets` while the message stays within `limit` bytes of `out`.
+/// Appends prefixes from `nets` while the message stays within `limit` bytes of `out`;
+/// how many.
 fn fill<'a, P: WirePrefix + 'a>(
     out: &mut Vec<u8>,
     nets: &mut Peekable<impl Iterator<Item = &'a P>>,
     limit: usize,
-) {
+) -> usize {
+    let mut put = 0;
     while let Some(p) = nets.peek() {
         if out.len() + p.wire_len() > limit {
             break;
         }
         p.put(out);
         nets.next();
+        put += 1;
     }
+    put
+}
+
+/// Whether the message being filled, ending at `end`, is the last of its run and
+/// would not be full, so that `hold` asks it to wait for more prefixes.
+fn hold_last(hold: bool, last: bool, end: usize, limit: usize) -> bool {
+    hold && last && end + MAX_PREFIX_WIRE <= limit
+}
+
+/// Messages appended, and how many of the run's last prefixes were held back.
+#[derive(Default)]
+struct Packed {
+    messages: usize,
+    held: usize,
 }
 
 /// Fills the 2-byte length field at `at` with the length of everything after it.
@@ -129,22 +146,29 @@ fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
     out
 }
 
+/// Appends UPDATEs announcing `prefixes`. With `held`, a last UPDATE per family that
+/// would not be full is not written: its prefixes go to `held`, to be packed with the
+/// prefixes that follow.
 pub(crate) fn announce(
     codec: &Codec,
     attrs: &RouteAttrs,
     prefixes: &[IpNet],
     out: &mut Vec<u8>,
+    mut held: Option<&mut Vec<IpNet>>,
 ) -> usize {
     let has_v4 = prefixes.iter().any(|p| matches!(p, IpNet::V4(_)));
     let has_v6 = prefixes.iter().any(|p| matches!(p, IpNet::V6(_)));
     if !has_v4 && !has_v6 {
         return 0;
     }
+    let hold = held.is_some();
     let common = common_attrs(codec, attrs);
     let mut count = 0;
+    let is_v4 = |p: &&IpNet| matches!(p, IpNet::V4(_));
+    let is_v6 = |p: &&IpNet| matches!(p, IpNet::V6(_));
     if has_v4 {
-        let v4 = prefixes.iter().filter(|p| matches!(p, IpNet::V4(_)));
-        count += match attrs.next_hop {
+        let v4 = prefixes.iter().filter(is_v4);
+        let packed = match attrs.next_hop {
             IpAddr::V4(nh) => {
                 let mut block = common.clone();
                 let a = begin_attr(&mut block, FLAG_TRANSITIVE, ATTR_NEXT_HOP);
@@ -154,16 +178,31 @@ pub(crate) fn announce(
                     IpNet::V4(n) => Some(n),
                     IpNet::V6(_) => None,
                 });
-                announce_classic(codec, &block, nets, out)
+                announce_classic(codec, &block, nets, out, hold)
             }
-            IpAddr::V6(_) => announce_mp(codec, attrs, &common, Family::Ipv4Unicast, v4, out),
+            IpAddr::V6(_) => announce_mp(codec, attrs, &common, Family::Ipv4Unicast, v4, out, hold),
         };
+        count += packed.messages;
+        if let Some(held) = held.as_deref_mut() {
+            keep_tail(held, prefixes.iter().filter(is_v4), packed.held);
+        }
     }
     if has_v6 && attrs.next_hop.is_ipv6() {
-        let v6 = prefixes.iter().filter(|p| matches!(p, IpNet::V6(_)));
-        count += announce_mp(codec, attrs, &common, Family::Ipv6Unicast, v6, out);
+        let v6 = prefixes.iter().filter(is_v6);
+        let packed = announce_mp(codec, attrs, &common, Family::Ipv6Unicast, v6, out, hold);
+        count += packed.messages;
+        if let Some(held) = held {
+            keep_tail(held, prefixes.iter().filter(is_v6), packed.held);
+        }
     }
     count
+}
+
+/// Appends the last `n` of `run` to `held`, in order.
+fn keep_tail<'a>(held: &mut Vec<IpNet>, run: impl DoubleEndedIterator<Item = &'a IpNet>, n: usize) {
+    let start = held.len();
+    held.extend(run.rev().take(n));
+    held[start..].reverse();
 }
 
 fn announce_classic<'a>(
@@ -171,25 +210,31 @@ fn announce_classic<'a>(
     block: &[u8],
     nets: impl Iterator<Item = &'a Ipv4Net>,
     out: &mut Vec<u8>,
-) -> usize {
+    hold: bool,
+) -> Packed {
     let max = codec.max_len();
     let fixed = HEADER_LEN + 4 + block.len();
+    let mut packed = Packed::default();
     if fixed + MAX_PREFIX_WIRE > max || block.len() > u16::MAX as usize {
-        return 0;
+        return packed;
     }
     let mut nets = nets.peekable();
-    let mut count = 0;
     while nets.peek().is_some() {
         let start = begin(out, MSG_UPDATE);
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(block.len() as u16).to_be_bytes());
         out.extend_from_slice(block);
         let limit = start + max;
-        fill(out, &mut nets, limit);
+        let put = fill(out, &mut nets, limit);
+        if hold_last(hold, nets.peek().is_none(), out.len(), limit) {
+            out.truncate(start);
+            packed.held = put;
+            break;
+        }
         finish(out, start);
-        count += 1;
+        packed.messages += 1;
     }
-    count
+    packed
 }
 
 fn announce_mp<'a>(
@@ -199,16 +244,17 @@ fn announce_mp<'a>(
     family: Family,
     nets: impl Iterator<Item = &'a IpNet>,
     out: &mut Vec<u8>,
-) -> usize {
+    hold: bool,
+) -> Packed {
     let max = codec.max_len();
     // header, withdrawn len, attr len, common, MP_REACH header (4), afi/safi/nhlen (4),
     // next hop (up to 32), reserved (1).
     let fixed = HEADER_LEN + 4 + common.len() + 4 + 4 + 32 + 1;
+    let mut packed = Packed::default();
     if fixed + MAX_PREFIX_WIRE > max {
-        return 0;
+        return packed;
     }
     let mut nets = nets.peekable();
-    let mut count = 0;
     while nets.peek().is_some() {
         let start = begin(out, MSG_UPDATE);
         out.extend_from_slice(&[0, 0]);
@@ -218,13 +264,18 @@ fn announce_mp<'a>(
         let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_REACH_NLRI);
         put_mp_reach_head(out, family, attrs.next_hop, attrs.link_local_next_hop);
         let limit = start + max;
-        fill(out, &mut nets, limit);
+        let put = fill(out, &mut nets, limit);
+        if hold_last(hold, nets.peek().is_none(), out.len(), limit) {
+            out.truncate(start);
+            packed.held = put;
+            break;
+        }
         end_attr(out, mp, false);
         patch_len(out, al_at);
         finish(out, start);
-        count += 1;
+        packed.messages += 1;
     }
-    count
+    packed
 }
 
 pub(crate) fn withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> usize {

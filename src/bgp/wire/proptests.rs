@@ -377,6 +377,35 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 
+    /// Holding the last partial UPDATE of each family: every UPDATE written is full
+    /// (no longest prefix would fit), and what was written plus what was held is the
+    /// input, in order.
+    #[test]
+    fn pack_announce_whole_holds_only_a_partial_tail(codec in arb_codec(), attrs in arb_route_attrs(), prefixes in arb_prefixes()) {
+        let mut out = Vec::new();
+        let mut held = Vec::new();
+        let n = pack_announce_whole(&codec, &attrs, &prefixes, &mut out, &mut held);
+        let mut all = Vec::new();
+        let whole = pack_announce(&codec, &attrs, &prefixes, &mut all);
+        prop_assert!(n <= whole && whole <= n + 2, "{} whole of {}", n, whole);
+        let ups = split(&out, &codec);
+        prop_assert_eq!(ups.len(), n);
+        let mut start = 0;
+        let mut got = Vec::new();
+        for u in &ups {
+            let len = frame_len(&out[start..], &codec).unwrap().unwrap();
+            prop_assert!(len + 17 > codec.max_len(), "an UPDATE of {} bytes was not held", len);
+            start += len;
+            got.extend(covered(u).0);
+        }
+        got.extend(held.iter().copied());
+        let mut want = sorted_by_family(&prefixes);
+        if attrs.next_hop.is_ipv4() {
+            want.retain(|p| p.addr().is_ipv4());
+        }
+        prop_assert_eq!(sorted_by_family(&got), want);
+    }
+
     #[test]
     fn pack_withdraw_covers_input(codec in arb_codec(), prefixes in arb_prefixes()) {
         let mut out = Vec::new();

@@ -756,6 +756,36 @@ fn extra_attrs_merge() {
 }
 
 #[test]
+fn drained_attrs_add_graceful_shutdown_in_order() {
+    use super::codes::community::{GRACEFUL_SHUTDOWN, NO_EXPORT};
+    let plain = ExtraAttrs::default().drained();
+    assert_eq!(plain.communities, vec![GRACEFUL_SHUTDOWN]);
+    let a = ExtraAttrs {
+        med: Some(7),
+        communities: vec![65010 << 16 | 100, NO_EXPORT],
+        large_communities: vec![[65010, 1, 2]],
+        as_path_prepend: 1,
+    };
+    let d = a.drained();
+    assert_eq!(
+        d.communities,
+        vec![65010 << 16 | 100, GRACEFUL_SHUTDOWN, NO_EXPORT]
+    );
+    assert_eq!((d.med, d.as_path_prepend), (a.med, a.as_path_prepend));
+    assert_eq!(d.large_communities, a.large_communities);
+    // Draining twice, or a set that already asks for it, changes nothing more.
+    assert_eq!(d.drained(), d);
+    // On the wire: one COMMUNITIES attribute carrying 65535:0 among the others.
+    let mut route = attrs("192.0.2.1");
+    route.extra = ExtraAttrs::default().drained();
+    let mut out = Vec::new();
+    pack_announce(&C4, &route, &[net("198.51.100.0/24")], &mut out);
+    assert!(out
+        .windows(7)
+        .any(|w| w == [0xc0, 0x08, 0x04, 0xff, 0xff, 0x00, 0x00]));
+}
+
+#[test]
 fn update_extended_length() {
     // decode: known attribute with the extended-length flag
     let u = update_ok("", "50 01 0001 02", "", &C4);

@@ -1,0 +1,70 @@
+//! The two ways out: a stop for restart (routes kept) and a full shutdown.
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::bgp::adj_out::Changes;
+use crate::bgp::session::SessionCmd;
+use crate::bgp::wire::Notification;
+
+use super::{restart_marker, Agent};
+
+impl Agent {
+    /// SIGTERM: leave kernel routes and let peers keep ours as stale (graceful restart).
+    pub(super) fn stop_for_restart(&mut self) -> Result<(), String> {
+        let marker = restart_marker(&self.opts.socket);
+        if let Err(e) = std::fs::write(&marker, b"") {
+            tracing::warn!("writing {}: {e}", marker.display());
+        }
+        for session in self.sessions.values() {
+            session.task.abort();
+        }
+        let _ = std::fs::remove_file(&self.opts.socket);
+        tracing::info!("stopping for a restart: kernel routes kept, peers hold our routes");
+        Ok(())
+    }
+
+    /// Full shutdown: drain (RFC 8326) for `hostbgp.drain_time`, withdraw everything,
+    /// say goodbye, remove our kernel routes. Whether the peers were drained first.
+    pub(super) async fn shutdown(&mut self) -> bool {
+        tracing::info!("full shutdown");
+        // BFD stays up while draining: a BFD Down would drop the sessions (and the
+        // drained paths with them) before the routers have moved traffic away.
+        self.drain_before_shutdown().await;
+        tracing::info!("full shutdown: withdrawing every prefix");
+        self.bfd_admin_down().await;
+        let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
+        let mut waits = Vec::new();
+        for address in addresses {
+            if let Some(s) = self.sessions.get_mut(&address) {
+                if let Some(est) = &s.established {
+                    let mut changes = Changes::default();
+                    let prefixes: Vec<IpNet> = s.adj_out.prefixes().collect();
+                    for p in prefixes {
+                        s.adj_out.set(p, None, &mut changes);
+                    }
+                    let _ = s.cmd.send(SessionCmd::Changes {
+                        epoch: est.epoch,
+                        changes,
+                    });
+                }
+            }
+            if let Some(wait) = self.stop_session(
+                address,
+                Notification::cease_shutdown("hostbgp: administrative shutdown"),
+            ) {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+        }
+        let prefixes: Vec<IpNet> = self.view.routes.keys().copied().collect();
+        if let Err(e) = self.kernel.remove_routes(&prefixes).await {
+            tracing::warn!("removing kernel routes: {e}");
+        }
+        let _ = std::fs::remove_file(&self.opts.socket);
+        self.drain.is_some()
+    }
+}

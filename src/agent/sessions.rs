@@ -1,0 +1,225 @@
+//! Starting, stopping and hearing from the BGP session tasks.
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::bgp::adj_out::AdjRibOut;
+use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
+use crate::bgp::session::{
+    self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
+};
+use crate::bgp::speaker::Listener;
+use crate::bgp::wire::Notification;
+use crate::config::Peer;
+use crate::plan::{self, SessionView};
+
+use super::{Agent, Established, NextHopTable, PeerSession};
+
+impl Agent {
+    pub(super) fn local_params(&self, restarting: bool) -> Result<Option<LocalParams>, String> {
+        let Some(asn) = self.config.server.asn else {
+            return Ok(None);
+        };
+        let router_id = match self.config.server.router_id {
+            Some(id) => id,
+            None => plan::default_router_id(&self.view).ok_or(
+                "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
+            )?,
+        };
+        Ok(Some(LocalParams {
+            asn,
+            router_id,
+            hold_time: crate::config::DEFAULT_HOLD_TIME,
+            graceful_restart: self.config.server.graceful_restart.then_some(
+                GracefulRestartParams {
+                    restart_time: self.config.server.graceful_restart_time,
+                    restarting,
+                    forwarding: restarting,
+                },
+            ),
+        }))
+    }
+
+    pub(super) fn start_bgp(&mut self, restarting: bool) -> Result<(), String> {
+        self.local = self.local_params(restarting)?;
+        self.listen = self.config.server.listen;
+        let (Some(_), Some(listen)) = (&self.local, self.listen) else {
+            tracing::info!("core.bgp_address not set: BGP disabled");
+            return Ok(());
+        };
+        let peers = self.config.peers();
+        // On reload the previous listener's socket may still be closing: retry briefly.
+        let mut attempts = 0;
+        let listener = loop {
+            match Listener::bind(listen, &peers, self.directory.clone()) {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 40 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        self.listener = Some(listener);
+        for peer in peers {
+            self.spawn_session(peer);
+        }
+        self.sync_bfd();
+        Ok(())
+    }
+
+    pub(super) fn spawn_session(&mut self, peer: Peer) {
+        self.spawn_session_with(peer, None);
+    }
+
+    /// Starts `peer`'s session task, continuing `status` (its counters and last
+    /// NOTIFICATIONs) when given. A peer an operator disabled gets an entry and no task.
+    pub(super) fn spawn_session_with(&mut self, peer: Peer, status: Option<SharedStatus>) {
+        let Some(local) = self.local.clone() else {
+            return;
+        };
+        let id = self.next_session_id;
+        self.next_session_id += 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let status: SharedStatus =
+            status.unwrap_or_else(|| Arc::new(std::sync::Mutex::new(PeerStatus::default())));
+        if self.admin_down.contains_key(&peer.address) {
+            self.park_session(id, peer, tx, status);
+            return;
+        }
+        let params = SessionParams {
+            id,
+            peer: peer.clone(),
+            local: local.for_peer(peer.hold_time, peer.graceful_restart_time),
+            bind: self.listen.map(|l| l.ip()),
+        };
+        // Every line a session logs names its peer.
+        let span = tracing::info_span!("peer", peer = %peer.address, name = %peer_name(&peer));
+        let task = tokio::spawn(
+            session::run(params, rx, self.session_events.clone(), status.clone()).instrument(span),
+        );
+        if let Ok(mut d) = self.directory.write() {
+            d.insert(peer.address, tx.clone());
+        }
+        if peer.bfd.is_some() && self.bfd_up.contains(&peer.address) {
+            let _ = tx.send(SessionCmd::BfdUp);
+        }
+        self.sessions.insert(
+            peer.address,
+            PeerSession {
+                id,
+                peer,
+                cmd: tx,
+                status,
+                task,
+                established: None,
+                adj_out: AdjRibOut::default(),
+                next_hops: NextHopTable::default(),
+                unsent: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Stops one session (NOTIFICATION sent by its task) and forgets it.
+    pub(super) fn stop_session(
+        &mut self,
+        address: IpAddr,
+        notification: Notification,
+    ) -> Option<oneshot::Receiver<()>> {
+        let session = self.sessions.remove(&address)?;
+        if let Ok(mut d) = self.directory.write() {
+            d.remove(&address);
+        }
+        let (done, wait) = oneshot::channel();
+        let _ = session.cmd.send(SessionCmd::Stop {
+            notification: Some(notification),
+            done,
+        });
+        Some(wait)
+    }
+
+    pub(super) async fn on_session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Established {
+                id,
+                epoch,
+                local,
+                negotiated,
+            } => {
+                let Some(address) = self.session_address(id) else {
+                    return;
+                };
+                if let Some(s) = self.sessions.get_mut(&address) {
+                    let Negotiated {
+                        families,
+                        extended_next_hop_ipv4,
+                        ..
+                    } = negotiated;
+                    s.adj_out.clear();
+                    s.next_hops.clear();
+                    s.established = Some(Established {
+                        epoch,
+                        view: SessionView {
+                            local,
+                            extended_next_hop_ipv4,
+                        },
+                        families: families.clone(),
+                    });
+                    self.sync_peer(address, None).await;
+                    if let Some(s) = self.sessions.get(&address) {
+                        let _ = s.cmd.send(SessionCmd::EndOfRib { epoch, families });
+                    }
+                }
+            }
+            SessionEvent::Down { id, epoch } => {
+                let Some(address) = self.session_address(id) else {
+                    return;
+                };
+                if let Some(s) = self.sessions.get_mut(&address) {
+                    if s.established.as_ref().is_some_and(|e| e.epoch == epoch) {
+                        s.established = None;
+                        s.adj_out.clear();
+                        s.unsent.clear();
+                        s.next_hops.clear();
+                    }
+                }
+            }
+            SessionEvent::RouteRefresh { id, epoch } => {
+                let Some(address) = self.session_address(id) else {
+                    return;
+                };
+                if let Some(s) = self.sessions.get(&address) {
+                    if let Some(est) = s.established.as_ref().filter(|e| e.epoch == epoch) {
+                        let _ = s.cmd.send(SessionCmd::Changes {
+                            epoch,
+                            changes: s.adj_out.all(),
+                        });
+                        let _ = s.cmd.send(SessionCmd::EndOfRib {
+                            epoch,
+                            families: est.families.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn session_address(&self, id: u64) -> Option<IpAddr> {
+        self.sessions
+            .iter()
+            .find(|(_, s)| s.id == id)
+            .map(|(a, _)| *a)
+    }
+}
+
+/// The name a peer is configured under (its first declaration).
+pub(super) fn peer_name(peer: &Peer) -> &str {
+    peer.declared_by
+        .first()
+        .map(|(_, n)| n.as_str())
+        .unwrap_or("")
+}
