@@ -5,8 +5,8 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 
 use crate::bgp::session::{self};
-use crate::config::Peer;
 use crate::bgp::wire::Family;
+use crate::config::Peer;
 use crate::control::Reply;
 use crate::kernel::Route;
 use crate::metrics::{self, KernelRouteCounts};

@@ -67,6 +67,7 @@ mod tests {
             password: None,
             hold_time: 90,
             bfd: None,
+            graceful_restart_time: None,
             export: Export::All,
             declared_by: vec![("br0".into(), "r1".into())],
         }
@@ -105,6 +106,11 @@ mod tests {
             },
             Peer {
                 password: Some(Password::new("s")),
+                ..p.clone()
+            },
+            // The OPEN offers another restart time.
+            Peer {
+                graceful_restart_time: Some(3600),
                 ..p.clone()
             },
         ] {

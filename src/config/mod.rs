@@ -9,9 +9,9 @@ mod bfd_tests;
 #[cfg(test)]
 mod check_tests;
 mod diagnose;
+pub mod diff;
 #[cfg(test)]
 mod graceful_tests;
-pub mod diff;
 pub(crate) mod node;
 mod own_addrs;
 pub(crate) use validate::NIC_KEYS;
