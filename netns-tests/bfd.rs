@@ -51,7 +51,7 @@ fn yaml(peer: &str, interval_ms: u32) -> String {
 }
 
 /// Drops everything in and out of `eth0` in namespace `ns`; the link stays up.
-fn blackhole(l: &lab::Lab, ns: &str) {
+pub(crate) fn blackhole(l: &lab::Lab, ns: &str) {
     l.sh(
         ns,
         "nft add table inet bh && \
@@ -62,7 +62,7 @@ fn blackhole(l: &lab::Lab, ns: &str) {
     );
 }
 
-fn heal(l: &lab::Lab, ns: &str) {
+pub(crate) fn heal(l: &lab::Lab, ns: &str) {
     l.sh(ns, "nft delete table inet bh");
 }
 

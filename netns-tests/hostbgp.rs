@@ -97,7 +97,8 @@ impl Hostbgp {
         fs::write(&self.config, yaml).expect("write hostbgp config");
     }
 
-    fn cli(&self, args: &[&str]) -> Result<String, String> {
+    /// `hostbgp ARGS... --socket SOCKET`.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
         let mut c = std::process::Command::new("ip");
         c.args(["netns", "exec", &self.ns, BIN])
             .args(args)

@@ -11,6 +11,10 @@ mod bird;
 mod cluster;
 mod crash;
 mod datapath;
+mod frr;
+#[allow(dead_code)]
+mod frrd;
+mod graceful;
 #[allow(dead_code)]
 mod hostbgp;
 mod hostile;
@@ -20,6 +24,7 @@ mod kernel_routes;
 mod lab;
 mod lifecycle;
 mod lxd;
+mod neighbours;
 mod policy;
 mod selftest;
 mod speaker;

@@ -360,6 +360,9 @@ fn print_status(v: &Value) {
             });
             println!("  router id {id}{hold}");
         }
+        if let Some(n) = &p.capabilities {
+            println!("  {}", status::graceful_restart_line(n));
+        }
         if let Some(b) = &p.bfd {
             println!(
                 "  BFD {} (peer {}), tx every {} ms, detection {} ms, last diagnostic: {}",

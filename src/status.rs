@@ -161,6 +161,19 @@ pub struct NegotiatedView {
     /// The negotiated hold time (the smaller of both sides' offers) and keepalive.
     pub hold_time: u16,
     pub keepalive_secs: Option<u64>,
+    /// The graceful restart time we offered and the peer's (null: that side sent no
+    /// graceful restart capability).
+    #[serde(default)]
+    pub graceful_restart_time_sent: Option<u16>,
+    #[serde(default)]
+    pub graceful_restart_time_received: Option<u16>,
+    /// RFC 8538's N bit each way; with both, our resets go as Cease/Hard Reset.
+    #[serde(default)]
+    pub notification_bit_sent: bool,
+    #[serde(default)]
+    pub notification_bit_received: bool,
+    #[serde(default)]
+    pub hard_reset: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,12 +239,10 @@ pub fn peer_view(
         |slot: &std::sync::Mutex<Option<crate::bgp::session::NotificationRecord>>| {
             let record = slot.lock().ok()?.clone()?;
             let n = &record.notification;
-            let full = n.to_string();
-            let name = full.split(": ").next().unwrap_or(&full).to_string();
             Some(NotificationView {
                 code: n.code,
                 subcode: n.subcode,
-                name,
+                name: n.name(),
                 message: n.shutdown_message().map(|m| m.to_string()),
                 unix: unix(record.at),
             })
@@ -270,6 +281,11 @@ pub fn peer_view(
             graceful_restart: n.graceful_restart,
             hold_time: n.hold_time,
             keepalive_secs: n.keepalive_interval().map(|d| d.as_secs()),
+            graceful_restart_time_sent: n.graceful.local.map(|g| g.restart_time),
+            graceful_restart_time_received: n.graceful.peer.map(|g| g.restart_time),
+            notification_bit_sent: n.graceful.local.is_some_and(|g| g.notification),
+            notification_bit_received: n.graceful.peer.is_some_and(|g| g.notification),
+            hard_reset: n.graceful.hard_reset(),
         }),
         capabilities_offered: offered,
         capabilities_received: session.capabilities_received.clone(),
@@ -283,6 +299,27 @@ pub fn peer_view(
         last_notification_received: notification(&counters.last_received),
         ..Default::default()
     }
+}
+
+/// `graceful restart: sent 120 s (N bit), received 90 s (N bit); resets go as Hard Reset`
+pub fn graceful_restart_line(n: &NegotiatedView) -> String {
+    let side = |time: Option<u16>, n_bit: bool| match time {
+        Some(t) if n_bit => format!("{t} s (N bit)"),
+        Some(t) => format!("{t} s"),
+        None => "none".into(),
+    };
+    let mut line = format!(
+        "graceful restart: sent {}, received {}",
+        side(n.graceful_restart_time_sent, n.notification_bit_sent),
+        side(
+            n.graceful_restart_time_received,
+            n.notification_bit_received
+        )
+    );
+    if n.hard_reset {
+        line.push_str("; resets go as Hard Reset (RFC 8538)");
+    }
+    line
 }
 
 pub fn unix(t: SystemTime) -> u64 {
@@ -346,6 +383,22 @@ mod tests {
         assert_eq!(back, st);
         assert_eq!(back.peers[0].messages_sent.update, 7);
         assert_eq!(human(3725), "1h 2m 5s");
+        let mut n = NegotiatedView {
+            graceful_restart_time_sent: Some(3600),
+            notification_bit_sent: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            graceful_restart_line(&n),
+            "graceful restart: sent 3600 s (N bit), received none"
+        );
+        n.graceful_restart_time_received = Some(90);
+        n.notification_bit_received = true;
+        n.hard_reset = true;
+        assert_eq!(
+            graceful_restart_line(&n),
+            "graceful restart: sent 3600 s (N bit), received 90 s (N bit); resets go as Hard Reset (RFC 8538)"
+        );
         assert_eq!(
             ago(100, SystemTime::UNIX_EPOCH + Duration::from_secs(142)),
             "42s"

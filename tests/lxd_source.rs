@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::SinkExt;
-use hostbgp::lxd::source::{self, SharedStatus};
+use hostbgp::lxd::source::{self, SourceStatus};
 use hostbgp::lxd::Snapshot;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -196,14 +196,14 @@ async fn follows_resyncs_and_keeps_the_last_state() {
     let lxd = FakeLxd::start(&socket, state.clone());
 
     let (publish, mut rx) = watch::channel(None);
-    let status = SharedStatus::default();
-    let task = tokio::spawn(source::run(socket.clone(), publish, status.clone()));
+    let (status_tx, status) = watch::channel(SourceStatus::default());
+    let task = tokio::spawn(source::run(socket.clone(), publish, status_tx));
 
     // Connect, read everything, publish.
     let first = next_snapshot(&mut rx).await;
     assert_eq!(first.networks.len(), 3, "managed ones only");
     assert_eq!(host_name(&first, "c1").as_deref(), Some("vethbb08358e"));
-    assert!(status.lock().expect("status").connected_since.is_some());
+    assert!(status.borrow().connected_since.is_some());
 
     // An unreadable event is skipped; a real one leads to a refetch of its instance.
     set_c1_host_name(&state, "veth00000002");
@@ -218,12 +218,7 @@ async fn follows_resyncs_and_keeps_the_last_state() {
     let next = next_snapshot(&mut rx).await;
     assert_eq!(host_name(&next, "c1").as_deref(), Some("veth00000002"));
     assert_eq!(
-        status
-            .lock()
-            .expect("status")
-            .last_event
-            .as_ref()
-            .map(|e| e.1.clone()),
+        status.borrow().last_event.as_ref().map(|e| e.1.clone()),
         Some("instance-restarted".to_string())
     );
 
@@ -254,7 +249,7 @@ async fn follows_resyncs_and_keeps_the_last_state() {
     // LXD stops: the last snapshot stays, the status says so.
     lxd.stop(&socket);
     tokio::time::timeout(Duration::from_secs(5), async {
-        while status.lock().expect("status").connected_since.is_some() {
+        while status.borrow().connected_since.is_some() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -272,7 +267,7 @@ async fn follows_resyncs_and_keeps_the_last_state() {
     let lxd = FakeLxd::start(&socket, state);
     let resynced = next_snapshot(&mut rx).await;
     assert_eq!(host_name(&resynced, "c1"), None);
-    assert!(status.lock().expect("status").connected_since.is_some());
+    assert!(status.borrow().connected_since.is_some());
 
     task.abort();
     lxd.stop(&socket);

@@ -35,6 +35,7 @@ fn peer(address: &str, port: u16, asn: u32, hold_time: u16) -> Peer {
         password: None,
         hold_time,
         bfd: None,
+        graceful_restart_time: None,
         export: hostbgp::config::Export::All,
         declared_by: vec![("br0".into(), "r1".into())],
     }

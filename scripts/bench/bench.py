@@ -1054,6 +1054,125 @@ def cmd_peers(count, n):
     return res
 
 
+# ---------------------------------------------------------------- bfd (issue 18)
+def bfd_router_conf(i, ms, hold):
+    """Router i: bird2 with BFD at `ms` x 3 towards the host, BGP hold time `hold`."""
+    return (f"router id {peer_addrs(i)[0]};\n"
+            f"protocol bfd {{ interface \"*\" {{ min rx interval {ms} ms; min tx interval {ms} ms; multiplier 3; }}; }}\n"
+            f"protocol bgp h1 {{ local as 65000; neighbor {H_V4} as 65010; connect delay time 1; connect retry time 1; "
+            f"error wait time 1, 2; hold time {hold}; startup hold time {hold}; keepalive time {hold // 3}; bfd on; "
+            "ipv4 { import all; export none; }; ipv6 { import all; export none; }; }\n")
+
+
+def bfd_hb_yaml(count, ms, hold):
+    """The host's bridge br0 (its subnets advertised) declaring `count` peers with BFD."""
+    s = ("config:\n  core.bgp_asn: \"65010\"\n  core.bgp_address: \"0.0.0.0:179\"\n  core.bgp_routerid: 198.51.100.1\n"
+         "networks:\n  br0:\n    type: bridge\n    config:\n      ipv4.nat: \"false\"\n      ipv6.nat: \"false\"\n")
+    for i in range(count):
+        s += (f"      bgp.peers.r{i}.address: \"{peer_addrs(i)[0]}\"\n      bgp.peers.r{i}.asn: \"65000\"\n"
+              f"      bgp.peers.r{i}.bfd: \"true\"\n      bgp.peers.r{i}.bfd.min_interval: \"{ms}\"\n"
+              f"      bgp.peers.r{i}.holdtime: \"{hold}\"\n")
+    return s
+
+
+def hb_status(ns, sock):
+    import json
+    out = sh("ip", "netns", "exec", ns, BIN, "status", "--json", "--socket", sock, check=False)
+    try:
+        return json.loads(out)
+    except ValueError:
+        return {}
+
+
+def nft_blackhole(ns, on):
+    """Drops everything in and out of the router's only link (carrier stays up): the
+    host and the router stop hearing each other, BFD and BGP alike. One `nft -f`
+    transaction, so the drop starts at one moment, just before this returns."""
+    if on:
+        rules = f"{DIR}/blackhole.nft"
+        with open(rules, "w") as f:
+            f.write("table inet bh {\n"
+                    "  chain in { type filter hook input priority 0; iifname \"vr\" drop; }\n"
+                    "  chain out { type filter hook output priority 0; oifname \"vr\" drop; }\n}\n")
+        sh("ip", "netns", "exec", ns, "nft", "-f", rules)
+    else:
+        sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "bh")
+
+
+def hb_bfd_down_at(logpath, address, since):
+    """Epoch time of hostbgp's first `BFD session down` log line for `address` after
+    `since` (the fmt layer's RFC 3339 UTC timestamps), or None."""
+    import datetime
+    for l in open(logpath, errors="replace"):
+        if "BFD session down" not in l or f"peer={address}" not in l:
+            continue
+        try:
+            at = datetime.datetime.strptime(l.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            continue
+        if at >= since:
+            return at
+    return None
+
+
+def cmd_bfd(count, ms, secs, trials):
+    """hostbgp's CPU with `count` BFD peers at `ms` x 3 over `secs` (goal < 1% of a core),
+    and the time from a blackhole to the router's withdrawal against the negotiated
+    detection time (goal <= 1.2x), over `trials` blackholes on different routers."""
+    hold = 240  # only BFD can explain a withdrawal within seconds
+    if not shutil.which("nft"):
+        raise RuntimeError("missing nft: apt-get install -y nftables")
+    t = PeersTopo("b", count)
+    try:
+        t.birds = [Bird(r, f"router-bfd-{i}", bfd_router_conf(i, ms, hold)) for i, r in enumerate(t.routers)]
+        t.ctls = [BirdCtl(b.sock) for b in t.birds]
+        sock = f"{DIR}/hb-bfd.sock"
+        proc = start_hostbgp(t.h, bfd_hb_yaml(count, ms, hold), "hb-bfd")
+
+        def all_up():
+            peers = hb_status(t.h, sock).get("peers", [])
+            return (len(peers) == count and all(p.get("state") == "Established" and (p.get("bfd") or {}).get("state") == "Up"
+                                                 for p in peers)
+                    and all(router_progress(c, "h1")[0] and router_progress(c, "h1")[1] > 0 for c in t.ctls))
+        wait(f"{count} sessions Established with BFD Up", all_up, timeout=120, step=0.2, on_fail=lambda: tail(proc.logpath))
+        detect = {p["name"]: p["bfd"]["detection_time_ms"] for p in hb_status(t.h, sock)["peers"]}
+        c0, w0 = cpu_seconds(proc.pid), time.time()
+        time.sleep(secs)
+        cpu, wall = cpu_seconds(proc.pid) - c0, time.time() - w0
+        share = cpu / wall
+        log(f"  {count} peers, BFD {ms} ms x 3, hold {hold} s: hostbgp CPU {cpu * 1000:.0f} ms over {wall:.1f} s = "
+            f"{share * 100:.3f}% of a core ({(count * 1000 / ms) * 2 * wall:.0f} BFD packets sent and received)")
+        ratios, own = [], []
+        for k in range(trials):
+            i = k % count
+            ctl, ns = t.ctls[i], t.routers[i]
+            # Start at a random point of the BFD interval, as a real failure would.
+            time.sleep(0.05 + (k * 0.037) % (ms / 1000))
+            nft_blackhole(ns, True)
+            # The rules are in force once `nft -f` has committed them: from here.
+            t0 = time.time()
+            gone = wait(f"router {i} withdraws our routes", lambda: router_progress(ctl, "h1")[1] == 0, timeout=30, step=0.002)
+            took = (gone - t0) * 1000
+            ratios.append(took / detect[f"r{i}"])
+            ours = wait(f"hostbgp's BFD down for r{i}", lambda: hb_bfd_down_at(proc.logpath, peer_addrs(i)[0], t0),
+                        timeout=30, step=0.05)
+            ours = (hb_bfd_down_at(proc.logpath, peer_addrs(i)[0], t0) - t0) * 1000
+            own.append(ours / detect[f"r{i}"])
+            log(f"  blackhole r{i}: withdrawn by the router after {took:.0f} ms; negotiated detection {detect[f'r{i}']} ms "
+                f"-> {ratios[-1]:.2f}x (hostbgp's own BFD down after {ours:.0f} ms: {own[-1]:.2f}x)")
+            nft_blackhole(ns, False)
+            wait(f"router {i} back", lambda: router_progress(ctl, "h1")[1] > 0, timeout=60, step=0.05)
+        log(f"RATIO bfd hostbgp CPU/core {count} peers at {ms} ms x 3: {share * 100:.3f}% (goal < 1%)  "
+            f"withdrawal/detection time: median {statistics.median(ratios):.2f}x max {max(ratios):.2f}x "
+            f"over {trials} blackholes (goal <= 1.2x); hostbgp's own detection median {statistics.median(own):.2f}x "
+            f"max {max(own):.2f}x")
+        return dict(cpu_share=share, ratios=ratios, own=own)
+    finally:
+        for c in getattr(t, "ctls", []): c.close()
+        t.close()
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("run as root (network namespaces)")
@@ -1066,7 +1185,9 @@ def main():
     steps = {"bulk": lambda: cmd_bulk(n), "memory": lambda: cmd_memory(n),
              "latency": lambda: cmd_latency(int(os.environ.get("EVENTS", 200))),
              "kernel": lambda: cmd_kernel(n), "restart": lambda: cmd_restart(n),
-             "peers": lambda: cmd_peers(int(os.environ.get("PEERS", 50)), int(os.environ.get("PEER_N", 10000)))}
+             "peers": lambda: cmd_peers(int(os.environ.get("PEERS", 50)), int(os.environ.get("PEER_N", 10000))),
+             "bfd": lambda: cmd_bfd(int(os.environ.get("BFD_PEERS", 10)), int(os.environ.get("BFD_MS", 100)),
+                                    float(os.environ.get("BFD_SECS", 30)), int(os.environ.get("BFD_TRIALS", 10)))}
     todo = list(steps) if what == "all" else [what]
     # CI runs every step at tiny sizes only to prove the scripts work: say so, so its
     # figures are never read as measurements.

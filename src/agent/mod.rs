@@ -165,7 +165,8 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         Ok(when) => {
             let _ = std::fs::remove_file(&marker);
             let age = SystemTime::now().duration_since(when).unwrap_or_default();
-            age < Duration::from_secs(u64::from(config.server.graceful_restart_time))
+            config.server.graceful_restart
+                && age < Duration::from_secs(u64::from(config.max_graceful_restart_time()))
         }
         Err(_) => false,
     };

@@ -1,12 +1,10 @@
 //! Moving to a new configuration (reload, LXD changes) touching only what changed.
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::sessions::same_session;
 use crate::bgp::wire::{codes, Notification};
-use crate::config::{Config, Peer};
+use crate::config::{self, Config};
 use crate::control::Reply;
 use crate::plan::{self, Planner};
 
@@ -53,50 +51,34 @@ impl Agent {
                 "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
             );
         }
-        let old_peers: BTreeMap<IpAddr, Peer> = self
-            .config
-            .peers()
-            .into_iter()
-            .map(|p| (p.address, p))
-            .collect();
-        let new_peers: BTreeMap<IpAddr, Peer> =
-            new.peers().into_iter().map(|p| (p.address, p)).collect();
+        let changes = config::diff::peers(&self.config, &new, server_changed);
         self.planner = Planner::new(&new);
         self.config = new;
-        let mut reset = Vec::new();
-        let mut added = Vec::new();
-        for (address, old) in &old_peers {
-            match new_peers.get(address) {
-                None => {
-                    self.admin_down.remove(address);
-                    tracing::info!(peer = %address, "peer removed from the config");
-                    self.stop_session(
-                        *address,
-                        Notification::cease(codes::cease::PEER_DECONFIGURED),
-                    );
-                }
-                Some(new) if server_changed || !same_session(old, new) => {
-                    tracing::info!(peer = %address, "peer settings changed: resetting its session");
-                    self.stop_session(
-                        *address,
-                        Notification::cease(codes::cease::OTHER_CONFIGURATION_CHANGE),
-                    );
-                    reset.push(new.clone());
-                }
-                Some(new) => {
-                    if let Some(s) = self.sessions.get_mut(address) {
-                        s.peer = new.clone();
-                    }
-                }
+        for address in &changes.removed {
+            self.admin_down.remove(address);
+            tracing::info!(peer = %address, "peer removed from the config");
+            self.stop_session(
+                *address,
+                Notification::cease(codes::cease::PEER_DECONFIGURED),
+            );
+        }
+        for peer in &changes.reset {
+            tracing::info!(peer = %peer.address, "peer settings changed: resetting its session");
+            self.stop_session(
+                peer.address,
+                Notification::cease(codes::cease::OTHER_CONFIGURATION_CHANGE),
+            );
+        }
+        for peer in &changes.updated {
+            if let Some(s) = self.sessions.get_mut(&peer.address) {
+                s.peer = peer.clone();
             }
         }
-        for (address, new) in &new_peers {
-            if !old_peers.contains_key(address) {
-                added.push(new.clone());
-            }
-        }
+        let (mut reset, mut added) = (changes.reset, changes.added);
         if server_changed {
-            self.listener = None;
+            if let Some(listener) = self.listener.take() {
+                listener.close().await;
+            }
             if let Err(e) = self.start_bgp(false) {
                 return Reply::error(e);
             }
@@ -104,8 +86,7 @@ impl Agent {
             reset.retain(|p| !already.contains(&p.address));
             added.retain(|p| !already.contains(&p.address));
         } else if let Some(listener) = self.listener.as_mut() {
-            let peers: Vec<Peer> = new_peers.values().cloned().collect();
-            if let Err(e) = listener.set_keys(&peers) {
+            if let Err(e) = listener.set_keys(&self.config.peers()) {
                 tracing::warn!("updating the listener's MD5 keys: {e}");
             }
         }

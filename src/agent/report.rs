@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::bgp::session::{self};
 use crate::bgp::wire::Family;
+use crate::config::Peer;
 use crate::control::Reply;
 use crate::kernel::Route;
 use crate::metrics::{self, KernelRouteCounts};
@@ -106,23 +107,25 @@ impl Agent {
     }
 
     pub(super) fn status(&self) -> Status {
-        let offered: Vec<String> = self
-            .local
-            .as_ref()
-            .map(|l| {
-                crate::bgp::fsm::build_open(l)
-                    .capabilities
-                    .iter()
-                    .map(session::capability_name)
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Per peer: the restart time offered can be the peer's own.
+        let offered = |p: &Peer| -> Vec<String> {
+            self.local
+                .as_ref()
+                .map(|l| {
+                    crate::bgp::fsm::build_open(&l.for_peer(p.hold_time, p.graceful_restart_time))
+                        .capabilities
+                        .iter()
+                        .map(session::capability_name)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         let peers = self
             .sessions
             .values()
             .filter_map(|s| {
                 let st = s.status.lock().ok()?;
-                let mut view = status::peer_view(&s.peer, &st, offered.clone());
+                let mut view = status::peer_view(&s.peer, &st, offered(&s.peer));
                 for f in Family::ALL {
                     view.prefixes_sent
                         .insert(f.name().into(), s.adj_out.count(f));
@@ -132,12 +135,7 @@ impl Agent {
                 }
                 view.admin_down = self.admin_down.get(&s.peer.address).cloned();
                 if s.peer.bfd.is_some() {
-                    view.bfd = self
-                        .bfd
-                        .status
-                        .lock()
-                        .ok()
-                        .and_then(|b| b.get(&s.peer.address).cloned());
+                    view.bfd = self.bfd.status.borrow().get(&s.peer.address).cloned();
                 }
                 Some(view)
             })

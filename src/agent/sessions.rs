@@ -34,11 +34,13 @@ impl Agent {
             asn,
             router_id,
             hold_time: crate::config::DEFAULT_HOLD_TIME,
-            graceful_restart: Some(GracefulRestartParams {
-                restart_time: self.config.server.graceful_restart_time,
-                restarting,
-                forwarding: restarting,
-            }),
+            graceful_restart: self.config.server.graceful_restart.then_some(
+                GracefulRestartParams {
+                    restart_time: self.config.server.graceful_restart_time,
+                    restarting,
+                    forwarding: restarting,
+                },
+            ),
         }))
     }
 
@@ -92,10 +94,7 @@ impl Agent {
         let params = SessionParams {
             id,
             peer: peer.clone(),
-            local: LocalParams {
-                hold_time: peer.hold_time,
-                ..local
-            },
+            local: local.for_peer(peer.hold_time, peer.graceful_restart_time),
             bind: self.listen.map(|l| l.ip()),
         };
         // Every line a session logs names its peer.
@@ -223,64 +222,4 @@ pub(super) fn peer_name(peer: &Peer) -> &str {
         .first()
         .map(|(_, n)| n.as_str())
         .unwrap_or("")
-}
-
-/// Whether a reload may keep the peer's session. BFD settings count: the session is
-/// gated on BFD, so turning it on or off must start over.
-pub(super) fn same_session(a: &Peer, b: &Peer) -> bool {
-    a.port == b.port
-        && a.asn == b.asn
-        && a.password == b.password
-        && a.hold_time == b.hold_time
-        && a.bfd == b.bfd
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config;
-
-    #[test]
-    fn a_bfd_change_resets_the_session() {
-        let peer = Peer {
-            address: "192.0.2.1".parse().expect("address"),
-            port: 179,
-            asn: 65000,
-            password: None,
-            hold_time: 90,
-            bfd: None,
-            export: config::Export::All,
-            declared_by: vec![("br0".into(), "r1".into())],
-        };
-        let on = Peer {
-            bfd: Some(config::BfdSettings::default()),
-            ..peer.clone()
-        };
-        let faster = Peer {
-            bfd: Some(config::BfdSettings {
-                min_interval_ms: 100,
-                ..config::BfdSettings::default()
-            }),
-            ..peer.clone()
-        };
-        assert!(same_session(&peer, &peer.clone()));
-        assert!(!same_session(&peer, &on));
-        assert!(!same_session(&on, &faster));
-        let renamed = Peer {
-            declared_by: vec![("br1".into(), "r1".into())],
-            ..on.clone()
-        };
-        assert!(
-            same_session(&on, &renamed),
-            "where it is declared is not a setting"
-        );
-        let scoped = Peer {
-            export: config::Export::Network,
-            ..on.clone()
-        };
-        assert!(
-            same_session(&on, &scoped),
-            "an export change resyncs the peer, it does not reset it"
-        );
-    }
 }

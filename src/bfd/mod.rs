@@ -27,7 +27,10 @@
 //!   authentication. It needs the receiving interface too (`IP_PKTINFO`,
 //!   `IPV6_RECVPKTINFO`) for link-local peers and for the demux key;
 //! - decodes with `Repr::decode`, finds the session with `Demux::lookup` keyed by
-//!   source address and interface, and feeds `Event::Received`;
+//!   source address and interface, and feeds `Event::Received`; the detection timer
+//!   it restarts runs from the datagram's arrival (`SO_TIMESTAMPNS`), so while every
+//!   session is Up and steady the sockets are read at the task's own wake-ups rather
+//!   than each packet waking it;
 //! - sends with TTL/hop limit 255 from a source port in 49152..=65535 (section 4),
 //!   the same one for all of a session's packets, to port 3784;
 //! - carries out each `Action` in order: `Send` at once, `Arm*Timer` replaces that

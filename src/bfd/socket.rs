@@ -4,22 +4,24 @@
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{
     bind, recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, MsgFlags,
     SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
 };
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 use super::{CONTROL_PORT, SOURCE_PORTS, TTL};
 
 /// One received datagram: its length in the buffer, sender, and TTL or hop limit
-/// (None when the kernel gave none, which the caller must treat as not 255).
+/// (None when the kernel gave none, which the caller must treat as not 255), and
+/// when the kernel received it (`SO_TIMESTAMPNS`): a datagram read late still
+/// restarts the detection timer from its arrival.
 pub struct Datagram {
     pub len: usize,
     pub from: SocketAddr,
     pub ttl: Option<i32>,
+    pub arrived: Option<SystemTime>,
 }
 
 fn udp_socket(family: AddressFamily) -> io::Result<OwnedFd> {
@@ -32,15 +34,12 @@ fn udp_socket(family: AddressFamily) -> io::Result<OwnedFd> {
     .map_err(io::Error::from)
 }
 
-fn into_tokio(fd: OwnedFd) -> io::Result<UdpSocket> {
-    UdpSocket::from_std(StdUdpSocket::from(fd))
-}
-
 /// The receiving socket of one family on port 3784 (0.0.0.0 or [::], IPv6 only so
 /// both can be bound), asking the kernel for each datagram's TTL or hop limit. No
 /// SO_REUSEADDR: another BFD daemon on the port must be an error, not a silent
-/// split of the peers' packets.
-pub fn bind_control(v6: bool) -> io::Result<UdpSocket> {
+/// split of the peers' packets. Non-blocking and not registered with tokio: the task
+/// decides when readiness may wake it (see `task`).
+pub fn bind_control(v6: bool) -> io::Result<StdUdpSocket> {
     let fd = if v6 {
         let fd = udp_socket(AddressFamily::Inet6)?;
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
@@ -63,24 +62,29 @@ pub fn bind_control(v6: bool) -> io::Result<UdpSocket> {
         bind(fd.as_raw_fd(), &addr)?;
         fd
     };
-    into_tokio(fd)
+    setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
+    Ok(StdUdpSocket::from(fd))
 }
 
-/// The next datagram on a socket from `bind_control`, with its TTL or hop limit.
-pub async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
-    sock.async_io(Interest::READABLE, || recv_now(sock.as_raw_fd(), buf))
-        .await
-}
-
-fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
+/// The next datagram waiting on a socket from `bind_control` (`WouldBlock` when
+/// none), with its TTL or hop limit and arrival time.
+pub fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut cmsg = nix::cmsg_space!(libc::c_int);
+    let mut cmsg = nix::cmsg_space!(libc::c_int, libc::timespec);
     let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
         .map_err(io::Error::from)?;
     let mut ttl = None;
+    let mut arrived = None;
     for c in msg.cmsgs().map_err(io::Error::from)? {
         match c {
             ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => ttl = Some(t),
+            ControlMessageOwned::ScmTimestampns(ts) => {
+                let secs = u64::try_from(ts.tv_sec()).ok();
+                let nanos = u32::try_from(ts.tv_nsec()).ok();
+                if let (Some(secs), Some(nanos)) = (secs, nanos) {
+                    arrived = SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+                }
+            }
             _ => {}
         }
     }
@@ -99,6 +103,7 @@ fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
         len: msg.bytes,
         from,
         ttl,
+        arrived,
     })
 }
 

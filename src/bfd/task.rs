@@ -5,16 +5,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU8;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use std::os::fd::{AsRawFd, RawFd};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::time::sleep_until_some;
-
 use super::socket::{self, Datagram};
+use super::timers;
 use super::{
     Action, Config, Demux, DownCause, Event, Jitter, Repr, Session, XorShift32, CONTROL_PORT, TTL,
 };
@@ -35,19 +36,19 @@ pub enum Report {
     Down(IpAddr, DownCause),
 }
 
-/// Each peer's session as `status` shows it.
-pub type SharedBfdStatus = Arc<Mutex<BTreeMap<IpAddr, BfdView>>>;
+/// Each peer's session as `status` shows it, published by the task (its only writer).
+pub type BfdStatus = BTreeMap<IpAddr, BfdView>;
 
 pub struct Handle {
     pub commands: mpsc::UnboundedSender<Command>,
-    pub status: SharedBfdStatus,
+    pub status: watch::Receiver<BfdStatus>,
 }
 
 /// Starts the task on the current runtime. It binds port 3784 only once a peer
 /// wants BFD, so that an agent without BFD peers needs no such socket.
 pub fn spawn(reports: mpsc::UnboundedSender<Report>) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let status = SharedBfdStatus::default();
+    let (status, status_rx) = watch::channel(BfdStatus::new());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -60,12 +61,12 @@ pub fn spawn(reports: mpsc::UnboundedSender<Report>) -> Handle {
         rx6: None,
         rng: XorShift32::new(seed),
         reports,
-        status: status.clone(),
+        status,
     };
     tokio::spawn(task.run(rx));
     Handle {
         commands: tx,
-        status,
+        status: status_rx,
     }
 }
 
@@ -85,7 +86,38 @@ struct Peer {
     /// out of tokio: a freshly registered one would refuse its first send.
     sender: std::net::UdpSocket,
     transmit_at: Option<Instant>,
+    /// From when the armed packet may go early (`timers::earliest_transmit`).
+    transmit_from: Option<Instant>,
     detect_at: Option<Instant>,
+    /// What status last showed, so that the packets that change nothing (nearly all)
+    /// cost no allocation and no lock.
+    shown: Option<Shown>,
+}
+
+/// The session's values `status` shows, compared cheaply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Shown {
+    state: super::State,
+    remote_state: super::State,
+    diagnostic: super::Diagnostic,
+    remote_discriminator: u32,
+    transmit_interval: Duration,
+    detection_time: Duration,
+    detect_mult: NonZeroU8,
+}
+
+impl Shown {
+    fn of(s: &Session) -> Shown {
+        Shown {
+            state: s.state(),
+            remote_state: s.remote_state(),
+            diagnostic: s.local_diagnostic(),
+            remote_discriminator: s.remote_discriminator(),
+            transmit_interval: s.transmit_interval(),
+            detection_time: s.detection_time(),
+            detect_mult: s.config().detect_mult,
+        }
+    }
 }
 
 struct Task {
@@ -93,24 +125,90 @@ struct Task {
     /// interface only tells link-local peers apart, which hostbgp has none of yet.
     demux: Demux<IpAddr>,
     peers: HashMap<IpAddr, Peer>,
-    rx4: Option<UdpSocket>,
-    rx6: Option<UdpSocket>,
+    rx4: Option<Rx>,
+    rx6: Option<Rx>,
     rng: XorShift32,
     reports: mpsc::UnboundedSender<Report>,
-    status: SharedBfdStatus,
+    status: watch::Sender<BfdStatus>,
 }
 
-async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<Datagram> {
-    match sock {
-        Some(s) => socket::recv(s, buf).await,
+/// A receiving socket, and its registration with tokio while packets should wake
+/// the task at once. While every session is Up and steady a packet only restarts a
+/// detection timer, and its arrival time says from when: it can wait for the task's
+/// next timer (at most an interval), which halves the wake-ups of a steady session.
+struct Rx {
+    /// Declared first: dropped (deregistered) before the socket closes.
+    watch: Option<AsyncFd<Fd>>,
+    sock: std::net::UdpSocket,
+}
+
+/// The socket's descriptor for `AsyncFd`; the socket itself keeps ownership.
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Rx {
+    fn set_watch(&mut self, on: bool) {
+        if on == self.watch.is_some() {
+            return;
+        }
+        self.watch = if on {
+            let fd = Fd(self.sock.as_raw_fd());
+            // SAFETY: `sock` owns the descriptor and outlives `watch`: it is neither
+            // closed nor replaced while registered (`watch` is dropped first, in
+            // `set_watch(false)` or with the struct, whose field order says so).
+            match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("BFD: watching the receive socket: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+    }
+}
+
+/// Resolves when a watched socket may be readable (its readiness cleared: the
+/// caller reads until `WouldBlock`); never while unwatched.
+async fn readable(rx: Option<&Rx>) {
+    match rx.and_then(|r| r.watch.as_ref()) {
+        Some(w) => match w.readable().await {
+            Ok(mut guard) => guard.clear_ready(),
+            Err(e) => tracing::debug!("BFD receive readiness: {e}"),
+        },
         None => std::future::pending().await,
     }
 }
 
+/// At most this many datagrams are read per socket per wake-up, so a flood cannot
+/// starve the timers (the rest waits for the next one).
+const MAX_READ: usize = 256;
+/// An arrival time older than this is a clock step, not a late read.
+const MAX_LATE: Duration = Duration::from_secs(1);
+
+/// The monotonic time of a datagram's arrival (now when the kernel gave none).
+fn arrival(arrived: Option<std::time::SystemTime>) -> Instant {
+    let now = Instant::now();
+    let late = arrived
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
+        .min(MAX_LATE);
+    now.checked_sub(late).unwrap_or(now)
+}
+
 impl Task {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut buf4 = [0u8; 512];
-        let mut buf6 = [0u8; 512];
+        // One timer, moved only when the earliest deadline moves: a fresh one per
+        // loop was a timer-wheel insert and removal per packet.
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             let next = self
                 .peers
@@ -118,6 +216,17 @@ impl Task {
                 .flat_map(|p| [p.transmit_at, p.detect_at])
                 .flatten()
                 .min();
+            if next != armed {
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
+                }
+                armed = next;
+            }
+            // Without any deadline nothing would wake the task to read: listen.
+            let prompt = armed.is_none() || self.wants_prompt_receive();
+            for rx in [self.rx4.as_mut(), self.rx6.as_mut()].into_iter().flatten() {
+                rx.set_watch(prompt);
+            }
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Peers(peers)) => self.set_peers(peers),
@@ -125,9 +234,13 @@ impl Task {
                     // peer's detection time or our next start takes over.
                     None => return,
                 },
-                r = recv_on(self.rx4.as_ref(), &mut buf4) => self.on_recv(r, &buf4),
-                r = recv_on(self.rx6.as_ref(), &mut buf6) => self.on_recv(r, &buf6),
-                () = sleep_until_some(next) => self.fire_timers(),
+                () = readable(self.rx4.as_ref()) => self.drain(),
+                () = readable(self.rx6.as_ref()) => self.drain(),
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    // What arrived before a deadline counts before it is judged.
+                    self.drain();
+                }
             }
         }
     }
@@ -144,9 +257,9 @@ impl Task {
             self.handle(address, Event::AdminDown);
             self.peers.remove(&address);
             self.demux.remove(&address);
-            if let Ok(mut s) = self.status.lock() {
+            self.status.send_modify(|s| {
                 s.remove(&address);
-            }
+            });
         }
         for (address, settings) in wanted {
             let config = session_config(&settings);
@@ -168,7 +281,7 @@ impl Task {
         };
         if rx.is_none() {
             match socket::bind_control(address.is_ipv6()) {
-                Ok(s) => *rx = Some(s),
+                Ok(sock) => *rx = Some(Rx { watch: None, sock }),
                 // Without it the session never comes up; BGP waits out its hold time.
                 Err(e) => {
                     tracing::error!(peer = %address, "BFD: binding UDP port {CONTROL_PORT}: {e}")
@@ -192,23 +305,52 @@ impl Task {
                 session,
                 sender,
                 transmit_at: None,
+                transmit_from: None,
                 detect_at: None,
+                shown: None,
             },
         );
         tracing::info!(peer = %address, discriminator = discr.get(), "BFD session started");
         self.carry_out(address, actions);
     }
 
-    fn on_recv(&mut self, result: std::io::Result<Datagram>, buf: &[u8]) {
-        let d = match result {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::debug!("BFD receive: {e}");
-                return;
+    /// Prompt reception matters while a session is coming up, going down or
+    /// renegotiating (the three-way handshake, a Poll): then each packet wakes the task.
+    fn wants_prompt_receive(&self) -> bool {
+        self.peers.values().any(|p| {
+            let s = &p.session;
+            s.state() != super::State::Up || s.remote_state() != super::State::Up || s.polling()
+        })
+    }
+
+    /// Reads every waiting datagram, then fires what is due: the task is awake
+    /// anyway, so packets whose jitter window is open go now too.
+    fn drain(&mut self) {
+        let mut buf = [0u8; 512];
+        for v6 in [false, true] {
+            for _ in 0..MAX_READ {
+                let rx = if v6 {
+                    self.rx6.as_ref()
+                } else {
+                    self.rx4.as_ref()
+                };
+                let Some(rx) = rx else { break };
+                match socket::recv_now(rx.sock.as_raw_fd(), &mut buf) {
+                    Ok(d) => self.on_datagram(&d, &buf),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!("BFD receive: {e}");
+                        break;
+                    }
+                }
             }
-        };
-        match accept(&self.demux, &d, buf) {
-            Ok((from, repr)) => self.handle(from, Event::Received(repr)),
+        }
+        self.fire_timers();
+    }
+
+    fn on_datagram(&mut self, d: &Datagram, buf: &[u8]) {
+        match accept(&self.demux, d, buf) {
+            Ok((from, repr)) => self.handle_at(from, Event::Received(repr), arrival(d.arrived)),
             Err(why) => tracing::debug!(from = %d.from, "BFD: dropped: {why}"),
         }
     }
@@ -221,8 +363,9 @@ impl Task {
                 p.detect_at = None;
                 due.push((*address, Event::DetectionTimerExpired));
             }
-            if p.transmit_at.is_some_and(|t| t <= now) {
+            if p.transmit_from.is_some_and(|t| t <= now) {
                 p.transmit_at = None;
+                p.transmit_from = None;
                 due.push((*address, Event::TransmitTimerExpired));
             }
         }
@@ -232,14 +375,24 @@ impl Task {
     }
 
     fn handle(&mut self, address: IpAddr, event: Event) {
+        self.handle_at(address, event, Instant::now());
+    }
+
+    /// `event` as of `at` (a received packet's arrival): the detection timer it
+    /// restarts runs from then.
+    fn handle_at(&mut self, address: IpAddr, event: Event, at: Instant) {
         let Some(p) = self.peers.get_mut(&address) else {
             return;
         };
         let actions = p.session.handle(event, &mut self.rng);
-        self.carry_out(address, actions);
+        self.carry_out_at(address, actions, at);
     }
 
     fn carry_out(&mut self, address: IpAddr, actions: Vec<Action>) {
+        self.carry_out_at(address, actions, Instant::now());
+    }
+
+    fn carry_out_at(&mut self, address: IpAddr, actions: Vec<Action>, at: Instant) {
         let Some(p) = self.peers.get_mut(&address) else {
             return;
         };
@@ -253,8 +406,12 @@ impl Task {
                         tracing::debug!(peer = %address, "BFD send: {e}");
                     }
                 }
-                Action::ArmTransmitTimer(d) => p.transmit_at = Some(now + d),
-                Action::ArmDetectionTimer(d) => p.detect_at = Some(now + d),
+                Action::ArmTransmitTimer(d) => {
+                    let early = timers::earliest_transmit(d, p.session.transmit_interval());
+                    p.transmit_at = Some(now + d);
+                    p.transmit_from = Some(now + early);
+                }
+                Action::ArmDetectionTimer(d) => p.detect_at = Some(at + d),
                 Action::StopDetectionTimer => p.detect_at = None,
                 Action::SessionUp => {
                     tracing::info!(peer = %address, "BFD session up");
@@ -266,10 +423,15 @@ impl Task {
                 }
             }
         }
-        let view = view_of(&p.session);
-        if let Ok(mut s) = self.status.lock() {
-            s.insert(address, view);
+        let shown = Shown::of(&p.session);
+        if p.shown == Some(shown) {
+            return;
         }
+        p.shown = Some(shown);
+        let view = view_of(&p.session);
+        self.status.send_modify(|s| {
+            s.insert(address, view);
+        });
     }
 }
 
@@ -327,6 +489,7 @@ mod tests {
             len,
             from: SocketAddr::new(from.parse().expect("address"), 49152),
             ttl,
+            arrived: None,
         }
     }
 
@@ -376,6 +539,32 @@ mod tests {
             &bytes,
         );
         assert!(got.is_ok(), "{got:?}");
+    }
+
+    #[test]
+    fn a_late_read_counts_from_the_arrival() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let now = Instant::now();
+            let sent = std::time::SystemTime::now() - Duration::from_millis(80);
+            let at = arrival(Some(sent));
+            let late = now.saturating_duration_since(at);
+            assert!(late >= Duration::from_millis(70), "{late:?}");
+            assert!(late <= Duration::from_millis(200), "{late:?}");
+            // No timestamp, or one from the future: now.
+            assert!(arrival(None) >= now);
+            let ahead = std::time::SystemTime::now() + Duration::from_secs(5);
+            assert!(arrival(Some(ahead)) >= now);
+            // A clock step is not a late read: at most `MAX_LATE`.
+            let stepped = std::time::SystemTime::now() - Duration::from_secs(3600);
+            assert!(
+                Instant::now().saturating_duration_since(arrival(Some(stepped)))
+                    <= MAX_LATE + Duration::from_millis(100)
+            );
+        });
     }
 
     #[test]

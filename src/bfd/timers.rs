@@ -61,6 +61,15 @@ impl Jitter for XorShift32 {
     }
 }
 
+/// How soon a packet armed to go after `delay` may go instead: as early as 75% of
+/// `interval`, the shortest gap jitter may give (section 6.8.7), never later than
+/// `delay`. Sending every open window when any timer or packet wakes the task turns
+/// one wake-up per packet into one per burst (10 peers at 100 ms: ~200 wake-ups a
+/// second were 1.8% of a core, most of it waking up).
+pub fn earliest_transmit(delay: Duration, interval: Duration) -> Duration {
+    delay.min(interval * 3 / 4)
+}
+
 /// The jittered interval (section 6.8.7): 75 to 100 percent of `interval`, or 75 to 90
 /// percent with a multiplier of 1, where one late packet would already be a failure.
 pub fn jittered(interval: Duration, detect_mult: u8, sample: u32) -> Duration {
@@ -103,6 +112,16 @@ mod tests {
             transmit_interval(SLOW_TX_INTERVAL, 300 * MS),
             SLOW_TX_INTERVAL
         );
+    }
+
+    #[test]
+    fn earliest_transmit_stays_in_the_jitter_range() {
+        // A normal arm: anywhere from 75% of the interval.
+        assert_eq!(earliest_transmit(90 * MS, 100 * MS), 75 * MS);
+        assert_eq!(earliest_transmit(75 * MS, 100 * MS), 75 * MS);
+        // An arm shorter than that (the first packet, a rate change) is not moved.
+        assert_eq!(earliest_transmit(10 * MS, 100 * MS), 10 * MS);
+        assert_eq!(earliest_transmit(Duration::ZERO, 100 * MS), Duration::ZERO);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use super::graceful::{GracefulRestartNegotiated, GracefulRestartOffer};
 use super::wire::{
     Capability, ExtendedNextHopEntry, Family, GracefulRestart, GracefulRestartFamily, Notification,
     Open, AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST,
@@ -53,6 +54,30 @@ pub struct LocalParams {
     pub graceful_restart: Option<GracefulRestartParams>,
 }
 
+impl LocalParams {
+    /// What one peer is offered: its own hold time and, when it has one, its own
+    /// restart time (`bgp.peers.NAME.graceful_restart.time`).
+    pub fn for_peer(&self, hold_time: u16, restart_time: Option<u16>) -> LocalParams {
+        let graceful_restart = self.graceful_restart.map(|gr| GracefulRestartParams {
+            restart_time: restart_time.unwrap_or(gr.restart_time),
+            ..gr
+        });
+        LocalParams {
+            hold_time,
+            graceful_restart,
+            ..self.clone()
+        }
+    }
+
+    fn graceful_restart_offer(&self) -> Option<GracefulRestartOffer> {
+        self.graceful_restart.map(|gr| GracefulRestartOffer {
+            restart_time: gr.restart_time.min(4095),
+            notification: true,
+            restarting: gr.restarting,
+        })
+    }
+}
+
 /// What both sides agreed on for one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Negotiated {
@@ -67,6 +92,8 @@ pub struct Negotiated {
     pub route_refresh: bool,
     /// The peer understands graceful restart (so it may keep our routes as stale).
     pub graceful_restart: bool,
+    /// Both sides' graceful restart offers: restart times, N bits.
+    pub graceful: GracefulRestartNegotiated,
 }
 
 impl Negotiated {
@@ -99,11 +126,13 @@ pub fn build_open(local: &LocalParams) -> Open {
         Capability::ExtendedMessage,
         Capability::FourOctetAs(local.asn),
     ];
-    if let Some(gr) = local.graceful_restart {
+    if let (Some(gr), Some(offer)) = (local.graceful_restart, local.graceful_restart_offer()) {
         capabilities.push(Capability::GracefulRestart(GracefulRestart {
-            restart_state: gr.restarting,
-            notification: false,
-            restart_time: gr.restart_time.min(4095),
+            restart_state: offer.restarting,
+            // RFC 8538: we ask for NOTIFICATIONs to be graceful too, and say Hard
+            // Reset when we mean it (see `GracefulRestartNegotiated::outgoing`).
+            notification: offer.notification,
+            restart_time: offer.restart_time,
             families: Family::ALL
                 .iter()
                 .map(|f| GracefulRestartFamily {
@@ -203,6 +232,10 @@ pub fn negotiate(
         extended_next_hop_ipv4,
         route_refresh,
         graceful_restart,
+        graceful: GracefulRestartNegotiated {
+            local: local.graceful_restart_offer(),
+            peer: GracefulRestartOffer::of(&open.capabilities),
+        },
     })
 }
 
@@ -449,6 +482,94 @@ mod tests {
             .capabilities
             .iter()
             .any(|c| matches!(c, Capability::GracefulRestart(_))));
+    }
+
+    fn peer_gr(restart_time: u16, notification: bool) -> Capability {
+        Capability::GracefulRestart(GracefulRestart {
+            restart_state: false,
+            notification,
+            restart_time,
+            families: vec![],
+        })
+    }
+
+    fn open_gr(open: &Open) -> Option<GracefulRestart> {
+        open.capabilities.iter().find_map(|c| match c {
+            Capability::GracefulRestart(gr) => Some(gr.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn open_sends_the_n_bit_and_the_peer_restart_time() {
+        let gr = open_gr(&build_open(&local())).unwrap();
+        assert!(gr.notification && !gr.restart_state);
+        assert_eq!(gr.restart_time, 120);
+        // A peer's own time wins over the server's; its hold time is its own.
+        let lxd = local().for_peer(30, Some(3600));
+        assert_eq!(lxd.hold_time, 30);
+        assert_eq!(open_gr(&build_open(&lxd)).unwrap().restart_time, 3600);
+        let zero = local().for_peer(90, Some(0));
+        assert_eq!(open_gr(&build_open(&zero)).unwrap().restart_time, 0);
+        assert_eq!(
+            open_gr(&build_open(&local().for_peer(90, None)))
+                .unwrap()
+                .restart_time,
+            120
+        );
+        // Graceful restart off: no capability whatever the peer's time.
+        let mut off = local();
+        off.graceful_restart = None;
+        let off = off.for_peer(90, Some(3600));
+        assert_eq!(off.graceful_restart, None);
+        assert_eq!(open_gr(&build_open(&off)), None);
+        // The R and F bits of a restart survive a per-peer time.
+        let mut restarting = local();
+        restarting.graceful_restart = Some(GracefulRestartParams {
+            restart_time: 120,
+            restarting: true,
+            forwarding: true,
+        });
+        let gr = open_gr(&build_open(&restarting.for_peer(90, Some(600)))).unwrap();
+        assert!(gr.restart_state && gr.notification);
+        assert_eq!(gr.restart_time, 600);
+        assert!(gr.families.iter().all(|f| f.forwarding_state));
+    }
+
+    #[test]
+    fn negotiates_graceful_restart_both_ways() {
+        let mut caps = bird_caps();
+        caps.push(peer_gr(90, true));
+        let n = negotiate(&local().for_peer(90, Some(3600)), 65000, &peer_open(caps)).unwrap();
+        assert!(n.graceful_restart);
+        let ours = n.graceful.local.unwrap();
+        let theirs = n.graceful.peer.unwrap();
+        assert_eq!((ours.restart_time, ours.notification), (3600, true));
+        assert_eq!((theirs.restart_time, theirs.notification), (90, true));
+        assert!(n.graceful.hard_reset());
+
+        // bird 2.0: graceful restart without the N bit.
+        let mut caps = bird_caps();
+        caps.push(peer_gr(120, false));
+        let n = negotiate(&local(), 65000, &peer_open(caps)).unwrap();
+        assert!(n.graceful_restart && !n.graceful.hard_reset());
+        assert_eq!(n.graceful.peer.map(|p| p.restart_time), Some(120));
+
+        // No capability from the peer.
+        let n = negotiate(&local(), 65000, &peer_open(bird_caps())).unwrap();
+        assert!(!n.graceful_restart && n.graceful.peer.is_none());
+        assert!(!n.graceful.hard_reset());
+
+        // Ours off: the peer's N bit alone changes nothing.
+        let mut off = local();
+        off.graceful_restart = None;
+        let mut caps = bird_caps();
+        caps.push(peer_gr(120, true));
+        let n = negotiate(&off, 65000, &peer_open(caps)).unwrap();
+        assert_eq!(n.graceful.local, None);
+        assert!(!n.graceful.hard_reset());
+        let hold = Notification::new(4, 0, vec![]);
+        assert_eq!(n.graceful.outgoing(hold.clone()), hold);
     }
 
     #[test]

@@ -255,9 +255,11 @@ impl Conn {
         self.send(&buf).await
     }
 
-    /// Sends a NOTIFICATION (best effort) and closes.
+    /// Sends a NOTIFICATION (best effort; a Hard Reset under RFC 8538's N bit) and
+    /// closes.
     async fn close(mut self, notification: Option<Notification>) {
         if let Some(n) = notification {
+            let n = self.negotiated.graceful.outgoing(n);
             self.counters.notification_sent(&n);
             let _ = self.send_message(&Message::Notification(n)).await;
         }
@@ -429,7 +431,7 @@ pub async fn run(
                     }
                     other => {
                         if let Some(conn) = confirm.take() {
-                            let (message, reply) = describe_end(other);
+                            let (message, reply) = describe_end(other, &conn.negotiated);
                             conn.close(reply).await;
                             fail(&status, &mut connect_at, &mut backoff, message);
                             if std::mem::take(&mut collision_survivor) {
@@ -456,7 +458,7 @@ pub async fn run(
                     }
                     other => {
                         if let Some(conn) = established.take() {
-                            let (message, reply) = describe_end(other);
+                            let (message, reply) = describe_end(other, &conn.negotiated);
                             tracing::warn!(%peer, "session down: {message}");
                             conn.close(reply).await;
                             let _ = events.send(SessionEvent::Down { id, epoch });
@@ -614,9 +616,24 @@ fn fail(
 }
 
 /// Why a connection ended, and what to send the peer about it.
-fn describe_end(event: Option<ReaderEvent>) -> (String, Option<Notification>) {
+fn describe_end(
+    event: Option<ReaderEvent>,
+    negotiated: &Negotiated,
+) -> (String, Option<Notification>) {
     match event {
-        Some(ReaderEvent::Notification(n)) => (format!("peer sent NOTIFICATION {n}"), None),
+        Some(ReaderEvent::Notification(n)) => {
+            // RFC 8538 section 4: under the N bit only a Hard Reset drops routes; any
+            // other NOTIFICATION is a graceful restart (we import nothing, so only
+            // the peer's side of it matters: it keeps ours as stale).
+            let what = if n.is_hard_reset() {
+                " (hard reset)"
+            } else if negotiated.graceful.hard_reset() {
+                " (N bit: the peer keeps our routes as stale until we are back)"
+            } else {
+                ""
+            };
+            (format!("peer sent NOTIFICATION {n}{what}"), None)
+        }
         Some(ReaderEvent::Fatal(message, reply)) => (message, reply),
         Some(ReaderEvent::Closed(message)) => (message, None),
         Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => (
@@ -838,6 +855,9 @@ pub fn capability_name(c: &super::wire::Capability) -> String {
         C::RouteRefresh => "route refresh".into(),
         C::ExtendedNextHop(_) => "extended next hop".into(),
         C::ExtendedMessage => "extended message".into(),
+        C::GracefulRestart(gr) if gr.notification => {
+            format!("graceful restart ({} s, N bit)", gr.restart_time)
+        }
         C::GracefulRestart(gr) => format!("graceful restart ({} s)", gr.restart_time),
         C::FourOctetAs(_) => "4-octet AS".into(),
         C::Unknown { code, .. } => format!("capability {code}"),
@@ -940,6 +960,57 @@ async fn read_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_notifications_are_described_per_rfc_8538() {
+        use crate::bgp::graceful::GracefulRestartOffer;
+        let offer = Some(GracefulRestartOffer {
+            restart_time: 120,
+            notification: true,
+            restarting: false,
+        });
+        let mut negotiated = fsm::negotiate(
+            &LocalParams {
+                asn: 65010,
+                router_id: std::net::Ipv4Addr::new(192, 0, 2, 1),
+                hold_time: 90,
+                graceful_restart: None,
+            },
+            65000,
+            &super::super::wire::Open {
+                version: 4,
+                my_as: 65000,
+                hold_time: 90,
+                bgp_id: std::net::Ipv4Addr::new(192, 0, 2, 2),
+                capabilities: vec![],
+            },
+        )
+        .expect("negotiated");
+        let cease = Notification::new(6, 2, vec![]);
+        let hard = Notification::hard_reset(&Notification::new(4, 0, vec![]));
+        let end = |n: &Notification, neg: &Negotiated| {
+            describe_end(Some(ReaderEvent::Notification(n.clone())), neg)
+        };
+        assert_eq!(
+            end(&cease, &negotiated),
+            (
+                "peer sent NOTIFICATION Cease/Administrative Shutdown".into(),
+                None
+            )
+        );
+        let (text, reply) = end(&hard, &negotiated);
+        assert_eq!(
+            text,
+            "peer sent NOTIFICATION Cease/Hard Reset (Hold Timer Expired/Unspecific) (hard reset)"
+        );
+        assert_eq!(reply, None, "nothing is sent back to a NOTIFICATION");
+        negotiated.graceful.local = offer;
+        negotiated.graceful.peer = offer;
+        assert!(end(&cease, &negotiated)
+            .0
+            .ends_with("(N bit: the peer keeps our routes as stale until we are back)"));
+        assert!(end(&hard, &negotiated).0.ends_with("(hard reset)"));
+    }
 
     #[test]
     fn bfd_gate_opens_on_up_or_after_the_hold() {

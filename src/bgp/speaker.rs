@@ -87,6 +87,16 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Closes the socket before returning, so the address can be bound again at
+    /// once. Dropping only aborts the accept task, which holds the socket until the
+    /// runtime next polls it: a rebind on the same thread found it still in use.
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         self.task.abort();

@@ -457,3 +457,62 @@ fn export_and_drain_time_keys() {
     assert_eq!(c.agent.drain_time, DEFAULT_DRAIN_TIME);
     assert_eq!(c.peers()[0].export, Export::All);
 }
+
+#[test]
+fn instance_address_keys() {
+    let ok = format!(
+        "{BASE}      ipv4.address: 192.0.2.254/24\n      bgp.ipv4.instances: \"true\"\n      bgp.ipv6.instances: \"false\"\ninstances:\n  c1:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: vc1, hwaddr: \"00:16:3E:12:34:56\"}}\n"
+    );
+    let (_d, p) = setup(&ok, &[]);
+    assert_eq!(warnings(&p), Vec::<String>::new());
+    let c = check(&p, "node1").config.unwrap();
+    assert!(c.networks["br0"].ipv4.instances && !c.networks["br0"].ipv6.instances);
+    assert_eq!(
+        c.instances["c1"].nics["eth0"]
+            .hwaddr
+            .map(|m| m.to_string())
+            .as_deref(),
+        Some("00:16:3e:12:34:56")
+    );
+    // A bad value, a typo, a bad MAC, and the key on a network that is not a bridge.
+    let bad = ok
+        .replace("bgp.ipv4.instances: \"true\"", "bgp.ipv4.instances: maybe")
+        .replace("bgp.ipv6.instances", "bgp.ipv6.instance")
+        .replace("00:16:3E:12:34:56", "00:16:3E:12:34")
+        .replace(
+            "instances:\n",
+            "  up:\n    type: physical\n    config: {bgp.ipv4.instances: \"true\"}\ninstances:\n",
+        );
+    let (_d, p) = setup(&bad, &[]);
+    let f = p.display().to_string();
+    let got = errors(&p);
+    let want = [
+        format!("{f}:11: networks.br0.config.bgp.ipv4.instances: expected a boolean"),
+        format!("{f}:12: networks.br0.config.bgp.ipv6.instance: unknown key for a bridge network, did you mean bgp.ipv6.instances?"),
+        format!("{f}:15: networks.up.config.bgp.ipv4.instances: unknown key for a physical network"),
+        format!("{f}:19: instances.c1.devices.eth0.hwaddr: must be a MAC address like 00:16:3e:12:34:56, got \"00:16:3E:12:34\""),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for w in want {
+        assert!(
+            got.iter().any(|g| g.starts_with(&w)),
+            "{w}\nnot in {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn instance_address_warnings() {
+    let file = format!(
+        "{BASE}      bgp.ipv4.instances: \"true\"\n      bgp.ipv6.instances: \"true\"\ninstances:\n  c1:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: vc1, ipv4.address: 192.0.2.10}}\n  c2:\n    devices:\n      eth0: {{type: nic, network: br0, hwaddr: \"00:16:3e:00:00:02\"}}\n  c3:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: vc3, hwaddr: \"00:16:3e:00:00:03\"}}\n"
+    );
+    let (_d, p) = setup(&file, &[]);
+    let f = p.display().to_string();
+    assert_eq!(
+        warnings(&p),
+        [
+            format!("{f}:15: warning: instances.c1.devices.eth0: neither ipv6.address nor hwaddr is set: networks.br0.config.bgp.ipv6.instances cannot find its address"),
+            format!("{f}:18: warning: instances.c2.devices.eth0: host_name is unset: hostbgp cannot tell when the instance runs, so networks.br0.config.bgp.ipvN.instances never advertises its address"),
+        ]
+    );
+}

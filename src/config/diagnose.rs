@@ -402,8 +402,17 @@ impl Checker {
                         format!("{AS_TRANS} is AS_TRANS (RFC 6793), the stand-in that 2-byte-only speakers see for a 4-byte ASN: a peer's OPEN will carry its real ASN"),
                     );
                 }
+                if p.graceful_restart_time.is_some() && !config.server.graceful_restart {
+                    self.warn(
+                        format!("{base}.graceful_restart.time"),
+                        "has no effect: config.hostbgp.graceful_restart is false (no graceful restart capability is sent)".to_string(),
+                    );
+                }
                 first_peer.get_or_insert(base);
             }
+        }
+        for (key, message) in super::own_addrs::warnings(config) {
+            self.warn(key, message);
         }
         if let (None, Some(peer)) = (config.server.listen, first_peer) {
             self.warn(

@@ -9,7 +9,11 @@ mod bfd_tests;
 #[cfg(test)]
 mod check_tests;
 mod diagnose;
+pub mod diff;
+#[cfg(test)]
+mod graceful_tests;
 pub(crate) mod node;
+mod own_addrs;
 pub(crate) use validate::NIC_KEYS;
 mod suggest;
 #[cfg(test)]
@@ -27,6 +31,7 @@ use std::path::Path;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use crate::bgp::wire::ExtraAttrs;
+use crate::kernel::Mac;
 
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 pub const DEFAULT_GRACEFUL_RESTART_TIME: u16 = 120;
@@ -72,6 +77,9 @@ pub struct ServerConfig {
     pub asn: Option<u32>,
     pub router_id: Option<Ipv4Addr>,
     pub graceful_restart_time: u16,
+    /// `hostbgp.graceful_restart`: false sends no graceful restart capability at all,
+    /// so a restart is a plain one (peers drop our routes when the session goes).
+    pub graceful_restart: bool,
 }
 
 /// The agent's own settings (`hostbgp.*` keys in `config:`): none of them touches a session.
@@ -127,6 +135,9 @@ pub struct FamilyConfig<A, N> {
     pub routes: Vec<N>,
     /// `volatile.network.ipvN.address` (OVN: the OVN router's address on the uplink)
     pub ovn_router_address: Option<A>,
+    /// `bgp.ipvN.instances` (Incus; bridges): advertise each running instance's own
+    /// address as a /32 (/128).
+    pub instances: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,16 +176,19 @@ impl Export {
     }
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
     pub address: IpAddr,
     pub port: u16,
     pub asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub hold_time: u16,
     /// `bfd: "true"`: BFD watches the path to the peer.
     pub bfd: Option<BfdSettings>,
+    /// `graceful_restart.time`: the restart time offered to this peer; None is the
+    /// server's `core.bgp_graceful_restart_time`.
+    pub graceful_restart_time: Option<u16>,
     pub export: Export,
 }
 
@@ -190,6 +204,9 @@ pub struct Nic {
     pub name: String,
     pub network: String,
     pub host_name: Option<String>,
+    /// `hwaddr`: the instance side's MAC, which finds its addresses in the bridge's
+    /// neighbour table.
+    pub hwaddr: Option<Mac>,
     pub ipv4_address: Option<Ipv4Addr>,
     pub ipv6_address: Option<Ipv6Addr>,
     pub ipv4_routes_external: Vec<Ipv4Net>,
@@ -199,14 +216,16 @@ pub struct Nic {
 }
 
 /// One BGP neighbour: a peer address may be declared on several networks.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub address: IpAddr,
     pub port: u16,
     pub asn: u32,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub hold_time: u16,
     pub bfd: Option<BfdSettings>,
+    /// The restart time offered to this peer when set, else the server's.
+    pub graceful_restart_time: Option<u16>,
     /// `Network` only when every declaration says so: a network that leaves the peer
     /// at `all` wants it to hear everything.
     pub export: Export,
@@ -229,38 +248,34 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// What Debug prints in place of a password.
-fn redacted(p: &Option<String>) -> Option<&'static str> {
-    p.as_ref().map(|_| "<redacted>")
-}
+/// A TCP MD5 password (`bgp.peers.NAME.password`): compared and handed to the kernel,
+/// never printed (Debug shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
 
-impl fmt::Debug for PeerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeerConfig")
-            .field("name", &self.name)
-            .field("address", &self.address)
-            .field("port", &self.port)
-            .field("asn", &self.asn)
-            .field("password", &redacted(&self.password))
-            .field("hold_time", &self.hold_time)
-            .field("bfd", &self.bfd)
-            .field("export", &self.export)
-            .finish()
+impl Password {
+    pub fn new(secret: impl Into<String>) -> Password {
+        Password(secret.into())
+    }
+
+    /// A password the kernel takes: at most `TCP_MD5SIG_MAXKEYLEN` bytes.
+    pub fn parse(secret: &str) -> Result<Password, String> {
+        let max = crate::bgp::md5::MAX_KEY_LEN;
+        if secret.len() > max {
+            return Err(format!("must be at most {max} bytes"));
+        }
+        Ok(Password::new(secret))
+    }
+
+    /// The key as the kernel's TCP_MD5SIG takes it.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
-impl fmt::Debug for Peer {
+impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peer")
-            .field("address", &self.address)
-            .field("port", &self.port)
-            .field("asn", &self.asn)
-            .field("password", &redacted(&self.password))
-            .field("hold_time", &self.hold_time)
-            .field("bfd", &self.bfd)
-            .field("export", &self.export)
-            .field("declared_by", &self.declared_by)
-            .finish()
+        f.write_str("<redacted>")
     }
 }
 
@@ -379,6 +394,7 @@ impl Config {
                     password: p.password.clone(),
                     hold_time: p.hold_time,
                     bfd: p.bfd,
+                    graceful_restart_time: p.graceful_restart_time,
                     export: Export::Network,
                     declared_by: Vec::new(),
                 });
@@ -395,5 +411,15 @@ impl Config {
                 p
             })
             .collect()
+    }
+
+    /// The longest restart time offered to any peer: how long after a stop a new
+    /// start still counts as a restart for at least one of them.
+    pub fn max_graceful_restart_time(&self) -> u16 {
+        self.networks
+            .values()
+            .flat_map(|n| n.peers.values())
+            .filter_map(|p| p.graceful_restart_time)
+            .fold(self.server.graceful_restart_time, u16::max)
     }
 }

@@ -1,7 +1,7 @@
 //! "did you mean": the known key nearest to a mistyped one, at the same position.
 use super::validate::{
-    GLOBAL_SERVER_KEYS, INSTANCE_IGNORED, LOCAL_NETWORK_KEYS, LOCAL_SERVER_KEYS, NETWORK_IGNORED,
-    NETWORK_KEYS, NIC_IGNORED, NIC_KEYS, PEER_KEYS,
+    DOTTED_PEER_KEYS, GLOBAL_SERVER_KEYS, INSTANCE_IGNORED, LOCAL_NETWORK_KEYS, LOCAL_SERVER_KEYS,
+    NETWORK_IGNORED, NETWORK_KEYS, NIC_IGNORED, NIC_KEYS, PEER_KEYS,
 };
 
 /// The known key nearest to the unknown key at `path` (a full key path, as errors name it),
@@ -18,13 +18,10 @@ pub(crate) fn suggest(path: &str) -> Option<String> {
             return nearest(rest, &known);
         };
         if let Some(p) = ck.strip_prefix("bgp.peers.") {
-            // The field alone reads best: `as` -> `asn`; the `bfd.` fields keep
+            // The field alone reads best: `as` -> `asn`; the dotted fields keep
             // their own dot: `bfd.multiplyer` -> `bfd.multiplier`.
-            let field = match p.split_once(".bfd.") {
-                Some((_, f)) => format!("bfd.{f}"),
-                None => p.rsplit_once('.')?.1.to_string(),
-            };
-            return nearest(&field, PEER_KEYS);
+            let field = dotted_field(p).unwrap_or(p.rsplit_once('.')?.1);
+            return nearest(field, PEER_KEYS);
         }
         return nearest(ck, NETWORK_KEYS);
     }
@@ -60,6 +57,27 @@ pub(crate) fn suggest(path: &str) -> Option<String> {
         path,
         &["config", "networks", "instances", "members", "lxd", "incus"],
     )
+}
+
+/// `bfd.multiplyer` of `r1.bfd.multiplyer`: the part of a peer key from the first
+/// word a dotted field starts with (`bfd.`, `graceful_restart.`), typos included.
+fn dotted_field(peer_key: &str) -> Option<&str> {
+    let heads: Vec<&str> = DOTTED_PEER_KEYS
+        .iter()
+        .filter_map(|k| k.split_once('.').map(|(h, _)| h))
+        .collect();
+    let (name, rest) = peer_key.split_once('.')?;
+    let mut start = name.len() + 1;
+    let mut rest = rest;
+    loop {
+        let (word, tail) = rest.split_once('.')?;
+        let near = |h: &&str| distance(&word.to_lowercase(), h) <= (h.len() / 4).min(3);
+        if heads.iter().any(near) {
+            return Some(&peer_key[start..]);
+        }
+        start += word.len() + 1;
+        rest = tail;
+    }
 }
 
 fn server_keys() -> Vec<&'static str> {

@@ -18,6 +18,7 @@ pub(super) const LOCAL_SERVER_KEYS: &[&str] = &["core.bgp_address", "core.bgp_ro
 pub(super) const GLOBAL_SERVER_KEYS: &[&str] = &[
     "core.bgp_asn",
     "core.bgp_graceful_restart_time",
+    "hostbgp.graceful_restart",
     "hostbgp.route_check_interval",
     "hostbgp.metrics_address",
     "hostbgp.drain_time",
@@ -45,6 +46,8 @@ pub(super) const NETWORK_KEYS: &[&str] = &[
     "bgp.large_communities",
     "bgp.med",
     "bgp.as_path_prepend",
+    "bgp.ipv4.instances",
+    "bgp.ipv6.instances",
 ];
 /// Fields of a network as `lxc network show` prints them, accepted and ignored.
 pub(super) const NETWORK_IGNORED: &[&str] = &[
@@ -78,14 +81,7 @@ pub(super) const INSTANCE_IGNORED: &[&str] = &[
     "status_code",
     "type",
 ];
-pub(super) const NIC_IGNORED: &[&str] = &[
-    "host_name",
-    "name",
-    "hwaddr",
-    "mtu",
-    "ipv4.routes",
-    "ipv6.routes",
-];
+pub(super) const NIC_IGNORED: &[&str] = &["host_name", "name", "mtu", "ipv4.routes", "ipv6.routes"];
 /// The fields of a peer (`bgp.peers.NAME.FIELD`).
 pub(super) const PEER_KEYS: &[&str] = &[
     "address",
@@ -95,14 +91,24 @@ pub(super) const PEER_KEYS: &[&str] = &[
     "bfd",
     "bfd.min_interval",
     "bfd.multiplier",
+    "graceful_restart.time",
     "export",
 ];
+/// Peer fields with a dot of their own, matched before a peer name's dots.
+pub(super) const DOTTED_PEER_KEYS: &[&str] = &[
+    "bfd.min_interval",
+    "bfd.multiplier",
+    "graceful_restart.time",
+];
+/// `graceful_restart.time` bounds: the capability has 12 bits for it (RFC 4724).
+const GRACEFUL_RESTART_TIME: (u16, u16) = (0, 4095);
 /// `bfd.min_interval` bounds, in ms: bird and FRR go no faster than 10 ms, and a
 /// detection slower than a minute is what the hold timer is for.
 const BFD_MIN_INTERVAL_MS: (u32, u32) = (10, 60_000);
 /// The NIC keys this file reads (besides `type` and the ignored ones).
 pub(crate) const NIC_KEYS: &[&str] = &[
     "network",
+    "hwaddr",
     "ipv4.address",
     "ipv6.address",
     "ipv4.routes.external",
@@ -112,7 +118,6 @@ pub(crate) const NIC_KEYS: &[&str] = &[
     "bgp.med",
     "bgp.as_path_prepend",
 ];
-const MAX_PASSWORD_LEN: usize = 80;
 
 #[derive(Default)]
 struct Errors(Vec<ConfigError>);
@@ -454,6 +459,7 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
         asn: None,
         router_id: None,
         graceful_restart_time: DEFAULT_GRACEFUL_RESTART_TIME,
+        graceful_restart: true,
     };
     let mut agent = AgentSettings::default();
     let Some(m) = e.map("config", node) else {
@@ -488,6 +494,13 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
                 if let Some(val) = e.scalar(&key, v) {
                     if let Some(t) = e.check(&key, values::parse_u16(val, 1, 4095)) {
                         s.graceful_restart_time = t;
+                    }
+                }
+            }
+            "hostbgp.graceful_restart" => {
+                if let Some(val) = e.scalar(&key, v) {
+                    if let Some(on) = e.check(&key, values::parse_bool(val)) {
+                        s.graceful_restart = on;
                     }
                 }
             }
@@ -530,11 +543,12 @@ struct RawPeer {
     address_set: bool,
     asn: Option<u32>,
     asn_set: bool,
-    password: Option<String>,
+    password: Option<super::Password>,
     hold_time: Option<u16>,
     bfd: bool,
     bfd_min_interval: Option<u32>,
     bfd_multiplier: Option<u8>,
+    graceful_restart_time: Option<u16>,
     export: super::Export,
     valid: bool,
 }
@@ -548,6 +562,7 @@ struct RawFamily {
     address: Option<IpNet>,
     routes: Vec<IpNet>,
     ovn_router_address: Option<IpAddr>,
+    instances: bool,
 }
 
 /// Picks one family's addresses and prefixes out of the parsed (mixed) values.
@@ -598,6 +613,7 @@ fn family_config<A: FamilyAddr>(r: RawFamily) -> FamilyConfig<A, A::Net> {
         address: r.address.and_then(A::net),
         routes: r.routes.into_iter().filter_map(A::net).collect(),
         ovn_router_address: r.ovn_router_address.and_then(A::addr),
+        instances: r.instances,
     }
 }
 
@@ -697,12 +713,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     p.valid &= p.asn.is_some();
                 }
                 "password" => {
-                    if val.len() > MAX_PASSWORD_LEN {
-                        e.push(key, format!("must be at most {MAX_PASSWORD_LEN} bytes"));
-                        p.valid = false;
-                    } else {
-                        p.password = Some(val.to_string());
-                    }
+                    p.password = e.check(&key, super::Password::parse(val));
+                    p.valid &= p.password.is_some();
                 }
                 "bfd" => {
                     let on = e.check(&key, values::parse_bool(val));
@@ -719,6 +731,11 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                         .check(&key, values::parse_u16(val, 1, 255))
                         .and_then(|m| u8::try_from(m).ok());
                     p.valid &= p.bfd_multiplier.is_some();
+                }
+                "graceful_restart.time" => {
+                    let (min, max) = GRACEFUL_RESTART_TIME;
+                    p.graceful_restart_time = e.check(&key, values::parse_u16(val, min, max));
+                    p.valid &= p.graceful_restart_time.is_some();
                 }
                 "export" => {
                     let export = e.check(&key, values::parse_export(val));
@@ -750,6 +767,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             | "ipv4.routes"
             | "ipv6.routes" => !ovn,
             "network" | "volatile.network.ipv4.address" | "volatile.network.ipv6.address" => ovn,
+            // Incus's: only a bridge knows its instances' addresses.
+            "bgp.ipv4.instances" | "bgp.ipv6.instances" => kind == NetworkKind::Bridge,
             _ => false,
         };
         if !known {
@@ -769,6 +788,9 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             }
             "ipv4.routes.anycast" | "ipv6.routes.anycast" => {
                 f.routes_anycast = e.check(&key, values::parse_bool(val)).unwrap_or(false);
+            }
+            "bgp.ipv4.instances" | "bgp.ipv6.instances" => {
+                f.instances = e.check(&key, values::parse_bool(val)).unwrap_or(false);
             }
             "ipv4.nat.address" | "ipv6.nat.address" => {
                 f.nat_address = e.check(&key, values::parse_addr(val, fam));
@@ -837,6 +859,7 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     password: p.password,
                     hold_time: p.hold_time.unwrap_or(DEFAULT_HOLD_TIME),
                     bfd,
+                    graceful_restart_time: p.graceful_restart_time,
                     export: p.export,
                 },
             );
@@ -897,10 +920,10 @@ fn check_uplinks(e: &mut Errors, networks: &BTreeMap<String, Network>, broken: &
     }
 }
 
-/// `NAME.FIELD` of a `bgp.peers.` key. The `bfd.` fields have a dot of their own, so
+/// `NAME.FIELD` of a `bgp.peers.` key. The dotted fields have a dot of their own, so
 /// they are matched first; a peer name may itself contain dots.
 fn split_peer_key(rest: &str) -> Option<(&str, &str)> {
-    let (pname, field) = ["bfd.min_interval", "bfd.multiplier"]
+    let (pname, field) = DOTTED_PEER_KEYS
         .iter()
         .find_map(|f| {
             rest.strip_suffix(f)
@@ -931,6 +954,10 @@ fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
                 ("password", p0.password != p.password),
                 ("holdtime", p0.hold_time != p.hold_time),
                 ("bfd", p0.bfd != p.bfd),
+                (
+                    "graceful_restart.time",
+                    p0.graceful_restart_time != p.graceful_restart_time,
+                ),
             ];
             for (f, differ) in diffs {
                 if differ {
@@ -1004,6 +1031,7 @@ fn parse_nic(
         name: dev.to_string(),
         network: String::new(),
         host_name: None,
+        hwaddr: None,
         ipv4_address: None,
         ipv6_address: None,
         ipv4_routes_external: Vec::new(),
@@ -1031,6 +1059,7 @@ fn parse_nic(
                     .check(&key, values::check_ifname(val))
                     .map(|()| val.to_string());
             }
+            "hwaddr" => nic.hwaddr = e.check(&key, val.parse()),
             "ipv4.address" | "ipv6.address" if val.trim() != "none" => {
                 let fam = if k.starts_with("ipv4") {
                     Fam::V4

@@ -4,6 +4,7 @@
 //! - `view.rs`: the pure [`KernelView`] and `apply`.
 //! - `netlink.rs`: pure conversion of raw netlink datagrams / parsed messages into
 //!   [`KernelEvent`]s (cheap pre-filter on the route header for foreign routes).
+//! - `neigh.rs`: neighbour (ARP/NDP) messages and the table of them.
 //! - `watch.rs`: the multicast socket and the task that feeds the event channel.
 //! - `routes.rs`: the request connection: dump, install, remove (single and pipelined).
 //! - `dump.rs`: a lean dump of our routes, one datagram at a time (the periodic check).
@@ -34,6 +35,10 @@
 //!   tables are dropped after peeking at the table byte; other protocols' events
 //!   are parsed and dropped unless they concern a prefix we hold a route for
 //!   (`KernelEvent::Foreign`).
+//! - A device's neighbour entries are flushed (RTM_DELNEIGH each) when its MAC
+//!   changes. A bridge without a fixed MAC takes its ports' lowest, so a port with
+//!   that MAC joining or leaving flushes what the bridge learned of every instance;
+//!   LXD gives its bridges a fixed MAC (`volatile.bridge.hwaddr`).
 //! - A notification carries the port id of the socket whose request caused it
 //!   (`nlmsg_pid`, 0 for the kernel's own changes), which tells our own requests'
 //!   echoes from anyone else's change to a route of ours.
@@ -45,6 +50,7 @@ use ipnet::IpNet;
 
 mod batch;
 mod dump;
+mod neigh;
 mod netlink;
 mod request;
 mod routes;
@@ -54,6 +60,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub use neigh::{Mac, Neighbour, Neighbours};
 pub(crate) use netlink::messages;
 pub use routes::Kernel;
 pub use watch::KernelEvents;
@@ -141,6 +148,8 @@ pub struct KernelView {
     pub addresses: BTreeMap<u32, Vec<Address>>,
     /// hostbgp's own routes (ROUTE_PROTOCOL, main table) by prefix.
     pub routes: Routes,
+    /// Usable ARP/NDP entries (global addresses only).
+    pub neighbours: Neighbours,
 }
 
 /// hostbgp's routes by prefix, counting the IPv4 next hops through each interface:
@@ -215,6 +224,13 @@ pub enum KernelEvent {
     RouteChanged(Route),
     /// One of hostbgp's own routes is gone.
     RouteRemoved(IpNet),
+    /// A neighbour entry became usable or changed its MAC.
+    NeighbourSeen(Neighbour),
+    /// A neighbour entry was deleted or failed (or never resolved).
+    NeighbourGone {
+        ifindex: u32,
+        ip: IpAddr,
+    },
     /// Someone else changed a prefix we hold a route for.
     Foreign(ForeignRoute),
     /// Events were lost (ENOBUFS): re-dump and reconcile.
@@ -275,11 +291,16 @@ pub fn protocol_name(protocol: u8) -> String {
 
 impl KernelEvent {
     /// A link or address event: rare, and what instance starts and stops are made of.
+    /// Neighbour events are not: ARP/NDP churn on a busy bridge must not make the
+    /// watch wait for the agent, and an address learned a millisecond later matters
+    /// to no one.
     pub(crate) fn is_interface_event(&self) -> bool {
         !matches!(
             self,
             KernelEvent::RouteChanged(_)
                 | KernelEvent::RouteRemoved(_)
+                | KernelEvent::NeighbourSeen(_)
+                | KernelEvent::NeighbourGone { .. }
                 | KernelEvent::Foreign(_)
                 | KernelEvent::Overrun
         )

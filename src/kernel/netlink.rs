@@ -16,7 +16,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::AddressFamily;
 
 use super::{
-    merge_hops, own_metric, Address, ForeignChange, ForeignRoute, KernelEvent, Link, Route,
+    merge_hops, neigh, own_metric, Address, ForeignChange, ForeignRoute, KernelEvent, Link, Route,
     RouteNextHop, ROUTE_PROTOCOL,
 };
 
@@ -433,6 +433,9 @@ pub(crate) fn events_from_message(
             } else {
                 KernelEvent::AddressRemoved(addr)
             });
+        }
+        neigh::RTM_NEWNEIGH | neigh::RTM_DELNEIGH => {
+            out.extend(neigh::event_from_payload(ty, payload));
         }
         RTM_NEWROUTE | RTM_DELROUTE => {
             // Cheap pre-filters: (non-extended) other tables by one byte, other

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use futures::stream::StreamExt;
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    Emitable, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
     NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop as NlNextHop,
     RouteProtocol, RouteScope, RouteType, RouteVia,
@@ -20,7 +21,10 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::netlink::{address_from_msg, link_from_msg, RouteTracker};
 use super::request::RequestSocket;
 use super::view::RouteDrift;
-use super::{batch, dump, watch, KernelEvents, KernelView, Route, Routes, ROUTE_PROTOCOL};
+use super::{
+    batch, dump, neigh, watch, KernelEvent, KernelEvents, KernelView, Neighbours, Route, Routes,
+    ROUTE_PROTOCOL,
+};
 
 /// Receive buffer of the request socket (ACKs of pipelined requests, dumps).
 const REQUEST_RCVBUF: usize = 8 << 20;
@@ -257,8 +261,37 @@ impl Kernel {
             list.sort();
             list.dedup();
         }
+        view.neighbours = self.dump_neighbours().await?;
         view.routes = self.dump_routes_once().await?;
         Ok(view)
+    }
+
+    /// The ARP and NDP tables. Asked per family: an AF_UNSPEC dump also walks every
+    /// bridge's FDB (RTM_GETNEIGH of PF_BRIDGE), which can be far bigger.
+    async fn dump_neighbours(&self) -> Result<Neighbours, Option<io::Error>> {
+        let mut table = Neighbours::default();
+        let mut bytes = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = NeighbourMessage::default();
+            req.header.family = family;
+            let answers = self
+                .dump_raw("dump neighbours", RouteNetlinkMessage::GetNeighbour(req))
+                .await?;
+            for m in answers {
+                if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                    // Back to bytes, so that the dump and the watch share one parser.
+                    bytes.clear();
+                    bytes.resize(n.buffer_len(), 0);
+                    n.emit(&mut bytes);
+                    if let Some(KernelEvent::NeighbourSeen(n)) =
+                        neigh::event_from_payload(neigh::RTM_NEWNEIGH, &bytes)
+                    {
+                        table.insert(n);
+                    }
+                }
+            }
+        }
+        Ok(table)
     }
 
     /// hostbgp's own routes (dumped with a protocol filter the kernel applies).

@@ -912,3 +912,70 @@ fn foreign_changes_to_our_prefixes_are_reported() {
         );
     });
 }
+
+#[test]
+fn neighbour_events_and_dump() {
+    in_netns(|| async {
+        let br = bridge("br0", "192.0.2.1/24", "2001:db8:1::1/64");
+        ip("neigh add 192.0.2.10 lladdr 00:16:3e:00:00:01 dev br0 nud stale");
+        let (k, mut rx) = Kernel::connect().await.unwrap();
+        let mac = Mac([0, 0x16, 0x3e, 0, 0, 1]);
+        let v4 = "192.0.2.10".parse().unwrap();
+        let v6 = "2001:db8:1::10".parse().unwrap();
+        // The dump holds the entry made before the watch started.
+        let mut view = k.dump().await.unwrap();
+        assert_eq!(view.neighbours.mac_of(br, &v4), Some(mac));
+        ip("neigh add 2001:db8:1::10 lladdr 00:16:3e:00:00:01 dev br0 nud reachable");
+        let seen = Neighbour {
+            ifindex: br,
+            ip: v6,
+            mac,
+        };
+        wait_for(&mut rx, "v6 neighbour", |e| {
+            *e == KernelEvent::NeighbourSeen(seen)
+        })
+        .await;
+        // Link-local neighbours and the bridge's FDB entries never come through.
+        ip("neigh add fe80::216:3eff:fe00:1 lladdr 00:16:3e:00:00:01 dev br0 nud stale");
+        ip("neigh del 192.0.2.10 dev br0");
+        wait_for(&mut rx, "v4 deleted", |e| {
+            *e == KernelEvent::NeighbourGone {
+                ifindex: br,
+                ip: v4,
+            }
+        })
+        .await;
+        ip("neigh add 192.0.2.11 lladdr 00:16:3e:00:00:02 dev br0 nud permanent");
+        ip("neigh change 192.0.2.11 dev br0 nud failed");
+        let rest = drain(&mut rx, Duration::from_millis(300)).await;
+        let neighbours: Vec<&KernelEvent> = rest
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    KernelEvent::NeighbourSeen(_) | KernelEvent::NeighbourGone { .. }
+                )
+            })
+            .collect();
+        assert!(
+            !neighbours
+                .iter()
+                .any(|e| matches!(e, KernelEvent::NeighbourSeen(n) if n.ip.is_ipv6())),
+            "{neighbours:?}"
+        );
+        assert!(
+            matches!(neighbours.last(), Some(KernelEvent::NeighbourGone { ip, .. }) if ip.to_string() == "192.0.2.11"),
+            "{neighbours:?}"
+        );
+        // Events applied to the dump end where a new dump is.
+        for ev in &rest {
+            view.apply(ev);
+        }
+        view.apply(&KernelEvent::NeighbourSeen(seen));
+        view.apply(&KernelEvent::NeighbourGone {
+            ifindex: br,
+            ip: v4,
+        });
+        assert_eq!(view.neighbours, k.dump().await.unwrap().neighbours);
+    });
+}

@@ -92,6 +92,7 @@ impl KernelView {
                 // flushed too (IPv4 silently), but routes are only ever changed by
                 // route events here: the agent re-dumps/reconciles on link events.
                 self.addresses.remove(index);
+                self.neighbours.remove_link(*index);
             }
             KernelEvent::PortReleased(index) => {
                 if let Some(link) = self.links.get_mut(index) {
@@ -119,6 +120,8 @@ impl KernelView {
             KernelEvent::RouteRemoved(prefix) => {
                 self.routes.remove(prefix);
             }
+            KernelEvent::NeighbourSeen(n) => self.neighbours.insert(*n),
+            KernelEvent::NeighbourGone { ifindex, ip } => self.neighbours.remove(*ifindex, ip),
             // Changes only other protocols' routes; what it did to ours comes as a
             // route event of its own.
             KernelEvent::Foreign(_) | KernelEvent::Overrun => {}

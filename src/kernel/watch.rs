@@ -16,6 +16,7 @@ use super::KernelEvent;
 pub(crate) const WATCH_RCVBUF: usize = 32 << 20;
 
 const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_NEIGH: u32 = 0x4;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
@@ -32,10 +33,11 @@ pub(crate) fn set_rcvbuf(fd: BorrowedFd<'_>, size: usize, force: bool) -> io::Re
     setsockopt(&fd, sockopt::RcvBuf, &size).map_err(io::Error::from)
 }
 
-/// Opens the multicast socket (links, addresses, routes of both families).
+/// Opens the multicast socket (links, addresses, neighbours, routes of both families).
 pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
     let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
     let groups = RTMGRP_LINK
+        | RTMGRP_NEIGH
         | RTMGRP_IPV4_IFADDR
         | RTMGRP_IPV4_ROUTE
         | RTMGRP_IPV6_IFADDR

@@ -48,6 +48,8 @@ const UPLINK_NETWORK_KEYS: &[&str] = &[
     "ipv4.routes",
     "ipv6.routes",
 ];
+/// Incus's per-instance address keys: only on bridges (Incus refuses them elsewhere).
+const BRIDGE_NETWORK_KEYS: &[&str] = &["bgp.ipv4.instances", "bgp.ipv6.instances"];
 const OVN_NETWORK_KEYS: &[&str] = &[
     "network",
     "volatile.network.ipv4.address",
@@ -130,6 +132,7 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
             }
             let known = COMMON_NETWORK_KEYS.contains(&k.as_str())
                 || extra.contains(&k.as_str())
+                || (kind == "bridge" && BRIDGE_NETWORK_KEYS.contains(&k.as_str()))
                 || (kind != "ovn" && is_peer_key(k));
             if known {
                 config.insert(k.clone(), scalar(v));
@@ -189,6 +192,14 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
                 .filter(|h| !h.is_empty());
             if let Some(h) = host {
                 nic.insert("host_name".to_string(), scalar(h));
+            }
+            // LXD keeps a generated MAC in volatile; a set `hwaddr` wins.
+            let hwaddr = d
+                .get("hwaddr")
+                .or_else(|| inst.config.get(&format!("volatile.{dev}.hwaddr")))
+                .filter(|h| !h.is_empty());
+            if let Some(h) = hwaddr {
+                nic.insert("hwaddr".to_string(), scalar(h));
             }
             devices.insert(dev.clone(), Node::Map(nic));
         }

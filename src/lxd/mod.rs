@@ -47,7 +47,7 @@ struct Live {
     settings: LiveSettings,
     socket: PathBuf,
     snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
-    status: source::SharedStatus,
+    status: watch::Receiver<source::SourceStatus>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -60,12 +60,12 @@ impl Live {
             Path::exists,
         );
         let (publish, snapshots) = watch::channel(None);
-        let status = source::SharedStatus::default();
-        if let Ok(mut s) = status.lock() {
-            s.flavor = Some(settings.flavor);
-            s.socket = socket.clone();
-        }
-        let task = tokio::spawn(source::run(socket.clone(), publish, status.clone()));
+        let (status_tx, status) = watch::channel(source::SourceStatus {
+            flavor: Some(settings.flavor),
+            socket: socket.clone(),
+            ..Default::default()
+        });
+        let task = tokio::spawn(source::run(socket.clone(), publish, status_tx));
         tracing::info!(socket = %socket.display(), "following {} live", settings.flavor.name());
         Live {
             settings,
@@ -181,7 +181,7 @@ impl ConfigSource {
         let Some(live) = &self.live else {
             return json!({"kind": "file", "path": self.path.display().to_string()});
         };
-        let s = live.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let s = live.status.borrow().clone();
         let unix = |t: Option<SystemTime>| {
             t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs())

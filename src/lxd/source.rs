@@ -7,7 +7,7 @@
 //! and the task reconnects with backoff and resyncs.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -47,18 +47,17 @@ pub struct SourceStatus {
     pub lxd_speaker: Option<String>,
 }
 
-pub type SharedStatus = Arc<Mutex<SourceStatus>>;
+/// The task's status, published to `hostbgp status` (the task is its only writer).
+pub type StatusSender = watch::Sender<SourceStatus>;
 
 pub type Publisher = watch::Sender<Option<Arc<Snapshot>>>;
 
-fn update(status: &SharedStatus, f: impl FnOnce(&mut SourceStatus)) {
-    if let Ok(mut s) = status.lock() {
-        f(&mut s);
-    }
+fn update(status: &StatusSender, f: impl FnOnce(&mut SourceStatus)) {
+    status.send_modify(f);
 }
 
 /// Runs until the receiving side is gone.
-pub async fn run(socket: PathBuf, publish: Publisher, status: SharedStatus) {
+pub async fn run(socket: PathBuf, publish: Publisher, status: StatusSender) {
     let mut backoff = BACKOFF_MIN;
     let mut last_logged: Option<String> = None;
     let mut ports = match Ports::open() {
@@ -100,7 +99,7 @@ pub async fn run(socket: PathBuf, publish: Publisher, status: SharedStatus) {
 async fn follow(
     socket: &std::path::Path,
     publish: &Publisher,
-    status: &SharedStatus,
+    status: &StatusSender,
     backoff: &mut Duration,
     ports: &mut Option<Ports>,
 ) -> Result<(), LxdError> {
@@ -204,7 +203,7 @@ async fn follow(
 /// One websocket frame: the change it announces, if any; an error when the stream ended.
 fn on_frame(
     frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    status: &SharedStatus,
+    status: &StatusSender,
 ) -> Result<Option<Change>, LxdError> {
     let text = match frame {
         None => return Err(LxdError::Events("LXD closed the event stream".into())),
@@ -276,16 +275,13 @@ async fn refetch(
     Ok(current)
 }
 
-fn publish_snapshot(publish: &Publisher, status: &SharedStatus, snapshot: &Snapshot) {
+fn publish_snapshot(publish: &Publisher, status: &StatusSender, snapshot: &Snapshot) {
     let addr = snapshot
         .server
         .config
         .get("core.bgp_address")
         .filter(|a| !a.is_empty());
-    let said = status
-        .lock()
-        .map(|s| s.lxd_speaker.as_ref() == addr)
-        .unwrap_or(false);
+    let said = status.borrow().lxd_speaker.as_ref() == addr;
     if let (Some(addr), false) = (addr, said) {
         tracing::error!(
             "LXD's own BGP speaker is enabled (core.bgp_address={addr}): it competes with hostbgp for the peers. Fix: `lxc config unset core.bgp_address`, then restart LXD (LXD 5.0.x keeps a broken speaker until it restarts)"

@@ -152,6 +152,11 @@ fn lxd_502_standalone_becomes_the_config() {
     let nic = &c.instances["c1"].nics["eth0"];
     assert_eq!(nic.host_name.as_deref(), Some("vethbb08358e"));
     assert_eq!(nic.ipv4_address, Some(Ipv4Addr::new(203, 0, 113, 11)));
+    // Its MAC, from volatile (bgp.ipvN.instances finds its addresses by it).
+    assert_eq!(
+        nic.hwaddr.map(|m| m.to_string()).as_deref(),
+        Some("00:16:3e:13:bd:dd")
+    );
     assert_eq!(
         nic.ipv4_routes_external,
         ["203.0.113.64/28".parse().unwrap()]
@@ -253,15 +258,14 @@ fn incus_replies_and_keys() {
     // Keys hostbgp does not act on yet are noted, not passed to validation.
     assert_eq!(
         conv.ignored,
-        [
-            "networks.incusbr0.config.bgp.ipv4.instances",
-            "networks.incusbr0.config.bgp.peers.u1.interface"
-        ]
+        ["networks.incusbr0.config.bgp.peers.u1.interface"]
     );
     // A peer with no address (Incus unnumbered) is ignored, as LXD ignores a peer
     // missing its address or ASN; the others stay.
     let c = compose_ok("incus: {}\n", &snap);
     let br = &c.networks["incusbr0"];
+    // Incus's per-instance addresses pass through to the config.
+    assert!(br.ipv4.instances && !br.ipv6.instances);
     assert_eq!(br.peers.keys().collect::<Vec<_>>(), ["r1"]);
     assert_eq!(br.peers["r1"].hold_time, 30);
     // Unless the file names it: then it must be complete.

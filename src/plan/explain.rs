@@ -3,6 +3,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::own_addrs::OwnAddrs;
 use super::{instance_owner, nics_on, Intent};
 use crate::config::{Config, Network, NetworkKind, Nic};
 use crate::kernel::KernelView;
@@ -62,8 +63,39 @@ pub fn not_advertised(
                 reason,
             });
         }
+        own_reasons(nic, network, view, &owner, &mut out);
     }
     out
+}
+
+/// Why a NIC's own address is not advertised (`bgp.ipvN.instances`).
+fn own_reasons(
+    nic: &Nic,
+    network: &Network,
+    view: &KernelView,
+    owner: &str,
+    out: &mut Vec<NotAdvertised>,
+) {
+    let Some(own) = OwnAddrs::new(network, nic) else {
+        return;
+    };
+    let bridge = view.link_by_name(&network.name).map(|l| l.index);
+    for family in own.enabled() {
+        let reason = match (nic_stopped(nic, network, view), bridge) {
+            (Some(why), _) => why,
+            (None, Some(bridge)) => match own.missing(family, bridge, view) {
+                Some(why) => why,
+                None => continue,
+            },
+            (None, None) => continue,
+        };
+        let key = ["ipv4", "ipv6"][family];
+        out.push(NotAdvertised {
+            prefix: None,
+            owner: owner.to_string(),
+            reason: format!("bgp.{key}.instances: {reason}"),
+        });
+    }
 }
 
 fn bridge_reasons(network: &Network, view: &KernelView, out: &mut Vec<NotAdvertised>) {

@@ -3,6 +3,7 @@
 mod adverts;
 pub mod explain;
 pub mod export;
+mod own_addrs;
 mod planner;
 #[cfg(test)]
 mod proptests;
@@ -362,6 +363,7 @@ pub(super) mod tests {
             address: None,
             routes: vec![],
             ovn_router_address: None,
+            instances: false,
         }
     }
 
@@ -386,6 +388,7 @@ pub(super) mod tests {
                 asn: Some(65010),
                 router_id: None,
                 graceful_restart_time: 120,
+                graceful_restart: true,
             },
             agent: Default::default(),
             networks: networks.into_iter().map(|n| (n.name.clone(), n)).collect(),
@@ -405,6 +408,7 @@ pub(super) mod tests {
             name: "eth0".into(),
             network: network.into(),
             host_name: Some(host_name.into()),
+            hwaddr: None,
             ipv4_address: v4.map(|a| a.parse().unwrap()),
             ipv6_address: None,
             ipv4_routes_external: ext4.iter().map(|p| p.parse().unwrap()).collect(),

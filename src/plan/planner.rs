@@ -11,6 +11,7 @@ use std::sync::Arc;
 use foldhash::HashMap as FastHashMap;
 use ipnet::IpNet;
 
+use super::own_addrs::{OwnAddrs, OwnClaims};
 use super::{
     host_rule, host_v4, host_v6, instance_owner, joined_owners, nic_attrs, nics_on,
     normalize_multipath, owners_of, plan_static, Advert, AdvertSet, Attrs, Intent, NextHopRule,
@@ -18,7 +19,7 @@ use super::{
 };
 use crate::bgp::wire::Family;
 use crate::config::{Config, Network, NetworkKind};
-use crate::kernel::{KernelEvent, KernelView, Route, RouteNextHop};
+use crate::kernel::{KernelEvent, KernelView, Mac, Route, RouteNextHop};
 
 /// What a batch of kernel events may have changed, gathered before each is applied.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +31,9 @@ pub struct Touched {
     /// Addresses came or went: bridges' subnets, and next hops taken from addresses,
     /// may have moved.
     pub addresses: bool,
+    /// (interface, MAC) pairs whose neighbour addresses changed: instances' own
+    /// addresses (`bgp.ipvN.instances`).
+    pub neighbours: Vec<(u32, Mac)>,
 }
 
 impl Touched {
@@ -81,6 +85,25 @@ impl Touched {
                 self.addresses = true;
                 true
             }
+            KernelEvent::NeighbourSeen(n) => {
+                let before = view.neighbours.mac_of(n.ifindex, &n.ip);
+                if before == Some(n.mac) {
+                    // Reachability churn (REACHABLE, STALE, DELAY, PROBE) moves nothing.
+                    return false;
+                }
+                self.neighbours.push((n.ifindex, n.mac));
+                self.neighbours.extend(before.map(|m| (n.ifindex, m)));
+                true
+            }
+            KernelEvent::NeighbourGone { ifindex, ip } => {
+                match view.neighbours.mac_of(*ifindex, ip) {
+                    Some(mac) => {
+                        self.neighbours.push((*ifindex, mac));
+                        true
+                    }
+                    None => false,
+                }
+            }
             // Someone else's route: the agent repairs, planning has nothing to redo.
             KernelEvent::Foreign(_) => false,
             KernelEvent::Overrun => true,
@@ -108,6 +131,8 @@ struct BridgedNic {
     rules: [NextHopRule; 2],
     gateways: [Option<IpAddr>; 2],
     prefixes: Vec<IpNet>,
+    /// Its own addresses, when its network advertises them.
+    own: Option<OwnAddrs>,
 }
 
 impl BridgedNic {
@@ -132,6 +157,11 @@ struct Index {
     /// Link name -> the NICs whose running state it decides: every NIC of the bridge
     /// of that name, or the NIC whose host side it is.
     by_link: HashMap<String, Vec<u32>>,
+    /// Bridge name -> MAC -> the NICs with that `hwaddr` advertising their own
+    /// addresses there.
+    by_mac: HashMap<String, FastHashMap<Mac, Vec<u32>>>,
+    /// The NICs advertising their own addresses.
+    with_own: Vec<u32>,
     bridges: Vec<(Network, Owners, Attrs)>,
 }
 
@@ -140,8 +170,18 @@ impl Index {
         let mut nics = Vec::new();
         let mut by_owner = FastHashMap::default();
         let mut by_link: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut by_mac: HashMap<String, FastHashMap<Mac, Vec<u32>>> = HashMap::new();
+        let mut with_own = Vec::new();
         for (instance, nic, network) in nics_on(config, NetworkKind::Bridge) {
             let id = nics.len() as u32;
+            let own = OwnAddrs::new(network, nic);
+            if let Some(own) = &own {
+                with_own.push(id);
+                if let Some(mac) = own.hwaddr {
+                    let macs = by_mac.entry(network.name.clone()).or_default();
+                    macs.entry(mac).or_default().push(id);
+                }
+            }
             let owner = instance_owner(instance, nic);
             by_link.entry(network.name.clone()).or_default().push(id);
             if let Some(host) = &nic.host_name {
@@ -167,6 +207,7 @@ impl Index {
                     nic.ipv6_address.map(IpAddr::V6),
                 ],
                 prefixes,
+                own,
             });
             by_owner.insert(owner, id);
         }
@@ -184,6 +225,8 @@ impl Index {
             nics,
             by_owner,
             by_link,
+            by_mac,
+            with_own,
             bridges,
         }
     }
@@ -316,6 +359,8 @@ pub struct Planner {
     running: Vec<Option<u32>>,
     /// The bridge networks' claims the adverts were last planned from.
     bridge_claims: BTreeMap<IpNet, Vec<Advert>>,
+    /// The instances' own addresses advertised.
+    own: OwnClaims,
     intent: Intent,
 }
 
@@ -328,6 +373,7 @@ impl Planner {
             running: vec![None; index.nics.len()],
             index,
             bridge_claims: BTreeMap::new(),
+            own: OwnClaims::default(),
             intent: Intent {
                 adverts: AdvertSet::new(Arc::new(plan_static(config))),
                 routes: BTreeMap::new(),
@@ -347,12 +393,14 @@ impl Planner {
     pub fn rebuild(&mut self, view: &KernelView) {
         self.running.fill(None);
         self.bridge_claims.clear();
+        self.own.clear();
         self.intent.routes.clear();
         self.intent.adverts.clear_dynamic();
         let everything = Touched {
             links: self.index.by_link.keys().cloned().collect(),
             routes: view.routes.keys().copied().collect(),
             addresses: true,
+            neighbours: Vec::new(),
         };
         self.update(view, &everything);
     }
@@ -361,7 +409,9 @@ impl Planner {
     pub fn update(&mut self, view: &KernelView, touched: &Touched) -> Delta {
         let mut delta = Delta::default();
         let mut dirty = touched.routes.clone();
-        for id in self.moved_nics(view, touched) {
+        let moved = self.moved_nics(view, touched);
+        self.plan_own_addresses(view, touched, &moved, &mut dirty);
+        for id in moved {
             for &prefix in &self.index.nics[id as usize].prefixes {
                 let wanted = self.index.wanted_route(prefix, id, &self.running);
                 let changed = match (wanted, self.intent.routes.entry(prefix)) {
@@ -413,6 +463,48 @@ impl Planner {
         delta
     }
 
+    /// Plans again the own addresses of the NICs that moved, whose neighbours
+    /// changed, or all of them when addresses did (the bridges' subnets).
+    fn plan_own_addresses(
+        &mut self,
+        view: &KernelView,
+        touched: &Touched,
+        moved: &[u32],
+        dirty: &mut Vec<IpNet>,
+    ) {
+        if self.index.with_own.is_empty() {
+            return;
+        }
+        let mut ids: Vec<u32> = if touched.addresses {
+            self.index.with_own.clone()
+        } else {
+            let nics = &self.index.nics;
+            moved
+                .iter()
+                .copied()
+                .filter(|&id| nics[id as usize].own.is_some())
+                .collect()
+        };
+        for (ifindex, mac) in &touched.neighbours {
+            let found = view
+                .links
+                .get(ifindex)
+                .and_then(|link| self.index.by_mac.get(&link.name))
+                .and_then(|macs| macs.get(mac));
+            ids.extend(found.into_iter().flatten());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let nic = &self.index.nics[id as usize];
+            let now = match (&nic.own, self.running[id as usize]) {
+                (Some(own), Some(bridge)) => own.plan(bridge, view),
+                _ => Vec::new(),
+            };
+            self.own.set(id, now, dirty);
+        }
+    }
+
     /// The NICs whose running state changed, with `running` brought up to date.
     fn moved_nics(&mut self, view: &KernelView, touched: &Touched) -> Vec<u32> {
         let mut ids: Vec<u32> = touched
@@ -444,7 +536,20 @@ impl Planner {
                 attrs,
             })
         });
-        if bridges.is_none() && nic.is_none() {
+        let own: Vec<Advert> = self
+            .own
+            .claimants(&prefix)
+            .iter()
+            .map(|&id| {
+                let nic = &self.index.nics[id as usize];
+                Advert {
+                    owners: nic.owners.clone(),
+                    next_hop: nic.rules[family_index(&prefix)].clone(),
+                    attrs: nic.attrs.clone(),
+                }
+            })
+            .collect();
+        if bridges.is_none() && nic.is_none() && own.is_empty() {
             return None;
         }
         let statics = self.intent.adverts.static_advert(&prefix);
@@ -452,9 +557,12 @@ impl Planner {
             statics
                 .into_iter()
                 .chain(bridges.into_iter().flatten())
-                .chain(nic.as_ref()),
+                .chain(nic.as_ref())
+                .chain(&own),
         )?;
-        let kernel_backed = nic.is_some() && matches!(merged.next_hop, NextHopRule::Host(_));
+        // An instance's own address is on-link: no route of ours is needed for it.
+        let kernel_backed =
+            nic.is_some() && own.is_empty() && matches!(merged.next_hop, NextHopRule::Host(_));
         if kernel_backed && !view.routes.contains_key(&prefix) {
             return None;
         }

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::tests::{bridge, config, instance, nic, BR};
 use super::*;
 use crate::config::NetworkKind;
-use crate::kernel::{Address, KernelEvent, Link, RouteNextHop};
+use crate::kernel::{Address, KernelEvent, Link, Mac, Neighbour, RouteNextHop};
 
 const BR1: u32 = BR + 1;
 /// Host-side interfaces of the NICs, then a stray link.
@@ -32,6 +32,21 @@ const ADDRESSES: [&str; 5] = [
     "10.0.0.1/24",
 ];
 
+/// Neighbours: inside and outside the bridges' subnets, one a NIC's external /32.
+const NEIGHBOURS: [&str; 5] = [
+    "198.51.100.50",
+    "192.0.2.50",
+    "203.0.113.1",
+    "2001:db8:2::50",
+    "10.0.0.50",
+];
+/// The NICs' MACs (two NICs share the first), then a stray one.
+const MACS: [Mac; 3] = [
+    Mac([0, 0x16, 0x3e, 0, 0, 1]),
+    Mac([0, 0x16, 0x3e, 0, 0, 2]),
+    Mac([0, 0x16, 0x3e, 0, 0, 3]),
+];
+
 fn prefixes() -> Vec<IpNet> {
     V4.iter()
         .chain(V6.iter())
@@ -42,8 +57,14 @@ fn prefixes() -> Vec<IpNet> {
 /// Two bridges (br1 with a fixed IPv4 next hop and NAT), an OVN network claiming some
 /// of the same prefixes, and four NICs over overlapping prefixes.
 fn lab_config(picks: &[(usize, Vec<usize>)]) -> Config {
-    let br0 = bridge("br0");
+    let mut br0 = bridge("br0");
+    br0.ipv4.instances = true;
+    br0.ipv6.instances = true;
+    // br0's subnets come from its config, br1's from the kernel's addresses.
+    br0.ipv4.address = Some("198.51.100.1/24".parse().unwrap());
+    br0.ipv6.address = Some("2001:db8:2::1/64".parse().unwrap());
     let mut br1 = bridge("br1");
+    br1.ipv4.instances = true;
     br1.ipv4.nexthop = Some("198.51.100.9".parse().unwrap());
     br1.ipv6.nat = true;
     let mut ovn = bridge("ovn1");
@@ -74,6 +95,7 @@ fn lab_config(picks: &[(usize, Vec<usize>)]) -> Config {
             &ext6.iter().map(String::as_str).collect::<Vec<_>>(),
         );
         n.name = format!("eth{i}");
+        n.hwaddr = [Some(MACS[0]), Some(MACS[1]), Some(MACS[0]), None][i % 4];
         instances.push(instance(&format!("c{i}"), Some("node1"), n));
     }
     config(vec![br0, br1, ovn], instances)
@@ -125,7 +147,24 @@ fn any_event() -> impl Strategy<Value = KernelEvent> {
             })
         }),
         prefix.prop_map(|p| KernelEvent::RouteRemoved(prefixes()[p])),
+        neighbour_event(),
     ]
+}
+
+fn neighbour_event() -> impl Strategy<Value = KernelEvent> {
+    (0..3u32, 0..NEIGHBOURS.len(), 0..MACS.len(), any::<bool>()).prop_map(|(i, a, mac, seen)| {
+        let ifindex = BR + i;
+        let ip = NEIGHBOURS[a].parse().unwrap();
+        if seen {
+            KernelEvent::NeighbourSeen(Neighbour {
+                ifindex,
+                ip,
+                mac: MACS[mac],
+            })
+        } else {
+            KernelEvent::NeighbourGone { ifindex, ip }
+        }
+    })
 }
 
 fn nic_picks() -> impl Strategy<Value = Vec<(usize, Vec<usize>)>> {
@@ -140,35 +179,73 @@ proptest! {
         picks in nic_picks(),
         batches in vec(vec(any_event(), 1..4), 1..24),
     ) {
-        let config = lab_config(&picks);
-        let mut view = KernelView::default();
-        let mut planner = Planner::new(&config);
-        planner.rebuild(&view);
-        for batch in batches {
-            let before = planner.intent().clone();
-            let mut touched = Touched::default();
-            for event in &batch {
-                touched.note(&view, event);
-                view.apply(event);
-            }
-            let delta = planner.update(&view, &touched);
-            let rebuilt = plan(&config, &view);
-            prop_assert_eq!(planner.intent(), &rebuilt, "after {:?}", batch);
-            let moved: BTreeSet<IpNet> = prefixes()
-                .into_iter()
-                .chain(rebuilt.adverts.keys())
-                .filter(|p| before.adverts.get(p) != rebuilt.adverts.get(p))
-                .collect();
-            let reported: BTreeSet<IpNet> = delta.adverts.iter().copied().collect();
-            prop_assert!(moved.is_subset(&reported), "adverts moved {:?}, reported {:?}", moved, reported);
-            let moved: BTreeSet<IpNet> = before
-                .routes
-                .keys()
-                .chain(rebuilt.routes.keys())
-                .filter(|p| before.routes.get(p) != rebuilt.routes.get(p))
-                .copied()
-                .collect();
-            prop_assert_eq!(moved.into_iter().collect::<Vec<_>>(), delta.routes);
-        }
+        replay(&lab_config(&picks), KernelView::default(), batches)?;
     }
+
+    /// From a host where both bridges and every port are up, so that instances run
+    /// and their neighbours count: what the random walk above rarely reaches.
+    #[test]
+    fn own_addresses_end_where_a_rebuild_does(
+        picks in nic_picks(),
+        batches in vec(vec(prop_oneof![3 => neighbour_event(), 1 => any_event()], 1..4), 1..24),
+    ) {
+        let mut view = KernelView::default();
+        view.apply(&KernelEvent::LinkChanged(Link::up(BR, "br0", None)));
+        view.apply(&KernelEvent::LinkChanged(Link::up(BR1, "br1", None)));
+        for (i, port) in PORTS.iter().enumerate().take(4) {
+            let master = [BR, BR1][i % 2];
+            view.apply(&KernelEvent::LinkChanged(Link::up(BR + 2 + i as u32, port, Some(master))));
+        }
+        view.apply(&KernelEvent::AddressAdded(Address {
+            ifindex: BR1,
+            net: ADDRESSES[0].parse().unwrap(),
+            tentative: false,
+            link_scope: false,
+        }));
+        replay(&lab_config(&picks), view, batches)?;
+    }
+}
+
+/// Applies `batches` one at a time, updating a planner, and compares each step with
+/// a rebuild.
+fn replay(
+    config: &Config,
+    mut view: KernelView,
+    batches: Vec<Vec<KernelEvent>>,
+) -> Result<(), TestCaseError> {
+    let mut planner = Planner::new(config);
+    planner.rebuild(&view);
+    for batch in batches {
+        let before = planner.intent().clone();
+        let mut touched = Touched::default();
+        for event in &batch {
+            touched.note(&view, event);
+            view.apply(event);
+        }
+        let delta = planner.update(&view, &touched);
+        let rebuilt = plan(config, &view);
+        prop_assert_eq!(planner.intent(), &rebuilt, "after {:?}", batch);
+        let moved: BTreeSet<IpNet> = prefixes()
+            .into_iter()
+            .chain(before.adverts.keys())
+            .chain(rebuilt.adverts.keys())
+            .filter(|p| before.adverts.get(p) != rebuilt.adverts.get(p))
+            .collect();
+        let reported: BTreeSet<IpNet> = delta.adverts.iter().copied().collect();
+        prop_assert!(
+            moved.is_subset(&reported),
+            "adverts moved {:?}, reported {:?}",
+            moved,
+            reported
+        );
+        let moved: BTreeSet<IpNet> = before
+            .routes
+            .keys()
+            .chain(rebuilt.routes.keys())
+            .filter(|p| before.routes.get(p) != rebuilt.routes.get(p))
+            .copied()
+            .collect();
+        prop_assert_eq!(moved.into_iter().collect::<Vec<_>>(), delta.routes);
+    }
+    Ok(())
 }

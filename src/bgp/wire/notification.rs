@@ -43,9 +43,54 @@ impl Notification {
         Notification::new(codes::CEASE, codes::cease::ADMINISTRATIVE_SHUTDOWN, data)
     }
 
+    /// Cease/Hard Reset carrying `inner` (RFC 8538 section 3): its code, subcode and
+    /// data become the data, so the peer still learns why.
+    pub fn hard_reset(inner: &Notification) -> Notification {
+        let mut data = Vec::with_capacity(inner.data.len() + 2);
+        data.push(inner.code);
+        data.push(inner.subcode);
+        data.extend_from_slice(&inner.data);
+        Notification::new(codes::CEASE, codes::cease::HARD_RESET, data)
+    }
+
+    pub fn is_hard_reset(&self) -> bool {
+        self.code == codes::CEASE && self.subcode == codes::cease::HARD_RESET
+    }
+
+    /// The NOTIFICATION a Cease/Hard Reset carries, when it carries one.
+    pub fn hard_reset_inner(&self) -> Option<Notification> {
+        if !self.is_hard_reset() || self.data.len() < 2 {
+            return None;
+        }
+        Some(decode(&self.data))
+    }
+
+    /// "Code/Subcode" in words; a Hard Reset names what it carries:
+    /// `Cease/Hard Reset (Hold Timer Expired/Unspecific)`.
+    pub fn name(&self) -> String {
+        let code = match codes::code_name(self.code) {
+            Some(name) => name.to_string(),
+            None => format!("Error code {}", self.code),
+        };
+        let subcode = match codes::subcode_name(self.code, self.subcode) {
+            Some(name) => name.to_string(),
+            None => format!("subcode {}", self.subcode),
+        };
+        match self.hard_reset_inner() {
+            Some(inner) if !inner.is_hard_reset() => {
+                format!("{code}/{subcode} ({})", inner.name())
+            }
+            _ => format!("{code}/{subcode}"),
+        }
+    }
+
     /// The shutdown communication of a Cease/Administrative Shutdown or Reset, if any
-    /// (invalid UTF-8 is replaced, a length past the data is clipped).
+    /// (invalid UTF-8 is replaced, a length past the data is clipped), also when a
+    /// Hard Reset carries it.
     pub fn shutdown_message(&self) -> Option<String> {
+        if let Some(inner) = self.hard_reset_inner().filter(|i| !i.is_hard_reset()) {
+            return inner.shutdown_message();
+        }
         if self.code != codes::CEASE
             || (self.subcode != codes::cease::ADMINISTRATIVE_SHUTDOWN
                 && self.subcode != codes::cease::ADMINISTRATIVE_RESET)
@@ -63,22 +108,20 @@ impl Notification {
 
 impl fmt::Display for Notification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match codes::code_name(self.code) {
-            Some(name) => f.write_str(name)?,
-            None => write!(f, "Error code {}", self.code)?,
-        }
-        match codes::subcode_name(self.code, self.subcode) {
-            Some(name) => write!(f, "/{name}")?,
-            None => write!(f, "/subcode {}", self.subcode)?,
-        }
+        f.write_str(&self.name())?;
+        // A Hard Reset's data is the NOTIFICATION its name already gave.
+        let data = match self.hard_reset_inner() {
+            Some(inner) if !inner.is_hard_reset() => inner.data,
+            _ => self.data.clone(),
+        };
         if let Some(msg) = self.shutdown_message() {
             write!(f, ": {msg:?}")
-        } else if !self.data.is_empty() {
+        } else if !data.is_empty() {
             f.write_str(" (data ")?;
-            for b in self.data.iter().take(64) {
+            for b in data.iter().take(64) {
                 write!(f, "{b:02x}")?;
             }
-            if self.data.len() > 64 {
+            if data.len() > 64 {
                 f.write_str("...")?;
             }
             f.write_str(")")

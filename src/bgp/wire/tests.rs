@@ -376,6 +376,34 @@ fn graceful_restart_flags() {
     let mut out = Vec::new();
     c.encode(&mut out);
     assert_eq!(out, hex("400a 4fff 00020100 00010180"));
+    // RFC 8538 section 2: R is 0x8000 and N 0x4000 of the 2-byte field, the time
+    // its low 12 bits; the 2 bits between are reserved.
+    let ours = Capability::GracefulRestart(GracefulRestart {
+        restart_state: false,
+        notification: true,
+        restart_time: 3600,
+        families: vec![GracefulRestartFamily {
+            afi: 1,
+            safi: 1,
+            forwarding_state: true,
+        }],
+    });
+    let mut out = Vec::new();
+    ours.encode(&mut out);
+    assert_eq!(out, hex("4006 4e10 00010180"));
+    assert_eq!(Capability::decode(64, &out[2..]), Ok(ours));
+    let both = Capability::decode(64, &hex("c078")).unwrap();
+    let Capability::GracefulRestart(both) = both else {
+        panic!("{both:?}")
+    };
+    assert!(both.restart_state && both.notification);
+    assert_eq!(both.restart_time, 120);
+    let reserved = Capability::decode(64, &hex("3078")).unwrap();
+    let Capability::GracefulRestart(reserved) = reserved else {
+        panic!("{reserved:?}")
+    };
+    assert!(!reserved.restart_state && !reserved.notification);
+    assert_eq!(reserved.restart_time, 120);
     assert_eq!(
         Capability::decode(64, &hex("8000")),
         Ok(Capability::GracefulRestart(GracefulRestart {
@@ -915,6 +943,50 @@ fn notification_bytes_and_display() {
     assert_eq!(
         Notification::new(3, 11, vec![]).to_string(),
         "UPDATE Message Error/Malformed AS_PATH"
+    );
+}
+
+/// RFC 8538 section 3: Cease/Hard Reset (6/9) whose data is the original
+/// NOTIFICATION's code, subcode and data.
+#[test]
+fn hard_reset_wraps_the_original() {
+    let hold = Notification::new(4, 0, vec![]);
+    let n = Notification::hard_reset(&hold);
+    assert_eq!(
+        enc(&Message::Notification(n.clone()), &C4),
+        frame(3, &hex("0609 0400"))
+    );
+    assert_eq!(
+        Message::decode(&frame(3, &hex("0609 0400")), &C4),
+        Ok(Message::Notification(n.clone()))
+    );
+    assert_eq!(n.hard_reset_inner(), Some(hold));
+    assert_eq!(
+        n.to_string(),
+        "Cease/Hard Reset (Hold Timer Expired/Unspecific)"
+    );
+    let shut = Notification::hard_reset(&Notification::cease_shutdown("bye"));
+    assert_eq!(
+        enc(&Message::Notification(shut.clone()), &C4),
+        frame(3, &hex("0609 0602 03 627965"))
+    );
+    assert_eq!(shut.shutdown_message().as_deref(), Some("bye"));
+    assert_eq!(
+        shut.to_string(),
+        "Cease/Hard Reset (Cease/Administrative Shutdown): \"bye\""
+    );
+    let update = Notification::hard_reset(&Notification::new(3, 1, vec![0xab]));
+    assert_eq!(
+        update.to_string(),
+        "Cease/Hard Reset (UPDATE Message Error/Malformed Attribute List) (data ab)"
+    );
+    // A Hard Reset without data (or a truncated one) is named alone.
+    let bare = Notification::new(6, 9, vec![]);
+    assert_eq!(bare.hard_reset_inner(), None);
+    assert_eq!(bare.to_string(), "Cease/Hard Reset");
+    assert_eq!(
+        Notification::new(6, 9, vec![4]).to_string(),
+        "Cease/Hard Reset (data 04)"
     );
 }
 
