@@ -20,6 +20,7 @@ mod kernel_routes;
 mod lab;
 mod lifecycle;
 mod lxd;
+mod nd;
 mod neighbours;
 mod policy;
 mod selftest;
