@@ -5,11 +5,12 @@
 //! What it sends:
 //! - at start, a Router Solicitation (so a router answers at once) and an RA;
 //! - an RA every `interval`;
-//! - an RA soon after a Router Solicitation, or after the first RA of a router it
-//!   had not heard yet, so a router that starts (or restarts with a new address)
-//!   learns us without waiting for the next period. These replies are at least
-//!   `MIN_REPLY_GAP` apart: two hostbgp hosts on one link do not keep answering
-//!   each other.
+//! - an RA in reply to a Router Solicitation or to the first RA of a router it had
+//!   not heard yet (replies at least `MIN_REPLY_GAP` apart), and to any other RA
+//!   when it has sent none for `MIN_REPLY_GAP`: a router that starts or restarts
+//!   (FRR forgets its peer's address on a restart or link down) learns us at once
+//!   instead of at our next period, and two hostbgp hosts on one link answer each
+//!   other's periodic RAs once rather than back and forth.
 //!
 //! Our RAs have router lifetime 0 (no host makes us its default router) and every
 //! other field unspecified; FRR 8.4 learns the sender from such an RA (see mod.rs).
@@ -88,7 +89,6 @@ pub fn spawn(config: Config, reports: mpsc::UnboundedSender<Heard>) -> io::Resul
         config,
         reports,
         known: HashSet::new(),
-        last_reply: None,
     };
     Ok(Handle {
         task: tokio::spawn(task.run()),
@@ -152,13 +152,83 @@ fn classify(
     }
 }
 
+/// What a received message asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ask {
+    /// An RS, or the first RA of a router: an RA soon, at most one per
+    /// `MIN_REPLY_GAP`.
+    ReplySoon,
+    /// Another RA of a known router: an RA now unless we sent one within
+    /// `MIN_REPLY_GAP` (a router that restarted learns us at once; two hostbgp
+    /// hosts answer each other's periodic RAs once, not back and forth).
+    ReplyIfQuiet,
+}
+
+/// When to send our RAs (pure: the task feeds it the clock).
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    next_advert: Instant,
+    reply_at: Option<Instant>,
+    last_reply: Option<Instant>,
+    last_advert: Instant,
+}
+
+impl Pacer {
+    /// `now` is when the first RA went out.
+    fn new(now: Instant, interval: Duration) -> Pacer {
+        Pacer {
+            interval,
+            next_advert: now + interval,
+            reply_at: None,
+            last_reply: None,
+            last_advert: now,
+        }
+    }
+
+    fn ask(&mut self, now: Instant, ask: Ask) {
+        let after_gap = |t: Option<Instant>| t.map_or(now, |t| (t + MIN_REPLY_GAP).max(now));
+        let at = match ask {
+            Ask::ReplySoon => after_gap(self.last_reply),
+            Ask::ReplyIfQuiet => {
+                let quiet = self.last_advert + MIN_REPLY_GAP <= now
+                    && self.last_reply.is_none_or(|t| t + MIN_REPLY_GAP <= now);
+                if !quiet {
+                    return;
+                }
+                now
+            }
+        };
+        self.reply_at = Some(self.reply_at.map_or(at, |r| r.min(at)));
+    }
+
+    fn wake(&self) -> Instant {
+        self.reply_at
+            .map_or(self.next_advert, |r| r.min(self.next_advert))
+    }
+
+    /// Whether an RA is due at `now`; if so it counts as sent.
+    fn due(&mut self, now: Instant) -> bool {
+        let reply = self.reply_at.is_some_and(|r| r <= now);
+        if !reply && self.next_advert > now {
+            return false;
+        }
+        if reply {
+            self.reply_at = None;
+            self.last_reply = Some(now);
+        }
+        self.last_advert = now;
+        self.next_advert = now + self.interval;
+        true
+    }
+}
+
 struct Task {
     socket: NdSocket,
     config: Config,
     reports: mpsc::UnboundedSender<Heard>,
-    /// Routers heard since the start: the first RA of each gets a reply.
+    /// Routers heard since the start.
     known: HashSet<Ipv6Addr>,
-    last_reply: Option<Instant>,
 }
 
 impl Task {
@@ -170,22 +240,17 @@ impl Task {
         .to_bytes();
         self.send(&rs, ALL_ROUTERS);
         self.advertise();
-        let mut next_advert = Instant::now() + self.config.interval;
-        // A reply waiting for MIN_REPLY_GAP to pass.
-        let mut reply_at: Option<Instant> = None;
+        let mut pacer = Pacer::new(Instant::now(), self.config.interval);
         let mut buf = vec![0u8; 1500];
         loop {
-            let wake = reply_at.map_or(next_advert, |r| r.min(next_advert));
             tokio::select! {
                 r = self.socket.recv(&mut buf) => match r {
                     Ok(received) => {
-                        if let Some(msg) = buf.get(..received.len) {
-                            if self.on_message(msg, &received) {
-                                let earliest = self
-                                    .last_reply
-                                    .map_or_else(Instant::now, |t| t + MIN_REPLY_GAP);
-                                reply_at = Some(reply_at.map_or(earliest, |r| r.min(earliest)));
-                            }
+                        let ask = buf
+                            .get(..received.len)
+                            .and_then(|msg| self.on_message(msg, &received));
+                        if let Some(ask) = ask {
+                            pacer.ask(Instant::now(), ask);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -194,16 +259,9 @@ impl Task {
                         return;
                     }
                 },
-                () = tokio::time::sleep_until(wake) => {
-                    let now = Instant::now();
-                    if reply_at.is_some_and(|r| r <= now) {
-                        reply_at = None;
-                        self.last_reply = Some(now);
+                () = tokio::time::sleep_until(pacer.wake()) => {
+                    if pacer.due(Instant::now()) {
                         self.advertise();
-                        next_advert = now + self.config.interval;
-                    } else if next_advert <= now {
-                        self.advertise();
-                        next_advert = now + self.config.interval;
                     }
                 }
                 () = self.reports.closed() => return,
@@ -211,8 +269,8 @@ impl Task {
         }
     }
 
-    /// Handles one message; true when it calls for an RA in reply.
-    fn on_message(&mut self, msg: &[u8], r: &Received) -> bool {
+    /// Handles one message: reports an RA, and says what reply it asks for.
+    fn on_message(&mut self, msg: &[u8], r: &Received) -> Option<Ask> {
         let from = *r.from.ip();
         match classify(
             msg,
@@ -221,7 +279,7 @@ impl Task {
             self.config.ifindex,
             self.config.source,
         ) {
-            Ok(Input::Solicit) => true,
+            Ok(Input::Solicit) => Some(Ask::ReplySoon),
             Ok(Input::Advert(heard)) => {
                 tracing::debug!(
                     "router advertisement on {} from {from} (lifetime {}s)",
@@ -229,14 +287,18 @@ impl Task {
                     heard.router_lifetime
                 );
                 let _ = self.reports.send(heard);
-                self.known.insert(from)
+                Some(if self.known.insert(from) {
+                    Ask::ReplySoon
+                } else {
+                    Ask::ReplyIfQuiet
+                })
             }
             Err(why) => {
                 tracing::debug!(
                     "router discovery on {}: ignored a message from {from}: {why:?}",
                     self.config.ifname
                 );
-                false
+                None
             }
         }
     }
@@ -338,5 +400,51 @@ mod tests {
                 super::super::wire::Error::OptionZeroLength { .. }
             ))
         ));
+    }
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn pacer_sends_periodically() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, Duration::from_secs(10));
+        assert_eq!(p.wake(), at(t0, 10_000));
+        assert!(!p.due(at(t0, 9_999)));
+        assert!(p.due(at(t0, 10_000)));
+        assert_eq!(p.wake(), at(t0, 20_000));
+    }
+
+    #[test]
+    fn pacer_replies_at_once_then_waits_the_gap() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, Duration::from_secs(60));
+        p.ask(at(t0, 100), Ask::ReplySoon);
+        assert_eq!(p.wake(), at(t0, 100));
+        assert!(p.due(at(t0, 100)));
+        // A second solicitation a second later waits for the gap.
+        p.ask(at(t0, 1_100), Ask::ReplySoon);
+        assert_eq!(p.wake(), at(t0, 3_100));
+        assert!(!p.due(at(t0, 3_000)));
+        assert!(p.due(at(t0, 3_100)));
+        // A reply restarts the period.
+        assert_eq!(p.wake(), at(t0, 63_100));
+    }
+
+    #[test]
+    fn pacer_answers_a_known_router_only_when_quiet() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, Duration::from_secs(10));
+        // Just sent our first RA: a known router's RA is not answered.
+        p.ask(at(t0, 1_000), Ask::ReplyIfQuiet);
+        assert_eq!(p.wake(), at(t0, 10_000));
+        // Quiet for 3 s: answered at once.
+        p.ask(at(t0, 5_000), Ask::ReplyIfQuiet);
+        assert_eq!(p.wake(), at(t0, 5_000));
+        assert!(p.due(at(t0, 5_000)));
+        // Its next RA a second later (FRR's fast RAs) is not.
+        p.ask(at(t0, 6_000), Ask::ReplyIfQuiet);
+        assert_eq!(p.wake(), at(t0, 15_000));
     }
 }
