@@ -180,3 +180,85 @@ fn nd_periodic_advertisements_keep_coming() {
         "b heard {from_a} RAs from a in {took:?}: {heard_b:?}"
     );
 }
+
+/// Sends one RA from `src` on `dev` in namespace `ns` with hop limit `hops`, as a
+/// router that is not hostbgp would (its own raw socket, its own hop limit).
+fn send_ra(ns: &str, dev: &str, index: u32, src: Ipv6Addr, hops: i32) {
+    use nix::sys::socket::{
+        bind, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol,
+        SockType, SockaddrIn6,
+    };
+    use std::net::SocketAddrV6;
+    let (ns, dev) = (ns.to_string(), dev.to_string());
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
+        // SAFETY: plain syscall on a valid descriptor; it moves only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+        let fd = socket(
+            AddressFamily::Inet6,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::IcmpV6,
+        )
+        .expect("raw socket");
+        setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(&dev))
+            .expect("bind to device");
+        setsockopt(&fd, sockopt::Ipv6MulticastHops, &hops).expect("hops");
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn6::from(SocketAddrV6::new(src, 0, 0, index)),
+        )
+        .expect("bind source");
+        let ra =
+            hostbgp::nd::wire::Repr::RouterAdvert(hostbgp::nd::wire::RouterAdvert::announce(None))
+                .to_bytes();
+        let to = SockaddrIn6::from(SocketAddrV6::new(
+            "ff02::1".parse().expect("ff02::1"),
+            0,
+            0,
+            index,
+        ));
+        sendto(fd.as_raw_fd(), &ra, &to, MsgFlags::empty()).expect("send RA");
+    })
+    .join()
+    .expect("sender");
+}
+
+#[test]
+fn nd_ignores_advertisements_with_hop_limit_below_255() {
+    if !lab::require_root("nd_ignores_advertisements_with_hop_limit_below_255") {
+        return;
+    }
+    let l = Lab::new();
+    let (a, b) = (l.ns("a"), l.ns("b"));
+    l.veth((&a, "nda0"), (&b, "ndb0"));
+    let (ia, ib) = (iface(&l, &a, "nda0"), iface(&l, &b, "ndb0"));
+    l.addr(&b, "ndb0", "fe80::64/64");
+    l.addr(&b, "ndb0", "fe80::255/64");
+    let (off_link, on_link): (Ipv6Addr, Ipv6Addr) = (
+        "fe80::64".parse().expect("a"),
+        "fe80::255".parse().expect("a"),
+    );
+    let ta = run_in_ns(
+        a.clone(),
+        ia,
+        Duration::from_secs(60),
+        (on_link, 1),
+        Duration::from_secs(5),
+    );
+    // Give a's socket time to open; its own start RA needs no answer here.
+    std::thread::sleep(Duration::from_millis(500));
+    // Hop limit 64: possibly forwarded from elsewhere (RFC 4861 6.1.2), dropped.
+    send_ra(&b, "ndb0", ib.index, off_link, 64);
+    send_ra(&b, "ndb0", ib.index, on_link, 255);
+    let heard_a = ta.join().expect("a");
+    assert!(
+        heard_a.iter().any(|h| h.router == on_link),
+        "the hop limit 255 RA was heard: {heard_a:?}"
+    );
+    assert!(
+        heard_a.iter().all(|h| h.router != off_link),
+        "the hop limit 64 RA was not: {heard_a:?}"
+    );
+}
