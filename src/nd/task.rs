@@ -33,7 +33,9 @@ use crate::kernel::Mac;
 
 /// RFC 4861 section 10 MIN_DELAY_BETWEEN_RAS: the least time between two replies.
 pub const MIN_REPLY_GAP: Duration = Duration::from_secs(3);
-/// FRR's RA interval on an interface peer's link (`BGP_UNNUM_DEFAULT_RA_INTERVAL`).
+/// The shortest period `Config::interval` is taken as.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// FRR 8.4's own RA period on an interface peer's link, as observed.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The interface and what we send on it.
@@ -47,7 +49,7 @@ pub struct Config {
     /// The interface's MAC, sent as the Source Link-Layer Address option (saves the
     /// router a neighbour solicitation); None sends no option.
     pub mac: Option<Mac>,
-    /// Time between our periodic RAs.
+    /// Time between our periodic RAs (at least `MIN_INTERVAL`).
     pub interval: Duration,
 }
 
@@ -57,7 +59,8 @@ pub struct Heard {
     pub ifindex: u32,
     /// The sender: a link-local address, to be used with scope `ifindex`.
     pub router: Ipv6Addr,
-    /// Seconds; 0 is a router that is not a default router (FRR sends 3 x interval).
+    /// Seconds; 0 is a router that is not a default router. FRR sends 3 x its
+    /// period (30 s), and 0 in its last RA when zebra stops (RFC 4861 6.2.5).
     pub router_lifetime: u16,
     pub mac: Option<Mac>,
 }
@@ -177,6 +180,7 @@ struct Pacer {
 impl Pacer {
     /// `now` is when the first RA went out.
     fn new(now: Instant, interval: Duration) -> Pacer {
+        let interval = interval.max(MIN_INTERVAL);
         Pacer {
             interval,
             next_advert: now + interval,
@@ -404,6 +408,14 @@ mod tests {
 
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn pacer_period_has_a_floor() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, Duration::ZERO);
+        assert_eq!(p.wake(), t0 + MIN_INTERVAL);
+        assert!(!p.due(t0));
     }
 
     #[test]
