@@ -24,6 +24,7 @@ mod kernel_routes;
 mod lab;
 mod lifecycle;
 mod lxd;
+mod nd;
 mod neighbours;
 mod policy;
 mod selftest;

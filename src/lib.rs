@@ -8,6 +8,7 @@ pub mod kernel;
 pub mod logging;
 pub mod lxd;
 pub mod metrics;
+pub mod nd;
 pub mod plan;
 pub mod privileges;
 pub mod status;
