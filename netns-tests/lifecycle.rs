@@ -1009,7 +1009,7 @@ fn systemd_unit_verifies() {
         "WatchdogSec=",
         "ExecReload=",
         "KillSignal=SIGTERM",
-        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "RuntimeDirectory=hostbgp",

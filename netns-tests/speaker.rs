@@ -450,8 +450,8 @@ fn capabilities_dropped_after_start() {
     let env = Env::start(Opts::default());
     env.wait_established();
     let pid = env.hb.pid().expect("agent pid");
-    // CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12.
-    let allowed: u64 = (1 << 10) | (1 << 12);
+    // CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12, CAP_NET_RAW bit 13.
+    let allowed: u64 = (1 << 10) | (1 << 12) | (1 << 13);
     let tasks = threads(pid);
     assert!(
         tasks.iter().any(|(tid, _, _)| *tid == pid.to_string()),
@@ -485,7 +485,7 @@ fn capabilities_dropped_after_start() {
     );
     assert!(
         bad.is_empty(),
-        "only NET_ADMIN and NET_BIND_SERVICE ({allowed:#x}) may remain in CapEff/CapPrm/CapBnd, \
+        "only NET_ADMIN, NET_BIND_SERVICE and NET_RAW ({allowed:#x}) may remain in CapEff/CapPrm/CapBnd, \
          nothing in CapInh/CapAmb, in every thread:\n{}",
         bad.join("\n")
     );

@@ -342,11 +342,15 @@ fn print_status(v: &Value) {
         } else {
             ""
         };
+        let at = match (&p.interface, &p.address) {
+            (Some(i), Some(a)) => format!("interface {i} ({a})"),
+            (Some(i), None) => format!("interface {i} (router not heard yet)"),
+            (None, a) => a.clone().unwrap_or_default(),
+        };
         println!(
-            "peer {} ({}) {} AS {}{export}: {}{disabled}{since}",
+            "peer {} ({}) {at} AS {}{export}: {}{disabled}{since}",
             p.name,
             p.networks.join(","),
-            p.address,
             p.asn,
             p.state,
         );

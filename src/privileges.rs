@@ -1,10 +1,15 @@
 //! Once the listener and the control socket are bound, the agent needs only
-//! CAP_NET_ADMIN (routes, netlink buffers, MD5 keys) and CAP_NET_BIND_SERVICE (a
-//! listener re-bound on reload). Everything else is dropped for good, so a bug in
+//! CAP_NET_ADMIN (routes, netlink buffers, MD5 keys), CAP_NET_BIND_SERVICE (a
+//! listener re-bound on reload) and CAP_NET_RAW (the ICMPv6 socket of an unnumbered
+//! peer's interface, opened whenever a reload or a link event brings one). Everything else is dropped for good, so a bug in
 //! packet handling cannot be turned into more than the agent's own job.
 use caps::{CapSet, Capability, CapsHashSet};
 
-pub const KEPT: [Capability; 2] = [Capability::CAP_NET_ADMIN, Capability::CAP_NET_BIND_SERVICE];
+pub const KEPT: [Capability; 3] = [
+    Capability::CAP_NET_ADMIN,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_NET_RAW,
+];
 
 /// Drops every capability but [`KEPT`] from the bounding, permitted, effective,
 /// inheritable and ambient sets. Returns what was kept, or what went wrong.

@@ -36,7 +36,12 @@ pub struct ServerStatus {
 pub struct PeerStatusView {
     pub name: String,
     pub networks: Vec<String>,
-    pub address: String,
+    /// The configured address, or an unnumbered peer's link-local once heard (null
+    /// until then).
+    pub address: Option<String>,
+    /// `interface`: an unnumbered peer's interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     pub port: u16,
     pub asn: u32,
     pub password_set: bool,
@@ -257,7 +262,11 @@ pub fn peer_view(
             .map(|(_, n)| n.clone())
             .unwrap_or_default(),
         networks: networks.into_iter().collect(),
-        address: peer.address.to_string(),
+        address: session
+            .neighbour
+            .or(peer.remote.address())
+            .map(|a| a.to_string()),
+        interface: peer.remote.interface().map(str::to_string),
         port: peer.port,
         asn: peer.asn,
         password_set: peer.password.is_some(),

@@ -10,12 +10,12 @@ use hostbgp::bgp::fsm::{GracefulRestartParams, LocalParams, State};
 use hostbgp::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
 };
-use hostbgp::bgp::speaker::{Listener, PeerDirectory};
+use hostbgp::bgp::speaker::{Caller, Listener, PeerDirectory};
 use hostbgp::bgp::wire::{
     frame_len, Capability, Codec, GracefulRestart, GracefulRestartFamily, Message, Open,
     RouteRefresh,
 };
-use hostbgp::config::Peer;
+use hostbgp::config::{Peer, Remote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -29,7 +29,7 @@ struct Side {
 
 fn peer(address: &str, port: u16, asn: u32, hold_time: u16) -> Peer {
     Peer {
-        address: address.parse().unwrap(),
+        remote: Remote::Address(address.parse().unwrap()),
         port,
         asn,
         password: None,
@@ -56,8 +56,11 @@ fn start(params: SessionParams, listen: Option<SocketAddr>) -> Side {
     let status: SharedStatus = Arc::new(Mutex::new(PeerStatus::default()));
     let listener = listen.map(|addr| {
         let dir = PeerDirectory::default();
-        dir.write().unwrap().insert(params.peer.address, tx.clone());
-        Listener::bind(addr, std::slice::from_ref(&params.peer), dir).unwrap()
+        let address = params.peer.remote.address().unwrap();
+        dir.write()
+            .unwrap()
+            .insert(Caller::Address(address), tx.clone());
+        Listener::bind(addr, &[], dir).unwrap()
     });
     tokio::spawn(session::run(params, rx, ev_tx, status.clone()));
     Side {

@@ -25,12 +25,16 @@ impl Agent {
         let by_address = name.parse::<IpAddr>().ok();
         peers
             .iter()
-            .find(|p| Some(p.address) == by_address || p.declared_by.iter().any(|(_, n)| n == name))
+            .find(|p| {
+                p.remote.address().is_some_and(|a| Some(a) == by_address)
+                    || p.remote.interface() == Some(name)
+                    || p.declared_by.iter().any(|(_, n)| n == name)
+            })
             .cloned()
             .ok_or_else(|| {
                 let known: Vec<String> = peers
                     .iter()
-                    .map(|p| format!("{} ({})", super::peer_name(p), p.address))
+                    .map(|p| format!("{} ({})", super::peer_name(p), p.remote))
                     .collect();
                 format!("no peer {name:?}; configured: {}", known.join(", "))
             })
@@ -45,16 +49,16 @@ impl Agent {
             .message
             .clone()
             .unwrap_or_else(|| DEFAULT_MESSAGE.to_string());
-        let was = self.admin_down.insert(peer.address, message.clone());
+        let was = self.admin_down.insert(peer.remote.clone(), message.clone());
         let name = super::peer_name(&peer).to_string();
         if was.is_some() {
             return Reply::ok(json!(format!(
                 "peer {name} was already disabled; message now {message:?}"
             )));
         }
-        tracing::warn!(peer = %peer.address, %name, "disabled by the operator: {message}");
-        let status = self.sessions.get(&peer.address).map(|s| s.status.clone());
-        if let Some(wait) = self.stop_session(peer.address, Notification::cease_shutdown(&message))
+        tracing::warn!(peer = %peer.remote, %name, "disabled by the operator: {message}");
+        let status = self.sessions.get(&peer.remote).map(|s| s.status.clone());
+        if let Some(wait) = self.stop_session(peer.remote.clone(), Notification::cease_shutdown(&message))
         {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
         }
@@ -70,13 +74,13 @@ impl Agent {
             Err(e) => return Reply::error(e),
         };
         let name = super::peer_name(&peer).to_string();
-        if self.admin_down.remove(&peer.address).is_none() {
+        if self.admin_down.remove(&peer.remote).is_none() {
             return Reply::ok(json!(format!("peer {name} is not disabled")));
         }
-        tracing::info!(peer = %peer.address, %name, "enabled by the operator");
+        tracing::info!(peer = %peer.remote, %name, "enabled by the operator");
         let status = self
             .sessions
-            .remove(&peer.address)
+            .remove(&peer.remote)
             .map(|s| s.status.clone());
         self.spawn_session_with(peer, status);
         Reply::ok(json!(format!("peer {name} enabled")))
@@ -95,7 +99,7 @@ impl Agent {
             s.state = State::Idle;
         }
         self.sessions.insert(
-            peer.address,
+            peer.remote.clone(),
             PeerSession {
                 id,
                 peer,

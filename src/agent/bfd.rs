@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::Agent;
+use crate::config::Remote;
 use crate::bfd::task::{Command, Report};
 use crate::bgp::session::SessionCmd;
 
@@ -13,7 +14,7 @@ impl Agent {
             self.config
                 .peers()
                 .into_iter()
-                .filter_map(|p| Some((p.address, p.bfd?)))
+                .filter_map(|p| Some((p.remote.address()?, p.bfd?)))
                 .collect()
         } else {
             BTreeMap::new()
@@ -50,7 +51,7 @@ impl Agent {
                 }
             }
         };
-        if let Some(s) = self.sessions.get(&address) {
+        if let Some(s) = self.sessions.get(&Remote::Address(address)) {
             let _ = s.cmd.send(cmd);
         }
     }

@@ -95,6 +95,10 @@ impl Agent {
         } else if view_changed {
             self.replan(Some(touched)).await;
         }
+        // An unnumbered peer's interface (or its link-local) may have come or gone.
+        if (redump || view_changed) && self.sessions.keys().any(|r| r.interface().is_some()) {
+            self.sync_links();
+        }
     }
 
     /// Acts on another route of a prefix we route: returns the prefix when our route

@@ -1,9 +1,9 @@
 //! The two ways out: a stop for restart (routes kept) and a full shutdown.
-use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::config::Remote;
 use crate::bgp::adj_out::Changes;
 use crate::bgp::session::SessionCmd;
 use crate::bgp::wire::Notification;
@@ -34,7 +34,7 @@ impl Agent {
         self.drain_before_shutdown().await;
         tracing::info!("full shutdown: withdrawing every prefix");
         self.bfd_admin_down().await;
-        let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
+        let addresses: Vec<Remote> = self.sessions.keys().cloned().collect();
         let mut waits = Vec::new();
         for address in addresses {
             if let Some(s) = self.sessions.get_mut(&address) {

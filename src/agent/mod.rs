@@ -22,6 +22,7 @@ mod reload;
 mod report;
 mod rib_out;
 mod sessions;
+mod unnumbered;
 
 use kernel_sync::RouteCheckTimer;
 use rib_out::HeldWithdrawals;
@@ -32,7 +33,7 @@ use crate::bgp::fsm::LocalParams;
 use crate::bgp::session::{SessionCmd, SessionEvent, SharedStatus};
 use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::Family;
-use crate::config::{self, Config, Peer};
+use crate::config::{self, Config, Peer, Remote};
 use crate::control::{self, Command, Pending, Reply};
 use crate::kernel::{Kernel, KernelView};
 use crate::metrics::{Metrics, Scrape};
@@ -95,7 +96,7 @@ struct Agent {
     listen: Option<SocketAddr>,
     listener: Option<Listener>,
     directory: PeerDirectory,
-    sessions: BTreeMap<IpAddr, PeerSession>,
+    sessions: BTreeMap<Remote, PeerSession>,
     session_events: mpsc::UnboundedSender<SessionEvent>,
     next_session_id: u64,
     /// The fingerprint of the route last installed per prefix, so a kernel that reports
@@ -105,7 +106,7 @@ struct Agent {
     route_errors: BTreeMap<IpNet, String>,
     /// Peers an operator disabled (`hostbgp disable`), with the shutdown message: kept
     /// across reloads until enabled.
-    admin_down: BTreeMap<IpAddr, String>,
+    admin_down: BTreeMap<Remote, String>,
     /// Set while drained (`hostbgp drain`, or a full shutdown's drain): every path
     /// carries GRACEFUL_SHUTDOWN. Kept across reloads until `undrain`.
     drain: Option<drain::Drain>,
@@ -128,6 +129,10 @@ struct Agent {
     bfd: crate::bfd::task::Handle,
     /// Peers whose BFD session is Up (a respawned BGP session learns it at once).
     bfd_up: BTreeSet<IpAddr>,
+    /// Unnumbered peers' interfaces, by name.
+    links: BTreeMap<String, unnumbered::Link>,
+    /// Where the interfaces' router discovery tasks report the routers they hear.
+    routers_heard: mpsc::UnboundedSender<crate::nd::Heard>,
 }
 
 pub(super) fn format_errors(errors: &[config::ConfigError]) -> String {
@@ -174,6 +179,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
     let (scrape_tx, mut scrape_rx) = mpsc::channel::<Scrape>(16);
     let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
+    let (routers_tx, mut routers_rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         opts,
         planner: Planner::new(&config),
@@ -202,6 +208,8 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         source,
         bfd: crate::bfd::task::spawn(bfd_tx),
         bfd_up: BTreeSet::new(),
+        links: BTreeMap::new(),
+        routers_heard: routers_tx,
     };
     agent.replan(None).await;
     agent.start_bgp(restarting)?;
@@ -260,6 +268,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 agent.notify_status();
             }
             Some(report) = bfd_rx.recv() => agent.on_bfd_report(report),
+            Some(heard) = routers_rx.recv() => agent.on_router_heard(heard),
             Some(scrape) = scrape_rx.recv() => { let _ = scrape.send(agent.metrics_text()); }
             Some(pending) = control_rx.recv() => {
                 let Pending { request, reply } = pending;

@@ -1,8 +1,8 @@
 //! Moving to a new configuration (reload, LXD changes) touching only what changed.
-use std::net::IpAddr;
 
 use serde_json::json;
 
+use crate::config::Remote;
 use crate::bgp::wire::{codes, Notification};
 use crate::config::{self, Config};
 use crate::control::Reply;
@@ -58,19 +58,19 @@ impl Agent {
             self.admin_down.remove(address);
             tracing::info!(peer = %address, "peer removed from the config");
             self.stop_session(
-                *address,
+                address.clone(),
                 Notification::cease(codes::cease::PEER_DECONFIGURED),
             );
         }
         for peer in &changes.reset {
-            tracing::info!(peer = %peer.address, "peer settings changed: resetting its session");
+            tracing::info!(peer = %peer.remote, "peer settings changed: resetting its session");
             self.stop_session(
-                peer.address,
+                peer.remote.clone(),
                 Notification::cease(codes::cease::OTHER_CONFIGURATION_CHANGE),
             );
         }
         for peer in &changes.updated {
-            if let Some(s) = self.sessions.get_mut(&peer.address) {
+            if let Some(s) = self.sessions.get_mut(&peer.remote) {
                 s.peer = peer.clone();
             }
         }
@@ -79,21 +79,20 @@ impl Agent {
             if let Some(listener) = self.listener.take() {
                 listener.close().await;
             }
+            self.stop_links().await;
             if let Err(e) = self.start_bgp(false) {
                 return Reply::error(e);
             }
-            let already: Vec<IpAddr> = self.sessions.keys().copied().collect();
-            reset.retain(|p| !already.contains(&p.address));
-            added.retain(|p| !already.contains(&p.address));
-        } else if let Some(listener) = self.listener.as_mut() {
-            if let Err(e) = listener.set_keys(&self.config.peers()) {
-                tracing::warn!("updating the listener's MD5 keys: {e}");
-            }
+            let already: Vec<Remote> = self.sessions.keys().cloned().collect();
+            reset.retain(|p| !already.contains(&p.remote));
+            added.retain(|p| !already.contains(&p.remote));
         }
         for peer in reset.into_iter().chain(added) {
             self.spawn_session(peer);
         }
         self.sync_bfd();
+        // Also brings every listener's MD5 keys in line with the new peers.
+        self.sync_links();
         self.replan(None).await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))

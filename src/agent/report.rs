@@ -133,9 +133,13 @@ impl Agent {
                 for (f, why) in &s.unsent {
                     view.not_sent.insert(f.name().into(), why.clone());
                 }
-                view.admin_down = self.admin_down.get(&s.peer.address).cloned();
+                view.admin_down = self.admin_down.get(&s.peer.remote).cloned();
                 if s.peer.bfd.is_some() {
-                    view.bfd = self.bfd.status.borrow().get(&s.peer.address).cloned();
+                    view.bfd = s
+                        .peer
+                        .remote
+                        .address()
+                        .and_then(|a| self.bfd.status.borrow().get(&a).cloned());
                 }
                 Some(view)
             })

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::config::Remote;
 use crate::bgp::adj_out::{Changes, PathKey};
 use crate::bgp::session::SessionCmd;
 use crate::bgp::wire::Family;
@@ -105,11 +106,11 @@ impl Agent {
     /// Brings every established peer in line with the intent; `changed` lists the
     /// prefixes whose advert changed since the last sync.
     pub(super) async fn sync_peers(&mut self, resync: Resync, changed: &[IpNet]) {
-        let addresses: Vec<IpAddr> = self.sessions.keys().copied().collect();
+        let addresses: Vec<Remote> = self.sessions.keys().cloned().collect();
         for address in addresses {
             let everything = match resync {
                 Resync::Everything => true,
-                Resync::Addresses => self.next_hops_moved(address),
+                Resync::Addresses => self.next_hops_moved(address.clone()),
                 Resync::Changed => false,
             };
             if everything {
@@ -121,7 +122,7 @@ impl Agent {
     }
 
     /// Whether any next hop this peer was given would now be another (or none).
-    pub(super) fn next_hops_moved(&self, address: IpAddr) -> bool {
+    pub(super) fn next_hops_moved(&self, address: Remote) -> bool {
         let Some(session) = self.sessions.get(&address) else {
             return false;
         };
@@ -136,7 +137,7 @@ impl Agent {
     /// Brings one peer's Adj-RIB-Out in line with the intent (all prefixes, or `only`).
     /// A full table goes out in chunks, yielding between them, so the session task
     /// writes (and the peer parses) the first UPDATEs while the rest is worked out.
-    pub(super) async fn sync_peer(&mut self, address: IpAddr, only: Option<&[IpNet]>) {
+    pub(super) async fn sync_peer(&mut self, address: Remote, only: Option<&[IpNet]>) {
         let Some(session) = self.sessions.get_mut(&address) else {
             return;
         };
@@ -292,7 +293,7 @@ impl PeerSession {
         if changes.is_empty() {
             return false;
         }
-        tracing::debug!(peer = %self.peer.address, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
+        tracing::debug!(peer = %self.peer.remote, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
         let _ = self.cmd.send(SessionCmd::Changes { epoch, changes });
         true
     }

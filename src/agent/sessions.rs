@@ -1,18 +1,18 @@
 //! Starting, stopping and hearing from the BGP session tasks.
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use crate::config::Remote;
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
 };
-use crate::bgp::speaker::Listener;
+use crate::bgp::speaker::{ListenKey, Listener};
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
 use crate::plan::{self, SessionView};
@@ -52,10 +52,12 @@ impl Agent {
             return Ok(());
         };
         let peers = self.config.peers();
+        let keys = self.listen_keys();
+        let keys: Vec<ListenKey<'_>> = keys.iter().map(|(a, p)| (*a, p)).collect();
         // On reload the previous listener's socket may still be closing: retry briefly.
         let mut attempts = 0;
         let listener = loop {
-            match Listener::bind(listen, &peers, self.directory.clone()) {
+            match Listener::bind(listen, &keys, self.directory.clone()) {
                 Ok(l) => break l,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 40 => {
                     attempts += 1;
@@ -69,6 +71,7 @@ impl Agent {
             self.spawn_session(peer);
         }
         self.sync_bfd();
+        self.sync_links();
         Ok(())
     }
 
@@ -87,7 +90,7 @@ impl Agent {
         let (tx, rx) = mpsc::unbounded_channel();
         let status: SharedStatus =
             status.unwrap_or_else(|| Arc::new(std::sync::Mutex::new(PeerStatus::default())));
-        if self.admin_down.contains_key(&peer.address) {
+        if self.admin_down.contains_key(&peer.remote) {
             self.park_session(id, peer, tx, status);
             return;
         }
@@ -95,21 +98,32 @@ impl Agent {
             id,
             peer: peer.clone(),
             local: local.for_peer(peer.hold_time, peer.graceful_restart_time),
-            bind: self.listen.map(|l| l.ip()),
+            // An unnumbered session comes from the link-local the kernel picks on
+            // its interface: the one our router advertisements come from.
+            bind: self
+                .listen
+                .map(|l| l.ip())
+                .filter(|_| peer.remote.interface().is_none()),
         };
         // Every line a session logs names its peer.
-        let span = tracing::info_span!("peer", peer = %peer.address, name = %peer_name(&peer));
+        let span = tracing::info_span!("peer", peer = %peer.remote, name = %peer_name(&peer));
         let task = tokio::spawn(
             session::run(params, rx, self.session_events.clone(), status.clone()).instrument(span),
         );
-        if let Ok(mut d) = self.directory.write() {
-            d.insert(peer.address, tx.clone());
+        if let Some(caller) = self.caller_of(&peer.remote) {
+            if let Ok(mut d) = self.directory.write() {
+                d.insert(caller, tx.clone());
+            }
         }
-        if peer.bfd.is_some() && self.bfd_up.contains(&peer.address) {
+        let bfd_up = peer.remote.address().is_some_and(|a| self.bfd_up.contains(&a));
+        if peer.bfd.is_some() && bfd_up {
             let _ = tx.send(SessionCmd::BfdUp);
         }
+        if let Some(router) = self.router_of(&peer.remote) {
+            let _ = tx.send(SessionCmd::Neighbour(router));
+        }
         self.sessions.insert(
-            peer.address,
+            peer.remote.clone(),
             PeerSession {
                 id,
                 peer,
@@ -127,12 +141,14 @@ impl Agent {
     /// Stops one session (NOTIFICATION sent by its task) and forgets it.
     pub(super) fn stop_session(
         &mut self,
-        address: IpAddr,
+        address: Remote,
         notification: Notification,
     ) -> Option<oneshot::Receiver<()>> {
         let session = self.sessions.remove(&address)?;
-        if let Ok(mut d) = self.directory.write() {
-            d.remove(&address);
+        if let Some(caller) = self.caller_of(&address) {
+            if let Ok(mut d) = self.directory.write() {
+                d.remove(&caller);
+            }
         }
         let (done, wait) = oneshot::channel();
         let _ = session.cmd.send(SessionCmd::Stop {
@@ -169,7 +185,7 @@ impl Agent {
                         },
                         families: families.clone(),
                     });
-                    self.sync_peer(address, None).await;
+                    self.sync_peer(address.clone(), None).await;
                     if let Some(s) = self.sessions.get(&address) {
                         let _ = s.cmd.send(SessionCmd::EndOfRib { epoch, families });
                     }
@@ -208,11 +224,11 @@ impl Agent {
         }
     }
 
-    pub(super) fn session_address(&self, id: u64) -> Option<IpAddr> {
+    pub(super) fn session_address(&self, id: u64) -> Option<Remote> {
         self.sessions
             .iter()
             .find(|(_, s)| s.id == id)
-            .map(|(a, _)| *a)
+            .map(|(a, _)| a.clone())
     }
 }
 

@@ -4,7 +4,7 @@
 //! the session task then resolves collisions (RFC 4271 6.8), waits for the first
 //! KEEPALIVE and runs the Established state. Reading runs in a task of its own so that
 //! a peer sending us a large table can never block our writes, or the other way round.
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -43,13 +43,17 @@ pub struct SessionParams {
     pub id: u64,
     pub peer: Peer,
     pub local: LocalParams,
-    /// Source address for outgoing connections (the listen address, when specific).
+    /// Source address for outgoing connections (the listen address, when specific;
+    /// our link-local on the interface of an unnumbered peer).
     pub bind: Option<IpAddr>,
 }
 
 pub enum SessionCmd {
     /// A connection the listener accepted from this peer's address.
     Inbound(TcpStream),
+    /// An unnumbered peer's router was heard at this link-local address (scope: the
+    /// interface): connections go there from now on.
+    Neighbour(SocketAddrV6),
     /// Route changes for the session established as `epoch`.
     Changes {
         epoch: u64,
@@ -177,6 +181,9 @@ pub struct PeerStatus {
     /// How many times the session reached Established (flaps + 1).
     pub established_transitions: u64,
     pub local_address: Option<IpAddr>,
+    /// Where connections go: the configured address, or for an unnumbered peer the
+    /// router's link-local once heard (None until then).
+    pub neighbour: Option<IpAddr>,
     pub negotiated: Option<Negotiated>,
     /// The capabilities of the peer's last OPEN, by name.
     pub capabilities_received: Vec<String>,
@@ -194,6 +201,7 @@ impl Default for PeerStatus {
             down_since: Some(SystemTime::now()),
             established_transitions: 0,
             local_address: None,
+            neighbour: None,
             negotiated: None,
             capabilities_received: Vec::new(),
             last_error: None,
@@ -289,7 +297,14 @@ pub async fn run(
     status: SharedStatus,
 ) {
     let params = Arc::new(params);
-    let peer = params.peer.address;
+    let peer = params.peer.remote.clone();
+    // Where our connections go; an unnumbered peer's comes from the agent.
+    let mut target = params
+        .peer
+        .remote
+        .address()
+        .map(|a| SocketAddr::new(a, params.peer.port));
+    update_status(&status, |s| s.neighbour = target.map(|t| t.ip()));
     let id = params.id;
     let received = status
         .lock()
@@ -311,7 +326,7 @@ pub async fn run(
     // The prefixes of a sync's chunk that would have ended in a partial UPDATE: they
     // go out with the next chunk, which the agent hands over at once.
     let mut held = Changes::default();
-    let template = RouteAttrs {
+    let mut template = RouteAttrs {
         origin: Origin::Igp,
         as_path: if params.peer.asn == params.local.asn {
             vec![]
@@ -336,12 +351,13 @@ pub async fn run(
             .or(confirm.as_ref())
             .and_then(|c| c.negotiated.keepalive_interval());
         tokio::select! {
-            _ = sleep_until(start_at), if idle && !outbound_pending => {
+            _ = sleep_until(start_at), if idle && !outbound_pending && target.is_some() => {
+                let Some(to) = target else { continue };
                 outbound_pending = true;
                 update_status(&status, |s| s.state = State::Connect);
                 let (p, r) = (params.clone(), received.clone());
                 handshakes.spawn(async move {
-                    let stream = connect(&p).await.map_err(|message| HandshakeError { direction: Direction::Outbound, message })?;
+                    let stream = connect(&p, to).await.map_err(|message| HandshakeError { direction: Direction::Outbound, message })?;
                     handshake(stream, Direction::Outbound, &p, r).await
                 }.in_current_span());
             }
@@ -413,6 +429,13 @@ pub async fn run(
                             tracing::info!(%peer, local = %conn.local, families = ?conn.negotiated.families, "session established");
                             let _ = events.send(SessionEvent::Established { id, epoch, local: conn.local, negotiated: conn.negotiated.clone() });
                             let (local, negotiated) = (conn.local, conn.negotiated.clone());
+                            // Over a link-local session (unnumbered) every IPv6 next hop
+                            // also carries ours: the only one the router can resolve when
+                            // the link has no global address (RFC 2545 section 3).
+                            template.link_local_next_hop = match local {
+                                IpAddr::V6(ll) if ll.is_unicast_link_local() => Some(ll),
+                                _ => None,
+                            };
                             conn.established_at = Some(Instant::now());
                             let capabilities = conn.peer_capabilities.clone();
                             update_status(&status, |s| {
@@ -494,8 +517,28 @@ pub async fn run(
                             tracing::debug!(%peer, "dropped a connection: too many handshakes in progress");
                             continue;
                         }
+                        if params.peer.remote.interface().is_some() {
+                            // The router's address, learnt from its connection when no
+                            // advertisement told it first.
+                            if let (None, Ok(from)) = (target, stream.peer_addr()) {
+                                target = Some(from);
+                                update_status(&status, |s| s.neighbour = Some(from.ip()));
+                            }
+                        }
                         let (p, r) = (params.clone(), received.clone());
                         handshakes.spawn(async move { handshake(stream, Direction::Inbound, &p, r).await }.in_current_span());
+                    }
+                    SessionCmd::Neighbour(at) => {
+                        let at = SocketAddr::V6(SocketAddrV6::new(*at.ip(), params.peer.port, 0, at.scope_id()));
+                        if target != Some(at) {
+                            tracing::info!(%peer, router = %at, "the router on the link is at {}", at.ip());
+                            target = Some(at);
+                            update_status(&status, |s| s.neighbour = Some(at.ip()));
+                            // Connect now rather than after a backoff meant for another address.
+                            if established.is_none() && confirm.is_none() {
+                                connect_at = tokio::time::Instant::now();
+                            }
+                        }
                     }
                     SessionCmd::Changes { epoch: e, changes } => {
                         if e == epoch {
@@ -651,10 +694,9 @@ async fn next_event(conn: &mut Option<Conn>) -> Option<ReaderEvent> {
     }
 }
 
-async fn connect(params: &SessionParams) -> Result<TcpStream, String> {
+async fn connect(params: &SessionParams, target: SocketAddr) -> Result<TcpStream, String> {
     let peer = &params.peer;
-    let target = SocketAddr::new(peer.address, peer.port);
-    let v6 = peer.address.is_ipv6();
+    let v6 = target.is_ipv6();
     let socket = if v6 {
         TcpSocket::new_v6()
     } else {
@@ -662,15 +704,22 @@ async fn connect(params: &SessionParams) -> Result<TcpStream, String> {
     }
     .map_err(|e| format!("socket: {e}"))?;
     if let Some(password) = &peer.password {
-        md5::set_key(&socket, peer.address, password.as_bytes(), v6).map_err(|e| e.to_string())?;
+        md5::set_key(&socket, target.ip(), password.as_bytes(), v6).map_err(|e| e.to_string())?;
     }
     if let Some(bind) = params
         .bind
         .filter(|b| b.is_ipv6() == v6 && !b.is_unspecified())
     {
+        let from = match (bind, target) {
+            // A link-local source needs the link it is on.
+            (IpAddr::V6(ll), SocketAddr::V6(to)) if ll.is_unicast_link_local() => {
+                SocketAddr::V6(SocketAddrV6::new(ll, 0, 0, to.scope_id()))
+            }
+            (ip, _) => SocketAddr::new(ip, 0),
+        };
         socket
-            .bind(SocketAddr::new(bind, 0))
-            .map_err(|e| format!("bind {bind}: {e}"))?;
+            .bind(from)
+            .map_err(|e| format!("bind {from}: {e}"))?;
     }
     let before = Md5Counters::read();
     match timeout(CONNECT_TIMEOUT, socket.connect(target)).await {

@@ -11,10 +11,22 @@ use tokio::sync::mpsc;
 
 use super::md5;
 use super::session::SessionCmd;
-use crate::config::Peer;
+use crate::config::Password;
+
+/// Whose connection it is, as the listener tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// A peer at this address.
+    Address(IpAddr),
+    /// The unnumbered peer of this interface: any link-local address on it.
+    Link(u32),
+}
 
 /// Where the listener finds each peer's session.
-pub type PeerDirectory = Arc<RwLock<HashMap<IpAddr, mpsc::UnboundedSender<SessionCmd>>>>;
+pub type PeerDirectory = Arc<RwLock<HashMap<Caller, mpsc::UnboundedSender<SessionCmd>>>>;
+
+/// A TCP MD5 key the listener holds for connections from `.0`.
+pub type ListenKey<'a> = (IpAddr, &'a Password);
 
 pub struct Listener {
     socket: Arc<TcpListener>,
@@ -27,7 +39,7 @@ impl Listener {
     /// Binds `addr` with every peer's MD5 key set before listen (accepted sockets inherit them).
     pub fn bind(
         addr: SocketAddr,
-        peers: &[Peer],
+        keys: &[ListenKey<'_>],
         directory: PeerDirectory,
     ) -> io::Result<Listener> {
         let is_v6 = addr.is_ipv6();
@@ -38,12 +50,10 @@ impl Listener {
         };
         socket.set_reuseaddr(true)?;
         let mut keyed = BTreeSet::new();
-        for peer in peers {
-            if let Some(password) = &peer.password {
-                if is_v6 || peer.address.is_ipv4() {
-                    md5::set_key(&socket, peer.address, password.as_bytes(), is_v6)?;
-                    keyed.insert(peer.address);
-                }
+        for &(address, password) in keys {
+            if is_v6 || address.is_ipv4() {
+                md5::set_key(&socket, address, password.as_bytes(), is_v6)?;
+                keyed.insert(address);
             }
         }
         socket.bind(addr).map_err(|e| {
@@ -59,20 +69,18 @@ impl Listener {
         })
     }
 
-    /// Brings the listener's MD5 keys in line with the configured peers.
-    pub fn set_keys(&mut self, peers: &[Peer]) -> io::Result<()> {
+    /// Brings the listener's MD5 keys in line with `keys`.
+    pub fn set_keys(&mut self, keys: &[ListenKey<'_>]) -> io::Result<()> {
         let mut wanted = BTreeSet::new();
-        for peer in peers {
-            if let Some(password) = &peer.password {
-                if self.is_v6 || peer.address.is_ipv4() {
-                    md5::set_key(
-                        self.socket.as_ref(),
-                        peer.address,
-                        password.as_bytes(),
-                        self.is_v6,
-                    )?;
-                    wanted.insert(peer.address);
-                }
+        for &(address, password) in keys {
+            if self.is_v6 || address.is_ipv4() {
+                md5::set_key(
+                    self.socket.as_ref(),
+                    address,
+                    password.as_bytes(),
+                    self.is_v6,
+                )?;
+                wanted.insert(address);
             }
         }
         for gone in self.keyed.difference(&wanted) {
@@ -115,7 +123,17 @@ async fn accept_loop(listener: Arc<TcpListener>, directory: PeerDirectory) {
             }
         };
         let from = md5::unmap(remote.ip());
-        let session = directory.read().ok().and_then(|d| d.get(&from).cloned());
+        let link = match remote {
+            SocketAddr::V6(r) if r.ip().is_unicast_link_local() && r.scope_id() != 0 => {
+                Some(Caller::Link(r.scope_id()))
+            }
+            _ => None,
+        };
+        let session = directory.read().ok().and_then(|d| {
+            link.and_then(|l| d.get(&l))
+                .or_else(|| d.get(&Caller::Address(from)))
+                .cloned()
+        });
         match session {
             Some(tx) => {
                 let _ = tx.send(SessionCmd::Inbound(stream));

@@ -6,15 +6,14 @@
 //! default, which is the safe side (a missed reset would leave a session running on
 //! settings the operator changed).
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
-use super::{Config, Export, Peer};
+use super::{Config, Export, Peer, Remote};
 
 /// The sessions' part of a reload.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PeerChanges {
     /// Peers gone from the config.
-    pub removed: Vec<IpAddr>,
+    pub removed: Vec<Remote>,
     /// Peers whose session starts over with the new settings.
     pub reset: Vec<Peer>,
     /// Peers that keep their session and take the new settings (where declared, what
@@ -26,8 +25,8 @@ pub struct PeerChanges {
 /// The peers of `old` and `new`, compared. `server_changed` (ASN, router id, listen
 /// address, graceful restart) resets every session.
 pub fn peers(old: &Config, new: &Config, server_changed: bool) -> PeerChanges {
-    let by_address = |c: &Config| -> BTreeMap<IpAddr, Peer> {
-        c.peers().into_iter().map(|p| (p.address, p)).collect()
+    let by_address = |c: &Config| -> BTreeMap<Remote, Peer> {
+        c.peers().into_iter().map(|p| (p.remote.clone(), p)).collect()
     };
     let (old, mut new) = (by_address(old), by_address(new));
     let mut changes = PeerChanges::default();
@@ -61,7 +60,7 @@ mod tests {
 
     fn peer() -> Peer {
         Peer {
-            address: "192.0.2.1".parse().expect("address"),
+            remote: Remote::Address("192.0.2.1".parse().expect("address")),
             port: 179,
             asn: 65000,
             password: None,
@@ -147,8 +146,8 @@ mod tests {
             "      bgp.peers.a.address: 192.0.2.1\n      bgp.peers.a.asn: 65001\n      bgp.peers.b.address: 192.0.2.2\n      bgp.peers.b.asn: 65000\n      bgp.peers.b.export: network\n      bgp.peers.d.address: 192.0.2.4\n      bgp.peers.d.asn: 65000\n",
         );
         let c = peers(&old, &new, false);
-        let addresses = |v: &[Peer]| v.iter().map(|p| p.address.to_string()).collect::<Vec<_>>();
-        assert_eq!(c.removed, vec!["192.0.2.3".parse::<IpAddr>().expect("ip")]);
+        let addresses = |v: &[Peer]| v.iter().map(|p| p.remote.to_string()).collect::<Vec<_>>();
+        assert_eq!(c.removed, vec![Remote::Address("192.0.2.3".parse().expect("ip"))]);
         assert_eq!(addresses(&c.reset), ["192.0.2.1"]);
         assert_eq!(addresses(&c.updated), ["192.0.2.2"]);
         assert_eq!(addresses(&c.added), ["192.0.2.4"]);

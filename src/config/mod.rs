@@ -176,10 +176,56 @@ impl Export {
     }
 }
 
+/// Where a peer is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Remote {
+    /// `address`.
+    Address(IpAddr),
+    /// `interface` (unnumbered): the router at the other end of this interface,
+    /// reached at the IPv6 link-local address its router advertisements come from.
+    Interface(String),
+}
+
+impl Remote {
+    /// The configured address; None for an interface peer.
+    pub fn address(&self) -> Option<IpAddr> {
+        match self {
+            Remote::Address(a) => Some(*a),
+            Remote::Interface(_) => None,
+        }
+    }
+
+    /// The interface of an unnumbered peer.
+    pub fn interface(&self) -> Option<&str> {
+        match self {
+            Remote::Address(_) => None,
+            Remote::Interface(i) => Some(i),
+        }
+    }
+
+    /// For messages: "address 192.0.2.1" or "interface eth1".
+    pub fn described(&self) -> String {
+        match self {
+            Remote::Address(a) => format!("address {a}"),
+            Remote::Interface(i) => format!("interface {i}"),
+        }
+    }
+}
+
+/// The address, or the interface's name (how logs and `status` name the peer).
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Remote::Address(a) => a.fmt(f),
+            Remote::Interface(i) => f.write_str(i),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
-    pub address: IpAddr,
+    pub remote: Remote,
     pub port: u16,
     pub asn: u32,
     pub password: Option<Password>,
@@ -215,10 +261,10 @@ pub struct Nic {
     pub attrs: ExtraAttrs,
 }
 
-/// One BGP neighbour: a peer address may be declared on several networks.
+/// One BGP neighbour: a peer address (or interface) may be declared on several networks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
-    pub address: IpAddr,
+    pub remote: Remote,
     pub port: u16,
     pub asn: u32,
     pub password: Option<Password>,
@@ -384,11 +430,11 @@ impl Config {
     /// Field values come from the first declaration (by network, then peer name); a
     /// validated config has them equal everywhere.
     pub fn peers(&self) -> Vec<Peer> {
-        let mut by_addr: BTreeMap<IpAddr, Peer> = BTreeMap::new();
+        let mut by_addr: BTreeMap<Remote, Peer> = BTreeMap::new();
         for (nname, net) in &self.networks {
             for p in net.peers.values() {
-                let peer = by_addr.entry(p.address).or_insert_with(|| Peer {
-                    address: p.address,
+                let peer = by_addr.entry(p.remote.clone()).or_insert_with(|| Peer {
+                    remote: p.remote.clone(),
                     port: p.port,
                     asn: p.asn,
                     password: p.password.clone(),

@@ -139,7 +139,7 @@ fn example_round_trips() {
         br.peers["r1"],
         PeerConfig {
             name: "r1".into(),
-            address: "2001:db8:1::2".parse().unwrap(),
+            remote: crate::config::Remote::Address("2001:db8:1::2".parse().unwrap()),
             port: 179,
             asn: 65000,
             password: Some(Password::new("s3cret")),
@@ -179,7 +179,7 @@ fn example_round_trips() {
     let peers = c.peers();
     assert_eq!(peers.len(), 2);
     assert_eq!(
-        peers[0].address,
+        peers[0].remote.address().unwrap(),
         "198.51.100.254".parse::<IpAddr>().unwrap()
     );
     assert_eq!(peers[0].declared_by, vec![("uplink".into(), "r1".into())]);
@@ -495,7 +495,7 @@ fn peer_dedup_across_networks() {
     assert_eq!(peers.len(), 2);
     let p = peers
         .iter()
-        .find(|p| p.address == "2001:db8::1".parse::<IpAddr>().unwrap())
+        .find(|p| p.remote.address() == Some("2001:db8::1".parse::<IpAddr>().unwrap()))
         .unwrap();
     assert_eq!(
         p.declared_by,

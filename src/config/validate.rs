@@ -7,6 +7,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::attrs::{self, ATTR_KEYS};
 use super::node::Node;
 use super::values::{self, Fam};
+use super::Remote;
 use super::{
     AgentSettings, Config, ConfigError, FamilyConfig, Instance, Network, NetworkKind, Nic,
     PeerConfig, ServerConfig, DEFAULT_BGP_PORT, DEFAULT_GRACEFUL_RESTART_TIME, DEFAULT_HOLD_TIME,
@@ -85,6 +86,7 @@ pub(super) const NIC_IGNORED: &[&str] = &["host_name", "name", "mtu", "ipv4.rout
 /// The fields of a peer (`bgp.peers.NAME.FIELD`).
 pub(super) const PEER_KEYS: &[&str] = &[
     "address",
+    "interface",
     "asn",
     "password",
     "holdtime",
@@ -541,6 +543,8 @@ fn parse_server(e: &mut Errors, node: &Node) -> (ServerConfig, AgentSettings) {
 struct RawPeer {
     address: Option<IpAddr>,
     address_set: bool,
+    interface: Option<String>,
+    interface_set: bool,
     asn: Option<u32>,
     asn_set: bool,
     password: Option<super::Password>,
@@ -707,6 +711,11 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                     p.address = e.check(&key, values::parse_ip(val));
                     p.valid &= p.address.is_some();
                 }
+                "interface" => {
+                    p.interface_set = true;
+                    p.interface = e.check(&key, values::check_ifname(val).map(|()| val.to_string()));
+                    p.valid &= p.interface.is_some();
+                }
                 "asn" => {
                     p.asn_set = true;
                     p.asn = e.check(&key, values::parse_asn(val));
@@ -823,17 +832,34 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
     let mut peers = BTreeMap::new();
     for (pname, p) in raw_peers {
         let pkey = format!("{cbase}.bgp.peers.{pname}");
-        if !p.address_set {
-            e.push(
+        match (p.address_set, p.interface_set) {
+            (false, false) => e.push(
                 format!("{pkey}.address"),
-                "required: a peer needs an address and an asn",
-            );
+                "required: a peer needs an address (or an interface, unnumbered) and an asn",
+            ),
+            (true, true) => {
+                e.push(
+                    format!("{pkey}.interface"),
+                    format!("{pkey}.address and {pkey}.interface exclude each other: a peer is either at an address or the router at the other end of an interface"),
+                );
+                continue;
+            }
+            _ => {}
         }
         if !p.asn_set {
             e.push(
                 format!("{pkey}.asn"),
-                "required: a peer needs an address and an asn",
+                "required: a peer needs an address (or an interface, unnumbered) and an asn",
             );
+        }
+        if p.interface_set && p.bfd {
+            // The BFD task tells sessions apart by address, and an unnumbered
+            // peer's is only learnt at run time.
+            e.push(
+                format!("{pkey}.bfd"),
+                "not supported with interface (unnumbered) peers in this version",
+            );
+            continue;
         }
         let bfd_tuned = p.bfd_min_interval.is_some() || p.bfd_multiplier.is_some();
         if bfd_tuned && !p.bfd {
@@ -848,12 +874,17 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
             min_interval_ms: p.bfd_min_interval.unwrap_or(DEFAULT_BFD_MIN_INTERVAL_MS),
             multiplier: p.bfd_multiplier.unwrap_or(DEFAULT_BFD_MULTIPLIER),
         });
-        if let (true, Some(address), Some(asn)) = (p.valid, p.address, p.asn) {
+        let remote = match (p.address, p.interface) {
+            (Some(a), _) => Some(Remote::Address(a)),
+            (None, Some(i)) => Some(Remote::Interface(i)),
+            (None, None) => None,
+        };
+        if let (true, Some(remote), Some(asn)) = (p.valid, remote, p.asn) {
             peers.insert(
                 pname.clone(),
                 PeerConfig {
                     name: pname,
-                    address,
+                    remote,
                     port: DEFAULT_BGP_PORT,
                     asn,
                     password: p.password,
@@ -935,10 +966,10 @@ fn split_peer_key(rest: &str) -> Option<(&str, &str)> {
 }
 
 fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
-    let mut by_addr: BTreeMap<IpAddr, Vec<(&str, &PeerConfig)>> = BTreeMap::new();
+    let mut by_addr: BTreeMap<&Remote, Vec<(&str, &PeerConfig)>> = BTreeMap::new();
     for (nname, net) in networks {
         for p in net.peers.values() {
-            by_addr.entry(p.address).or_default().push((nname, p));
+            by_addr.entry(&p.remote).or_default().push((nname, p));
         }
     }
     for (addr, decls) in by_addr {
@@ -963,7 +994,7 @@ fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
                 if differ {
                     e.push(
                         key(n0, p0, f),
-                        format!("conflicts with {} (same peer address {addr})", key(n, p, f)),
+                        format!("conflicts with {} (same peer {})", key(n, p, f), addr.described()),
                     );
                 }
             }

@@ -143,7 +143,7 @@ fn lxd_502_standalone_becomes_the_config() {
     assert_eq!(up.kind, NetworkKind::Physical);
     assert!(up.ipv4.routes_anycast);
     assert_eq!(
-        up.peers["r2"].address,
+        up.peers["r2"].remote.address().unwrap(),
         "198.51.100.254".parse::<IpAddr>().unwrap()
     );
     // c1 runs: its veth name comes from volatile; c2 is stopped and absent.

@@ -140,7 +140,7 @@ instances:
         let peers = config.peers();
         let peer = peers
             .iter()
-            .find(|p| p.address.to_string() == address)
+            .find(|p| p.remote.to_string() == address)
             .expect("peer");
         let mut filter = ExportFilter::new(config, peer);
         let all = [
@@ -178,7 +178,7 @@ instances:
         let peers = config.peers();
         let r1 = peers
             .iter()
-            .find(|p| p.address.to_string() == "192.0.2.1")
+            .find(|p| p.remote.to_string() == "192.0.2.1")
             .expect("r1");
         let mut filter = ExportFilter::new(&config, r1);
         assert!(filter.allows(&owners(&[nic("c1"), nic("c2")])));

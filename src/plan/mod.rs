@@ -289,11 +289,17 @@ pub fn resolve_next_hop(
             ))
         };
     }
-    if Family::of(&IpNet::from(session.local)) == family {
+    // Over a link-local session (unnumbered) a global address of the link comes
+    // first; the session adds our link-local beside it.
+    let link_local = matches!(session.local, IpAddr::V6(v6) if v6.is_unicast_link_local());
+    if Family::of(&IpNet::from(session.local)) == family && !link_local {
         return Ok(session.local);
     }
     if let Some(a) = address_beside(session.local, family, view) {
         return Ok(a);
+    }
+    if Family::of(&IpNet::from(session.local)) == family {
+        return Ok(session.local);
     }
     if family == Family::Ipv4Unicast && session.extended_next_hop_ipv4 {
         return Ok(session.local);
