@@ -1,6 +1,8 @@
 //! Issue 18 against FRR (zebra, bgpd, bfdd run by `frrd.rs` inside the router
 //! namespace): a plain session carrying both families into FRR's kernel table, with
-//! pings over it; BFD against bfdd; RFC 8538 with a peer that speaks it.
+//! pings over it; BFD against bfdd; RFC 8538 with a peer that speaks it; an
+//! unnumbered peer (`bgp.peers.NAME.interface`, issue 18 item 2) over a link with
+//! link-local addresses only, both families, and its recovery from a link flap.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +10,7 @@ use crate::bfd::{blackhole, heal};
 use crate::frrd::{frr_available, Frr, FrrConfig, FrrPeer};
 use crate::hostbgp::Hostbgp;
 use crate::instances::ping;
-use crate::lab::{self, wait_until, Topo, TIMEOUT};
+use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::config_yaml;
 
 const V4: &str = "203.0.113.0/24";
@@ -224,4 +226,222 @@ fn frr_bfd_blackhole_withdraws_within_2s() {
         env.kernel_has(V4) && env.kernel_has(V6)
     });
     ping(l, &env.topo.r, "203.0.113.1");
+}
+
+/// The unnumbered link: the router's side, the host's side (`bgp.peers.r1.interface`).
+/// Not `eth0`: the names must be the configured ones, not a default.
+const R_LINK: &str = "swp1";
+const H_LINK: &str = "uplink0";
+/// The router's own addresses (on `lo`): the sources of its pings, since its link
+/// has none.
+const R_LO_V4: &str = "192.0.2.1";
+const R_LO_V6: &str = "2001:db8:ffff::1";
+
+/// Router + host joined by `R_LINK` <-> `H_LINK` with the kernel's fe80:: addresses
+/// only (no IPv4, no global IPv6); the host's `br0` holds `BR_V4` and `BR_V6` as in
+/// [`Topo::new`]; the router has `R_LO_V4`/`R_LO_V6` on `lo`.
+fn unnumbered_topo() -> Topo {
+    let lab = Lab::new();
+    let r = lab.ns("r");
+    let h = lab.ns("h");
+    lab.veth((&r, R_LINK), (&h, H_LINK));
+    lab.addr(&r, "lo", &format!("{R_LO_V4}/32"));
+    lab.addr(&r, "lo", &format!("{R_LO_V6}/128"));
+    lab.bridge(&h, "br0");
+    for a in [lab::BR_V4, lab::BR_V6] {
+        lab.addr(&h, "br0", a);
+    }
+    Topo { lab, r, h }
+}
+
+/// The link-local address of `dev` in `ns` (waits for the kernel to add it).
+fn link_local(l: &Lab, ns: &str, dev: &str) -> String {
+    wait_until_state(&format!("a link-local on {dev}"), TIMEOUT, || {
+        let out = l.ip(
+            ns,
+            &["-j", "-6", "addr", "show", "dev", dev, "scope", "link"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let ll = v[0]["addr_info"][0]["local"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (ll.starts_with("fe80:"), ll)
+    })
+}
+
+/// hostbgp's config as [`config_yaml`] renders it, with `bgp.peers.r1.interface`
+/// in place of `bgp.peers.r1.address`.
+fn unnumbered_yaml(keys: &[(&str, &str)]) -> String {
+    let mut k = vec![("bgp.peers.r1.interface", H_LINK)];
+    k.extend_from_slice(keys);
+    let yaml: String = config_yaml("", &k, "")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("bgp.peers.r1.address:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(yaml.contains("bgp.peers.r1.asn: \"65000\""), "{yaml}");
+    yaml
+}
+
+/// An unnumbered session's lab, FRR and agent, and both ends' link-locals.
+struct Unnumbered {
+    env: Env,
+    host_ll: String,
+    router_ll: String,
+}
+
+fn start_unnumbered(peer: FrrPeer, keys: &[(&str, &str)]) -> Unnumbered {
+    let topo = unnumbered_topo();
+    let host_ll = link_local(&topo.lab, &topo.h, H_LINK);
+    let router_ll = link_local(&topo.lab, &topo.r, R_LINK);
+    let frr = Frr::start(
+        &topo.lab,
+        &topo.r,
+        &FrrConfig::router(lab::ROUTER_V4, vec![peer]),
+    );
+    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &unnumbered_yaml(keys));
+    hb.wait_ready();
+    Unnumbered {
+        env: Env { hb, frr, topo },
+        host_ll,
+        router_ll,
+    }
+}
+
+impl Unnumbered {
+    /// Both ends Established; FRR's neighbour is our link-local, ours is FRR's.
+    /// Returns hostbgp's peer object.
+    fn wait_established(&self) -> serde_json::Value {
+        let n = self.env.frr.wait_established(R_LINK);
+        assert_eq!(n["bgpNeighborAddr"], self.host_ll.as_str(), "{n}");
+        let p = self.env.hb.wait_peer_state("r1", "Established");
+        assert_eq!(p["interface"], H_LINK, "{p}");
+        assert_eq!(p["address"], self.router_ll.as_str(), "{p}");
+        p
+    }
+
+    /// FRR has both prefixes from us over our link-local, and zebra put them in the
+    /// router's kernel via our link-local (IPv4 with an IPv6 gateway, RFC 5549).
+    fn wait_routes(&self) {
+        let env = &self.env;
+        for prefix in [V4, V6] {
+            env.frr.wait_route(prefix);
+            let hops = env.frr.nexthops(prefix);
+            assert!(
+                hops.contains(&self.host_ll) && hops.iter().all(|h| h.starts_with("fe80:")),
+                "{prefix}: FRR's next hops {hops:?}, our link-local {}",
+                self.host_ll
+            );
+        }
+        wait_until("zebra installs both prefixes", TIMEOUT, || {
+            env.kernel_has(V4) && env.kernel_has(V6)
+        });
+        let l = &env.topo.lab;
+        let v4 = l.routes(&env.topo.r, false, &[V4]);
+        assert!(
+            v4.contains(&format!("via inet6 {} dev {R_LINK}", self.host_ll)),
+            "{v4}"
+        );
+        let v6 = l.routes(&env.topo.r, true, &[V6]);
+        assert!(
+            v6.contains(&format!("via {} dev {R_LINK}", self.host_ll)),
+            "{v6}"
+        );
+    }
+
+    /// Pings from the router (sources `R_LO_V4`, `R_LO_V6`) to the host's bridge,
+    /// both families. The replies need routes back to the router's loopback via its
+    /// link-local; hostbgp installs nothing it hears from a router, so the test adds
+    /// them (`replace`: again after a flap).
+    fn ping_both(&self) {
+        let (l, h) = (&self.env.topo.lab, &self.env.topo.h);
+        let (v4, v6) = (format!("{R_LO_V4}/32"), format!("{R_LO_V6}/128"));
+        let via = self.router_ll.as_str();
+        l.ip(
+            h,
+            &[
+                "-4", "route", "replace", &v4, "via", "inet6", via, "dev", H_LINK,
+            ],
+        );
+        l.ip(
+            h,
+            &["-6", "route", "replace", &v6, "via", via, "dev", H_LINK],
+        );
+        ping(l, &self.env.topo.r, "203.0.113.1");
+        ping(l, &self.env.topo.r, "2001:db8:100::1");
+    }
+}
+
+/// Issue 18 item 2: `bgp.peers.r1.interface` with no address. hostbgp's RAs teach
+/// FRR (`neighbor swp1 interface`) our link-local, FRR's teach us its; one session
+/// carries both families, IPv4 with our link-local as next hop (RFC 8950); zebra
+/// installs both, and the router reaches the host's bridge over them.
+#[test]
+fn frr_unnumbered_both_families_over_link_local() {
+    if !frr_available("frr::frr_unnumbered_both_families_over_link_local") {
+        return;
+    }
+    let u = start_unnumbered(FrrPeer::interface(R_LINK), &[]);
+    let peer = u.wait_established();
+    assert_eq!(peer["families"].as_array().map(Vec::len), Some(2), "{peer}");
+    let l = &u.env.topo.lab;
+    // Still unnumbered: nothing but the fe80:: addresses on the link.
+    for (ns, dev) in [(&u.env.topo.r, R_LINK), (&u.env.topo.h, H_LINK)] {
+        let global = l.ip(ns, &["addr", "show", "dev", dev, "scope", "global"]);
+        assert!(global.trim().is_empty(), "{dev}: {global}");
+    }
+    u.wait_routes();
+    u.ping_both();
+}
+
+/// The router's side of the link goes down and up: FRR drops the session and
+/// forgets the neighbour, then relearns our link-local from our RAs; the session,
+/// the routes and the pings come back. Hold time 9 s, so hostbgp's side goes down
+/// too even if it missed the carrier change.
+#[test]
+fn frr_unnumbered_link_flap_recovers() {
+    if !frr_available("frr::frr_unnumbered_link_flap_recovers") {
+        return;
+    }
+    let u = start_unnumbered(
+        FrrPeer::interface(R_LINK).hold_time(9),
+        &[("bgp.peers.r1.holdtime", "9")],
+    );
+    u.wait_established();
+    u.wait_routes();
+    u.ping_both();
+
+    let (l, r) = (&u.env.topo.lab, &u.env.topo.r);
+    l.ip(r, &["link", "set", R_LINK, "down"]);
+    wait_until_state(
+        "FRR drops the session and forgets the neighbour",
+        TIMEOUT,
+        || {
+            let n = u.env.frr.neighbor(R_LINK);
+            (
+                n["bgpState"] != "Established" && n["bgpNeighborAddr"] != u.host_ll.as_str(),
+                n,
+            )
+        },
+    );
+    wait_until_state("hostbgp's session goes down", TIMEOUT, || {
+        let p = u.env.hb.peer("r1");
+        (p.as_ref().is_some_and(|p| p["state"] != "Established"), p)
+    });
+    assert!(
+        !u.env.kernel_has(V4) && !u.env.kernel_has(V6),
+        "routes via the downed link: {}",
+        l.routes(r, false, &[])
+    );
+
+    l.ip(r, &["link", "set", R_LINK, "up"]);
+    let started = Instant::now();
+    u.wait_established();
+    eprintln!(
+        "session re-established {:?} after the link came up",
+        started.elapsed()
+    );
+    u.wait_routes();
+    u.ping_both();
 }

@@ -46,8 +46,17 @@ pub fn frr_available(test: &str) -> bool {
 /// One BGP neighbour of the FRR router (AS 65000), a hostbgp host (AS 65010).
 #[derive(Clone, Debug)]
 pub struct FrrPeer {
+    /// The neighbour's address, or the interface name of an unnumbered one (see
+    /// `interface`): FRR names the neighbour by it either way (`neighbor X ...`, the
+    /// key of `show bgp neighbors X json`).
     pub address: String,
+    /// `neighbor IFNAME interface remote-as ...`: unnumbered, over the link-locals
+    /// (bgpd has zebra send RAs on IFNAME and learns the peer from its RAs; IPv4
+    /// with an IPv6 next hop, RFC 8950).
+    pub interface: bool,
     pub remote_as: u32,
+    /// `timers connect` (seconds): the connect-retry interval.
+    pub connect_retry: u32,
     /// keepalive, hold (seconds).
     pub timers: (u32, u32),
     /// BFD at this interval (ms) x 3, in a profile of its own.
@@ -58,9 +67,21 @@ impl FrrPeer {
     pub fn host(address: &str) -> FrrPeer {
         FrrPeer {
             address: address.into(),
+            interface: false,
             remote_as: 65010,
             timers: (30, 90),
+            connect_retry: 1,
             bfd_interval_ms: None,
+        }
+    }
+
+    /// An unnumbered neighbour on the router's interface `ifname`. bgpd connects out
+    /// once zebra has heard the host's RA, then every connect-retry interval: 5 s.
+    pub fn interface(ifname: &str) -> FrrPeer {
+        FrrPeer {
+            interface: true,
+            connect_retry: 5,
+            ..FrrPeer::host(ifname)
         }
     }
 
@@ -122,9 +143,13 @@ impl FrrConfig {
         );
         for p in &self.peers {
             let a = &p.address;
-            let _ = writeln!(s, " neighbor {a} remote-as {}", p.remote_as);
+            if p.interface {
+                let _ = writeln!(s, " neighbor {a} interface remote-as {}", p.remote_as);
+            } else {
+                let _ = writeln!(s, " neighbor {a} remote-as {}", p.remote_as);
+            }
             let _ = writeln!(s, " neighbor {a} timers {} {}", p.timers.0, p.timers.1);
-            let _ = writeln!(s, " neighbor {a} timers connect 1");
+            let _ = writeln!(s, " neighbor {a} timers connect {}", p.connect_retry);
             if let Some(ms) = p.bfd_interval_ms {
                 let _ = writeln!(s, " neighbor {a} bfd");
                 let _ = writeln!(s, " neighbor {a} bfd profile p{ms}");
@@ -300,6 +325,20 @@ impl Frr {
             .ok()
             .and_then(|v| v["paths"].as_array().map(|p| !p.is_empty()))
             .unwrap_or(false)
+    }
+
+    /// The next hops (`ip`) of every path FRR has for `prefix`; empty when none.
+    pub fn nexthops(&self, prefix: &str) -> Vec<String> {
+        let af = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let v = self.json(&format!("show bgp {af} unicast {prefix} json"));
+        v["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["nexthops"].as_array())
+            .flatten()
+            .filter_map(|h| h["ip"].as_str().map(String::from))
+            .collect()
     }
 
     pub fn wait_route(&self, prefix: &str) {
