@@ -58,7 +58,8 @@ impl Agent {
         }
         tracing::warn!(peer = %peer.remote, %name, "disabled by the operator: {message}");
         let status = self.sessions.get(&peer.remote).map(|s| s.status.clone());
-        if let Some(wait) = self.stop_session(peer.remote.clone(), Notification::cease_shutdown(&message))
+        if let Some(wait) =
+            self.stop_session(peer.remote.clone(), Notification::cease_shutdown(&message))
         {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
         }
@@ -78,10 +79,7 @@ impl Agent {
             return Reply::ok(json!(format!("peer {name} is not disabled")));
         }
         tracing::info!(peer = %peer.remote, %name, "enabled by the operator");
-        let status = self
-            .sessions
-            .remove(&peer.remote)
-            .map(|s| s.status.clone());
+        let status = self.sessions.remove(&peer.remote).map(|s| s.status.clone());
         self.spawn_session_with(peer, status);
         Reply::ok(json!(format!("peer {name} enabled")))
     }

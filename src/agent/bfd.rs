@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::Agent;
-use crate::config::Remote;
 use crate::bfd::task::{Command, Report};
 use crate::bgp::session::SessionCmd;
+use crate::config::Remote;
 
 impl Agent {
     /// Hands the BFD task the peers that want BFD now (none while BGP is off).

@@ -3,10 +3,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::Remote;
 use crate::bgp::adj_out::Changes;
 use crate::bgp::session::SessionCmd;
 use crate::bgp::wire::Notification;
+use crate::config::Remote;
 
 use super::{restart_marker, Agent};
 

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use crate::config::Remote;
 use crate::bgp::wire::{codes, Notification};
+use crate::config::Remote;
 use crate::config::{self, Config};
 use crate::control::Reply;
 use crate::plan::{self, Planner};

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::Remote;
 use crate::bgp::adj_out::{Changes, PathKey};
 use crate::bgp::session::SessionCmd;
 use crate::bgp::wire::Family;
+use crate::config::Remote;
 use crate::kernel::KernelView;
 use crate::plan::export::ExportFilter;
 use crate::plan::{self, SessionView, Touched};

@@ -6,7 +6,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::config::Remote;
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{
@@ -15,6 +14,7 @@ use crate::bgp::session::{
 use crate::bgp::speaker::{ListenKey, Listener};
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
+use crate::config::Remote;
 use crate::plan::{self, SessionView};
 
 use super::{Agent, Established, NextHopTable, PeerSession};
@@ -115,7 +115,10 @@ impl Agent {
                 d.insert(caller, tx.clone());
             }
         }
-        let bfd_up = peer.remote.address().is_some_and(|a| self.bfd_up.contains(&a));
+        let bfd_up = peer
+            .remote
+            .address()
+            .is_some_and(|a| self.bfd_up.contains(&a));
         if peer.bfd.is_some() && bfd_up {
             let _ = tx.send(SessionCmd::BfdUp);
         }

@@ -717,9 +717,7 @@ async fn connect(params: &SessionParams, target: SocketAddr) -> Result<TcpStream
             }
             (ip, _) => SocketAddr::new(ip, 0),
         };
-        socket
-            .bind(from)
-            .map_err(|e| format!("bind {from}: {e}"))?;
+        socket.bind(from).map_err(|e| format!("bind {from}: {e}"))?;
     }
     let before = Md5Counters::read();
     match timeout(CONNECT_TIMEOUT, socket.connect(target)).await {

@@ -94,7 +94,7 @@ fn semantic_errors_name_file_and_line() {
         &format!("{BASE}      bgp.peers.r2.address: 192.0.2.5\n"),
         &[],
     );
-    assert_eq!(errors(&p), [at(&p, "10: networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address and an asn")]);
+    assert_eq!(errors(&p), [at(&p, "10: networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address (or an interface, unnumbered) and an asn")]);
 }
 
 #[test]

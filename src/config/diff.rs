@@ -26,7 +26,10 @@ pub struct PeerChanges {
 /// address, graceful restart) resets every session.
 pub fn peers(old: &Config, new: &Config, server_changed: bool) -> PeerChanges {
     let by_address = |c: &Config| -> BTreeMap<Remote, Peer> {
-        c.peers().into_iter().map(|p| (p.remote.clone(), p)).collect()
+        c.peers()
+            .into_iter()
+            .map(|p| (p.remote.clone(), p))
+            .collect()
     };
     let (old, mut new) = (by_address(old), by_address(new));
     let mut changes = PeerChanges::default();
@@ -147,7 +150,10 @@ mod tests {
         );
         let c = peers(&old, &new, false);
         let addresses = |v: &[Peer]| v.iter().map(|p| p.remote.to_string()).collect::<Vec<_>>();
-        assert_eq!(c.removed, vec![Remote::Address("192.0.2.3".parse().expect("ip"))]);
+        assert_eq!(
+            c.removed,
+            vec![Remote::Address("192.0.2.3".parse().expect("ip"))]
+        );
         assert_eq!(addresses(&c.reset), ["192.0.2.1"]);
         assert_eq!(addresses(&c.updated), ["192.0.2.2"]);
         assert_eq!(addresses(&c.added), ["192.0.2.4"]);

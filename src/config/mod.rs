@@ -14,6 +14,8 @@ pub mod diff;
 mod graceful_tests;
 pub(crate) mod node;
 mod own_addrs;
+#[cfg(test)]
+mod unnumbered_tests;
 pub(crate) use validate::NIC_KEYS;
 mod suggest;
 #[cfg(test)]

@@ -713,7 +713,8 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                 }
                 "interface" => {
                     p.interface_set = true;
-                    p.interface = e.check(&key, values::check_ifname(val).map(|()| val.to_string()));
+                    p.interface =
+                        e.check(&key, values::check_ifname(val).map(|()| val.to_string()));
                     p.valid &= p.interface.is_some();
                 }
                 "asn" => {
@@ -994,7 +995,11 @@ fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
                 if differ {
                     e.push(
                         key(n0, p0, f),
-                        format!("conflicts with {} (same peer {})", key(n, p, f), addr.described()),
+                        format!(
+                            "conflicts with {} (same peer {})",
+                            key(n, p, f),
+                            addr.described()
+                        ),
                     );
                 }
             }

@@ -793,6 +793,37 @@ pub(super) mod tests {
         assert!(err.contains("IPv6"), "{err}");
     }
 
+    /// An unnumbered session runs between link-locals: a global address of the link
+    /// is the next hop when there is one, else our link-local (the session adds it as
+    /// the link-local next hop too); IPv4 takes it through extended next hop.
+    #[test]
+    fn next_hop_over_a_link_local_session() {
+        let rule = NextHopRule::Host(None);
+        let mut ll = addr(UPLINK, "fe80::2/64");
+        ll.link_scope = true;
+        let bare = view(vec![Link::up(UPLINK, "eth0", None)], vec![ll.clone()]);
+        let v6 = Family::of(&net("2001:db8::/64"));
+        let v4 = Family::of(&net("203.0.113.0/24"));
+        let over_ll = session("fe80::2", true);
+        assert_eq!(
+            resolve_next_hop(v6, &rule, &over_ll, &bare),
+            Ok(ip("fe80::2"))
+        );
+        assert_eq!(
+            resolve_next_hop(v4, &rule, &over_ll, &bare),
+            Ok(ip("fe80::2"))
+        );
+        assert!(resolve_next_hop(v4, &rule, &session("fe80::2", false), &bare).is_err());
+        let global = view(
+            vec![Link::up(UPLINK, "eth0", None)],
+            vec![ll, addr(UPLINK, "2001:db8:ff::2/64")],
+        );
+        assert_eq!(
+            resolve_next_hop(v6, &rule, &over_ll, &global),
+            Ok(ip("2001:db8:ff::2"))
+        );
+    }
+
     #[test]
     fn override_and_fixed_next_hops_must_fit_the_family() {
         let v = KernelView::default();
