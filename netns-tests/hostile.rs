@@ -561,7 +561,7 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str)> {
         (
             "peer with an address and no ASN",
             add_net_key("bgp.peers.r2.address", "192.0.2.5"),
-            ":13: networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address and an asn",
+            ":13: networks.br0.config.bgp.peers.r2.asn: required: a peer needs an address (or an interface, unnumbered) and an asn",
         ),
         (
             "NIC on an unknown network",
