@@ -8,6 +8,7 @@ mod attrs;
 mod bfd;
 #[allow(dead_code)]
 mod bird;
+mod capture;
 mod cluster;
 mod crash;
 mod datapath;
