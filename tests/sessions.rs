@@ -2,13 +2,12 @@
 //! each other, and a scripted raw peer for the error paths.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hostbgp::bgp::adj_out::Changes;
 use hostbgp::bgp::fsm::{GracefulRestartParams, LocalParams, State};
 use hostbgp::bgp::session::{
-    self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
+    self, PeerStatus, SessionCmd, SessionEvent, SessionParams, StatusView,
 };
 use hostbgp::bgp::speaker::{Caller, Listener, PeerDirectory};
 use hostbgp::bgp::wire::{
@@ -21,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 struct Side {
-    status: SharedStatus,
+    status: StatusView,
     cmd: mpsc::UnboundedSender<SessionCmd>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
     _listener: Option<Listener>,
@@ -53,7 +52,7 @@ fn local(asn: u32, id: [u8; 4], hold_time: u16) -> LocalParams {
 fn start(params: SessionParams, listen: Option<SocketAddr>) -> Side {
     let (tx, rx) = mpsc::unbounded_channel();
     let (ev_tx, events) = mpsc::unbounded_channel();
-    let status: SharedStatus = Arc::new(Mutex::new(PeerStatus::default()));
+    let (writer, status) = session::status_channel(PeerStatus::default());
     let listener = listen.map(|addr| {
         let dir = PeerDirectory::default();
         let address = params.peer.remote.address().unwrap();
@@ -62,7 +61,7 @@ fn start(params: SessionParams, listen: Option<SocketAddr>) -> Side {
             .insert(Caller::Address(address), tx.clone());
         Listener::bind(addr, &[], dir).unwrap()
     });
-    tokio::spawn(session::run(params, rx, ev_tx, status.clone()));
+    tokio::spawn(session::run(params, rx, ev_tx, writer));
     Side {
         status,
         cmd: tx,
@@ -114,7 +113,7 @@ async fn settled_epoch(a: &mut Side, b: &Side) -> u64 {
         }
         let up = [&a.status, &b.status]
             .iter()
-            .all(|s| s.lock().unwrap().state == State::Established);
+            .all(|s| s.borrow().state == State::Established);
         calm = if up { calm + 1 } else { 0 };
         if calm >= 5 && epoch > 0 {
             return epoch;
@@ -164,7 +163,7 @@ async fn two_speakers_resolve_the_collision_and_exchange_routes() {
             changes: stale,
         })
         .unwrap();
-    let received = b.status.lock().unwrap().received.clone();
+    let received = b.status.borrow().received.clone();
     wait_for("B to count 2001 prefixes", || {
         (received.prefixes.load(Ordering::Relaxed) >= 2000).then_some(())
     })
@@ -177,7 +176,7 @@ async fn two_speakers_resolve_the_collision_and_exchange_routes() {
         "prefixes were not packed"
     );
     for side in [&a, &b] {
-        let s = side.status.lock().unwrap();
+        let s = side.status.borrow();
         assert_eq!(s.state, State::Established);
         let n = s.negotiated.as_ref().unwrap();
         assert!(n.four_octet_as && n.extended_message && n.extended_next_hop_ipv4);
@@ -197,7 +196,7 @@ async fn two_speakers_resolve_the_collision_and_exchange_routes() {
         .unwrap();
     wait.await.unwrap();
     let status = b.status.clone();
-    let err = wait_for("B to notice", || status.lock().unwrap().last_error.clone()).await;
+    let err = wait_for("B to notice", || status.borrow().last_error.clone()).await;
     assert!(
         err.contains("Cease") || err.contains("NOTIFICATION"),
         "{err}"
@@ -258,7 +257,7 @@ async fn notification_codes(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (u8, u
 /// The session's last error, once it has one.
 async fn last_error(side: &Side) -> String {
     let status = side.status.clone();
-    wait_for("last_error", || status.lock().unwrap().last_error.clone()).await
+    wait_for("last_error", || status.borrow().last_error.clone()).await
 }
 
 /// The agent's connection to `raw` (within 10 s) and its OPEN on it: the peer's end
@@ -405,7 +404,7 @@ async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
         side.events.try_recv().is_err(),
         "the established session was disturbed"
     );
-    assert_eq!(side.status.lock().unwrap().state, State::Established);
+    assert_eq!(side.status.borrow().state, State::Established);
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (mut restarted, reply) = second_connection(ours).await;

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{AdjRibOut, Agent, NextHopTable, PeerSession};
 use crate::bgp::fsm::State;
-use crate::bgp::session::{SessionCmd, SharedStatus};
+use crate::bgp::session::{self, PeerStatus, SessionCmd};
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
 use crate::control::{Reply, Request};
@@ -57,7 +57,10 @@ impl Agent {
             )));
         }
         tracing::warn!(peer = %peer.remote, %name, "disabled by the operator: {message}");
-        let status = self.sessions.get(&peer.remote).map(|s| s.status.clone());
+        let status = self
+            .sessions
+            .get(&peer.remote)
+            .map(|s| s.status.borrow().clone());
         if let Some(wait) =
             self.stop_session(peer.remote.clone(), Notification::cease_shutdown(&message))
         {
@@ -79,7 +82,10 @@ impl Agent {
             return Reply::ok(json!(format!("peer {name} is not disabled")));
         }
         tracing::info!(peer = %peer.remote, %name, "enabled by the operator");
-        let status = self.sessions.remove(&peer.remote).map(|s| s.status.clone());
+        let status = self
+            .sessions
+            .remove(&peer.remote)
+            .map(|s| s.status.borrow().clone());
         self.spawn_session_with(peer, status);
         Reply::ok(json!(format!("peer {name} enabled")))
     }
@@ -91,11 +97,11 @@ impl Agent {
         id: u64,
         peer: Peer,
         cmd: mpsc::UnboundedSender<SessionCmd>,
-        status: SharedStatus,
+        mut status: PeerStatus,
     ) {
-        if let Ok(mut s) = status.lock() {
-            s.state = State::Idle;
-        }
+        status.state = State::Idle;
+        // No task writes it: the entry shows what the last session left, Idle.
+        let (_, status) = session::status_channel(status);
         self.sessions.insert(
             peer.remote.clone(),
             PeerSession {

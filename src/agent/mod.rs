@@ -30,7 +30,7 @@ use sessions::peer_name;
 
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::LocalParams;
-use crate::bgp::session::{SessionCmd, SessionEvent, SharedStatus};
+use crate::bgp::session::{SessionCmd, SessionEvent, StatusView};
 use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::Family;
 use crate::config::{self, Config, Peer, Remote};
@@ -61,7 +61,7 @@ struct PeerSession {
     id: u64,
     peer: Peer,
     cmd: mpsc::UnboundedSender<SessionCmd>,
-    status: SharedStatus,
+    status: StatusView,
     task: tokio::task::JoinHandle<()>,
     established: Option<Established>,
     adj_out: AdjRibOut,

@@ -123,8 +123,8 @@ impl Agent {
         let peers = self
             .sessions
             .values()
-            .filter_map(|s| {
-                let st = s.status.lock().ok()?;
+            .map(|s| {
+                let st = s.status.borrow().clone();
                 let mut view = status::peer_view(&s.peer, &st, offered(&s.peer));
                 for f in Family::ALL {
                     view.prefixes_sent
@@ -141,7 +141,7 @@ impl Agent {
                         .address()
                         .and_then(|a| self.bfd.status.borrow().get(&a).cloned());
                 }
-                Some(view)
+                view
             })
             .collect();
         Status {

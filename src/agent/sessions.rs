@@ -1,6 +1,5 @@
 //! Starting, stopping and hearing from the BGP session tasks.
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -8,9 +7,7 @@ use tracing::Instrument;
 
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
-use crate::bgp::session::{
-    self, PeerStatus, SessionCmd, SessionEvent, SessionParams, SharedStatus,
-};
+use crate::bgp::session::{self, PeerStatus, SessionCmd, SessionEvent, SessionParams};
 use crate::bgp::speaker::{ListenKey, Listener};
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
@@ -81,15 +78,14 @@ impl Agent {
 
     /// Starts `peer`'s session task, continuing `status` (its counters and last
     /// NOTIFICATIONs) when given. A peer an operator disabled gets an entry and no task.
-    pub(super) fn spawn_session_with(&mut self, peer: Peer, status: Option<SharedStatus>) {
+    pub(super) fn spawn_session_with(&mut self, peer: Peer, status: Option<PeerStatus>) {
         let Some(local) = self.local.clone() else {
             return;
         };
         let id = self.next_session_id;
         self.next_session_id += 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        let status: SharedStatus =
-            status.unwrap_or_else(|| Arc::new(std::sync::Mutex::new(PeerStatus::default())));
+        let status = status.unwrap_or_default();
         if self.admin_down.contains_key(&peer.remote) {
             self.park_session(id, peer, tx, status);
             return;
@@ -107,8 +103,9 @@ impl Agent {
         };
         // Every line a session logs names its peer.
         let span = tracing::info_span!("peer", peer = %peer.remote, name = %peer_name(&peer));
+        let (writer, status) = session::status_channel(status);
         let task = tokio::spawn(
-            session::run(params, rx, self.session_events.clone(), status.clone()).instrument(span),
+            session::run(params, rx, self.session_events.clone(), writer).instrument(span),
         );
         if let Some(caller) = self.caller_of(&peer.remote) {
             if let Ok(mut d) = self.directory.write() {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::sleep_until;
 use tracing::Instrument;
@@ -167,7 +167,7 @@ fn message_type(m: &Message) -> u8 {
 }
 
 /// What `status` shows of one session.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PeerStatus {
     pub state: State,
     pub established_at: Option<Instant>,
@@ -215,12 +215,19 @@ impl PeerStatus {
     }
 }
 
-pub type SharedStatus = Arc<Mutex<PeerStatus>>;
+/// The session task is the only writer of its status; the agent reads it (status,
+/// metrics) without ever waiting on the task.
+pub type StatusSender = watch::Sender<PeerStatus>;
+pub type StatusView = watch::Receiver<PeerStatus>;
 
-fn update_status(status: &SharedStatus, f: impl FnOnce(&mut PeerStatus)) {
-    if let Ok(mut s) = status.lock() {
-        f(&mut s);
-    }
+/// A status channel starting from `initial` (a respawned session's carries on from
+/// the last one's: its counters and last NOTIFICATIONs).
+pub fn status_channel(initial: PeerStatus) -> (StatusSender, StatusView) {
+    watch::channel(initial)
+}
+
+fn update_status(status: &StatusSender, f: impl FnOnce(&mut PeerStatus)) {
+    status.send_modify(f);
 }
 
 /// One connection past the OPEN exchange.
@@ -259,14 +266,11 @@ pub async fn run(
     params: SessionParams,
     mut cmds: mpsc::UnboundedReceiver<SessionCmd>,
     events: mpsc::UnboundedSender<SessionEvent>,
-    status: SharedStatus,
+    status: StatusSender,
 ) {
     let params = Arc::new(params);
     let id = params.id;
-    let received = status
-        .lock()
-        .map(|s| s.received.clone())
-        .unwrap_or_default();
+    let received = status.borrow().received.clone();
     // Where our connections go; an unnumbered peer's comes from the agent.
     let mut target = params
         .peer
