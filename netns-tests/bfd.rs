@@ -52,13 +52,22 @@ fn yaml(peer: &str, interval_ms: u32) -> String {
 
 /// Drops everything in and out of `eth0` in namespace `ns`; the link stays up.
 pub(crate) fn blackhole(l: &lab::Lab, ns: &str) {
+    blackhole_dev(l, ns, "eth0");
+}
+
+/// Drops everything in and out of `dev` in namespace `ns`, whatever the addresses
+/// (IPv4, global IPv6 or link-local: BFD, BGP, neighbour discovery and router
+/// advertisements alike); the link stays up. `heal` lifts it.
+pub(crate) fn blackhole_dev(l: &lab::Lab, ns: &str, dev: &str) {
     l.sh(
         ns,
-        "nft add table inet bh && \
-         nft add chain inet bh in '{ type filter hook input priority 0; }' && \
-         nft add chain inet bh out '{ type filter hook output priority 0; }' && \
-         nft add rule inet bh in iifname eth0 drop && \
-         nft add rule inet bh out oifname eth0 drop",
+        &format!(
+            "nft add table inet bh && \
+             nft add chain inet bh in '{{ type filter hook input priority 0; }}' && \
+             nft add chain inet bh out '{{ type filter hook output priority 0; }}' && \
+             nft add rule inet bh in iifname {dev} drop && \
+             nft add rule inet bh out oifname {dev} drop"
+        ),
     );
 }
 

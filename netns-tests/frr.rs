@@ -2,11 +2,14 @@
 //! namespace): a plain session carrying both families into FRR's kernel table, with
 //! pings over it; BFD against bfdd; RFC 8538 with a peer that speaks it; an
 //! unnumbered peer (`bgp.peers.NAME.interface`, issue 18 item 2) over a link with
-//! link-local addresses only, both families, and its recovery from a link flap.
+//! link-local addresses only, both families, its recovery from a link flap, and
+//! BFD on it (between the link-locals) withdrawing within 2 s of a blackhole.
 
 use std::time::{Duration, Instant};
 
-use crate::bfd::{blackhole, heal};
+use hostbgp::bgp::session::BFD_HOLD;
+
+use crate::bfd::{blackhole, blackhole_dev, heal};
 use crate::frrd::{frr_available, Frr, FrrConfig, FrrPeer};
 use crate::hostbgp::Hostbgp;
 use crate::instances::ping;
@@ -442,6 +445,117 @@ fn frr_unnumbered_link_flap_recovers() {
         "session re-established {:?} after the link came up",
         started.elapsed()
     );
+    u.wait_routes();
+    u.ping_both();
+}
+
+/// BFD on an unnumbered peer (`bgp.peers.r1.interface` with `bfd`, FRR's
+/// `neighbor swp1 bfd`): the BFD session runs between the link-locals, ours scoped
+/// to the interface. A silent blackhole of the link (nftables drops in both
+/// namespaces, carrier up, hold time 240 s) makes FRR drop our routes within 2 s;
+/// hostbgp shows BFD Down and closes the session; after the heal the session, both
+/// families and the pings come back.
+#[test]
+fn frr_unnumbered_bfd_blackhole_withdraws_within_2s() {
+    if !frr_available("frr::frr_unnumbered_bfd_blackhole_withdraws_within_2s") {
+        return;
+    }
+    let interval = BFD_MS.to_string();
+    let hold = HOLD.to_string();
+    let u = start_unnumbered(
+        FrrPeer::interface(R_LINK).hold_time(HOLD).bfd(BFD_MS),
+        &[
+            ("bgp.peers.r1.bfd", "true"),
+            ("bgp.peers.r1.bfd.min_interval", &interval),
+            ("bgp.peers.r1.holdtime", &hold),
+        ],
+    );
+    let env = &u.env;
+    // bgpd 8.4 starts BFD for an interface neighbour only once its session is
+    // Established (its address comes from our RAs, its source from the connection),
+    // and hostbgp starts the session only while BFD is Up: the first session comes
+    // up through hostbgp's BFD hold (`BFD_HOLD`, for routers without BFD), then BFD.
+    let first = Instant::now();
+    wait_until_state(
+        "FRR: neighbor swp1 Established through the BFD hold",
+        BFD_HOLD + TIMEOUT * 2,
+        || {
+            let n = env.frr.neighbor(R_LINK);
+            (n["bgpState"] == "Established", n)
+        },
+    );
+    eprintln!(
+        "first unnumbered session with BFD Established {:?} after the start",
+        first.elapsed()
+    );
+    let peer = u.wait_established();
+    assert_eq!(peer["capabilities"]["hold_time"], HOLD, "{peer}");
+    u.wait_routes();
+    wait_until_state("both sides' BFD is up", TIMEOUT, || {
+        let ours = env.hb.peer("r1").is_some_and(|p| p["bfd"]["state"] == "Up");
+        let peers = env.frr.bfd_peers();
+        let theirs = peers.as_array().is_some_and(|a| {
+            a.iter().any(|p| {
+                p["peer"] == u.host_ll.as_str() && p["interface"] == R_LINK && p["status"] == "up"
+            })
+        });
+        (ours && theirs, peers)
+    });
+    let bfd = &env.hb.peer("r1").expect("peer r1")["bfd"];
+    assert_eq!(bfd["transmit_interval_ms"], BFD_MS, "{bfd}");
+    assert_eq!(bfd["detection_time_ms"], 3 * BFD_MS, "{bfd}");
+    u.ping_both();
+
+    let (l, r, h) = (&env.topo.lab, &env.topo.r, &env.topo.h);
+    let started = Instant::now();
+    blackhole_dev(l, r, R_LINK);
+    blackhole_dev(l, h, H_LINK);
+    while env.frr.has_route(V4) || env.frr.has_route(V6) || env.kernel_has(V4) {
+        assert!(
+            started.elapsed() < WITHDRAW_WITHIN,
+            "FRR still has our routes {:?} after the blackhole; BFD: {}",
+            started.elapsed(),
+            env.frr.bfd_peers()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "FRR withdrew {V4} and {V6} {:?} after the blackhole",
+        started.elapsed()
+    );
+    wait_until_state("hostbgp closes the session on BFD down", TIMEOUT, || {
+        let p = env.hb.peer("r1");
+        (
+            p.as_ref()
+                .is_some_and(|p| p["state"] != "Established" && p["bfd"]["state"] == "Down"),
+            p,
+        )
+    });
+    let p = env.hb.peer("r1").expect("peer r1");
+    // Our side detected it too, not just the router.
+    assert_eq!(
+        p["bfd"]["diagnostic"], "control detection time expired",
+        "{p}"
+    );
+    assert_eq!(
+        p["last_notification_sent"]["name"], "Cease/Hard Reset (Cease/BFD Down)",
+        "{p}"
+    );
+
+    heal(l, r);
+    heal(l, h);
+    let healed = Instant::now();
+    u.wait_established();
+    let took = healed.elapsed();
+    eprintln!("unnumbered session re-established {took:?} after the heal");
+    // Both BFD sessions outlived the BGP one: BFD Up let it start, no hold.
+    assert!(
+        took < BFD_HOLD,
+        "re-established only {took:?} after the heal"
+    );
+    wait_until("hostbgp's BFD is up again", TIMEOUT, || {
+        env.hb.peer("r1").is_some_and(|p| p["bfd"]["state"] == "Up")
+    });
     u.wait_routes();
     u.ping_both();
 }

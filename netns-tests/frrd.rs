@@ -59,7 +59,10 @@ pub struct FrrPeer {
     pub connect_retry: u32,
     /// keepalive, hold (seconds).
     pub timers: (u32, u32),
-    /// BFD at this interval (ms) x 3, in a profile of its own.
+    /// BFD at this interval (ms) x 3, in a profile of its own (`neighbor X bfd`,
+    /// `neighbor X bfd profile pMS`). For an interface neighbour bgpd 8.4 starts
+    /// its BFD session (link-local to link-local on that interface) only once the
+    /// BGP session is Established.
     pub bfd_interval_ms: Option<u32>,
 }
 

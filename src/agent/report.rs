@@ -135,10 +135,9 @@ impl Agent {
                 }
                 view.admin_down = self.admin_down.get(&s.peer.remote).cloned();
                 if s.peer.bfd.is_some() {
-                    view.bfd = s
-                        .peer
-                        .remote
-                        .address()
+                    // An unnumbered peer's BFD session is with its heard router.
+                    view.bfd = self
+                        .bfd_address(&s.peer.remote)
                         .and_then(|a| self.bfd.status.borrow().get(&a).cloned());
                 }
                 view

@@ -112,9 +112,8 @@ impl Agent {
                 d.insert(caller, tx.clone());
             }
         }
-        let bfd_up = peer
-            .remote
-            .address()
+        let bfd_up = self
+            .bfd_address(&peer.remote)
             .is_some_and(|a| self.bfd_up.contains(&a));
         if peer.bfd.is_some() && bfd_up {
             let _ = tx.send(SessionCmd::BfdUp);

@@ -60,6 +60,8 @@ impl Agent {
             })
             .map(|(name, _)| name.clone())
             .collect();
+        // Whether an interface's router may have come or gone (BFD follows it).
+        let mut changed = !gone.is_empty();
         for name in gone {
             if let Some(link) = self.links.remove(&name) {
                 tracing::info!(interface = %name, "unnumbered: the interface or its link-local changed");
@@ -81,6 +83,7 @@ impl Agent {
                 Ok(link) => {
                     tracing::info!(interface = %name, %source, "unnumbered: announcing ourselves and listening for the router");
                     self.links.insert(name.clone(), link);
+                    changed = true;
                     if let Some(s) = self.sessions.get(&Remote::Interface(name)) {
                         if let Ok(mut d) = self.directory.write() {
                             d.insert(Caller::Link(ifindex), s.cmd.clone());
@@ -91,6 +94,9 @@ impl Agent {
             }
         }
         self.set_listen_keys();
+        if changed {
+            self.sync_bfd();
+        }
     }
 
     /// Stops every interface's work, its listener closed before this returns (so
@@ -162,6 +168,8 @@ impl Agent {
             let _ = s.cmd.send(SessionCmd::Neighbour(at));
         }
         self.set_listen_keys();
+        // BFD with this router, if the peer wants it (and no longer with the last).
+        self.sync_bfd();
     }
 
     /// The router an unnumbered peer's session should call, when heard.

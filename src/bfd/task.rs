@@ -3,7 +3,7 @@
 //! actions and tells the agent when a session goes up or down; the protocol itself is
 //! all in `session`.
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::num::NonZeroU8;
 use std::time::Duration;
 
@@ -25,8 +25,88 @@ use crate::status::BfdView;
 /// What the agent asks of the task.
 pub enum Command {
     /// The BFD-enabled peers now: new ones start, missing ones go AdminDown and end,
-    /// changed ones renegotiate (Poll Sequence).
-    Peers(BTreeMap<IpAddr, BfdSettings>),
+    /// changed ones renegotiate (Poll Sequence); one whose scope changed is a new
+    /// peer (the old session goes AdminDown and ends, a new one starts).
+    Peers(BTreeMap<IpAddr, PeerSpec>),
+}
+
+/// One BFD-enabled peer as the agent wants it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub settings: BfdSettings,
+    /// The interface index a link-local peer is reached through (an unnumbered
+    /// peer's router): packets go to `fe80::x%scope`, and only those that arrive on
+    /// that interface are its. None for an address peer.
+    pub scope: Option<u32>,
+}
+
+impl PeerSpec {
+    /// A peer configured by address: routed as the kernel routes it.
+    pub fn address(settings: BfdSettings) -> PeerSpec {
+        PeerSpec {
+            settings,
+            scope: None,
+        }
+    }
+
+    /// A link-local peer on interface `ifindex`.
+    pub fn scoped(settings: BfdSettings, ifindex: u32) -> PeerSpec {
+        PeerSpec {
+            settings,
+            scope: Some(ifindex),
+        }
+    }
+}
+
+/// Where a peer's control packets go: port 3784 of its address, through interface
+/// `scope` when it has one (an IPv6 peer only: IPv4 has no scopes).
+pub fn destination(address: IpAddr, scope: Option<u32>) -> SocketAddr {
+    match (address, scope) {
+        (IpAddr::V6(v6), Some(ifindex)) => {
+            SocketAddr::V6(SocketAddrV6::new(v6, CONTROL_PORT, 0, ifindex))
+        }
+        _ => SocketAddr::new(address, CONTROL_PORT),
+    }
+}
+
+/// What `Command::Peers` changes, given the running peers' scopes and configs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PeerChanges {
+    /// AdminDown, then end (missing from the command, or moved to another scope).
+    gone: Vec<IpAddr>,
+    /// Running with other settings: renegotiate.
+    changed: Vec<(IpAddr, Config)>,
+    /// Start (new, or moved to another scope: after its old session is gone).
+    added: Vec<(IpAddr, Option<u32>, Config)>,
+}
+
+fn peer_changes<'a>(
+    running: impl IntoIterator<Item = (IpAddr, Option<u32>, &'a Config)>,
+    wanted: &BTreeMap<IpAddr, PeerSpec>,
+) -> PeerChanges {
+    let mut c = PeerChanges::default();
+    let mut kept = std::collections::BTreeSet::new();
+    for (address, scope, config) in running {
+        match wanted.get(&address) {
+            Some(w) if w.scope == scope => {
+                kept.insert(address);
+                let want = session_config(&w.settings);
+                if *config != want {
+                    c.changed.push((address, want));
+                }
+            }
+            _ => c.gone.push(address),
+        }
+    }
+    c.gone.sort_unstable();
+    c.changed.sort_unstable_by_key(|(a, _)| *a);
+    for (address, w) in wanted {
+        if !kept.contains(address) {
+            c.added
+                .push((*address, w.scope, session_config(&w.settings)));
+        }
+    }
+    c
 }
 
 /// What the task tells the agent.
@@ -82,6 +162,10 @@ pub fn session_config(s: &BfdSettings) -> Config {
 
 struct Peer {
     session: Session,
+    /// The interface of a link-local peer (`PeerSpec::scope`).
+    scope: Option<u32>,
+    /// Where its packets go (`destination`).
+    to: SocketAddr,
     /// Sending never waits (a full buffer loses one packet), so this socket stays
     /// out of tokio: a freshly registered one would refuse its first send.
     sender: std::net::UdpSocket,
@@ -121,8 +205,9 @@ impl Shown {
 }
 
 struct Task {
-    /// Keyed by address alone: peers are configured by address, and RFC 5881's
-    /// interface only tells link-local peers apart, which hostbgp has none of yet.
+    /// Keyed by address alone: a link-local peer's interface (its scope) is checked
+    /// on reception (`accept`), so the same link-local on two interfaces is one peer
+    /// at a time (the agent keeps one, with a warning).
     demux: Demux<IpAddr>,
     peers: HashMap<IpAddr, Peer>,
     rx4: Option<Rx>,
@@ -245,14 +330,14 @@ impl Task {
         }
     }
 
-    fn set_peers(&mut self, wanted: BTreeMap<IpAddr, BfdSettings>) {
-        let gone: Vec<IpAddr> = self
-            .peers
-            .keys()
-            .filter(|a| !wanted.contains_key(a))
-            .copied()
-            .collect();
-        for address in gone {
+    fn set_peers(&mut self, wanted: BTreeMap<IpAddr, PeerSpec>) {
+        let changes = peer_changes(
+            self.peers
+                .iter()
+                .map(|(a, p)| (*a, p.scope, p.session.config())),
+            &wanted,
+        );
+        for address in changes.gone {
             // AdminDown tells the peer this was deliberate (RFC 5882 section 3.2).
             self.handle(address, Event::AdminDown);
             self.peers.remove(&address);
@@ -261,19 +346,15 @@ impl Task {
                 s.remove(&address);
             });
         }
-        for (address, settings) in wanted {
-            let config = session_config(&settings);
-            if let Some(p) = self.peers.get(&address) {
-                if *p.session.config() != config {
-                    self.handle(address, Event::ConfigChanged(config));
-                }
-                continue;
-            }
-            self.add_peer(address, config);
+        for (address, config) in changes.changed {
+            self.handle(address, Event::ConfigChanged(config));
+        }
+        for (address, scope, config) in changes.added {
+            self.add_peer(address, scope, config);
         }
     }
 
-    fn add_peer(&mut self, address: IpAddr, config: Config) {
+    fn add_peer(&mut self, address: IpAddr, scope: Option<u32>, config: Config) {
         let rx = if address.is_ipv4() {
             &mut self.rx4
         } else {
@@ -303,6 +384,8 @@ impl Task {
             address,
             Peer {
                 session,
+                scope,
+                to: destination(address, scope),
                 sender,
                 transmit_at: None,
                 transmit_from: None,
@@ -310,7 +393,7 @@ impl Task {
                 shown: None,
             },
         );
-        tracing::info!(peer = %address, discriminator = discr.get(), "BFD session started");
+        tracing::info!(peer = %address, ?scope, discriminator = discr.get(), "BFD session started");
         self.carry_out(address, actions);
     }
 
@@ -349,7 +432,9 @@ impl Task {
     }
 
     fn on_datagram(&mut self, d: &Datagram, buf: &[u8]) {
-        match accept(&self.demux, d, buf) {
+        let peers = &self.peers;
+        let scope_of = |a: &IpAddr| peers.get(a).and_then(|p| p.scope);
+        match accept(&self.demux, scope_of, d, buf) {
             Ok((from, repr)) => self.handle_at(from, Event::Received(repr), arrival(d.arrived)),
             Err(why) => tracing::debug!(from = %d.from, "BFD: dropped: {why}"),
         }
@@ -400,9 +485,8 @@ impl Task {
         for action in actions {
             match action {
                 Action::Send(repr) => {
-                    let to = SocketAddr::new(address, CONTROL_PORT);
                     // A full send buffer loses one packet: the next tick sends again.
-                    if let Err(e) = p.sender.send_to(&repr.to_bytes(), to) {
+                    if let Err(e) = p.sender.send_to(&repr.to_bytes(), p.to) {
                         tracing::debug!(peer = %address, "BFD send: {e}");
                     }
                 }
@@ -435,8 +519,14 @@ impl Task {
     }
 }
 
-/// The peer and packet of a received datagram, or why it is dropped.
-fn accept(demux: &Demux<IpAddr>, d: &Datagram, buf: &[u8]) -> Result<(IpAddr, Repr), String> {
+/// The peer and packet of a received datagram, or why it is dropped. `scope_of`
+/// gives a link-local peer's interface: its packets count only from there.
+fn accept(
+    demux: &Demux<IpAddr>,
+    scope_of: impl Fn(&IpAddr) -> Option<u32>,
+    d: &Datagram,
+    buf: &[u8],
+) -> Result<(IpAddr, Repr), String> {
     // RFC 5881 section 5: only a neighbour one hop away can send with 255; this is
     // what makes single hop safe without authentication.
     if d.ttl != Some(i32::from(TTL)) {
@@ -447,6 +537,14 @@ fn accept(demux: &Demux<IpAddr>, d: &Datagram, buf: &[u8]) -> Result<(IpAddr, Re
         .ok_or_else(|| "truncated by the receive buffer".to_string())?;
     let repr = Repr::decode(bytes).map_err(|e| e.to_string())?;
     let from = canonical(d.from);
+    if let (Some(want), SocketAddr::V6(v6)) = (scope_of(&from), d.from) {
+        if v6.scope_id() != want {
+            return Err(format!(
+                "arrived on interface {}, the peer is on {want}",
+                v6.scope_id()
+            ));
+        }
+    }
     demux.lookup(&repr, &from).map_err(|e| e.to_string())?;
     Ok((from, repr))
 }
@@ -493,6 +591,10 @@ mod tests {
         }
     }
 
+    fn no_scope(_: &IpAddr) -> Option<u32> {
+        None
+    }
+
     fn setup() -> (Demux<IpAddr>, Vec<u8>) {
         let mut demux = Demux::new();
         let peer: IpAddr = "192.0.2.1".parse().expect("address");
@@ -508,6 +610,7 @@ mod tests {
         let (demux, bytes) = setup();
         let ok = accept(
             &demux,
+            no_scope,
             &datagram("192.0.2.1", Some(255), bytes.len()),
             &bytes,
         );
@@ -515,18 +618,34 @@ mod tests {
         assert_eq!(from, "192.0.2.1".parse::<IpAddr>().expect("address"));
         assert_eq!(repr.state, State::Down);
         for ttl in [Some(254), Some(64), Some(1), None] {
-            let got = accept(&demux, &datagram("192.0.2.1", ttl, bytes.len()), &bytes);
+            let got = accept(
+                &demux,
+                no_scope,
+                &datagram("192.0.2.1", ttl, bytes.len()),
+                &bytes,
+            );
             assert!(got.is_err(), "TTL {ttl:?} accepted");
         }
         let stranger = accept(
             &demux,
+            no_scope,
             &datagram("192.0.2.9", Some(255), bytes.len()),
             &bytes,
         );
         assert!(stranger.is_err());
-        let short = accept(&demux, &datagram("192.0.2.1", Some(255), 10), &bytes);
+        let short = accept(
+            &demux,
+            no_scope,
+            &datagram("192.0.2.1", Some(255), 10),
+            &bytes,
+        );
         assert!(short.is_err());
-        let overlong = accept(&demux, &datagram("192.0.2.1", Some(255), 600), &bytes);
+        let overlong = accept(
+            &demux,
+            no_scope,
+            &datagram("192.0.2.1", Some(255), 600),
+            &bytes,
+        );
         assert!(overlong.is_err());
     }
 
@@ -535,10 +654,113 @@ mod tests {
         let (demux, bytes) = setup();
         let got = accept(
             &demux,
+            no_scope,
             &datagram("::ffff:192.0.2.1", Some(255), bytes.len()),
             &bytes,
         );
         assert!(got.is_ok(), "{got:?}");
+    }
+
+    /// A link-local peer (an unnumbered peer's router) on interface 7.
+    const ROUTER: &str = "fe80::1";
+
+    fn scoped(from: &str, scope_id: u32, len: usize) -> Datagram {
+        let ip: std::net::Ipv6Addr = from.parse().expect("address");
+        Datagram {
+            len,
+            from: SocketAddr::V6(SocketAddrV6::new(ip, 49152, 0, scope_id)),
+            ttl: Some(255),
+            arrived: None,
+        }
+    }
+
+    #[test]
+    fn a_link_local_peer_counts_only_on_its_interface() {
+        let mut demux = Demux::new();
+        let router: IpAddr = ROUTER.parse().expect("address");
+        let discr = demux.insert(router, &mut || 7u32);
+        let bytes = Session::new(Config::default(), discr)
+            .packet(false, false)
+            .to_bytes()
+            .to_vec();
+        let on_7 = |a: &IpAddr| (*a == router).then_some(7);
+        let (from, _) =
+            accept(&demux, on_7, &scoped(ROUTER, 7, bytes.len()), &bytes).expect("from fe80::1%7");
+        assert_eq!(from, router, "demuxed by address, scope stripped");
+        let elsewhere = accept(&demux, on_7, &scoped(ROUTER, 8, bytes.len()), &bytes);
+        assert!(
+            elsewhere.as_ref().is_err_and(|e| e.contains("interface 8")),
+            "{elsewhere:?}"
+        );
+        // A peer with no scope (an address peer) is not checked for one.
+        assert!(accept(&demux, no_scope, &scoped(ROUTER, 8, bytes.len()), &bytes).is_ok());
+        // The hop limit rule holds for link-local peers too.
+        let mut far = scoped(ROUTER, 7, bytes.len());
+        far.ttl = Some(254);
+        assert!(accept(&demux, on_7, &far, &bytes).is_err());
+    }
+
+    #[test]
+    fn link_local_peers_are_sent_to_through_their_interface() {
+        let ll: IpAddr = ROUTER.parse().expect("address");
+        match destination(ll, Some(7)) {
+            SocketAddr::V6(a) => {
+                assert_eq!((a.port(), a.scope_id()), (CONTROL_PORT, 7));
+                assert_eq!(IpAddr::V6(*a.ip()), ll);
+            }
+            v4 => panic!("{v4}"),
+        }
+        let global: IpAddr = "2001:db8::1".parse().expect("address");
+        assert_eq!(
+            destination(global, None),
+            "[2001:db8::1]:3784".parse::<SocketAddr>().expect("address")
+        );
+        let v4: IpAddr = "192.0.2.1".parse().expect("address");
+        assert_eq!(
+            destination(v4, Some(7)),
+            "192.0.2.1:3784".parse::<SocketAddr>().expect("address"),
+            "IPv4 has no scope"
+        );
+    }
+
+    #[test]
+    fn peers_start_end_renegotiate_and_move_between_interfaces() {
+        let settings = BfdSettings::default();
+        let faster = BfdSettings {
+            min_interval_ms: 100,
+            ..settings
+        };
+        let a: IpAddr = "192.0.2.1".parse().expect("address");
+        let b: IpAddr = "192.0.2.2".parse().expect("address");
+        let ll: IpAddr = ROUTER.parse().expect("address");
+        let ll2: IpAddr = "fe80::2".parse().expect("address");
+        let config = session_config(&settings);
+        let running = [
+            (a, None, &config),
+            (b, None, &config),
+            (ll, Some(7), &config),
+            (ll2, Some(9), &config),
+        ];
+        let wanted = BTreeMap::from([
+            (a, PeerSpec::address(settings)),
+            // b is gone; ll2 renegotiates; ll moved to interface 8 (its link was
+            // recreated): a new session there, the old one ends.
+            (ll, PeerSpec::scoped(settings, 8)),
+            (ll2, PeerSpec::scoped(faster, 9)),
+        ]);
+        let c = peer_changes(running, &wanted);
+        assert_eq!(c.gone, vec![b, ll]);
+        assert_eq!(c.changed, vec![(ll2, session_config(&faster))]);
+        assert_eq!(c.added, vec![(ll, Some(8), config)]);
+        // Nothing running: everything starts with its scope.
+        let c = peer_changes([], &wanted);
+        assert!(c.gone.is_empty() && c.changed.is_empty());
+        assert_eq!(c.added.len(), 3);
+        assert!(c.added.contains(&(ll2, Some(9), session_config(&faster))));
+        // The same again changes nothing.
+        let same = [(a, None, &config)];
+        let c = peer_changes(same, &BTreeMap::from([(a, PeerSpec::address(settings))]));
+        assert_eq!(c, PeerChanges::default());
     }
 
     #[test]

@@ -62,13 +62,21 @@ fn bad_interface_names_are_named() {
 }
 
 #[test]
-fn bfd_is_refused_with_an_interface() {
-    let e = errors(&yaml(
-        "      bgp.peers.r1.interface: uplink0\n      bgp.peers.r1.bfd: 'true'\n",
-    ));
+fn bfd_is_accepted_with_an_interface() {
+    let c = parse_str(
+        &yaml("      bgp.peers.r1.interface: uplink0\n      bgp.peers.r1.bfd: 'true'\n      bgp.peers.r1.bfd.min_interval: 100\n"),
+        "m1",
+    )
+    .expect("valid");
+    let peers = c.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].remote, Remote::Interface("uplink0".into()));
     assert_eq!(
-        e,
-        ["networks.br0.config.bgp.peers.r1.bfd: not supported with interface (unnumbered) peers in this version"]
+        peers[0].bfd,
+        Some(BfdSettings {
+            min_interval_ms: 100,
+            ..BfdSettings::default()
+        })
     );
 }
 

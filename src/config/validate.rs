@@ -853,15 +853,6 @@ fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<Network> {
                 "required: a peer needs an address (or an interface, unnumbered) and an asn",
             );
         }
-        if p.interface_set && p.bfd {
-            // The BFD task tells sessions apart by address, and an unnumbered
-            // peer's is only learnt at run time.
-            e.push(
-                format!("{pkey}.bfd"),
-                "not supported with interface (unnumbered) peers in this version",
-            );
-            continue;
-        }
         let bfd_tuned = p.bfd_min_interval.is_some() || p.bfd_multiplier.is_some();
         if bfd_tuned && !p.bfd {
             // Tuning without `bfd: "true"` would silently do nothing.
