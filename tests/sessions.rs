@@ -1,5 +1,6 @@
 //! Sessions over loopback, without a kernel lab: two hostbgp session tasks talking to
 //! each other, and a scripted raw peer for the error paths.
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use hostbgp::bgp::fsm::{GracefulRestartParams, LocalParams, State};
 use hostbgp::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, StatusView,
 };
-use hostbgp::bgp::speaker::{Caller, Listener, PeerDirectory};
+use hostbgp::bgp::speaker::{Caller, Listener};
 use hostbgp::bgp::wire::{
     frame_len, Capability, Codec, GracefulRestart, GracefulRestartFamily, Message, Open,
     RouteRefresh,
@@ -17,7 +18,7 @@ use hostbgp::bgp::wire::{
 use hostbgp::config::{Peer, Remote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 struct Side {
     status: StatusView,
@@ -54,11 +55,8 @@ fn start(params: SessionParams, listen: Option<SocketAddr>) -> Side {
     let (ev_tx, events) = mpsc::unbounded_channel();
     let (writer, status) = session::status_channel(PeerStatus::default());
     let listener = listen.map(|addr| {
-        let dir = PeerDirectory::default();
         let address = params.peer.remote.address().unwrap();
-        dir.write()
-            .unwrap()
-            .insert(Caller::Address(address), tx.clone());
+        let (_, dir) = watch::channel(HashMap::from([(Caller::Address(address), tx.clone())]));
         Listener::bind(addr, &[], dir).unwrap()
     });
     tokio::spawn(session::run(params, rx, ev_tx, writer));

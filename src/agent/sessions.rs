@@ -54,7 +54,7 @@ impl Agent {
         // On reload the previous listener's socket may still be closing: retry briefly.
         let mut attempts = 0;
         let listener = loop {
-            match Listener::bind(listen, &keys, self.directory.clone()) {
+            match Listener::bind(listen, &keys, self.directory.subscribe()) {
                 Ok(l) => break l,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 40 => {
                     attempts += 1;
@@ -108,9 +108,9 @@ impl Agent {
             session::run(params, rx, self.session_events.clone(), writer).instrument(span),
         );
         if let Some(caller) = self.caller_of(&peer.remote) {
-            if let Ok(mut d) = self.directory.write() {
+            self.directory.send_modify(|d| {
                 d.insert(caller, tx.clone());
-            }
+            });
         }
         let bfd_up = self
             .bfd_address(&peer.remote)
@@ -145,9 +145,9 @@ impl Agent {
     ) -> Option<oneshot::Receiver<()>> {
         let session = self.sessions.remove(&address)?;
         if let Some(caller) = self.caller_of(&address) {
-            if let Ok(mut d) = self.directory.write() {
+            self.directory.send_modify(|d| {
                 d.remove(&caller);
-            }
+            });
         }
         let (done, wait) = oneshot::channel();
         let _ = session.cmd.send(SessionCmd::Stop {

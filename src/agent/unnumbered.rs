@@ -65,9 +65,9 @@ impl Agent {
         for name in gone {
             if let Some(link) = self.links.remove(&name) {
                 tracing::info!(interface = %name, "unnumbered: the interface or its link-local changed");
-                if let Ok(mut d) = self.directory.write() {
+                self.directory.send_modify(|d| {
                     d.remove(&Caller::Link(link.ifindex));
-                }
+                });
             }
         }
         for (name, found) in wanted {
@@ -85,9 +85,9 @@ impl Agent {
                     self.links.insert(name.clone(), link);
                     changed = true;
                     if let Some(s) = self.sessions.get(&Remote::Interface(name)) {
-                        if let Ok(mut d) = self.directory.write() {
+                        self.directory.send_modify(|d| {
                             d.insert(Caller::Link(ifindex), s.cmd.clone());
-                        }
+                        });
                     }
                 }
                 Err(e) => tracing::warn!(interface = %name, "unnumbered: {e}"),
@@ -107,9 +107,8 @@ impl Agent {
                 listener.close().await;
             }
         }
-        if let Ok(mut d) = self.directory.write() {
-            d.retain(|c, _| !matches!(c, Caller::Link(_)));
-        }
+        self.directory
+            .send_modify(|d| d.retain(|c, _| !matches!(c, Caller::Link(_))));
     }
 
     fn start_link(&self, name: &str, ifindex: u32, source: Ipv6Addr) -> Result<Link, String> {
@@ -134,7 +133,7 @@ impl Agent {
                 let keys = self.listen_keys();
                 let keys: Vec<ListenKey<'_>> = keys.iter().map(|(a, p)| (*a, p)).collect();
                 Some(
-                    Listener::bind(at, &keys, self.directory.clone())
+                    Listener::bind(at, &keys, self.directory.subscribe())
                         .map_err(|e| format!("listening on {at}: {e}"))?,
                 )
             }

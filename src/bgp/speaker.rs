@@ -4,10 +4,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::md5;
 use super::session::SessionCmd;
@@ -22,8 +22,10 @@ pub enum Caller {
     Link(u32),
 }
 
-/// Where the listener finds each peer's session.
-pub type PeerDirectory = Arc<RwLock<HashMap<Caller, mpsc::UnboundedSender<SessionCmd>>>>;
+/// Where the listener finds each peer's session. The agent is its only writer; each
+/// listener reads it through a [`DirectoryView`].
+pub type PeerDirectory = watch::Sender<HashMap<Caller, mpsc::UnboundedSender<SessionCmd>>>;
+pub type DirectoryView = watch::Receiver<HashMap<Caller, mpsc::UnboundedSender<SessionCmd>>>;
 
 /// A TCP MD5 key the listener holds for connections from `.0`.
 pub type ListenKey<'a> = (IpAddr, &'a Password);
@@ -40,7 +42,7 @@ impl Listener {
     pub fn bind(
         addr: SocketAddr,
         keys: &[ListenKey<'_>],
-        directory: PeerDirectory,
+        directory: DirectoryView,
     ) -> io::Result<Listener> {
         let is_v6 = addr.is_ipv6();
         let socket = if is_v6 {
@@ -111,7 +113,7 @@ impl Drop for Listener {
     }
 }
 
-async fn accept_loop(listener: Arc<TcpListener>, directory: PeerDirectory) {
+async fn accept_loop(listener: Arc<TcpListener>, directory: DirectoryView) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(pair) => pair,
@@ -129,11 +131,12 @@ async fn accept_loop(listener: Arc<TcpListener>, directory: PeerDirectory) {
             }
             _ => None,
         };
-        let session = directory.read().ok().and_then(|d| {
+        let session = {
+            let d = directory.borrow();
             link.and_then(|l| d.get(&l))
                 .or_else(|| d.get(&Caller::Address(from)))
                 .cloned()
-        });
+        };
         match session {
             Some(tx) => {
                 let _ = tx.send(SessionCmd::Inbound(stream));
