@@ -190,9 +190,19 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `GET /metrics` until the agent goes away.
-pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
+/// Serves scrapes until `stop` (a moved `hostbgp.metrics_address`, or the agent
+/// ending).
+pub async fn serve(
+    listener: TcpListener,
+    scrapes: mpsc::Sender<Scrape>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
-        let Some(stream) = crate::control::accepted("metrics", listener.accept()).await else {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = crate::control::accepted("metrics", listener.accept()) => a,
+        };
+        let Some(stream) = accepted else {
             continue;
         };
         if scrapes.is_closed() {

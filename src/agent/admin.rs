@@ -109,7 +109,6 @@ impl Agent {
                 peer,
                 cmd,
                 status,
-                task: tokio::spawn(async {}),
                 established: None,
                 adj_out: AdjRibOut::default(),
                 next_hops: NextHopTable::default(),

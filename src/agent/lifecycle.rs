@@ -12,13 +12,28 @@ use super::{restart_marker, Agent};
 
 impl Agent {
     /// SIGTERM: leave kernel routes and let peers keep ours as stale (graceful restart).
-    pub(super) fn stop_for_restart(&mut self) -> Result<(), String> {
+    pub(super) async fn stop_for_restart(&mut self) -> Result<(), String> {
+        self.bfd_admin_down().await;
         let marker = restart_marker(&self.opts.socket);
         if let Err(e) = std::fs::write(&marker, b"") {
             tracing::warn!("writing {}: {e}", marker.display());
         }
-        for session in self.sessions.values() {
-            session.task.abort();
+        // Closed without a NOTIFICATION: under graceful restart the peers keep our
+        // routes as stale until we are back.
+        let waits: Vec<_> = self
+            .sessions
+            .values()
+            .map(|s| {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                let _ = s.cmd.send(SessionCmd::Stop {
+                    notification: None,
+                    done,
+                });
+                wait
+            })
+            .collect();
+        for wait in waits {
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
         }
         let _ = std::fs::remove_file(&self.opts.socket);
         tracing::info!("stopping for a restart: kernel routes kept, peers hold our routes");

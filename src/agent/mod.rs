@@ -11,7 +11,8 @@ use foldhash::HashMap as FastHashMap;
 use ipnet::IpNet;
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 mod admin;
 mod bfd;
@@ -62,7 +63,6 @@ struct PeerSession {
     peer: Peer,
     cmd: mpsc::UnboundedSender<SessionCmd>,
     status: StatusView,
-    task: tokio::task::JoinHandle<()>,
     established: Option<Established>,
     adj_out: AdjRibOut,
     /// Why prefixes of a family are held back from this peer.
@@ -116,8 +116,11 @@ struct Agent {
     displaced: BTreeMap<IpNet, String>,
     started: SystemTime,
     metrics: Metrics,
-    /// The metrics listener's task and address, while `hostbgp.metrics_address` is set.
-    metrics_server: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    /// The metrics listener's address and what stops it, while
+    /// `hostbgp.metrics_address` is set.
+    metrics_server: Option<(SocketAddr, CancellationToken)>,
+    /// Cancelled once, when the agent ends: every long-lived task it started ends with it.
+    shutdown: CancellationToken,
     scrapes: mpsc::Sender<Scrape>,
     /// Change sets handed to sessions so far (tells which event batches caused UPDATEs).
     changes_sent: u64,
@@ -162,8 +165,13 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         .map_err(|e| format!("netlink dump: {e}"))?;
     let control_listener = control::bind(&opts.socket)
         .map_err(|e| format!("control socket {}: {e}", opts.socket.display()))?;
+    let shutdown = CancellationToken::new();
     let (control_tx, mut control_rx) = mpsc::channel::<Pending>(16);
-    tokio::spawn(control::serve(control_listener, control_tx));
+    let control_task = tokio::spawn(control::serve(
+        control_listener,
+        control_tx,
+        shutdown.clone(),
+    ));
 
     let marker = restart_marker(&opts.socket);
     let restarting = match std::fs::metadata(&marker).and_then(|m| m.modified()) {
@@ -202,6 +210,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         started: SystemTime::now(),
         metrics: Metrics::default(),
         metrics_server: None,
+        shutdown: shutdown.clone(),
         scrapes: scrape_tx,
         changes_sent: 0,
         held: HeldWithdrawals::default(),
@@ -239,7 +248,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     };
 
     let mut route_check = RouteCheckTimer::new(agent.config.agent.route_check_interval);
-    loop {
+    let ending = loop {
         let held_until = agent.held.until;
         tokio::select! {
             _ = sleep_until_some(held_until) => {
@@ -287,14 +296,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                     Command::Enable => { let _ = reply.send(agent.enable(&request)); }
                     Command::Drain => { let _ = reply.send(agent.drain().await); }
                     Command::Undrain => { let _ = reply.send(agent.undrain().await); }
-                    Command::Shutdown => {
-                        let drained = agent.shutdown().await;
-                        let how = if drained { "drained, then every prefix withdrawn" } else { "every prefix withdrawn" };
-                        let _ = reply.send(Reply::ok(json!(format!("shut down: {how}, kernel routes removed"))));
-                        // Let the control task write the reply before the runtime goes.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        return Ok(());
-                    }
+                    Command::Shutdown => break Ending::Full { reply: Some(reply) },
                 }
             }
             _ = sighup.recv() => {
@@ -303,23 +305,57 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 if let Some(e) = reply.error { tracing::error!("reload refused:\n{e}"); }
                 route_check.set(agent.config.agent.route_check_interval);
             }
-            _ = sigpwr.recv() => {
-                let _ = agent.shutdown().await;
-                return Ok(());
-            }
-            _ = sigterm.recv() => {
-                agent.bfd_admin_down().await;
-                return agent.stop_for_restart();
-            }
-            _ = sigint.recv() => {
-                agent.bfd_admin_down().await;
-                return agent.stop_for_restart();
-            }
+            _ = sigpwr.recv() => break Ending::Full { reply: None },
+            _ = sigterm.recv() => break Ending::Restart,
+            _ = sigint.recv() => break Ending::Restart,
             () = agent.source.changed() => agent.on_source_changed().await,
             _ = watchdog.tick() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 agent.notify_status();
             }
         }
+    };
+    // The one place where a restart and a full shutdown differ.
+    let result = match ending {
+        Ending::Restart => agent.stop_for_restart().await,
+        Ending::Full { reply } => {
+            let drained = agent.shutdown().await;
+            let how = if drained {
+                "drained, then every prefix withdrawn"
+            } else {
+                "every prefix withdrawn"
+            };
+            if let Some(reply) = reply {
+                let text = format!("shut down: {how}, kernel routes removed");
+                let _ = reply.send(Reply::ok(json!(text)));
+            }
+            Ok(())
+        }
+    };
+    // Then everything ends the same way: requests still queued are refused, and the
+    // control task writes the replies in flight before the process goes.
+    drop(control_rx);
+    shutdown.cancel();
+    if tokio::time::timeout(CONTROL_FLUSH, control_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("control socket clients still open after {CONTROL_FLUSH:?}: closing them");
     }
+    result
 }
+
+/// Why the agent's loop ended.
+enum Ending {
+    /// SIGTERM or SIGINT (`systemctl stop`, `restart`, an upgrade): kernel routes
+    /// stay, peers keep ours under graceful restart, the next start adopts them.
+    Restart,
+    /// `hostbgp shutdown` (with its reply) or SIGPWR: drain, withdraw everything,
+    /// remove our kernel routes.
+    Full {
+        reply: Option<oneshot::Sender<Reply>>,
+    },
+}
+
+/// How long the control task may take to write its last replies.
+const CONTROL_FLUSH: Duration = Duration::from_secs(2);

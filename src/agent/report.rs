@@ -24,8 +24,8 @@ impl Agent {
         if self.metrics_server.as_ref().map(|(a, _)| *a) == wanted {
             return;
         }
-        if let Some((address, task)) = self.metrics_server.take() {
-            task.abort();
+        if let Some((address, stop)) = self.metrics_server.take() {
+            stop.cancel();
             tracing::info!(%address, "metrics listener closed");
         }
         let Some(address) = wanted else {
@@ -33,9 +33,10 @@ impl Agent {
         };
         match metrics::bind(address).await {
             Ok(listener) => {
-                let task = tokio::spawn(metrics::serve(listener, self.scrapes.clone()));
+                let stop = self.shutdown.child_token();
+                tokio::spawn(metrics::serve(listener, self.scrapes.clone(), stop.clone()));
                 tracing::info!(%address, "serving metrics on http://{address}/metrics");
-                self.metrics_server = Some((address, task));
+                self.metrics_server = Some((address, stop));
             }
             Err(e) => tracing::error!("{e}: metrics not served"),
         }

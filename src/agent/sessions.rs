@@ -104,7 +104,8 @@ impl Agent {
         // Every line a session logs names its peer.
         let span = tracing::info_span!("peer", peer = %peer.remote, name = %peer_name(&peer));
         let (writer, status) = session::status_channel(status);
-        let task = tokio::spawn(
+        // Ends on `Stop`, or when the agent drops its channel.
+        tokio::spawn(
             session::run(params, rx, self.session_events.clone(), writer).instrument(span),
         );
         if let Some(caller) = self.caller_of(&peer.remote) {
@@ -128,7 +129,6 @@ impl Agent {
                 peer,
                 cmd: tx,
                 status,
-                task,
                 established: None,
                 adj_out: AdjRibOut::default(),
                 next_hops: NextHopTable::default(),

@@ -13,7 +13,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_SOCKET: &str = "/run/hostbgp/hostbgp.sock";
 /// Requests are tiny; anything larger is refused unread.
@@ -148,16 +150,28 @@ pub(crate) async fn accepted<S, A>(
     }
 }
 
-/// Accepts clients until the agent goes away, forwarding their requests.
-pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Pending>) {
+/// Accepts clients, forwarding their requests, until `shutdown`; then lets the
+/// replies in flight (a `hostbgp shutdown`'s own) be written before it returns.
+pub async fn serve(
+    listener: UnixListener,
+    requests: mpsc::Sender<Pending>,
+    shutdown: CancellationToken,
+) {
     let own_uid = nix::unistd::geteuid().as_raw();
+    let mut clients = JoinSet::new();
     loop {
-        let Some(stream) = accepted("control socket", listener.accept()).await else {
-            continue;
-        };
-        let requests = requests.clone();
-        tokio::spawn(handle(stream, requests, own_uid));
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(_) = clients.join_next(), if !clients.is_empty() => {}
+            stream = accepted("control socket", listener.accept()) => {
+                if let Some(stream) = stream {
+                    clients.spawn(handle(stream, requests.clone(), own_uid));
+                }
+            }
+        }
     }
+    drop(listener);
+    while clients.join_next().await.is_some() {}
 }
 
 async fn handle(mut stream: UnixStream, requests: mpsc::Sender<Pending>, own_uid: u32) {
@@ -287,7 +301,8 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let (tx, mut rx) = mpsc::channel(4);
-        tokio::spawn(serve(listener, tx));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, tx, stop.clone()));
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
                 let _ = p.reply.send(Reply::ok(
@@ -314,5 +329,13 @@ mod tests {
 
         // A second agent may not steal a live socket.
         assert!(bind(&path).is_err());
+
+        // Cancelled, the server ends and takes no more clients.
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve ends on cancel")
+            .expect("no panic");
+        assert!(call(&path, Request::new(Command::Status)).await.is_err());
     }
 }
