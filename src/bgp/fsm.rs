@@ -6,17 +6,11 @@ use std::time::Duration;
 
 use super::graceful::{GracefulRestartNegotiated, GracefulRestartOffer};
 use super::wire::{
-    Capability, ExtendedNextHopEntry, Family, GracefulRestart, GracefulRestartFamily, Notification,
-    Open, AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST,
+    codes, Capability, ExtendedNextHopEntry, Family, GracefulRestart, GracefulRestartFamily,
+    Notification, Open, AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST,
 };
 
 pub const BGP_VERSION: u8 = 4;
-
-const OPEN_MESSAGE_ERROR: u8 = 2;
-const UNSUPPORTED_VERSION: u8 = 1;
-const BAD_PEER_AS: u8 = 2;
-const BAD_BGP_IDENTIFIER: u8 = 3;
-const UNACCEPTABLE_HOLD_TIME: u8 = 6;
 
 /// RFC 4271 session states, as shown by `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +148,7 @@ pub fn build_open(local: &LocalParams) -> Open {
 
 fn open_error(subcode: u8, data: Vec<u8>) -> Notification {
     Notification {
-        code: OPEN_MESSAGE_ERROR,
+        code: codes::OPEN_MESSAGE_ERROR,
         subcode,
         data,
     }
@@ -167,18 +161,21 @@ pub fn negotiate(
     open: &Open,
 ) -> Result<Negotiated, Notification> {
     if open.version != BGP_VERSION {
-        return Err(open_error(UNSUPPORTED_VERSION, vec![0, BGP_VERSION]));
+        return Err(open_error(
+            codes::open::UNSUPPORTED_VERSION_NUMBER,
+            vec![0, BGP_VERSION],
+        ));
     }
     let peer_asn = open.asn();
     if peer_asn != expected_peer_asn {
-        return Err(open_error(BAD_PEER_AS, Vec::new()));
+        return Err(open_error(codes::open::BAD_PEER_AS, Vec::new()));
     }
     if open.hold_time == 1 || open.hold_time == 2 {
-        return Err(open_error(UNACCEPTABLE_HOLD_TIME, Vec::new()));
+        return Err(open_error(codes::open::UNACCEPTABLE_HOLD_TIME, Vec::new()));
     }
     let ibgp = peer_asn == local.asn;
     if open.bgp_id.is_unspecified() || (ibgp && open.bgp_id == local.router_id) {
-        return Err(open_error(BAD_BGP_IDENTIFIER, Vec::new()));
+        return Err(open_error(codes::open::BAD_BGP_IDENTIFIER, Vec::new()));
     }
 
     let mut offered_families = Vec::new();
