@@ -18,6 +18,7 @@ use super::super::md5::{self, Md5Counters};
 use super::super::wire::{
     codes, frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification,
 };
+use super::error::{ConnError, Md5Hint};
 use super::machine::ConnId;
 use super::{ReceivedCounters, SessionParams};
 use crate::config::Peer;
@@ -43,7 +44,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub(super) async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         self.counters.sent(bytes);
         let limit = self
             .negotiated
@@ -51,12 +52,12 @@ impl Conn {
             .unwrap_or(Duration::from_secs(90));
         match timeout(limit, self.writer.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write failed: {e}")),
-            Err(_) => Err(format!("peer has not read for {}s", limit.as_secs())),
+            Ok(Err(e)) => Err(ConnError::Write(e)),
+            Err(_) => Err(ConnError::NotReading(limit.as_secs())),
         }
     }
 
-    pub(super) async fn send_message(&mut self, msg: &Message) -> Result<(), String> {
+    pub(super) async fn send_message(&mut self, msg: &Message) -> Result<(), ConnError> {
         let mut buf = Vec::new();
         msg.encode(&self.codec, &mut buf);
         self.send(&buf).await
@@ -86,7 +87,7 @@ pub(super) enum ReaderEvent {
 
 pub(super) struct HandshakeError {
     pub(super) direction: Direction,
-    pub(super) message: String,
+    pub(super) error: ConnError,
 }
 
 /// Why a connection ended, and what to send the peer about it; `hard_reset`: both
@@ -129,7 +130,7 @@ pub(super) async fn next_event(conn: &mut Option<Conn>) -> Option<ReaderEvent> {
 pub(super) async fn connect(
     params: &SessionParams,
     target: SocketAddr,
-) -> Result<TcpStream, String> {
+) -> Result<TcpStream, ConnError> {
     let peer = &params.peer;
     let v6 = target.is_ipv6();
     let socket = if v6 {
@@ -137,9 +138,9 @@ pub(super) async fn connect(
     } else {
         TcpSocket::new_v4()
     }
-    .map_err(|e| format!("socket: {e}"))?;
+    .map_err(ConnError::Socket)?;
     if let Some(password) = &peer.password {
-        md5::set_key(&socket, target.ip(), password.as_bytes(), v6).map_err(|e| e.to_string())?;
+        md5::set_key(&socket, target.ip(), password.as_bytes(), v6).map_err(ConnError::Md5Key)?;
     }
     if let Some(bind) = params
         .bind
@@ -152,31 +153,30 @@ pub(super) async fn connect(
             }
             (ip, _) => SocketAddr::new(ip, 0),
         };
-        socket.bind(from).map_err(|e| format!("bind {from}: {e}"))?;
+        socket
+            .bind(from)
+            .map_err(|source| ConnError::Bind { from, source })?;
     }
     let before = Md5Counters::read();
     match timeout(CONNECT_TIMEOUT, socket.connect(target)).await {
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(with_md5_hint(
-            format!("connect to {target}: {e}"),
-            peer,
-            &before,
-        )),
-        Err(_) => Err(with_md5_hint(
-            format!("connect to {target}: timed out"),
-            peer,
-            &before,
-        )),
+        Ok(Err(source)) => Err(ConnError::Connect {
+            target,
+            source,
+            hint: md5_hint(peer, &before),
+        }),
+        Err(_) => Err(ConnError::ConnectTimeout {
+            target,
+            hint: md5_hint(peer, &before),
+        }),
     }
 }
 
-/// A TCP MD5 mismatch is silent on the wire: the kernel's counters are the only clue.
-fn with_md5_hint(message: String, peer: &Peer, before: &Md5Counters) -> String {
-    let grown = Md5Counters::read().growth_since(before);
-    match (grown, &peer.password) {
-        (Some(g), _) => format!("{message}; probable TCP MD5 password mismatch (kernel counters: {g})"),
-        (None, Some(_)) => format!("{message}; TCP MD5 is configured: a password mismatch makes the peer drop our SYNs silently"),
-        (None, None) => message,
+fn md5_hint(peer: &Peer, before: &Md5Counters) -> Md5Hint {
+    match (Md5Counters::read().growth_since(before), &peer.password) {
+        (Some(g), _) => Md5Hint::Mismatch(g.to_string()),
+        (None, Some(_)) => Md5Hint::Configured,
+        (None, None) => Md5Hint::None,
     }
 }
 
@@ -187,12 +187,12 @@ pub(super) async fn handshake(
     params: &SessionParams,
     counters: Arc<ReceivedCounters>,
 ) -> Result<Conn, HandshakeError> {
-    let err = |message: String| HandshakeError { direction, message };
+    let err = |error: ConnError| HandshakeError { direction, error };
     let _ = stream.set_nodelay(true);
     let local = stream
         .local_addr()
         .map(|a| md5::unmap(a.ip()))
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(ConnError::LocalAddress(e)))?;
     let (mut rd, mut wr) = stream.into_split();
     let plain = Codec::default();
     let mut out = Vec::new();
@@ -200,7 +200,7 @@ pub(super) async fn handshake(
     counters.sent(&out);
     wr.write_all(&out)
         .await
-        .map_err(|e| err(format!("sending OPEN: {e}")))?;
+        .map_err(|e| err(ConnError::SendOpen(e)))?;
 
     let mut buf = Vec::with_capacity(4096);
     let msg = match read_message(&mut rd, &mut buf, &plain, Some(OPEN_WAIT)).await {
@@ -210,19 +210,16 @@ pub(super) async fn handshake(
         }
         Err(ReadError::Decode(e)) => {
             send_notification(&mut wr, &plain, e.notification.clone(), &counters).await;
-            return Err(err(format!("bad message from peer: {}", e.reason)));
+            return Err(err(ConnError::BadMessage(e.reason)));
         }
         Err(ReadError::Timeout) => {
-            return Err(err(format!(
-                "no OPEN from the peer within {}s",
-                OPEN_WAIT.as_secs()
-            )));
+            return Err(err(ConnError::NoOpen(OPEN_WAIT.as_secs())));
         }
-        Err(ReadError::Io(e)) => return Err(err(format!("waiting for OPEN: {e}"))),
+        Err(ReadError::Io(e)) => return Err(err(ConnError::WaitOpen(e))),
     };
     let open = match msg {
         Message::Open(open) => open,
-        Message::Notification(n) => return Err(err(format!("peer sent NOTIFICATION {n}"))),
+        Message::Notification(n) => return Err(err(ConnError::PeerNotification(n))),
         _ => {
             send_notification(
                 &mut wr,
@@ -231,15 +228,14 @@ pub(super) async fn handshake(
                 &counters,
             )
             .await;
-            return Err(err("peer sent a message other than OPEN first".into()));
+            return Err(err(ConnError::NotOpenFirst));
         }
     };
     let negotiated = match fsm::negotiate(&params.local, params.peer.asn, &open) {
         Ok(n) => n,
         Err(n) => {
-            let message = format!("refused the peer's OPEN: {n}");
-            send_notification(&mut wr, &plain, n, &counters).await;
-            return Err(err(message));
+            send_notification(&mut wr, &plain, n.clone(), &counters).await;
+            return Err(err(ConnError::RefusedOpen(n)));
         }
     };
     let codec = Codec {
@@ -251,7 +247,7 @@ pub(super) async fn handshake(
     counters.sent(&out);
     wr.write_all(&out)
         .await
-        .map_err(|e| err(format!("sending KEEPALIVE: {e}")))?;
+        .map_err(|e| err(ConnError::SendKeepalive(e)))?;
 
     let (tx, events) = mpsc::unbounded_channel();
     let hold = negotiated.hold_duration();

@@ -26,10 +26,12 @@ use super::wire::{Family, Message, Notification, Origin, RouteAttrs, Update};
 use crate::config::Peer;
 
 mod conn;
+mod error;
 mod machine;
 
 pub use conn::capability_name;
 use conn::{Conn, HandshakeError, ReaderEvent};
+use error::ConnError;
 pub use machine::BFD_HOLD;
 use machine::{Action, ConnInfo, Input, Machine};
 
@@ -327,12 +329,13 @@ pub async fn run(
                     conn: Some(conn),
                     inbound: None,
                 },
-                Ok(Err(HandshakeError { direction, message })) => {
-                    Turn::input(Input::HandshakeFailed { direction, message })
-                }
+                Ok(Err(HandshakeError { direction, error })) => Turn::input(Input::HandshakeFailed {
+                    direction,
+                    message: error.to_string(),
+                }),
                 Err(e) => Turn::input(Input::HandshakeFailed {
                     direction: Direction::Outbound,
-                    message: format!("handshake task failed: {e}"),
+                    message: ConnError::Task(e.to_string()).to_string(),
                 }),
             },
             event = conn::next_event(&mut slots.confirm) => match event {
@@ -392,7 +395,7 @@ pub async fn run(
                                 changes.encode_holding(&conn.codec, &template, &mut buf, &mut held);
                                 match conn.send(&buf).await {
                                     Ok(()) => Turn::default(),
-                                    Err(message) => Turn::input(Input::WriteFailed { message }),
+                                    Err(e) => Turn::input(Input::WriteFailed { message: e.to_string() }),
                                 }
                             }
                             None => Turn::default(),
@@ -443,9 +446,9 @@ pub async fn run(
                             let stream =
                                 conn::connect(&p, to)
                                     .await
-                                    .map_err(|message| HandshakeError {
+                                    .map_err(|error| HandshakeError {
                                         direction: Direction::Outbound,
-                                        message,
+                                        error,
                                     })?;
                             conn::handshake(conn_id, stream, Direction::Outbound, &p, r).await
                         }
