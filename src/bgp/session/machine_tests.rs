@@ -242,28 +242,6 @@ fn hold_timer_expiry_in_established() {
 }
 
 #[test]
-fn notification_in_established_sends_nothing_back() {
-    let (mut m, t0) = established(conn(1, Direction::Inbound, HIGHER));
-    let a = m.handle(
-        Input::EstablishedEnded {
-            message: "peer sent NOTIFICATION Cease/Peer De-configured".into(),
-            reply: None,
-        },
-        t0,
-    );
-    assert_eq!(
-        a[..2],
-        [
-            Action::Close {
-                conn: 1,
-                notification: None
-            },
-            Action::Down { epoch: 1 },
-        ]
-    );
-}
-
-#[test]
 fn a_second_connection_right_after_established_is_a_collision() {
     let (mut m, t0) = established(conn(1, Direction::Outbound, HIGHER));
     let soon = t0 + COLLISION_WINDOW / 2;
@@ -348,26 +326,29 @@ fn route_refreshes_are_coalesced_until_answered() {
     );
 }
 
+/// A NOTIFICATION from the peer, or a write that fails: the session ends with
+/// nothing sent back.
 #[test]
-fn write_failure_ends_the_session() {
-    let (mut m, t0) = established(conn(1, Direction::Outbound, HIGHER));
-    let a = m.handle(
+fn established_ends_without_a_reply() {
+    let ends = [
+        Input::EstablishedEnded {
+            message: "peer sent NOTIFICATION Cease/Peer De-configured".into(),
+            reply: None,
+        },
         Input::WriteFailed {
             message: "peer has not read for 90s".into(),
         },
-        t0,
-    );
-    assert_eq!(
-        a[..2],
-        [
-            Action::Close {
-                conn: 1,
-                notification: None
-            },
-            Action::Down { epoch: 1 },
-        ]
-    );
-    assert_eq!(m.established(), None);
+    ];
+    for end in ends {
+        let (mut m, t0) = established(conn(1, Direction::Inbound, HIGHER));
+        let a = m.handle(end.clone(), t0);
+        let quiet_close = Action::Close {
+            conn: 1,
+            notification: None,
+        };
+        assert_eq!(a[..2], [quiet_close, Action::Down { epoch: 1 }], "{end:?}");
+        assert_eq!(m.established(), None, "{end:?}");
+    }
 }
 
 #[test]
