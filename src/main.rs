@@ -325,7 +325,9 @@ fn print_status(v: &Value) {
         });
         println!("drained{since}: every path carries GRACEFUL_SHUTDOWN (65535:0); `hostbgp undrain` ends it");
     }
-    print_source(&v["source"]);
+    if let Some(source) = &st.source {
+        print_source(source);
+    }
     let now = std::time::SystemTime::now();
     for p in &st.peers {
         let since = match (p.up_since_unix, p.down_since_unix) {
@@ -424,46 +426,38 @@ fn total(m: &status::MessageCounts) -> u64 {
 }
 
 /// The live source's line (nothing for a plain file).
-fn print_source(s: &Value) {
-    let kind = text(&s["kind"]);
-    if s.is_null() || kind == "file" {
+fn print_source(source: &status::SourceView) {
+    let Some(s) = &source.live else {
         return;
-    }
-    let ago = |t: &Value| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        t.as_u64()
-            .map(|t| format!("{} ago", status::human(now.saturating_sub(t))))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ago = |t: Option<u64>| {
+        t.map(|t| format!("{} ago", status::human(now.saturating_sub(t))))
             .unwrap_or_else(|| "never".into())
     };
-    let state = if s["connected"].as_bool() == Some(true) {
-        format!("connected since {}", ago(&s["connected_since_unix"]))
+    let state = if s.connected {
+        format!("connected since {}", ago(s.connected_since_unix))
     } else {
-        format!("not connected ({})", text(&s["last_error"]))
+        format!("not connected ({})", s.last_error.as_deref().unwrap_or("-"))
+    };
+    let last_event = match &s.last_event {
+        None => "none".to_string(),
+        Some(e) => format!("{} {} {}", e.action, e.source, ago(e.unix)),
     };
     println!(
-        "source: {kind} at {}: {state}; {} networks, {} instances; last resync {}; last event {}",
-        text(&s["socket"]),
-        text(&s["networks"]),
-        text(&s["instances"]),
-        ago(&s["last_resync_unix"]),
-        if s["last_event"].is_null() {
-            "none".to_string()
-        } else {
-            format!(
-                "{} {} {}",
-                text(&s["last_event"]["action"]),
-                text(&s["last_event"]["source"]),
-                ago(&s["last_event"]["unix"])
-            )
-        },
+        "source: {} at {}: {state}; {} networks, {} instances; last resync {}; last event {last_event}",
+        source.kind,
+        s.socket,
+        s.networks,
+        s.instances,
+        ago(s.last_resync_unix),
     );
-    if !s["lxd_bgp_address"].is_null() {
+    if let Some(address) = &s.lxd_bgp_address {
         println!(
-            "  LXD's own speaker is enabled (core.bgp_address={}): run `lxc config unset core.bgp_address`, then restart LXD",
-            text(&s["lxd_bgp_address"])
+            "  LXD's own speaker is enabled (core.bgp_address={address}): run `lxc config unset core.bgp_address`, then restart LXD"
         );
     }
 }

@@ -5,7 +5,6 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -13,7 +12,40 @@ pub struct Status {
     pub peers: Vec<PeerStatusView>,
     /// Where the configuration comes from (the file, or the file over LXD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<Value>,
+    pub source: Option<SourceView>,
+}
+
+/// The configuration's source: `kind` `file`, or `lxd`/`incus` with the live part.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceView {
+    pub kind: String,
+    pub path: String,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveSourceView>,
+}
+
+/// A live source's connection and what it last saw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveSourceView {
+    pub socket: String,
+    pub connected: bool,
+    pub connected_since_unix: Option<u64>,
+    pub last_event: Option<SourceEventView>,
+    pub last_resync_unix: Option<u64>,
+    pub networks: usize,
+    pub instances: usize,
+    pub server_name: Option<String>,
+    pub server_version: Option<String>,
+    /// LXD's own `core.bgp_address`, when its speaker is on (it competes with us).
+    pub lxd_bgp_address: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceEventView {
+    pub unix: Option<u64>,
+    pub action: String,
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

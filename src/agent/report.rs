@@ -156,7 +156,7 @@ impl Agent {
                 drained_since_unix: self.drain.map(|d| status::unix(d.since_wall)),
             },
             peers,
-            source: Some(self.source.status_json()),
+            source: Some(self.source.status()),
         }
     }
 

@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
 use tokio::sync::watch;
 
 pub use convert::Snapshot;
 pub use error::LxdError;
 
 use crate::config::{self, Config, ConfigError};
+use crate::status::{LiveSourceView, SourceEventView, SourceView};
 use compose::LiveSettings;
 
 /// How long a start or a reload that begins following LXD waits for its state before
@@ -177,34 +177,44 @@ impl ConfigSource {
     }
 
     /// The `source` part of `hostbgp status`.
-    pub fn status_json(&self) -> Value {
+    pub fn status(&self) -> SourceView {
+        let path = self.path.display().to_string();
         let Some(live) = &self.live else {
-            return json!({"kind": "file", "path": self.path.display().to_string()});
+            return SourceView {
+                kind: "file".into(),
+                path,
+                live: None,
+            };
         };
         let s = live.status.borrow().clone();
         let unix = |t: Option<SystemTime>| {
             t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs())
         };
-        json!({
-            "kind": live.settings.flavor.name(),
-            "path": self.path.display().to_string(),
-            "socket": live.socket.display().to_string(),
-            "connected": s.connected_since.is_some(),
-            "connected_since_unix": unix(s.connected_since),
-            "last_event": s.last_event.as_ref().map(|(t, action, source)| json!({
-                "unix": unix(Some(*t)),
-                "action": action,
-                "source": source,
-            })),
-            "last_resync_unix": unix(s.last_resync),
-            "networks": s.networks,
-            "instances": s.instances,
-            "server_name": s.server_name,
-            "server_version": s.server_version,
-            "lxd_bgp_address": s.lxd_speaker,
-            "last_error": s.last_error,
-        })
+        SourceView {
+            kind: live.settings.flavor.name().into(),
+            path,
+            live: Some(LiveSourceView {
+                socket: live.socket.display().to_string(),
+                connected: s.connected_since.is_some(),
+                connected_since_unix: unix(s.connected_since),
+                last_event: s
+                    .last_event
+                    .as_ref()
+                    .map(|(t, action, source)| SourceEventView {
+                        unix: unix(Some(*t)),
+                        action: action.clone(),
+                        source: source.clone(),
+                    }),
+                last_resync_unix: unix(s.last_resync),
+                networks: s.networks,
+                instances: s.instances,
+                server_name: s.server_name,
+                server_version: s.server_version,
+                lxd_bgp_address: s.lxd_speaker,
+                last_error: s.last_error,
+            }),
+        }
     }
 }
 

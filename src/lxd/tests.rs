@@ -417,10 +417,11 @@ async fn without_lxd_the_file_alone_or_nothing() {
     let c = source.load().expect("config");
     assert_eq!(c.server.listen, None);
     assert!(c.networks.is_empty());
-    let st = source.status_json();
-    assert_eq!(st["kind"], "lxd");
-    assert_eq!(st["connected"], false);
-    assert_eq!(st["socket"], socket.display().to_string());
+    let st = source.status();
+    assert_eq!(st.kind, "lxd");
+    let live = st.live.expect("a live source");
+    assert!(!live.connected);
+    assert_eq!(live.socket, socket.display().to_string());
     // A file complete on its own is used as it is.
     let yaml = format!(
         "lxd: {{socket: {}}}\nconfig:\n  core.bgp_address: \"[::]:179\"\n  core.bgp_asn: \"65010\"\n",
@@ -448,15 +449,18 @@ async fn a_reload_follows_the_lxd_key() {
     let file_alone = "config:\n  core.bgp_asn: \"65010\"\n";
     std::fs::write(&path, file_alone).expect("write");
     let mut source = super::ConfigSource::start(&path, "m").expect("start");
-    assert_eq!(source.status_json()["kind"], "file");
+    assert_eq!(source.status().kind, "file");
 
     let live = format!("lxd: {{socket: {}}}\n{file_alone}", socket.display());
     std::fs::write(&path, &live).expect("write");
     let c = source.reload(wait).await.expect("config");
     assert_eq!(c.server.asn, Some(65010));
-    let st = source.status_json();
-    assert_eq!(st["kind"], "lxd", "{st}");
-    assert_eq!(st["socket"], socket.display().to_string());
+    let st = source.status();
+    assert_eq!(st.kind, "lxd", "{st:?}");
+    assert_eq!(
+        st.live.map(|l| l.socket),
+        Some(socket.display().to_string())
+    );
 
     let moved = dir.path().join("other.socket");
     std::fs::write(
@@ -465,21 +469,21 @@ async fn a_reload_follows_the_lxd_key() {
     )
     .expect("write");
     source.reload(wait).await.expect("config");
-    let st = source.status_json();
-    assert_eq!(st["kind"], "incus", "{st}");
-    assert_eq!(st["socket"], moved.display().to_string());
+    let st = source.status();
+    assert_eq!(st.kind, "incus", "{st:?}");
+    assert_eq!(st.live.map(|l| l.socket), Some(moved.display().to_string()));
 
     std::fs::write(&path, "lxd: {}\nconfig: {core.bgp_asn: x}\n").expect("write");
     assert!(source.reload(wait).await.is_err());
     assert_eq!(
-        source.status_json()["kind"],
+        source.status().kind,
         "incus",
         "a refused reload moved the source"
     );
 
     std::fs::write(&path, file_alone).expect("write");
     source.reload(wait).await.expect("config");
-    assert_eq!(source.status_json()["kind"], "file");
+    assert_eq!(source.status().kind, "file");
 }
 
 #[test]
