@@ -463,45 +463,45 @@ fn print_source(source: &status::SourceView) {
 }
 
 fn print_routes(v: &Value) {
-    let Some(routes) = v.as_array() else { return };
+    let routes: Vec<status::RouteView> = match serde_json::from_value(v.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hostbgp: unexpected routes reply ({e}):\n{v}");
+            return;
+        }
+    };
     println!(
         "{:<28} {:<28} {:<36} kernel",
         "prefix", "owner", "next hops"
     );
     for r in routes {
-        let hops = r["next_hops"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(peer, nh)| format!("{peer}:{}", text(nh)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        let mut kernel = if r["kernel"].is_null() {
-            "-".to_string()
-        } else {
-            text(&r["kernel"]["state"])
-        };
-        if r["advertised"] == Value::Bool(false) {
+        let hops = r
+            .next_hops
+            .iter()
+            .map(|(peer, nh)| format!("{peer}:{nh}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut kernel = r
+            .kernel
+            .as_ref()
+            .map_or("-".to_string(), |k| k.state.clone());
+        if !r.advertised {
             kernel.push_str(", not advertised");
         }
-        if let Some(why) = r["reason"].as_str() {
+        if let Some(why) = &r.reason {
             kernel.push_str(&format!(" ({why})"));
         }
-        if let Some(why) = r["kernel"]["displaced"].as_str() {
+        if let Some(why) = r.kernel.as_ref().and_then(|k| k.displaced.as_ref()) {
             kernel.push_str(&format!(" (last displaced: {why})"));
         }
-        let attributes: status::PathAttributesView =
-            serde_json::from_value(r["attributes"].clone()).unwrap_or_default();
-        let attributes = attributes.to_string();
+        let attributes = r.attributes.unwrap_or_default().to_string();
         if !attributes.is_empty() {
             kernel.push_str(&format!("  [{attributes}]"));
         }
         println!(
             "{:<28} {:<28} {:<36} {}",
-            text(&r["prefix"]),
-            text(&r["owner"]),
+            r.prefix.as_deref().unwrap_or("-"),
+            r.owner.as_deref().unwrap_or("-"),
             hops,
             kernel
         );

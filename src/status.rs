@@ -131,6 +131,46 @@ pub struct BfdView {
     pub multiplier: u8,
 }
 
+/// One prefix in `hostbgp routes`: who owns it, what each peer is sent, what the
+/// kernel holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteView {
+    /// None for a configured item that has no prefix yet (`routes --all`).
+    pub prefix: Option<String>,
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub owners: Vec<String>,
+    pub advertised: bool,
+    /// Why it is not advertised, or not installed (`routes --all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Peer name: the next hop it is sent.
+    #[serde(default)]
+    pub next_hops: BTreeMap<String, String>,
+    /// What the peers are sent beside the next hop (the drain's community included).
+    #[serde(default)]
+    pub attributes: Option<PathAttributesView>,
+    /// The kernel route wanted for it, if any, and what the kernel holds.
+    pub kernel: Option<KernelRouteView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelRouteView {
+    /// `installed`, `installed (differs)`, `missing` or `error: ...`.
+    pub state: String,
+    pub next_hops: Vec<HopView>,
+    /// What the kernel holds, when it holds ours.
+    pub held: Option<Vec<HopView>>,
+    /// When another route last took its place, and whose.
+    pub displaced: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HopView {
+    pub dev: Option<String>,
+    pub via: Option<String>,
+}
+
 /// A prefix's added path attributes as `routes` shows them (communities as
 /// `ASN:VALUE`, large ones as `GLOBAL:LOCAL1:LOCAL2`); empty lists and zero are left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

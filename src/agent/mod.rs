@@ -283,7 +283,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 let Pending { request, reply } = pending;
                 match request.command {
                     Command::Status => { let _ = reply.send(Reply::ok(agent.status_json())); }
-                    Command::Routes => { let _ = reply.send(Reply::ok(agent.routes_json(request.all))); }
+                    Command::Routes => { let _ = reply.send(Reply::ok(json!(agent.routes(request.all)))); }
                     Command::Reload => {
                         let result = agent.reload().await;
                         agent.serve_metrics().await;

@@ -11,10 +11,10 @@ use crate::control::Reply;
 use crate::kernel::Route;
 use crate::metrics::{self, KernelRouteCounts};
 use crate::plan::explain;
-use crate::status::{self, ServerStatus, Status};
+use crate::status::{self, HopView, KernelRouteView, RouteView, ServerStatus, Status};
 
 use super::drain::DrainedAttrs;
-use super::Agent;
+use super::{peer_name, Agent};
 
 impl Agent {
     /// Starts, moves or stops the metrics listener to match the config. A listener that
@@ -167,8 +167,8 @@ impl Agent {
     /// Every prefix advertised or routed: what hostbgp wants in the kernel, what the
     /// kernel holds (as the agent's view has it) and what each peer was told; with
     /// `all`, also what is configured but not advertised, with the reason.
-    pub(super) fn routes_json(&self, all: bool) -> Value {
-        let mut routes = self.advertised_json();
+    pub(super) fn routes(&self, all: bool) -> Vec<RouteView> {
+        let mut routes = self.advertised();
         if all {
             let trouble = RouteTroubles {
                 errors: &self.route_errors,
@@ -176,27 +176,26 @@ impl Agent {
             };
             let intent = self.planner.intent();
             for item in explain::not_advertised(&self.config, &self.view, intent, &trouble) {
-                let known = routes.iter_mut().find(|r| {
-                    item.prefix.is_some() && r["prefix"].as_str() == item.prefix.as_deref()
-                });
+                let known = routes
+                    .iter_mut()
+                    .find(|r| item.prefix.is_some() && r.prefix == item.prefix);
                 match known {
-                    Some(r) => r["reason"] = json!(item.reason),
-                    None => routes.push(json!({
-                        "prefix": item.prefix,
-                        "owner": item.owner,
-                        "owners": [item.owner],
-                        "advertised": false,
-                        "reason": item.reason,
-                        "next_hops": {},
-                        "kernel": null,
-                    })),
+                    Some(r) => r.reason = Some(item.reason),
+                    None => routes.push(RouteView {
+                        prefix: item.prefix,
+                        owner: Some(item.owner.clone()),
+                        owners: vec![item.owner],
+                        advertised: false,
+                        reason: Some(item.reason),
+                        ..RouteView::default()
+                    }),
                 }
             }
         }
-        json!(routes)
+        routes
     }
 
-    pub(super) fn advertised_json(&self) -> Vec<Value> {
+    pub(super) fn advertised(&self) -> Vec<RouteView> {
         let intent = self.planner.intent();
         let mut prefixes: Vec<IpNet> = intent.adverts.iter().map(|(p, _)| p).collect();
         prefixes.extend(
@@ -206,50 +205,41 @@ impl Agent {
                 .filter(|p| !intent.adverts.contains_key(p)),
         );
         prefixes.sort_unstable();
-        let hops_json = |hops: &[crate::kernel::RouteNextHop]| {
+        let hops = |hops: &[crate::kernel::RouteNextHop]| {
             hops.iter()
-                .map(|h| {
-                    json!({
-                        "dev": self.view.links.get(&h.ifindex).map(|l| l.name.clone()),
-                        "via": h.gateway.map(|g| g.to_string()),
-                    })
+                .map(|h| HopView {
+                    dev: self.view.links.get(&h.ifindex).map(|l| l.name.clone()),
+                    via: h.gateway.map(|g| g.to_string()),
                 })
                 .collect::<Vec<_>>()
         };
         let mut drained = self.drain.is_some().then(DrainedAttrs::default);
-        let routes: Vec<Value> = prefixes
+        prefixes
             .into_iter()
             .map(|prefix| {
                 let advert = intent.adverts.get(&prefix);
-                let next_hops: serde_json::Map<String, Value> = self
+                let next_hops = self
                     .sessions
                     .values()
                     .filter_map(|s| {
                         let nh = s.adj_out.get(&prefix)?;
-                        let name = s
-                            .peer
-                            .declared_by
-                            .first()
-                            .map(|(_, n)| n.clone())
-                            .unwrap_or_default();
-                        Some((name, json!(nh.to_string())))
+                        Some((peer_name(&s.peer).to_string(), nh.to_string()))
                     })
                     .collect();
                 let wanted = intent.routes.get(&prefix);
                 let kernel = wanted.map(|wanted| {
-                    let held = self.view.routes.get(&prefix);
                     let state = match self.kernel_state(&prefix, &wanted.route) {
                         KernelState::Error(e) => format!("error: {e}"),
                         KernelState::Installed => "installed".to_string(),
                         KernelState::Differs => "installed (differs)".to_string(),
                         KernelState::Missing => "missing".to_string(),
                     };
-                    json!({
-                        "state": state,
-                        "next_hops": hops_json(&wanted.route.next_hops),
-                        "held": held.map(|r| hops_json(&r.next_hops)),
-                        "displaced": self.displaced.get(&prefix),
-                    })
+                    KernelRouteView {
+                        state,
+                        next_hops: hops(&wanted.route.next_hops),
+                        held: self.view.routes.get(&prefix).map(|r| hops(&r.next_hops)),
+                        displaced: self.displaced.get(&prefix).cloned(),
+                    }
                 });
                 // What the peers are sent: the drain adds its community to every set.
                 let attributes = advert.map(|a| {
@@ -257,26 +247,25 @@ impl Agent {
                         Some(d) => d.of(&a.attrs),
                         None => a.attrs.clone(),
                     };
-                    serde_json::to_value(status::PathAttributesView::from(&*sent))
-                        .unwrap_or(Value::Null)
+                    status::PathAttributesView::from(&*sent)
                 });
                 let owners: Vec<String> = match (advert, wanted) {
                     (Some(a), _) => a.owners.iter().map(|o| o.to_string()).collect(),
                     (None, Some(w)) => w.owners.iter().map(|o| o.to_string()).collect(),
                     (None, None) => Vec::new(),
                 };
-                json!({
-                    "prefix": prefix.to_string(),
-                    "owner": owners.first(),
-                    "owners": owners,
-                    "advertised": advert.is_some(),
-                    "next_hops": next_hops,
-                    "attributes": attributes,
-                    "kernel": kernel,
-                })
+                RouteView {
+                    prefix: Some(prefix.to_string()),
+                    owner: owners.first().cloned(),
+                    owners,
+                    advertised: advert.is_some(),
+                    reason: None,
+                    next_hops,
+                    attributes,
+                    kernel,
+                }
             })
-            .collect();
-        routes
+            .collect()
     }
 }
 
