@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, wait_until, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
@@ -27,12 +27,7 @@ fn start(v6: bool) -> Env {
     let bp = BirdPeer::router("h1", neighbor)
         .hold_time(HOLD)
         .bfd(INTERVAL_MS);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
+    let router = Bird::router(&topo, vec![bp]);
     let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(peer, INTERVAL_MS));
     hb.wait_ready();
     Env { hb, router, topo }
@@ -201,12 +196,7 @@ fn bfd_router_without_bfd_is_not_locked_out() {
     }
     let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
     let bp = BirdPeer::router("h1", lab::HOST_V4).hold_time(HOLD);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
+    let router = Bird::router(&topo, vec![bp]);
     let started = Instant::now();
     let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
     hb.wait_ready();
@@ -245,12 +235,7 @@ fn bfd_restart_keeps_graceful_restart() {
         .bfd(INTERVAL_MS)
         .bfd_graceful(true)
         .graceful_restart(true);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
+    let router = Bird::router(&topo, vec![bp]);
     let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
     hb.wait_ready();
     let mut env = Env { hb, router, topo };

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::lab::{run_cmd, signal_child, wait_until, Lab, TIMEOUT};
+use crate::lab::{run_cmd, signal_child, wait_until, Lab, Topo, ROUTER_V4, TIMEOUT};
 
 /// One `protocol bgp` block.
 #[derive(Clone, Debug)]
@@ -341,6 +341,16 @@ pub struct Bird {
 }
 
 impl Bird {
+    /// The router of `topo` (`r`, router id ROUTER_V4), peering with `peers`.
+    pub fn router(topo: &Topo, peers: Vec<BirdPeer>) -> Bird {
+        Bird::start(
+            &topo.lab,
+            &topo.r,
+            "router",
+            &BirdConfig::router(ROUTER_V4, peers),
+        )
+    }
+
     /// Writes the config and starts `bird -f` in `ns`; waits for the control socket.
     pub fn start(lab: &Lab, ns: &str, name: &str, cfg: &BirdConfig) -> Bird {
         let conf = lab.path(&format!("{name}.conf"));

@@ -14,7 +14,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::{Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env, Opts};
@@ -205,12 +205,7 @@ struct Crash {
 fn setup() -> Crash {
     let topo = Topo::new(&[BR4, lab::BR_V6]);
     let (l, h) = (&topo.lab, topo.h.clone());
-    let router = Bird::start(
-        l,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V6)]),
-    );
+    let router = Bird::router(&topo, vec![BirdPeer::router("h1", lab::HOST_V6)]);
     for p in FOREIGN {
         let fam = if p.contains(':') { "-6" } else { "-4" };
         l.ip(

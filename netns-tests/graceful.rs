@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, wait_until, wait_until_state, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
@@ -27,12 +27,7 @@ fn yaml(server: &[(&str, &str)], peer_keys: &[(&str, &str)]) -> String {
 fn start(y: &str) -> Env {
     let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
     let bp = BirdPeer::router("h1", lab::HOST_V4).graceful_restart(true);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
+    let router = Bird::router(&topo, vec![bp]);
     let mut hb = Hostbgp::start(&topo.lab, &topo.h, y);
     hb.wait_ready();
     Env { hb, router, topo }

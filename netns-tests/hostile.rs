@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::{Hostbgp, BIN};
 use crate::lab::{self, wait_until_state, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env, Opts};
@@ -76,12 +76,7 @@ impl Hostile {
         for i in 130..140 {
             lab.addr(&f, "eth0", &format!("192.0.2.{i}/25"));
         }
-        let router = Bird::start(
-            lab,
-            &topo.r,
-            "router",
-            &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V6)]),
-        );
+        let router = Bird::router(&topo, vec![BirdPeer::router("h1", lab::HOST_V6)]);
         let p_asn = P_ASN.to_string();
         let yaml = config_yaml(
             lab::ROUTER_V6,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::{Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
@@ -57,14 +57,9 @@ const ANYCAST: &str = "  c1:
 pub(crate) fn start(instances: &str, keys: &[(&str, &str)], gr: bool) -> Env {
     let topo = Topo::new(&[BR4, lab::BR_V6]);
     topo.lab.forwarding(&topo.h);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(
-            lab::ROUTER_V4,
-            vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(gr)],
-        ),
+    let router = Bird::router(
+        &topo,
+        vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(gr)],
     );
     let mut hb = Hostbgp::start(
         &topo.lab,

@@ -17,7 +17,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{tail, Bird, BirdConfig, BirdPeer};
+use crate::bird::{tail, Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, run_cmd, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 
@@ -341,12 +341,7 @@ impl Env {
     fn start(peer: bool) -> Env {
         let topo = Topo::new(&[]);
         topo.lab.forwarding(&topo.h);
-        let router = Bird::start(
-            &topo.lab,
-            &topo.r,
-            "router",
-            &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V6)]),
-        );
+        let router = Bird::router(&topo, vec![BirdPeer::router("h1", lab::HOST_V6)]);
         let lxd = Lxd::start(&topo.lab, &topo.h);
         lxd.preseed(&PRESEED.replace("PEERS", if peer { PEER } else { "ipv4.dhcp: \"true\"" }));
         let yaml = format!(

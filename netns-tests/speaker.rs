@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, wait_until, wait_until_state, Topo, TIMEOUT};
 
@@ -87,12 +87,7 @@ impl Env {
         if let Some(h) = o.bird_hold {
             bp = bp.hold_time(h);
         }
-        let router = Bird::start(
-            &topo.lab,
-            &topo.r,
-            "router",
-            &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-        );
+        let router = Bird::router(&topo, vec![bp]);
         let mut hb = Hostbgp::start(&topo.lab, &topo.h, &config_yaml(peer, &o.keys, o.instances));
         hb.wait_ready();
         Env { hb, router, topo }
