@@ -548,6 +548,12 @@ impl Bird {
         }
     }
 
+    /// Asserts the session `protocol` is still up and no next hop was refused.
+    pub fn assert_clean(&self, protocol: &str) {
+        assert!(self.protocol(protocol).established(), "{protocol} is down");
+        self.assert_no_nexthop_errors();
+    }
+
     /// Kills bird (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -672,8 +672,7 @@ fn bad_reload_and_control_requests_change_nothing() {
     if !lab::require_root("bad_reload_and_control_requests_change_nothing") {
         return;
     }
-    let env = Env::start(Opts::default());
-    env.wait_established();
+    let env = Env::established(Opts::default());
     env.router.wait_route("203.0.113.0/24");
     env.router.wait_route("2001:db8:100::/64");
     let good = std::fs::read_to_string(&env.hb.config).expect("config");

@@ -347,6 +347,13 @@ impl Env {
         }
     }
 
+    /// Started with `o`, the session up on both sides.
+    fn established(o: EnvOpts) -> Env {
+        let env = Env::start(o);
+        env.wait_established();
+        env
+    }
+
     fn wait_established(&self) -> Value {
         self.router.wait_established("h1");
         self.hb.wait_peer_state("r1", "Established")
@@ -550,8 +557,7 @@ fn shutdown_on_sigpwr() {
 }
 
 fn shutdown_case(sigpwr: bool) {
-    let mut env = Env::start(EnvOpts::default());
-    env.wait_established();
+    let mut env = Env::established(EnvOpts::default());
     let _i = env.start_instance();
     let (l, h) = (&env.topo.lab, env.topo.h.clone());
     let proto = PROTO.to_string();
@@ -879,8 +885,7 @@ fn reload_invalid_file_changes_nothing() {
     if !lab::require_root("reload_invalid_file_changes_nothing") {
         return;
     }
-    let env = Env::start(EnvOpts::default());
-    env.wait_established();
+    let env = Env::established(EnvOpts::default());
     let _i = env.start_instance();
     let prefixes = [NIC_V4, NIC_V6, BR_NET_V4, BR_NET_V6];
     wait_until("session up for 2 s", TIMEOUT, || uptime(&env.hb, "r1") >= 2);
@@ -1143,12 +1148,11 @@ fn status_shows_capabilities_never_password() {
         return;
     }
     let pw = "Zq7pw-secret";
-    let env = Env::start(EnvOpts {
+    let env = Env::established(EnvOpts {
         enh: true,
         password: Some(pw),
         ..Default::default()
     });
-    env.wait_established();
     let _i = env.start_instance();
     let p = wait_until_state("prefixes sent in both families", TIMEOUT, || {
         let p = env.hb.peer("r1").unwrap_or(Value::Null);
@@ -1212,8 +1216,7 @@ fn control_socket_mode_and_bad_requests() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let env = Env::start(EnvOpts::default());
-    env.wait_established();
+    let env = Env::established(EnvOpts::default());
     wait_until("session up for 1 s", TIMEOUT, || uptime(&env.hb, "r1") >= 1);
     let mode = fs::metadata(&env.hb.socket)
         .expect("socket")
@@ -1479,11 +1482,10 @@ fn bridge_address_flush_and_re_add_is_no_flap() {
     if !lab::require_root("bridge_address_flush_and_re_add_is_no_flap") {
         return;
     }
-    let env = Env::start(EnvOpts {
+    let env = Env::established(EnvOpts {
         instances: "",
         ..Default::default()
     });
-    env.wait_established();
     env.router.wait_route(BR_NET_V4);
     env.router.wait_route(BR_NET_V6);
     let (l, h) = (&env.topo.lab, &env.topo.h);

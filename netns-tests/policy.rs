@@ -233,11 +233,10 @@ fn drain_and_undrain_reach_bird() {
         return;
     }
     let keys = [("bgp.communities", "65010:100")];
-    let env = Env::start(Opts {
+    let env = Env::established(Opts {
         keys: keys.to_vec(),
         ..Default::default()
     });
-    env.wait_established();
     for p in [BR0_NET, BR0_NET_V6] {
         let r = env.router.wait_route(p);
         assert!(!communities(&r).contains(GSHUT), "{r:?}");
@@ -366,8 +365,7 @@ fn start_with_drain_time(test: &str, secs: &str) -> Option<Env> {
     if !lab::require_root(test) {
         return None;
     }
-    let env = Env::start(Opts::default());
-    env.wait_established();
+    let env = Env::established(Opts::default());
     env.router.wait_route(BR0_NET);
     let yaml = config_yaml(lab::ROUTER_V6, &[], "").replacen(
         "config:\n",
