@@ -476,6 +476,15 @@ impl Bird {
         parse_routes(&self.birdc(&["show", "route", "all"]))
     }
 
+    /// Prefixes of the routes bird holds from protocol `protocol`.
+    pub fn prefixes_from(&self, protocol: &str) -> Vec<String> {
+        self.routes()
+            .into_iter()
+            .filter(|r| r.protocol == protocol)
+            .map(|r| r.prefix)
+            .collect()
+    }
+
     /// Routes for exactly `prefix`.
     pub fn route(&self, prefix: &str) -> Vec<BirdRoute> {
         self.routes()

@@ -192,12 +192,7 @@ pub(crate) fn ping(l: &Lab, r: &str, addr: &str) {
 
 /// Prefixes the router learned from the host.
 pub(crate) fn router_prefixes(router: &Bird) -> BTreeSet<String> {
-    router
-        .routes()
-        .into_iter()
-        .filter(|r| r.protocol == "h1")
-        .map(|r| r.prefix)
-        .collect()
+    router.prefixes_from("h1").into_iter().collect()
 }
 
 pub(crate) fn routes_json(env: &Env) -> Vec<Value> {

@@ -214,15 +214,21 @@ impl Watch {
         }
     }
 
-    /// Stops and returns (violations, sample count).
-    fn finish(mut self) -> (Vec<String>, usize) {
+    /// Stops and asserts nothing went; `what` names a violation. Returns the sample count.
+    fn assert_untouched(mut self, what: &str) -> usize {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        let v = self.log.lock().unwrap().clone();
-        let n = *self.samples.lock().unwrap();
-        (v, n)
+        let violations = self.log.lock().unwrap().clone();
+        let samples = *self.samples.lock().unwrap();
+        assert!(
+            violations.is_empty(),
+            "{what} ({} of {samples} samples): {:?}",
+            violations.len(),
+            &violations[..violations.len().min(20)]
+        );
+        samples
     }
 }
 
@@ -490,7 +496,7 @@ fn restart_graceful_zero_loss() {
             > before + 500
     });
     let (replies, missing, summary) = ping.stop();
-    let (violations, samples) = watch.finish();
+    watch.assert_untouched("router kernel routes disappeared");
     let hlog = env.hb.log_text();
     assert!(
         hlog.contains("restarted within the graceful restart time"),
@@ -504,12 +510,6 @@ fn restart_graceful_zero_loss() {
         "{} pings lost across the restart (seq {:?}...), {replies} replies\n{summary}",
         missing.len(),
         &missing[..missing.len().min(20)]
-    );
-    assert!(
-        violations.is_empty(),
-        "router kernel routes disappeared ({} of {samples} samples): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
     );
     let removals = bird_removals(&since, &prefixes);
     assert!(
@@ -582,13 +582,7 @@ fn shutdown_case(sigpwr: bool) {
         k4.trim().is_empty() && k6.trim().is_empty(),
         "proto {PROTO} routes left after shutdown returned:\n{k4}\n{k6}"
     );
-    let routes_now: Vec<String> = env
-        .router
-        .routes()
-        .into_iter()
-        .filter(|rt| rt.protocol == "h1")
-        .map(|rt| rt.prefix)
-        .collect();
+    let routes_now = env.router.prefixes_from("h1");
     eprintln!("bird routes from h1 right after shutdown returned: {routes_now:?}");
     let st = env
         .hb
@@ -597,13 +591,7 @@ fn shutdown_case(sigpwr: bool) {
     assert!(st.success(), "agent exit status {st}");
     // bird processes what it received asynchronously: poll (timeout = safety net).
     wait_until_state("bird has none of hostbgp's routes", TIMEOUT, || {
-        let left: Vec<String> = env
-            .router
-            .routes()
-            .into_iter()
-            .filter(|rt| rt.protocol == "h1")
-            .map(|rt| rt.prefix)
-            .collect();
+        let left = env.router.prefixes_from("h1");
         (left.is_empty(), left)
     });
     let p = wait_until_state("bird shows the shutdown message", TIMEOUT, || {
@@ -774,14 +762,8 @@ fn reload_password_change_resets_only_that_peer_and_nic_added() {
     wait_until("B's uptime keeps counting", TIMEOUT, || {
         uptime(&t.hb, "r2") >= up_b + 2
     });
-    let (violations, samples) = watch.finish();
+    let samples = watch.assert_untouched("peer B affected by A's password change");
     assert!(samples > 5, "too few samples: {samples}");
-    assert!(
-        violations.is_empty(),
-        "peer B affected by A's password change ({} of {samples} samples): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
-    );
     let b2_log = log_since(&t.b2.log, b2_mark);
     let rem = bird_removals(&b2_log, &[BR_NET_V4, BR_NET_V6]);
     assert!(
@@ -834,13 +816,7 @@ fn reload_password_change_resets_only_that_peer_and_nic_added() {
         l.try_exec(&t.r2, &["ping", "-c1", "-W1", "203.0.113.65"])
             .is_ok()
     });
-    let (violations, samples) = watch.finish();
-    assert!(
-        violations.is_empty(),
-        "flap while adding a NIC ({} of {samples} samples): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
-    );
+    watch.assert_untouched("flap while adding a NIC");
     assert!(
         uptime(&t.hb, "r1") >= up_a,
         "peer A was reset by a NIC addition"
@@ -934,13 +910,7 @@ fn reload_invalid_file_changes_nothing() {
         TIMEOUT,
         || uptime(&env.hb, "r1") >= up + 2,
     );
-    let (violations, samples) = watch.finish();
-    assert!(
-        violations.is_empty(),
-        "session or routes affected by an invalid reload ({} of {samples}): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
-    );
+    watch.assert_untouched("session or routes affected by an invalid reload");
     let st = env.hb.status_json().expect("status");
     assert_eq!(st["server"]["asn"], 65010, "running config changed: {st}");
     assert_eq!(

@@ -30,12 +30,7 @@ fn communities(r: &BirdRoute) -> String {
 
 /// Prefixes bird holds from protocol `proto`.
 fn heard(router: &Bird, proto: &str) -> Vec<String> {
-    let mut p: Vec<String> = router
-        .routes()
-        .into_iter()
-        .filter(|r| r.protocol == proto)
-        .map(|r| r.prefix)
-        .collect();
+    let mut p = router.prefixes_from(proto);
     p.sort();
     p
 }
