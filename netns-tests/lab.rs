@@ -452,4 +452,9 @@ impl Topo {
         }
         Topo { lab, r, h }
     }
+
+    /// (lab, router namespace, host namespace)
+    pub fn parts(&self) -> (&Lab, &str, &str) {
+        (&self.lab, &self.r, &self.h)
+    }
 }
