@@ -922,28 +922,28 @@ fn update_attribute_discard_errors() {
 
 // ---------- NOTIFICATION, ROUTE-REFRESH ----------
 
-#[test]
-fn notification_bytes_and_display() {
-    let n = Notification::new(2, 2, vec![0xfd, 0xe9]);
-    let bytes = frame(3, &hex("0202 fde9"));
+/// `n` is the NOTIFICATION message whose body is `body` (hex), both ways.
+fn assert_notification_wire(n: &Notification, body: &str) {
+    let bytes = frame(3, &hex(body));
     assert_eq!(enc(&Message::Notification(n.clone()), &C4), bytes);
     assert_eq!(
         Message::decode(&bytes, &C4),
         Ok(Message::Notification(n.clone()))
     );
+}
+
+#[test]
+fn notification_bytes_and_display() {
+    let n = Notification::new(2, 2, vec![0xfd, 0xe9]);
+    assert_notification_wire(&n, "0202 fde9");
     assert_eq!(n.to_string(), "OPEN Message Error/Bad Peer AS (data fde9)");
-    assert_eq!(
-        Notification::new(4, 0, vec![]).to_string(),
-        "Hold Timer Expired/Unspecific"
-    );
-    assert_eq!(
-        Notification::new(9, 9, vec![]).to_string(),
-        "Error code 9/subcode 9"
-    );
-    assert_eq!(
-        Notification::new(3, 11, vec![]).to_string(),
-        "UPDATE Message Error/Malformed AS_PATH"
-    );
+    for (code, subcode, shown) in [
+        (4, 0, "Hold Timer Expired/Unspecific"),
+        (9, 9, "Error code 9/subcode 9"),
+        (3, 11, "UPDATE Message Error/Malformed AS_PATH"),
+    ] {
+        assert_eq!(Notification::new(code, subcode, vec![]).to_string(), shown);
+    }
 }
 
 /// RFC 8538 section 3: Cease/Hard Reset (6/9) whose data is the original
@@ -952,24 +952,14 @@ fn notification_bytes_and_display() {
 fn hard_reset_wraps_the_original() {
     let hold = Notification::new(4, 0, vec![]);
     let n = Notification::hard_reset(&hold);
-    assert_eq!(
-        enc(&Message::Notification(n.clone()), &C4),
-        frame(3, &hex("0609 0400"))
-    );
-    assert_eq!(
-        Message::decode(&frame(3, &hex("0609 0400")), &C4),
-        Ok(Message::Notification(n.clone()))
-    );
+    assert_notification_wire(&n, "0609 0400");
     assert_eq!(n.hard_reset_inner(), Some(hold));
     assert_eq!(
         n.to_string(),
         "Cease/Hard Reset (Hold Timer Expired/Unspecific)"
     );
     let shut = Notification::hard_reset(&Notification::cease_shutdown("bye"));
-    assert_eq!(
-        enc(&Message::Notification(shut.clone()), &C4),
-        frame(3, &hex("0609 0602 03 627965"))
-    );
+    assert_notification_wire(&shut, "0609 0602 03 627965");
     assert_eq!(shut.shutdown_message().as_deref(), Some("bye"));
     assert_eq!(
         shut.to_string(),
@@ -993,10 +983,7 @@ fn hard_reset_wraps_the_original() {
 #[test]
 fn cease_shutdown() {
     let n = Notification::cease_shutdown("maintenance");
-    assert_eq!(
-        enc(&Message::Notification(n.clone()), &C4),
-        frame(3, &hex("0602 0b 6d61696e74656e616e6365"))
-    );
+    assert_notification_wire(&n, "0602 0b 6d61696e74656e616e6365");
     assert_eq!(n.shutdown_message().as_deref(), Some("maintenance"));
     assert_eq!(
         n.to_string(),
