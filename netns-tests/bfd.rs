@@ -28,8 +28,7 @@ fn start(v6: bool) -> Env {
         .hold_time(HOLD)
         .bfd(INTERVAL_MS);
     let router = Bird::router(&topo, vec![bp]);
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(peer, INTERVAL_MS));
-    hb.wait_ready();
+    let hb = Hostbgp::ready(&topo.lab, &topo.h, &yaml(peer, INTERVAL_MS));
     Env { hb, router, topo }
 }
 
@@ -198,8 +197,7 @@ fn bfd_router_without_bfd_is_not_locked_out() {
     let bp = BirdPeer::router("h1", lab::HOST_V4).hold_time(HOLD);
     let router = Bird::router(&topo, vec![bp]);
     let started = Instant::now();
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
-    hb.wait_ready();
+    let hb = Hostbgp::ready(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
     let env = Env { hb, router, topo };
     std::thread::sleep(Duration::from_secs(10));
     let p = env.hb.peer("r1").expect("peer r1");
@@ -236,8 +234,7 @@ fn bfd_restart_keeps_graceful_restart() {
         .bfd_graceful(true)
         .graceful_restart(true);
     let router = Bird::router(&topo, vec![bp]);
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
-    hb.wait_ready();
+    let hb = Hostbgp::ready(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
     let mut env = Env { hb, router, topo };
     env.wait_established();
     env.router.wait_route(PREFIX);
@@ -255,8 +252,7 @@ fn bfd_restart_keeps_graceful_restart() {
         env.router.birdc(&["show", "bfd", "sessions"]),
         env.router.birdc(&["show", "protocols", "all", "h1"])
     );
-    env.hb.spawn(&env.topo.lab);
-    env.hb.wait_ready();
+    env.hb.respawn(&env.topo.lab);
     env.wait_established();
     wait_until("hostbgp reports BFD Up again", TIMEOUT, || {
         bfd_state(&env) == "Up"

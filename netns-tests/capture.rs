@@ -301,8 +301,7 @@ fn capture_handshake(keys: &[(&str, &str)], server: &[(&str, &str)]) -> (Vec<Ope
     for (k, v) in server {
         y = y.replacen("config:\n", &format!("config:\n  {k}: \"{v}\"\n"), 1);
     }
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &y);
-    hb.wait_ready();
+    let hb = Hostbgp::ready(&topo.lab, &topo.h, &y);
     router.wait_established("h1");
     hb.wait_peer_state("r1", "Established");
     // Both OPENs are on the wire; wait until tcpdump has written them.

@@ -475,8 +475,7 @@ fn sigkill_at_random_points_converges() {
             );
         }
         if (it + 1) % 10 == 0 && it + 1 < iters {
-            c.hb.spawn(l);
-            c.hb.wait_ready();
+            c.hb.respawn(l);
             c.converge(&st, &format!("after iteration {it} (seed {seed})"));
             c.hb.kill();
             c.hb.wait_exit(TIMEOUT).expect("reaped");
@@ -487,8 +486,7 @@ fn sigkill_at_random_points_converges() {
         kills[0], kills[1], kills[2]
     );
     let l = &c.topo.lab;
-    c.hb.spawn(l);
-    c.hb.wait_ready();
+    c.hb.respawn(l);
     c.converge(&st, &format!("final (seed {seed})"));
     // Still right after more changes.
     for i in 0..4 {

@@ -34,6 +34,13 @@ impl Hostbgp {
         Hostbgp::start_named(lab, ns, "hostbgp", yaml)
     }
 
+    /// [`Hostbgp::start`], then [`Hostbgp::wait_ready`].
+    pub fn ready(lab: &Lab, ns: &str, yaml: &str) -> Hostbgp {
+        let mut hb = Hostbgp::start(lab, ns, yaml);
+        hb.wait_ready();
+        hb
+    }
+
     /// As [`Hostbgp::start`], with files `NAME.yaml`, `NAME.sock`, `NAME.log` (for
     /// several agents in one lab).
     pub fn start_named(lab: &Lab, ns: &str, name: &str, yaml: &str) -> Hostbgp {
@@ -149,6 +156,12 @@ impl Hostbgp {
             .iter()
             .find(|p| p["name"] == name)
             .cloned()
+    }
+
+    /// [`Hostbgp::spawn`], then [`Hostbgp::wait_ready`].
+    pub fn respawn(&mut self, lab: &Lab) {
+        self.spawn(lab);
+        self.wait_ready();
     }
 
     /// Waits until the control socket answers.

@@ -86,8 +86,7 @@ impl Hostile {
             ],
             "",
         );
-        let mut hb = Hostbgp::start(lab, &topo.h, &yaml);
-        hb.wait_ready();
+        let hb = Hostbgp::ready(lab, &topo.h, &yaml);
         router.wait_established("h1");
         hb.wait_peer_state("r1", "Established");
         router.wait_route("203.0.113.0/24");

@@ -61,12 +61,11 @@ pub(crate) fn start(instances: &str, keys: &[(&str, &str)], gr: bool) -> Env {
         &topo,
         vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(gr)],
     );
-    let mut hb = Hostbgp::start(
+    let hb = Hostbgp::ready(
         &topo.lab,
         &topo.h,
         &config_yaml(lab::ROUTER_V6, keys, instances),
     );
-    hb.wait_ready();
     let env = Env { hb, router, topo };
     env.wait_established();
     env.router.wait_route(BR4_NET);
@@ -604,8 +603,7 @@ fn restart_adopts_routes() {
         k4,
         "route kept across SIGTERM"
     );
-    env.hb.spawn(l);
-    env.hb.wait_ready();
+    env.hb.respawn(l);
     env.wait_established();
     wait_until_state(
         "routes advertised (not stale) after restart",

@@ -339,12 +339,11 @@ impl Env {
         }
         let cfg = BirdConfig::router(lab::ROUTER_V4, vec![bp]);
         let router = start_bird(&topo.lab, &topo.r, "router", &cfg);
-        let mut hb = Hostbgp::start(
+        let hb = Hostbgp::ready(
             &topo.lab,
             &topo.h,
             &config_yaml(lab::ROUTER_V6, &keys, o.instances),
         );
-        hb.wait_ready();
         Env {
             hb,
             router,
@@ -462,8 +461,7 @@ fn restart_graceful_zero_loss() {
         "bird left graceful restart during the gap"
     );
 
-    env.hb.spawn(l);
-    env.hb.wait_ready();
+    env.hb.respawn(l);
     env.wait_established();
     // After End-of-RIB the restart is over: bird ends it when it got End-of-RIB for
     // every family and then prunes whatever was not refreshed (logged as removals,
@@ -685,8 +683,7 @@ impl Two {
         let cfg2 = BirdConfig::router(R2_V4, vec![BirdPeer::router("h2", H_R2_V6)]);
         let b1 = start_bird(&lab, &r1, "b1", &cfg1);
         let b2 = start_bird(&lab, &r2, "b2", &cfg2);
-        let mut hb = Hostbgp::start(&lab, &h, &two_yaml(pw_a, ""));
-        hb.wait_ready();
+        let hb = Hostbgp::ready(&lab, &h, &two_yaml(pw_a, ""));
         b1.wait_established("h1");
         b2.wait_established("h2");
         hb.wait_peer_state("r1", "Established");

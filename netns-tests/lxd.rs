@@ -348,8 +348,7 @@ impl Env {
             "lxd: {{socket: {}}}\nconfig:\n  core.bgp_address: \"[::]:179\"\n",
             lxd.socket().display()
         );
-        let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml);
-        hb.wait_ready();
+        let hb = Hostbgp::ready(&topo.lab, &topo.h, &yaml);
         Env {
             hb,
             lxd,
@@ -527,8 +526,7 @@ fn lxd_daemon_restart_keeps_everything() {
     hb.term();
     assert!(hb.wait_exit(TIMEOUT).is_some(), "hostbgp did not stop");
     let before = fs::read_to_string(&hb.log).unwrap_or_default().len();
-    hb.spawn(&env.topo.lab);
-    hb.wait_ready();
+    hb.respawn(&env.topo.lab);
     env.router.wait_established("h1");
     env.router.wait_route("203.0.113.64/28");
     let log = fs::read_to_string(&hb.log).unwrap_or_default();

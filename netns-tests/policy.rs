@@ -122,8 +122,7 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
     );
     cfg.static_routes = vec![format!("{PEER_NET} blackhole")];
     let router = Bird::start(l, &topo.r, "router", &cfg);
-    let mut hb = Hostbgp::start(l, h, &two_networks_yaml("network", "all"));
-    hb.wait_ready();
+    let hb = Hostbgp::ready(l, h, &two_networks_yaml("network", "all"));
     router.wait_established("h1");
     router.wait_established("h2");
     hb.wait_peer_state("r1", "Established");

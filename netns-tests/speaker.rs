@@ -88,8 +88,7 @@ impl Env {
             bp = bp.hold_time(h);
         }
         let router = Bird::router(&topo, vec![bp]);
-        let mut hb = Hostbgp::start(&topo.lab, &topo.h, &config_yaml(peer, &o.keys, o.instances));
-        hb.wait_ready();
+        let hb = Hostbgp::ready(&topo.lab, &topo.h, &config_yaml(peer, &o.keys, o.instances));
         Env { hb, router, topo }
     }
 
