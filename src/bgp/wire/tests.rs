@@ -188,16 +188,7 @@ fn bird_open() -> Open {
                 next_hop_afi: 2,
             }]),
             Capability::ExtendedMessage,
-            Capability::GracefulRestart(GracefulRestart {
-                restart_state: true,
-                notification: false,
-                restart_time: 120,
-                families: vec![GracefulRestartFamily {
-                    afi: 1,
-                    safi: 1,
-                    forwarding_state: true,
-                }],
-            }),
+            Capability::GracefulRestart(GracefulRestart::ipv4_unicast(true, false, 120)),
             Capability::FourOctetAs(65001),
         ],
     }
@@ -378,16 +369,7 @@ fn graceful_restart_flags() {
     assert_eq!(out, hex("400a 4fff 00020100 00010180"));
     // RFC 8538 section 2: R is 0x8000 and N 0x4000 of the 2-byte field, the time
     // its low 12 bits; the 2 bits between are reserved.
-    let ours = Capability::GracefulRestart(GracefulRestart {
-        restart_state: false,
-        notification: true,
-        restart_time: 3600,
-        families: vec![GracefulRestartFamily {
-            afi: 1,
-            safi: 1,
-            forwarding_state: true,
-        }],
-    });
+    let ours = Capability::GracefulRestart(GracefulRestart::ipv4_unicast(false, true, 3600));
     let mut out = Vec::new();
     ours.encode(&mut out);
     assert_eq!(out, hex("4006 4e10 00010180"));
