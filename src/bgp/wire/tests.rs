@@ -29,6 +29,18 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
 }
 
 /// Wraps a body into a message with a correct header.
+/// An UPDATE of `reach` alone, with ORIGIN IGP and an empty AS_PATH.
+pub(crate) fn mp_update(reach: MpReach) -> Update {
+    Update {
+        attributes: vec![
+            PathAttribute::Origin(Origin::Igp),
+            PathAttribute::AsPath(vec![]),
+            PathAttribute::MpReach(reach),
+        ],
+        ..Update::default()
+    }
+}
+
 pub(crate) fn frame(typ: u8, body: &[u8]) -> Vec<u8> {
     let mut v = vec![0xff; 16];
     v.extend_from_slice(&((body.len() + 19) as u16).to_be_bytes());
@@ -493,19 +505,12 @@ fn update_mp_reach_ipv6() {
          90 0e 0035 0002 01 20 20010db8000000000000000000000001 fe800000000000000000000000000001 00
          30 20010db80001 40 20010db800020000";
     let u = update_ok("", attrs, "", &C4);
-    let want = Update {
-        attributes: vec![
-            PathAttribute::Origin(Origin::Igp),
-            PathAttribute::AsPath(vec![]),
-            PathAttribute::MpReach(MpReach {
-                family: Family::Ipv6Unicast,
-                next_hop: IpAddr::V6(g),
-                link_local_next_hop: Some(ll),
-                nlri: vec![net("2001:db8:1::/48"), net("2001:db8:2::/64")],
-            }),
-        ],
-        ..Update::default()
-    };
+    let want = mp_update(MpReach {
+        family: Family::Ipv6Unicast,
+        next_hop: IpAddr::V6(g),
+        link_local_next_hop: Some(ll),
+        nlri: vec![net("2001:db8:1::/48"), net("2001:db8:2::/64")],
+    });
     assert_eq!(u, want);
     // our encoder uses the 1-byte length for a 49-byte value
     let attrs1 = attrs.replace("90 0e 0035", "80 0e 35");
