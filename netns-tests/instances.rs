@@ -562,33 +562,22 @@ fn restart_adopts_routes() {
 
     let mon_file = l.path("monitor.txt");
     let mut mon = monitor(l, &h, &mon_file);
+    let marker = |verb| {
+        [
+            "route",
+            verb,
+            "10.255.0.1/32",
+            "dev",
+            "br0",
+            "proto",
+            "static",
+        ]
+    };
     // Make sure the monitor is listening before the restart: a marker route.
     // (re-added until seen: the monitor subscribes asynchronously).
     wait_until("ip monitor saw the first marker", TIMEOUT, || {
-        let _ = l.try_ip(
-            &h,
-            &[
-                "route",
-                "del",
-                "10.255.0.1/32",
-                "dev",
-                "br0",
-                "proto",
-                "static",
-            ],
-        );
-        l.ip(
-            &h,
-            &[
-                "route",
-                "add",
-                "10.255.0.1/32",
-                "dev",
-                "br0",
-                "proto",
-                "static",
-            ],
-        );
+        let _ = l.try_ip(&h, &marker("del"));
+        l.ip(&h, &marker("add"));
         std::thread::sleep(Duration::from_millis(100));
         std::fs::read_to_string(&mon_file)
             .unwrap_or_default()
@@ -633,18 +622,7 @@ fn restart_adopts_routes() {
         },
     );
     // Second marker: everything the kernel reported before it is in the file.
-    l.ip(
-        &h,
-        &[
-            "route",
-            "del",
-            "10.255.0.1/32",
-            "dev",
-            "br0",
-            "proto",
-            "static",
-        ],
-    );
+    l.ip(&h, &marker("del"));
     wait_until("ip monitor saw the second marker", TIMEOUT, || {
         std::fs::read_to_string(&mon_file)
             .unwrap_or_default()
@@ -673,26 +651,6 @@ fn restart_adopts_routes() {
     assert_eq!(our_route(l, &h, "203.0.113.64/28"), k4);
     assert_eq!(our_route(l, &h, "2001:db8:100:40::/64"), k6);
     ping(l, &r, "203.0.113.65");
-}
-
-fn cpu_ticks(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // fields after the comm: state(0) ... utime(11) stime(12)
-    let u: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
-    let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-    u + st
-}
-
-/// `ip -n NS -batch FILE` as a child.
-fn batch(l: &Lab, ns: &str, file: &std::path::Path) -> Child {
-    l.command(ns, &["ip", "-batch", &file.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ip -batch")
 }
 
 fn finish(c: Child, what: &str) {
@@ -742,9 +700,9 @@ fn flood_of_foreign_routes() {
     std::fs::write(&fd, del).unwrap();
 
     let pid = env.hb.pid().expect("hostbgp pid");
-    let cpu0 = cpu_ticks(pid);
+    let cpu0 = lab::cpu_ticks(pid);
     let t0 = Instant::now();
-    let mut c = batch(l, h, &fa);
+    let mut c = l.batch(h, &fa);
     // c2 starts during the flood (once the first foreign routes are in).
     wait_until("first foreign routes added", TIMEOUT, || {
         l.try_ip(h, &["-4", "route", "show", "10.200.0.0/32"])
@@ -758,10 +716,10 @@ fn flood_of_foreign_routes() {
     finish(c, "ip -batch add");
     let count = l.routes(h, false, &["proto", "static"]).lines().count();
     assert_eq!(count, 10_000, "foreign routes present after the add batch");
-    let c = batch(l, h, &fd);
+    let c = l.batch(h, &fd);
     finish(c, "ip -batch del");
     let flood_time = t0.elapsed();
-    let cpu1 = cpu_ticks(pid);
+    let cpu1 = lab::cpu_ticks(pid);
     let left = l.routes(h, false, &["proto", "static"]);
     assert!(
         left.trim().is_empty(),
