@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdConfig, BirdPeer, BirdRoute};
 use crate::datapath::instance;
 use crate::hostbgp::{Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
@@ -440,17 +440,21 @@ fn restart_graceful_zero_loss() {
     // bird is helper: the neighbor is restarting, our routes are kept. (bird 2.0.12
     // marks them REF_STALE internally; `show route` prints an `s` only for LLGR, so
     // the evidence is "graceful restart active" + the routes still in the table.)
+    // Every prefix learned from h1 in `routes` (`fresh`: none of them stale).
+    let all_from_h1 = |routes: &[BirdRoute], fresh: bool| {
+        prefixes.iter().all(|pfx| {
+            routes
+                .iter()
+                .any(|rt| rt.prefix == *pfx && rt.protocol == "h1" && !(fresh && rt.stale))
+        })
+    };
     let gap = wait_until_state(
         "bird: neighbor graceful restart active, routes kept",
         TIMEOUT,
         || {
             let p = env.router.protocol("h1");
             let routes = env.router.routes();
-            let kept = prefixes.iter().all(|pfx| {
-                routes
-                    .iter()
-                    .any(|rt| rt.prefix == *pfx && rt.protocol == "h1")
-            });
+            let kept = all_from_h1(&routes, false);
             (p.graceful_restart_active() && kept, (p.raw, routes))
         },
     );
@@ -472,11 +476,7 @@ fn restart_graceful_zero_loss() {
         || {
             let p = env.router.protocol("h1");
             let routes = env.router.routes();
-            let present = prefixes.iter().all(|pfx| {
-                routes
-                    .iter()
-                    .any(|rt| rt.prefix == *pfx && rt.protocol == "h1" && !rt.stale)
-            });
+            let present = all_from_h1(&routes, true);
             (
                 present && !p.graceful_restart_active() && p.established(),
                 (p.raw, routes),
@@ -1222,8 +1222,7 @@ fn logs_name_peers_and_change_level_at_run_time() {
     if !lab::require_root("logs_name_peers_and_change_level_at_run_time") {
         return;
     }
-    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
-    env.wait_established();
+    let env = crate::speaker::Env::established(crate::speaker::Opts::default());
     let o = cli(&env.hb, &["log-level", "info"]);
     assert!(
         o.status.success() && out_text(&o).contains("log level: info"),
@@ -1280,8 +1279,7 @@ fn status_explains_a_session_that_went_down() {
     if !lab::require_root("status_explains_a_session_that_went_down") {
         return;
     }
-    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
-    env.wait_established();
+    let env = crate::speaker::Env::established(crate::speaker::Opts::default());
     let up = env.hb.peer("r1").expect("peer r1");
     assert_eq!(up["established_transitions"], 1, "{up}");
     assert_eq!(up["peer_router_id"], lab::ROUTER_V4, "{up}");
@@ -1495,8 +1493,7 @@ fn disable_and_enable_a_peer() {
     if !lab::require_root("disable_and_enable_a_peer") {
         return;
     }
-    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
-    env.wait_established();
+    let env = crate::speaker::Env::established(crate::speaker::Opts::default());
     let o = cli(&env.hb, &["disable", "r1", "--message", "host maintenance"]);
     assert!(o.status.success(), "{}", out_text(&o));
     let said = wait_until_state("the router got our shutdown message", TIMEOUT, || {
