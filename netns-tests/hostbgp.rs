@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -26,6 +26,35 @@ pub struct Hostbgp {
     pub log: PathBuf,
     child: Option<Child>,
     exit: Option<ExitStatus>,
+}
+
+/// `hostbgp run` in `ns` at debug level, its output to `log`.
+pub fn run_command(
+    lab: &Lab,
+    ns: &str,
+    config: &Path,
+    socket: &Path,
+    member: &str,
+    log: fs::File,
+) -> Command {
+    let mut c = lab.command(
+        ns,
+        &[
+            BIN,
+            "run",
+            "--config",
+            &config.to_string_lossy(),
+            "--socket",
+            &socket.to_string_lossy(),
+            "--member",
+            member,
+        ],
+    );
+    c.env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log);
+    c
 }
 
 impl Hostbgp {
@@ -74,25 +103,8 @@ impl Hostbgp {
             .append(true)
             .open(&self.log)
             .expect("open hostbgp log");
-        let child = lab
-            .command(
-                &self.ns,
-                &[
-                    BIN,
-                    "run",
-                    "--config",
-                    &self.config.to_string_lossy(),
-                    "--socket",
-                    &self.socket.to_string_lossy(),
-                    "--member",
-                    &self.member,
-                ],
-            )
-            .env("RUST_LOG", "debug")
+        let child = run_command(lab, &self.ns, &self.config, &self.socket, &self.member, log)
             .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
             .spawn()
             .expect("spawn hostbgp");
         self.child = Some(child);

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::bird::{Bird, BirdConfig, BirdPeer, BirdRoute};
 use crate::datapath::instance;
-use crate::hostbgp::{Hostbgp, BIN};
+use crate::hostbgp::{run_command, Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::config_yaml;
 
@@ -1033,27 +1033,10 @@ fn systemd_notify_ready_and_watchdog() {
     let log = fs::File::create(l.path("hostbgp.log")).expect("log");
     // `ip netns exec` execs the agent, so the child's pid is the agent's: WATCHDOG_PID
     // stays unset (systemd sets it to the main pid).
-    let mut child = l
-        .command(
-            &topo.h,
-            &[
-                BIN,
-                "run",
-                "--config",
-                &config.to_string_lossy(),
-                "--socket",
-                &socket.to_string_lossy(),
-                "--member",
-                "host",
-            ],
-        )
+    let mut child = run_command(l, &topo.h, &config, &socket, "host", log)
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "2000000")
         .env_remove("WATCHDOG_PID")
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup"))
-        .stderr(log)
         .spawn()
         .expect("spawn hostbgp");
     struct Kill<'a>(&'a mut Child);
