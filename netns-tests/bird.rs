@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::lab::{run_cmd, signal_child, wait_until, Lab, Topo, ROUTER_V4, TIMEOUT};
@@ -574,6 +574,17 @@ impl Bird {
     }
 }
 
+/// A failing test's evidence: the last 50 lines of `what`'s log, on stderr.
+pub fn show_log_if_panicking(what: &str, log: &Path) {
+    if std::thread::panicking() {
+        eprintln!(
+            "---- last 50 lines of {what} log ({}) ----\n{}\n---- end ----",
+            log.display(),
+            tail(log, 50)
+        );
+    }
+}
+
 /// Last `n` lines of a file.
 pub fn tail(path: &std::path::Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_else(|e| format!("<{}: {e}>", path.display()));
@@ -584,14 +595,7 @@ pub fn tail(path: &std::path::Path, n: usize) -> String {
 impl Drop for Bird {
     fn drop(&mut self) {
         self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- last 50 lines of bird {} log ({}) ----\n{}\n---- end ----",
-                self.name,
-                self.log.display(),
-                tail(&self.log, 50)
-            );
-        }
+        show_log_if_panicking(&format!("bird {}", self.name), &self.log);
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::tail;
+use crate::bird::{show_log_if_panicking, tail};
 use crate::lab::{run_cmd, signal_child, wait_until_state, Lab, TIMEOUT};
 
 /// Path of the binary built by cargo for this test target.
@@ -265,13 +265,6 @@ impl Drop for Hostbgp {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- last 50 lines of hostbgp {} log ({}) ----\n{}\n---- end ----",
-                self.name,
-                self.log.display(),
-                tail(&self.log, 50)
-            );
-        }
+        show_log_if_panicking(&format!("hostbgp {}", self.name), &self.log);
     }
 }
