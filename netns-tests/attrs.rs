@@ -92,6 +92,5 @@ fn network_and_nic_attributes_reach_bird() {
     });
     let net = env.router.wait_route("192.0.2.0/24");
     assert_eq!(attr(&net, "BGP.med"), "50", "{net:?}");
-    assert!(env.router.protocol("h1").established());
-    env.router.assert_no_nexthop_errors();
+    env.router.assert_clean("h1");
 }

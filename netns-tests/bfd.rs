@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, wait_until, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
@@ -18,7 +18,6 @@ const WITHDRAW_WITHIN: Duration = Duration::from_secs(2);
 const PREFIX: &str = "203.0.113.0/24";
 
 fn start(v6: bool) -> Env {
-    let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
     let (neighbor, peer) = if v6 {
         (lab::HOST_V6, lab::ROUTER_V6)
     } else {
@@ -27,14 +26,14 @@ fn start(v6: bool) -> Env {
     let bp = BirdPeer::router("h1", neighbor)
         .hold_time(HOLD)
         .bfd(INTERVAL_MS);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(peer, INTERVAL_MS));
-    hb.wait_ready();
+    start_with(bp, peer)
+}
+
+/// The router with `bp`, hostbgp peering with it at `peer` (BFD on), ready.
+fn start_with(bp: BirdPeer, peer: &str) -> Env {
+    let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
+    let router = Bird::router(&topo, vec![bp]);
+    let hb = Hostbgp::ready(&topo.lab, &topo.h, &yaml(peer, INTERVAL_MS));
     Env { hb, router, topo }
 }
 
@@ -199,18 +198,11 @@ fn bfd_router_without_bfd_is_not_locked_out() {
     if !lab::require_root("bfd_router_without_bfd_is_not_locked_out") {
         return;
     }
-    let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
     let bp = BirdPeer::router("h1", lab::HOST_V4).hold_time(HOLD);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
+    let env = start_with(bp, lab::ROUTER_V4);
+    // Timed from the agent being ready, a little after its start: the wait measured
+    // is if anything short of the real one.
     let started = Instant::now();
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
-    hb.wait_ready();
-    let env = Env { hb, router, topo };
     std::thread::sleep(Duration::from_secs(10));
     let p = env.hb.peer("r1").expect("peer r1");
     assert_ne!(p["state"], "Established", "did not wait for BFD: {p}");
@@ -239,21 +231,12 @@ fn bfd_restart_keeps_graceful_restart() {
     if !lab::require_root("bfd_restart_keeps_graceful_restart") {
         return;
     }
-    let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
     let bp = BirdPeer::router("h1", lab::HOST_V4)
         .hold_time(HOLD)
         .bfd(INTERVAL_MS)
         .bfd_graceful(true)
         .graceful_restart(true);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml(lab::ROUTER_V4, INTERVAL_MS));
-    hb.wait_ready();
-    let mut env = Env { hb, router, topo };
+    let mut env = start_with(bp, lab::ROUTER_V4);
     env.wait_established();
     env.router.wait_route(PREFIX);
     wait_until("hostbgp reports BFD Up", TIMEOUT, || {
@@ -270,8 +253,7 @@ fn bfd_restart_keeps_graceful_restart() {
         env.router.birdc(&["show", "bfd", "sessions"]),
         env.router.birdc(&["show", "protocols", "all", "h1"])
     );
-    env.hb.spawn(&env.topo.lab);
-    env.hb.wait_ready();
+    env.hb.respawn(&env.topo.lab);
     env.wait_established();
     wait_until("hostbgp reports BFD Up again", TIMEOUT, || {
         bfd_state(&env) == "Up"

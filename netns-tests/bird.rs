@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::lab::{run_cmd, signal_child, wait_until, Lab, TIMEOUT};
+use crate::lab::{run_cmd, signal_child, wait_until, Lab, Topo, ROUTER_V4, TIMEOUT};
 
 /// One `protocol bgp` block.
 #[derive(Clone, Debug)]
@@ -341,6 +341,16 @@ pub struct Bird {
 }
 
 impl Bird {
+    /// The router of `topo` (`r`, router id ROUTER_V4), peering with `peers`.
+    pub fn router(topo: &Topo, peers: Vec<BirdPeer>) -> Bird {
+        Bird::start(
+            &topo.lab,
+            &topo.r,
+            "router",
+            &BirdConfig::router(ROUTER_V4, peers),
+        )
+    }
+
     /// Writes the config and starts `bird -f` in `ns`; waits for the control socket.
     pub fn start(lab: &Lab, ns: &str, name: &str, cfg: &BirdConfig) -> Bird {
         let conf = lab.path(&format!("{name}.conf"));
@@ -466,6 +476,15 @@ impl Bird {
         parse_routes(&self.birdc(&["show", "route", "all"]))
     }
 
+    /// Prefixes of the routes bird holds from protocol `protocol`.
+    pub fn prefixes_from(&self, protocol: &str) -> Vec<String> {
+        self.routes()
+            .into_iter()
+            .filter(|r| r.protocol == protocol)
+            .map(|r| r.prefix)
+            .collect()
+    }
+
     /// Routes for exactly `prefix`.
     pub fn route(&self, prefix: &str) -> Vec<BirdRoute> {
         self.routes()
@@ -538,6 +557,12 @@ impl Bird {
         }
     }
 
+    /// Asserts the session `protocol` is still up and no next hop was refused.
+    pub fn assert_clean(&self, protocol: &str) {
+        assert!(self.protocol(protocol).established(), "{protocol} is down");
+        self.assert_no_nexthop_errors();
+    }
+
     /// Kills bird (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -546,6 +571,17 @@ impl Bird {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A failing test's evidence: the last 50 lines of `what`'s log, on stderr.
+pub fn show_log_if_panicking(what: &str, log: &Path) {
+    if std::thread::panicking() {
+        eprintln!(
+            "---- last 50 lines of {what} log ({}) ----\n{}\n---- end ----",
+            log.display(),
+            tail(log, 50)
+        );
     }
 }
 
@@ -559,14 +595,7 @@ pub fn tail(path: &std::path::Path, n: usize) -> String {
 impl Drop for Bird {
     fn drop(&mut self) {
         self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- last 50 lines of bird {} log ({}) ----\n{}\n---- end ----",
-                self.name,
-                self.log.display(),
-                tail(&self.log, 50)
-            );
-        }
+        show_log_if_panicking(&format!("bird {}", self.name), &self.log);
     }
 }
 

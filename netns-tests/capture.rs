@@ -20,7 +20,7 @@ use hostbgp::bgp::wire::{
 };
 use nix::sys::signal::Signal;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, wait_until, Lab, Topo, TIMEOUT};
 use crate::speaker::config_yaml;
@@ -296,18 +296,12 @@ fn capture_handshake(keys: &[(&str, &str)], server: &[(&str, &str)]) -> (Vec<Ope
     // Before bird and hostbgp: either may open the connection.
     let dump = Tcpdump::start(&topo.lab, &topo.r, "eth0", "tcp port 179", &file);
     let bp = BirdPeer::router("h1", lab::HOST_V4).graceful_restart(true);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
+    let router = Bird::router(&topo, vec![bp]);
     let mut y = config_yaml(lab::ROUTER_V4, keys, "");
     for (k, v) in server {
         y = y.replacen("config:\n", &format!("config:\n  {k}: \"{v}\"\n"), 1);
     }
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, &y);
-    hb.wait_ready();
+    let hb = Hostbgp::ready(&topo.lab, &topo.h, &y);
     router.wait_established("h1");
     hb.wait_peer_state("r1", "Established");
     // Both OPENs are on the wire; wait until tcpdump has written them.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::{Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env, Opts};
@@ -205,12 +205,7 @@ struct Crash {
 fn setup() -> Crash {
     let topo = Topo::new(&[BR4, lab::BR_V6]);
     let (l, h) = (&topo.lab, topo.h.clone());
-    let router = Bird::start(
-        l,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V6)]),
-    );
+    let router = Bird::router(&topo, vec![BirdPeer::router("h1", lab::HOST_V6)]);
     for p in FOREIGN {
         let fam = if p.contains(':') { "-6" } else { "-4" };
         l.ip(
@@ -313,7 +308,7 @@ impl Crash {
                 let rt_ok = rt.keys().cloned().collect::<BTreeSet<_>>() == want_a
                     && rt.values().all(|c| *c == 1);
                 let ok = k == want_k && rt_ok && jp == want_a && jk == want_k && ni.is_empty();
-                let cpu = self.hb.pid().map(cpu_ticks).unwrap_or(0);
+                let cpu = self.hb.pid().map(lab::cpu_ticks).unwrap_or(0);
                 let log = self.hb.log_text();
                 let last = log.lines().last().unwrap_or("").chars().take(200).collect::<String>();
                 (
@@ -325,15 +320,6 @@ impl Crash {
             },
         );
     }
-}
-
-fn cpu_ticks(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let u: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
-    let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-    u + st
 }
 
 /// Small deterministic PRNG (xorshift64*).
@@ -480,8 +466,7 @@ fn sigkill_at_random_points_converges() {
             );
         }
         if (it + 1) % 10 == 0 && it + 1 < iters {
-            c.hb.spawn(l);
-            c.hb.wait_ready();
+            c.hb.respawn(l);
             c.converge(&st, &format!("after iteration {it} (seed {seed})"));
             c.hb.kill();
             c.hb.wait_exit(TIMEOUT).expect("reaped");
@@ -492,8 +477,7 @@ fn sigkill_at_random_points_converges() {
         kills[0], kills[1], kills[2]
     );
     let l = &c.topo.lab;
-    c.hb.spawn(l);
-    c.hb.wait_ready();
+    c.hb.respawn(l);
     c.converge(&st, &format!("final (seed {seed})"));
     // Still right after more changes.
     for i in 0..4 {
@@ -637,16 +621,6 @@ fn full_table_from_peer_is_dropped() {
     assert!(!env.hb.log_text().contains("panicked"));
 }
 
-/// `ip -batch FILE` in `ns` as a child.
-fn batch(l: &Lab, ns: &str, file: &std::path::Path) -> Child {
-    l.command(ns, &["ip", "-batch", &file.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ip -batch")
-}
-
 /// The line the agent logs for each `Overrun` it handles (src/agent.rs).
 const OVERRUN_LINE: &str = "netlink overrun: events were lost, re-reading the kernel state";
 
@@ -746,7 +720,7 @@ fn netlink_flood_with_instance_churn() {
         loop {
             floods += 1;
             for file in [&fa, &fd] {
-                let mut b = batch(l, &h, file);
+                let mut b = l.batch(&h, file);
                 let mut i = 0;
                 while b.try_wait().expect("try_wait").is_none() {
                     c.toggle(&mut st, i % 4, i % 3 == 0);

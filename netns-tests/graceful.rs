@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, wait_until, wait_until_state, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
@@ -27,14 +27,8 @@ fn yaml(server: &[(&str, &str)], peer_keys: &[(&str, &str)]) -> String {
 fn start(y: &str) -> Env {
     let topo = Topo::new(&[lab::BR_V4, lab::BR_V6]);
     let bp = BirdPeer::router("h1", lab::HOST_V4).graceful_restart(true);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-    );
-    let mut hb = Hostbgp::start(&topo.lab, &topo.h, y);
-    hb.wait_ready();
+    let router = Bird::router(&topo, vec![bp]);
+    let hb = Hostbgp::ready(&topo.lab, &topo.h, y);
     Env { hb, router, topo }
 }
 
@@ -146,8 +140,7 @@ fn graceful_restart_off_sends_no_capability() {
         "{}",
         env.router.protocol("h1").raw
     );
-    env.hb.spawn(&env.topo.lab);
-    env.hb.wait_ready();
+    env.hb.respawn(&env.topo.lab);
     env.wait_established();
     let raw = env.router.birdc(&["show", "protocols", "all", "h1"]);
     assert_eq!(

@@ -2,13 +2,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::tail;
+use crate::bird::{show_log_if_panicking, tail};
 use crate::lab::{run_cmd, signal_child, wait_until_state, Lab, TIMEOUT};
 
 /// Path of the binary built by cargo for this test target.
@@ -28,10 +28,46 @@ pub struct Hostbgp {
     exit: Option<ExitStatus>,
 }
 
+/// `hostbgp run` in `ns` at debug level, its output to `log`.
+pub fn run_command(
+    lab: &Lab,
+    ns: &str,
+    config: &Path,
+    socket: &Path,
+    member: &str,
+    log: fs::File,
+) -> Command {
+    let mut c = lab.command(
+        ns,
+        &[
+            BIN,
+            "run",
+            "--config",
+            &config.to_string_lossy(),
+            "--socket",
+            &socket.to_string_lossy(),
+            "--member",
+            member,
+        ],
+    );
+    c.env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log);
+    c
+}
+
 impl Hostbgp {
     /// Writes `yaml` to the lab dir and starts the agent in `ns` (member `host`).
     pub fn start(lab: &Lab, ns: &str, yaml: &str) -> Hostbgp {
         Hostbgp::start_named(lab, ns, "hostbgp", yaml)
+    }
+
+    /// [`Hostbgp::start`], then [`Hostbgp::wait_ready`].
+    pub fn ready(lab: &Lab, ns: &str, yaml: &str) -> Hostbgp {
+        let mut hb = Hostbgp::start(lab, ns, yaml);
+        hb.wait_ready();
+        hb
     }
 
     /// As [`Hostbgp::start`], with files `NAME.yaml`, `NAME.sock`, `NAME.log` (for
@@ -67,25 +103,8 @@ impl Hostbgp {
             .append(true)
             .open(&self.log)
             .expect("open hostbgp log");
-        let child = lab
-            .command(
-                &self.ns,
-                &[
-                    BIN,
-                    "run",
-                    "--config",
-                    &self.config.to_string_lossy(),
-                    "--socket",
-                    &self.socket.to_string_lossy(),
-                    "--member",
-                    &self.member,
-                ],
-            )
-            .env("RUST_LOG", "debug")
+        let child = run_command(lab, &self.ns, &self.config, &self.socket, &self.member, log)
             .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
             .spawn()
             .expect("spawn hostbgp");
         self.child = Some(child);
@@ -149,6 +168,12 @@ impl Hostbgp {
             .iter()
             .find(|p| p["name"] == name)
             .cloned()
+    }
+
+    /// [`Hostbgp::spawn`], then [`Hostbgp::wait_ready`].
+    pub fn respawn(&mut self, lab: &Lab) {
+        self.spawn(lab);
+        self.wait_ready();
     }
 
     /// Waits until the control socket answers.
@@ -240,13 +265,6 @@ impl Drop for Hostbgp {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- last 50 lines of hostbgp {} log ({}) ----\n{}\n---- end ----",
-                self.name,
-                self.log.display(),
-                tail(&self.log, 50)
-            );
-        }
+        show_log_if_panicking(&format!("hostbgp {}", self.name), &self.log);
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::{Hostbgp, BIN};
 use crate::lab::{self, wait_until_state, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env, Opts};
@@ -76,12 +76,7 @@ impl Hostile {
         for i in 130..140 {
             lab.addr(&f, "eth0", &format!("192.0.2.{i}/25"));
         }
-        let router = Bird::start(
-            lab,
-            &topo.r,
-            "router",
-            &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V6)]),
-        );
+        let router = Bird::router(&topo, vec![BirdPeer::router("h1", lab::HOST_V6)]);
         let p_asn = P_ASN.to_string();
         let yaml = config_yaml(
             lab::ROUTER_V6,
@@ -91,8 +86,7 @@ impl Hostile {
             ],
             "",
         );
-        let mut hb = Hostbgp::start(lab, &topo.h, &yaml);
-        hb.wait_ready();
+        let hb = Hostbgp::ready(lab, &topo.h, &yaml);
         router.wait_established("h1");
         hb.wait_peer_state("r1", "Established");
         router.wait_route("203.0.113.0/24");
@@ -677,8 +671,7 @@ fn bad_reload_and_control_requests_change_nothing() {
     if !lab::require_root("bad_reload_and_control_requests_change_nothing") {
         return;
     }
-    let env = Env::start(Opts::default());
-    env.wait_established();
+    let env = Env::established(Opts::default());
     env.router.wait_route("203.0.113.0/24");
     env.router.wait_route("2001:db8:100::/64");
     let good = std::fs::read_to_string(&env.hb.config).expect("config");

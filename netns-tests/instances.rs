@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer, BirdRoute};
 use crate::hostbgp::{Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
@@ -57,25 +57,24 @@ const ANYCAST: &str = "  c1:
 pub(crate) fn start(instances: &str, keys: &[(&str, &str)], gr: bool) -> Env {
     let topo = Topo::new(&[BR4, lab::BR_V6]);
     topo.lab.forwarding(&topo.h);
-    let router = Bird::start(
-        &topo.lab,
-        &topo.r,
-        "router",
-        &BirdConfig::router(
-            lab::ROUTER_V4,
-            vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(gr)],
-        ),
+    let router = Bird::router(
+        &topo,
+        vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(gr)],
     );
-    let mut hb = Hostbgp::start(
+    let hb = Hostbgp::ready(
         &topo.lab,
         &topo.h,
         &config_yaml(lab::ROUTER_V6, keys, instances),
     );
-    hb.wait_ready();
     let env = Env { hb, router, topo };
     env.wait_established();
     env.router.wait_route(BR4_NET);
     env
+}
+
+/// `start(instances, &[], false)`; None (the test skipped) without root.
+fn root_start(test: &str, instances: &str) -> Option<Env> {
+    lab::require_root(test).then(|| start(instances, &[], false))
 }
 
 /// C1_STATIC's instance running: namespace `i1` with its addresses, veth `vc1` on
@@ -189,6 +188,20 @@ pub(crate) fn wait_kernel(
     })
 }
 
+/// `prefix` installed as ours again (`what`: after what) and at the router.
+fn wait_reinstalled(env: &Env, prefix: &str, what: &str) -> BirdRoute {
+    let (l, _, h) = env.topo.parts();
+    let ours = format!("proto {PROTO}");
+    wait_kernel(
+        l,
+        h,
+        prefix,
+        &format!("{prefix} re-installed {what}"),
+        |k| k.contains(&ours),
+    );
+    env.router.wait_route(prefix)
+}
+
 pub(crate) fn ping(l: &Lab, r: &str, addr: &str) {
     wait_until(&format!("ping {addr} from the router"), TIMEOUT, || {
         l.try_exec(r, &["ping", "-c1", "-W1", addr]).is_ok()
@@ -197,12 +210,7 @@ pub(crate) fn ping(l: &Lab, r: &str, addr: &str) {
 
 /// Prefixes the router learned from the host.
 pub(crate) fn router_prefixes(router: &Bird) -> BTreeSet<String> {
-    router
-        .routes()
-        .into_iter()
-        .filter(|r| r.protocol == "h1")
-        .map(|r| r.prefix)
-        .collect()
+    router.prefixes_from("h1").into_iter().collect()
 }
 
 pub(crate) fn routes_json(env: &Env) -> Vec<Value> {
@@ -228,24 +236,14 @@ pub(crate) fn set(items: &[&str]) -> BTreeSet<String> {
 ///    router's next hop is the host either way.
 #[test]
 fn static_address_via_and_dev_only() {
-    if !lab::require_root("static_address_via_and_dev_only") {
+    let Some(env) = root_start(
+        "static_address_via_and_dev_only",
+        &format!("{C1_STATIC}{C2_DYN}"),
+    ) else {
         return;
-    }
-    let env = start(&format!("{C1_STATIC}{C2_DYN}"), &[], false);
-    let l = &env.topo.lab;
-    let (r, h) = (&env.topo.r, &env.topo.h);
-    instance(
-        l,
-        h,
-        "i1",
-        "vc1",
-        &[
-            "203.0.113.65/32",
-            "2001:db8:100:40::1/128",
-            "192.0.2.10/24",
-            "2001:db8:100::10/64",
-        ],
-    );
+    };
+    let (l, r, h) = env.topo.parts();
+    run_c1(&env);
     instance(
         l,
         h,
@@ -253,7 +251,6 @@ fn static_address_via_and_dev_only() {
         "vc2",
         &["203.0.113.97/32", "2001:db8:100:60::1/128"],
     );
-    l.enslave(h, "vc1", "br0");
     l.enslave(h, "vc2", "br0");
 
     for (p, nh) in [
@@ -307,12 +304,10 @@ fn static_address_via_and_dev_only() {
 /// 2. A hand-deleted route comes back, and the router ends with the prefix.
 #[test]
 fn deleted_route_is_reinstalled() {
-    if !lab::require_root("deleted_route_is_reinstalled") {
+    let Some(env) = root_start("deleted_route_is_reinstalled", C1_STATIC) else {
         return;
-    }
-    let env = start(C1_STATIC, &[], false);
-    let l = &env.topo.lab;
-    let (r, h) = (&env.topo.r, &env.topo.h);
+    };
+    let (l, r, h) = env.topo.parts();
     run_c1(&env);
     let before = our_route(l, h, "203.0.113.64/28");
     assert!(!before.is_empty());
@@ -346,18 +341,8 @@ fn deleted_route_is_reinstalled() {
             h,
             &["-6", "route", "del", "2001:db8:100:40::/64", "proto", &p],
         );
-        wait_kernel(l, h, "203.0.113.64/28", "IPv4 route re-installed", |k| {
-            k.contains(&format!("proto {PROTO}"))
-        });
-        wait_kernel(
-            l,
-            h,
-            "2001:db8:100:40::/64",
-            "IPv6 route re-installed",
-            |k| k.contains(&format!("proto {PROTO}")),
-        );
-        env.router.wait_route("203.0.113.64/28");
-        env.router.wait_route("2001:db8:100:40::/64");
+        wait_reinstalled(&env, "203.0.113.64/28", "after the delete");
+        wait_reinstalled(&env, "2001:db8:100:40::/64", "after the delete");
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let g = sampler.join().unwrap();
@@ -372,12 +357,10 @@ fn deleted_route_is_reinstalled() {
 /// 3. Bridge down: withdrawn at the router; up: re-installed, advertised, pings work.
 #[test]
 fn bridge_down_up() {
-    if !lab::require_root("bridge_down_up") {
+    let Some(env) = root_start("bridge_down_up", C1_DYN) else {
         return;
-    }
-    let env = start(C1_DYN, &[], false);
-    let l = &env.topo.lab;
-    let (r, h) = (&env.topo.r, &env.topo.h);
+    };
+    let (l, r, h) = env.topo.parts();
     // Keep br0's IPv6 address across down/up (the instance's IPv6 default route
     // points at it); IPv4 addresses stay anyway.
     l.exec(
@@ -401,22 +384,8 @@ fn bridge_down_up() {
     env.router.wait_no_route("2001:db8:100:40::/64");
 
     l.ip(h, &["link", "set", "br0", "up"]);
-    wait_kernel(
-        l,
-        h,
-        "203.0.113.64/28",
-        "IPv4 route re-installed after up",
-        |k| k.contains(&format!("proto {PROTO}")),
-    );
-    wait_kernel(
-        l,
-        h,
-        "2001:db8:100:40::/64",
-        "IPv6 route re-installed after up",
-        |k| k.contains(&format!("proto {PROTO}")),
-    );
-    let r4 = env.router.wait_route("203.0.113.64/28");
-    let r6 = env.router.wait_route("2001:db8:100:40::/64");
+    let r4 = wait_reinstalled(&env, "203.0.113.64/28", "after up");
+    let r6 = wait_reinstalled(&env, "2001:db8:100:40::/64", "after up");
     assert_eq!(r4.next_hops, [lab::HOST_V4], "{r4:?}");
     assert_eq!(r6.next_hops, [lab::HOST_V6], "{r6:?}");
     ping(l, r, "203.0.113.65");
@@ -429,12 +398,10 @@ fn bridge_down_up() {
 ///     without an event: withdrawn, and back with the address.
 #[test]
 fn bridge_addresses_removed() {
-    if !lab::require_root("bridge_addresses_removed") {
+    let Some(env) = root_start("bridge_addresses_removed", C1_STATIC) else {
         return;
-    }
-    let env = start(C1_STATIC, &[], false);
-    let l = &env.topo.lab;
-    let (r, h) = (&env.topo.r, &env.topo.h);
+    };
+    let (l, r, h) = env.topo.parts();
     instance(l, h, "i1", "vc1", &["203.0.113.65/32", "192.0.2.10/24"]);
     l.enslave(h, "vc1", "br0");
     env.router.wait_route("203.0.113.64/28");
@@ -459,14 +426,7 @@ fn bridge_addresses_removed() {
     assert!(env.router.protocol("h1").established());
 
     l.addr(h, "br0", BR4);
-    wait_kernel(
-        l,
-        h,
-        "203.0.113.64/28",
-        "IPv4 route re-installed with the address",
-        |k| k.contains(&format!("proto {PROTO}")),
-    );
-    env.router.wait_route("203.0.113.64/28");
+    wait_reinstalled(&env, "203.0.113.64/28", "with the address");
     ping(l, r, "203.0.113.65");
 }
 
@@ -538,27 +498,32 @@ fn duplicate_external_without_anycast_is_an_error() {
     let l = Lab::new();
     let h = l.ns("h");
     let cfg = l.path("dup.yaml");
-    std::fs::write(&cfg, config_yaml(lab::ROUTER_V6, &[], ANYCAST)).unwrap();
-    let out = l
-        .command(
-            &h,
-            &[
-                BIN,
-                "check",
-                "--config",
-                &cfg.to_string_lossy(),
-                "--member",
-                "host",
-            ],
-        )
-        .output()
-        .expect("run hostbgp check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    // `hostbgp check` of the ANYCAST instances with `keys`: (exit code, output).
+    let check = |keys: &[(&str, &str)]| {
+        std::fs::write(&cfg, config_yaml(lab::ROUTER_V6, keys, ANYCAST)).unwrap();
+        let out = l
+            .command(
+                &h,
+                &[
+                    BIN,
+                    "check",
+                    "--config",
+                    &cfg.to_string_lossy(),
+                    "--member",
+                    "host",
+                ],
+            )
+            .output()
+            .expect("run hostbgp check");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = check(&[]);
+    assert_eq!(code, Some(1), "{text}");
     for key in [
         "instances.c1.devices.eth0.ipv4.routes.external",
         "instances.c2.devices.eth0.ipv4.routes.external",
@@ -566,32 +531,8 @@ fn duplicate_external_without_anycast_is_an_error() {
         assert!(text.contains(key), "error should name {key}: {text}");
     }
     // With anycast on the network it is valid.
-    std::fs::write(
-        &cfg,
-        config_yaml(lab::ROUTER_V6, &[("ipv4.routes.anycast", "true")], ANYCAST),
-    )
-    .unwrap();
-    let out = l
-        .command(
-            &h,
-            &[
-                BIN,
-                "check",
-                "--config",
-                &cfg.to_string_lossy(),
-                "--member",
-                "host",
-            ],
-        )
-        .output()
-        .expect("run hostbgp check");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = check(&[("ipv4.routes.anycast", "true")]);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 /// `ip -o monitor route` in `ns`, output to `file`.
@@ -621,33 +562,22 @@ fn restart_adopts_routes() {
 
     let mon_file = l.path("monitor.txt");
     let mut mon = monitor(l, &h, &mon_file);
+    let marker = |verb| {
+        [
+            "route",
+            verb,
+            "10.255.0.1/32",
+            "dev",
+            "br0",
+            "proto",
+            "static",
+        ]
+    };
     // Make sure the monitor is listening before the restart: a marker route.
     // (re-added until seen: the monitor subscribes asynchronously).
     wait_until("ip monitor saw the first marker", TIMEOUT, || {
-        let _ = l.try_ip(
-            &h,
-            &[
-                "route",
-                "del",
-                "10.255.0.1/32",
-                "dev",
-                "br0",
-                "proto",
-                "static",
-            ],
-        );
-        l.ip(
-            &h,
-            &[
-                "route",
-                "add",
-                "10.255.0.1/32",
-                "dev",
-                "br0",
-                "proto",
-                "static",
-            ],
-        );
+        let _ = l.try_ip(&h, &marker("del"));
+        l.ip(&h, &marker("add"));
         std::thread::sleep(Duration::from_millis(100));
         std::fs::read_to_string(&mon_file)
             .unwrap_or_default()
@@ -662,8 +592,7 @@ fn restart_adopts_routes() {
         k4,
         "route kept across SIGTERM"
     );
-    env.hb.spawn(l);
-    env.hb.wait_ready();
+    env.hb.respawn(l);
     env.wait_established();
     wait_until_state(
         "routes advertised (not stale) after restart",
@@ -693,18 +622,7 @@ fn restart_adopts_routes() {
         },
     );
     // Second marker: everything the kernel reported before it is in the file.
-    l.ip(
-        &h,
-        &[
-            "route",
-            "del",
-            "10.255.0.1/32",
-            "dev",
-            "br0",
-            "proto",
-            "static",
-        ],
-    );
+    l.ip(&h, &marker("del"));
     wait_until("ip monitor saw the second marker", TIMEOUT, || {
         std::fs::read_to_string(&mon_file)
             .unwrap_or_default()
@@ -735,26 +653,6 @@ fn restart_adopts_routes() {
     ping(l, &r, "203.0.113.65");
 }
 
-fn cpu_ticks(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // fields after the comm: state(0) ... utime(11) stime(12)
-    let u: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
-    let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-    u + st
-}
-
-/// `ip -n NS -batch FILE` as a child.
-fn batch(l: &Lab, ns: &str, file: &std::path::Path) -> Child {
-    l.command(ns, &["ip", "-batch", &file.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ip -batch")
-}
-
 fn finish(c: Child, what: &str) {
     let out = c.wait_with_output().expect("wait ip -batch");
     assert!(
@@ -769,12 +667,10 @@ fn finish(c: Child, what: &str) {
 ///    advertised set equals the intent, foreign routes untouched.
 #[test]
 fn flood_of_foreign_routes() {
-    if !lab::require_root("flood_of_foreign_routes") {
+    let Some(env) = root_start("flood_of_foreign_routes", &format!("{C1_DYN}{C2_DYN}")) else {
         return;
-    }
-    let env = start(&format!("{C1_DYN}{C2_DYN}"), &[], false);
-    let l = &env.topo.lab;
-    let (r, h) = (&env.topo.r, &env.topo.h);
+    };
+    let (l, r, h) = env.topo.parts();
     instance(
         l,
         h,
@@ -804,9 +700,9 @@ fn flood_of_foreign_routes() {
     std::fs::write(&fd, del).unwrap();
 
     let pid = env.hb.pid().expect("hostbgp pid");
-    let cpu0 = cpu_ticks(pid);
+    let cpu0 = lab::cpu_ticks(pid);
     let t0 = Instant::now();
-    let mut c = batch(l, h, &fa);
+    let mut c = l.batch(h, &fa);
     // c2 starts during the flood (once the first foreign routes are in).
     wait_until("first foreign routes added", TIMEOUT, || {
         l.try_ip(h, &["-4", "route", "show", "10.200.0.0/32"])
@@ -820,10 +716,10 @@ fn flood_of_foreign_routes() {
     finish(c, "ip -batch add");
     let count = l.routes(h, false, &["proto", "static"]).lines().count();
     assert_eq!(count, 10_000, "foreign routes present after the add batch");
-    let c = batch(l, h, &fd);
+    let c = l.batch(h, &fd);
     finish(c, "ip -batch del");
     let flood_time = t0.elapsed();
-    let cpu1 = cpu_ticks(pid);
+    let cpu1 = lab::cpu_ticks(pid);
     let left = l.routes(h, false, &["proto", "static"]);
     assert!(
         left.trim().is_empty(),

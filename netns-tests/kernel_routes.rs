@@ -52,7 +52,7 @@ fn gateway(prefix: &str) -> &'static str {
 /// Waits until the kernel holds exactly hostbgp's route for `prefix` (via the NIC's
 /// address, and no other route of another protocol at the front), and returns it.
 fn wait_ours_alone(env: &Env, prefix: &str, what: &str) -> String {
-    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let (l, _, h) = env.topo.parts();
     let want = format!("via {} dev br0 proto {PROTO}", gateway(prefix));
     wait_kernel(l, h, prefix, what, |k| {
         k.lines().next().is_some_and(|first| first.contains(&want))
@@ -92,6 +92,12 @@ fn assert_served(env: &Env, prefix: &str) {
     ping(&env.topo.lab, &env.topo.r, addr);
 }
 
+fn assert_both_served(env: &Env) {
+    for prefix in [V4, V6] {
+        assert_served(env, prefix);
+    }
+}
+
 /// The issue's report: `ip route replace` by another protocol, then `ip route del` of
 /// that protocol, left no route while `routes` said installed. Now the replacement
 /// is undone at once (logged with the protocol it displaced), the later delete finds
@@ -101,7 +107,7 @@ fn replaced_then_deleted_route_is_repaired() {
     let Some(env) = running_c1("replaced_then_deleted_route_is_repaired") else {
         return;
     };
-    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let (l, _, h) = env.topo.parts();
     for prefix in [V4, V6] {
         let fam = family(prefix);
         l.ip(
@@ -143,7 +149,7 @@ fn gateway_and_device_changes_are_undone() {
     let Some(env) = running_c1("gateway_and_device_changes_are_undone") else {
         return;
     };
-    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let (l, _, h) = env.topo.parts();
     let p = PROTO.to_string();
     for (prefix, via) in [(V4, "192.0.2.99"), (V6, "2001:db8:100::99")] {
         let fam = family(prefix);
@@ -158,8 +164,7 @@ fn gateway_and_device_changes_are_undone() {
     // A device route (no gateway) of another protocol in our route's place.
     l.ip(h, &["route", "replace", V4, "dev", "br0", "proto", "boot"]);
     wait_ours_alone(&env, V4, "device route of proto boot replaced by ours");
-    assert_served(&env, V4);
-    assert_served(&env, V6);
+    assert_both_served(&env);
 }
 
 /// A route the kernel prefers to ours (a lower metric) is removed; a worse one is left,
@@ -169,7 +174,7 @@ fn metrics_beside_ours() {
     let Some(env) = running_c1("metrics_beside_ours") else {
         return;
     };
-    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let (l, _, h) = env.topo.parts();
     l.ip(
         h,
         &[
@@ -195,8 +200,7 @@ fn metrics_beside_ours() {
         k.lines().next().is_some_and(|x| x.contains("proto 201")),
         "{k}"
     );
-    assert_served(&env, V4);
-    assert_served(&env, V6);
+    assert_both_served(&env);
 }
 
 /// Our route deleted from the main table and put into another one: the main table gets
@@ -206,7 +210,7 @@ fn route_moved_to_another_table() {
     let Some(env) = running_c1("route_moved_to_another_table") else {
         return;
     };
-    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let (l, _, h) = env.topo.parts();
     let p = PROTO.to_string();
     for prefix in [V4, V6] {
         let fam = family(prefix);
@@ -235,7 +239,7 @@ fn flood_of_foreign_replaces_elsewhere() {
     let Some(env) = running_c1("flood_of_foreign_replaces_elsewhere") else {
         return;
     };
-    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let (l, _, h) = env.topo.parts();
     let before = (our_route(l, h, V4), our_route(l, h, V6));
     let mut batch = String::new();
     for i in 0..10_000u32 {
@@ -268,8 +272,7 @@ fn flood_of_foreign_replaces_elsewhere() {
         "other prefixes never reached the log"
     );
     eprintln!("flood_of_foreign_replaces_elsewhere: 10000 replaces in {flood:?}");
-    assert_served(&env, V4);
-    assert_served(&env, V6);
+    assert_both_served(&env);
 }
 
 /// Issue 15: `hostbgp routes --all` lists what is configured but not advertised, with
@@ -335,7 +338,7 @@ fn routes_all_says_why_not_advertised() {
         "{text}"
     );
     // Started: advertised, no reason left.
-    let (l, h) = (&env.topo.lab, &env.topo.h);
+    let (l, _, h) = env.topo.parts();
     instance(l, h, "i1", "vc1", &["203.0.113.65/32", "192.0.2.10/24"]);
     l.enslave(h, "vc1", "br0");
     env.router.wait_route(V4);

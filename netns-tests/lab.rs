@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -26,6 +26,17 @@ pub fn is_root() -> bool {
 }
 
 /// Prints a skip message and returns false when not root.
+/// User plus system CPU time of process `pid`, in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // fields after the comm: state(0) ... utime(11) stime(12)
+    let u: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
+    let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+    u + st
+}
+
 pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
@@ -294,6 +305,16 @@ impl Lab {
         c
     }
 
+    /// `ip -batch FILE` in `ns` as a child, its stderr piped for the failure message.
+    pub fn batch(&self, ns: &str, file: &Path) -> Child {
+        self.command(ns, &["ip", "-batch", &file.to_string_lossy()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ip -batch")
+    }
+
     fn check_ns(&self, ns: &str) {
         assert!(
             self.namespaces.borrow().iter().any(|n| n == ns),
@@ -451,5 +472,10 @@ impl Topo {
             lab.addr(&h, "br0", a);
         }
         Topo { lab, r, h }
+    }
+
+    /// (lab, router namespace, host namespace)
+    pub fn parts(&self) -> (&Lab, &str, &str) {
+        (&self.lab, &self.r, &self.h)
     }
 }

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdConfig, BirdPeer, BirdRoute};
 use crate::datapath::instance;
-use crate::hostbgp::{Hostbgp, BIN};
+use crate::hostbgp::{run_command, Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::config_yaml;
 
@@ -214,15 +214,21 @@ impl Watch {
         }
     }
 
-    /// Stops and returns (violations, sample count).
-    fn finish(mut self) -> (Vec<String>, usize) {
+    /// Stops and asserts nothing went; `what` names a violation. Returns the sample count.
+    fn assert_untouched(mut self, what: &str) -> usize {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        let v = self.log.lock().unwrap().clone();
-        let n = *self.samples.lock().unwrap();
-        (v, n)
+        let violations = self.log.lock().unwrap().clone();
+        let samples = *self.samples.lock().unwrap();
+        assert!(
+            violations.is_empty(),
+            "{what} ({} of {samples} samples): {:?}",
+            violations.len(),
+            &violations[..violations.len().min(20)]
+        );
+        samples
     }
 }
 
@@ -333,18 +339,24 @@ impl Env {
         }
         let cfg = BirdConfig::router(lab::ROUTER_V4, vec![bp]);
         let router = start_bird(&topo.lab, &topo.r, "router", &cfg);
-        let mut hb = Hostbgp::start(
+        let hb = Hostbgp::ready(
             &topo.lab,
             &topo.h,
             &config_yaml(lab::ROUTER_V6, &keys, o.instances),
         );
-        hb.wait_ready();
         Env {
             hb,
             router,
             cfg,
             topo,
         }
+    }
+
+    /// Started with `o`, the session up on both sides.
+    fn established(o: EnvOpts) -> Env {
+        let env = Env::start(o);
+        env.wait_established();
+        env
     }
 
     fn wait_established(&self) -> Value {
@@ -428,17 +440,21 @@ fn restart_graceful_zero_loss() {
     // bird is helper: the neighbor is restarting, our routes are kept. (bird 2.0.12
     // marks them REF_STALE internally; `show route` prints an `s` only for LLGR, so
     // the evidence is "graceful restart active" + the routes still in the table.)
+    // Every prefix learned from h1 in `routes` (`fresh`: none of them stale).
+    let all_from_h1 = |routes: &[BirdRoute], fresh: bool| {
+        prefixes.iter().all(|pfx| {
+            routes
+                .iter()
+                .any(|rt| rt.prefix == *pfx && rt.protocol == "h1" && !(fresh && rt.stale))
+        })
+    };
     let gap = wait_until_state(
         "bird: neighbor graceful restart active, routes kept",
         TIMEOUT,
         || {
             let p = env.router.protocol("h1");
             let routes = env.router.routes();
-            let kept = prefixes.iter().all(|pfx| {
-                routes
-                    .iter()
-                    .any(|rt| rt.prefix == *pfx && rt.protocol == "h1")
-            });
+            let kept = all_from_h1(&routes, false);
             (p.graceful_restart_active() && kept, (p.raw, routes))
         },
     );
@@ -449,8 +465,7 @@ fn restart_graceful_zero_loss() {
         "bird left graceful restart during the gap"
     );
 
-    env.hb.spawn(l);
-    env.hb.wait_ready();
+    env.hb.respawn(l);
     env.wait_established();
     // After End-of-RIB the restart is over: bird ends it when it got End-of-RIB for
     // every family and then prunes whatever was not refreshed (logged as removals,
@@ -461,11 +476,7 @@ fn restart_graceful_zero_loss() {
         || {
             let p = env.router.protocol("h1");
             let routes = env.router.routes();
-            let present = prefixes.iter().all(|pfx| {
-                routes
-                    .iter()
-                    .any(|rt| rt.prefix == *pfx && rt.protocol == "h1" && !rt.stale)
-            });
+            let present = all_from_h1(&routes, true);
             (
                 present && !p.graceful_restart_active() && p.established(),
                 (p.raw, routes),
@@ -483,7 +494,7 @@ fn restart_graceful_zero_loss() {
             > before + 500
     });
     let (replies, missing, summary) = ping.stop();
-    let (violations, samples) = watch.finish();
+    watch.assert_untouched("router kernel routes disappeared");
     let hlog = env.hb.log_text();
     assert!(
         hlog.contains("restarted within the graceful restart time"),
@@ -497,12 +508,6 @@ fn restart_graceful_zero_loss() {
         "{} pings lost across the restart (seq {:?}...), {replies} replies\n{summary}",
         missing.len(),
         &missing[..missing.len().min(20)]
-    );
-    assert!(
-        violations.is_empty(),
-        "router kernel routes disappeared ({} of {samples} samples): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
     );
     let removals = bird_removals(&since, &prefixes);
     assert!(
@@ -550,8 +555,7 @@ fn shutdown_on_sigpwr() {
 }
 
 fn shutdown_case(sigpwr: bool) {
-    let mut env = Env::start(EnvOpts::default());
-    env.wait_established();
+    let mut env = Env::established(EnvOpts::default());
     let _i = env.start_instance();
     let (l, h) = (&env.topo.lab, env.topo.h.clone());
     let proto = PROTO.to_string();
@@ -576,13 +580,7 @@ fn shutdown_case(sigpwr: bool) {
         k4.trim().is_empty() && k6.trim().is_empty(),
         "proto {PROTO} routes left after shutdown returned:\n{k4}\n{k6}"
     );
-    let routes_now: Vec<String> = env
-        .router
-        .routes()
-        .into_iter()
-        .filter(|rt| rt.protocol == "h1")
-        .map(|rt| rt.prefix)
-        .collect();
+    let routes_now = env.router.prefixes_from("h1");
     eprintln!("bird routes from h1 right after shutdown returned: {routes_now:?}");
     let st = env
         .hb
@@ -591,13 +589,7 @@ fn shutdown_case(sigpwr: bool) {
     assert!(st.success(), "agent exit status {st}");
     // bird processes what it received asynchronously: poll (timeout = safety net).
     wait_until_state("bird has none of hostbgp's routes", TIMEOUT, || {
-        let left: Vec<String> = env
-            .router
-            .routes()
-            .into_iter()
-            .filter(|rt| rt.protocol == "h1")
-            .map(|rt| rt.prefix)
-            .collect();
+        let left = env.router.prefixes_from("h1");
         (left.is_empty(), left)
     });
     let p = wait_until_state("bird shows the shutdown message", TIMEOUT, || {
@@ -691,8 +683,7 @@ impl Two {
         let cfg2 = BirdConfig::router(R2_V4, vec![BirdPeer::router("h2", H_R2_V6)]);
         let b1 = start_bird(&lab, &r1, "b1", &cfg1);
         let b2 = start_bird(&lab, &r2, "b2", &cfg2);
-        let mut hb = Hostbgp::start(&lab, &h, &two_yaml(pw_a, ""));
-        hb.wait_ready();
+        let hb = Hostbgp::ready(&lab, &h, &two_yaml(pw_a, ""));
         b1.wait_established("h1");
         b2.wait_established("h2");
         hb.wait_peer_state("r1", "Established");
@@ -768,14 +759,8 @@ fn reload_password_change_resets_only_that_peer_and_nic_added() {
     wait_until("B's uptime keeps counting", TIMEOUT, || {
         uptime(&t.hb, "r2") >= up_b + 2
     });
-    let (violations, samples) = watch.finish();
+    let samples = watch.assert_untouched("peer B affected by A's password change");
     assert!(samples > 5, "too few samples: {samples}");
-    assert!(
-        violations.is_empty(),
-        "peer B affected by A's password change ({} of {samples} samples): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
-    );
     let b2_log = log_since(&t.b2.log, b2_mark);
     let rem = bird_removals(&b2_log, &[BR_NET_V4, BR_NET_V6]);
     assert!(
@@ -828,13 +813,7 @@ fn reload_password_change_resets_only_that_peer_and_nic_added() {
         l.try_exec(&t.r2, &["ping", "-c1", "-W1", "203.0.113.65"])
             .is_ok()
     });
-    let (violations, samples) = watch.finish();
-    assert!(
-        violations.is_empty(),
-        "flap while adding a NIC ({} of {samples} samples): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
-    );
+    watch.assert_untouched("flap while adding a NIC");
     assert!(
         uptime(&t.hb, "r1") >= up_a,
         "peer A was reset by a NIC addition"
@@ -879,8 +858,7 @@ fn reload_invalid_file_changes_nothing() {
     if !lab::require_root("reload_invalid_file_changes_nothing") {
         return;
     }
-    let env = Env::start(EnvOpts::default());
-    env.wait_established();
+    let env = Env::established(EnvOpts::default());
     let _i = env.start_instance();
     let prefixes = [NIC_V4, NIC_V6, BR_NET_V4, BR_NET_V6];
     wait_until("session up for 2 s", TIMEOUT, || uptime(&env.hb, "r1") >= 2);
@@ -929,13 +907,7 @@ fn reload_invalid_file_changes_nothing() {
         TIMEOUT,
         || uptime(&env.hb, "r1") >= up + 2,
     );
-    let (violations, samples) = watch.finish();
-    assert!(
-        violations.is_empty(),
-        "session or routes affected by an invalid reload ({} of {samples}): {:?}",
-        violations.len(),
-        &violations[..violations.len().min(20)]
-    );
+    watch.assert_untouched("session or routes affected by an invalid reload");
     let st = env.hb.status_json().expect("status");
     assert_eq!(st["server"]["asn"], 65010, "running config changed: {st}");
     assert_eq!(
@@ -1061,27 +1033,10 @@ fn systemd_notify_ready_and_watchdog() {
     let log = fs::File::create(l.path("hostbgp.log")).expect("log");
     // `ip netns exec` execs the agent, so the child's pid is the agent's: WATCHDOG_PID
     // stays unset (systemd sets it to the main pid).
-    let mut child = l
-        .command(
-            &topo.h,
-            &[
-                BIN,
-                "run",
-                "--config",
-                &config.to_string_lossy(),
-                "--socket",
-                &socket.to_string_lossy(),
-                "--member",
-                "host",
-            ],
-        )
+    let mut child = run_command(l, &topo.h, &config, &socket, "host", log)
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "2000000")
         .env_remove("WATCHDOG_PID")
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup"))
-        .stderr(log)
         .spawn()
         .expect("spawn hostbgp");
     struct Kill<'a>(&'a mut Child);
@@ -1143,12 +1098,11 @@ fn status_shows_capabilities_never_password() {
         return;
     }
     let pw = "Zq7pw-secret";
-    let env = Env::start(EnvOpts {
+    let env = Env::established(EnvOpts {
         enh: true,
         password: Some(pw),
         ..Default::default()
     });
-    env.wait_established();
     let _i = env.start_instance();
     let p = wait_until_state("prefixes sent in both families", TIMEOUT, || {
         let p = env.hb.peer("r1").unwrap_or(Value::Null);
@@ -1212,8 +1166,7 @@ fn control_socket_mode_and_bad_requests() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let env = Env::start(EnvOpts::default());
-    env.wait_established();
+    let env = Env::established(EnvOpts::default());
     wait_until("session up for 1 s", TIMEOUT, || uptime(&env.hb, "r1") >= 1);
     let mode = fs::metadata(&env.hb.socket)
         .expect("socket")
@@ -1252,8 +1205,7 @@ fn logs_name_peers_and_change_level_at_run_time() {
     if !lab::require_root("logs_name_peers_and_change_level_at_run_time") {
         return;
     }
-    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
-    env.wait_established();
+    let env = crate::speaker::Env::established(crate::speaker::Opts::default());
     let o = cli(&env.hb, &["log-level", "info"]);
     assert!(
         o.status.success() && out_text(&o).contains("log level: info"),
@@ -1310,8 +1262,7 @@ fn status_explains_a_session_that_went_down() {
     if !lab::require_root("status_explains_a_session_that_went_down") {
         return;
     }
-    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
-    env.wait_established();
+    let env = crate::speaker::Env::established(crate::speaker::Opts::default());
     let up = env.hb.peer("r1").expect("peer r1");
     assert_eq!(up["established_transitions"], 1, "{up}");
     assert_eq!(up["peer_router_id"], lab::ROUTER_V4, "{up}");
@@ -1479,11 +1430,10 @@ fn bridge_address_flush_and_re_add_is_no_flap() {
     if !lab::require_root("bridge_address_flush_and_re_add_is_no_flap") {
         return;
     }
-    let env = Env::start(EnvOpts {
+    let env = Env::established(EnvOpts {
         instances: "",
         ..Default::default()
     });
-    env.wait_established();
     env.router.wait_route(BR_NET_V4);
     env.router.wait_route(BR_NET_V6);
     let (l, h) = (&env.topo.lab, &env.topo.h);
@@ -1526,8 +1476,7 @@ fn disable_and_enable_a_peer() {
     if !lab::require_root("disable_and_enable_a_peer") {
         return;
     }
-    let env = crate::speaker::Env::start(crate::speaker::Opts::default());
-    env.wait_established();
+    let env = crate::speaker::Env::established(crate::speaker::Opts::default());
     let o = cli(&env.hb, &["disable", "r1", "--message", "host maintenance"]);
     assert!(o.status.success(), "{}", out_text(&o));
     let said = wait_until_state("the router got our shutdown message", TIMEOUT, || {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{tail, Bird, BirdConfig, BirdPeer};
+use crate::bird::{tail, Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, run_cmd, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 
@@ -338,23 +338,28 @@ struct Env {
 
 impl Env {
     /// `peer`: whether LXD declares the router as peer from the start.
+    /// Started with the peer configured in LXD, the session up; None (the test
+    /// skipped) without root or LXD.
+    fn peered(test: &str) -> Option<Env> {
+        if !lxd_available(test) {
+            return None;
+        }
+        let env = Env::start(true);
+        env.router.wait_established("h1");
+        Some(env)
+    }
+
     fn start(peer: bool) -> Env {
         let topo = Topo::new(&[]);
         topo.lab.forwarding(&topo.h);
-        let router = Bird::start(
-            &topo.lab,
-            &topo.r,
-            "router",
-            &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V6)]),
-        );
+        let router = Bird::router(&topo, vec![BirdPeer::router("h1", lab::HOST_V6)]);
         let lxd = Lxd::start(&topo.lab, &topo.h);
         lxd.preseed(&PRESEED.replace("PEERS", if peer { PEER } else { "ipv4.dhcp: \"true\"" }));
         let yaml = format!(
             "lxd: {{socket: {}}}\nconfig:\n  core.bgp_address: \"[::]:179\"\n",
             lxd.socket().display()
         );
-        let mut hb = Hostbgp::start(&topo.lab, &topo.h, &yaml);
-        hb.wait_ready();
+        let hb = Hostbgp::ready(&topo.lab, &topo.h, &yaml);
         Env {
             hb,
             lxd,
@@ -418,11 +423,9 @@ fn let_init_set_its_trap() {
 /// LXD's `proto boot` one and goes as soon as the veth leaves the bridge.
 #[test]
 fn lxd_instances_start_stop() {
-    if !lxd_available("lxd::lxd_instances_start_stop") {
+    let Some(env) = Env::peered("lxd::lxd_instances_start_stop") else {
         return;
-    }
-    let env = Env::start(true);
-    env.router.wait_established("h1");
+    };
     env.router.wait_route("203.0.113.0/24");
     env.router.wait_route("2001:db8:100::/64");
     let src = env.source();
@@ -497,11 +500,9 @@ fn lxd_instances_start_stop() {
 /// stay, the source reconnects and resyncs, and later changes are followed.
 #[test]
 fn lxd_daemon_restart_keeps_everything() {
-    if !lxd_available("lxd::lxd_daemon_restart_keeps_everything") {
+    let Some(env) = Env::peered("lxd::lxd_daemon_restart_keeps_everything") else {
         return;
-    }
-    let env = Env::start(true);
-    env.router.wait_established("h1");
+    };
     env.lxd.import_busybox(&env.topo.lab);
     env.container("c1", "203.0.113.11", "203.0.113.64/28");
     env.lxd.lxc(&["start", "c1"]);
@@ -532,8 +533,7 @@ fn lxd_daemon_restart_keeps_everything() {
     hb.term();
     assert!(hb.wait_exit(TIMEOUT).is_some(), "hostbgp did not stop");
     let before = fs::read_to_string(&hb.log).unwrap_or_default().len();
-    hb.spawn(&env.topo.lab);
-    hb.wait_ready();
+    hb.respawn(&env.topo.lab);
     env.router.wait_established("h1");
     env.router.wait_route("203.0.113.64/28");
     let log = fs::read_to_string(&hb.log).unwrap_or_default();
@@ -564,10 +564,8 @@ fn lxd_network_set_peer_and_address() {
         (s["connected"] == true, s)
     });
     assert!(env.hb.peer("r1").is_none());
-    env.lxd.lxc(&[
-        "network",
-        "set",
-        "lxdbr0",
+    let network_set = |keys: &[&str]| env.lxd.lxc(&[&["network", "set", "lxdbr0"], keys].concat());
+    network_set(&[
         "bgp.peers.r1.address=2001:db8:ff::1",
         "bgp.peers.r1.asn=65000",
     ]);
@@ -575,12 +573,7 @@ fn lxd_network_set_peer_and_address() {
     env.router.wait_route("2001:db8:100::/64");
     let since = env.session_since();
 
-    env.lxd.lxc(&[
-        "network",
-        "set",
-        "lxdbr0",
-        "ipv6.address=2001:db8:200::1/64",
-    ]);
+    network_set(&["ipv6.address=2001:db8:200::1/64"]);
     env.router.wait_route("2001:db8:200::/64");
     env.router.wait_no_route("2001:db8:100::/64");
     env.router.wait_route("203.0.113.0/24");
@@ -637,11 +630,9 @@ fn lxd_network_set_peer_and_address() {
 /// read with `?target=`, and instances are placed by their `location`.
 #[test]
 fn lxd_one_member_cluster() {
-    if !lxd_available("lxd::lxd_one_member_cluster") {
+    let Some(env) = Env::peered("lxd::lxd_one_member_cluster") else {
         return;
-    }
-    let env = Env::start(true);
-    env.router.wait_established("h1");
+    };
     env.lxd.lxc(&[
         "config",
         "set",
@@ -672,11 +663,9 @@ fn lxd_one_member_cluster() {
 /// restart and no session reset.
 #[test]
 fn lxd_key_added_and_removed_by_reload() {
-    if !lxd_available("lxd::lxd_key_added_and_removed_by_reload") {
+    let Some(env) = Env::peered("lxd::lxd_key_added_and_removed_by_reload") else {
         return;
-    }
-    let env = Env::start(true);
-    env.router.wait_established("h1");
+    };
     env.router.wait_route("2001:db8:100::/64");
     let since = env.session_since();
     let following = fs::read_to_string(&env.hb.config).expect("config");

@@ -44,6 +44,22 @@ fn iface(l: &Lab, ns: &str, dev: &str) -> Iface {
     }
 }
 
+/// A namespace and its interface.
+type End = (String, Iface);
+
+/// The lab with namespaces a and b joined by a veth, nda0 in a, ndb0 in b: (lab,
+/// (a, nda0), (b, ndb0)); None (the test skipped) without root.
+fn veth_pair(test: &str) -> Option<(Lab, End, End)> {
+    if !lab::require_root(test) {
+        return None;
+    }
+    let l = Lab::new();
+    let (a, b) = (l.ns("a"), l.ns("b"));
+    l.veth((&a, "nda0"), (&b, "ndb0"));
+    let (ia, ib) = (iface(&l, &a, "nda0"), iface(&l, &b, "ndb0"));
+    Some((l, (a, ia), (b, ib)))
+}
+
 /// Runs the task for `iface` in namespace `ns` until it has reported `count` RAs
 /// from `expect`, or `timeout`, then one more second; returns the reports.
 fn run_in_ns(
@@ -92,13 +108,9 @@ fn run_in_ns(
 
 #[test]
 fn nd_tasks_learn_each_others_link_local() {
-    if !lab::require_root("nd_tasks_learn_each_others_link_local") {
+    let Some((l, (a, ia), (b, ib))) = veth_pair("nd_tasks_learn_each_others_link_local") else {
         return;
-    }
-    let l = Lab::new();
-    let (a, b) = (l.ns("a"), l.ns("b"));
-    l.veth((&a, "nda0"), (&b, "ndb0"));
-    let (ia, ib) = (iface(&l, &a, "nda0"), iface(&l, &b, "ndb0"));
+    };
     // A second link-local on b, listed first: b's RAs must still come from the
     // configured one.
     l.addr(&b, "ndb0", "fe80::b2/64");
@@ -145,13 +157,9 @@ fn nd_tasks_learn_each_others_link_local() {
 
 #[test]
 fn nd_periodic_advertisements_keep_coming() {
-    if !lab::require_root("nd_periodic_advertisements_keep_coming") {
+    let Some((_lab, (a, ia), (b, ib))) = veth_pair("nd_periodic_advertisements_keep_coming") else {
         return;
-    }
-    let l = Lab::new();
-    let (a, b) = (l.ns("a"), l.ns("b"));
-    l.veth((&a, "nda0"), (&b, "ndb0"));
-    let (ia, ib) = (iface(&l, &a, "nda0"), iface(&l, &b, "ndb0"));
+    };
     let ll_a = ia.ll;
     // a advertises every second. b's start (its RS, its RA) earns one reply at
     // most (replies are 3 s apart), so 4 RAs from a within 4.5 s means the timer
@@ -227,13 +235,11 @@ fn send_ra(ns: &str, dev: &str, index: u32, src: Ipv6Addr, hops: i32) {
 
 #[test]
 fn nd_ignores_advertisements_with_hop_limit_below_255() {
-    if !lab::require_root("nd_ignores_advertisements_with_hop_limit_below_255") {
+    let Some((l, (a, ia), (b, ib))) =
+        veth_pair("nd_ignores_advertisements_with_hop_limit_below_255")
+    else {
         return;
-    }
-    let l = Lab::new();
-    let (a, b) = (l.ns("a"), l.ns("b"));
-    l.veth((&a, "nda0"), (&b, "ndb0"));
-    let (ia, ib) = (iface(&l, &a, "nda0"), iface(&l, &b, "ndb0"));
+    };
     l.addr(&b, "ndb0", "fe80::64/64");
     l.addr(&b, "ndb0", "fe80::255/64");
     let (off_link, on_link): (Ipv6Addr, Ipv6Addr) = (

@@ -97,8 +97,7 @@ fn neighbour_learned_and_static_instance_addresses() {
     // instance says nothing meanwhile).
     env.hb.term();
     assert!(env.hb.wait_exit(TIMEOUT).is_some(), "no exit on SIGTERM");
-    env.hb.spawn(l);
-    env.hb.wait_ready();
+    env.hb.respawn(l);
     wait_until(
         "hostbgp advertises the learned /32 and /128 again",
         TIMEOUT,

@@ -30,12 +30,7 @@ fn communities(r: &BirdRoute) -> String {
 
 /// Prefixes bird holds from protocol `proto`.
 fn heard(router: &Bird, proto: &str) -> Vec<String> {
-    let mut p: Vec<String> = router
-        .routes()
-        .into_iter()
-        .filter(|r| r.protocol == proto)
-        .map(|r| r.prefix)
-        .collect();
+    let mut p = router.prefixes_from(proto);
     p.sort();
     p
 }
@@ -127,8 +122,7 @@ fn export_network_scopes_one_peer_and_a_reload_flips_it_without_a_reset() {
     );
     cfg.static_routes = vec![format!("{PEER_NET} blackhole")];
     let router = Bird::start(l, &topo.r, "router", &cfg);
-    let mut hb = Hostbgp::start(l, h, &two_networks_yaml("network", "all"));
-    hb.wait_ready();
+    let hb = Hostbgp::ready(l, h, &two_networks_yaml("network", "all"));
     router.wait_established("h1");
     router.wait_established("h2");
     hb.wait_peer_state("r1", "Established");
@@ -233,11 +227,10 @@ fn drain_and_undrain_reach_bird() {
         return;
     }
     let keys = [("bgp.communities", "65010:100")];
-    let env = Env::start(Opts {
+    let env = Env::established(Opts {
         keys: keys.to_vec(),
         ..Default::default()
     });
-    env.wait_established();
     for p in [BR0_NET, BR0_NET_V6] {
         let r = env.router.wait_route(p);
         assert!(!communities(&r).contains(GSHUT), "{r:?}");
@@ -366,8 +359,7 @@ fn start_with_drain_time(test: &str, secs: &str) -> Option<Env> {
     if !lab::require_root(test) {
         return None;
     }
-    let env = Env::start(Opts::default());
-    env.wait_established();
+    let env = Env::established(Opts::default());
     env.router.wait_route(BR0_NET);
     let yaml = config_yaml(lab::ROUTER_V6, &[], "").replacen(
         "config:\n",

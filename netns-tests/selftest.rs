@@ -24,14 +24,9 @@ fn harness_selftest() {
     let names = topo.lab.namespaces();
     let (r, h) = (&topo.r, &topo.h);
 
-    let router = Bird::start(
-        &topo.lab,
-        r,
-        "router",
-        &BirdConfig::router(
-            lab::ROUTER_V4,
-            vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(true)],
-        ),
+    let router = Bird::router(
+        &topo,
+        vec![BirdPeer::router("h1", lab::HOST_V6).graceful_restart(true)],
     );
     let mut speaker_peer = BirdPeer::router("r1", lab::ROUTER_V6).graceful_restart(true);
     speaker_peer.ipv4_next_hop = Some(lab::HOST_V4.into());
@@ -110,12 +105,7 @@ fn harness_datapath_selftest() {
     let topo = Topo::new(&["192.0.2.1/24", lab::BR_V6]);
     let (l, r, h) = (&topo.lab, &topo.r, &topo.h);
     let i = crate::datapath::instance(l, h);
-    let router = Bird::start(
-        l,
-        r,
-        "router",
-        &BirdConfig::router(lab::ROUTER_V4, vec![BirdPeer::router("h1", lab::HOST_V4)]),
-    );
+    let router = Bird::router(&topo, vec![BirdPeer::router("h1", lab::HOST_V4)]);
     let mut sp = BirdPeer::router("r1", lab::ROUTER_V4);
     sp.ipv6_next_hop = Some(lab::HOST_V6.into());
     let cfg = speaker_config(sp, &["203.0.113.64/28", "2001:db8:100:40::/64"]);

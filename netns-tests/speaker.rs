@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::bird::{Bird, BirdConfig, BirdPeer};
+use crate::bird::{Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, wait_until, wait_until_state, Topo, TIMEOUT};
 
@@ -87,15 +87,16 @@ impl Env {
         if let Some(h) = o.bird_hold {
             bp = bp.hold_time(h);
         }
-        let router = Bird::start(
-            &topo.lab,
-            &topo.r,
-            "router",
-            &BirdConfig::router(lab::ROUTER_V4, vec![bp]),
-        );
-        let mut hb = Hostbgp::start(&topo.lab, &topo.h, &config_yaml(peer, &o.keys, o.instances));
-        hb.wait_ready();
+        let router = Bird::router(&topo, vec![bp]);
+        let hb = Hostbgp::ready(&topo.lab, &topo.h, &config_yaml(peer, &o.keys, o.instances));
         Env { hb, router, topo }
+    }
+
+    /// Started with `o`, the session up on both sides.
+    pub fn established(o: Opts) -> Env {
+        let env = Env::start(o);
+        env.wait_established();
+        env
     }
 
     /// Both sides agree the session is up.
@@ -173,36 +174,26 @@ fn both_families(v6: bool, enh: bool) {
         .unwrap_or_else(|| panic!("routes --json lacks 203.0.113.0/24: {routes}"));
     assert_eq!(bridge_v4["owner"], "network/br0", "{routes}");
     // Still clean after the session has run for a while (no late NOTIFICATION).
-    assert!(env.router.protocol("h1").established());
-    env.router.assert_no_nexthop_errors();
+    env.router.assert_clean("h1");
 }
 
-#[test]
-fn ipv6_session_both_families() {
-    if lab::require_root("ipv6_session_both_families") {
-        both_families(true, false);
-    }
+/// One `#[test]` a case of `both_families(v6, enh)`.
+macro_rules! both_families_tests {
+    ($($name:ident: $v6:expr, $enh:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            if lab::require_root(stringify!($name)) {
+                both_families($v6, $enh);
+            }
+        }
+    )*};
 }
 
-#[test]
-fn ipv6_session_both_families_extended_next_hop() {
-    if lab::require_root("ipv6_session_both_families_extended_next_hop") {
-        both_families(true, true);
-    }
-}
-
-#[test]
-fn ipv4_session_both_families() {
-    if lab::require_root("ipv4_session_both_families") {
-        both_families(false, false);
-    }
-}
-
-#[test]
-fn ipv4_session_both_families_extended_next_hop() {
-    if lab::require_root("ipv4_session_both_families_extended_next_hop") {
-        both_families(false, true);
-    }
+both_families_tests! {
+    ipv6_session_both_families: true, false;
+    ipv6_session_both_families_extended_next_hop: true, true;
+    ipv4_session_both_families: false, false;
+    ipv4_session_both_families_extended_next_hop: false, true;
 }
 
 #[test]
@@ -210,11 +201,10 @@ fn bridge_address_added_then_removed() {
     if !lab::require_root("bridge_address_added_then_removed") {
         return;
     }
-    let env = Env::start(Opts {
+    let env = Env::established(Opts {
         bridge_addrs: vec![lab::BR_V6],
         ..Default::default()
     });
-    env.wait_established();
     env.router.wait_route("2001:db8:100::/64");
     assert!(env.router.route("203.0.113.0/24").is_empty());
 
@@ -226,8 +216,7 @@ fn bridge_address_added_then_removed() {
     env.router.wait_no_route("203.0.113.0/24");
     // The other family is untouched and the session stays up.
     assert_eq!(env.router.route("2001:db8:100::/64").len(), 1);
-    assert!(env.router.protocol("h1").established());
-    env.router.assert_no_nexthop_errors();
+    env.router.assert_clean("h1");
 }
 
 /// Over an IPv6 session without extended next hop, IPv4 prefixes take the IPv4 address
@@ -237,8 +226,7 @@ fn ipv4_next_hop_follows_the_uplink_address() {
     if !lab::require_root("ipv4_next_hop_follows_the_uplink_address") {
         return;
     }
-    let env = Env::start(Opts::default());
-    env.wait_established();
+    let env = Env::established(Opts::default());
     let r = env.router.wait_route("203.0.113.0/24");
     assert_eq!(r.next_hops, [lab::HOST_V4], "{r:?}");
 
@@ -258,8 +246,7 @@ fn ipv4_next_hop_follows_the_uplink_address() {
         env.router.wait_route("2001:db8:100::/64").next_hops,
         [lab::HOST_V6]
     );
-    assert!(env.router.protocol("h1").established());
-    env.router.assert_no_nexthop_errors();
+    env.router.assert_clean("h1");
 }
 
 #[test]
@@ -267,11 +254,10 @@ fn nat_advertises_only_nat_address() {
     if !lab::require_root("nat_advertises_only_nat_address") {
         return;
     }
-    let env = Env::start(Opts {
+    let env = Env::established(Opts {
         keys: vec![("ipv4.nat", "true"), ("ipv4.nat.address", "198.51.100.9")],
         ..Default::default()
     });
-    env.wait_established();
     env.router.wait_route("198.51.100.9/32");
     env.router.wait_route("2001:db8:100::/64");
     let v4: Vec<String> = env
@@ -293,14 +279,13 @@ fn nexthop_override_keys() {
     if !lab::require_root("nexthop_override_keys") {
         return;
     }
-    let env = Env::start(Opts {
+    let env = Env::established(Opts {
         keys: vec![
             ("bgp.ipv4.nexthop", "198.51.100.7"),
             ("bgp.ipv6.nexthop", "2001:db8:ff::7"),
         ],
         ..Default::default()
     });
-    env.wait_established();
     let r4 = env.router.wait_route("203.0.113.0/24");
     let r6 = env.router.wait_route("2001:db8:100::/64");
     assert_eq!(r4.next_hops, ["198.51.100.7"], "{r4:?}");
@@ -313,12 +298,11 @@ fn md5_matching_password_establishes() {
     if !lab::require_root("md5_matching_password_establishes") {
         return;
     }
-    let env = Env::start(Opts {
+    let env = Env::established(Opts {
         bird_password: Some("s3cret"),
         keys: vec![("bgp.peers.r1.password", "s3cret")],
         ..Default::default()
     });
-    env.wait_established();
     env.router.wait_route("203.0.113.0/24");
     let st = env.hb.status_json().expect("status");
     assert!(
@@ -352,8 +336,7 @@ fn unconfigured_address_gets_no_open() {
     if !lab::require_root("unconfigured_address_gets_no_open") {
         return;
     }
-    let env = Env::start(Opts::default());
-    env.wait_established();
+    let env = Env::established(Opts::default());
     let lab = &env.topo.lab;
     lab.addr(&env.topo.r, "eth0", "198.51.100.3/24");
     lab.addr(&env.topo.r, "eth0", "2001:db8:ff::3/64");
@@ -391,12 +374,11 @@ fn hold_timer_expiry_and_reconnect() {
     if !lab::require_root("hold_timer_expiry_and_reconnect") {
         return;
     }
-    let env = Env::start(Opts {
+    let env = Env::established(Opts {
         bird_hold: Some(9),
         keys: vec![("bgp.peers.r1.holdtime", "9")],
         ..Default::default()
     });
-    env.wait_established();
     env.router.wait_route("203.0.113.0/24");
 
     // The router goes silent: bird is frozen, its kernel still ACKs nothing new.
@@ -447,8 +429,7 @@ fn capabilities_dropped_after_start() {
     if !lab::require_root("capabilities_dropped_after_start") {
         return;
     }
-    let env = Env::start(Opts::default());
-    env.wait_established();
+    let env = Env::established(Opts::default());
     let pid = env.hb.pid().expect("agent pid");
     // CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12, CAP_NET_RAW bit 13.
     let allowed: u64 = (1 << 10) | (1 << 12) | (1 << 13);

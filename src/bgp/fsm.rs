@@ -101,16 +101,17 @@ impl Negotiated {
     }
 }
 
+fn unicast(afi: u16) -> Capability {
+    Capability::Multiprotocol {
+        afi,
+        safi: SAFI_UNICAST,
+    }
+}
+
 pub fn build_open(local: &LocalParams) -> Open {
     let mut capabilities = vec![
-        Capability::Multiprotocol {
-            afi: AFI_IPV4,
-            safi: SAFI_UNICAST,
-        },
-        Capability::Multiprotocol {
-            afi: AFI_IPV6,
-            safi: SAFI_UNICAST,
-        },
+        unicast(AFI_IPV4),
+        unicast(AFI_IPV6),
         Capability::RouteRefresh,
         Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
             nlri_afi: AFI_IPV4,
@@ -326,14 +327,8 @@ mod tests {
 
     fn bird_caps() -> Vec<Capability> {
         vec![
-            Capability::Multiprotocol {
-                afi: AFI_IPV4,
-                safi: SAFI_UNICAST,
-            },
-            Capability::Multiprotocol {
-                afi: AFI_IPV6,
-                safi: SAFI_UNICAST,
-            },
+            unicast(AFI_IPV4),
+            unicast(AFI_IPV6),
             Capability::RouteRefresh,
             Capability::FourOctetAs(65000),
         ]
@@ -358,38 +353,26 @@ mod tests {
 
     #[test]
     fn only_ipv6_offered() {
-        let caps = vec![Capability::Multiprotocol {
-            afi: AFI_IPV6,
-            safi: SAFI_UNICAST,
-        }];
+        let caps = vec![unicast(AFI_IPV6)];
         let n = negotiate(&local(), 65000, &peer_open(caps)).unwrap();
         assert_eq!(n.families, vec![Family::Ipv6Unicast]);
     }
 
     #[test]
     fn extended_next_hop_needs_the_ipv4_over_ipv6_entry() {
-        let mut caps = bird_caps();
-        caps.push(Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
-            nlri_afi: AFI_IPV4,
-            nlri_safi: 1,
-            next_hop_afi: AFI_IPV6,
-        }]));
-        assert!(
+        let with_entry = |nlri_safi| {
+            let mut caps = bird_caps();
+            caps.push(Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
+                nlri_afi: AFI_IPV4,
+                nlri_safi,
+                next_hop_afi: AFI_IPV6,
+            }]));
             negotiate(&local(), 65000, &peer_open(caps))
                 .unwrap()
                 .extended_next_hop_ipv4
-        );
-        let mut caps = bird_caps();
-        caps.push(Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
-            nlri_afi: AFI_IPV4,
-            nlri_safi: 128,
-            next_hop_afi: AFI_IPV6,
-        }]));
-        assert!(
-            !negotiate(&local(), 65000, &peer_open(caps))
-                .unwrap()
-                .extended_next_hop_ipv4
-        );
+        };
+        assert!(with_entry(1));
+        assert!(!with_entry(128));
     }
 
     #[test]

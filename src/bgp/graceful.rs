@@ -64,7 +64,7 @@ impl GracefulRestartNegotiated {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::wire::{GracefulRestart, GracefulRestartFamily};
+    use crate::bgp::wire::GracefulRestart;
 
     fn offer(notification: bool) -> Option<GracefulRestartOffer> {
         Some(GracefulRestartOffer {
@@ -85,16 +85,7 @@ mod tests {
     fn offer_from_capabilities() {
         let caps = vec![
             Capability::RouteRefresh,
-            Capability::GracefulRestart(GracefulRestart {
-                restart_state: true,
-                notification: true,
-                restart_time: 3600,
-                families: vec![GracefulRestartFamily {
-                    afi: 1,
-                    safi: 1,
-                    forwarding_state: true,
-                }],
-            }),
+            Capability::GracefulRestart(GracefulRestart::ipv4_unicast(true, true, 3600)),
         ];
         assert_eq!(
             GracefulRestartOffer::of(&caps),

@@ -1,17 +1,11 @@
 //! `bgp.peers.NAME.bfd*`: parsing, defaults, errors and conflicts across networks.
+use super::tests::{error_keys, one_peer_on_two_networks};
 use super::*;
 
 fn net(peer_keys: &str) -> String {
     format!(
         "networks:\n  br0:\n    type: bridge\n    config:\n      bgp.peers.r1.address: 192.0.2.1\n      bgp.peers.r1.asn: 65000\n{peer_keys}"
     )
-}
-
-fn keys(yaml: &str) -> Vec<String> {
-    match parse_str(yaml, "m1") {
-        Ok(_) => Vec::new(),
-        Err(e) => e.into_iter().map(|e| e.key).collect(),
-    }
 }
 
 fn bfd_of(yaml: &str) -> Option<BfdSettings> {
@@ -57,43 +51,50 @@ fn bfd_defaults_and_tuning() {
 fn bfd_bad_values() {
     let p = "networks.br0.config.bgp.peers.r1";
     assert_eq!(
-        keys(&net("      bgp.peers.r1.bfd: 'maybe'\n")),
+        error_keys(&net("      bgp.peers.r1.bfd: 'maybe'\n")),
         vec![format!("{p}.bfd")]
     );
     for bad in ["0", "5", "60001", "x"] {
         let y = net(&format!(
             "      bgp.peers.r1.bfd: 'true'\n      bgp.peers.r1.bfd.min_interval: '{bad}'\n"
         ));
-        assert_eq!(keys(&y), vec![format!("{p}.bfd.min_interval")], "{bad}");
+        assert_eq!(
+            error_keys(&y),
+            vec![format!("{p}.bfd.min_interval")],
+            "{bad}"
+        );
     }
     for bad in ["0", "256"] {
         let y = net(&format!(
             "      bgp.peers.r1.bfd: 'true'\n      bgp.peers.r1.bfd.multiplier: '{bad}'\n"
         ));
-        assert_eq!(keys(&y), vec![format!("{p}.bfd.multiplier")], "{bad}");
+        assert_eq!(error_keys(&y), vec![format!("{p}.bfd.multiplier")], "{bad}");
     }
     // Tuning without turning it on would do nothing: say so.
     assert_eq!(
-        keys(&net("      bgp.peers.r1.bfd.multiplier: '4'\n")),
+        error_keys(&net("      bgp.peers.r1.bfd.multiplier: '4'\n")),
         vec![format!("{p}.bfd")]
     );
     assert_eq!(
-        keys(&net("      bgp.peers.r1.bfd.foo: '4'\n")),
+        error_keys(&net("      bgp.peers.r1.bfd.foo: '4'\n")),
         vec![format!("{p}.bfd.foo")]
     );
 }
 
 #[test]
 fn bfd_conflict_across_networks() {
-    let y = "networks:\n  br0:\n    type: bridge\n    config:\n      bgp.peers.r1.address: 192.0.2.1\n      bgp.peers.r1.asn: 65000\n      bgp.peers.r1.bfd: 'true'\n  up:\n    type: physical\n    config:\n      bgp.peers.r2.address: 192.0.2.1\n      bgp.peers.r2.asn: 65000\n      bgp.peers.r2.bfd: 'true'\n";
-    assert!(keys(y).is_empty());
-    let tuned = y.replace(
-        "      bgp.peers.r2.bfd: 'true'\n",
-        "      bgp.peers.r2.bfd: 'true'\n      bgp.peers.r2.bfd.min_interval: '100'\n",
+    let on = ["bfd: 'true'"];
+    assert!(error_keys(&one_peer_on_two_networks(&on, &on)).is_empty());
+    let tuned = one_peer_on_two_networks(&on, &["bfd: 'true'", "bfd.min_interval: '100'"]);
+    assert_eq!(
+        error_keys(&tuned),
+        vec!["networks.br0.config.bgp.peers.r1.bfd"]
     );
-    assert_eq!(keys(&tuned), vec!["networks.br0.config.bgp.peers.r1.bfd"]);
-    let off = y.replace("      bgp.peers.r2.bfd: 'true'\n", "");
-    assert_eq!(keys(&off), vec!["networks.br0.config.bgp.peers.r1.bfd"]);
+    let off = one_peer_on_two_networks(&on, &[]);
+    assert_eq!(
+        error_keys(&off),
+        vec!["networks.br0.config.bgp.peers.r1.bfd"]
+    );
 }
 
 #[test]

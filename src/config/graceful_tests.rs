@@ -2,6 +2,7 @@
 //! defaults, located errors, suggestions, conflicts and the no-effect warning.
 use super::diagnose::check;
 use super::suggest::suggest;
+use super::tests::{error_keys, one_peer_on_two_networks};
 use super::*;
 
 const P: &str = "networks.br0.config.bgp.peers.r1";
@@ -10,13 +11,6 @@ fn yaml(server: &str, peer: &str) -> String {
     format!(
         "config:\n  core.bgp_address: \"[::]:179\"\n  core.bgp_asn: 65010\n{server}networks:\n  br0:\n    type: bridge\n    config:\n      bgp.peers.r1.address: 192.0.2.1\n      bgp.peers.r1.asn: 65000\n{peer}"
     )
-}
-
-fn keys(y: &str) -> Vec<String> {
-    match parse_str(y, "m1") {
-        Ok(_) => Vec::new(),
-        Err(e) => e.into_iter().map(|e| e.key).collect(),
-    }
 }
 
 #[test]
@@ -71,17 +65,17 @@ fn bad_values() {
             &format!("      bgp.peers.r1.graceful_restart.time: '{bad}'\n"),
         );
         assert_eq!(
-            keys(&y),
+            error_keys(&y),
             vec![format!("{P}.graceful_restart.time")],
             "{bad}"
         );
     }
     assert_eq!(
-        keys(&yaml("  hostbgp.graceful_restart: maybe\n", "")),
+        error_keys(&yaml("  hostbgp.graceful_restart: maybe\n", "")),
         vec!["config.hostbgp.graceful_restart"]
     );
     assert_eq!(
-        keys(&yaml("", "      bgp.peers.r1.graceful_restart.tim: 5\n")),
+        error_keys(&yaml("", "      bgp.peers.r1.graceful_restart.tim: 5\n")),
         vec![format!("{P}.graceful_restart.tim")]
     );
 }
@@ -137,13 +131,13 @@ fn typos_get_suggestions() {
 
 #[test]
 fn conflict_across_networks() {
-    let y = "networks:\n  br0:\n    type: bridge\n    config:\n      bgp.peers.r1.address: 192.0.2.1\n      bgp.peers.r1.asn: 65000\n      bgp.peers.r1.graceful_restart.time: 3600\n  up:\n    type: physical\n    config:\n      bgp.peers.r2.address: 192.0.2.1\n      bgp.peers.r2.asn: 65000\n      bgp.peers.r2.graceful_restart.time: 3600\n";
-    assert!(keys(y).is_empty());
-    let other = y.replace(
-        "      bgp.peers.r2.graceful_restart.time: 3600\n",
-        "      bgp.peers.r2.graceful_restart.time: 120\n",
+    let long = ["graceful_restart.time: 3600"];
+    assert!(error_keys(&one_peer_on_two_networks(&long, &long)).is_empty());
+    let other = one_peer_on_two_networks(&long, &["graceful_restart.time: 120"]);
+    assert_eq!(
+        error_keys(&other),
+        vec![format!("{P}.graceful_restart.time")]
     );
-    assert_eq!(keys(&other), vec![format!("{P}.graceful_restart.time")]);
 }
 
 #[test]

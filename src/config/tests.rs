@@ -62,6 +62,30 @@ fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
+/// The keys of the errors parsing `yaml` reports; none when it is valid.
+pub(super) fn error_keys(yaml: &str) -> Vec<String> {
+    match parse_str(yaml, "m1") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.into_iter().map(|e| e.key).collect(),
+    }
+}
+
+/// One peer address declared on two networks, as r1 on bridge br0 with the keys
+/// `r1` and as r2 on physical network up with the keys `r2` (each `bgp.peers.NAME.`
+/// suffix: value, one a line).
+pub(super) fn one_peer_on_two_networks(r1: &[&str], r2: &[&str]) -> String {
+    let keys = |peer: &str, list: &[&str]| -> String {
+        list.iter()
+            .map(|k| format!("      bgp.peers.{peer}.{k}\n"))
+            .collect()
+    };
+    format!(
+        "networks:\n  br0:\n    type: bridge\n    config:\n      bgp.peers.r1.address: 192.0.2.1\n      bgp.peers.r1.asn: 65000\n{}  up:\n    type: physical\n    config:\n      bgp.peers.r2.address: 192.0.2.1\n      bgp.peers.r2.asn: 65000\n{}",
+        keys("r1", r1),
+        keys("r2", r2)
+    )
+}
+
 /// Parses and returns the error keys (panics if valid).
 fn err_keys(yaml: &str) -> Vec<String> {
     match parse_str(yaml, "node1") {

@@ -253,15 +253,20 @@ mod tests {
         s.parse::<Ipv6Addr>().unwrap().octets()
     }
 
-    #[test]
-    fn present_entries_carry_their_mac() {
-        let p = payload(
+    /// A present IPv4 entry, 192.0.2.10 at MAC on ifindex 7.
+    fn stale_v4() -> Vec<u8> {
+        payload(
             AF_INET,
             7,
             STALE,
             0,
             &[(NDA_DST, &V4), (NDA_LLADDR, &MAC.0)],
-        );
+        )
+    }
+
+    #[test]
+    fn present_entries_carry_their_mac() {
+        let p = stale_v4();
         let seen = Neighbour {
             ifindex: 7,
             ip: "192.0.2.10".parse().unwrap(),
@@ -301,13 +306,7 @@ mod tests {
             let p = payload(AF_INET, 7, state, 0, &[(NDA_DST, &V4)]);
             assert_eq!(event_from_payload(RTM_NEWNEIGH, &p), gone);
         }
-        let p = payload(
-            AF_INET,
-            7,
-            STALE,
-            0,
-            &[(NDA_DST, &V4), (NDA_LLADDR, &MAC.0)],
-        );
+        let p = stale_v4();
         assert_eq!(event_from_payload(RTM_DELNEIGH, &p), gone);
     }
 
@@ -332,13 +331,7 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_dropped_whole() {
-        let good = payload(
-            AF_INET,
-            7,
-            STALE,
-            0,
-            &[(NDA_DST, &V4), (NDA_LLADDR, &MAC.0)],
-        );
+        let good = stale_v4();
         // Every truncation is refused, but of the last attribute's padding (which
         // netlink allows to be missing).
         let unpadded = NDMSG_LEN + 8 + 4 + 6;

@@ -231,32 +231,23 @@ impl Kernel {
 
     async fn dump_once(&self) -> Result<KernelView, Option<io::Error>> {
         let mut view = KernelView::default();
-        let links = self
-            .dump_raw(
-                "dump links",
-                RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            )
-            .await?;
-        for m in links {
+        let get_links = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        self.dump_each("dump links", get_links, |m| {
             if let RouteNetlinkMessage::NewLink(l) = m {
-                if let Some(link) = link_from_msg(&l) {
-                    view.links.insert(link.index, link);
-                }
+                view.links
+                    .extend(link_from_msg(&l).map(|link| (link.index, link)));
             }
-        }
-        let addrs = self
-            .dump_raw(
-                "dump addresses",
-                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            )
-            .await?;
-        for m in addrs {
+        })
+        .await?;
+        let get_addrs = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        self.dump_each("dump addresses", get_addrs, |m| {
             if let RouteNetlinkMessage::NewAddress(a) = m {
                 if let Some(addr) = address_from_msg(&a) {
                     view.addresses.entry(addr.ifindex).or_default().push(addr);
                 }
             }
-        }
+        })
+        .await?;
         for list in view.addresses.values_mut() {
             list.sort();
             list.dedup();

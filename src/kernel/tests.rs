@@ -112,6 +112,24 @@ fn ifindex(name: &str) -> u32 {
         .unwrap()
 }
 
+async fn wait_event(rx: &mut KernelEvents, what: &str, want: KernelEvent) -> KernelEvent {
+    wait_for(rx, what, |e| *e == want).await
+}
+
+/// Waits for `cidr` to be added and hands over the address as the event gave it.
+async fn address_added(rx: &mut KernelEvents, what: &str, cidr: &str) -> Address {
+    match wait_for(
+        rx,
+        what,
+        |e| matches!(e, KernelEvent::AddressAdded(a) if a.net == net(cidr)),
+    )
+    .await
+    {
+        KernelEvent::AddressAdded(a) => a,
+        _ => unreachable!(),
+    }
+}
+
 async fn wait_for(
     rx: &mut KernelEvents,
     what: &str,
@@ -227,46 +245,25 @@ fn address_events() {
             tentative: false,
             link_scope: false,
         };
-        wait_for(&mut rx, "v4 addr", |e| {
-            *e == KernelEvent::AddressAdded(a4.clone())
-        })
-        .await;
+        wait_event(&mut rx, "v4 addr", KernelEvent::AddressAdded(a4.clone())).await;
         ip("addr add 2001:db8:2::1/64 dev br0 nodad");
-        let ev = wait_for(
-            &mut rx,
-            "v6 nodad",
-            |e| matches!(e, KernelEvent::AddressAdded(a) if a.net == net("2001:db8:2::1/64")),
-        )
-        .await;
-        assert!(matches!(ev, KernelEvent::AddressAdded(a) if !a.tentative));
+        let a = address_added(&mut rx, "v6 nodad", "2001:db8:2::1/64").await;
+        assert!(!a.tentative, "{a:?}");
         // Without nodad (and without carrier, so DAD cannot finish) it is tentative.
         ip("addr add 2001:db8:3::1/64 dev br0");
-        let ev = wait_for(
-            &mut rx,
-            "v6 tentative",
-            |e| matches!(e, KernelEvent::AddressAdded(a) if a.net == net("2001:db8:3::1/64")),
-        )
-        .await;
-        assert!(matches!(ev, KernelEvent::AddressAdded(a) if a.tentative));
+        let a = address_added(&mut rx, "v6 tentative", "2001:db8:3::1/64").await;
+        assert!(a.tentative, "{a:?}");
         // With carrier, DAD runs: tentative first, then the final address.
         let b1 = bridge("br1", "203.0.113.1/24", "2001:db8:5::1/64");
         ip("addr add 2001:db8:6::1/64 dev br1");
-        let ev = wait_for(
-            &mut rx,
-            "dad tentative",
-            |e| matches!(e, KernelEvent::AddressAdded(a) if a.net == net("2001:db8:6::1/64")),
-        )
-        .await;
-        assert!(matches!(ev, KernelEvent::AddressAdded(a) if a.tentative && a.ifindex == b1));
+        let a = address_added(&mut rx, "dad tentative", "2001:db8:6::1/64").await;
+        assert!(a.tentative && a.ifindex == b1, "{a:?}");
         wait_for(&mut rx, "dad final", |e| {
             matches!(e, KernelEvent::AddressAdded(a) if a.net == net("2001:db8:6::1/64") && !a.tentative)
         })
         .await;
         ip("addr del 198.51.100.1/24 dev br0");
-        wait_for(&mut rx, "v4 del", |e| {
-            *e == KernelEvent::AddressRemoved(a4.clone())
-        })
-        .await;
+        wait_event(&mut rx, "v4 del", KernelEvent::AddressRemoved(a4.clone())).await;
         ip("addr del 2001:db8:2::1/64 dev br0");
         wait_for(
             &mut rx,
@@ -291,7 +288,7 @@ fn veth_enslaved_released_deleted() {
         ip("link set v0 nomaster");
         wait_for(&mut rx, "released", is_v0(None)).await;
         ip("link del v0");
-        wait_for(&mut rx, "deleted", |e| *e == KernelEvent::LinkRemoved(v0)).await;
+        wait_event(&mut rx, "deleted", KernelEvent::LinkRemoved(v0)).await;
         // Nothing after the deletion resurrects v0 (AF_BRIDGE duplicates ignored).
         let rest = drain(&mut rx, Duration::from_millis(300)).await;
         assert!(
@@ -359,10 +356,7 @@ fn install_replace_remove_single() {
             k.install_route(r).await.unwrap();
             // Idempotent.
             k.install_route(r).await.unwrap();
-            wait_for(&mut rx, "route event", |e| {
-                *e == KernelEvent::RouteChanged(r.clone())
-            })
-            .await;
+            wait_event(&mut rx, "route event", KernelEvent::RouteChanged(r.clone())).await;
         }
         let v = k.dump().await.unwrap();
         assert_eq!(v.routes.values().cloned().collect::<Vec<_>>(), {
@@ -392,13 +386,17 @@ fn install_replace_remove_single() {
         let r6 = route("2001:db8:99::/64", vec![hop(br, Some("2001:db8:1::3"))]);
         k.install_route(&r4).await.unwrap();
         k.install_route(&r6).await.unwrap();
-        wait_for(&mut rx, "v4 replaced", |e| {
-            *e == KernelEvent::RouteChanged(r4.clone())
-        })
+        wait_event(
+            &mut rx,
+            "v4 replaced",
+            KernelEvent::RouteChanged(r4.clone()),
+        )
         .await;
-        wait_for(&mut rx, "v6 replaced", |e| {
-            *e == KernelEvent::RouteChanged(r6.clone())
-        })
+        wait_event(
+            &mut rx,
+            "v6 replaced",
+            KernelEvent::RouteChanged(r6.clone()),
+        )
         .await;
         let v = k.dump().await.unwrap();
         assert_eq!(v.routes[&r4.prefix], r4);
@@ -410,10 +408,7 @@ fn install_replace_remove_single() {
 
         for r in &routes {
             k.remove_route(&r.prefix).await.unwrap();
-            wait_for(&mut rx, "removed", |e| {
-                *e == KernelEvent::RouteRemoved(r.prefix)
-            })
-            .await;
+            wait_event(&mut rx, "removed", KernelEvent::RouteRemoved(r.prefix)).await;
             // Already gone: not an error.
             k.remove_route(&r.prefix).await.unwrap();
         }
@@ -436,38 +431,20 @@ fn multipath_install_and_shrink() {
         let b0 = bridge("br0", "192.0.2.1/24", "2001:db8:1::1/64");
         let b1 = bridge("br1", "198.51.100.1/24", "2001:db8:2::1/64");
         let (k, mut rx) = Kernel::connect().await.unwrap();
-        let steps: Vec<(&str, Vec<Vec<RouteNextHop>>)> = vec![
+        // Three hops (two via br0), then two, one, and two again.
+        let sets = |g0: &str, g1: &str, g0b: &str| {
+            let (x, y, z) = (hop(b0, Some(g0)), hop(b1, Some(g1)), hop(b0, Some(g0b)));
+            let two = vec![x.clone(), y.clone()];
+            vec![vec![x, y.clone(), z], two.clone(), vec![y], two]
+        };
+        let steps = [
             (
                 "203.0.113.0/24",
-                vec![
-                    vec![
-                        hop(b0, Some("192.0.2.2")),
-                        hop(b1, Some("198.51.100.2")),
-                        hop(b0, Some("192.0.2.3")),
-                    ],
-                    vec![hop(b0, Some("192.0.2.2")), hop(b1, Some("198.51.100.2"))],
-                    vec![hop(b1, Some("198.51.100.2"))],
-                    vec![hop(b0, Some("192.0.2.2")), hop(b1, Some("198.51.100.2"))],
-                ],
+                sets("192.0.2.2", "198.51.100.2", "192.0.2.3"),
             ),
             (
                 "2001:db8:99::/64",
-                vec![
-                    vec![
-                        hop(b0, Some("2001:db8:1::2")),
-                        hop(b1, Some("2001:db8:2::2")),
-                        hop(b0, Some("2001:db8:1::3")),
-                    ],
-                    vec![
-                        hop(b0, Some("2001:db8:1::2")),
-                        hop(b1, Some("2001:db8:2::2")),
-                    ],
-                    vec![hop(b1, Some("2001:db8:2::2"))],
-                    vec![
-                        hop(b0, Some("2001:db8:1::2")),
-                        hop(b1, Some("2001:db8:2::2")),
-                    ],
-                ],
+                sets("2001:db8:1::2", "2001:db8:2::2", "2001:db8:1::3"),
             ),
         ];
         for (prefix, sets) in steps {
@@ -475,10 +452,7 @@ fn multipath_install_and_shrink() {
             for hops in sets {
                 let r = route(prefix, hops);
                 k.install_route(&r).await.unwrap();
-                wait_for(&mut rx, "mp event", |e| {
-                    *e == KernelEvent::RouteChanged(r.clone())
-                })
-                .await;
+                wait_event(&mut rx, "mp event", KernelEvent::RouteChanged(r.clone())).await;
                 let v = k.dump().await.unwrap();
                 assert_eq!(v.routes.get(&r.prefix), Some(&r), "{prefix}");
                 assert_eq!(
@@ -548,10 +522,7 @@ fn link_down_flushes_ipv4_silently() {
         let r6 = route("2001:db8:99::/64", vec![hop(br, Some("2001:db8:1::2"))]);
         k.install_route(&r4).await.unwrap();
         k.install_route(&r6).await.unwrap();
-        wait_for(&mut rx, "r6", |e| {
-            *e == KernelEvent::RouteChanged(r6.clone())
-        })
-        .await;
+        wait_event(&mut rx, "r6", KernelEvent::RouteChanged(r6.clone())).await;
         ip("link set br0 down");
         wait_for(&mut rx, "br0 down", |e| {
             matches!(e, KernelEvent::LinkChanged(l) if l.index == br && !l.admin_up && !l.oper_up)
@@ -602,7 +573,7 @@ fn overrun_reported_with_tiny_buffer() {
         let (_k, mut rx) = Kernel::connect_with_watch_rcvbuf(1, false).await.unwrap();
         let (batch, _) = foreign_flood(20_000, 0);
         ip_batch(&batch);
-        wait_for(&mut rx, "Overrun", |e| *e == KernelEvent::Overrun).await;
+        wait_event(&mut rx, "Overrun", KernelEvent::Overrun).await;
     });
 }
 
@@ -931,10 +902,7 @@ fn neighbour_events_and_dump() {
             ip: v6,
             mac,
         };
-        wait_for(&mut rx, "v6 neighbour", |e| {
-            *e == KernelEvent::NeighbourSeen(seen)
-        })
-        .await;
+        wait_event(&mut rx, "v6 neighbour", KernelEvent::NeighbourSeen(seen)).await;
         // Link-local neighbours and the bridge's FDB entries never come through.
         ip("neigh add fe80::216:3eff:fe00:1 lladdr 00:16:3e:00:00:01 dev br0 nud stale");
         ip("neigh del 192.0.2.10 dev br0");

@@ -35,25 +35,32 @@ pub struct Adverts {
     kinds: Vec<Advert>,
 }
 
-impl PartialEq for Adverts {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
-    }
-}
-
-impl Eq for Adverts {}
-
-impl std::ops::Index<&IpNet> for Adverts {
-    type Output = Advert;
-
-    /// Like a map's index: panics if `prefix` is not advertised.
-    fn index(&self, prefix: &IpNet) -> &Advert {
-        match self.get(prefix) {
-            Some(advert) => advert,
-            None => panic!("{prefix} is not advertised"),
+/// Equality and `[prefix]` as for a map, through the type's `iter` and `get`.
+macro_rules! map_like {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.iter().eq(other.iter())
+            }
         }
-    }
+
+        impl Eq for $t {}
+
+        impl std::ops::Index<&IpNet> for $t {
+            type Output = Advert;
+
+            /// Like a map's index: panics if `prefix` is not advertised.
+            fn index(&self, prefix: &IpNet) -> &Advert {
+                match self.get(prefix) {
+                    Some(advert) => advert,
+                    None => panic!("{prefix} is not advertised"),
+                }
+            }
+        }
+    };
 }
+
+map_like!(Adverts);
 
 impl Adverts {
     pub fn len(&self) -> usize {
@@ -122,25 +129,7 @@ pub struct AdvertSet {
     dynamic: DynamicAdverts,
 }
 
-impl PartialEq for AdvertSet {
-    fn eq(&self, other: &Self) -> bool {
-        self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for AdvertSet {}
-
-impl std::ops::Index<&IpNet> for AdvertSet {
-    type Output = Advert;
-
-    /// Like a map's index: panics if `prefix` is not advertised.
-    fn index(&self, prefix: &IpNet) -> &Advert {
-        match self.get(prefix) {
-            Some(advert) => advert,
-            None => panic!("{prefix} is not advertised"),
-        }
-    }
-}
+map_like!(AdvertSet);
 
 impl AdvertSet {
     /// The set of `statics` alone; [`AdvertSet::set_dynamic`] adds the rest.

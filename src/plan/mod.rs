@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::bgp::wire::Family;
-use crate::config::{Config, ExtraAttrs, Instance, Network, NetworkKind, Nic};
+use crate::config::{Config, ExtraAttrs, FamilyConfig, Instance, Network, NetworkKind, Nic};
 use crate::kernel::{KernelView, Route};
 
 pub use adverts::{AdvertSet, Adverts, AdvertsBuilder, KindId};
@@ -200,51 +200,53 @@ fn plan_forwards(network: &Network, adverts: &mut AdvertsBuilder) {
     }
 }
 
+/// What an OVN network announces in one family, and through which router: its subnet,
+/// or under NAT its NAT address.
+fn ovn_network_prefix<A, N>(f: &FamilyConfig<A, N>) -> Option<(IpNet, NextHopRule)>
+where
+    A: Copy + Into<IpAddr>,
+    N: Copy + Into<IpNet>,
+{
+    let router = f.ovn_router_address?;
+    let prefix = match (f.nat, f.address, f.nat_address) {
+        (false, Some(net), _) => net.into().trunc(),
+        (true, _, Some(a)) => IpNet::from(a.into()),
+        _ => return None,
+    };
+    Some((prefix, NextHopRule::Fixed(router.into())))
+}
+
 fn plan_ovn_network(network: &Network, adverts: &mut AdvertsBuilder) {
     let owners = owners_of(Owner::Network(network.name.clone()));
     let attrs = Arc::new(network.attrs.clone());
-    let claim = (&owners, &attrs);
-    if let Some(router) = network.ipv4.ovn_router_address {
-        let rule = NextHopRule::Fixed(IpAddr::V4(router));
-        match (
-            network.ipv4.nat,
-            network.ipv4.address,
-            network.ipv4.nat_address,
-        ) {
-            (false, Some(net), _) => advertise(adverts, IpNet::V4(net.trunc()), claim, rule),
-            (true, _, Some(a)) => advertise(adverts, host_v4(a), claim, rule),
-            _ => {}
-        }
-    }
-    if let Some(router) = network.ipv6.ovn_router_address {
-        let rule = NextHopRule::Fixed(IpAddr::V6(router));
-        match (
-            network.ipv6.nat,
-            network.ipv6.address,
-            network.ipv6.nat_address,
-        ) {
-            (false, Some(net), _) => advertise(adverts, IpNet::V6(net.trunc()), claim, rule),
-            (true, _, Some(a)) => advertise(adverts, host_v6(a), claim, rule),
-            _ => {}
-        }
+    let families = [
+        ovn_network_prefix(&network.ipv4),
+        ovn_network_prefix(&network.ipv6),
+    ];
+    for (prefix, rule) in families.into_iter().flatten() {
+        advertise(adverts, prefix, (&owners, &attrs), rule);
     }
 }
 
 fn plan_ovn_nic(nic: &Nic, network: &Network, owner: Owner, adverts: &mut AdvertsBuilder) {
     let owners = owners_of(owner);
     let attrs = nic_attrs(network, nic);
-    if let Some(router) = network.ipv4.ovn_router_address {
-        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V4(router)), &attrs);
-        for p in &nic.ipv4_routes_external {
-            adverts.push(IpNet::V4(*p), kind);
+    let mut via = |router: Option<IpAddr>, routes: Vec<IpNet>| {
+        if let Some(router) = router {
+            let kind = adverts.kind(&owners, NextHopRule::Fixed(router), &attrs);
+            for p in routes {
+                adverts.push(p, kind);
+            }
         }
-    }
-    if let Some(router) = network.ipv6.ovn_router_address {
-        let kind = adverts.kind(&owners, NextHopRule::Fixed(IpAddr::V6(router)), &attrs);
-        for p in &nic.ipv6_routes_external {
-            adverts.push(IpNet::V6(*p), kind);
-        }
-    }
+    };
+    via(
+        network.ipv4.ovn_router_address.map(IpAddr::V4),
+        nic.ipv4_routes_external.iter().map(|&p| p.into()).collect(),
+    );
+    via(
+        network.ipv6.ovn_router_address.map(IpAddr::V6),
+        nic.ipv6_routes_external.iter().map(|&p| p.into()).collect(),
+    );
 }
 
 /// A dev-only hop beside via-hops adds nothing (traffic for the prefix reaches the
@@ -347,7 +349,7 @@ pub fn default_router_id(view: &KernelView) -> Option<Ipv4Addr> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::config::{FamilyConfig, Instance, ServerConfig};
+    use crate::config::{Instance, ServerConfig};
     use crate::kernel::{Address, Link, RouteNextHop};
 
     pub(super) const BR: u32 = 10;
@@ -496,43 +498,36 @@ pub(super) mod tests {
         );
     }
 
+    /// br0 with one NIC of instance c1.
+    fn br0_with(n: Nic) -> Config {
+        config(vec![bridge("br0")], vec![instance("c1", None, n)])
+    }
+
+    fn on_br(gateway: Option<&str>) -> RouteNextHop {
+        RouteNextHop {
+            ifindex: BR,
+            gateway: gateway.map(ip),
+        }
+    }
+
     #[test]
     fn running_nic_wants_routes_and_advertises_once_installed() {
-        let cfg = config(
-            vec![bridge("br0")],
-            vec![instance(
-                "c1",
-                None,
-                nic(
-                    "br0",
-                    "vc1",
-                    Some("10.0.0.5"),
-                    &["203.0.113.64/28"],
-                    &["2001:db8:100:40::/64"],
-                ),
-            )],
-        );
+        let cfg = br0_with(nic(
+            "br0",
+            "vc1",
+            Some("10.0.0.5"),
+            &["203.0.113.64/28"],
+            &["2001:db8:100:40::/64"],
+        ));
         let mut v = view(
             vec![Link::up(BR, "br0", None), Link::up(11, "vc1", Some(BR))],
             vec![],
         );
         let intent = plan(&cfg, &v);
         let r4 = &intent.routes[&net("203.0.113.64/28")].route;
-        assert_eq!(
-            r4.next_hops,
-            vec![RouteNextHop {
-                ifindex: BR,
-                gateway: Some(ip("10.0.0.5"))
-            }]
-        );
+        assert_eq!(r4.next_hops, vec![on_br(Some("10.0.0.5"))]);
         let r6 = &intent.routes[&net("2001:db8:100:40::/64")].route;
-        assert_eq!(
-            r6.next_hops,
-            vec![RouteNextHop {
-                ifindex: BR,
-                gateway: None
-            }]
-        );
+        assert_eq!(r6.next_hops, vec![on_br(None)]);
         // Not in the kernel yet: nothing advertised.
         assert!(intent.adverts.is_empty());
         v.routes.insert(r4.clone());
@@ -552,14 +547,7 @@ pub(super) mod tests {
 
     #[test]
     fn stopped_nic_and_down_bridge_want_nothing() {
-        let cfg = config(
-            vec![bridge("br0")],
-            vec![instance(
-                "c1",
-                None,
-                nic("br0", "vc1", None, &["203.0.113.64/28"], &[]),
-            )],
-        );
+        let cfg = br0_with(nic("br0", "vc1", None, &["203.0.113.64/28"], &[]));
         // Port not on the bridge.
         let v = view(
             vec![Link::up(BR, "br0", None), Link::up(11, "vc1", None)],
@@ -610,16 +598,7 @@ pub(super) mod tests {
         let wanted = &intent.routes[&net("203.0.113.10/32")];
         assert_eq!(
             wanted.route.next_hops,
-            vec![
-                RouteNextHop {
-                    ifindex: BR,
-                    gateway: Some(ip("10.0.0.5"))
-                },
-                RouteNextHop {
-                    ifindex: BR,
-                    gateway: Some(ip("10.0.0.6"))
-                },
-            ]
+            vec![on_br(Some("10.0.0.5")), on_br(Some("10.0.0.6")),]
         );
         assert_eq!(wanted.owners.len(), 3);
         // One NIC stops: the multipath shrinks.
@@ -635,15 +614,13 @@ pub(super) mod tests {
         );
         assert_eq!(
             intent.routes[&net("203.0.113.10/32")].route.next_hops,
-            vec![RouteNextHop {
-                ifindex: BR,
-                gateway: None
-            }]
+            vec![on_br(None)]
         );
     }
 
-    #[test]
-    fn ovn_network_and_nic_use_the_ovn_router() {
+    /// An uplink and an OVN network on it: subnet 10.20.0.0/24 behind router
+    /// 198.51.100.20.
+    fn uplink_and_ovn() -> (Network, Network) {
         let mut uplink = bridge("uplink");
         uplink.kind = NetworkKind::Physical;
         let mut ovn = bridge("ovn1");
@@ -651,6 +628,12 @@ pub(super) mod tests {
         ovn.uplink = Some("uplink".into());
         ovn.ipv4.address = Some("10.20.0.1/24".parse().unwrap());
         ovn.ipv4.ovn_router_address = Some("198.51.100.20".parse().unwrap());
+        (uplink, ovn)
+    }
+
+    #[test]
+    fn ovn_network_and_nic_use_the_ovn_router() {
+        let (uplink, ovn) = uplink_and_ovn();
         let here = instance(
             "c1",
             Some("node1"),
@@ -675,13 +658,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_nic_adds_its_attributes_to_its_networks() {
-        let mut uplink = bridge("uplink");
-        uplink.kind = NetworkKind::Physical;
-        let mut ovn = bridge("ovn1");
-        ovn.kind = NetworkKind::Ovn;
-        ovn.uplink = Some("uplink".into());
-        ovn.ipv4.address = Some("10.20.0.1/24".parse().unwrap());
-        ovn.ipv4.ovn_router_address = Some("198.51.100.20".parse().unwrap());
+        let (uplink, mut ovn) = uplink_and_ovn();
         ovn.attrs = ExtraAttrs {
             med: Some(10),
             communities: vec![1],
@@ -713,83 +690,66 @@ pub(super) mod tests {
         }
     }
 
+    /// The next hop of `prefix`'s family over a session from `local` (`enh`:
+    /// extended next hop negotiated).
+    fn next_hop(
+        prefix: &str,
+        rule: &NextHopRule,
+        local: &str,
+        enh: bool,
+        v: &KernelView,
+    ) -> Result<IpAddr, String> {
+        resolve_next_hop(Family::of(&net(prefix)), rule, &session(local, enh), v)
+    }
+
+    /// The kernel with the link toward the peer, holding `addrs`.
+    fn uplink_view(addrs: Vec<Address>) -> KernelView {
+        view(vec![Link::up(UPLINK, "eth0", None)], addrs)
+    }
+
+    fn ok(a: &str) -> Result<IpAddr, String> {
+        Ok(ip(a))
+    }
+
+    const V4: &str = "203.0.113.0/24";
+    const V6: &str = "2001:db8::/64";
+
     #[test]
     fn next_hop_is_self_when_families_match() {
         let v = KernelView::default();
         let rule = NextHopRule::Host(None);
         assert_eq!(
-            resolve_next_hop(
-                Family::of(&net("203.0.113.0/24")),
-                &rule,
-                &session("198.51.100.1", false),
-                &v
-            ),
-            Ok(ip("198.51.100.1"))
+            next_hop(V4, &rule, "198.51.100.1", false, &v),
+            ok("198.51.100.1")
         );
         assert_eq!(
-            resolve_next_hop(
-                Family::of(&net("2001:db8::/64")),
-                &rule,
-                &session("2001:db8:ff::2", false),
-                &v
-            ),
-            Ok(ip("2001:db8:ff::2"))
+            next_hop(V6, &rule, "2001:db8:ff::2", false, &v),
+            ok("2001:db8:ff::2")
         );
     }
 
     #[test]
     fn next_hop_of_the_other_family_comes_from_the_interface_toward_the_peer() {
-        let v = view(
-            vec![Link::up(UPLINK, "eth0", None)],
-            vec![
-                addr(UPLINK, "2001:db8:ff::2/64"),
-                addr(UPLINK, "198.51.100.2/24"),
-                addr(BR, "203.0.113.1/24"),
-            ],
-        );
+        let v = uplink_view(vec![
+            addr(UPLINK, "2001:db8:ff::2/64"),
+            addr(UPLINK, "198.51.100.2/24"),
+            addr(BR, "203.0.113.1/24"),
+        ]);
         let rule = NextHopRule::Host(None);
         assert_eq!(
-            resolve_next_hop(
-                Family::of(&net("203.0.113.0/24")),
-                &rule,
-                &session("2001:db8:ff::2", false),
-                &v
-            ),
-            Ok(ip("198.51.100.2"))
+            next_hop(V4, &rule, "2001:db8:ff::2", false, &v),
+            ok("198.51.100.2")
         );
         // Without an IPv4 address there, only extended next hop helps.
-        let v = view(
-            vec![Link::up(UPLINK, "eth0", None)],
-            vec![addr(UPLINK, "2001:db8:ff::2/64")],
-        );
-        assert!(resolve_next_hop(
-            Family::of(&net("203.0.113.0/24")),
-            &rule,
-            &session("2001:db8:ff::2", false),
-            &v
-        )
-        .is_err());
+        let v = uplink_view(vec![addr(UPLINK, "2001:db8:ff::2/64")]);
+        assert!(next_hop(V4, &rule, "2001:db8:ff::2", false, &v).is_err());
         assert_eq!(
-            resolve_next_hop(
-                Family::of(&net("203.0.113.0/24")),
-                &rule,
-                &session("2001:db8:ff::2", true),
-                &v
-            ),
-            Ok(ip("2001:db8:ff::2"))
+            next_hop(V4, &rule, "2001:db8:ff::2", true, &v),
+            ok("2001:db8:ff::2")
         );
         // An IPv6 prefix over an IPv4 session never takes an IPv4 (or mapped) next hop.
-        let v = view(
-            vec![Link::up(UPLINK, "eth0", None)],
-            vec![addr(UPLINK, "198.51.100.2/24")],
-        );
-        let err = resolve_next_hop(
-            Family::of(&net("2001:db8::/64")),
-            &rule,
-            &session("198.51.100.2", true),
-            &v,
-        )
-        .unwrap_err();
+        let v = uplink_view(vec![addr(UPLINK, "198.51.100.2/24")]);
+        let err = next_hop(V6, &rule, "198.51.100.2", true, &v).unwrap_err();
         assert!(err.contains("IPv6"), "{err}");
     }
 
@@ -801,26 +761,14 @@ pub(super) mod tests {
         let rule = NextHopRule::Host(None);
         let mut ll = addr(UPLINK, "fe80::2/64");
         ll.link_scope = true;
-        let bare = view(vec![Link::up(UPLINK, "eth0", None)], vec![ll.clone()]);
-        let v6 = Family::of(&net("2001:db8::/64"));
-        let v4 = Family::of(&net("203.0.113.0/24"));
-        let over_ll = session("fe80::2", true);
+        let bare = uplink_view(vec![ll.clone()]);
+        assert_eq!(next_hop(V6, &rule, "fe80::2", true, &bare), ok("fe80::2"));
+        assert_eq!(next_hop(V4, &rule, "fe80::2", true, &bare), ok("fe80::2"));
+        assert!(next_hop(V4, &rule, "fe80::2", false, &bare).is_err());
+        let global = uplink_view(vec![ll, addr(UPLINK, "2001:db8:ff::2/64")]);
         assert_eq!(
-            resolve_next_hop(v6, &rule, &over_ll, &bare),
-            Ok(ip("fe80::2"))
-        );
-        assert_eq!(
-            resolve_next_hop(v4, &rule, &over_ll, &bare),
-            Ok(ip("fe80::2"))
-        );
-        assert!(resolve_next_hop(v4, &rule, &session("fe80::2", false), &bare).is_err());
-        let global = view(
-            vec![Link::up(UPLINK, "eth0", None)],
-            vec![ll, addr(UPLINK, "2001:db8:ff::2/64")],
-        );
-        assert_eq!(
-            resolve_next_hop(v6, &rule, &over_ll, &global),
-            Ok(ip("2001:db8:ff::2"))
+            next_hop(V6, &rule, "fe80::2", true, &global),
+            ok("2001:db8:ff::2")
         );
     }
 
@@ -829,39 +777,17 @@ pub(super) mod tests {
         let v = KernelView::default();
         let over = NextHopRule::Host(Some(ip("198.51.100.3")));
         assert_eq!(
-            resolve_next_hop(
-                Family::of(&net("203.0.113.0/24")),
-                &over,
-                &session("2001:db8:ff::2", false),
-                &v
-            ),
-            Ok(ip("198.51.100.3"))
+            next_hop(V4, &over, "2001:db8:ff::2", false, &v),
+            ok("198.51.100.3")
         );
         let fixed6 = NextHopRule::Fixed(ip("2001:db8:ff::20"));
-        assert!(resolve_next_hop(
-            Family::of(&net("203.0.113.0/24")),
-            &fixed6,
-            &session("198.51.100.2", false),
-            &v
-        )
-        .is_err());
+        assert!(next_hop(V4, &fixed6, "198.51.100.2", false, &v).is_err());
         assert_eq!(
-            resolve_next_hop(
-                Family::of(&net("203.0.113.0/24")),
-                &fixed6,
-                &session("198.51.100.2", true),
-                &v
-            ),
-            Ok(ip("2001:db8:ff::20"))
+            next_hop(V4, &fixed6, "198.51.100.2", true, &v),
+            ok("2001:db8:ff::20")
         );
         let fixed4 = NextHopRule::Fixed(ip("198.51.100.20"));
-        assert!(resolve_next_hop(
-            Family::of(&net("2001:db8::/64")),
-            &fixed4,
-            &session("2001:db8:ff::2", true),
-            &v
-        )
-        .is_err());
+        assert!(next_hop(V6, &fixed4, "2001:db8:ff::2", true, &v).is_err());
     }
 
     #[test]

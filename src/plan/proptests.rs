@@ -74,18 +74,15 @@ fn lab_config(picks: &[(usize, Vec<usize>)]) -> Config {
     let mut instances = Vec::new();
     for (i, (network, claims)) in picks.iter().enumerate() {
         let all = prefixes();
-        let ext4: Vec<String> = claims
-            .iter()
-            .map(|c| all[*c % all.len()])
-            .filter(|p| p.addr().is_ipv4())
-            .map(|p| p.to_string())
-            .collect();
-        let ext6: Vec<String> = claims
-            .iter()
-            .map(|c| all[*c % all.len()])
-            .filter(|p| p.addr().is_ipv6())
-            .map(|p| p.to_string())
-            .collect();
+        let claimed = |v6: bool| -> Vec<String> {
+            claims
+                .iter()
+                .map(|c| all[*c % all.len()])
+                .filter(|p| p.addr().is_ipv6() == v6)
+                .map(|p| p.to_string())
+                .collect()
+        };
+        let (ext4, ext6) = (claimed(false), claimed(true));
         let gateway = (i % 2 == 0).then(|| format!("198.51.100.{}", 10 + i));
         let mut n = nic(
             ["br0", "br1", "ovn1"][*network % 3],

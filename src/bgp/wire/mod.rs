@@ -197,6 +197,23 @@ pub struct GracefulRestart {
     pub families: Vec<GracefulRestartFamily>,
 }
 
+#[cfg(test)]
+impl GracefulRestart {
+    /// The capability for IPv4 unicast alone, its forwarding state kept.
+    pub(crate) fn ipv4_unicast(restart_state: bool, notification: bool, restart_time: u16) -> Self {
+        GracefulRestart {
+            restart_state,
+            notification,
+            restart_time,
+            families: vec![GracefulRestartFamily {
+                afi: AFI_IPV4,
+                safi: SAFI_UNICAST,
+                forwarding_state: true,
+            }],
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GracefulRestartFamily {
     pub afi: u16,

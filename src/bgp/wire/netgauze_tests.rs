@@ -488,19 +488,12 @@ fn netgauze_agrees_on_keepalive_and_shutdown() {
 #[test]
 fn netgauze_agrees_on_rfc8950_next_hop() {
     for ll in [None, Some("fe80::1".parse().unwrap())] {
-        let u = Update {
-            attributes: vec![
-                PathAttribute::Origin(Origin::Igp),
-                PathAttribute::AsPath(vec![]),
-                PathAttribute::MpReach(MpReach {
-                    family: Family::Ipv4Unicast,
-                    next_hop: "2001:db8::1".parse().unwrap(),
-                    link_local_next_hop: ll,
-                    nlri: vec!["198.51.100.0/24".parse().unwrap()],
-                }),
-            ],
-            ..Update::default()
-        };
+        let u = super::tests::mp_update(MpReach {
+            family: Family::Ipv4Unicast,
+            next_hop: "2001:db8::1".parse().unwrap(),
+            link_local_next_hop: ll,
+            nlri: vec!["198.51.100.0/24".parse().unwrap()],
+        });
         check(&Message::Update(u), true);
     }
 }

@@ -204,6 +204,18 @@ fn open_err(subcode: u8, data: Vec<u8>, reason: impl Into<String>) -> DecodeErro
     )
 }
 
+/// The parameters' declared length (`what`'s) must be what follows.
+fn check_params_len(what: &str, declared: usize, params: &[u8]) -> Result<(), DecodeError> {
+    if declared == params.len() {
+        return Ok(());
+    }
+    Err(open_err(
+        codes::UNSPECIFIC,
+        Vec::new(),
+        format!("{what} length {declared} but {} bytes follow", params.len()),
+    ))
+}
+
 pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
     let mut r = Reader::new(body);
     let (Some(version), Some(my_as), Some(hold_time), Some(id), Some(opt_len)) =
@@ -245,28 +257,10 @@ pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
             ));
         };
         let params = r.rest();
-        if ext_len as usize != params.len() {
-            return Err(open_err(
-                codes::UNSPECIFIC,
-                Vec::new(),
-                format!(
-                    "extended optional parameters length {ext_len} but {} bytes follow",
-                    params.len()
-                ),
-            ));
-        }
+        check_params_len("extended optional parameters", ext_len.into(), params)?;
         params
     } else {
-        if opt_len as usize != rest.len() {
-            return Err(open_err(
-                codes::UNSPECIFIC,
-                Vec::new(),
-                format!(
-                    "optional parameters length {opt_len} but {} bytes follow",
-                    rest.len()
-                ),
-            ));
-        }
+        check_params_len("optional parameters", opt_len.into(), rest)?;
         rest
     };
     let mut capabilities = Vec::new();

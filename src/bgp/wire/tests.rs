@@ -29,6 +29,18 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
 }
 
 /// Wraps a body into a message with a correct header.
+/// An UPDATE of `reach` alone, with ORIGIN IGP and an empty AS_PATH.
+pub(crate) fn mp_update(reach: MpReach) -> Update {
+    Update {
+        attributes: vec![
+            PathAttribute::Origin(Origin::Igp),
+            PathAttribute::AsPath(vec![]),
+            PathAttribute::MpReach(reach),
+        ],
+        ..Update::default()
+    }
+}
+
 pub(crate) fn frame(typ: u8, body: &[u8]) -> Vec<u8> {
     let mut v = vec![0xff; 16];
     v.extend_from_slice(&((body.len() + 19) as u16).to_be_bytes());
@@ -188,16 +200,7 @@ fn bird_open() -> Open {
                 next_hop_afi: 2,
             }]),
             Capability::ExtendedMessage,
-            Capability::GracefulRestart(GracefulRestart {
-                restart_state: true,
-                notification: false,
-                restart_time: 120,
-                families: vec![GracefulRestartFamily {
-                    afi: 1,
-                    safi: 1,
-                    forwarding_state: true,
-                }],
-            }),
+            Capability::GracefulRestart(GracefulRestart::ipv4_unicast(true, false, 120)),
             Capability::FourOctetAs(65001),
         ],
     }
@@ -378,16 +381,7 @@ fn graceful_restart_flags() {
     assert_eq!(out, hex("400a 4fff 00020100 00010180"));
     // RFC 8538 section 2: R is 0x8000 and N 0x4000 of the 2-byte field, the time
     // its low 12 bits; the 2 bits between are reserved.
-    let ours = Capability::GracefulRestart(GracefulRestart {
-        restart_state: false,
-        notification: true,
-        restart_time: 3600,
-        families: vec![GracefulRestartFamily {
-            afi: 1,
-            safi: 1,
-            forwarding_state: true,
-        }],
-    });
+    let ours = Capability::GracefulRestart(GracefulRestart::ipv4_unicast(false, true, 3600));
     let mut out = Vec::new();
     ours.encode(&mut out);
     assert_eq!(out, hex("4006 4e10 00010180"));
@@ -511,19 +505,12 @@ fn update_mp_reach_ipv6() {
          90 0e 0035 0002 01 20 20010db8000000000000000000000001 fe800000000000000000000000000001 00
          30 20010db80001 40 20010db800020000";
     let u = update_ok("", attrs, "", &C4);
-    let want = Update {
-        attributes: vec![
-            PathAttribute::Origin(Origin::Igp),
-            PathAttribute::AsPath(vec![]),
-            PathAttribute::MpReach(MpReach {
-                family: Family::Ipv6Unicast,
-                next_hop: IpAddr::V6(g),
-                link_local_next_hop: Some(ll),
-                nlri: vec![net("2001:db8:1::/48"), net("2001:db8:2::/64")],
-            }),
-        ],
-        ..Update::default()
-    };
+    let want = mp_update(MpReach {
+        family: Family::Ipv6Unicast,
+        next_hop: IpAddr::V6(g),
+        link_local_next_hop: Some(ll),
+        nlri: vec![net("2001:db8:1::/48"), net("2001:db8:2::/64")],
+    });
     assert_eq!(u, want);
     // our encoder uses the 1-byte length for a 49-byte value
     let attrs1 = attrs.replace("90 0e 0035", "80 0e 35");
@@ -922,28 +909,28 @@ fn update_attribute_discard_errors() {
 
 // ---------- NOTIFICATION, ROUTE-REFRESH ----------
 
-#[test]
-fn notification_bytes_and_display() {
-    let n = Notification::new(2, 2, vec![0xfd, 0xe9]);
-    let bytes = frame(3, &hex("0202 fde9"));
+/// `n` is the NOTIFICATION message whose body is `body` (hex), both ways.
+fn assert_notification_wire(n: &Notification, body: &str) {
+    let bytes = frame(3, &hex(body));
     assert_eq!(enc(&Message::Notification(n.clone()), &C4), bytes);
     assert_eq!(
         Message::decode(&bytes, &C4),
         Ok(Message::Notification(n.clone()))
     );
+}
+
+#[test]
+fn notification_bytes_and_display() {
+    let n = Notification::new(2, 2, vec![0xfd, 0xe9]);
+    assert_notification_wire(&n, "0202 fde9");
     assert_eq!(n.to_string(), "OPEN Message Error/Bad Peer AS (data fde9)");
-    assert_eq!(
-        Notification::new(4, 0, vec![]).to_string(),
-        "Hold Timer Expired/Unspecific"
-    );
-    assert_eq!(
-        Notification::new(9, 9, vec![]).to_string(),
-        "Error code 9/subcode 9"
-    );
-    assert_eq!(
-        Notification::new(3, 11, vec![]).to_string(),
-        "UPDATE Message Error/Malformed AS_PATH"
-    );
+    for (code, subcode, shown) in [
+        (4, 0, "Hold Timer Expired/Unspecific"),
+        (9, 9, "Error code 9/subcode 9"),
+        (3, 11, "UPDATE Message Error/Malformed AS_PATH"),
+    ] {
+        assert_eq!(Notification::new(code, subcode, vec![]).to_string(), shown);
+    }
 }
 
 /// RFC 8538 section 3: Cease/Hard Reset (6/9) whose data is the original
@@ -952,24 +939,14 @@ fn notification_bytes_and_display() {
 fn hard_reset_wraps_the_original() {
     let hold = Notification::new(4, 0, vec![]);
     let n = Notification::hard_reset(&hold);
-    assert_eq!(
-        enc(&Message::Notification(n.clone()), &C4),
-        frame(3, &hex("0609 0400"))
-    );
-    assert_eq!(
-        Message::decode(&frame(3, &hex("0609 0400")), &C4),
-        Ok(Message::Notification(n.clone()))
-    );
+    assert_notification_wire(&n, "0609 0400");
     assert_eq!(n.hard_reset_inner(), Some(hold));
     assert_eq!(
         n.to_string(),
         "Cease/Hard Reset (Hold Timer Expired/Unspecific)"
     );
     let shut = Notification::hard_reset(&Notification::cease_shutdown("bye"));
-    assert_eq!(
-        enc(&Message::Notification(shut.clone()), &C4),
-        frame(3, &hex("0609 0602 03 627965"))
-    );
+    assert_notification_wire(&shut, "0609 0602 03 627965");
     assert_eq!(shut.shutdown_message().as_deref(), Some("bye"));
     assert_eq!(
         shut.to_string(),
@@ -993,10 +970,7 @@ fn hard_reset_wraps_the_original() {
 #[test]
 fn cease_shutdown() {
     let n = Notification::cease_shutdown("maintenance");
-    assert_eq!(
-        enc(&Message::Notification(n.clone()), &C4),
-        frame(3, &hex("0602 0b 6d61696e74656e616e6365"))
-    );
+    assert_notification_wire(&n, "0602 0b 6d61696e74656e616e6365");
     assert_eq!(n.shutdown_message().as_deref(), Some("maintenance"));
     assert_eq!(
         n.to_string(),
