@@ -10,6 +10,7 @@ use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteProtocol};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
+use super::error::DumpError;
 use super::netlink::{messages, route_from_msg};
 use super::{Route, ROUTE_PROTOCOL};
 
@@ -19,14 +20,13 @@ const RTM_NEWROUTE: u16 = 24;
 /// The kernel fills dump datagrams up to 32 KB.
 const DUMP_DATAGRAM: usize = 64 << 10;
 
-/// Hands each of our routes of `family` (main table) to `each`. Err(None) means the
-/// dump was interrupted by a concurrent change (NLM_F_DUMP_INTR): retry it.
+/// Hands each of our routes of `family` (main table) to `each`.
 pub(crate) async fn own_routes(
     family: AddressFamily,
     mut each: impl FnMut(Route),
-) -> Result<(), Option<io::Error>> {
+) -> Result<(), DumpError> {
     let fail = |what: &str, e: io::Error| {
-        Some(io::Error::new(
+        DumpError::Failed(io::Error::new(
             e.kind(),
             format!("dump routes: {what}: {e}"),
         ))
@@ -83,7 +83,11 @@ pub(crate) async fn own_routes(
                         let os = io::Error::from_raw_os_error(code.abs());
                         return Err(fail("kernel", os));
                     }
-                    return if interrupted { Err(None) } else { Ok(()) };
+                    return if interrupted {
+                        Err(DumpError::Interrupted)
+                    } else {
+                        Ok(())
+                    };
                 }
                 _ => {}
             }

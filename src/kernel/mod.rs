@@ -50,6 +50,7 @@ use ipnet::IpNet;
 
 mod batch;
 mod dump;
+mod error;
 mod neigh;
 mod netlink;
 mod request;

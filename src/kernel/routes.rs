@@ -18,6 +18,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::error::DumpError;
 use super::netlink::{address_from_msg, link_from_msg, RouteTracker};
 use super::request::RequestSocket;
 use super::view::RouteDrift;
@@ -187,13 +188,12 @@ impl Kernel {
         ))
     }
 
-    /// Sends one dump request and collects the answers; Err(None) means the dump was
-    /// interrupted (NLM_F_DUMP_INTR) and should be retried.
+    /// Sends one dump request and collects the answers.
     async fn dump_raw(
         &self,
         what: &str,
         req: RouteNetlinkMessage,
-    ) -> Result<Vec<RouteNetlinkMessage>, Option<io::Error>> {
+    ) -> Result<Vec<RouteNetlinkMessage>, DumpError> {
         let mut out = Vec::new();
         self.dump_each(what, req, |m| out.push(m)).await?;
         Ok(out)
@@ -206,30 +206,32 @@ impl Kernel {
         what: &str,
         req: RouteNetlinkMessage,
         mut each: impl FnMut(RouteNetlinkMessage),
-    ) -> Result<(), Option<io::Error>> {
+    ) -> Result<(), DumpError> {
         let mut msg = NetlinkMessage::from(req);
         msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut handle = self.handle.clone();
-        let mut resp = handle.request(msg).map_err(|e| Some(rt_error(what, e)))?;
+        let mut resp = handle
+            .request(msg)
+            .map_err(|e| DumpError::Failed(rt_error(what, e)))?;
         let mut interrupted = false;
         while let Some(m) = resp.next().await {
             interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
             match m.payload {
                 NetlinkPayload::InnerMessage(inner) => each(inner),
                 NetlinkPayload::Error(e) if e.code.is_some() => {
-                    return Err(Some(errno_error(what, e.raw_code())))
+                    return Err(DumpError::Failed(errno_error(what, e.raw_code())))
                 }
                 _ => {}
             }
         }
         if interrupted {
-            Err(None)
+            Err(DumpError::Interrupted)
         } else {
             Ok(())
         }
     }
 
-    async fn dump_once(&self) -> Result<KernelView, Option<io::Error>> {
+    async fn dump_once(&self) -> Result<KernelView, DumpError> {
         let mut view = KernelView::default();
         let get_links = RouteNetlinkMessage::GetLink(LinkMessage::default());
         self.dump_each("dump links", get_links, |m| {
@@ -259,7 +261,7 @@ impl Kernel {
 
     /// The ARP and NDP tables. Asked per family: an AF_UNSPEC dump also walks every
     /// bridge's FDB (RTM_GETNEIGH of PF_BRIDGE), which can be far bigger.
-    async fn dump_neighbours(&self) -> Result<Neighbours, Option<io::Error>> {
+    async fn dump_neighbours(&self) -> Result<Neighbours, DumpError> {
         let mut table = Neighbours::default();
         let mut bytes = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -286,7 +288,7 @@ impl Kernel {
     }
 
     /// hostbgp's own routes (dumped with a protocol filter the kernel applies).
-    async fn dump_routes_once(&self) -> Result<Routes, Option<io::Error>> {
+    async fn dump_routes_once(&self) -> Result<Routes, DumpError> {
         let mut found = Routes::default();
         self.dump_own_routes(|mut route| {
             // IPv6 multipath may come as one message per nexthop: merge.
@@ -303,13 +305,13 @@ impl Kernel {
     async fn retry_dump<T, F, Fut>(&self, dump: F) -> io::Result<T>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Option<io::Error>>>,
+        Fut: std::future::Future<Output = Result<T, DumpError>>,
     {
         for _ in 0..10 {
             match dump().await {
                 Ok(v) => return Ok(v),
-                Err(Some(e)) => return Err(e),
-                Err(None) => tracing::debug!("kernel dump interrupted, retrying"),
+                Err(DumpError::Failed(e)) => return Err(e),
+                Err(DumpError::Interrupted) => tracing::debug!("kernel dump interrupted, retrying"),
             }
         }
         Err(io::Error::other(
@@ -336,7 +338,7 @@ impl Kernel {
     }
 
     /// Each of our routes the kernel holds, one datagram at a time.
-    async fn dump_own_routes(&self, mut each: impl FnMut(Route)) -> Result<(), Option<io::Error>> {
+    async fn dump_own_routes(&self, mut each: impl FnMut(Route)) -> Result<(), DumpError> {
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             dump::own_routes(family, &mut each).await?;
         }
