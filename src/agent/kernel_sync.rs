@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
+use crate::kernel::KernelError;
 use crate::kernel::{
     protocol_name, Address, ForeignChange, ForeignRoute, Kernel, KernelEvent, Route,
 };
@@ -12,7 +13,7 @@ use crate::plan::Touched;
 use super::Agent;
 
 pub(super) type KernelFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), KernelError>> + Send + 'a>>;
 
 /// What a kernel batch works on: a route to install, or a prefix to remove.
 pub(super) trait RouteItem {

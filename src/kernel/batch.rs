@@ -1,6 +1,5 @@
 //! Pipelined route requests on a dedicated socket: many requests per datagram,
 //! a window of outstanding ACKs sized to the receive buffer (no ACK is ever lost).
-use std::io;
 use std::os::fd::AsFd;
 
 use ipnet::IpNet;
@@ -8,6 +7,7 @@ use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
+use super::error::KernelError;
 use super::request::acks;
 use super::watch::set_rcvbuf;
 
@@ -28,7 +28,7 @@ pub(crate) async fn run<I>(
     reqs: I,
     ignore_errno: Option<i32>,
     opened: impl FnOnce(u32),
-) -> io::Result<()>
+) -> Result<(), KernelError>
 where
     I: Iterator<Item = (IpNet, NetlinkMessage<RouteNetlinkMessage>)>,
 {
@@ -50,7 +50,7 @@ where
     let mut rbuf: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut outstanding = 0usize;
     let mut failed = 0usize;
-    let mut first: Option<io::Error> = None;
+    let mut first: Option<KernelError> = None;
     let mut seq: u32 = 0;
     let mut done_sending = false;
     loop {
@@ -80,9 +80,12 @@ where
             break;
         }
         rbuf.clear();
-        sock.recv(&mut rbuf).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("route {op} batch: reading ACKs: {e}"))
-        })?;
+        sock.recv(&mut rbuf)
+            .await
+            .map_err(|source| KernelError::Transport {
+                what: format!("route {op} batch: reading ACKs"),
+                source,
+            })?;
         for (orig_seq, code) in acks(&rbuf) {
             outstanding = outstanding.saturating_sub(1);
             if code != 0 && Some(code) != ignore_errno {
@@ -91,20 +94,21 @@ where
                     let prefix = prefixes
                         .get(orig_seq.wrapping_sub(1) as usize)
                         .map_or_else(|| "?".to_string(), |p| p.to_string());
-                    let os = io::Error::from_raw_os_error(code);
-                    first = Some(io::Error::new(
-                        os.kind(),
-                        format!("{op} route {prefix}: {os}"),
-                    ));
+                    first = Some(KernelError::Refused {
+                        what: format!("{op} route {prefix}"),
+                        errno: code,
+                    });
                 }
             }
         }
     }
     match first {
         None => Ok(()),
-        Some(e) => Err(io::Error::new(
-            e.kind(),
-            format!("{failed} of {total} route {op}s failed; e.g. {e}"),
-        )),
+        Some(e) => Err(KernelError::Partial {
+            op: op.to_string(),
+            failed,
+            total,
+            example: Box::new(e),
+        }),
     }
 }

@@ -10,7 +10,7 @@ use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteProtocol};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
-use super::error::DumpError;
+use super::error::{DumpError, KernelError};
 use super::netlink::{messages, route_from_msg};
 use super::{Route, ROUTE_PROTOCOL};
 
@@ -25,11 +25,11 @@ pub(crate) async fn own_routes(
     family: AddressFamily,
     mut each: impl FnMut(Route),
 ) -> Result<(), DumpError> {
-    let fail = |what: &str, e: io::Error| {
-        DumpError::Failed(io::Error::new(
-            e.kind(),
-            format!("dump routes: {what}: {e}"),
-        ))
+    let fail = |what: &str, source: io::Error| {
+        DumpError::Failed(KernelError::Transport {
+            what: format!("dump routes: {what}"),
+            source,
+        })
     };
     let mut sock = TokioSocket::new(NETLINK_ROUTE).map_err(|e| fail("socket", e))?;
     sock.socket_mut().bind_auto().map_err(|e| fail("bind", e))?;
@@ -80,8 +80,10 @@ pub(crate) async fn own_routes(
                     // routes) holds no route of ours.
                     let no_table = m.ty == NLMSG_DONE && code.abs() == libc::ENOENT;
                     if code != 0 && !no_table {
-                        let os = io::Error::from_raw_os_error(code.abs());
-                        return Err(fail("kernel", os));
+                        return Err(DumpError::Failed(KernelError::Refused {
+                            what: "dump routes".into(),
+                            errno: code.abs(),
+                        }));
                     }
                     return if interrupted {
                         Err(DumpError::Interrupted)

@@ -61,6 +61,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub use error::KernelError;
 pub use neigh::{Mac, Neighbour, Neighbours};
 pub(crate) use netlink::messages;
 pub use routes::Kernel;

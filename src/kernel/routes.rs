@@ -18,7 +18,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::error::DumpError;
+use super::error::{DumpError, KernelError};
 use super::netlink::{address_from_msg, link_from_msg, RouteTracker};
 use super::request::RequestSocket;
 use super::view::RouteDrift;
@@ -40,16 +40,20 @@ pub struct Kernel {
     single: Arc<Mutex<RequestSocket>>,
 }
 
-fn errno_error(what: &str, code: i32) -> io::Error {
-    let os = io::Error::from_raw_os_error(code.abs());
-    // e.g. "install route 203.0.113.0/24: Network is unreachable (os error 101)"
-    io::Error::new(os.kind(), format!("{what}: {os}"))
+fn errno_error(what: &str, code: i32) -> KernelError {
+    KernelError::Refused {
+        what: what.to_string(),
+        errno: code.abs(),
+    }
 }
 
-fn rt_error(what: &str, e: rtnetlink::Error) -> io::Error {
+fn rt_error(what: &str, e: rtnetlink::Error) -> KernelError {
     match e {
         rtnetlink::Error::NetlinkError(m) => errno_error(what, m.raw_code()),
-        other => io::Error::other(format!("{what}: {other}")),
+        other => KernelError::Transport {
+            what: what.to_string(),
+            source: io::Error::other(other.to_string()),
+        },
     }
 }
 
@@ -302,7 +306,7 @@ impl Kernel {
     }
 
     /// Retries `dump` while the kernel says it was interrupted (NLM_F_DUMP_INTR).
-    async fn retry_dump<T, F, Fut>(&self, dump: F) -> io::Result<T>
+    async fn retry_dump<T, F, Fut>(&self, dump: F) -> Result<T, KernelError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, DumpError>>,
@@ -314,14 +318,15 @@ impl Kernel {
                 Err(DumpError::Interrupted) => tracing::debug!("kernel dump interrupted, retrying"),
             }
         }
-        Err(io::Error::other(
-            "kernel dump: interrupted 10 times in a row",
-        ))
+        Err(KernelError::Interrupted(10))
     }
 
     /// Our routes whose kernel version differs from `said` (what events said), with
     /// what the kernel holds; compared as the dump arrives.
-    pub async fn route_drift(&self, said: &Routes) -> io::Result<Vec<(IpNet, Option<Route>)>> {
+    pub async fn route_drift(
+        &self,
+        said: &Routes,
+    ) -> Result<Vec<(IpNet, Option<Route>)>, KernelError> {
         self.retry_dump(|| async {
             let mut drift = RouteDrift::new(said);
             self.dump_own_routes(|r| drift.see(r)).await?;
@@ -354,7 +359,7 @@ impl Kernel {
 
     /// A consistent snapshot: links, addresses, and hostbgp's own routes.
     /// Dumps interrupted by concurrent changes (NLM_F_DUMP_INTR) are retried.
-    pub async fn dump(&self) -> io::Result<KernelView> {
+    pub async fn dump(&self) -> Result<KernelView, KernelError> {
         let view = self.retry_dump(|| self.dump_once()).await?;
         self.seed(&view.routes);
         Ok(view)
@@ -366,21 +371,21 @@ impl Kernel {
         &self,
         (_, req): (IpNet, NetlinkMessage<RouteNetlinkMessage>),
         what: &str,
-    ) -> io::Result<i32> {
+    ) -> Result<i32, KernelError> {
         let mut single = self.single.lock().unwrap_or_else(|p| p.into_inner());
         single
             .request(req)
-            .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
+            .map_err(|source| KernelError::Transport {
+                what: what.to_string(),
+                source,
+            })
     }
 
     /// Installs or replaces a route with hostbgp's protocol number (idempotent).
     /// NLM_F_REPLACE replaces the whole route (all next hops), for IPv6 too.
-    pub async fn install_route(&self, route: &Route) -> io::Result<()> {
+    pub async fn install_route(&self, route: &Route) -> Result<(), KernelError> {
         if route.next_hops.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("install route {}: no next hop", route.prefix),
-            ));
+            return Err(KernelError::NoNextHop(route.prefix));
         }
         let what = format!("install route {}", route.prefix);
         match self.request_ack(install_request(route), &what)? {
@@ -392,7 +397,7 @@ impl Kernel {
     /// Removes one of hostbgp's routes (all its next hops); a route already gone is
     /// not an error. The request carries our protocol, so the kernel never matches a
     /// route of another protocol.
-    pub async fn remove_route(&self, prefix: &IpNet) -> io::Result<()> {
+    pub async fn remove_route(&self, prefix: &IpNet) -> Result<(), KernelError> {
         let what = format!("remove route {}", prefix.trunc());
         match self.request_ack(remove_request(prefix), &what)? {
             0 | libc::ESRCH => Ok(()),
@@ -406,7 +411,7 @@ impl Kernel {
         prefix: &IpNet,
         protocol: u8,
         metric: u32,
-    ) -> io::Result<()> {
+    ) -> Result<(), KernelError> {
         let what = format!(
             "remove {} route {} metric {metric}",
             super::protocol_name(protocol),
@@ -434,12 +439,9 @@ impl Kernel {
     /// packed into large datagrams and up to a receive-buffer-sized window of them
     /// awaits its ACK. All are attempted; the error names how many failed and one
     /// failure (prefix and errno).
-    pub async fn install_routes(&self, routes: &[Route]) -> io::Result<()> {
+    pub async fn install_routes(&self, routes: &[Route]) -> Result<(), KernelError> {
         if let Some(r) = routes.iter().find(|r| r.next_hops.is_empty()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("install route {}: no next hop", r.prefix),
-            ));
+            return Err(KernelError::NoNextHop(r.prefix));
         }
         let reqs = routes.iter().map(install_request);
         batch::run("install", routes.len(), reqs, None, |port| {
@@ -450,7 +452,7 @@ impl Kernel {
 
     /// Removes many of our routes, pipelined like `install_routes`; routes already
     /// gone are not errors.
-    pub async fn remove_routes(&self, prefixes: &[IpNet]) -> io::Result<()> {
+    pub async fn remove_routes(&self, prefixes: &[IpNet]) -> Result<(), KernelError> {
         let reqs = prefixes.iter().map(remove_request);
         batch::run("remove", prefixes.len(), reqs, Some(libc::ESRCH), |port| {
             self.own_port(port)
@@ -459,7 +461,7 @@ impl Kernel {
     }
 
     /// `install_routes` one request at a time, as single routes go (for comparison).
-    pub async fn install_routes_unbatched(&self, routes: &[Route]) -> io::Result<()> {
+    pub async fn install_routes_unbatched(&self, routes: &[Route]) -> Result<(), KernelError> {
         let mut errors = Vec::new();
         for route in routes {
             if let Err(e) = self.install_route(route).await {
@@ -471,12 +473,14 @@ impl Kernel {
     }
 }
 
-fn summarize(op: &str, total: usize, errors: Vec<io::Error>) -> io::Result<()> {
+fn summarize(op: &str, total: usize, errors: Vec<KernelError>) -> Result<(), KernelError> {
     match errors.into_iter().enumerate().last() {
         None => Ok(()),
-        Some((n, e)) => Err(io::Error::new(
-            e.kind(),
-            format!("{} of {total} route {op}s failed; e.g. {e}", n + 1),
-        )),
+        Some((n, e)) => Err(KernelError::Partial {
+            op: op.to_string(),
+            failed: n + 1,
+            total,
+            example: Box::new(e),
+        }),
     }
 }
