@@ -66,8 +66,9 @@ pub(crate) fn compose(
     }
 }
 
-/// LXD keeps a peer with only some of its keys (no address yet, or Incus' unnumbered
-/// `interface`) and ignores it; so does hostbgp, unless the file names that peer.
+/// LXD keeps a peer with only some of its keys (no address or ASN yet) and ignores
+/// it; so does hostbgp, unless the file names that peer. An Incus peer with an
+/// `interface` instead of an address (unnumbered) is complete.
 fn drop_incomplete_peers(tree: &mut Node, file: &Node) {
     let Some(networks) = child_map(tree, "networks") else {
         return;
@@ -93,7 +94,8 @@ fn drop_incomplete_peers(tree: &mut Node, file: &Node) {
             file_config_keys(file, net).any(|k| k.starts_with(&prefix))
         };
         for (peer, f) in fields {
-            if (f.contains("address") && f.contains("asn")) || in_file(&peer) {
+            let located = f.contains("address") || f.contains("interface");
+            if (located && f.contains("asn")) || in_file(&peer) {
                 continue;
             }
             tracing::debug!("network {net}: peer {peer} is incomplete in LXD, ignored");

@@ -55,7 +55,8 @@ const OVN_NETWORK_KEYS: &[&str] = &[
     "volatile.network.ipv4.address",
     "volatile.network.ipv6.address",
 ];
-const PEER_FIELDS: &[&str] = &["address", "asn", "password", "holdtime"];
+/// LXD's peer keys, and Incus's `interface` (unnumbered peers).
+const PEER_FIELDS: &[&str] = &["address", "interface", "asn", "password", "holdtime"];
 /// BGP keys other versions know that hostbgp does not act on yet: said once in the
 /// log rather than silently dropped.
 const NOTED_PREFIXES: &[&str] = &["bgp."];

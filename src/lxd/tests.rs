@@ -255,26 +255,27 @@ fn incus_replies_and_keys() {
         forwards: BTreeMap::new(),
     };
     let conv = convert::to_tree(&snap, "host1");
-    // Keys hostbgp does not act on yet are noted, not passed to validation.
-    assert_eq!(
-        conv.ignored,
-        ["networks.incusbr0.config.bgp.peers.u1.interface"]
-    );
-    // A peer with no address (Incus unnumbered) is ignored, as LXD ignores a peer
-    // missing its address or ASN; the others stay.
+    // Every key of the fixture is one hostbgp acts on.
+    assert!(conv.ignored.is_empty(), "{:?}", conv.ignored);
     let c = compose_ok("incus: {}\n", &snap);
     let br = &c.networks["incusbr0"];
     // Incus's per-instance addresses pass through to the config.
     assert!(br.ipv4.instances && !br.ipv6.instances);
-    assert_eq!(br.peers.keys().collect::<Vec<_>>(), ["r1"]);
+    assert_eq!(br.peers.keys().collect::<Vec<_>>(), ["r1", "u1"]);
     assert_eq!(br.peers["r1"].hold_time, 30);
-    // Unless the file names it: then it must be complete.
-    let file = "incus: {}\nnetworks:\n  incusbr0:\n    config: {bgp.peers.u1.password: x}\n";
+    // Incus's unnumbered peer: its interface instead of an address.
+    assert_eq!(
+        br.peers["u1"].remote,
+        crate::config::Remote::Interface("eth1".into())
+    );
+    assert_eq!(br.peers["u1"].asn, 65001);
+    // A peer the file names must be complete, even if LXD has none of it.
+    let file = "incus: {}\nnetworks:\n  incusbr0:\n    config: {bgp.peers.u2.password: x}\n";
     let mut dropped = Vec::new();
-    let errors = compose::compose(&yaml(file), &snap, "host1", &mut dropped).expect_err("u1");
+    let errors = compose::compose(&yaml(file), &snap, "host1", &mut dropped).expect_err("u2");
     assert!(errors
         .iter()
-        .any(|e| e.key == "networks.incusbr0.config.bgp.peers.u1.address"));
+        .any(|e| e.key == "networks.incusbr0.config.bgp.peers.u2.address"));
 }
 
 #[test]
