@@ -8,7 +8,7 @@ use tracing::Instrument;
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{self, PeerStatus, SessionCmd, SessionEvent, SessionParams};
-use crate::bgp::speaker::{ListenKey, Listener};
+use crate::bgp::speaker::Listener;
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
 use crate::config::Remote;
@@ -50,7 +50,6 @@ impl Agent {
         };
         let peers = self.config.peers();
         let keys = self.listen_keys();
-        let keys: Vec<ListenKey<'_>> = keys.iter().map(|(a, p)| (*a, p)).collect();
         // On reload the previous listener's socket may still be closing: retry briefly.
         let mut attempts = 0;
         let listener = loop {

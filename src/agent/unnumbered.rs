@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use super::Agent;
 use crate::bgp::session::SessionCmd;
 use crate::bgp::speaker::{Caller, ListenKey, Listener};
-use crate::config::{Password, Remote};
+use crate::config::Remote;
 use crate::kernel::KernelView;
 use crate::nd;
 
@@ -131,7 +131,6 @@ impl Agent {
             Some(listen) if !main_takes_it => {
                 let at = SocketAddr::V6(SocketAddrV6::new(source, listen.port(), 0, ifindex));
                 let keys = self.listen_keys();
-                let keys: Vec<ListenKey<'_>> = keys.iter().map(|(a, p)| (*a, p)).collect();
                 Some(
                     Listener::bind(at, &keys, self.directory.subscribe())
                         .map_err(|e| format!("listening on {at}: {e}"))?,
@@ -187,7 +186,7 @@ impl Agent {
 
     /// The TCP MD5 keys listeners hold: configured peers' addresses, and the routers
     /// heard on unnumbered peers' interfaces.
-    pub(super) fn listen_keys(&self) -> Vec<(IpAddr, Password)> {
+    pub(super) fn listen_keys(&self) -> Vec<ListenKey> {
         self.config
             .peers()
             .into_iter()
@@ -204,7 +203,6 @@ impl Agent {
 
     pub(super) fn set_listen_keys(&mut self) {
         let keys = self.listen_keys();
-        let keys: Vec<ListenKey<'_>> = keys.iter().map(|(a, p)| (*a, p)).collect();
         let listeners = self
             .listener
             .iter_mut()

@@ -28,7 +28,7 @@ pub type PeerDirectory = watch::Sender<HashMap<Caller, mpsc::UnboundedSender<Ses
 pub type DirectoryView = watch::Receiver<HashMap<Caller, mpsc::UnboundedSender<SessionCmd>>>;
 
 /// A TCP MD5 key the listener holds for connections from `.0`.
-pub type ListenKey<'a> = (IpAddr, &'a Password);
+pub type ListenKey = (IpAddr, Password);
 
 pub struct Listener {
     socket: Arc<TcpListener>,
@@ -41,7 +41,7 @@ impl Listener {
     /// Binds `addr` with every peer's MD5 key set before listen (accepted sockets inherit them).
     pub fn bind(
         addr: SocketAddr,
-        keys: &[ListenKey<'_>],
+        keys: &[ListenKey],
         directory: DirectoryView,
     ) -> io::Result<Listener> {
         let is_v6 = addr.is_ipv6();
@@ -52,7 +52,8 @@ impl Listener {
         };
         socket.set_reuseaddr(true)?;
         let mut keyed = BTreeSet::new();
-        for &(address, password) in keys {
+        for (address, password) in keys {
+            let address = *address;
             if is_v6 || address.is_ipv4() {
                 md5::set_key(&socket, address, password.as_bytes(), is_v6)?;
                 keyed.insert(address);
@@ -72,9 +73,10 @@ impl Listener {
     }
 
     /// Brings the listener's MD5 keys in line with `keys`.
-    pub fn set_keys(&mut self, keys: &[ListenKey<'_>]) -> io::Result<()> {
+    pub fn set_keys(&mut self, keys: &[ListenKey]) -> io::Result<()> {
         let mut wanted = BTreeSet::new();
-        for &(address, password) in keys {
+        for (address, password) in keys {
+            let address = *address;
             if self.is_v6 || address.is_ipv4() {
                 md5::set_key(
                     self.socket.as_ref(),
