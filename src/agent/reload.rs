@@ -91,8 +91,9 @@ impl Agent {
             self.spawn_session(peer);
         }
         self.sync_bfd();
-        // Also brings every listener's MD5 keys in line with the new peers.
         self.sync_links();
+        // Passwords may have changed with the peers.
+        self.set_listen_keys();
         self.replan(None).await;
         tracing::info!("configuration reloaded");
         Reply::ok(json!("configuration reloaded"))

@@ -93,8 +93,10 @@ impl Agent {
                 Err(e) => tracing::warn!(interface = %name, "unnumbered: {e}"),
             }
         }
-        self.set_listen_keys();
+        // Link events call this for every batch: the keys (a setsockopt per key and
+        // listener) and BFD change only with the links.
         if changed {
+            self.set_listen_keys();
             self.sync_bfd();
         }
     }
