@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -30,8 +30,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Conn {
     pub(super) id: ConnId,
     pub(super) direction: Direction,
-    /// When this connection reached Established.
-    pub(super) established_at: Option<Instant>,
     pub(super) local: IpAddr,
     pub(super) negotiated: Negotiated,
     pub(super) codec: Codec,
@@ -257,7 +255,6 @@ pub(super) async fn handshake(
     Ok(Conn {
         id,
         direction,
-        established_at: None,
         local,
         negotiated,
         codec,

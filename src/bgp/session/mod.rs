@@ -494,11 +494,10 @@ pub async fn run(
                     next_keepalive = now + every.unwrap_or(Duration::from_secs(3600));
                 }
                 Action::Established { conn, epoch } => {
-                    let Some(c) = pool.iter_mut().find(|c| c.id == conn) else {
+                    let Some(c) = pool.iter().find(|c| c.id == conn) else {
                         continue;
                     };
                     held = Changes::default();
-                    c.established_at = Some(Instant::now());
                     // Over a link-local session (unnumbered) every IPv6 next hop also
                     // carries ours: the only one the router can resolve when the link
                     // has no global address (RFC 2545 section 3).
@@ -513,10 +512,10 @@ pub async fn run(
                         local: c.local,
                         negotiated: c.negotiated.clone(),
                     });
-                    let (at, local, negotiated) = (c.established_at, c.local, c.negotiated.clone());
+                    let (local, negotiated) = (c.local, c.negotiated.clone());
                     let capabilities = c.peer_capabilities.clone();
                     update_status(&status, |s| {
-                        s.established_at = at;
+                        s.established_at = Some(Instant::now());
                         s.up_since = Some(SystemTime::now());
                         s.down_since = None;
                         s.established_transitions += 1;
