@@ -75,8 +75,7 @@ impl Agent {
         for wait in waits {
             let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
         }
-        let prefixes: Vec<IpNet> = self.view.routes.keys().copied().collect();
-        if let Err(e) = self.kernel.remove_routes(&prefixes).await {
+        if let Err(e) = self.kernel.remove_all().await {
             tracing::warn!("removing kernel routes: {e}");
         }
         let _ = std::fs::remove_file(&self.opts.socket);

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use foldhash::HashMap as FastHashMap;
-use ipnet::IpNet;
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 mod admin;
 mod bfd;
 mod drain;
+mod kernel_routes;
 mod kernel_sync;
 mod lifecycle;
 mod reload;
@@ -36,7 +36,7 @@ use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::Family;
 use crate::config::{self, Config, Peer, Remote};
 use crate::control::{self, Command, Pending, Reply};
-use crate::kernel::{Kernel, KernelView};
+use crate::kernel::Kernel;
 use crate::metrics::{Metrics, Scrape};
 use crate::plan::{self, Planner, SessionView};
 use crate::time::sleep_until_some;
@@ -88,8 +88,8 @@ enum Resync {
 struct Agent {
     opts: RunOptions,
     config: Config,
-    kernel: Kernel,
-    view: KernelView,
+    /// The kernel as we know it, and what our requests did there.
+    kernel: kernel_routes::KernelRoutes<Kernel>,
     /// Holds the intent: what the kernel should hold and what peers should hear.
     planner: Planner,
     local: Option<LocalParams>,
@@ -99,11 +99,6 @@ struct Agent {
     sessions: BTreeMap<Remote, PeerSession>,
     session_events: mpsc::UnboundedSender<SessionEvent>,
     next_session_id: u64,
-    /// The fingerprint of the route last installed per prefix, so a kernel that reports
-    /// it in another form is not fought with endless re-installs (a full copy of 100k
-    /// routes cost 15 MB).
-    installed: FastHashMap<IpNet, u64>,
-    route_errors: BTreeMap<IpNet, String>,
     /// Peers an operator disabled (`hostbgp disable`), with the shutdown message: kept
     /// across reloads until enabled.
     admin_down: BTreeMap<Remote, String>,
@@ -112,8 +107,6 @@ struct Agent {
     drain: Option<drain::Drain>,
     /// The last STATUS= line sent to systemd.
     last_status_line: Option<String>,
-    /// The last time another route displaced ours, per prefix (for `routes`).
-    displaced: BTreeMap<IpNet, String>,
     started: SystemTime,
     metrics: Metrics,
     /// The metrics listener's address and what stops it, while
@@ -192,8 +185,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         opts,
         planner: Planner::new(&config),
         config,
-        kernel,
-        view,
+        kernel: kernel_routes::KernelRoutes::new(kernel, view),
         local: None,
         listen: None,
         listener: None,
@@ -201,9 +193,6 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
         sessions: BTreeMap::new(),
         session_events: session_tx,
         next_session_id: 1,
-        installed: FastHashMap::default(),
-        route_errors: BTreeMap::new(),
-        displaced: BTreeMap::new(),
         admin_down: BTreeMap::new(),
         drain: None,
         last_status_line: None,

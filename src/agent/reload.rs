@@ -46,7 +46,8 @@ impl Agent {
         }
         let server_changed = new.server != self.config.server;
         let needs_chosen_id = new.server.asn.is_some() && new.server.router_id.is_none();
-        if server_changed && needs_chosen_id && plan::default_router_id(&self.view).is_none() {
+        if server_changed && needs_chosen_id && plan::default_router_id(&self.kernel.view).is_none()
+        {
             return Reply::error(
                 "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
             );

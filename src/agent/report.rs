@@ -58,7 +58,10 @@ impl Agent {
 
     /// What the kernel holds of the route `prefix` wants (for `routes` and metrics).
     pub(super) fn kernel_state(&self, prefix: &IpNet, wanted: &Route) -> KernelState<'_> {
-        match (self.view.routes.get(prefix), self.route_errors.get(prefix)) {
+        match (
+            self.kernel.view.routes.get(prefix),
+            self.kernel.errors.get(prefix),
+        ) {
             (_, Some(e)) => KernelState::Error(e),
             (Some(k), None) if k == wanted => KernelState::Installed,
             (Some(_), None) => KernelState::Differs,
@@ -171,11 +174,11 @@ impl Agent {
         let mut routes = self.advertised();
         if all {
             let trouble = RouteTroubles {
-                errors: &self.route_errors,
-                displaced: &self.displaced,
+                errors: &self.kernel.errors,
+                displaced: &self.kernel.displaced,
             };
             let intent = self.planner.intent();
-            for item in explain::not_advertised(&self.config, &self.view, intent, &trouble) {
+            for item in explain::not_advertised(&self.config, &self.kernel.view, intent, &trouble) {
                 let known = routes
                     .iter_mut()
                     .find(|r| item.prefix.is_some() && r.prefix == item.prefix);
@@ -208,7 +211,12 @@ impl Agent {
         let hops = |hops: &[crate::kernel::RouteNextHop]| {
             hops.iter()
                 .map(|h| HopView {
-                    dev: self.view.links.get(&h.ifindex).map(|l| l.name.clone()),
+                    dev: self
+                        .kernel
+                        .view
+                        .links
+                        .get(&h.ifindex)
+                        .map(|l| l.name.clone()),
                     via: h.gateway.map(|g| g.to_string()),
                 })
                 .collect::<Vec<_>>()
@@ -237,8 +245,13 @@ impl Agent {
                     KernelRouteView {
                         state,
                         next_hops: hops(&wanted.route.next_hops),
-                        held: self.view.routes.get(&prefix).map(|r| hops(&r.next_hops)),
-                        displaced: self.displaced.get(&prefix).cloned(),
+                        held: self
+                            .kernel
+                            .view
+                            .routes
+                            .get(&prefix)
+                            .map(|r| hops(&r.next_hops)),
+                        displaced: self.kernel.displaced.get(&prefix).cloned(),
                     }
                 });
                 // What the peers are sent: the drain adds its community to every set.

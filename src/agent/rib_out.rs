@@ -55,12 +55,12 @@ impl Agent {
     pub(super) async fn replan(&mut self, events: Option<Touched>) {
         let kernel_scope = match events {
             None => {
-                self.planner.rebuild(&self.view);
+                self.planner.rebuild(&self.kernel.view);
                 self.sync_peers(Resync::Everything, &[]).await;
                 None
             }
             Some(touched) => {
-                let delta = self.planner.update(&self.view, &touched);
+                let delta = self.planner.update(&self.kernel.view, &touched);
                 let resync = if touched.addresses {
                     Resync::Addresses
                 } else {
@@ -79,7 +79,7 @@ impl Agent {
                 scope.extend(&touched.routes);
                 // A failed install may succeed once a link or an address appears.
                 if touched.addresses || !touched.links.is_empty() {
-                    scope.extend(self.route_errors.keys());
+                    scope.extend(self.kernel.errors.keys());
                 }
                 scope.sort_unstable();
                 scope.dedup();
@@ -98,7 +98,7 @@ impl Agent {
                 routes: moved,
                 ..Touched::default()
             };
-            let delta = self.planner.update(&self.view, &touched);
+            let delta = self.planner.update(&self.kernel.view, &touched);
             self.sync_peers(Resync::Changed, &delta.adverts).await;
         }
     }
@@ -130,7 +130,7 @@ impl Agent {
             return false;
         };
         session.next_hops.iter().any(|((family, rule), was)| {
-            &plan::resolve_next_hop(*family, rule, &est.view, &self.view) != was
+            &plan::resolve_next_hop(*family, rule, &est.view, &self.kernel.view) != was
         })
     }
 
@@ -146,7 +146,7 @@ impl Agent {
         };
         let epoch = est.epoch;
         let mut next_hops = PeerNextHops {
-            view: &self.view,
+            view: &self.kernel.view,
             session: est.view,
             families: est.families.clone(),
             resolved: NextHopTable::default(),

@@ -23,7 +23,7 @@ impl Agent {
         };
         let router_id = match self.config.server.router_id {
             Some(id) => id,
-            None => plan::default_router_id(&self.view).ok_or(
+            None => plan::default_router_id(&self.kernel.view).ok_or(
                 "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
             )?,
         };

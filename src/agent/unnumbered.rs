@@ -50,7 +50,7 @@ impl Agent {
             .sessions
             .keys()
             .filter_map(|r| r.interface())
-            .map(|i| (i.to_string(), link_local_of(&self.view, i)))
+            .map(|i| (i.to_string(), link_local_of(&self.kernel.view, i)))
             .collect();
         let gone: Vec<String> = self
             .links

@@ -7,6 +7,7 @@
 //! - `neigh.rs`: neighbour (ARP/NDP) messages and the table of them.
 //! - `watch.rs`: the multicast socket and the task that feeds the event channel.
 //! - `routes.rs`: the request connection: dump, install, remove (single and pipelined).
+//! - `table.rs`: [`RouteTable`], the route requests as a trait (the agent's seam).
 //! - `dump.rs`: a lean dump of our routes, one datagram at a time (the periodic check).
 //!
 //! Kernel behaviour this module relies on (checked on 6.18, see the tests):
@@ -55,6 +56,7 @@ mod neigh;
 mod netlink;
 mod request;
 mod routes;
+mod table;
 mod view;
 mod watch;
 
@@ -65,6 +67,7 @@ pub use error::KernelError;
 pub use neigh::{Mac, Neighbour, Neighbours};
 pub(crate) use netlink::messages;
 pub use routes::Kernel;
+pub use table::{Drift, RouteTable};
 pub use watch::KernelEvents;
 
 /// hostbgp's route protocol number (`/etc/iproute2/rt_protos.d/hostbgp.conf`).
