@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 struct Side {
     status: StatusView,
-    cmd: mpsc::UnboundedSender<SessionCmd>,
+    cmd: session::SessionSender,
     events: mpsc::UnboundedReceiver<SessionEvent>,
     _listener: Option<Listener>,
 }
@@ -51,7 +51,7 @@ fn local(asn: u32, id: [u8; 4], hold_time: u16) -> LocalParams {
 }
 
 fn start(params: SessionParams, listen: Option<SocketAddr>) -> Side {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = session::queue();
     let (ev_tx, events) = mpsc::unbounded_channel();
     let (writer, status) = session::status_channel(PeerStatus::default());
     let listener = listen.map(|addr| {

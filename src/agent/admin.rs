@@ -4,11 +4,10 @@
 use std::net::IpAddr;
 
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use super::{AdjRibOut, Agent, NextHopTable, PeerSession};
 use crate::bgp::fsm::State;
-use crate::bgp::session::{self, PeerStatus, SessionCmd};
+use crate::bgp::session::{self, PeerStatus, SessionSender};
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
 use crate::control::{Reply, Request};
@@ -96,7 +95,7 @@ impl Agent {
         &mut self,
         id: u64,
         peer: Peer,
-        cmd: mpsc::UnboundedSender<SessionCmd>,
+        cmd: SessionSender,
         mut status: PeerStatus,
     ) {
         status.state = State::Idle;
@@ -108,6 +107,7 @@ impl Agent {
                 id,
                 peer,
                 cmd,
+                overflowed: false,
                 status,
                 established: None,
                 adj_out: AdjRibOut::default(),

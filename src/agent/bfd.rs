@@ -93,7 +93,7 @@ impl Agent {
                 } else {
                     SessionCmd::BfdDown
                 };
-                let _ = s.cmd.send(cmd);
+                s.signal(cmd);
             }
         }
     }

@@ -25,7 +25,7 @@ impl Agent {
             .values()
             .map(|s| {
                 let (done, wait) = tokio::sync::oneshot::channel();
-                let _ = s.cmd.send(SessionCmd::Stop {
+                s.signal(SessionCmd::Stop {
                     notification: None,
                     done,
                 });
@@ -59,7 +59,7 @@ impl Agent {
                     for p in prefixes {
                         s.adj_out.set(p, None, &mut changes);
                     }
-                    let _ = s.cmd.send(SessionCmd::Changes {
+                    s.tell(SessionCmd::Changes {
                         epoch: est.epoch,
                         changes,
                     });

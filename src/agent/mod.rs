@@ -31,7 +31,7 @@ use sessions::peer_name;
 
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::LocalParams;
-use crate::bgp::session::{SessionCmd, SessionEvent, StatusView};
+use crate::bgp::session::{QueueError, SessionCmd, SessionEvent, SessionSender, StatusView};
 use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::Family;
 use crate::config::{self, Config, Peer, Remote};
@@ -61,7 +61,9 @@ struct Established {
 struct PeerSession {
     id: u64,
     peer: Peer,
-    cmd: mpsc::UnboundedSender<SessionCmd>,
+    cmd: SessionSender,
+    /// Its queue filled up (`session::queue`): the session is to be reset.
+    overflowed: bool,
     status: StatusView,
     established: Option<Established>,
     adj_out: AdjRibOut,
@@ -69,6 +71,24 @@ struct PeerSession {
     unsent: BTreeMap<Family, String>,
     /// The next hop each (family, rule) got in the syncs since Established.
     next_hops: NextHopTable,
+}
+
+impl PeerSession {
+    /// Queues route changes for the session; a full queue marks it for a reset.
+    fn tell(&mut self, cmd: SessionCmd) {
+        match self.cmd.send(cmd) {
+            Ok(()) | Err(QueueError::Closed) => {}
+            Err(QueueError::Full) => self.overflowed = true,
+        }
+    }
+
+    /// Queues any other command: it has room of its own in the queue, which only a
+    /// session already being reset can have filled.
+    fn signal(&self, cmd: SessionCmd) {
+        if let Err(QueueError::Full) = self.cmd.send(cmd) {
+            tracing::warn!(peer = %self.peer.remote, "session queue full: a command was dropped");
+        }
+    }
 }
 
 type NextHopTable = FastHashMap<(Family, plan::NextHopRule), Result<IpAddr, String>>;

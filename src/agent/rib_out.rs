@@ -192,7 +192,7 @@ impl Agent {
         }
         if handed > 0 && changes.is_empty() {
             // The session holds the chunks' last partial UPDATEs until the final one.
-            let _ = session.cmd.send(SessionCmd::Changes { epoch, changes });
+            session.tell(SessionCmd::Changes { epoch, changes });
         } else {
             handed += u64::from(session.send_changes(epoch, changes));
         }
@@ -201,6 +201,7 @@ impl Agent {
         }
         session.next_hops.extend(next_hops.resolved);
         self.changes_sent += handed;
+        self.reset_if_overflowed(&address);
     }
 }
 
@@ -289,12 +290,12 @@ impl PeerNextHops<'_> {
 
 impl PeerSession {
     /// Hands `changes` to the session; whether there were any.
-    fn send_changes(&self, epoch: u64, changes: Changes) -> bool {
+    fn send_changes(&mut self, epoch: u64, changes: Changes) -> bool {
         if changes.is_empty() {
             return false;
         }
         tracing::debug!(peer = %self.peer.remote, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
-        let _ = self.cmd.send(SessionCmd::Changes { epoch, changes });
+        self.tell(SessionCmd::Changes { epoch, changes });
         true
     }
 }

@@ -2,14 +2,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{self, PeerStatus, SessionCmd, SessionEvent, SessionParams};
 use crate::bgp::speaker::Listener;
-use crate::bgp::wire::Notification;
+use crate::bgp::wire::{codes, Notification};
 use crate::config::Peer;
 use crate::config::Remote;
 use crate::plan::{self, SessionView};
@@ -83,7 +83,7 @@ impl Agent {
         };
         let id = self.next_session_id;
         self.next_session_id += 1;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = session::queue();
         let status = status.unwrap_or_default();
         if self.admin_down.contains_key(&peer.remote) {
             self.park_session(id, peer, tx, status);
@@ -127,6 +127,7 @@ impl Agent {
                 id,
                 peer,
                 cmd: tx,
+                overflowed: false,
                 status,
                 established: None,
                 adj_out: AdjRibOut::default(),
@@ -184,9 +185,10 @@ impl Agent {
                         families: families.clone(),
                     });
                     self.sync_peer(address.clone(), None).await;
-                    if let Some(s) = self.sessions.get(&address) {
-                        let _ = s.cmd.send(SessionCmd::EndOfRib { epoch, families });
+                    if let Some(s) = self.sessions.get_mut(&address) {
+                        s.tell(SessionCmd::EndOfRib { epoch, families });
                     }
+                    self.reset_if_overflowed(&address);
                 }
             }
             SessionEvent::Down { id, epoch } => {
@@ -206,20 +208,36 @@ impl Agent {
                 let Some(address) = self.session_address(id) else {
                     return;
                 };
-                if let Some(s) = self.sessions.get(&address) {
+                if let Some(s) = self.sessions.get_mut(&address) {
                     if let Some(est) = s.established.as_ref().filter(|e| e.epoch == epoch) {
-                        let _ = s.cmd.send(SessionCmd::Changes {
-                            epoch,
-                            changes: s.adj_out.all(),
-                        });
-                        let _ = s.cmd.send(SessionCmd::EndOfRib {
-                            epoch,
-                            families: est.families.clone(),
-                        });
+                        let families = est.families.clone();
+                        let changes = s.adj_out.all();
+                        s.tell(SessionCmd::Changes { epoch, changes });
+                        s.tell(SessionCmd::EndOfRib { epoch, families });
                     }
                 }
+                self.reset_if_overflowed(&address);
             }
         }
+    }
+
+    /// Resets the session at `address` if its queue overflowed: the peer reads far
+    /// slower than routes change (see `session::queue` for why a reset).
+    pub(super) fn reset_if_overflowed(&mut self, address: &Remote) {
+        let Some(s) = self.sessions.get(address).filter(|s| s.overflowed) else {
+            return;
+        };
+        let (peer, status) = (s.peer.clone(), s.status.borrow().clone());
+        tracing::warn!(
+            peer = %address,
+            "more than {} commands queued for the session: the peer reads far slower than routes change; resetting it",
+            session::QUEUE
+        );
+        self.stop_session(
+            address.clone(),
+            Notification::cease(codes::cease::OUT_OF_RESOURCES),
+        );
+        self.spawn_session_with(peer, Some(status));
     }
 
     pub(super) fn session_address(&self, id: u64) -> Option<Remote> {

@@ -165,7 +165,7 @@ impl Agent {
         link.router = Some(heard.router);
         let at = SocketAddrV6::new(heard.router, 0, 0, heard.ifindex);
         if let Some(s) = self.sessions.get(&Remote::Interface(name.clone())) {
-            let _ = s.cmd.send(SessionCmd::Neighbour(at));
+            s.signal(SessionCmd::Neighbour(at));
         }
         self.set_listen_keys();
         // BFD with this router, if the peer wants it (and no longer with the last).

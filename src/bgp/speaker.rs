@@ -7,10 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::md5;
-use super::session::SessionCmd;
+use super::session::{SessionCmd, SessionSender};
 use crate::config::Password;
 
 /// Whose connection it is, as the listener tells.
@@ -24,8 +24,8 @@ pub enum Caller {
 
 /// Where the listener finds each peer's session. The agent is its only writer; each
 /// listener reads it through a [`DirectoryView`].
-pub type PeerDirectory = watch::Sender<HashMap<Caller, mpsc::UnboundedSender<SessionCmd>>>;
-pub type DirectoryView = watch::Receiver<HashMap<Caller, mpsc::UnboundedSender<SessionCmd>>>;
+pub type PeerDirectory = watch::Sender<HashMap<Caller, SessionSender>>;
+pub type DirectoryView = watch::Receiver<HashMap<Caller, SessionSender>>;
 
 /// A TCP MD5 key the listener holds for connections from `.0`.
 pub type ListenKey = (IpAddr, Password);
@@ -141,7 +141,10 @@ async fn accept_loop(listener: Arc<TcpListener>, directory: DirectoryView) {
         };
         match session {
             Some(tx) => {
-                let _ = tx.send(SessionCmd::Inbound(stream));
+                // A session too far behind to take it is being reset: the peer retries.
+                if let Err(e) = tx.send(SessionCmd::Inbound(stream)) {
+                    tracing::debug!(%remote, "closed a connection from a peer: {e}");
+                }
             }
             None => {
                 tracing::debug!(%remote, "closed a connection from an address that is not a configured peer");

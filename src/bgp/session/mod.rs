@@ -3,6 +3,7 @@
 //! - `machine.rs`: the state machine (pure): which connection is in OpenConfirm and
 //!   which is Established, when to connect, collisions, BFD gating.
 //! - `conn.rs`: one connection: connect, the OPEN exchange, its reader task, writes.
+//! - `queue.rs`: the bounded queue of the agent's commands, and what overflows it.
 //! - here: the task that feeds the machine its inputs (commands from the agent,
 //!   connection events, timers) and carries out its actions.
 //!
@@ -28,12 +29,14 @@ use crate::config::Peer;
 mod conn;
 mod error;
 mod machine;
+mod queue;
 
 pub use conn::capability_name;
 use conn::{Conn, HandshakeError, ReaderEvent};
 use error::ConnError;
 pub use machine::BFD_HOLD;
 use machine::{Action, ConnInfo, Input, Machine};
+pub use queue::{queue, QueueError, SessionReceiver, SessionSender, QUEUE};
 
 #[derive(Clone, Debug)]
 pub struct SessionParams {
@@ -266,7 +269,7 @@ impl Turn {
 
 pub async fn run(
     params: SessionParams,
-    mut cmds: mpsc::UnboundedReceiver<SessionCmd>,
+    mut cmds: SessionReceiver,
     events: mpsc::UnboundedSender<SessionEvent>,
     status: StatusSender,
 ) {
