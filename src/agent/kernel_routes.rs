@@ -132,11 +132,7 @@ impl<K: RouteTable> KernelRoutes<K> {
                     "a {who} route (metric {}) took precedence over ours",
                     foreign.metric
                 );
-                match self
-                    .table
-                    .remove_foreign_route(&prefix, foreign.protocol, foreign.metric)
-                    .await
-                {
+                match self.table.remove_foreign(foreign).await {
                     Ok(()) => tracing::warn!("kernel route {prefix}: {what}; removed it"),
                     Err(e) => tracing::error!("kernel route {prefix}: {what}; {e}"),
                 }

@@ -94,13 +94,12 @@ impl RouteTable for Arc<FakeTable> {
         }
         Ok(())
     }
-    async fn remove_foreign_route(
-        &self,
-        prefix: &IpNet,
-        protocol: u8,
-        metric: u32,
-    ) -> Result<(), KernelError> {
-        self.call(Call::RemoveForeign(*prefix, protocol, metric));
+    async fn remove_foreign(&self, route: &ForeignRoute) -> Result<(), KernelError> {
+        self.call(Call::RemoveForeign(
+            route.prefix,
+            route.protocol,
+            route.metric,
+        ));
         Ok(())
     }
 }
@@ -143,6 +142,17 @@ async fn core_with(held: &[Route]) -> (KernelRoutes<Arc<FakeTable>>, Arc<FakeTab
     (KernelRoutes::new(table.clone(), view), table)
 }
 
+/// A core that has installed `routes` in an empty kernel, and what it wanted.
+async fn core_after_installing(
+    routes: &[Route],
+) -> (KernelRoutes<Arc<FakeTable>>, Arc<FakeTable>, Wanted) {
+    let (mut core, table) = core_with(&[]).await;
+    let want = wanted(routes);
+    core.reconcile(&want, None).await;
+    calls(&table);
+    (core, table, want)
+}
+
 fn calls(table: &FakeTable) -> Vec<Call> {
     std::mem::take(&mut *table.calls.lock().unwrap())
 }
@@ -180,9 +190,7 @@ async fn adopts_a_route_found_at_start_that_is_already_right() {
 
 #[tokio::test]
 async fn a_route_the_kernel_reports_in_another_form_is_not_fought() {
-    let (mut core, table) = core_with(&[]).await;
-    let want = wanted(&[route("203.0.113.10/32", 3)]);
-    core.reconcile(&want, None).await;
+    let (mut core, table, want) = core_after_installing(&[route("203.0.113.10/32", 3)]).await;
     // The kernel's event says it holds the route differently (say, with a gateway
     // filled in): once installed, our fingerprint says it was done.
     let mut reported = route("203.0.113.10/32", 3);
@@ -191,7 +199,6 @@ async fn a_route_the_kernel_reports_in_another_form_is_not_fought() {
         .absorb(&[KernelEvent::RouteChanged(reported)], &want)
         .await;
     assert!(absorbed.view_changed);
-    calls(&table);
     assert!(core
         .reconcile(&want, Some(&[net("203.0.113.10/32")]))
         .await
@@ -256,10 +263,7 @@ fn foreign(prefix: &str, change: ForeignChange, metric: u32) -> KernelEvent {
 #[tokio::test]
 async fn a_route_that_replaced_ours_is_repaired() {
     let ours = route("203.0.113.10/32", 3);
-    let (mut core, table) = core_with(&[]).await;
-    let want = wanted(std::slice::from_ref(&ours));
-    core.reconcile(&want, None).await;
-    calls(&table);
+    let (mut core, table, want) = core_after_installing(std::slice::from_ref(&ours)).await;
     let events = [
         KernelEvent::RouteRemoved(ours.prefix),
         foreign("203.0.113.10/32", ForeignChange::Replaced, 0),
@@ -363,9 +367,7 @@ async fn redumps_when_the_kernel_flushes_ipv4_routes_silently() {
 #[tokio::test]
 async fn drift_found_by_the_check_is_taken_in_and_repaired() {
     let ours = route("203.0.113.10/32", 3);
-    let (mut core, table) = core_with(&[]).await;
-    let want = wanted(std::slice::from_ref(&ours));
-    core.reconcile(&want, None).await;
+    let (mut core, table, want) = core_after_installing(std::slice::from_ref(&ours)).await;
     assert_eq!(core.check("test").await.map(|t| t.routes), None);
     // The route went without an event.
     table.routes.lock().unwrap().remove(&ours.prefix);

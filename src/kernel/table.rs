@@ -4,7 +4,7 @@ use std::future::Future;
 
 use ipnet::IpNet;
 
-use super::{Kernel, KernelError, KernelView, Route, Routes};
+use super::{ForeignRoute, Kernel, KernelError, KernelView, Route, Routes};
 
 /// Routes the agent has drifted from the kernel: each prefix with what the kernel
 /// holds for it (None: nothing).
@@ -31,12 +31,10 @@ pub trait RouteTable {
         &self,
         prefixes: &[IpNet],
     ) -> impl Future<Output = Result<(), KernelError>> + Send;
-    /// Removes another protocol's route for `prefix`, exactly the one at `metric`.
-    fn remove_foreign_route(
+    /// Removes exactly this route of another protocol (its prefix, at its metric).
+    fn remove_foreign(
         &self,
-        prefix: &IpNet,
-        protocol: u8,
-        metric: u32,
+        route: &ForeignRoute,
     ) -> impl Future<Output = Result<(), KernelError>> + Send;
 }
 
@@ -59,12 +57,7 @@ impl RouteTable for Kernel {
     async fn remove_routes(&self, prefixes: &[IpNet]) -> Result<(), KernelError> {
         Kernel::remove_routes(self, prefixes).await
     }
-    async fn remove_foreign_route(
-        &self,
-        prefix: &IpNet,
-        protocol: u8,
-        metric: u32,
-    ) -> Result<(), KernelError> {
-        Kernel::remove_foreign_route(self, prefix, protocol, metric).await
+    async fn remove_foreign(&self, route: &ForeignRoute) -> Result<(), KernelError> {
+        Kernel::remove_foreign_route(self, &route.prefix, route.protocol, route.metric).await
     }
 }
