@@ -64,14 +64,6 @@ pub mod cease {
     pub const BFD_DOWN: u8 = 10;
 }
 
-/// Well-known communities (RFC 1997, RFC 8326).
-pub mod community {
-    pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
-    pub const NO_EXPORT: u32 = 0xFFFF_FF01;
-    pub const NO_ADVERTISE: u32 = 0xFFFF_FF02;
-    pub const NO_EXPORT_SUBCONFED: u32 = 0xFFFF_FF03;
-}
-
 /// Subcodes of ROUTE-REFRESH Message Error (RFC 7313).
 pub mod route_refresh {
     pub const INVALID_MESSAGE_LENGTH: u8 = 1;

@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 pub mod codes;
+pub mod community;
 mod header;
 mod notification;
 mod open;
@@ -342,11 +343,9 @@ impl ExtraAttrs {
         let mut drained = self.clone();
         if let Err(at) = drained
             .communities
-            .binary_search(&codes::community::GRACEFUL_SHUTDOWN)
+            .binary_search(&community::GRACEFUL_SHUTDOWN)
         {
-            drained
-                .communities
-                .insert(at, codes::community::GRACEFUL_SHUTDOWN);
+            drained.communities.insert(at, community::GRACEFUL_SHUTDOWN);
         }
         drained
     }

@@ -700,7 +700,7 @@ fn extra_attrs_merge() {
 
 #[test]
 fn drained_attrs_add_graceful_shutdown_in_order() {
-    use super::codes::community::{GRACEFUL_SHUTDOWN, NO_EXPORT};
+    use super::community::{GRACEFUL_SHUTDOWN, NO_EXPORT};
     let plain = ExtraAttrs::default().drained();
     assert_eq!(plain.communities, vec![GRACEFUL_SHUTDOWN]);
     let a = ExtraAttrs {
