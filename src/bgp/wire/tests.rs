@@ -3,6 +3,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
+use super::codes::{CeaseSubcode, ErrorCode, OpenSubcode};
 use super::*;
 
 const C4: Codec = Codec {
@@ -934,6 +935,42 @@ fn notification_bytes_and_display() {
     ] {
         assert_eq!(Notification::new(code, subcode, vec![]).to_string(), shown);
     }
+}
+
+/// Codes and subcodes without a name come through as they were sent, and are shown
+/// by number.
+#[test]
+fn unknown_codes_and_subcodes_pass_through() {
+    let unknown = frame(3, &hex("63 2a 0102"));
+    let Ok(Message::Notification(n)) = Message::decode(&unknown, &C4) else {
+        panic!("a NOTIFICATION with an unknown code decodes");
+    };
+    assert_eq!((n.code, n.subcode), (ErrorCode::Other(99), 42));
+    assert_eq!(enc(&Message::Notification(n.clone()), &C4), unknown);
+    assert_eq!(n.to_string(), "Error code 99/subcode 42 (data 0102)");
+    assert_eq!(n.subcode_of::<CeaseSubcode>(), None);
+
+    let cease = frame(3, &hex("06 63"));
+    let Ok(Message::Notification(n)) = Message::decode(&cease, &C4) else {
+        panic!("a Cease with an unknown subcode decodes");
+    };
+    assert_eq!(n.subcode_of(), Some(CeaseSubcode::Other(99)));
+    assert_eq!(enc(&Message::Notification(n.clone()), &C4), cease);
+    assert_eq!(n.to_string(), "Cease/subcode 99");
+
+    // Known code, subcode another code's: the byte is kept, read under its own code.
+    let n = Notification::new(ErrorCode::Open, u8::from(CeaseSubcode::HardReset), vec![]);
+    assert_notification_wire(&n, "0209");
+    assert!(!n.is_hard_reset());
+    assert_eq!(n.subcode_of(), Some(OpenSubcode::Other(9)));
+    assert_eq!(n.to_string(), "OPEN Message Error/subcode 9");
+
+    let hard = Notification::hard_reset(&Notification::new(99, 42, vec![1]));
+    assert_notification_wire(&hard, "0609 632a 01");
+    assert_eq!(
+        hard.to_string(),
+        "Cease/Hard Reset (Error code 99/subcode 42) (data 01)"
+    );
 }
 
 /// RFC 8538 section 3: Cease/Hard Reset (6/9) whose data is the original
