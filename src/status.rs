@@ -317,7 +317,7 @@ pub fn peer_view(
             let record = slot.lock().ok()?.clone()?;
             let n = &record.notification;
             Some(NotificationView {
-                code: n.code,
+                code: n.code.into(),
                 subcode: n.subcode,
                 name: n.name(),
                 message: n.shutdown_message().map(|m| m.to_string()),

@@ -229,7 +229,7 @@ fn check(name: &str, typ: &str, words: &[String], msg: &Message) -> Vec<String> 
             } else {
                 0
             };
-            if (n.code, n.subcode) != (6, sub) {
+            if (u8::from(n.code), n.subcode) != (6, sub) {
                 bad.push(format!("Cease/{sub} expected: {n:?}"));
             }
             if has(words, "message") {

@@ -11,6 +11,7 @@ use hostbgp::bgp::session::{
     self, PeerStatus, SessionCmd, SessionEvent, SessionParams, StatusView,
 };
 use hostbgp::bgp::speaker::{Caller, Listener};
+use hostbgp::bgp::wire::codes::{CeaseSubcode, ErrorCode};
 use hostbgp::bgp::wire::{
     frame_len, Capability, Codec, GracefulRestart, GracefulRestartFamily, Message, Open,
     RouteRefresh,
@@ -184,11 +185,7 @@ async fn two_speakers_resolve_the_collision_and_exchange_routes() {
     let (done, wait) = tokio::sync::oneshot::channel();
     a.cmd
         .send(SessionCmd::Stop {
-            notification: Some(hostbgp::bgp::wire::Notification {
-                code: 6,
-                subcode: 2,
-                data: vec![3, b'b', b'y', b'e'],
-            }),
+            notification: Some(hostbgp::bgp::wire::Notification::cease_shutdown("bye")),
             done,
         })
         .unwrap();
@@ -247,7 +244,7 @@ async fn expect_open(stream: &mut TcpStream, buf: &mut Vec<u8>) {
 /// The next message is a NOTIFICATION: its (code, subcode).
 async fn notification_codes(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (u8, u8) {
     match read_msg(stream, buf).await {
-        Message::Notification(n) => (n.code, n.subcode),
+        Message::Notification(n) => (n.code.into(), n.subcode),
         other => panic!("expected NOTIFICATION, got {other:?}"),
     }
 }
@@ -297,7 +294,7 @@ async fn hold_timer_expires_when_the_peer_goes_silent() {
         match read_msg(&mut stream, &mut buf).await {
             Message::Keepalive => continue,
             Message::Notification(n) => {
-                assert_eq!(n.code, 4);
+                assert_eq!(n.code, ErrorCode::HoldTimerExpired);
                 break;
             }
             other => panic!("unexpected {other:?}"),
@@ -395,7 +392,9 @@ async fn a_second_connection_is_a_collision_first_and_a_restart_later() {
 
     let (_collision, reply) = second_connection(ours).await;
     match reply {
-        Some(Message::Notification(n)) => assert_eq!((n.code, n.subcode), (6, 7)),
+        Some(Message::Notification(n)) => {
+            assert!(n.is(CeaseSubcode::ConnectionCollisionResolution), "{n}")
+        }
         other => panic!("expected Cease / collision, got {other:?}"),
     }
     assert!(

@@ -152,7 +152,7 @@ fn remaining(drain_time: Duration, elapsed: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::wire::codes::community::GRACEFUL_SHUTDOWN;
+    use crate::bgp::wire::community::GRACEFUL_SHUTDOWN;
     use crate::config::ExtraAttrs;
 
     fn set(communities: &[u32], med: Option<u32>) -> Attrs {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::bgp::wire::{codes, Notification};
+use crate::bgp::wire::{codes::CeaseSubcode, Notification};
 use crate::config::Remote;
 use crate::config::{self, Config};
 use crate::control::Reply;
@@ -60,14 +60,14 @@ impl Agent {
             tracing::info!(peer = %address, "peer removed from the config");
             self.stop_session(
                 address.clone(),
-                Notification::cease(codes::cease::PEER_DECONFIGURED),
+                Notification::cease(CeaseSubcode::PeerDeconfigured),
             );
         }
         for peer in &changes.reset {
             tracing::info!(peer = %peer.remote, "peer settings changed: resetting its session");
             self.stop_session(
                 peer.remote.clone(),
-                Notification::cease(codes::cease::OTHER_CONFIGURATION_CHANGE),
+                Notification::cease(CeaseSubcode::OtherConfigurationChange),
             );
         }
         for peer in &changes.updated {

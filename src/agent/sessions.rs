@@ -9,7 +9,7 @@ use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{self, PeerStatus, SessionCmd, SessionEvent, SessionParams};
 use crate::bgp::speaker::Listener;
-use crate::bgp::wire::{codes, Notification};
+use crate::bgp::wire::{codes::CeaseSubcode, Notification};
 use crate::config::Peer;
 use crate::config::Remote;
 use crate::plan::{self, SessionView};
@@ -235,7 +235,7 @@ impl Agent {
         );
         self.stop_session(
             address.clone(),
-            Notification::cease(codes::cease::OUT_OF_RESOURCES),
+            Notification::cease(CeaseSubcode::OutOfResources),
         );
         self.spawn_session_with(peer, Some(status));
     }

@@ -5,9 +5,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::graceful::{GracefulRestartNegotiated, GracefulRestartOffer};
+use super::wire::codes::OpenSubcode;
 use super::wire::{
-    codes, Capability, ExtendedNextHopEntry, Family, GracefulRestart, GracefulRestartFamily,
-    Notification, Open, AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST,
+    Capability, ExtendedNextHopEntry, Family, GracefulRestart, GracefulRestartFamily, Notification,
+    Open, AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST,
 };
 
 pub const BGP_VERSION: u8 = 4;
@@ -147,14 +148,6 @@ pub fn build_open(local: &LocalParams) -> Open {
     }
 }
 
-fn open_error(subcode: u8, data: Vec<u8>) -> Notification {
-    Notification {
-        code: codes::OPEN_MESSAGE_ERROR,
-        subcode,
-        data,
-    }
-}
-
 /// Checks the peer's OPEN against what we expect; Err is the NOTIFICATION to send.
 pub fn negotiate(
     local: &LocalParams,
@@ -162,21 +155,27 @@ pub fn negotiate(
     open: &Open,
 ) -> Result<Negotiated, Notification> {
     if open.version != BGP_VERSION {
-        return Err(open_error(
-            codes::open::UNSUPPORTED_VERSION_NUMBER,
+        return Err(Notification::error(
+            OpenSubcode::UnsupportedVersionNumber,
             vec![0, BGP_VERSION],
         ));
     }
     let peer_asn = open.asn();
     if peer_asn != expected_peer_asn {
-        return Err(open_error(codes::open::BAD_PEER_AS, Vec::new()));
+        return Err(Notification::error(OpenSubcode::BadPeerAs, Vec::new()));
     }
     if open.hold_time == 1 || open.hold_time == 2 {
-        return Err(open_error(codes::open::UNACCEPTABLE_HOLD_TIME, Vec::new()));
+        return Err(Notification::error(
+            OpenSubcode::UnacceptableHoldTime,
+            Vec::new(),
+        ));
     }
     let ibgp = peer_asn == local.asn;
     if open.bgp_id.is_unspecified() || (ibgp && open.bgp_id == local.router_id) {
-        return Err(open_error(codes::open::BAD_BGP_IDENTIFIER, Vec::new()));
+        return Err(Notification::error(
+            OpenSubcode::BadBgpIdentifier,
+            Vec::new(),
+        ));
     }
 
     let mut offered_families = Vec::new();
@@ -301,6 +300,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::wire::codes::ErrorCode;
 
     fn local() -> LocalParams {
         LocalParams {
@@ -378,7 +378,7 @@ mod tests {
     #[test]
     fn wrong_peer_as_is_bad_peer_as() {
         let err = negotiate(&local(), 65001, &peer_open(bird_caps())).unwrap_err();
-        assert_eq!((err.code, err.subcode), (2, 2));
+        assert_eq!(err.subcode_of(), Some(OpenSubcode::BadPeerAs));
     }
 
     #[test]
@@ -390,7 +390,7 @@ mod tests {
             4_200_000_000
         );
         let err = negotiate(&local(), 23456, &open).unwrap_err();
-        assert_eq!((err.code, err.subcode), (2, 2));
+        assert_eq!(err.subcode_of(), Some(OpenSubcode::BadPeerAs));
     }
 
     #[test]
@@ -399,14 +399,14 @@ mod tests {
         open.version = 3;
         let err = negotiate(&local(), 65000, &open).unwrap_err();
         assert_eq!(
-            (err.code, err.subcode, err.data.clone()),
-            (2, 1, vec![0, 4])
+            (err.subcode_of(), err.data.clone()),
+            (Some(OpenSubcode::UnsupportedVersionNumber), vec![0, 4])
         );
         for bad in [1, 2] {
             let mut open = peer_open(bird_caps());
             open.hold_time = bad;
             let err = negotiate(&local(), 65000, &open).unwrap_err();
-            assert_eq!((err.code, err.subcode), (2, 6));
+            assert_eq!(err.subcode_of(), Some(OpenSubcode::UnacceptableHoldTime));
         }
         let mut open = peer_open(bird_caps());
         open.hold_time = 0;
@@ -429,14 +429,21 @@ mod tests {
     fn bad_identifier() {
         let mut open = peer_open(bird_caps());
         open.bgp_id = Ipv4Addr::UNSPECIFIED;
-        assert_eq!(negotiate(&local(), 65000, &open).unwrap_err().subcode, 3);
+        let bad_id = Some(OpenSubcode::BadBgpIdentifier);
+        assert_eq!(
+            negotiate(&local(), 65000, &open).unwrap_err().subcode_of(),
+            bad_id
+        );
         // Same identifier is only a problem inside one AS (RFC 6286).
         let mut open = peer_open(bird_caps());
         open.bgp_id = local().router_id;
         assert!(negotiate(&local(), 65000, &open).is_ok());
         open.my_as = 65010;
         open.capabilities = vec![Capability::FourOctetAs(65010)];
-        assert_eq!(negotiate(&local(), 65010, &open).unwrap_err().subcode, 3);
+        assert_eq!(
+            negotiate(&local(), 65010, &open).unwrap_err().subcode_of(),
+            bad_id
+        );
     }
 
     #[test]
@@ -548,7 +555,7 @@ mod tests {
         let n = negotiate(&off, 65000, &peer_open(caps)).unwrap();
         assert_eq!(n.graceful.local, None);
         assert!(!n.graceful.hard_reset());
-        let hold = Notification::new(4, 0, vec![]);
+        let hold = Notification::new(ErrorCode::HoldTimerExpired, 0, vec![]);
         assert_eq!(n.graceful.outgoing(hold.clone()), hold);
     }
 

@@ -1,6 +1,6 @@
 //! Graceful restart as negotiated (RFC 4724) and the Notification bit (RFC 8538):
 //! what each side offered, and which NOTIFICATIONs must go as a Hard Reset. Pure.
-use super::wire::codes::{self, cease};
+use super::wire::codes::CeaseSubcode;
 use super::wire::{Capability, Notification};
 
 /// One side's graceful restart capability, as status shows it.
@@ -52,9 +52,10 @@ impl GracefulRestartNegotiated {
     /// none is left plain. Except: a Collision Resolution closes one of two
     /// connections and leaves the session (and the routes) to the other.
     pub fn outgoing(&self, n: Notification) -> Notification {
-        let collision =
-            n.code == codes::CEASE && n.subcode == cease::CONNECTION_COLLISION_RESOLUTION;
-        if !self.hard_reset() || n.is_hard_reset() || collision {
+        if !self.hard_reset()
+            || n.is_hard_reset()
+            || n.is(CeaseSubcode::ConnectionCollisionResolution)
+        {
             return n;
         }
         Notification::hard_reset(&n)
@@ -64,6 +65,7 @@ impl GracefulRestartNegotiated {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::wire::codes::{ErrorCode, FsmSubcode, UpdateSubcode};
     use crate::bgp::wire::GracefulRestart;
 
     fn offer(notification: bool) -> Option<GracefulRestartOffer> {
@@ -115,13 +117,13 @@ mod tests {
     fn session_ending_notifications_become_hard_resets() {
         let gr = both(true, true);
         let ending = [
-            Notification::new(codes::HOLD_TIMER_EXPIRED, 0, vec![]),
-            Notification::new(codes::CEASE, cease::BFD_DOWN, vec![]),
+            Notification::new(ErrorCode::HoldTimerExpired, 0, vec![]),
+            Notification::cease(CeaseSubcode::BfdDown),
             Notification::cease_shutdown("maintenance"),
-            Notification::new(codes::CEASE, cease::PEER_DECONFIGURED, vec![]),
-            Notification::new(codes::CEASE, cease::OTHER_CONFIGURATION_CHANGE, vec![]),
-            Notification::new(codes::UPDATE_MESSAGE_ERROR, 1, vec![0xab]),
-            Notification::new(codes::FSM_ERROR, 3, vec![]),
+            Notification::cease(CeaseSubcode::PeerDeconfigured),
+            Notification::cease(CeaseSubcode::OtherConfigurationChange),
+            Notification::error(UpdateSubcode::MalformedAttributeList, vec![0xab]),
+            Notification::error(FsmSubcode::UnexpectedMessageInEstablished, vec![]),
         ];
         for n in ending {
             let sent = gr.outgoing(n.clone());
@@ -136,10 +138,10 @@ mod tests {
     #[test]
     fn collisions_and_hard_resets_are_left_alone() {
         let gr = both(true, true);
-        let collision =
-            Notification::new(codes::CEASE, cease::CONNECTION_COLLISION_RESOLUTION, vec![]);
+        let collision = Notification::cease(CeaseSubcode::ConnectionCollisionResolution);
         assert_eq!(gr.outgoing(collision.clone()), collision);
-        let hard = Notification::hard_reset(&Notification::new(4, 0, vec![]));
+        let hold = Notification::new(ErrorCode::HoldTimerExpired, 0, vec![]);
+        let hard = Notification::hard_reset(&hold);
         assert_eq!(gr.outgoing(hard.clone()), hard, "never wrapped twice");
     }
 }

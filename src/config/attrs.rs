@@ -2,7 +2,7 @@
 //! `bgp.large_communities`, `bgp.med`, `bgp.as_path_prepend`): hostbgp's own keys,
 //! named in LXD's style. Each value is checked on its own here; the planner adds a
 //! NIC's to its network's.
-use crate::bgp::wire::codes::community;
+use crate::bgp::wire::community;
 use crate::bgp::wire::ExtraAttrs;
 
 use super::values;

@@ -15,8 +15,9 @@ use tracing::Instrument;
 
 use super::super::fsm::{self, Direction, Negotiated};
 use super::super::md5::{self, Md5Counters};
+use super::super::wire::codes::{ErrorCode, FsmSubcode};
 use super::super::wire::{
-    codes, frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification,
+    frame_len, Codec, DecodeError, ErrorAction, Family, Message, Notification,
 };
 use super::error::{ConnError, Md5Hint};
 use super::machine::ConnId;
@@ -112,7 +113,10 @@ pub(super) fn describe_end(
         Some(ReaderEvent::Closed(message)) => (message, None),
         Some(ReaderEvent::Keepalive) | Some(ReaderEvent::RouteRefresh) => (
             "unexpected message".into(),
-            Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENCONFIRM)),
+            Some(Notification::error(
+                FsmSubcode::UnexpectedMessageInOpenConfirm,
+                Vec::new(),
+            )),
         ),
         None => ("connection reader ended".into(), None),
     }
@@ -222,7 +226,7 @@ pub(super) async fn handshake(
             send_notification(
                 &mut wr,
                 &plain,
-                fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENSENT),
+                Notification::error(FsmSubcode::UnexpectedMessageInOpenSent, Vec::new()),
                 &counters,
             )
             .await;
@@ -341,14 +345,6 @@ pub fn capability_name(c: &super::super::wire::Capability) -> String {
     }
 }
 
-fn fsm_error(subcode: u8) -> Notification {
-    Notification {
-        code: codes::FSM_ERROR,
-        subcode,
-        data: Vec::new(),
-    }
-}
-
 fn message_name(m: &Message) -> &'static str {
     match m {
         Message::Open(_) => "OPEN",
@@ -386,7 +382,10 @@ async fn read_loop(
                     "peer sent {} before its first KEEPALIVE",
                     message_name(&other)
                 ),
-                Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_OPENCONFIRM)),
+                Some(Notification::error(
+                    FsmSubcode::UnexpectedMessageInOpenConfirm,
+                    Vec::new(),
+                )),
             ),
             Ok(Message::Update(update)) => {
                 counters.updates.fetch_add(1, Ordering::Relaxed);
@@ -398,7 +397,10 @@ async fn read_loop(
             Ok(Message::RouteRefresh(_)) => ReaderEvent::RouteRefresh,
             Ok(Message::Open(_)) => ReaderEvent::Fatal(
                 "peer sent OPEN on an established session".into(),
-                Some(fsm_error(codes::fsm::UNEXPECTED_MESSAGE_IN_ESTABLISHED)),
+                Some(Notification::error(
+                    FsmSubcode::UnexpectedMessageInEstablished,
+                    Vec::new(),
+                )),
             ),
             Err(ReadError::Decode(e)) => {
                 if e.action == ErrorAction::SessionReset {
@@ -419,11 +421,7 @@ async fn read_loop(
                     "hold timer expired ({}s without a message)",
                     hold.map(|h| h.as_secs()).unwrap_or(0)
                 ),
-                Some(Notification {
-                    code: codes::HOLD_TIMER_EXPIRED,
-                    subcode: 0,
-                    data: vec![],
-                }),
+                Some(Notification::new(ErrorCode::HoldTimerExpired, 0, vec![])),
             ),
             Err(ReadError::Io(e)) => ReaderEvent::Closed(format!("connection lost: {e}")),
         };
@@ -442,6 +440,7 @@ mod tests {
     #[test]
     fn received_notifications_are_described_per_rfc_8538() {
         use crate::bgp::graceful::GracefulRestartOffer;
+        use crate::bgp::wire::codes::CeaseSubcode;
         let offer = Some(GracefulRestartOffer {
             restart_time: 120,
             notification: true,
@@ -464,8 +463,9 @@ mod tests {
             },
         )
         .expect("negotiated");
-        let cease = Notification::new(6, 2, vec![]);
-        let hard = Notification::hard_reset(&Notification::new(4, 0, vec![]));
+        let cease = Notification::cease(CeaseSubcode::AdministrativeShutdown);
+        let hold = Notification::new(ErrorCode::HoldTimerExpired, 0, vec![]);
+        let hard = Notification::hard_reset(&hold);
         let end = |n: &Notification, neg: &Negotiated| {
             describe_end(
                 Some(ReaderEvent::Notification(n.clone())),

@@ -77,6 +77,7 @@ impl std::fmt::Display for Md5Hint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::wire::codes::OpenSubcode;
 
     /// Operators read these in `status`; the netns tests match on some of them.
     #[test]
@@ -111,8 +112,9 @@ mod tests {
             ConnError::NoOpen(30).to_string(),
             "no OPEN from the peer within 30s"
         );
+        let bad_peer_as = Notification::error(OpenSubcode::BadPeerAs, vec![]);
         assert_eq!(
-            ConnError::RefusedOpen(Notification::new(2, 2, vec![])).to_string(),
+            ConnError::RefusedOpen(bad_peer_as).to_string(),
             "refused the peer's OPEN: OPEN Message Error/Bad Peer AS"
         );
     }

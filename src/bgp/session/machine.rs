@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::super::fsm::{self, Backoff, Direction, State};
-use super::super::wire::{codes, Notification};
+use super::super::wire::codes::CeaseSubcode;
+use super::super::wire::Notification;
 
 /// A second connection completing within this time of Established is a collision,
 /// not the peer restarting.
@@ -349,7 +350,7 @@ impl Machine {
             self.outbound_pending = false;
         }
         let collision = Some(Notification::cease(
-            codes::cease::CONNECTION_COLLISION_RESOLUTION,
+            CeaseSubcode::ConnectionCollisionResolution,
         ));
         if let Some((current, since)) = self.established {
             // A connection that completes right after this session was established is
@@ -402,7 +403,7 @@ impl Machine {
             return;
         };
         *g = BfdGate::down(now);
-        let notification = Some(Notification::cease(codes::cease::BFD_DOWN));
+        let notification = Some(Notification::cease(CeaseSubcode::BfdDown));
         if let Some((conn, _)) = self.established.take() {
             tracing::warn!("session down: BFD detected a path failure");
             out.push(Action::Close {

@@ -1,5 +1,6 @@
 //! The session's transitions, driven without sockets or a clock.
 use super::*;
+use crate::bgp::wire::codes::ErrorCode;
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// A peer whose identifier is above ours: RFC 4271 6.8 keeps its connection.
@@ -18,7 +19,7 @@ fn conn(id: ConnId, direction: Direction, peer_id: Ipv4Addr) -> ConnInfo {
 
 fn collision() -> Option<Notification> {
     Some(Notification::cease(
-        codes::cease::CONNECTION_COLLISION_RESOLUTION,
+        CeaseSubcode::ConnectionCollisionResolution,
     ))
 }
 
@@ -206,7 +207,7 @@ fn notification_in_open_confirm_backs_off() {
 #[test]
 fn hold_timer_expiry_in_established() {
     let (mut m, t0) = established(conn(1, Direction::Outbound, HIGHER));
-    let hold = Notification::new(codes::HOLD_TIMER_EXPIRED, 0, vec![]);
+    let hold = Notification::new(ErrorCode::HoldTimerExpired, 0, vec![]);
     let a = m.handle(
         Input::EstablishedEnded {
             message: "hold timer expired (90s without a message)".into(),
@@ -375,7 +376,7 @@ fn bfd_gates_the_start_and_closes_on_down() {
     m.handle(Input::ConfirmKeepalive, t1);
     let t2 = t1 + Duration::from_secs(1);
     let a = m.handle(Input::BfdDown, t2);
-    let bfd_down = Some(Notification::cease(codes::cease::BFD_DOWN));
+    let bfd_down = Some(Notification::cease(CeaseSubcode::BfdDown));
     assert_eq!(
         a,
         [
@@ -436,7 +437,7 @@ fn stop_closes_everything_with_the_notification() {
     );
     // 2 replaced 1 (the peer restarted) and is the session now.
     m.handle(Input::ConfirmKeepalive, t0);
-    let shutdown = Notification::cease(codes::cease::ADMINISTRATIVE_SHUTDOWN);
+    let shutdown = Notification::cease(CeaseSubcode::AdministrativeShutdown);
     let a = m.handle(
         Input::Stop {
             notification: Some(shutdown.clone()),

@@ -1,136 +1,348 @@
-//! NOTIFICATION error codes and subcodes (RFC 4271 section 4.5 and the IANA registry).
+//! NOTIFICATION error codes and subcodes (RFC 4271 section 4.5 and the IANA "BGP
+//! Error (Notification) Codes" and subcode registries).
+//!
+//! Each value and its name is written once, in the table that makes its enum. A
+//! value the tables lack decodes as `Other`, so whatever a peer sends is kept,
+//! shown by number and sent on unchanged.
 
-pub const MESSAGE_HEADER_ERROR: u8 = 1;
-pub const OPEN_MESSAGE_ERROR: u8 = 2;
-pub const UPDATE_MESSAGE_ERROR: u8 = 3;
-pub const HOLD_TIMER_EXPIRED: u8 = 4;
-pub const FSM_ERROR: u8 = 5;
-pub const CEASE: u8 = 6;
-pub const ROUTE_REFRESH_MESSAGE_ERROR: u8 = 7;
+/// Subcode 0. IANA registers it (as Unspecific, Unspecified Error or Reserved) for
+/// some codes only, but a peer sends it under any code, and status and logs have
+/// always shown it by this one name.
+const UNSPECIFIC: &str = "Unspecific";
 
-/// Subcode 0, valid for every code.
-pub const UNSPECIFIC: u8 = 0;
+/// An enum over a one-byte registry: one `Variant = value, "Name";` line per value,
+/// plus `Other(u8)`, with `From` both ways and `name()`.
+macro_rules! registry {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($variant:ident = $value:literal, $text:expr;)+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug)]
+        pub enum $name {
+            $($variant,)+
+            /// A value with no variant of its own. `From<u8>` never makes `Other` of
+            /// one that has a variant; a hand-made one compares, hashes and is named
+            /// as that variant.
+            Other(u8),
+        }
 
-/// Subcodes of Message Header Error.
-pub mod header {
-    pub const CONNECTION_NOT_SYNCHRONIZED: u8 = 1;
-    pub const BAD_MESSAGE_LENGTH: u8 = 2;
-    pub const BAD_MESSAGE_TYPE: u8 = 3;
+        // By the byte, as on the wire: a NOTIFICATION built with a hand-made
+        // `Other` of a named value equals the one that comes back from the peer.
+        impl PartialEq for $name {
+            fn eq(&self, other: &$name) -> bool {
+                u8::from(*self) == u8::from(*other)
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                u8::from(*self).hash(state);
+            }
+        }
+
+        impl From<u8> for $name {
+            fn from(value: u8) -> $name {
+                match value {
+                    $($value => $name::$variant,)+
+                    other => $name::Other(other),
+                }
+            }
+        }
+
+        impl From<$name> for u8 {
+            fn from(value: $name) -> u8 {
+                match value {
+                    $($name::$variant => $value,)+
+                    $name::Other(other) => other,
+                }
+            }
+        }
+
+        impl $name {
+            /// The registry's name; `None` for `Other`.
+            pub fn name(self) -> Option<&'static str> {
+                match $name::from(u8::from(self)) {
+                    $($name::$variant => Some($text),)+
+                    $name::Other(_) => None,
+                }
+            }
+
+            #[cfg(test)]
+            pub(crate) const KNOWN: &'static [$name] = &[$($name::$variant),+];
+        }
+    };
 }
 
-/// Subcodes of OPEN Message Error.
-pub mod open {
-    pub const UNSUPPORTED_VERSION_NUMBER: u8 = 1;
-    pub const BAD_PEER_AS: u8 = 2;
-    pub const BAD_BGP_IDENTIFIER: u8 = 3;
-    pub const UNSUPPORTED_OPTIONAL_PARAMETER: u8 = 4;
-    pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
-    pub const UNSUPPORTED_CAPABILITY: u8 = 7;
-    pub const ROLE_MISMATCH: u8 = 11;
+/// A registry of subcodes: that of `$code`, with `Unspecific = 0` in front.
+macro_rules! subcodes {
+    (
+        $(#[$meta:meta])*
+        $name:ident of $code:ident { $($variant:ident = $value:literal, $text:expr;)+ }
+    ) => {
+        registry! {
+            $(#[$meta])*
+            $name {
+                Unspecific = 0, UNSPECIFIC;
+                $($variant = $value, $text;)+
+            }
+        }
+
+        impl Subcode for $name {
+            const CODE: ErrorCode = ErrorCode::$code;
+        }
+    };
 }
 
-/// Subcodes of UPDATE Message Error.
-pub mod update {
-    pub const MALFORMED_ATTRIBUTE_LIST: u8 = 1;
-    pub const UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE: u8 = 2;
-    pub const MISSING_WELL_KNOWN_ATTRIBUTE: u8 = 3;
-    pub const ATTRIBUTE_FLAGS_ERROR: u8 = 4;
-    pub const ATTRIBUTE_LENGTH_ERROR: u8 = 5;
-    pub const INVALID_ORIGIN_ATTRIBUTE: u8 = 6;
-    pub const INVALID_NEXT_HOP_ATTRIBUTE: u8 = 8;
-    pub const OPTIONAL_ATTRIBUTE_ERROR: u8 = 9;
-    pub const INVALID_NETWORK_FIELD: u8 = 10;
-    pub const MALFORMED_AS_PATH: u8 = 11;
+/// The subcodes of one error code, so that a subcode alone says which code it goes
+/// with (`Notification::error` builds the pair from it).
+pub trait Subcode: Copy + Eq + From<u8> + Into<u8> {
+    const CODE: ErrorCode;
 }
 
-/// Subcodes of Finite State Machine Error (RFC 6608).
-pub mod fsm {
-    pub const UNEXPECTED_MESSAGE_IN_OPENSENT: u8 = 1;
-    pub const UNEXPECTED_MESSAGE_IN_OPENCONFIRM: u8 = 2;
-    pub const UNEXPECTED_MESSAGE_IN_ESTABLISHED: u8 = 3;
-}
-
-/// Subcodes of Cease (RFC 4486, 8538, 9384).
-pub mod cease {
-    pub const MAXIMUM_PREFIXES_REACHED: u8 = 1;
-    pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
-    pub const PEER_DECONFIGURED: u8 = 3;
-    pub const ADMINISTRATIVE_RESET: u8 = 4;
-    pub const CONNECTION_REJECTED: u8 = 5;
-    pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
-    pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
-    pub const OUT_OF_RESOURCES: u8 = 8;
-    pub const HARD_RESET: u8 = 9;
-    pub const BFD_DOWN: u8 = 10;
-}
-
-/// Well-known communities (RFC 1997, RFC 8326).
-pub mod community {
-    pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
-    pub const NO_EXPORT: u32 = 0xFFFF_FF01;
-    pub const NO_ADVERTISE: u32 = 0xFFFF_FF02;
-    pub const NO_EXPORT_SUBCONFED: u32 = 0xFFFF_FF03;
-}
-
-/// Subcodes of ROUTE-REFRESH Message Error (RFC 7313).
-pub mod route_refresh {
-    pub const INVALID_MESSAGE_LENGTH: u8 = 1;
-}
-
-/// Human name of an error code.
-pub fn code_name(code: u8) -> Option<&'static str> {
-    Some(match code {
-        MESSAGE_HEADER_ERROR => "Message Header Error",
-        OPEN_MESSAGE_ERROR => "OPEN Message Error",
-        UPDATE_MESSAGE_ERROR => "UPDATE Message Error",
-        HOLD_TIMER_EXPIRED => "Hold Timer Expired",
-        FSM_ERROR => "Finite State Machine Error",
-        CEASE => "Cease",
-        ROUTE_REFRESH_MESSAGE_ERROR => "ROUTE-REFRESH Message Error",
-        _ => return None,
-    })
-}
-
-/// Human name of a subcode of `code`.
-pub fn subcode_name(code: u8, subcode: u8) -> Option<&'static str> {
-    if subcode == UNSPECIFIC {
-        return Some("Unspecific");
+registry! {
+    /// The error code of a NOTIFICATION.
+    ErrorCode {
+        MessageHeader = 1, "Message Header Error";
+        Open = 2, "OPEN Message Error";
+        Update = 3, "UPDATE Message Error";
+        HoldTimerExpired = 4, "Hold Timer Expired";
+        Fsm = 5, "Finite State Machine Error";
+        Cease = 6, "Cease";
+        RouteRefresh = 7, "ROUTE-REFRESH Message Error";
     }
-    Some(match (code, subcode) {
-        (MESSAGE_HEADER_ERROR, 1) => "Connection Not Synchronized",
-        (MESSAGE_HEADER_ERROR, 2) => "Bad Message Length",
-        (MESSAGE_HEADER_ERROR, 3) => "Bad Message Type",
-        (OPEN_MESSAGE_ERROR, 1) => "Unsupported Version Number",
-        (OPEN_MESSAGE_ERROR, 2) => "Bad Peer AS",
-        (OPEN_MESSAGE_ERROR, 3) => "Bad BGP Identifier",
-        (OPEN_MESSAGE_ERROR, 4) => "Unsupported Optional Parameter",
-        (OPEN_MESSAGE_ERROR, 6) => "Unacceptable Hold Time",
-        (OPEN_MESSAGE_ERROR, 7) => "Unsupported Capability",
-        (OPEN_MESSAGE_ERROR, 11) => "Role Mismatch",
-        (UPDATE_MESSAGE_ERROR, 1) => "Malformed Attribute List",
-        (UPDATE_MESSAGE_ERROR, 2) => "Unrecognized Well-known Attribute",
-        (UPDATE_MESSAGE_ERROR, 3) => "Missing Well-known Attribute",
-        (UPDATE_MESSAGE_ERROR, 4) => "Attribute Flags Error",
-        (UPDATE_MESSAGE_ERROR, 5) => "Attribute Length Error",
-        (UPDATE_MESSAGE_ERROR, 6) => "Invalid ORIGIN Attribute",
-        (UPDATE_MESSAGE_ERROR, 8) => "Invalid NEXT_HOP Attribute",
-        (UPDATE_MESSAGE_ERROR, 9) => "Optional Attribute Error",
-        (UPDATE_MESSAGE_ERROR, 10) => "Invalid Network Field",
-        (UPDATE_MESSAGE_ERROR, 11) => "Malformed AS_PATH",
-        (FSM_ERROR, 1) => "Receive Unexpected Message in OpenSent State",
-        (FSM_ERROR, 2) => "Receive Unexpected Message in OpenConfirm State",
-        (FSM_ERROR, 3) => "Receive Unexpected Message in Established State",
-        (CEASE, 1) => "Maximum Number of Prefixes Reached",
-        (CEASE, 2) => "Administrative Shutdown",
-        (CEASE, 3) => "Peer De-configured",
-        (CEASE, 4) => "Administrative Reset",
-        (CEASE, 5) => "Connection Rejected",
-        (CEASE, 6) => "Other Configuration Change",
-        (CEASE, 7) => "Connection Collision Resolution",
-        (CEASE, 8) => "Out of Resources",
-        (CEASE, 9) => "Hard Reset",
-        (CEASE, 10) => "BFD Down",
-        (ROUTE_REFRESH_MESSAGE_ERROR, 1) => "Invalid Message Length",
-        _ => return None,
-    })
+}
+
+subcodes! {
+    /// Subcodes of Message Header Error.
+    HeaderSubcode of MessageHeader {
+        ConnectionNotSynchronized = 1, "Connection Not Synchronized";
+        BadMessageLength = 2, "Bad Message Length";
+        BadMessageType = 3, "Bad Message Type";
+    }
+}
+
+subcodes! {
+    /// Subcodes of OPEN Message Error.
+    OpenSubcode of Open {
+        UnsupportedVersionNumber = 1, "Unsupported Version Number";
+        BadPeerAs = 2, "Bad Peer AS";
+        BadBgpIdentifier = 3, "Bad BGP Identifier";
+        UnsupportedOptionalParameter = 4, "Unsupported Optional Parameter";
+        UnacceptableHoldTime = 6, "Unacceptable Hold Time";
+        UnsupportedCapability = 7, "Unsupported Capability";
+        RoleMismatch = 11, "Role Mismatch";
+    }
+}
+
+subcodes! {
+    /// Subcodes of UPDATE Message Error.
+    UpdateSubcode of Update {
+        MalformedAttributeList = 1, "Malformed Attribute List";
+        UnrecognizedWellKnownAttribute = 2, "Unrecognized Well-known Attribute";
+        MissingWellKnownAttribute = 3, "Missing Well-known Attribute";
+        AttributeFlagsError = 4, "Attribute Flags Error";
+        AttributeLengthError = 5, "Attribute Length Error";
+        InvalidOriginAttribute = 6, "Invalid ORIGIN Attribute";
+        InvalidNextHopAttribute = 8, "Invalid NEXT_HOP Attribute";
+        OptionalAttributeError = 9, "Optional Attribute Error";
+        InvalidNetworkField = 10, "Invalid Network Field";
+        MalformedAsPath = 11, "Malformed AS_PATH";
+    }
+}
+
+subcodes! {
+    /// Subcodes of Finite State Machine Error (RFC 6608).
+    FsmSubcode of Fsm {
+        UnexpectedMessageInOpenSent = 1, "Receive Unexpected Message in OpenSent State";
+        UnexpectedMessageInOpenConfirm = 2, "Receive Unexpected Message in OpenConfirm State";
+        UnexpectedMessageInEstablished = 3, "Receive Unexpected Message in Established State";
+    }
+}
+
+subcodes! {
+    /// Subcodes of Cease (RFC 4486, 8538, 9384).
+    CeaseSubcode of Cease {
+        MaximumPrefixesReached = 1, "Maximum Number of Prefixes Reached";
+        AdministrativeShutdown = 2, "Administrative Shutdown";
+        PeerDeconfigured = 3, "Peer De-configured";
+        AdministrativeReset = 4, "Administrative Reset";
+        ConnectionRejected = 5, "Connection Rejected";
+        OtherConfigurationChange = 6, "Other Configuration Change";
+        ConnectionCollisionResolution = 7, "Connection Collision Resolution";
+        OutOfResources = 8, "Out of Resources";
+        HardReset = 9, "Hard Reset";
+        BfdDown = 10, "BFD Down";
+    }
+}
+
+subcodes! {
+    /// Subcodes of ROUTE-REFRESH Message Error (RFC 7313).
+    RouteRefreshSubcode of RouteRefresh {
+        InvalidMessageLength = 1, "Invalid Message Length";
+    }
+}
+
+impl ErrorCode {
+    /// The name of `subcode` under this code.
+    pub fn subcode_name(self, subcode: u8) -> Option<&'static str> {
+        match ErrorCode::from(u8::from(self)) {
+            ErrorCode::MessageHeader => HeaderSubcode::from(subcode).name(),
+            ErrorCode::Open => OpenSubcode::from(subcode).name(),
+            ErrorCode::Update => UpdateSubcode::from(subcode).name(),
+            ErrorCode::Fsm => FsmSubcode::from(subcode).name(),
+            ErrorCode::Cease => CeaseSubcode::from(subcode).name(),
+            ErrorCode::RouteRefresh => RouteRefreshSubcode::from(subcode).name(),
+            ErrorCode::HoldTimerExpired | ErrorCode::Other(_) => {
+                (subcode == 0).then_some(UNSPECIFIC)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every named value comes back as itself, and every byte survives the trip.
+    fn round_trips<T>(known: &[T])
+    where
+        T: Copy + std::fmt::Debug + Eq + From<u8> + Into<u8>,
+    {
+        for &v in known {
+            let byte: u8 = v.into();
+            assert_eq!(T::from(byte), v);
+        }
+        for byte in 0..=u8::MAX {
+            assert_eq!(T::from(byte).into(), byte);
+        }
+    }
+
+    #[test]
+    fn every_value_round_trips() {
+        round_trips(ErrorCode::KNOWN);
+        round_trips(HeaderSubcode::KNOWN);
+        round_trips(OpenSubcode::KNOWN);
+        round_trips(UpdateSubcode::KNOWN);
+        round_trips(FsmSubcode::KNOWN);
+        round_trips(CeaseSubcode::KNOWN);
+        round_trips(RouteRefreshSubcode::KNOWN);
+    }
+
+    #[test]
+    fn unknown_values_are_other() {
+        for byte in [0, 8, 99, 255] {
+            assert_eq!(ErrorCode::from(byte), ErrorCode::Other(byte));
+            assert_eq!(ErrorCode::Other(byte).name(), None);
+        }
+        assert_eq!(OpenSubcode::from(5), OpenSubcode::Other(5));
+        assert_eq!(UpdateSubcode::from(7), UpdateSubcode::Other(7));
+        assert_eq!(CeaseSubcode::from(11), CeaseSubcode::Other(11));
+        assert_eq!(CeaseSubcode::from(255).name(), None);
+        assert_eq!(u8::from(RouteRefreshSubcode::from(2)), 2);
+    }
+
+    #[test]
+    fn a_hand_made_other_equals_the_named_value() {
+        assert_eq!(ErrorCode::Other(6), ErrorCode::Cease);
+        assert_eq!(CeaseSubcode::Other(9), CeaseSubcode::HardReset);
+        assert_ne!(CeaseSubcode::Other(99), CeaseSubcode::HardReset);
+        assert_eq!(CeaseSubcode::Other(9).name(), Some("Hard Reset"));
+        assert_eq!(ErrorCode::Other(6).subcode_name(9), Some("Hard Reset"));
+        let hashed: std::collections::HashSet<_> = [ErrorCode::Other(6), ErrorCode::Cease].into();
+        assert_eq!(hashed.len(), 1);
+    }
+
+    /// Each subcode type's code names its subcodes as the type does.
+    fn names_under_its_code<S: Subcode + std::fmt::Debug>(name: fn(S) -> Option<&'static str>) {
+        for byte in 0..=u8::MAX {
+            assert_eq!(S::CODE.subcode_name(byte), name(S::from(byte)), "{byte}");
+        }
+    }
+
+    #[test]
+    fn subcode_types_match_their_codes() {
+        names_under_its_code(HeaderSubcode::name);
+        names_under_its_code(OpenSubcode::name);
+        names_under_its_code(UpdateSubcode::name);
+        names_under_its_code(FsmSubcode::name);
+        names_under_its_code(CeaseSubcode::name);
+        names_under_its_code(RouteRefreshSubcode::name);
+        assert_eq!(
+            ErrorCode::HoldTimerExpired.subcode_name(0),
+            Some("Unspecific")
+        );
+        assert_eq!(ErrorCode::HoldTimerExpired.subcode_name(1), None);
+        assert_eq!(ErrorCode::Other(99).subcode_name(0), Some("Unspecific"));
+        assert_eq!(ErrorCode::Other(99).subcode_name(2), None);
+    }
+
+    /// The names status and logs have shown all along (the IANA registries' names):
+    /// written out by number here, apart from the tables, so a slip in a table shows.
+    #[test]
+    fn names_are_the_registry_names() {
+        let codes = [
+            (1, "Message Header Error"),
+            (2, "OPEN Message Error"),
+            (3, "UPDATE Message Error"),
+            (4, "Hold Timer Expired"),
+            (5, "Finite State Machine Error"),
+            (6, "Cease"),
+            (7, "ROUTE-REFRESH Message Error"),
+        ];
+        for (code, name) in codes {
+            assert_eq!(ErrorCode::from(code).name(), Some(name));
+        }
+        assert_eq!(ErrorCode::KNOWN.len(), codes.len());
+        let subcodes = [
+            (1, 1, "Connection Not Synchronized"),
+            (1, 2, "Bad Message Length"),
+            (1, 3, "Bad Message Type"),
+            (2, 1, "Unsupported Version Number"),
+            (2, 2, "Bad Peer AS"),
+            (2, 3, "Bad BGP Identifier"),
+            (2, 4, "Unsupported Optional Parameter"),
+            (2, 6, "Unacceptable Hold Time"),
+            (2, 7, "Unsupported Capability"),
+            (2, 11, "Role Mismatch"),
+            (3, 1, "Malformed Attribute List"),
+            (3, 2, "Unrecognized Well-known Attribute"),
+            (3, 3, "Missing Well-known Attribute"),
+            (3, 4, "Attribute Flags Error"),
+            (3, 5, "Attribute Length Error"),
+            (3, 6, "Invalid ORIGIN Attribute"),
+            (3, 8, "Invalid NEXT_HOP Attribute"),
+            (3, 9, "Optional Attribute Error"),
+            (3, 10, "Invalid Network Field"),
+            (3, 11, "Malformed AS_PATH"),
+            (5, 1, "Receive Unexpected Message in OpenSent State"),
+            (5, 2, "Receive Unexpected Message in OpenConfirm State"),
+            (5, 3, "Receive Unexpected Message in Established State"),
+            (6, 1, "Maximum Number of Prefixes Reached"),
+            (6, 2, "Administrative Shutdown"),
+            (6, 3, "Peer De-configured"),
+            (6, 4, "Administrative Reset"),
+            (6, 5, "Connection Rejected"),
+            (6, 6, "Other Configuration Change"),
+            (6, 7, "Connection Collision Resolution"),
+            (6, 8, "Out of Resources"),
+            (6, 9, "Hard Reset"),
+            (6, 10, "BFD Down"),
+            (7, 1, "Invalid Message Length"),
+        ];
+        for (code, subcode, name) in subcodes {
+            assert_eq!(ErrorCode::from(code).subcode_name(subcode), Some(name));
+        }
+        // Nothing named beyond the list (and subcode 0 under each code).
+        let named = (0..=u8::MAX)
+            .flat_map(|c| (1..=u8::MAX).map(move |s| (c, s)))
+            .filter(|&(c, s)| ErrorCode::from(c).subcode_name(s).is_some())
+            .count();
+        assert_eq!(named, subcodes.len());
+        for code in 0..=u8::MAX {
+            assert_eq!(ErrorCode::from(code).subcode_name(0), Some("Unspecific"));
+        }
+    }
 }

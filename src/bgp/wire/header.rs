@@ -1,5 +1,5 @@
 //! Message header (RFC 4271 section 4.1), framing, and dispatch by message type.
-use super::codes::{self, header as hdr};
+use super::codes::{HeaderSubcode, RouteRefreshSubcode};
 use super::{
     notification, open, update, Codec, DecodeError, ErrorAction, Message, RouteRefresh, HEADER_LEN,
     MAX_MESSAGE_LEN,
@@ -53,8 +53,7 @@ impl<'a> Reader<'a> {
 
 fn bad_length(len_bytes: &[u8], reason: String) -> DecodeError {
     DecodeError::new(
-        codes::MESSAGE_HEADER_ERROR,
-        hdr::BAD_MESSAGE_LENGTH,
+        HeaderSubcode::BadMessageLength,
         len_bytes.to_vec(),
         ErrorAction::SessionReset,
         reason,
@@ -67,8 +66,7 @@ pub(crate) fn frame_len(buf: &[u8], codec: &Codec) -> Result<Option<usize>, Deco
     }
     if buf[..16] != MARKER {
         return Err(DecodeError::new(
-            codes::MESSAGE_HEADER_ERROR,
-            hdr::CONNECTION_NOT_SYNCHRONIZED,
+            HeaderSubcode::ConnectionNotSynchronized,
             Vec::new(),
             ErrorAction::SessionReset,
             "header marker is not all ones",
@@ -110,8 +108,7 @@ pub(crate) fn decode(buf: &[u8], codec: &Codec) -> Result<Message, DecodeError> 
         MSG_ROUTE_REFRESH => (23, usize::MAX),
         _ => {
             return Err(DecodeError::new(
-                codes::MESSAGE_HEADER_ERROR,
-                hdr::BAD_MESSAGE_TYPE,
+                HeaderSubcode::BadMessageType,
                 vec![typ],
                 ErrorAction::SessionReset,
                 format!("unknown message type {typ}"),
@@ -143,8 +140,7 @@ fn decode_route_refresh(body: &[u8], len_bytes: &[u8]) -> Result<Message, Decode
         // RFC 7313 section 5: subtypes 1 and 2 (BoRR/EoRR) get their own error.
         if subtype == 1 || subtype == 2 {
             return Err(DecodeError::new(
-                codes::ROUTE_REFRESH_MESSAGE_ERROR,
-                codes::route_refresh::INVALID_MESSAGE_LENGTH,
+                RouteRefreshSubcode::InvalidMessageLength,
                 body.to_vec(),
                 ErrorAction::SessionReset,
                 "ROUTE-REFRESH longer than 4 bytes",
@@ -164,7 +160,7 @@ pub(crate) fn encode(msg: &Message, codec: &Codec, out: &mut Vec<u8>) {
         Message::Open(o) => open::encode(o, out),
         Message::Update(u) => update::encode(u, codec, out),
         Message::Notification(n) => {
-            out.push(n.code);
+            out.push(n.code.into());
             out.push(n.subcode);
             out.extend_from_slice(&n.data);
         }

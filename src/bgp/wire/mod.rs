@@ -14,7 +14,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
+use codes::{ErrorCode, Subcode};
+
 pub mod codes;
+pub mod community;
 mod header;
 mod notification;
 mod open;
@@ -277,7 +280,9 @@ pub struct MpUnreach {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {
-    pub code: u8,
+    pub code: ErrorCode,
+    /// Kept as the byte that came: what it means depends on `code`, and
+    /// `subcode_of` reads it as that code's subcode.
     pub subcode: u8,
     pub data: Vec<u8>,
 }
@@ -342,11 +347,9 @@ impl ExtraAttrs {
         let mut drained = self.clone();
         if let Err(at) = drained
             .communities
-            .binary_search(&codes::community::GRACEFUL_SHUTDOWN)
+            .binary_search(&community::GRACEFUL_SHUTDOWN)
         {
-            drained
-                .communities
-                .insert(at, codes::community::GRACEFUL_SHUTDOWN);
+            drained.communities.insert(at, community::GRACEFUL_SHUTDOWN);
         }
         drained
     }
@@ -388,18 +391,13 @@ pub fn pack_withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> us
 
 impl DecodeError {
     pub(crate) fn new(
-        code: u8,
-        subcode: u8,
+        subcode: impl Subcode,
         data: Vec<u8>,
         action: ErrorAction,
         reason: impl Into<String>,
     ) -> DecodeError {
         DecodeError {
-            notification: Notification {
-                code,
-                subcode,
-                data,
-            },
+            notification: Notification::error(subcode, data),
             action,
             reason: reason.into(),
         }

@@ -1,13 +1,13 @@
 //! NOTIFICATION (RFC 4271 section 4.5) and the shutdown communication (RFC 8203/9003).
 use std::fmt;
 
-use super::codes;
+use super::codes::{CeaseSubcode, ErrorCode, Subcode};
 use super::Notification;
 
 pub(crate) fn decode(body: &[u8]) -> Notification {
     // The header check guarantees at least 2 bytes.
     Notification {
-        code: body.first().copied().unwrap_or(0),
+        code: body.first().copied().unwrap_or(0).into(),
         subcode: body.get(1).copied().unwrap_or(0),
         data: body.get(2..).unwrap_or(&[]).to_vec(),
     }
@@ -17,17 +17,34 @@ pub(crate) fn decode(body: &[u8]) -> Notification {
 pub const MAX_SHUTDOWN_MESSAGE_LEN: usize = 255;
 
 impl Notification {
-    pub fn new(code: u8, subcode: u8, data: Vec<u8>) -> Notification {
+    /// Any code and any subcode byte: for a code with no subcodes of its own (Hold
+    /// Timer Expired) and for bytes taken as they are; `error` is the typed way.
+    pub fn new(code: impl Into<ErrorCode>, subcode: u8, data: Vec<u8>) -> Notification {
         Notification {
-            code,
+            code: code.into(),
             subcode,
             data,
         }
     }
 
+    /// `subcode` under the code it belongs to, so that the two cannot disagree.
+    pub fn error<S: Subcode>(subcode: S, data: Vec<u8>) -> Notification {
+        Notification::new(S::CODE, subcode.into(), data)
+    }
+
     /// Cease with `subcode` (RFC 4486) and no data.
-    pub fn cease(subcode: u8) -> Notification {
-        Notification::new(codes::CEASE, subcode, Vec::new())
+    pub fn cease(subcode: CeaseSubcode) -> Notification {
+        Notification::error(subcode, Vec::new())
+    }
+
+    /// The subcode as one of `S`, when the code is `S`'s.
+    pub fn subcode_of<S: Subcode>(&self) -> Option<S> {
+        (self.code == S::CODE).then(|| S::from(self.subcode))
+    }
+
+    /// Whether this is `subcode` under its code.
+    pub fn is<S: Subcode>(&self, subcode: S) -> bool {
+        self.subcode_of() == Some(subcode)
     }
 
     /// Cease/Administrative Shutdown carrying `message` (truncated to 255 bytes on a
@@ -40,21 +57,21 @@ impl Notification {
         let mut data = Vec::with_capacity(end + 1);
         data.push(end as u8);
         data.extend_from_slice(&message.as_bytes()[..end]);
-        Notification::new(codes::CEASE, codes::cease::ADMINISTRATIVE_SHUTDOWN, data)
+        Notification::error(CeaseSubcode::AdministrativeShutdown, data)
     }
 
     /// Cease/Hard Reset carrying `inner` (RFC 8538 section 3): its code, subcode and
     /// data become the data, so the peer still learns why.
     pub fn hard_reset(inner: &Notification) -> Notification {
         let mut data = Vec::with_capacity(inner.data.len() + 2);
-        data.push(inner.code);
+        data.push(inner.code.into());
         data.push(inner.subcode);
         data.extend_from_slice(&inner.data);
-        Notification::new(codes::CEASE, codes::cease::HARD_RESET, data)
+        Notification::error(CeaseSubcode::HardReset, data)
     }
 
     pub fn is_hard_reset(&self) -> bool {
-        self.code == codes::CEASE && self.subcode == codes::cease::HARD_RESET
+        self.is(CeaseSubcode::HardReset)
     }
 
     /// The NOTIFICATION a Cease/Hard Reset carries, when it carries one.
@@ -68,11 +85,11 @@ impl Notification {
     /// "Code/Subcode" in words; a Hard Reset names what it carries:
     /// `Cease/Hard Reset (Hold Timer Expired/Unspecific)`.
     pub fn name(&self) -> String {
-        let code = match codes::code_name(self.code) {
+        let code = match self.code.name() {
             Some(name) => name.to_string(),
-            None => format!("Error code {}", self.code),
+            None => format!("Error code {}", u8::from(self.code)),
         };
-        let subcode = match codes::subcode_name(self.code, self.subcode) {
+        let subcode = match self.code.subcode_name(self.subcode) {
             Some(name) => name.to_string(),
             None => format!("subcode {}", self.subcode),
         };
@@ -91,10 +108,10 @@ impl Notification {
         if let Some(inner) = self.hard_reset_inner().filter(|i| !i.is_hard_reset()) {
             return inner.shutdown_message();
         }
-        if self.code != codes::CEASE
-            || (self.subcode != codes::cease::ADMINISTRATIVE_SHUTDOWN
-                && self.subcode != codes::cease::ADMINISTRATIVE_RESET)
-        {
+        if !matches!(
+            self.subcode_of(),
+            Some(CeaseSubcode::AdministrativeShutdown | CeaseSubcode::AdministrativeReset)
+        ) {
             return None;
         }
         let (&len, rest) = self.data.split_first()?;

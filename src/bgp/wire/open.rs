@@ -2,7 +2,7 @@
 //! parameters (RFC 9072).
 use std::net::Ipv4Addr;
 
-use super::codes::{self, open as oc};
+use super::codes::OpenSubcode;
 use super::header::Reader;
 use super::{
     Capability, DecodeError, ErrorAction, ExtendedNextHopEntry, GracefulRestart,
@@ -194,14 +194,8 @@ pub(crate) fn encode(o: &Open, out: &mut Vec<u8>) {
     out.extend_from_slice(&caps);
 }
 
-fn open_err(subcode: u8, data: Vec<u8>, reason: impl Into<String>) -> DecodeError {
-    DecodeError::new(
-        codes::OPEN_MESSAGE_ERROR,
-        subcode,
-        data,
-        ErrorAction::SessionReset,
-        reason,
-    )
+fn open_err(subcode: OpenSubcode, data: Vec<u8>, reason: impl Into<String>) -> DecodeError {
+    DecodeError::new(subcode, data, ErrorAction::SessionReset, reason)
 }
 
 /// The parameters' declared length (`what`'s) must be what follows.
@@ -210,7 +204,7 @@ fn check_params_len(what: &str, declared: usize, params: &[u8]) -> Result<(), De
         return Ok(());
     }
     Err(open_err(
-        codes::UNSPECIFIC,
+        OpenSubcode::Unspecific,
         Vec::new(),
         format!("{what} length {declared} but {} bytes follow", params.len()),
     ))
@@ -221,18 +215,22 @@ pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
     let (Some(version), Some(my_as), Some(hold_time), Some(id), Some(opt_len)) =
         (r.u8(), r.u16(), r.u16(), r.u32(), r.u8())
     else {
-        return Err(open_err(codes::UNSPECIFIC, Vec::new(), "truncated OPEN"));
+        return Err(open_err(
+            OpenSubcode::Unspecific,
+            Vec::new(),
+            "truncated OPEN",
+        ));
     };
     if version != 4 {
         return Err(open_err(
-            oc::UNSUPPORTED_VERSION_NUMBER,
+            OpenSubcode::UnsupportedVersionNumber,
             vec![0, 4],
             format!("BGP version {version}, only 4 is supported"),
         ));
     }
     if hold_time == 1 || hold_time == 2 {
         return Err(open_err(
-            oc::UNACCEPTABLE_HOLD_TIME,
+            OpenSubcode::UnacceptableHoldTime,
             Vec::new(),
             format!("hold time {hold_time}"),
         ));
@@ -240,7 +238,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
     let bgp_id = Ipv4Addr::from(id);
     if id == 0 {
         return Err(open_err(
-            oc::BAD_BGP_IDENTIFIER,
+            OpenSubcode::BadBgpIdentifier,
             Vec::new(),
             "BGP identifier 0.0.0.0",
         ));
@@ -251,7 +249,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
         let mut r = Reader::new(&rest[1..]);
         let Some(ext_len) = r.u16() else {
             return Err(open_err(
-                codes::UNSPECIFIC,
+                OpenSubcode::Unspecific,
                 Vec::new(),
                 "truncated extended optional parameters",
             ));
@@ -274,14 +272,14 @@ pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
         };
         let Some(value) = plen.and_then(|l| r.take(l as usize)) else {
             return Err(open_err(
-                codes::UNSPECIFIC,
+                OpenSubcode::Unspecific,
                 Vec::new(),
                 "optional parameter overruns the OPEN",
             ));
         };
         if ptype != PARAM_CAPABILITIES {
             return Err(open_err(
-                oc::UNSUPPORTED_OPTIONAL_PARAMETER,
+                OpenSubcode::UnsupportedOptionalParameter,
                 Vec::new(),
                 format!("unsupported optional parameter type {ptype}"),
             ));
@@ -291,16 +289,18 @@ pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
             let code = cr.u8().unwrap_or(0);
             let Some(cval) = cr.u8().and_then(|l| cr.take(l as usize)) else {
                 return Err(open_err(
-                    codes::UNSPECIFIC,
+                    OpenSubcode::Unspecific,
                     Vec::new(),
                     format!("capability {code} overruns its parameter"),
                 ));
             };
-            capabilities.push(
-                Capability::decode(code, cval).map_err(|e| {
-                    open_err(codes::UNSPECIFIC, Vec::new(), format!("malformed {e}"))
-                })?,
-            );
+            capabilities.push(Capability::decode(code, cval).map_err(|e| {
+                open_err(
+                    OpenSubcode::Unspecific,
+                    Vec::new(),
+                    format!("malformed {e}"),
+                )
+            })?);
         }
     }
     Ok(Open {

@@ -3,7 +3,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::codes;
+use super::codes::{CeaseSubcode, ErrorCode, OpenSubcode};
 use super::*;
 
 const C4: Codec = Codec {
@@ -68,7 +68,11 @@ fn err_of(buf: &[u8], c: &Codec) -> DecodeError {
 
 fn assert_err(e: &DecodeError, code: u8, subcode: u8, action: ErrorAction) {
     assert_eq!(
-        (e.notification.code, e.notification.subcode, e.action),
+        (
+            u8::from(e.notification.code),
+            e.notification.subcode,
+            e.action
+        ),
         (code, subcode, action),
         "{e:?}"
     );
@@ -700,7 +704,7 @@ fn extra_attrs_merge() {
 
 #[test]
 fn drained_attrs_add_graceful_shutdown_in_order() {
-    use super::codes::community::{GRACEFUL_SHUTDOWN, NO_EXPORT};
+    use super::community::{GRACEFUL_SHUTDOWN, NO_EXPORT};
     let plain = ExtraAttrs::default().drained();
     assert_eq!(plain.communities, vec![GRACEFUL_SHUTDOWN]);
     let a = ExtraAttrs {
@@ -933,6 +937,42 @@ fn notification_bytes_and_display() {
     }
 }
 
+/// Codes and subcodes without a name come through as they were sent, and are shown
+/// by number.
+#[test]
+fn unknown_codes_and_subcodes_pass_through() {
+    let unknown = frame(3, &hex("63 2a 0102"));
+    let Ok(Message::Notification(n)) = Message::decode(&unknown, &C4) else {
+        panic!("a NOTIFICATION with an unknown code decodes");
+    };
+    assert_eq!((n.code, n.subcode), (ErrorCode::Other(99), 42));
+    assert_eq!(enc(&Message::Notification(n.clone()), &C4), unknown);
+    assert_eq!(n.to_string(), "Error code 99/subcode 42 (data 0102)");
+    assert_eq!(n.subcode_of::<CeaseSubcode>(), None);
+
+    let cease = frame(3, &hex("06 63"));
+    let Ok(Message::Notification(n)) = Message::decode(&cease, &C4) else {
+        panic!("a Cease with an unknown subcode decodes");
+    };
+    assert_eq!(n.subcode_of(), Some(CeaseSubcode::Other(99)));
+    assert_eq!(enc(&Message::Notification(n.clone()), &C4), cease);
+    assert_eq!(n.to_string(), "Cease/subcode 99");
+
+    // Known code, subcode another code's: the byte is kept, read under its own code.
+    let n = Notification::new(ErrorCode::Open, u8::from(CeaseSubcode::HardReset), vec![]);
+    assert_notification_wire(&n, "0209");
+    assert!(!n.is_hard_reset());
+    assert_eq!(n.subcode_of(), Some(OpenSubcode::Other(9)));
+    assert_eq!(n.to_string(), "OPEN Message Error/subcode 9");
+
+    let hard = Notification::hard_reset(&Notification::new(99, 42, vec![1]));
+    assert_notification_wire(&hard, "0609 632a 01");
+    assert_eq!(
+        hard.to_string(),
+        "Cease/Hard Reset (Error code 99/subcode 42) (data 01)"
+    );
+}
+
 /// RFC 8538 section 3: Cease/Hard Reset (6/9) whose data is the original
 /// NOTIFICATION's code, subcode and data.
 #[test]
@@ -1035,7 +1075,6 @@ fn route_refresh() {
 fn decode_error_display() {
     let e = update_err("", "40 01 01 03", "", &C4);
     assert!(e.to_string().contains("Invalid ORIGIN Attribute"), "{e}");
-    assert_eq!(codes::code_name(codes::CEASE), Some("Cease"));
 }
 
 // ---------- packing ----------

@@ -2,7 +2,7 @@
 //! (RFC 6793), extended next hop (RFC 8950) and revised error handling (RFC 7606).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::codes::{self, update as uc};
+use super::codes::UpdateSubcode;
 use super::header::Reader;
 use super::prefix::{self, PrefixError};
 use super::{
@@ -251,18 +251,12 @@ impl Update {
 }
 
 fn update_err(
-    subcode: u8,
+    subcode: UpdateSubcode,
     data: &[u8],
     action: ErrorAction,
     reason: impl Into<String>,
 ) -> DecodeError {
-    DecodeError::new(
-        codes::UPDATE_MESSAGE_ERROR,
-        subcode,
-        data.to_vec(),
-        action,
-        reason,
-    )
+    DecodeError::new(subcode, data.to_vec(), action, reason)
 }
 
 fn attr_name(code: u8) -> String {
@@ -300,7 +294,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
     let wl = r.u16().unwrap_or(0) as usize;
     let Some(withdrawn_bytes) = r.take(wl) else {
         return Err(update_err(
-            uc::MALFORMED_ATTRIBUTE_LIST,
+            UpdateSubcode::MalformedAttributeList,
             &[],
             reset,
             format!("withdrawn routes length {wl} overruns the message"),
@@ -308,7 +302,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
     };
     let Some(al) = r.u16() else {
         return Err(update_err(
-            uc::MALFORMED_ATTRIBUTE_LIST,
+            UpdateSubcode::MalformedAttributeList,
             &[],
             reset,
             "no room for the total path attribute length",
@@ -316,7 +310,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
     };
     let Some(attr_bytes) = r.take(al as usize) else {
         return Err(update_err(
-            uc::MALFORMED_ATTRIBUTE_LIST,
+            UpdateSubcode::MalformedAttributeList,
             &[],
             reset,
             format!("total path attribute length {al} overruns the message"),
@@ -325,7 +319,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
     let nlri_bytes = r.rest();
     let net_err = |field: &str, e: PrefixError| {
         update_err(
-            uc::INVALID_NETWORK_FIELD,
+            UpdateSubcode::InvalidNetworkField,
             &[],
             ErrorAction::SessionReset,
             format!("{field}: {e}"),
@@ -351,7 +345,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
         };
         let (Some(code), Some(len)) = (code, len) else {
             worst.note(update_err(
-                uc::MALFORMED_ATTRIBUTE_LIST,
+                UpdateSubcode::MalformedAttributeList,
                 &[],
                 ErrorAction::TreatAsWithdraw,
                 "truncated path attribute header",
@@ -361,7 +355,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
         let Some(value) = r.take(len as usize) else {
             let is_mp = code == ATTR_MP_REACH_NLRI || code == ATTR_MP_UNREACH_NLRI;
             let e = update_err(
-                uc::MALFORMED_ATTRIBUTE_LIST,
+                UpdateSubcode::MalformedAttributeList,
                 &[],
                 if is_mp {
                     ErrorAction::SessionReset
@@ -384,14 +378,14 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
             let e_reason = format!("duplicate {}", attr_name(code));
             if code == ATTR_MP_REACH_NLRI || code == ATTR_MP_UNREACH_NLRI {
                 return Err(update_err(
-                    uc::MALFORMED_ATTRIBUTE_LIST,
+                    UpdateSubcode::MalformedAttributeList,
                     &[],
                     reset,
                     e_reason,
                 ));
             }
             worst.note(update_err(
-                uc::MALFORMED_ATTRIBUTE_LIST,
+                UpdateSubcode::MalformedAttributeList,
                 &[],
                 ErrorAction::AttributeDiscard,
                 e_reason,
@@ -421,7 +415,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
             // An attribute dropped as malformed already produced its own error.
             if !seen[code as usize] {
                 worst.note(update_err(
-                    uc::MISSING_WELL_KNOWN_ATTRIBUTE,
+                    UpdateSubcode::MissingWellKnownAttribute,
                     &[code],
                     ErrorAction::TreatAsWithdraw,
                     format!("missing {}", attr_name(code)),
@@ -452,7 +446,7 @@ fn decode_attr(
     let expect_flags = |want: u8, action: ErrorAction| {
         if ot != want {
             Err(update_err(
-                uc::ATTRIBUTE_FLAGS_ERROR,
+                UpdateSubcode::AttributeFlagsError,
                 whole,
                 action,
                 format!("{} with flags {flags:#04x}", attr_name(code)),
@@ -463,7 +457,7 @@ fn decode_attr(
     };
     let len_err = |action: ErrorAction| {
         Err(update_err(
-            uc::ATTRIBUTE_LENGTH_ERROR,
+            UpdateSubcode::AttributeLengthError,
             whole,
             action,
             format!("{} with length {}", attr_name(code), value.len()),
@@ -480,7 +474,7 @@ fn decode_attr(
                 Some(o) => PathAttribute::Origin(o),
                 None => {
                     return Err(update_err(
-                        uc::INVALID_ORIGIN_ATTRIBUTE,
+                        UpdateSubcode::InvalidOriginAttribute,
                         whole,
                         taw,
                         format!("ORIGIN value {}", value[0]),
@@ -494,7 +488,7 @@ fn decode_attr(
                 Ok(segs) => PathAttribute::AsPath(segs),
                 Err(why) => {
                     return Err(update_err(
-                        uc::MALFORMED_AS_PATH,
+                        UpdateSubcode::MalformedAsPath,
                         &[],
                         taw,
                         format!("malformed AS_PATH: {why}"),
@@ -547,7 +541,7 @@ fn decode_attr(
             expect_flags(OPTIONAL_NON_TRANSITIVE, reset)?;
             let opt_err = |why: String| {
                 Err(update_err(
-                    uc::OPTIONAL_ATTRIBUTE_ERROR,
+                    UpdateSubcode::OptionalAttributeError,
                     whole,
                     reset,
                     format!("malformed {}: {why}", attr_name(code)),
@@ -603,7 +597,7 @@ fn decode_attr(
         _ => {
             if flags & FLAG_OPTIONAL == 0 && code != ATTR_ATOMIC_AGGREGATE {
                 return Err(update_err(
-                    uc::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
+                    UpdateSubcode::UnrecognizedWellKnownAttribute,
                     whole,
                     ErrorAction::SessionReset,
                     format!("unrecognized well-known attribute {code}"),
