@@ -19,6 +19,7 @@ mod drain;
 mod kernel_routes;
 mod kernel_sync;
 mod lifecycle;
+mod peer_sync;
 mod reload;
 mod report;
 mod rib_out;
