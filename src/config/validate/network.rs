@@ -1,7 +1,7 @@
 //! `networks.NAME`: a network's type, its families' keys, its forwards; its peers
 //! are `peer.rs`'s.
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -73,37 +73,28 @@ trait FamilyAddr: Sized {
     fn net(n: IpNet) -> Option<Self::Net>;
 }
 
-impl FamilyAddr for std::net::Ipv4Addr {
-    type Net = Ipv4Net;
-    fn addr(a: IpAddr) -> Option<Self> {
-        match a {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
+/// Both families' impls: the same but for the variant they take.
+macro_rules! family_addr {
+    ($addr:ty, $net:ty, $variant:ident) => {
+        impl FamilyAddr for $addr {
+            type Net = $net;
+            fn addr(a: IpAddr) -> Option<Self> {
+                match a {
+                    IpAddr::$variant(a) => Some(a),
+                    _ => None,
+                }
+            }
+            fn net(n: IpNet) -> Option<$net> {
+                match n {
+                    IpNet::$variant(n) => Some(n),
+                    _ => None,
+                }
+            }
         }
-    }
-    fn net(n: IpNet) -> Option<Ipv4Net> {
-        match n {
-            IpNet::V4(n) => Some(n),
-            IpNet::V6(_) => None,
-        }
-    }
+    };
 }
-
-impl FamilyAddr for std::net::Ipv6Addr {
-    type Net = Ipv6Net;
-    fn addr(a: IpAddr) -> Option<Self> {
-        match a {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => None,
-        }
-    }
-    fn net(n: IpNet) -> Option<Ipv6Net> {
-        match n {
-            IpNet::V6(n) => Some(n),
-            IpNet::V4(_) => None,
-        }
-    }
-}
+family_addr!(Ipv4Addr, Ipv4Net, V4);
+family_addr!(Ipv6Addr, Ipv6Net, V6);
 
 fn family_config<A: FamilyAddr>(r: RawFamily) -> FamilyConfig<A, A::Net> {
     FamilyConfig {
@@ -266,8 +257,8 @@ pub(super) fn parse_network(e: &mut Errors, name: &str, node: &Node) -> Option<N
         attrs: extra,
         name: name.to_string(),
         kind,
-        ipv4: family_config::<std::net::Ipv4Addr>(v4),
-        ipv6: family_config::<std::net::Ipv6Addr>(v6),
+        ipv4: family_config::<Ipv4Addr>(v4),
+        ipv6: family_config::<Ipv6Addr>(v6),
         uplink,
         peers,
     })
