@@ -11,6 +11,8 @@ use crate::config::{Config, ConfigError, NetworkKind};
 
 mod instance;
 mod keys;
+#[cfg(test)]
+mod keys_tests;
 mod network;
 mod peer;
 mod server;
