@@ -16,7 +16,7 @@ pub(crate) mod node;
 mod own_addrs;
 #[cfg(test)]
 mod unnumbered_tests;
-pub(crate) use validate::NIC_KEYS;
+pub(crate) use validate::{network_key_from_lxd, parse_kind, server_key_from_lxd, NIC_KEYS};
 mod suggest;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! "did you mean": the known key nearest to a mistyped one, at the same position.
 use super::validate::{
-    DOTTED_PEER_KEYS, GLOBAL_SERVER_KEYS, INSTANCE_IGNORED, LOCAL_NETWORK_KEYS, LOCAL_SERVER_KEYS,
-    NETWORK_IGNORED, NETWORK_KEYS, NIC_IGNORED, NIC_KEYS, PEER_KEYS,
+    Scope, INSTANCE_IGNORED, NETWORK_IGNORED, NETWORK_KEYS, NIC_IGNORED, NIC_KEYS, PEER_FIELDS,
+    SERVER_KEYS,
 };
 
 /// The known key nearest to the unknown key at `path` (a full key path, as errors name it),
@@ -21,9 +21,11 @@ pub(crate) fn suggest(path: &str) -> Option<String> {
             // The field alone reads best: `as` -> `asn`; the dotted fields keep
             // their own dot: `bfd.multiplyer` -> `bfd.multiplier`.
             let field = dotted_field(p).unwrap_or(p.rsplit_once('.')?.1);
-            return nearest(field, PEER_KEYS);
+            let fields: Vec<&str> = PEER_FIELDS.iter().map(|f| f.key).collect();
+            return nearest(field, &fields);
         }
-        return nearest(ck, NETWORK_KEYS);
+        let keys: Vec<&str> = NETWORK_KEYS.iter().map(|k| k.key).collect();
+        return nearest(ck, &keys);
     }
     if let Some(rest) = path.strip_prefix("instances.") {
         let (_, rest) = rest.split_once('.')?;
@@ -45,7 +47,12 @@ pub(crate) fn suggest(path: &str) -> Option<String> {
         }
         if let Some(n) = rest.strip_prefix("networks.") {
             let (_, k) = n.split_once('.')?;
-            return nearest(k, LOCAL_NETWORK_KEYS);
+            let local: Vec<&str> = NETWORK_KEYS
+                .iter()
+                .filter(|k| k.scope == Scope::Member)
+                .map(|k| k.key)
+                .collect();
+            return nearest(k, &local);
         }
         return nearest(rest, &["config", "networks"]);
     }
@@ -62,9 +69,9 @@ pub(crate) fn suggest(path: &str) -> Option<String> {
 /// `bfd.multiplyer` of `r1.bfd.multiplyer`: the part of a peer key from the first
 /// word a dotted field starts with (`bfd.`, `graceful_restart.`), typos included.
 fn dotted_field(peer_key: &str) -> Option<&str> {
-    let heads: Vec<&str> = DOTTED_PEER_KEYS
+    let heads: Vec<&str> = PEER_FIELDS
         .iter()
-        .filter_map(|k| k.split_once('.').map(|(h, _)| h))
+        .filter_map(|f| f.key.split_once('.').map(|(h, _)| h))
         .collect();
     let (name, rest) = peer_key.split_once('.')?;
     let mut start = name.len() + 1;
@@ -81,9 +88,7 @@ fn dotted_field(peer_key: &str) -> Option<&str> {
 }
 
 fn server_keys() -> Vec<&'static str> {
-    let mut v = LOCAL_SERVER_KEYS.to_vec();
-    v.extend_from_slice(GLOBAL_SERVER_KEYS);
-    v
+    SERVER_KEYS.iter().map(|k| k.key).collect()
 }
 
 /// The candidate closest to `word` (edit distance, a transposition counting one), if it is

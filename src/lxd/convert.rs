@@ -2,10 +2,13 @@
 //!
 //! Only what hostbgp's file knows is carried over: LXD's maps hold many keys of no
 //! interest here (DHCP, DNS, limits...) that the file's validation would refuse.
+//! Which keys is said by the config's key table (`config/validate/keys.rs`): the
+//! table validation reads, so what is carried over is a key validation knows.
 use std::collections::BTreeMap;
 
 use super::api::{Forward, Instance, Network, Server};
 use crate::config::node::Node;
+use crate::config::{network_key_from_lxd, parse_kind, server_key_from_lxd};
 
 /// What one fetch of LXD returned (networks already merged with this member's keys).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,39 +27,6 @@ pub struct Converted {
     pub ignored: Vec<String>,
 }
 
-/// Server keys taken from LXD. `core.bgp_address` is not: hostbgp listens where its
-/// own file says, and LXD's must stay unset (LXD's speaker would hold the port).
-const SERVER_KEYS: &[&str] = &["core.bgp_asn", "core.bgp_routerid"];
-const COMMON_NETWORK_KEYS: &[&str] = &[
-    // hostbgp's path-attribute keys, passed through for servers that allow them
-    "bgp.communities",
-    "bgp.large_communities",
-    "bgp.med",
-    "bgp.as_path_prepend",
-    "ipv4.nat",
-    "ipv6.nat",
-    "ipv4.nat.address",
-    "ipv6.nat.address",
-    "ipv4.address",
-    "ipv6.address",
-];
-const UPLINK_NETWORK_KEYS: &[&str] = &[
-    "bgp.ipv4.nexthop",
-    "bgp.ipv6.nexthop",
-    "ipv4.routes.anycast",
-    "ipv6.routes.anycast",
-    "ipv4.routes",
-    "ipv6.routes",
-];
-/// Incus's per-instance address keys: only on bridges (Incus refuses them elsewhere).
-const BRIDGE_NETWORK_KEYS: &[&str] = &["bgp.ipv4.instances", "bgp.ipv6.instances"];
-const OVN_NETWORK_KEYS: &[&str] = &[
-    "network",
-    "volatile.network.ipv4.address",
-    "volatile.network.ipv6.address",
-];
-/// LXD's peer keys, and Incus's `interface` (unnumbered peers).
-const PEER_FIELDS: &[&str] = &["address", "interface", "asn", "password", "holdtime"];
 /// BGP keys other versions know that hostbgp does not act on yet: said once in the
 /// log rather than silently dropped.
 const NOTED_PREFIXES: &[&str] = &["bgp."];
@@ -108,7 +78,7 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
         .server
         .config
         .iter()
-        .filter(|(k, v)| SERVER_KEYS.contains(&k.as_str()) && !v.is_empty())
+        .filter(|(k, v)| server_key_from_lxd(k) && !v.is_empty())
         // LXD reports an unset ASN as 0 in some versions; 0 is no ASN.
         .filter(|(k, v)| !(k.as_str() == "core.bgp_asn" && v.trim() == "0"))
         .map(|(k, v)| (k.clone(), scalar(v)))
@@ -120,29 +90,22 @@ pub fn to_tree(snap: &Snapshot, member: &str) -> Converted {
         if !net.managed {
             continue;
         }
-        let kind = net.kind.as_str();
-        let extra: &[&str] = match kind {
-            "bridge" | "physical" => UPLINK_NETWORK_KEYS,
-            "ovn" => OVN_NETWORK_KEYS,
-            _ => continue, // macvlan, sriov: nothing routed or advertised
+        let Some(kind) = parse_kind(&net.kind) else {
+            continue; // macvlan, sriov: nothing routed or advertised
         };
         let mut config = BTreeMap::new();
         for (k, v) in &net.config {
             if v.is_empty() {
                 continue;
             }
-            let known = COMMON_NETWORK_KEYS.contains(&k.as_str())
-                || extra.contains(&k.as_str())
-                || (kind == "bridge" && BRIDGE_NETWORK_KEYS.contains(&k.as_str()))
-                || (kind != "ovn" && is_peer_key(k));
-            if known {
+            if network_key_from_lxd(kind, k) {
                 config.insert(k.clone(), scalar(v));
             } else if NOTED_PREFIXES.iter().any(|p| k.starts_with(p)) {
                 ignored.push(format!("networks.{}.config.{k}", net.name));
             }
         }
         let mut node = BTreeMap::new();
-        node.insert("type".to_string(), scalar(kind));
+        node.insert("type".to_string(), scalar(&net.kind));
         node.insert("config".to_string(), Node::Map(config));
         let forwards: Vec<Node> = snap
             .forwards
@@ -267,12 +230,6 @@ pub fn knows_port(snap: &Snapshot, port: &str) -> bool {
                 .values()
                 .any(|d| d.get("host_name").is_some_and(|h| h == port))
     })
-}
-
-fn is_peer_key(k: &str) -> bool {
-    k.strip_prefix("bgp.peers.")
-        .and_then(|rest| rest.rsplit_once('.'))
-        .is_some_and(|(name, field)| !name.is_empty() && PEER_FIELDS.contains(&field))
 }
 
 /// The managed network a NIC is on: `network=` for managed NICs, `parent=` for a

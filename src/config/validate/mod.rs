@@ -11,14 +11,17 @@ use crate::config::{Config, ConfigError, NetworkKind};
 
 mod instance;
 mod keys;
+#[cfg(test)]
+mod keys_tests;
 mod network;
 mod peer;
 mod server;
 
 use instance::{check_overlaps, parse_instance};
-pub(crate) use keys::NIC_KEYS;
 pub(in crate::config) use keys::*;
-use network::{check_network_value, check_uplinks, parse_network, raw_kind};
+pub(crate) use keys::{network_key_from_lxd, server_key_from_lxd, NIC_KEYS};
+pub(crate) use network::parse_kind;
+use network::{check_network_value, check_uplinks, kind_name, parse_network, raw_kind};
 use peer::check_peer_conflicts;
 use server::parse_server;
 
@@ -244,13 +247,16 @@ fn check_members(
                     let Some(cfg) = e.map(&key, v) else { continue };
                     for (ck, cv) in cfg {
                         let ckey = format!("{key}.{ck}");
-                        if GLOBAL_SERVER_KEYS.contains(&ck.as_str()) {
-                            e.push(ckey, "global key, cannot be set per member");
-                            continue;
-                        }
-                        if !LOCAL_SERVER_KEYS.contains(&ck.as_str()) {
-                            e.push(ckey, "unknown key");
-                            continue;
+                        match server_key(ck) {
+                            None => {
+                                e.push(ckey, "unknown key");
+                                continue;
+                            }
+                            Some(k) if k.scope == Scope::Cluster => {
+                                e.push(ckey, "global key, cannot be set per member");
+                                continue;
+                            }
+                            Some(_) => {}
                         }
                         let ok = match e.scalar(&ckey, cv) {
                             None => !matches!(cv, Node::Map(_) | Node::Seq(_)),
@@ -279,23 +285,25 @@ fn check_members(
                         let Some(nm) = e.map(&nkey, nv) else { continue };
                         for (lk, lv) in nm {
                             let lkey = format!("{nkey}.{lk}");
-                            if !LOCAL_NETWORK_KEYS.contains(&lk.as_str()) {
-                                if NETWORK_KEYS.contains(&lk.as_str())
-                                    || lk.starts_with("bgp.peers.")
-                                {
+                            let spec = network_key(lk);
+                            let Some(spec) = spec.filter(|k| k.scope == Scope::Member) else {
+                                if spec.is_some() || lk.starts_with("bgp.peers.") {
                                     e.push(lkey, "global key, cannot be set per member");
                                 } else {
                                     e.push(lkey, "unknown key");
                                 }
                                 continue;
-                            }
-                            if *kind == Some(NetworkKind::Ovn) {
-                                e.push(lkey, "not supported on ovn networks");
+                            };
+                            if let Some(kind) = kind.filter(|k| !spec.on.has(*k)) {
+                                e.push(
+                                    lkey,
+                                    format!("not supported on {} networks", kind_name(kind)),
+                                );
                                 continue;
                             }
                             let ok = match e.scalar(&lkey, lv) {
                                 None => !matches!(lv, Node::Map(_) | Node::Seq(_)),
-                                Some(s) => e.check(&lkey, check_network_value(lk, s)).is_some(),
+                                Some(s) => e.check(&lkey, check_network_value(spec, s)).is_some(),
                             };
                             if ok && mine {
                                 out.push((
