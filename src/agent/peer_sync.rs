@@ -198,3 +198,7 @@ impl PeerSession {
         true
     }
 }
+
+#[cfg(test)]
+#[path = "peer_sync_tests.rs"]
+mod tests;
