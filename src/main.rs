@@ -165,9 +165,10 @@ fn main() -> ExitCode {
             // event paid before reaching the agent.
             let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
                 rt.block_on(async {
-                    tokio::spawn(agent::run(opts))
-                        .await
-                        .map_err(|e| format!("agent task failed: {e}"))?
+                    match tokio::spawn(agent::run(opts)).await {
+                        Ok(ran) => ran.map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("agent task failed: {e}")),
+                    }
                 })
             });
             match result {

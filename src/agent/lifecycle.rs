@@ -12,7 +12,7 @@ use super::{restart_marker, Agent};
 
 impl Agent {
     /// SIGTERM: leave kernel routes and let peers keep ours as stale (graceful restart).
-    pub(super) async fn stop_for_restart(&mut self) -> Result<(), String> {
+    pub(super) async fn stop_for_restart(&mut self) {
         self.bfd_admin_down().await;
         let marker = restart_marker(&self.opts.socket);
         if let Err(e) = std::fs::write(&marker, b"") {
@@ -37,7 +37,6 @@ impl Agent {
         }
         let _ = std::fs::remove_file(&self.opts.socket);
         tracing::info!("stopping for a restart: kernel routes kept, peers hold our routes");
-        Ok(())
     }
 
     /// Full shutdown: drain (RFC 8326) for `hostbgp.drain_time`, withdraw everything,

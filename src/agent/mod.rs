@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 mod admin;
 mod bfd;
 mod drain;
+mod error;
 mod kernel_routes;
 mod kernel_sync;
 mod lifecycle;
@@ -26,6 +27,8 @@ mod rib_out;
 mod sessions;
 mod unnumbered;
 
+use error::format_errors;
+pub use error::AgentError;
 use kernel_sync::RouteCheckTimer;
 use rib_out::HeldWithdrawals;
 use sessions::peer_name;
@@ -35,7 +38,7 @@ use crate::bgp::fsm::LocalParams;
 use crate::bgp::session::{QueueError, SessionCmd, SessionEvent, SessionSender, StatusView};
 use crate::bgp::speaker::{Listener, PeerDirectory};
 use crate::bgp::wire::Family;
-use crate::config::{self, Config, Peer, Remote};
+use crate::config::{Config, Peer, Remote};
 use crate::control::{self, Command, Pending, Reply};
 use crate::kernel::Kernel;
 use crate::metrics::{Metrics, Scrape};
@@ -152,33 +155,23 @@ struct Agent {
     routers_heard: mpsc::UnboundedSender<crate::nd::Heard>,
 }
 
-pub(super) fn format_errors(errors: &[config::ConfigError]) -> String {
-    errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Marks a stop for restart, so the next start announces Restart State and Forwarding State.
 pub(super) fn restart_marker(socket: &std::path::Path) -> PathBuf {
     socket.with_extension("restarting")
 }
 
-pub async fn run(opts: RunOptions) -> Result<(), String> {
+pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let mut source = crate::lxd::ConfigSource::start(&opts.config_path, &opts.member)
-        .map_err(|e| format_errors(&e))?;
+        .map_err(AgentError::Config)?;
     source.first_snapshot(crate::lxd::FIRST_SNAPSHOT_WAIT).await;
-    let config = source.load().map_err(|e| format_errors(&e))?;
-    let (kernel, mut kernel_events) = Kernel::connect()
-        .await
-        .map_err(|e| format!("netlink: {e}"))?;
-    let view = kernel
-        .dump()
-        .await
-        .map_err(|e| format!("netlink dump: {e}"))?;
-    let control_listener = control::bind(&opts.socket)
-        .map_err(|e| format!("control socket {}: {e}", opts.socket.display()))?;
+    let config = source.load().map_err(AgentError::Config)?;
+    let (kernel, mut kernel_events) = Kernel::connect().await.map_err(AgentError::Netlink)?;
+    let view = kernel.dump().await.map_err(AgentError::Dump)?;
+    let control_listener =
+        control::bind(&opts.socket).map_err(|source| AgentError::ControlSocket {
+            path: opts.socket.clone(),
+            source,
+        })?;
     let shutdown = CancellationToken::new();
     let (control_tx, mut control_rx) = mpsc::channel::<Pending>(16);
     let control_task = tokio::spawn(control::serve(
@@ -246,10 +239,13 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     agent.notify_status();
     tracing::info!(member = %agent.config.member, "hostbgp running");
 
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut sigpwr = signal(SignalKind::from_raw(libc::SIGPWR)).map_err(|e| e.to_string())?;
+    let handler = |name: &'static str, kind: SignalKind| {
+        signal(kind).map_err(|source| AgentError::Signal { name, source })
+    };
+    let mut sighup = handler("SIGHUP", SignalKind::hangup())?;
+    let mut sigterm = handler("SIGTERM", SignalKind::terminate())?;
+    let mut sigint = handler("SIGINT", SignalKind::interrupt())?;
+    let mut sigpwr = handler("SIGPWR", SignalKind::from_raw(libc::SIGPWR))?;
     let mut watchdog = {
         let period = sd_notify::watchdog_enabled()
             .map(|d| d / 2)
@@ -327,7 +323,10 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     };
     // The one place where a restart and a full shutdown differ.
     let result = match ending {
-        Ending::Restart => agent.stop_for_restart().await,
+        Ending::Restart => {
+            agent.stop_for_restart().await;
+            Ok(())
+        }
         Ending::Full { reply } => {
             let drained = agent.shutdown().await;
             let how = if drained {

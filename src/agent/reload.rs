@@ -8,7 +8,7 @@ use crate::config::{self, Config};
 use crate::control::Reply;
 use crate::plan::{self, Planner};
 
-use super::{format_errors, Agent};
+use super::{format_errors, Agent, AgentError};
 
 impl Agent {
     pub(super) async fn reload(&mut self) -> Reply {
@@ -48,9 +48,7 @@ impl Agent {
         let needs_chosen_id = new.server.asn.is_some() && new.server.router_id.is_none();
         if server_changed && needs_chosen_id && plan::default_router_id(&self.kernel.view).is_none()
         {
-            return Reply::error(
-                "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
-            );
+            return Reply::error(AgentError::NoRouterId.to_string());
         }
         let changes = config::diff::peers(&self.config, &new, server_changed);
         self.planner = Planner::new(&new);
@@ -82,7 +80,7 @@ impl Agent {
             }
             self.stop_links().await;
             if let Err(e) = self.start_bgp(false) {
-                return Reply::error(e);
+                return Reply::error(e.to_string());
             }
             let already: Vec<Remote> = self.sessions.keys().cloned().collect();
             reset.retain(|p| !already.contains(&p.remote));

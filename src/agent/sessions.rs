@@ -14,18 +14,16 @@ use crate::config::Peer;
 use crate::config::Remote;
 use crate::plan::{self, SessionView};
 
-use super::{Agent, Established, NextHopTable, PeerSession};
+use super::{Agent, AgentError, Established, NextHopTable, PeerSession};
 
 impl Agent {
-    pub(super) fn local_params(&self, restarting: bool) -> Result<Option<LocalParams>, String> {
+    pub(super) fn local_params(&self, restarting: bool) -> Result<Option<LocalParams>, AgentError> {
         let Some(asn) = self.config.server.asn else {
             return Ok(None);
         };
         let router_id = match self.config.server.router_id {
             Some(id) => id,
-            None => plan::default_router_id(&self.kernel.view).ok_or(
-                "config.core.bgp_routerid is not set and the host has no IPv4 address to choose one from",
-            )?,
+            None => plan::default_router_id(&self.kernel.view).ok_or(AgentError::NoRouterId)?,
         };
         Ok(Some(LocalParams {
             asn,
@@ -41,7 +39,7 @@ impl Agent {
         }))
     }
 
-    pub(super) fn start_bgp(&mut self, restarting: bool) -> Result<(), String> {
+    pub(super) fn start_bgp(&mut self, restarting: bool) -> Result<(), AgentError> {
         self.local = self.local_params(restarting)?;
         self.listen = self.config.server.listen;
         let (Some(_), Some(listen)) = (&self.local, self.listen) else {
@@ -59,7 +57,12 @@ impl Agent {
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(source) => {
+                    return Err(AgentError::Listen {
+                        address: listen,
+                        source,
+                    })
+                }
             }
         };
         self.listener = Some(listener);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use super::Agent;
+use super::{Agent, AgentError};
 use crate::bgp::session::SessionCmd;
 use crate::bgp::speaker::{Caller, ListenKey, Listener};
 use crate::config::Remote;
@@ -113,7 +113,7 @@ impl Agent {
             .send_modify(|d| d.retain(|c, _| !matches!(c, Caller::Link(_))));
     }
 
-    fn start_link(&self, name: &str, ifindex: u32, source: Ipv6Addr) -> Result<Link, String> {
+    fn start_link(&self, name: &str, ifindex: u32, source: Ipv6Addr) -> Result<Link, AgentError> {
         let nd = nd::spawn(
             nd::Config {
                 ifname: name.to_string(),
@@ -124,7 +124,10 @@ impl Agent {
             },
             self.routers_heard.clone(),
         )
-        .map_err(|e| format!("router advertisements on {name}: {e}"))?;
+        .map_err(|source| AgentError::RouterDiscovery {
+            ifname: name.to_string(),
+            source,
+        })?;
         // A listener on `[::]` takes link-local callers too; any other needs one here.
         let main_takes_it = self
             .listen
@@ -134,8 +137,12 @@ impl Agent {
                 let at = SocketAddr::V6(SocketAddrV6::new(source, listen.port(), 0, ifindex));
                 let keys = self.listen_keys();
                 Some(
-                    Listener::bind(at, &keys, self.directory.subscribe())
-                        .map_err(|e| format!("listening on {at}: {e}"))?,
+                    Listener::bind(at, &keys, self.directory.subscribe()).map_err(|source| {
+                        AgentError::Listen {
+                            address: at,
+                            source,
+                        }
+                    })?,
                 )
             }
             _ => None,
