@@ -87,6 +87,25 @@ fn session(config: &Config, families: &[Family]) -> (PeerSession, SessionReceive
 
 const BOTH: &[Family] = &[Family::Ipv4Unicast, Family::Ipv6Unicast];
 
+/// Syncs `session` with what `config` advertises; returns how many change sets it
+/// handed to the queue.
+async fn sync_only(
+    session: &mut PeerSession,
+    config: &Config,
+    view: &KernelView,
+    only: Option<&[IpNet]>,
+    drained: bool,
+) -> u64 {
+    let intent = plan::plan(config, view);
+    let input = SyncInput {
+        config,
+        view,
+        adverts: &intent.adverts,
+        drained,
+    };
+    session.sync(&input, only).await
+}
+
 /// Syncs `session` with what `config` advertises; returns the change sets it got.
 async fn sync(
     session: &mut PeerSession,
@@ -95,14 +114,7 @@ async fn sync(
     view: &KernelView,
     only: Option<&[IpNet]>,
 ) -> Vec<Changes> {
-    let intent = plan::plan(config, view);
-    let input = SyncInput {
-        config,
-        view,
-        adverts: &intent.adverts,
-        drained: false,
-    };
-    let handed = session.sync(&input, only).await;
+    let handed = sync_only(session, config, view, only, false).await;
     let mut got = Vec::new();
     while let Ok(cmd) = queue.try_recv() {
         match cmd {
@@ -245,15 +257,7 @@ async fn a_big_table_goes_out_in_growing_chunks_the_last_one_closing_the_sync() 
 async fn drained_paths_carry_graceful_shutdown() {
     let config = config(&strings(&["203.0.113.1"]), &[], "all");
     let (mut s, mut queue) = session(&config, BOTH);
-    let view = view(true);
-    let intent = plan::plan(&config, &view);
-    let input = SyncInput {
-        config: &config,
-        view: &view,
-        adverts: &intent.adverts,
-        drained: true,
-    };
-    s.sync(&input, None).await;
+    sync_only(&mut s, &config, &view(true), None, true).await;
     let Ok(SessionCmd::Changes { changes, .. }) = queue.try_recv() else {
         panic!("no changes");
     };
@@ -267,16 +271,8 @@ async fn a_full_queue_marks_the_session_for_a_reset() {
     let config = config(&strings(&["203.0.113.1"]), &[], "all");
     let (mut s, _queue) = session(&config, BOTH);
     while s.cmd.send(SessionCmd::BfdUp).is_ok() {}
-    let view = view(true);
-    let intent = plan::plan(&config, &view);
-    let input = SyncInput {
-        config: &config,
-        view: &view,
-        adverts: &intent.adverts,
-        drained: false,
-    };
     assert!(!s.overflowed);
-    s.sync(&input, None).await;
+    sync_only(&mut s, &config, &view(true), None, false).await;
     assert!(s.overflowed);
 }
 
