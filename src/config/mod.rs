@@ -150,7 +150,7 @@ pub struct Network {
     pub ipv6: FamilyConfig<Ipv6Addr, Ipv6Net>,
     /// `network` (OVN: the uplink network's name)
     pub uplink: Option<String>,
-    pub peers: BTreeMap<String, PeerConfig>,
+    pub peers: BTreeMap<String, PeerSettings>,
     /// `forwards`: listen addresses of the network's forwards and load balancers
     /// (LXD's), advertised as /32 and /128 from this host.
     pub forwards: Vec<IpAddr>,
@@ -224,9 +224,11 @@ impl fmt::Display for Remote {
     }
 }
 
+/// A peer's settings (`bgp.peers.NAME.*`): one network's declaration, or a [`Peer`]'s
+/// merged across the networks declaring it. The name is not among them: it is the key
+/// of [`Network::peers`], and a [`Peer`] has one per declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerConfig {
-    pub name: String,
+pub struct PeerSettings {
     pub remote: Remote,
     pub port: u16,
     pub asn: u32,
@@ -434,7 +436,7 @@ impl Config {
     pub fn peers(&self) -> Vec<Peer> {
         let mut by_addr: BTreeMap<Remote, Peer> = BTreeMap::new();
         for (nname, net) in &self.networks {
-            for p in net.peers.values() {
+            for (pname, p) in &net.peers {
                 let peer = by_addr.entry(p.remote.clone()).or_insert_with(|| Peer {
                     remote: p.remote.clone(),
                     port: p.port,
@@ -449,7 +451,7 @@ impl Config {
                 if p.export == Export::All {
                     peer.export = Export::All;
                 }
-                peer.declared_by.push((nname.clone(), p.name.clone()));
+                peer.declared_by.push((nname.clone(), pname.clone()));
             }
         }
         by_addr
