@@ -16,7 +16,7 @@ use hostbgp::bgp::wire::{
     frame_len, Capability, Codec, GracefulRestart, GracefulRestartFamily, Message, Open,
     RouteRefresh,
 };
-use hostbgp::config::{Peer, Remote};
+use hostbgp::config::{Peer, PeerSettings, Remote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -30,14 +30,16 @@ struct Side {
 
 fn peer(address: &str, port: u16, asn: u32, hold_time: u16) -> Peer {
     Peer {
-        remote: Remote::Address(address.parse().unwrap()),
-        port,
-        asn,
-        password: None,
-        hold_time,
-        bfd: None,
-        graceful_restart_time: None,
-        export: hostbgp::config::Export::All,
+        settings: PeerSettings {
+            remote: Remote::Address(address.parse().unwrap()),
+            port,
+            asn,
+            password: None,
+            hold_time,
+            bfd: None,
+            graceful_restart_time: None,
+            export: hostbgp::config::Export::All,
+        },
         declared_by: vec![("br0".into(), "r1".into())],
     }
 }

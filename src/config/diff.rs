@@ -2,12 +2,12 @@
 //! which must start over, which only take their new settings, which are new.
 //!
 //! A peer's session starts over when anything about it differs except what is
-//! listed in [`session_free`]: a field added to [`Peer`] later resets the session by
-//! default, which is the safe side (a missed reset would leave a session running on
-//! settings the operator changed).
+//! listed in [`session_free`]: a field added to [`Peer`] or [`PeerSettings`] later
+//! resets the session by default, which is the safe side (a missed reset would leave
+//! a session running on settings the operator changed).
 use std::collections::BTreeMap;
 
-use super::{Config, Export, Peer, Remote};
+use super::{Config, Export, Peer, PeerSettings, Remote};
 
 /// The sessions' part of a reload.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -50,9 +50,11 @@ pub fn peers(old: &Config, new: &Config, server_changed: bool) -> PeerChanges {
 /// export scope.
 fn session_free(peer: &Peer) -> Peer {
     Peer {
+        settings: PeerSettings {
+            export: Export::All,
+            ..peer.settings.clone()
+        },
         declared_by: Vec::new(),
-        export: Export::All,
-        ..peer.clone()
     }
 }
 
@@ -63,16 +65,25 @@ mod tests {
 
     fn peer() -> Peer {
         Peer {
-            remote: Remote::Address("192.0.2.1".parse().expect("address")),
-            port: 179,
-            asn: 65000,
-            password: None,
-            hold_time: 90,
-            bfd: None,
-            graceful_restart_time: None,
-            export: Export::All,
+            settings: PeerSettings {
+                remote: Remote::Address("192.0.2.1".parse().expect("address")),
+                port: 179,
+                asn: 65000,
+                password: None,
+                hold_time: 90,
+                bfd: None,
+                graceful_restart_time: None,
+                export: Export::All,
+            },
             declared_by: vec![("br0".into(), "r1".into())],
         }
+    }
+
+    /// `peer()` with `change` made to its settings.
+    fn with(change: impl FnOnce(&mut PeerSettings)) -> Peer {
+        let mut p = peer();
+        change(&mut p.settings);
+        p
     }
 
     #[test]
@@ -80,41 +91,22 @@ mod tests {
         let p = peer();
         let same = |a: &Peer, b: &Peer| session_free(a) == session_free(b);
         assert!(same(&p, &p.clone()));
-        let on = Peer {
-            bfd: Some(BfdSettings::default()),
-            ..p.clone()
-        };
+        let on = with(|s| s.bfd = Some(BfdSettings::default()));
         assert!(!same(&p, &on), "BFD gates the session");
-        let faster = Peer {
-            bfd: Some(BfdSettings {
+        let faster = with(|s| {
+            s.bfd = Some(BfdSettings {
                 min_interval_ms: 100,
                 ..BfdSettings::default()
-            }),
-            ..p.clone()
-        };
+            })
+        });
         assert!(!same(&on, &faster));
         for changed in [
-            Peer {
-                port: 1179,
-                ..p.clone()
-            },
-            Peer {
-                asn: 65001,
-                ..p.clone()
-            },
-            Peer {
-                hold_time: 30,
-                ..p.clone()
-            },
-            Peer {
-                password: Some(Password::new("s")),
-                ..p.clone()
-            },
+            with(|s| s.port = 1179),
+            with(|s| s.asn = 65001),
+            with(|s| s.hold_time = 30),
+            with(|s| s.password = Some(Password::new("s"))),
             // The OPEN offers another restart time.
-            Peer {
-                graceful_restart_time: Some(3600),
-                ..p.clone()
-            },
+            with(|s| s.graceful_restart_time = Some(3600)),
         ] {
             assert!(!same(&p, &changed), "{changed:?}");
         }
@@ -123,10 +115,7 @@ mod tests {
             ..p.clone()
         };
         assert!(same(&p, &renamed), "where it is declared is not a setting");
-        let scoped = Peer {
-            export: Export::Network,
-            ..p.clone()
-        };
+        let scoped = with(|s| s.export = Export::Network);
         assert!(
             same(&p, &scoped),
             "an export change resyncs, it does not reset"

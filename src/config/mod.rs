@@ -150,7 +150,7 @@ pub struct Network {
     pub ipv6: FamilyConfig<Ipv6Addr, Ipv6Net>,
     /// `network` (OVN: the uplink network's name)
     pub uplink: Option<String>,
-    pub peers: BTreeMap<String, PeerConfig>,
+    pub peers: BTreeMap<String, PeerSettings>,
     /// `forwards`: listen addresses of the network's forwards and load balancers
     /// (LXD's), advertised as /32 and /128 from this host.
     pub forwards: Vec<IpAddr>,
@@ -224,9 +224,11 @@ impl fmt::Display for Remote {
     }
 }
 
+/// A peer's settings (`bgp.peers.NAME.*`): one network's declaration, or a [`Peer`]'s
+/// merged across the networks declaring it. The name is not among them: it is the key
+/// of [`Network::peers`], and a [`Peer`] has one per declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerConfig {
-    pub name: String,
+pub struct PeerSettings {
     pub remote: Remote,
     pub port: u16,
     pub asn: u32,
@@ -266,19 +268,23 @@ pub struct Nic {
 /// One BGP neighbour: a peer address (or interface) may be declared on several networks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
-    pub remote: Remote,
-    pub port: u16,
-    pub asn: u32,
-    pub password: Option<Password>,
-    pub hold_time: u16,
-    pub bfd: Option<BfdSettings>,
-    /// The restart time offered to this peer when set, else the server's.
-    pub graceful_restart_time: Option<u16>,
-    /// `Network` only when every declaration says so: a network that leaves the peer
-    /// at `all` wants it to hear everything.
-    pub export: Export,
+    /// The declarations' (equal in a validated config), but for `export`: `Network`
+    /// only when every declaration says so, since a network that leaves the peer at
+    /// `all` wants it to hear everything.
+    pub settings: PeerSettings,
     /// (network, peer name) pairs declaring it, sorted.
     pub declared_by: Vec<(String, String)>,
+}
+
+/// A peer is read as its settings (`peer.asn`): the agent, sessions and BFD use them
+/// as the peer's own. Not `DerefMut`: a write has to say `peer.settings`, and only
+/// [`Config::peers`] (merging `export`) has one.
+impl std::ops::Deref for Peer {
+    type Target = PeerSettings;
+
+    fn deref(&self) -> &PeerSettings {
+        &self.settings
+    }
 }
 
 /// One problem in the configuration, named by its full key path.
@@ -434,22 +440,18 @@ impl Config {
     pub fn peers(&self) -> Vec<Peer> {
         let mut by_addr: BTreeMap<Remote, Peer> = BTreeMap::new();
         for (nname, net) in &self.networks {
-            for p in net.peers.values() {
+            for (pname, p) in &net.peers {
                 let peer = by_addr.entry(p.remote.clone()).or_insert_with(|| Peer {
-                    remote: p.remote.clone(),
-                    port: p.port,
-                    asn: p.asn,
-                    password: p.password.clone(),
-                    hold_time: p.hold_time,
-                    bfd: p.bfd,
-                    graceful_restart_time: p.graceful_restart_time,
-                    export: Export::Network,
+                    settings: PeerSettings {
+                        export: Export::Network,
+                        ..p.clone()
+                    },
                     declared_by: Vec::new(),
                 });
                 if p.export == Export::All {
-                    peer.export = Export::All;
+                    peer.settings.export = Export::All;
                 }
-                peer.declared_by.push((nname.clone(), p.name.clone()));
+                peer.declared_by.push((nname.clone(), pname.clone()));
             }
         }
         by_addr

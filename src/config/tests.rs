@@ -161,8 +161,7 @@ fn example_round_trips() {
     assert!(!br.ipv6.nat);
     assert_eq!(
         br.peers["r1"],
-        PeerConfig {
-            name: "r1".into(),
+        PeerSettings {
             remote: crate::config::Remote::Address("2001:db8:1::2".parse().unwrap()),
             port: 179,
             asn: 65000,

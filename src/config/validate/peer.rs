@@ -8,7 +8,7 @@ use super::Errors;
 use crate::config::node::Node;
 use crate::config::values;
 use crate::config::{
-    BfdSettings, Export, Network, Password, PeerConfig, Remote, DEFAULT_BFD_MIN_INTERVAL_MS,
+    BfdSettings, Export, Network, Password, PeerSettings, Remote, DEFAULT_BFD_MIN_INTERVAL_MS,
     DEFAULT_BFD_MULTIPLIER, DEFAULT_BGP_PORT, DEFAULT_HOLD_TIME,
 };
 
@@ -114,7 +114,7 @@ impl RawPeers {
     }
 
     /// The peers whose keys make a whole; an error for each that does not.
-    pub(super) fn finish(self, e: &mut Errors, cbase: &str) -> BTreeMap<String, PeerConfig> {
+    pub(super) fn finish(self, e: &mut Errors, cbase: &str) -> BTreeMap<String, PeerSettings> {
         let mut peers = BTreeMap::new();
         for (pname, p) in self.0 {
             let pkey = format!("{cbase}.bgp.peers.{pname}");
@@ -158,9 +158,8 @@ impl RawPeers {
             };
             if let (true, Some(remote), Some(asn)) = (p.valid, remote, p.asn) {
                 peers.insert(
-                    pname.clone(),
-                    PeerConfig {
-                        name: pname,
+                    pname,
+                    PeerSettings {
                         remote,
                         port: DEFAULT_BGP_PORT,
                         asn,
@@ -178,20 +177,22 @@ impl RawPeers {
 }
 
 pub(super) fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, Network>) {
-    let mut by_addr: BTreeMap<&Remote, Vec<(&str, &PeerConfig)>> = BTreeMap::new();
+    let mut by_addr: BTreeMap<&Remote, Vec<(&str, &str, &PeerSettings)>> = BTreeMap::new();
     for (nname, net) in networks {
-        for p in net.peers.values() {
-            by_addr.entry(&p.remote).or_default().push((nname, p));
+        for (pname, p) in &net.peers {
+            by_addr
+                .entry(&p.remote)
+                .or_default()
+                .push((nname, pname, p));
         }
     }
     for (addr, decls) in by_addr {
-        let Some(((n0, p0), rest)) = decls.split_first() else {
+        let Some(((n0, pn0, p0), rest)) = decls.split_first() else {
             continue;
         };
-        let key = |n: &str, p: &PeerConfig, f: &str| {
-            format!("networks.{n}.config.bgp.peers.{}.{f}", p.name)
-        };
-        for (n, p) in rest {
+        let key =
+            |n: &str, pname: &str, f: &str| format!("networks.{n}.config.bgp.peers.{pname}.{f}");
+        for (n, pn, p) in rest {
             let diffs = [
                 ("asn", p0.asn != p.asn),
                 ("password", p0.password != p.password),
@@ -205,10 +206,10 @@ pub(super) fn check_peer_conflicts(e: &mut Errors, networks: &BTreeMap<String, N
             for (f, differ) in diffs {
                 if differ {
                     e.push(
-                        key(n0, p0, f),
+                        key(n0, pn0, f),
                         format!(
                             "conflicts with {} (same peer {})",
-                            key(n, p, f),
+                            key(n, pn, f),
                             addr.described()
                         ),
                     );
