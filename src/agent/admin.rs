@@ -60,14 +60,23 @@ impl Agent {
             .sessions
             .get(&peer.remote)
             .map(|s| s.status.borrow().clone());
-        if let Some(wait) =
-            self.stop_session(peer.remote.clone(), Notification::cease_shutdown(&message))
-        {
+        let notification = Notification::cease_shutdown(&message);
+        // What the peer gets: with the RFC 8538 N bit both ways, a Hard Reset around it.
+        let sent = status
+            .as_ref()
+            .filter(|s| s.state == State::Established)
+            .and_then(|s| s.negotiated.as_ref())
+            .map_or_else(
+                || notification.clone(),
+                |n| n.graceful.outgoing(notification.clone()),
+            );
+        if let Some(wait) = self.stop_session(peer.remote.clone(), notification) {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
         }
         self.spawn_session_with(peer, status);
         Reply::ok(json!(format!(
-            "peer {name} disabled (Cease/Administrative Shutdown: {message:?}); `hostbgp enable {name}` brings it back"
+            "peer {name} disabled ({}: {message:?}); `hostbgp enable {name}` brings it back",
+            sent.name()
         )))
     }
 
