@@ -64,17 +64,9 @@ fn cgroup_list() -> String {
     out
 }
 
-/// Mounts the cgroups, then runs LXD again each time it exits (a service restart)
-/// until `stop` exists. As PID 1 of the namespace it keeps the instances alive while
-/// LXD restarts.
-const LAUNCHER: &str = r#"#!/bin/sh
-list=$1; stop=$2; shift 2
-grep -q '^/sys/fs/cgroup ' "$list" || mount -t tmpfs -o mode=755 cgroup-tmpfs /sys/fs/cgroup
-while read -r mp fs opts; do o=$(echo "$opts" | sed 's/^r[ow],\{0,1\}//'); mkdir -p "$mp"
-  if [ -n "$o" ]; then mount -t "$fs" -o "$o" "$fs" "$mp"; else mount -t "$fs" "$fs" "$mp"; fi
-done <"$list"
-while [ ! -e "$stop" ]; do "$@"; sleep 0.2; done
-"#;
+/// PID 1 of LXD's PID namespace: mounts the cgroups, then runs LXD again each time it
+/// exits (a service restart) until `stop` exists (shared with scripts/bench/lxd.py).
+const LAUNCHER: &str = include_str!("../scripts/lxd-launcher.sh");
 
 /// A busybox image whose init takes its address by DHCP (Debian's busybox reads
 /// /etc/udhcpc/default.script).

@@ -16,14 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (namespaces, bird, helpers; its cleanup runs at exit)
 from bench import DIR, H_V4, H_V6, R_V4, R_V6, Bird, Topo, log, parse_bird_events, pct, router_conf, sh, spawn, stop, wait
 
-LAUNCHER = r"""#!/bin/sh
-list=$1; stop=$2; shift 2
-grep -q '^/sys/fs/cgroup ' "$list" || mount -t tmpfs -o mode=755 cgroup-tmpfs /sys/fs/cgroup
-while read -r mp fs opts; do o=$(echo "$opts" | sed 's/^r[ow],\{0,1\}//'); mkdir -p "$mp"
-  if [ -n "$o" ]; then mount -t "$fs" -o "$o" "$fs" "$mp"; else mount -t "$fs" "$fs" "$mp"; fi
-done <"$list"
-while [ ! -e "$stop" ]; do "$@"; sleep 0.2; done
-"""
+# PID 1 of LXD's PID namespace (shared with netns-tests/lxd.rs): mounts the cgroups,
+# runs LXD again each time it exits until the stop file exists.
+LAUNCHER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lxd-launcher.sh")
 
 IMAGE = r"""set -e
 d=$(mktemp -d); r=$d/rootfs; mkdir -p "$r"/bin "$r"/sbin "$r"/etc/udhcpc "$r"/proc "$r"/sys "$r"/dev "$r"/tmp "$r"/run "$r"/root "$r"/var/log
@@ -74,10 +69,8 @@ class Lxd:
         os.chmod(DIR, 0o711)
         with open(f"{DIR}/cg.list", "w") as f:
             f.write(cgroup_list())
-        with open(f"{DIR}/launch.sh", "w") as f:
-            f.write(LAUNCHER)
         self.env = dict(os.environ, LXD_DIR=self.dir, LXD_CONF=self.conf)
-        self.p = spawn(ns, ["unshare", "--pid", "--fork", "--mount-proc", "sh", f"{DIR}/launch.sh",
+        self.p = spawn(ns, ["unshare", "--pid", "--fork", "--mount-proc", "sh", LAUNCHER,
                             f"{DIR}/cg.list", self.stopfile, "env", f"LXD_DIR={self.dir}",
                             "lxd", "--group", "root", "--logfile", f"{DIR}/lxd.log"], f"{DIR}/lxd.out")
         atexit.register(self.close)  # runs before bench's cleanup (registered earlier)
