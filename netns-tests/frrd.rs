@@ -22,7 +22,7 @@ const INSTALL: &str = "apt-get install --no-install-recommends frr (behind a pol
 
 /// Whether FRR tests can run here; prints why not.
 pub fn frr_available(test: &str) -> bool {
-    if !lab::require_root(test) {
+    if !lab::require_tools(test, &["vtysh"], INSTALL) {
         return false;
     }
     for bin in ["zebra", "bgpd", "bfdd"] {
@@ -30,15 +30,6 @@ pub fn frr_available(test: &str) -> bool {
             eprintln!("SKIPPED {test}: {FRR_LIBEXEC}/{bin} is not installed ({INSTALL})");
             return false;
         }
-    }
-    let vtysh = Command::new("sh")
-        .args(["-c", "command -v vtysh"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !vtysh {
-        eprintln!("SKIPPED {test}: `vtysh` is not installed ({INSTALL})");
-        return false;
     }
     true
 }

@@ -25,7 +25,6 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Prints a skip message and returns false when not root.
 /// User plus system CPU time of process `pid`, in clock ticks.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -37,12 +36,37 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     u + st
 }
 
+/// Prints a skip message and returns false when not root.
 pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
     eprintln!("SKIPPED {test}: netns tests need root (CAP_NET_ADMIN, ip netns); run with sudo");
     false
+}
+
+/// Whether `bin` is a command here (`command -v`).
+pub fn installed(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// [`require_root`], then every one of `bins` installed; else prints a skip message
+/// naming the first one missing and how to `install` it, and returns false.
+pub fn require_tools(test: &str, bins: &[&str], install: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    match bins.iter().find(|b| !installed(b)) {
+        Some(bin) => {
+            eprintln!("SKIPPED {test}: `{bin}` is not installed ({install})");
+            false
+        }
+        None => true,
+    }
 }
 
 fn render(cmd: &Command) -> String {

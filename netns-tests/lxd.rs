@@ -26,21 +26,7 @@ const INSTALL: &str =
 
 /// Whether LXD tests can run here; prints why not.
 fn lxd_available(test: &str) -> bool {
-    if !lab::require_root(test) {
-        return false;
-    }
-    for bin in ["lxd", "lxc", "dnsmasq", "busybox", "bird"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {bin}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            eprintln!("SKIPPED {test}: `{bin}` is not installed ({INSTALL})");
-            return false;
-        }
-    }
-    true
+    lab::require_tools(test, &["lxd", "lxc", "dnsmasq", "busybox", "bird"], INSTALL)
 }
 
 /// The cgroup mounts to make again inside `ip netns exec` (which hides them).
