@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::lab::{run_cmd, signal_child, wait_until, Lab, Topo, ROUTER_V4, TIMEOUT};
 
@@ -359,26 +359,20 @@ impl Bird {
         let pid = lab.path(&format!("{name}.pid"));
         fs::write(&conf, cfg.render(&log.to_string_lossy())).expect("write bird config");
         fs::write(&log, "").expect("create bird log");
-        let stdout = fs::File::create(lab.path(&format!("{name}.out"))).expect("bird stdout");
-        let child = lab
-            .command(
-                ns,
-                &[
-                    "bird",
-                    "-f",
-                    "-c",
-                    &conf.to_string_lossy(),
-                    "-s",
-                    &sock.to_string_lossy(),
-                    "-P",
-                    &pid.to_string_lossy(),
-                ],
-            )
-            .stdin(Stdio::null())
-            .stdout(stdout.try_clone().expect("dup"))
-            .stderr(stdout)
-            .spawn()
-            .expect("spawn bird");
+        let child = lab.spawn(
+            ns,
+            &[
+                "bird",
+                "-f",
+                "-c",
+                &conf.to_string_lossy(),
+                "-s",
+                &sock.to_string_lossy(),
+                "-P",
+                &pid.to_string_lossy(),
+            ],
+            Some(&lab.path(&format!("{name}.out"))),
+        );
         let mut b = Bird {
             ns: ns.into(),
             name: name.into(),

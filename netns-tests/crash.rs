@@ -8,7 +8,7 @@
 //! 10.0.0.0/8 and fd00::/8 inside the host namespace only.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -352,15 +352,11 @@ fn ms(n: u64) {
 
 /// `hostbgp shutdown` as a child (not waited for).
 fn shutdown_cli(hb: &Hostbgp, l: &Lab) -> Child {
-    l.command(
+    l.spawn(
         &hb.ns,
         &[BIN, "shutdown", "--socket", &hb.socket.to_string_lossy()],
+        None,
     )
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn hostbgp shutdown")
 }
 
 /// Item 6: SIGKILL at random points, 50 times; convergence every 10 and at the end;

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
@@ -217,15 +217,9 @@ impl Frr {
             if daemon == "bfdd" {
                 args.extend(["--bfdctl".into(), bfdctl.clone()]);
             }
-            let out = fs::File::create(frr.dir.join(format!("{daemon}.out"))).expect("frr out");
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            let child = lab
-                .command(ns, &argv)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("dup"))
-                .stderr(out)
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {daemon}: {e}"));
+            let out = frr.dir.join(format!("{daemon}.out"));
+            let child = lab.spawn(ns, &argv, Some(&out));
             frr.children.push((daemon.into(), child));
             // bgpd and bfdd connect to zebra's socket at start.
             if daemon == "zebra" {

@@ -7,7 +7,7 @@
 //! veths `vcN` (host side, the NIC's `host_name`) <-> `eth0`.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -535,17 +535,6 @@ fn duplicate_external_without_anycast_is_an_error() {
     assert_eq!(code, Some(0), "{text}");
 }
 
-/// `ip -o monitor route` in `ns`, output to `file`.
-fn monitor(l: &Lab, ns: &str, file: &std::path::Path) -> Child {
-    let f = std::fs::File::create(file).expect("monitor file");
-    l.command(ns, &["ip", "-o", "monitor", "route"])
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .expect("spawn ip monitor")
-}
-
 /// 5. SIGTERM + start: routes adopted, no kernel route deleted or re-added.
 #[test]
 fn restart_adopts_routes() {
@@ -561,7 +550,7 @@ fn restart_adopts_routes() {
     let k6 = our_route(l, &h, "2001:db8:100:40::/64");
 
     let mon_file = l.path("monitor.txt");
-    let mut mon = monitor(l, &h, &mon_file);
+    let mut mon = l.spawn(&h, &["ip", "-o", "monitor", "route"], Some(&mon_file));
     let marker = |verb| {
         [
             "route",

@@ -329,6 +329,28 @@ impl Lab {
         c
     }
 
+    /// Spawns `cmd` inside `ns` as a child of the test, stdin from /dev/null, stdout
+    /// and stderr both into the file `out` (created anew), or discarded when None.
+    pub fn spawn(&self, ns: &str, cmd: &[&str], out: Option<&Path>) -> Child {
+        let (stdout, stderr) = match out {
+            Some(path) => {
+                let f = std::fs::File::create(path)
+                    .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+                let dup = f
+                    .try_clone()
+                    .unwrap_or_else(|e| panic!("dup {}: {e}", path.display()));
+                (Stdio::from(dup), Stdio::from(f))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        self.command(ns, cmd)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `{}` in {ns}: {e}", cmd.join(" ")))
+    }
+
     /// `ip -batch FILE` in `ns` as a child, its stderr piped for the failure message.
     pub fn batch(&self, ns: &str, file: &Path) -> Child {
         self.command(ns, &["ip", "-batch", &file.to_string_lossy()])

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -247,14 +247,7 @@ struct Pinger {
 
 impl Pinger {
     fn start(l: &Lab, ns: &str, dst: &str, out: PathBuf) -> Pinger {
-        let f = fs::File::create(&out).expect("ping output");
-        let child = l
-            .command(ns, &["ping", "-n", "-i", "0.01", dst])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("dup"))
-            .stderr(f)
-            .spawn()
-            .expect("spawn ping");
+        let child = l.spawn(ns, &["ping", "-n", "-i", "0.01", dst], Some(&out));
         Pinger {
             child: Some(child),
             out,
