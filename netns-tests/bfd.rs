@@ -4,9 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::bird::{Bird, BirdPeer};
-use crate::hostbgp::Hostbgp;
-use crate::lab::{self, wait_until, Topo, TIMEOUT};
+use crate::hostbgp::{notification, Hostbgp};
+use crate::lab::{self, wait_until, wait_until_state, Topo, TIMEOUT};
 use crate::speaker::{config_yaml, Env};
 
 /// Both sides' BFD interval: 100 ms x 3 is a 300 ms detection time.
@@ -39,19 +41,22 @@ fn start_with(bp: BirdPeer, peer: &str) -> Env {
 
 /// hostbgp's config: BFD on for `r1` at `interval_ms`, hold time `HOLD`.
 fn yaml(peer: &str, interval_ms: u32) -> String {
-    let interval = interval_ms.to_string();
-    let hold = HOLD.to_string();
-    let keys = [
-        ("bgp.peers.r1.bfd", "true"),
-        ("bgp.peers.r1.bfd.min_interval", interval.as_str()),
-        ("bgp.peers.r1.holdtime", hold.as_str()),
-    ];
-    config_yaml(peer, &keys, "")
+    with_bfd_keys(interval_ms, HOLD, |keys| config_yaml(peer, keys, ""))
 }
 
-/// Drops everything in and out of `eth0` in namespace `ns`; the link stays up.
-pub(crate) fn blackhole(l: &lab::Lab, ns: &str) {
-    blackhole_dev(l, ns, "eth0");
+/// `f` given hostbgp's keys for BFD on peer `r1` at `interval_ms`, hold time `hold`
+/// (seconds).
+pub(crate) fn with_bfd_keys<T>(
+    interval_ms: u32,
+    hold: u32,
+    f: impl FnOnce(&[(&str, &str)]) -> T,
+) -> T {
+    let (interval, hold) = (interval_ms.to_string(), hold.to_string());
+    f(&[
+        ("bgp.peers.r1.bfd", "true"),
+        ("bgp.peers.r1.bfd.min_interval", &interval),
+        ("bgp.peers.r1.holdtime", &hold),
+    ])
 }
 
 /// Drops everything in and out of `dev` in namespace `ns`, whatever the addresses
@@ -72,6 +77,50 @@ pub(crate) fn blackhole_dev(l: &lab::Lab, ns: &str, dev: &str) {
 
 pub(crate) fn heal(l: &lab::Lab, ns: &str) {
     l.sh(ns, "nft delete table inet bh");
+}
+
+/// The silent link failure of the BFD tests: [`blackhole_dev`] on `devs` (the router's,
+/// the host's), then `router_has` (the router still has `what`) must turn false within
+/// `WITHDRAW_WITHIN`, else the test fails showing `router_bfd` (the router's view of
+/// BFD). Then waits until hostbgp has closed `r1` on BFD Down and returns that peer
+/// object. [`heal_link`] lifts it.
+pub(crate) fn blackhole_link(
+    topo: &Topo,
+    devs: (&str, &str),
+    hb: &Hostbgp,
+    what: &str,
+    router_has: impl Fn() -> bool,
+    router_bfd: impl Fn() -> String,
+) -> Value {
+    let (l, r, h) = topo.parts();
+    let started = Instant::now();
+    blackhole_dev(l, r, devs.0);
+    blackhole_dev(l, h, devs.1);
+    while router_has() {
+        assert!(
+            started.elapsed() < WITHDRAW_WITHIN,
+            "the router still has {what} {:?} after the blackhole; its BFD: {}",
+            started.elapsed(),
+            router_bfd()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    eprintln!("the router withdrew {what} {took:?} after the blackhole");
+    wait_until_state("hostbgp closes the session on BFD down", TIMEOUT, || {
+        let p = hb.peer("r1");
+        let down = p
+            .as_ref()
+            .is_some_and(|p| p["state"] != "Established" && p["bfd"]["state"] == "Down");
+        (down, p)
+    });
+    hb.peer("r1").expect("peer r1")
+}
+
+/// Lifts [`blackhole_link`] in both namespaces.
+pub(crate) fn heal_link(topo: &Topo) {
+    heal(&topo.lab, &topo.r);
+    heal(&topo.lab, &topo.h);
 }
 
 fn bfd_state(env: &Env) -> String {
@@ -95,30 +144,16 @@ fn blackhole_withdraws_fast(v6: bool) {
     let shown = env.router.birdc(&["show", "bfd", "sessions"]);
     assert!(shown.contains("Up"), "bird's BFD: {shown}");
 
-    let l = &env.topo.lab;
-    let started = Instant::now();
-    blackhole(l, &env.topo.r);
-    blackhole(l, &env.topo.h);
-    while !env.router.route(PREFIX).is_empty() {
-        assert!(
-            started.elapsed() < WITHDRAW_WITHIN,
-            "router still has {PREFIX} {:?} after the blackhole; bird: {}",
-            started.elapsed(),
-            env.router.birdc(&["show", "bfd", "sessions"])
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = started.elapsed();
-    eprintln!("router withdrew {PREFIX} {took:?} after the blackhole");
-    wait_until("hostbgp closes the session on BFD down", TIMEOUT, || {
-        env.hb
-            .peer("r1")
-            .is_some_and(|p| p["state"] != "Established" && p["bfd"]["state"] == "Down")
-    });
-    let p = env.hb.peer("r1").expect("peer r1");
+    let p = blackhole_link(
+        &env.topo,
+        ("eth0", "eth0"),
+        &env.hb,
+        PREFIX,
+        || !env.router.route(PREFIX).is_empty(),
+        || env.router.birdc(&["show", "bfd", "sessions"]),
+    );
     // Cease/BFD Down (RFC 9384), recorded though the blackhole ate it.
-    assert_eq!(p["last_notification_sent"]["code"], 6, "{p}");
-    assert_eq!(p["last_notification_sent"]["subcode"], 10, "{p}");
+    notification(&p, "last_notification_sent", (6, 10));
     // Our side detected it too, not just the router.
     assert_eq!(
         p["bfd"]["diagnostic"], "control detection time expired",
@@ -130,8 +165,7 @@ fn blackhole_withdraws_fast(v6: bool) {
         env.hb.log_text()
     );
 
-    heal(l, &env.topo.r);
-    heal(l, &env.topo.h);
+    heal_link(&env.topo);
     wait_until("hostbgp reports BFD Up again", TIMEOUT, || {
         bfd_state(&env) == "Up"
     });

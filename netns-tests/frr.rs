@@ -5,13 +5,13 @@
 //! link-local addresses only, both families, its recovery from a link flap, and
 //! BFD on it (between the link-locals) withdrawing within 2 s of a blackhole.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hostbgp::bgp::session::BFD_HOLD;
 
-use crate::bfd::{blackhole, blackhole_dev, heal};
+use crate::bfd::{blackhole_link, heal_link, with_bfd_keys};
 use crate::frrd::{frr_available, Frr, FrrConfig, FrrPeer};
-use crate::hostbgp::Hostbgp;
+use crate::hostbgp::{notification, Hostbgp};
 use crate::instances::ping;
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::config_yaml;
@@ -21,8 +21,6 @@ const V6: &str = "2001:db8:100::/64";
 /// Long enough that only BFD can explain a withdrawal within the bound.
 const HOLD: u32 = 240;
 const BFD_MS: u32 = 100;
-/// The issue's bound on blackhole-to-withdrawal.
-const WITHDRAW_WITHIN: Duration = Duration::from_secs(2);
 
 /// Field order = drop order: the agent, FRR, then the lab.
 struct Env {
@@ -142,12 +140,7 @@ fn frr_hard_reset_drops_restart_keeps() {
     );
     assert_eq!(n["lastShutdownDescription"], "maintenance", "{n}");
     let p = env.hb.peer("r1").expect("peer r1");
-    let sent = &p["last_notification_sent"];
-    assert_eq!(
-        (sent["code"].as_u64(), sent["subcode"].as_u64()),
-        (Some(6), Some(9)),
-        "{p}"
-    );
+    let sent = notification(&p, "last_notification_sent", (6, 9));
     assert_eq!(
         sent["name"], "Cease/Hard Reset (Cease/Administrative Shutdown)",
         "{p}"
@@ -167,16 +160,12 @@ fn frr_bfd_blackhole_withdraws_within_2s() {
     if !frr_available("frr::frr_bfd_blackhole_withdraws_within_2s") {
         return;
     }
-    let interval = BFD_MS.to_string();
-    let hold = HOLD.to_string();
-    let env = start(
-        FrrPeer::host(lab::HOST_V4).hold_time(HOLD).bfd(BFD_MS),
-        &[
-            ("bgp.peers.r1.bfd", "true"),
-            ("bgp.peers.r1.bfd.min_interval", &interval),
-            ("bgp.peers.r1.holdtime", &hold),
-        ],
-    );
+    let env = with_bfd_keys(BFD_MS, HOLD, |keys| {
+        start(
+            FrrPeer::host(lab::HOST_V4).hold_time(HOLD).bfd(BFD_MS),
+            keys,
+        )
+    });
     let peer = env.wait_established();
     assert_eq!(peer["capabilities"]["hold_time"], HOLD, "{peer}");
     env.frr.wait_route(V4);
@@ -190,45 +179,29 @@ fn frr_bfd_blackhole_withdraws_within_2s() {
     });
     wait_until("zebra installs our prefix", TIMEOUT, || env.kernel_has(V4));
 
-    let l = &env.topo.lab;
-    let started = Instant::now();
-    blackhole(l, &env.topo.r);
-    blackhole(l, &env.topo.h);
-    while env.frr.has_route(V4) || env.kernel_has(V4) {
-        assert!(
-            started.elapsed() < WITHDRAW_WITHIN,
-            "FRR still has {V4} {:?} after the blackhole; BFD: {}",
-            started.elapsed(),
-            env.frr.bfd_peers()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!(
-        "FRR withdrew {V4} {:?} after the blackhole",
-        started.elapsed()
+    let p = blackhole_link(
+        &env.topo,
+        ("eth0", "eth0"),
+        &env.hb,
+        &format!("{V4} (at FRR or in its kernel)"),
+        || env.frr.has_route(V4) || env.kernel_has(V4),
+        || env.frr.bfd_peers().to_string(),
     );
-    wait_until("hostbgp closes the session on BFD down", TIMEOUT, || {
-        env.hb
-            .peer("r1")
-            .is_some_and(|p| p["state"] != "Established" && p["bfd"]["state"] == "Down")
-    });
     // Under FRR's N bit the Cease/BFD Down goes as a Hard Reset (the blackhole ate
     // it; FRR's own BFD acted).
-    let p = env.hb.peer("r1").expect("peer r1");
     assert_eq!(
         p["last_notification_sent"]["name"], "Cease/Hard Reset (Cease/BFD Down)",
         "{p}"
     );
 
-    heal(l, &env.topo.r);
-    heal(l, &env.topo.h);
+    heal_link(&env.topo);
     env.wait_established();
     env.frr.wait_route(V4);
     env.frr.wait_route(V6);
     wait_until("zebra installs our prefixes again", TIMEOUT, || {
         env.kernel_has(V4) && env.kernel_has(V6)
     });
-    ping(l, &env.topo.r, "203.0.113.1");
+    ping(&env.topo.lab, &env.topo.r, "203.0.113.1");
 }
 
 /// The unnumbered link: the router's side, the host's side (`bgp.peers.r1.interface`).
@@ -374,6 +347,13 @@ impl Unnumbered {
         ping(l, &self.env.topo.r, "203.0.113.1");
         ping(l, &self.env.topo.r, "2001:db8:100::1");
     }
+
+    /// The link serves both families: [`Unnumbered::wait_routes`], then
+    /// [`Unnumbered::ping_both`].
+    fn wait_served(&self) {
+        self.wait_routes();
+        self.ping_both();
+    }
 }
 
 /// Issue 18 item 2: `bgp.peers.r1.interface` with no address. hostbgp's RAs teach
@@ -394,8 +374,7 @@ fn frr_unnumbered_both_families_over_link_local() {
         let global = l.ip(ns, &["addr", "show", "dev", dev, "scope", "global"]);
         assert!(global.trim().is_empty(), "{dev}: {global}");
     }
-    u.wait_routes();
-    u.ping_both();
+    u.wait_served();
 }
 
 /// The router's side of the link goes down and up: FRR drops the session and
@@ -412,8 +391,7 @@ fn frr_unnumbered_link_flap_recovers() {
         &[("bgp.peers.r1.holdtime", "9")],
     );
     u.wait_established();
-    u.wait_routes();
-    u.ping_both();
+    u.wait_served();
 
     let (l, r) = (&u.env.topo.lab, &u.env.topo.r);
     l.ip(r, &["link", "set", R_LINK, "down"]);
@@ -445,8 +423,7 @@ fn frr_unnumbered_link_flap_recovers() {
         "session re-established {:?} after the link came up",
         started.elapsed()
     );
-    u.wait_routes();
-    u.ping_both();
+    u.wait_served();
 }
 
 /// BFD on an unnumbered peer (`bgp.peers.r1.interface` with `bfd`, FRR's
@@ -460,16 +437,9 @@ fn frr_unnumbered_bfd_blackhole_withdraws_within_2s() {
     if !frr_available("frr::frr_unnumbered_bfd_blackhole_withdraws_within_2s") {
         return;
     }
-    let interval = BFD_MS.to_string();
-    let hold = HOLD.to_string();
-    let u = start_unnumbered(
-        FrrPeer::interface(R_LINK).hold_time(HOLD).bfd(BFD_MS),
-        &[
-            ("bgp.peers.r1.bfd", "true"),
-            ("bgp.peers.r1.bfd.min_interval", &interval),
-            ("bgp.peers.r1.holdtime", &hold),
-        ],
-    );
+    let u = with_bfd_keys(BFD_MS, HOLD, |keys| {
+        start_unnumbered(FrrPeer::interface(R_LINK).hold_time(HOLD).bfd(BFD_MS), keys)
+    });
     let env = &u.env;
     // bgpd 8.4 starts BFD for an interface neighbour only once its session is
     // Established (its address comes from our RAs, its source from the connection),
@@ -506,32 +476,14 @@ fn frr_unnumbered_bfd_blackhole_withdraws_within_2s() {
     assert_eq!(bfd["detection_time_ms"], 3 * BFD_MS, "{bfd}");
     u.ping_both();
 
-    let (l, r, h) = (&env.topo.lab, &env.topo.r, &env.topo.h);
-    let started = Instant::now();
-    blackhole_dev(l, r, R_LINK);
-    blackhole_dev(l, h, H_LINK);
-    while env.frr.has_route(V4) || env.frr.has_route(V6) || env.kernel_has(V4) {
-        assert!(
-            started.elapsed() < WITHDRAW_WITHIN,
-            "FRR still has our routes {:?} after the blackhole; BFD: {}",
-            started.elapsed(),
-            env.frr.bfd_peers()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!(
-        "FRR withdrew {V4} and {V6} {:?} after the blackhole",
-        started.elapsed()
+    let p = blackhole_link(
+        &env.topo,
+        (R_LINK, H_LINK),
+        &env.hb,
+        &format!("{V4} and {V6} (at FRR or {V4} in its kernel)"),
+        || env.frr.has_route(V4) || env.frr.has_route(V6) || env.kernel_has(V4),
+        || env.frr.bfd_peers().to_string(),
     );
-    wait_until_state("hostbgp closes the session on BFD down", TIMEOUT, || {
-        let p = env.hb.peer("r1");
-        (
-            p.as_ref()
-                .is_some_and(|p| p["state"] != "Established" && p["bfd"]["state"] == "Down"),
-            p,
-        )
-    });
-    let p = env.hb.peer("r1").expect("peer r1");
     // Our side detected it too, not just the router.
     assert_eq!(
         p["bfd"]["diagnostic"], "control detection time expired",
@@ -542,8 +494,7 @@ fn frr_unnumbered_bfd_blackhole_withdraws_within_2s() {
         "{p}"
     );
 
-    heal(l, r);
-    heal(l, h);
+    heal_link(&env.topo);
     let healed = Instant::now();
     u.wait_established();
     let took = healed.elapsed();
@@ -556,6 +507,5 @@ fn frr_unnumbered_bfd_blackhole_withdraws_within_2s() {
     wait_until("hostbgp's BFD is up again", TIMEOUT, || {
         env.hb.peer("r1").is_some_and(|p| p["bfd"]["state"] == "Up")
     });
-    u.wait_routes();
-    u.ping_both();
+    u.wait_served();
 }

@@ -259,6 +259,19 @@ impl Hostbgp {
     }
 }
 
+/// The NOTIFICATION that `peer` (a peer object of `status --json`) records in `field`
+/// (`last_notification_sent` or `last_notification_received`), asserted to be
+/// `code`/`subcode`.
+pub fn notification<'a>(peer: &'a Value, field: &str, (code, subcode): (u64, u64)) -> &'a Value {
+    let n = &peer[field];
+    assert_eq!(
+        (n["code"].as_u64(), n["subcode"].as_u64()),
+        (Some(code), Some(subcode)),
+        "{field}: {peer}"
+    );
+    n
+}
+
 impl Drop for Hostbgp {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

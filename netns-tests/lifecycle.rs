@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::bird::{Bird, BirdConfig, BirdPeer, BirdRoute};
 use crate::datapath::instance;
-use crate::hostbgp::{run_command, Hostbgp, BIN};
+use crate::hostbgp::{notification, run_command, Hostbgp, BIN};
 use crate::lab::{self, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
 use crate::speaker::config_yaml;
 
@@ -1283,12 +1283,7 @@ fn status_explains_a_session_that_went_down() {
             (ok, p)
         },
     );
-    let n = &down["last_notification_received"];
-    assert_eq!(
-        (n["code"].as_u64(), n["subcode"].as_u64()),
-        (Some(6), Some(2)),
-        "{down}"
-    );
+    let n = notification(&down, "last_notification_received", (6, 2));
     assert!(
         n["name"]
             .as_str()
