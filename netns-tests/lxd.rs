@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::bird::{tail, Bird, BirdPeer};
 use crate::hostbgp::Hostbgp;
 use crate::lab::{self, run_cmd, wait_until, wait_until_state, Lab, Topo, TIMEOUT};
+use crate::speaker::bridge_config_yaml;
 
 const INSTALL: &str =
     "apt-get install --no-install-recommends lxd lxd-client dnsmasq-base busybox-static nftables";
@@ -649,19 +650,11 @@ fn lxd_key_added_and_removed_by_reload() {
     let following = fs::read_to_string(&env.hb.config).expect("config");
 
     // The same server and peer, written in the file, with the IPv6 subnet NATed.
-    env.hb.write_config(&format!(
-        r#"config:
-  core.bgp_address: "[::]:179"
-  core.bgp_asn: "65010"
-  core.bgp_routerid: 198.51.100.1
-networks:
-  lxdbr0:
-    type: bridge
-    config:
-      ipv6.nat: "true"
-      {}
-"#,
-        PEER.replace(", ", "\n      ")
+    env.hb.write_config(&bridge_config_yaml(
+        "lxdbr0",
+        lab::ROUTER_V6,
+        &[("ipv6.nat", "true")],
+        "",
     ));
     env.hb.reload().expect("reload to the file alone");
     assert_eq!(env.source()["kind"], "file");

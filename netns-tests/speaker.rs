@@ -13,6 +13,16 @@ use crate::lab::{self, wait_until, wait_until_state, Topo, TIMEOUT};
 /// with peer `r1` (AS 65000) at `peer`. `keys` add to / override `br0`'s config;
 /// `instances` is the YAML body of the `instances:` map (indented by 2), may be empty.
 pub fn config_yaml(peer: &str, keys: &[(&str, &str)], instances: &str) -> String {
+    bridge_config_yaml("br0", peer, keys, instances)
+}
+
+/// [`config_yaml`] with the bridge named `bridge`.
+pub fn bridge_config_yaml(
+    bridge: &str,
+    peer: &str,
+    keys: &[(&str, &str)],
+    instances: &str,
+) -> String {
     let mut net: BTreeMap<&str, &str> = BTreeMap::new();
     net.insert("ipv4.nat", "false");
     net.insert("ipv6.nat", "false");
@@ -21,8 +31,8 @@ pub fn config_yaml(peer: &str, keys: &[(&str, &str)], instances: &str) -> String
     for (k, v) in keys {
         net.insert(k, v);
     }
-    let mut s = String::from(
-        "config:\n  core.bgp_address: \"[::]:179\"\n  core.bgp_asn: \"65010\"\n  core.bgp_routerid: 198.51.100.1\nnetworks:\n  br0:\n    type: bridge\n    config:\n",
+    let mut s = format!(
+        "config:\n  core.bgp_address: \"[::]:179\"\n  core.bgp_asn: \"65010\"\n  core.bgp_routerid: 198.51.100.1\nnetworks:\n  {bridge}:\n    type: bridge\n    config:\n",
     );
     for (k, v) in net {
         s.push_str(&format!("      {k}: \"{v}\"\n"));
