@@ -58,39 +58,16 @@ impl BirdPeer {
         }
     }
 
-    pub fn send_static_with_community(mut self, community: &str) -> Self {
-        self.send_static_with_community = Some(community.into());
-        self
-    }
-
-    pub fn bfd(mut self, interval_ms: u32) -> Self {
-        self.bfd_interval_ms = Some(interval_ms);
-        self
-    }
-    pub fn bfd_graceful(mut self, on: bool) -> Self {
-        self.bfd_graceful = on;
-        self
-    }
-
-    pub fn extended_next_hop(mut self, on: bool) -> Self {
-        self.extended_next_hop = on;
-        self
-    }
-    pub fn password(mut self, p: &str) -> Self {
-        self.password = Some(p.into());
-        self
-    }
-    pub fn hold_time(mut self, t: u32) -> Self {
-        self.hold_time = Some(t);
-        self
-    }
-    pub fn graceful_restart(mut self, on: bool) -> Self {
-        self.graceful_restart = on;
-        self
-    }
-    pub fn passive(mut self, on: bool) -> Self {
-        self.passive = on;
-        self
+    setters! {
+        send_static_with_community(community: &str) =>
+            send_static_with_community = Some(community.into());
+        bfd(interval_ms: u32) => bfd_interval_ms = Some(interval_ms);
+        bfd_graceful(on: bool) => bfd_graceful = on;
+        extended_next_hop(on: bool) => extended_next_hop = on;
+        password(p: &str) => password = Some(p.into());
+        hold_time(t: u32) => hold_time = Some(t);
+        graceful_restart(on: bool) => graceful_restart = on;
+        passive(on: bool) => passive = on;
     }
 }
 

@@ -79,14 +79,10 @@ impl FrrPeer {
         }
     }
 
-    pub fn hold_time(mut self, hold: u32) -> Self {
-        self.timers = ((hold / 3).max(1), hold);
-        self
-    }
-
-    pub fn bfd(mut self, interval_ms: u32) -> Self {
-        self.bfd_interval_ms = Some(interval_ms);
-        self
+    setters! {
+        /// Keepalive a third of `hold` (at least 1 s).
+        hold_time(hold: u32) => timers = ((hold / 3).max(1), hold);
+        bfd(interval_ms: u32) => bfd_interval_ms = Some(interval_ms);
     }
 }
 
