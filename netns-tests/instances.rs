@@ -80,12 +80,8 @@ fn root_start(test: &str, instances: &str) -> Option<Env> {
 /// C1_STATIC's instance running: namespace `i1` with its addresses, veth `vc1` on
 /// the bridge, both its prefixes at the router.
 pub(crate) fn run_c1(env: &Env) {
-    let (l, h) = (&env.topo.lab, &env.topo.h);
-    instance(
-        l,
-        h,
-        "i1",
-        "vc1",
+    start_c1(
+        env,
         &[
             "203.0.113.65/32",
             "2001:db8:100:40::1/128",
@@ -93,9 +89,23 @@ pub(crate) fn run_c1(env: &Env) {
             "2001:db8:100::10/64",
         ],
     );
+}
+
+/// c1's instance running with `addrs`: namespace `i1`, veth `vc1` on the bridge,
+/// both its prefixes (203.0.113.64/28, 2001:db8:100:40::/64) at the router.
+fn start_c1(env: &Env, addrs: &[&str]) {
+    let (l, h) = (&env.topo.lab, &env.topo.h);
+    instance(l, h, "i1", "vc1", addrs);
     l.enslave(h, "vc1", "br0");
     env.router.wait_route("203.0.113.64/28");
     env.router.wait_route("2001:db8:100:40::/64");
+}
+
+/// The router reaches c1 at both its addresses (203.0.113.65, 2001:db8:100:40::1).
+fn ping_c1(env: &Env) {
+    let (l, r, _) = env.topo.parts();
+    ping(l, r, "203.0.113.65");
+    ping(l, r, "2001:db8:100:40::1");
 }
 
 /// Instance namespace `role` joined by veth `host_name` (not enslaved yet), holding
@@ -307,7 +317,7 @@ fn deleted_route_is_reinstalled() {
     let Some(env) = root_start("deleted_route_is_reinstalled", C1_STATIC) else {
         return;
     };
-    let (l, r, h) = env.topo.parts();
+    let (l, _, h) = env.topo.parts();
     run_c1(&env);
     let before = our_route(l, h, "203.0.113.64/28");
     assert!(!before.is_empty());
@@ -350,8 +360,7 @@ fn deleted_route_is_reinstalled() {
     });
     eprintln!("deleted_route_is_reinstalled: router-side gap ipv4 {gaps4:?} ipv6 {gaps6:?} (sampled every ~10 ms + birdc time; None = never seen missing)");
     assert_eq!(our_route(l, h, "203.0.113.64/28"), before);
-    ping(l, r, "203.0.113.65");
-    ping(l, r, "2001:db8:100:40::1");
+    ping_c1(&env);
 }
 
 /// 3. Bridge down: withdrawn at the router; up: re-installed, advertised, pings work.
@@ -367,16 +376,7 @@ fn bridge_down_up() {
         h,
         &["sysctl", "-qw", "net.ipv6.conf.br0.keep_addr_on_down=1"],
     );
-    instance(
-        l,
-        h,
-        "i1",
-        "vc1",
-        &["203.0.113.65/32", "2001:db8:100:40::1/128"],
-    );
-    l.enslave(h, "vc1", "br0");
-    env.router.wait_route("203.0.113.64/28");
-    env.router.wait_route("2001:db8:100:40::/64");
+    start_c1(&env, &["203.0.113.65/32", "2001:db8:100:40::1/128"]);
     ping(l, r, "203.0.113.65");
 
     l.ip(h, &["link", "set", "br0", "down"]);
@@ -388,8 +388,7 @@ fn bridge_down_up() {
     let r6 = wait_reinstalled(&env, "2001:db8:100:40::/64", "after up");
     assert_eq!(r4.next_hops, [lab::HOST_V4], "{r4:?}");
     assert_eq!(r6.next_hops, [lab::HOST_V6], "{r6:?}");
-    ping(l, r, "203.0.113.65");
-    ping(l, r, "2001:db8:100:40::1");
+    ping_c1(&env);
 }
 
 /// 3b. Bridge addresses come and go: removing one that is not the link's last IPv4
@@ -660,13 +659,8 @@ fn flood_of_foreign_routes() {
         return;
     };
     let (l, r, h) = env.topo.parts();
-    instance(
-        l,
-        h,
-        "i1",
-        "vc1",
-        &["203.0.113.65/32", "2001:db8:100:40::1/128"],
-    );
+    start_c1(&env, &["203.0.113.65/32", "2001:db8:100:40::1/128"]);
+    // c2's NIC exists, off the bridge until the flood runs.
     instance(
         l,
         h,
@@ -674,9 +668,6 @@ fn flood_of_foreign_routes() {
         "vc2",
         &["203.0.113.97/32", "2001:db8:100:60::1/128"],
     );
-    l.enslave(h, "vc1", "br0");
-    env.router.wait_route("203.0.113.64/28");
-    env.router.wait_route("2001:db8:100:40::/64");
 
     let (mut add, mut del) = (String::new(), String::new());
     for n in 0..10_000u32 {
