@@ -126,9 +126,16 @@ fn frr_hard_reset_drops_restart_keeps() {
     env.wait_established();
     env.frr.wait_route(V4);
 
-    env.hb
+    let reply = env
+        .hb
         .cli(&["disable", "r1", "--message", "maintenance"])
         .expect("disable");
+    assert!(
+        reply.contains(
+            "disabled (Cease/Hard Reset (Cease/Administrative Shutdown): \"maintenance\")"
+        ),
+        "the reply names what went out: {reply}"
+    );
     wait_until("FRR drops our routes on the Hard Reset", TIMEOUT, || {
         !env.frr.has_route(V4) && !env.frr.has_route(V6)
     });

@@ -1463,6 +1463,12 @@ fn disable_and_enable_a_peer() {
     let env = crate::speaker::Env::established(crate::speaker::Opts::default());
     let o = cli(&env.hb, &["disable", "r1", "--message", "host maintenance"]);
     assert!(o.status.success(), "{}", out_text(&o));
+    // bird sets no N bit: the shutdown goes out plain, and the reply says so.
+    assert!(
+        out_text(&o).contains("disabled (Cease/Administrative Shutdown: \"host maintenance\")"),
+        "{}",
+        out_text(&o)
+    );
     let said = wait_until_state("the router got our shutdown message", TIMEOUT, || {
         let p = env.router.birdc(&["show", "protocols", "all", "h1"]);
         (p.contains("host maintenance"), p)
