@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use codes::{ErrorCode, Subcode};
+use codes::{CapabilityCode, ErrorCode, Subcode};
 
 pub mod codes;
 pub mod community;
@@ -34,10 +34,6 @@ mod tests;
 
 pub use header::{
     MARKER, MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_OPEN, MSG_ROUTE_REFRESH, MSG_UPDATE,
-};
-pub use open::{
-    CAP_EXTENDED_MESSAGE, CAP_EXTENDED_NEXT_HOP, CAP_FOUR_OCTET_AS, CAP_GRACEFUL_RESTART,
-    CAP_MULTIPROTOCOL, CAP_ROUTE_REFRESH,
 };
 pub use update::{
     ATTR_AGGREGATOR, ATTR_AS4_PATH, ATTR_AS_PATH, ATTR_ATOMIC_AGGREGATE, ATTR_LOCAL_PREF, ATTR_MED,
@@ -176,13 +172,19 @@ pub struct Open {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Capability {
-    Multiprotocol { afi: u16, safi: u8 },
+    Multiprotocol {
+        afi: u16,
+        safi: u8,
+    },
     RouteRefresh,
     ExtendedNextHop(Vec<ExtendedNextHopEntry>),
     ExtendedMessage,
     GracefulRestart(GracefulRestart),
     FourOctetAs(u32),
-    Unknown { code: u8, value: Vec<u8> },
+    Unknown {
+        code: CapabilityCode,
+        value: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -82,7 +82,7 @@ fn cap_from_ng(c: &BgpCapability) -> Capability {
                 .collect(),
         ),
         BgpCapability::Unrecognized(u) => Capability::Unknown {
-            code: *u.code(),
+            code: (*u.code()).into(),
             value: u.value().to_vec(),
         },
         other => panic!("unexpected netgauze capability {other:?}"),
@@ -291,8 +291,10 @@ fn arb_cap() -> impl Strategy<Value = Capability> {
                         .collect(),
                 })
             }),
-        (20..=60u8, vec(any::<u8>(), 0..20))
-            .prop_map(|(code, value)| Capability::Unknown { code, value }),
+        (20..=60u8, vec(any::<u8>(), 0..20)).prop_map(|(code, value)| Capability::Unknown {
+            code: code.into(),
+            value,
+        }),
     ]
 }
 

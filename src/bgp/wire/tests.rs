@@ -3,7 +3,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::codes::{CeaseSubcode, ErrorCode, OpenSubcode};
+use super::codes::{CapabilityCode, CeaseSubcode, ErrorCode, OpenSubcode};
 use super::*;
 
 const C4: Codec = Codec {
@@ -278,11 +278,11 @@ fn open_unknown_capability_kept() {
         o.capabilities,
         vec![
             Capability::Unknown {
-                code: 73,
+                code: CapabilityCode::Other(73),
                 value: hex("0468 6f73 7400")
             },
             Capability::Unknown {
-                code: 128,
+                code: CapabilityCode::Other(128),
                 value: vec![]
             },
         ]
@@ -307,7 +307,7 @@ fn open_extended_optional_parameters() {
     // Encoding uses the extended form only when the capabilities exceed 253 bytes.
     let mut big = o.clone();
     big.capabilities.push(Capability::Unknown {
-        code: 200,
+        code: CapabilityCode::Other(200),
         value: vec![7; 255],
     });
     let bytes = enc(&Message::Open(big.clone()), &C4);
@@ -359,7 +359,11 @@ fn open_errors() {
 
 #[test]
 fn graceful_restart_flags() {
-    let c = Capability::decode(64, &hex("4fff 00020100 00010180")).unwrap();
+    let c = Capability::decode(
+        CapabilityCode::GracefulRestart,
+        &hex("4fff 00020100 00010180"),
+    )
+    .unwrap();
     assert_eq!(
         c,
         Capability::GracefulRestart(GracefulRestart {
@@ -389,21 +393,24 @@ fn graceful_restart_flags() {
     let mut out = Vec::new();
     ours.encode(&mut out);
     assert_eq!(out, hex("4006 4e10 00010180"));
-    assert_eq!(Capability::decode(64, &out[2..]), Ok(ours));
-    let both = Capability::decode(64, &hex("c078")).unwrap();
+    assert_eq!(
+        Capability::decode(CapabilityCode::GracefulRestart, &out[2..]),
+        Ok(ours)
+    );
+    let both = Capability::decode(CapabilityCode::GracefulRestart, &hex("c078")).unwrap();
     let Capability::GracefulRestart(both) = both else {
         panic!("{both:?}")
     };
     assert!(both.restart_state && both.notification);
     assert_eq!(both.restart_time, 120);
-    let reserved = Capability::decode(64, &hex("3078")).unwrap();
+    let reserved = Capability::decode(CapabilityCode::GracefulRestart, &hex("3078")).unwrap();
     let Capability::GracefulRestart(reserved) = reserved else {
         panic!("{reserved:?}")
     };
     assert!(!reserved.restart_state && !reserved.notification);
     assert_eq!(reserved.restart_time, 120);
     assert_eq!(
-        Capability::decode(64, &hex("8000")),
+        Capability::decode(CapabilityCode::GracefulRestart, &hex("8000")),
         Ok(Capability::GracefulRestart(GracefulRestart {
             restart_state: true,
             notification: false,
