@@ -93,7 +93,7 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
     let segs2 = |s: &[ng::As2PathSegment]| {
         s.iter()
             .map(|s| AsPathSegment {
-                kind: u8::from(s.segment_type()),
+                kind: u8::from(s.segment_type()).into(),
                 asns: s.as_numbers().iter().map(|&a| a as u32).collect(),
             })
             .collect()
@@ -101,7 +101,7 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
     let segs4 = |s: &[ng::As4PathSegment]| {
         s.iter()
             .map(|s| AsPathSegment {
-                kind: u8::from(s.segment_type()),
+                kind: u8::from(s.segment_type()).into(),
                 asns: s.as_numbers().to_vec(),
             })
             .collect()
@@ -184,7 +184,7 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
             }
             PathAttribute::Unknown {
                 flags,
-                type_code: u.code(),
+                type_code: u.code().into(),
                 value: u.value().to_vec(),
             }
         }
@@ -353,7 +353,10 @@ fn arb_update(four: bool) -> impl Strategy<Value = Update> {
                 Just(Origin::Incomplete)
             ],
             vec(
-                (1..=2u8, vec(asn, 1..8)).prop_map(|(kind, asns)| AsPathSegment { kind, asns }),
+                (1..=2u8, vec(asn, 1..8)).prop_map(|(kind, asns)| AsPathSegment {
+                    kind: kind.into(),
+                    asns,
+                }),
                 0..3,
             ),
             any::<u32>(),
@@ -378,7 +381,7 @@ fn arb_update(four: bool) -> impl Strategy<Value = Update> {
                 attributes.extend(unknown.map(|(type_code, transitive, value)| {
                     PathAttribute::Unknown {
                         flags: if transitive { 0xc0 } else { 0x80 },
-                        type_code,
+                        type_code: type_code.into(),
                         value,
                     }
                 }));

@@ -5,13 +5,12 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use super::codes::{AttributeType, SegmentType};
 use super::header::{begin, finish, MSG_UPDATE};
 use super::prefix;
 use super::update::{
     begin_attr, end_attr, put_as_path, put_communities, put_large_communities, put_mp_reach_head,
-    ATTR_AS4_PATH, ATTR_AS_PATH, ATTR_COMMUNITIES, ATTR_LARGE_COMMUNITY, ATTR_LOCAL_PREF, ATTR_MED,
-    ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, ATTR_NEXT_HOP, ATTR_ORIGIN, FLAG_OPTIONAL,
-    FLAG_TRANSITIVE, SEG_AS_SEQUENCE,
+    FLAG_OPTIONAL, FLAG_TRANSITIVE,
 };
 use super::{AsPathSegment, Codec, Family, RouteAttrs, HEADER_LEN};
 
@@ -113,37 +112,45 @@ fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         48 + as_path.len() * 4 + extra.communities.len() * 4 + extra.large_communities.len() * 12,
     );
-    let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_ORIGIN);
+    let a = begin_attr(&mut out, FLAG_TRANSITIVE, AttributeType::Origin);
     out.push(attrs.origin.code());
     end_attr(&mut out, a, false);
     let segs: Vec<AsPathSegment> = if as_path.is_empty() {
         Vec::new()
     } else {
         vec![AsPathSegment {
-            kind: SEG_AS_SEQUENCE,
+            kind: SegmentType::AsSequence,
             asns: as_path.clone(),
         }]
     };
-    let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_AS_PATH);
+    let a = begin_attr(&mut out, FLAG_TRANSITIVE, AttributeType::AsPath);
     put_as_path(&mut out, &segs, codec.four_octet_as);
     end_attr(&mut out, a, false);
     if !codec.four_octet_as && as_path.iter().any(|&a| a > u16::MAX as u32) {
-        let a = begin_attr(&mut out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_PATH);
+        let a = begin_attr(
+            &mut out,
+            FLAG_OPTIONAL | FLAG_TRANSITIVE,
+            AttributeType::As4Path,
+        );
         put_as_path(&mut out, &segs, true);
         end_attr(&mut out, a, false);
     }
     if let Some(med) = extra.med {
-        let a = begin_attr(&mut out, FLAG_OPTIONAL, ATTR_MED);
+        let a = begin_attr(&mut out, FLAG_OPTIONAL, AttributeType::MultiExitDisc);
         out.extend_from_slice(&med.to_be_bytes());
         end_attr(&mut out, a, false);
     }
     if let Some(lp) = attrs.local_pref {
-        let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_LOCAL_PREF);
+        let a = begin_attr(&mut out, FLAG_TRANSITIVE, AttributeType::LocalPref);
         out.extend_from_slice(&lp.to_be_bytes());
         end_attr(&mut out, a, false);
     }
     if !extra.communities.is_empty() {
-        let a = begin_attr(&mut out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_COMMUNITIES);
+        let a = begin_attr(
+            &mut out,
+            FLAG_OPTIONAL | FLAG_TRANSITIVE,
+            AttributeType::Communities,
+        );
         put_communities(&mut out, &extra.communities);
         end_attr(&mut out, a, false);
     }
@@ -151,7 +158,7 @@ fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
         let a = begin_attr(
             &mut out,
             FLAG_OPTIONAL | FLAG_TRANSITIVE,
-            ATTR_LARGE_COMMUNITY,
+            AttributeType::LargeCommunity,
         );
         put_large_communities(&mut out, &extra.large_communities);
         end_attr(&mut out, a, false);
@@ -184,7 +191,7 @@ pub(crate) fn announce(
         let packed = match attrs.next_hop {
             IpAddr::V4(nh) => {
                 let mut block = common.clone();
-                let a = begin_attr(&mut block, FLAG_TRANSITIVE, ATTR_NEXT_HOP);
+                let a = begin_attr(&mut block, FLAG_TRANSITIVE, AttributeType::NextHop);
                 block.extend_from_slice(&nh.octets());
                 end_attr(&mut block, a, false);
                 let nets = v4.filter_map(|p| match p {
@@ -271,7 +278,7 @@ fn announce_mp<'a>(
         let al_at = out.len();
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(common);
-        let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_REACH_NLRI);
+        let mp = begin_attr(out, FLAG_OPTIONAL, AttributeType::MpReachNlri);
         put_mp_reach_head(out, family, attrs.next_hop, attrs.link_local_next_hop);
         if let Some(held) = fill_or_hold(out, &mut nets, start, max, hold) {
             packed.held = held;
@@ -315,7 +322,7 @@ pub(crate) fn withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> 
         out.extend_from_slice(&[0, 0]);
         let al_at = out.len();
         out.extend_from_slice(&[0, 0]);
-        let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_UNREACH_NLRI);
+        let mp = begin_attr(out, FLAG_OPTIONAL, AttributeType::MpUnreachNlri);
         out.extend_from_slice(&Family::Ipv6Unicast.afi().to_be_bytes());
         out.push(Family::Ipv6Unicast.safi());
         let limit = start + max;

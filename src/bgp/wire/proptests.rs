@@ -106,7 +106,10 @@ fn arb_as_path(four: bool) -> impl Strategy<Value = Vec<AsPathSegment>> {
         (0..=u16::MAX as u32).boxed()
     };
     vec(
-        (1..=4u8, vec(asn, 1..12)).prop_map(|(kind, asns)| AsPathSegment { kind, asns }),
+        (1..=4u8, vec(asn, 1..12)).prop_map(|(kind, asns)| AsPathSegment {
+            kind: kind.into(),
+            asns,
+        }),
         0..4,
     )
 }
@@ -179,7 +182,7 @@ fn arb_unknown() -> impl Strategy<Value = PathAttribute> {
             }
             PathAttribute::Unknown {
                 flags,
-                type_code,
+                type_code: type_code.into(),
                 value,
             }
         })
