@@ -138,26 +138,33 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
                 .map(|c| [c.global_admin(), c.local_data1(), c.local_data2()])
                 .collect(),
         ),
-        ng::PathAttributeValue::MpReach(ng::MpReach::Ipv4Unicast {
-            next_hop,
-            next_hop_local,
-            nlri,
-        }) => PathAttribute::MpReach(MpReach {
-            family: Family::Ipv4Unicast,
-            next_hop: *next_hop,
-            link_local_next_hop: *next_hop_local,
-            nlri: v4(nlri),
-        }),
-        ng::PathAttributeValue::MpReach(ng::MpReach::Ipv6Unicast {
-            next_hop_global,
-            next_hop_local,
-            nlri,
-        }) => PathAttribute::MpReach(MpReach {
-            family: Family::Ipv6Unicast,
-            next_hop: IpAddr::V6(*next_hop_global),
-            link_local_next_hop: *next_hop_local,
-            nlri: v6(nlri),
-        }),
+        ng::PathAttributeValue::MpReach(reach) => {
+            // The two families differ in the type of next hop and NLRI alone.
+            let (family, next_hop, link_local_next_hop, nlri) = match reach {
+                ng::MpReach::Ipv4Unicast {
+                    next_hop,
+                    next_hop_local,
+                    nlri,
+                } => (Family::Ipv4Unicast, *next_hop, next_hop_local, v4(nlri)),
+                ng::MpReach::Ipv6Unicast {
+                    next_hop_global,
+                    next_hop_local,
+                    nlri,
+                } => (
+                    Family::Ipv6Unicast,
+                    IpAddr::V6(*next_hop_global),
+                    next_hop_local,
+                    v6(nlri),
+                ),
+                other => panic!("unexpected netgauze MP_REACH {other:?}"),
+            };
+            PathAttribute::MpReach(MpReach {
+                family,
+                next_hop,
+                link_local_next_hop: *link_local_next_hop,
+                nlri,
+            })
+        }
         ng::PathAttributeValue::MpUnreach(ng::MpUnreach::Ipv4Unicast { nlri }) => {
             PathAttribute::MpUnreach(MpUnreach {
                 family: Family::Ipv4Unicast,
