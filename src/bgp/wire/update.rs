@@ -19,6 +19,28 @@ const WELL_KNOWN: u8 = FLAG_TRANSITIVE;
 const OPTIONAL_NON_TRANSITIVE: u8 = FLAG_OPTIONAL;
 const OPTIONAL_TRANSITIVE: u8 = FLAG_OPTIONAL | FLAG_TRANSITIVE;
 
+/// The optional and transitive flags of an attribute of type `code` as its RFC gives
+/// them: those hostbgp writes, and those it asks of a peer's. An unnamed type is taken
+/// as optional transitive, the only unknown attribute a speaker passes on (RFC 4271
+/// section 5).
+pub(crate) fn attr_flags(code: AttributeType) -> u8 {
+    match code {
+        AttributeType::Origin
+        | AttributeType::AsPath
+        | AttributeType::NextHop
+        | AttributeType::LocalPref
+        | AttributeType::AtomicAggregate => WELL_KNOWN,
+        AttributeType::MultiExitDisc
+        | AttributeType::MpReachNlri
+        | AttributeType::MpUnreachNlri => OPTIONAL_NON_TRANSITIVE,
+        AttributeType::Aggregator
+        | AttributeType::Communities
+        | AttributeType::As4Path
+        | AttributeType::LargeCommunity
+        | AttributeType::Other(_) => OPTIONAL_TRANSITIVE,
+    }
+}
+
 impl Origin {
     pub fn code(self) -> u8 {
         match self {
@@ -56,17 +78,11 @@ impl PathAttribute {
     /// Appends flags, type, length and value.
     pub fn encode(&self, codec: &Codec, out: &mut Vec<u8>) {
         let (flags, force_ext) = match self {
-            PathAttribute::MultiExitDisc(_)
-            | PathAttribute::MpReach(_)
-            | PathAttribute::MpUnreach(_) => (OPTIONAL_NON_TRANSITIVE, false),
-            PathAttribute::Communities(_) | PathAttribute::LargeCommunities(_) => {
-                (OPTIONAL_TRANSITIVE, false)
-            }
             PathAttribute::Unknown { flags, .. } => (
                 *flags & !FLAG_EXTENDED_LENGTH,
                 flags & FLAG_EXTENDED_LENGTH != 0,
             ),
-            _ => (WELL_KNOWN, false),
+            _ => (attr_flags(self.type_code()), false),
         };
         let start = begin_attr(out, flags, self.type_code());
         match self {
@@ -420,8 +436,8 @@ fn decode_attr(
 ) -> Result<Option<PathAttribute>, DecodeError> {
     let taw = ErrorAction::TreatAsWithdraw;
     let ot = flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE);
-    let expect_flags = |want: u8, action: ErrorAction| {
-        if ot != want {
+    let expect_flags = |action: ErrorAction| {
+        if ot != attr_flags(code) {
             Err(update_err(
                 UpdateSubcode::AttributeFlagsError,
                 whole,
@@ -443,7 +459,7 @@ fn decode_attr(
     let u32_of = |v: &[u8]| u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
     Ok(Some(match code {
         AttributeType::Origin => {
-            expect_flags(WELL_KNOWN, taw)?;
+            expect_flags(taw)?;
             if value.len() != 1 {
                 return len_err(taw);
             }
@@ -460,7 +476,7 @@ fn decode_attr(
             }
         }
         AttributeType::AsPath => {
-            expect_flags(WELL_KNOWN, taw)?;
+            expect_flags(taw)?;
             match read_as_path(value, codec.four_octet_as) {
                 Ok(segs) => PathAttribute::AsPath(segs),
                 Err(why) => {
@@ -474,21 +490,21 @@ fn decode_attr(
             }
         }
         AttributeType::NextHop => {
-            expect_flags(WELL_KNOWN, taw)?;
+            expect_flags(taw)?;
             if value.len() != 4 {
                 return len_err(taw);
             }
             PathAttribute::NextHop(Ipv4Addr::from(u32_of(value)))
         }
         AttributeType::MultiExitDisc => {
-            expect_flags(OPTIONAL_NON_TRANSITIVE, taw)?;
+            expect_flags(taw)?;
             if value.len() != 4 {
                 return len_err(taw);
             }
             PathAttribute::MultiExitDisc(u32_of(value))
         }
         AttributeType::LocalPref => {
-            expect_flags(WELL_KNOWN, taw)?;
+            expect_flags(taw)?;
             if value.len() != 4 {
                 return len_err(taw);
             }
@@ -496,14 +512,14 @@ fn decode_attr(
         }
         // RFC 7606 sections 7.8 and 7.13: a bad length is treat-as-withdraw.
         AttributeType::Communities => {
-            expect_flags(OPTIONAL_TRANSITIVE, taw)?;
+            expect_flags(taw)?;
             if value.is_empty() || value.len() % 4 != 0 {
                 return len_err(taw);
             }
             PathAttribute::Communities(value.chunks_exact(4).map(u32_of).collect())
         }
         AttributeType::LargeCommunity => {
-            expect_flags(OPTIONAL_TRANSITIVE, taw)?;
+            expect_flags(taw)?;
             if value.is_empty() || value.len() % 12 != 0 {
                 return len_err(taw);
             }
@@ -515,7 +531,7 @@ fn decode_attr(
         }
         AttributeType::MpReachNlri | AttributeType::MpUnreachNlri => {
             let reset = ErrorAction::SessionReset;
-            expect_flags(OPTIONAL_NON_TRANSITIVE, reset)?;
+            expect_flags(reset)?;
             let opt_err = |why: String| {
                 Err(update_err(
                     UpdateSubcode::OptionalAttributeError,
