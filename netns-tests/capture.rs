@@ -367,7 +367,7 @@ fn open_on_the_wire_has_no_graceful_restart_when_off() {
     for o in &ours {
         assert_eq!(graceful_restart(o), None, "{o:#?}");
         assert!(
-            !o.capabilities.iter().any(|c| c.code() == 64),
+            !o.capabilities.iter().any(|c| u8::from(c.code()) == 64),
             "capability 64 present: {o:#?}"
         );
     }

@@ -97,9 +97,9 @@ fn strip_path_ids(msg: &[u8]) -> Vec<u8> {
 }
 
 fn unknown_attr(u: &Update, code: u8) -> bool {
-    u.attributes
-        .iter()
-        .any(|a| matches!(a, PathAttribute::Unknown { type_code, .. } if *type_code == code))
+    u.attributes.iter().any(
+        |a| matches!(a, PathAttribute::Unknown { type_code, .. } if u8::from(*type_code) == code),
+    )
 }
 
 /// Checks an UPDATE against its shape words; returns what is wrong.

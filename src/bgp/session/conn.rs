@@ -341,7 +341,7 @@ pub fn capability_name(c: &super::super::wire::Capability) -> String {
         }
         C::GracefulRestart(gr) => format!("graceful restart ({} s)", gr.restart_time),
         C::FourOctetAs(_) => "4-octet AS".into(),
-        C::Unknown { code, .. } => format!("capability {code}"),
+        C::Unknown { code, .. } => format!("capability {}", u8::from(*code)),
     }
 }
 

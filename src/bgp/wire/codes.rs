@@ -1,5 +1,7 @@
-//! NOTIFICATION error codes and subcodes (RFC 4271 section 4.5 and the IANA "BGP
-//! Error (Notification) Codes" and subcode registries).
+//! The codes of the BGP registries the codec speaks: NOTIFICATION error codes and
+//! subcodes (RFC 4271 section 4.5 and the IANA "BGP Error (Notification) Codes" and
+//! subcode registries), capability codes (IANA "Capability Codes"), path attribute
+//! type codes (IANA "BGP Path Attributes") and AS_PATH segment types.
 //!
 //! Each value and its name is written once, in the table that makes its enum. A
 //! value the tables lack decodes as `Other`, so whatever a peer sends is kept,
@@ -27,8 +29,8 @@ macro_rules! registry {
             Other(u8),
         }
 
-        // By the byte, as on the wire: a NOTIFICATION built with a hand-made
-        // `Other` of a named value equals the one that comes back from the peer.
+        // By the byte, as on the wire: a message built with a hand-made `Other`
+        // of a named value equals the one that comes back decoded.
         impl PartialEq for $name {
             fn eq(&self, other: &$name) -> bool {
                 u8::from(*self) == u8::from(*other)
@@ -202,6 +204,46 @@ impl ErrorCode {
     }
 }
 
+registry! {
+    /// The code of a capability in an OPEN (RFC 5492).
+    CapabilityCode {
+        Multiprotocol = 1, "Multiprotocol Extensions for BGP-4";
+        RouteRefresh = 2, "Route Refresh Capability for BGP-4";
+        ExtendedNextHop = 5, "Extended Next Hop Encoding";
+        ExtendedMessage = 6, "BGP Extended Message";
+        GracefulRestart = 64, "Graceful Restart Capability";
+        FourOctetAs = 65, "Support for 4-octet AS number capability";
+    }
+}
+
+registry! {
+    /// The type code of a path attribute (RFC 4271 section 4.3).
+    AttributeType {
+        Origin = 1, "ORIGIN";
+        AsPath = 2, "AS_PATH";
+        NextHop = 3, "NEXT_HOP";
+        MultiExitDisc = 4, "MULTI_EXIT_DISC";
+        LocalPref = 5, "LOCAL_PREF";
+        AtomicAggregate = 6, "ATOMIC_AGGREGATE";
+        Aggregator = 7, "AGGREGATOR";
+        Communities = 8, "COMMUNITIES";
+        MpReachNlri = 14, "MP_REACH_NLRI";
+        MpUnreachNlri = 15, "MP_UNREACH_NLRI";
+        As4Path = 17, "AS4_PATH";
+        LargeCommunity = 32, "LARGE_COMMUNITY";
+    }
+}
+
+registry! {
+    /// The type of an AS_PATH segment (RFC 4271 section 4.3, RFC 5065 section 3).
+    SegmentType {
+        AsSet = 1, "AS_SET";
+        AsSequence = 2, "AS_SEQUENCE";
+        AsConfedSequence = 3, "AS_CONFED_SEQUENCE";
+        AsConfedSet = 4, "AS_CONFED_SET";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,19 +271,38 @@ mod tests {
         round_trips(FsmSubcode::KNOWN);
         round_trips(CeaseSubcode::KNOWN);
         round_trips(RouteRefreshSubcode::KNOWN);
+        round_trips(CapabilityCode::KNOWN);
+        round_trips(AttributeType::KNOWN);
+        round_trips(SegmentType::KNOWN);
     }
 
+    // `matches!`, not `==`: equality is by the byte, so `from(n) == Other(n)` always
+    // holds, whichever variant `from` makes.
     #[test]
     fn unknown_values_are_other() {
         for byte in [0, 8, 99, 255] {
-            assert_eq!(ErrorCode::from(byte), ErrorCode::Other(byte));
+            assert!(matches!(ErrorCode::from(byte), ErrorCode::Other(b) if b == byte));
             assert_eq!(ErrorCode::Other(byte).name(), None);
         }
-        assert_eq!(OpenSubcode::from(5), OpenSubcode::Other(5));
-        assert_eq!(UpdateSubcode::from(7), UpdateSubcode::Other(7));
-        assert_eq!(CeaseSubcode::from(11), CeaseSubcode::Other(11));
+        assert!(matches!(OpenSubcode::from(5), OpenSubcode::Other(5)));
+        assert!(matches!(UpdateSubcode::from(7), UpdateSubcode::Other(7)));
+        assert!(matches!(CeaseSubcode::from(11), CeaseSubcode::Other(11)));
         assert_eq!(CeaseSubcode::from(255).name(), None);
         assert_eq!(u8::from(RouteRefreshSubcode::from(2)), 2);
+        // FQDN and a vendor's code: capabilities the codec keeps as bytes.
+        for byte in [0, 73, 128] {
+            assert!(matches!(CapabilityCode::from(byte), CapabilityCode::Other(b) if b == byte));
+            assert_eq!(CapabilityCode::from(byte).name(), None);
+        }
+        // Extended communities, AS4_AGGREGATOR, a private one.
+        for byte in [0, 16, 18, 255] {
+            assert!(matches!(AttributeType::from(byte), AttributeType::Other(b) if b == byte));
+            assert_eq!(AttributeType::from(byte).name(), None);
+        }
+        for byte in [0, 5, 255] {
+            assert!(matches!(SegmentType::from(byte), SegmentType::Other(b) if b == byte));
+            assert_eq!(SegmentType::from(byte).name(), None);
+        }
     }
 
     #[test]
@@ -253,6 +314,9 @@ mod tests {
         assert_eq!(ErrorCode::Other(6).subcode_name(9), Some("Hard Reset"));
         let hashed: std::collections::HashSet<_> = [ErrorCode::Other(6), ErrorCode::Cease].into();
         assert_eq!(hashed.len(), 1);
+        assert_eq!(CapabilityCode::Other(64), CapabilityCode::GracefulRestart);
+        assert_eq!(AttributeType::Other(17).name(), Some("AS4_PATH"));
+        assert_eq!(SegmentType::Other(2), SegmentType::AsSequence);
     }
 
     /// Each subcode type's code names its subcodes as the type does.
@@ -344,5 +408,53 @@ mod tests {
         for code in 0..=u8::MAX {
             assert_eq!(ErrorCode::from(code).subcode_name(0), Some("Unspecific"));
         }
+    }
+
+    /// Names of the registries beyond NOTIFICATION, written out by number as above:
+    /// IANA's descriptions (AS_PATH segment types: RFC 4271's and RFC 5065's).
+    #[test]
+    fn names_of_capabilities_attributes_and_segments() {
+        fn named<T: From<u8>>(name: fn(T) -> Option<&'static str>) -> Vec<(u8, &'static str)> {
+            (0..=u8::MAX)
+                .filter_map(|byte| name(T::from(byte)).map(|n| (byte, n)))
+                .collect()
+        }
+        assert_eq!(
+            named(CapabilityCode::name),
+            [
+                (1, "Multiprotocol Extensions for BGP-4"),
+                (2, "Route Refresh Capability for BGP-4"),
+                (5, "Extended Next Hop Encoding"),
+                (6, "BGP Extended Message"),
+                (64, "Graceful Restart Capability"),
+                (65, "Support for 4-octet AS number capability"),
+            ]
+        );
+        assert_eq!(
+            named(AttributeType::name),
+            [
+                (1, "ORIGIN"),
+                (2, "AS_PATH"),
+                (3, "NEXT_HOP"),
+                (4, "MULTI_EXIT_DISC"),
+                (5, "LOCAL_PREF"),
+                (6, "ATOMIC_AGGREGATE"),
+                (7, "AGGREGATOR"),
+                (8, "COMMUNITIES"),
+                (14, "MP_REACH_NLRI"),
+                (15, "MP_UNREACH_NLRI"),
+                (17, "AS4_PATH"),
+                (32, "LARGE_COMMUNITY"),
+            ]
+        );
+        assert_eq!(
+            named(SegmentType::name),
+            [
+                (1, "AS_SET"),
+                (2, "AS_SEQUENCE"),
+                (3, "AS_CONFED_SEQUENCE"),
+                (4, "AS_CONFED_SET"),
+            ]
+        );
     }
 }

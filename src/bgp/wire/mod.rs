@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use codes::{ErrorCode, Subcode};
+use codes::{AttributeType, CapabilityCode, ErrorCode, SegmentType, Subcode};
 
 pub mod codes;
 pub mod community;
@@ -35,16 +35,7 @@ mod tests;
 pub use header::{
     MARKER, MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_OPEN, MSG_ROUTE_REFRESH, MSG_UPDATE,
 };
-pub use open::{
-    CAP_EXTENDED_MESSAGE, CAP_EXTENDED_NEXT_HOP, CAP_FOUR_OCTET_AS, CAP_GRACEFUL_RESTART,
-    CAP_MULTIPROTOCOL, CAP_ROUTE_REFRESH,
-};
-pub use update::{
-    ATTR_AGGREGATOR, ATTR_AS4_PATH, ATTR_AS_PATH, ATTR_ATOMIC_AGGREGATE, ATTR_LOCAL_PREF, ATTR_MED,
-    ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, ATTR_NEXT_HOP, ATTR_ORIGIN, FLAG_EXTENDED_LENGTH,
-    FLAG_OPTIONAL, FLAG_PARTIAL, FLAG_TRANSITIVE, SEG_AS_CONFED_SEQUENCE, SEG_AS_CONFED_SET,
-    SEG_AS_SEQUENCE, SEG_AS_SET,
-};
+pub use update::{FLAG_EXTENDED_LENGTH, FLAG_OPTIONAL, FLAG_PARTIAL, FLAG_TRANSITIVE};
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
@@ -176,13 +167,19 @@ pub struct Open {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Capability {
-    Multiprotocol { afi: u16, safi: u8 },
+    Multiprotocol {
+        afi: u16,
+        safi: u8,
+    },
     RouteRefresh,
     ExtendedNextHop(Vec<ExtendedNextHopEntry>),
     ExtendedMessage,
     GracefulRestart(GracefulRestart),
     FourOctetAs(u32),
-    Unknown { code: u8, value: Vec<u8> },
+    Unknown {
+        code: CapabilityCode,
+        value: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,7 +237,7 @@ pub enum Origin {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AsPathSegment {
-    pub kind: u8,
+    pub kind: SegmentType,
     pub asns: Vec<u32>,
 }
 
@@ -259,7 +256,7 @@ pub enum PathAttribute {
     MpUnreach(MpUnreach),
     Unknown {
         flags: u8,
-        type_code: u8,
+        type_code: AttributeType,
         value: Vec<u8>,
     },
 }

@@ -82,7 +82,7 @@ fn cap_from_ng(c: &BgpCapability) -> Capability {
                 .collect(),
         ),
         BgpCapability::Unrecognized(u) => Capability::Unknown {
-            code: *u.code(),
+            code: (*u.code()).into(),
             value: u.value().to_vec(),
         },
         other => panic!("unexpected netgauze capability {other:?}"),
@@ -93,7 +93,7 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
     let segs2 = |s: &[ng::As2PathSegment]| {
         s.iter()
             .map(|s| AsPathSegment {
-                kind: u8::from(s.segment_type()),
+                kind: u8::from(s.segment_type()).into(),
                 asns: s.as_numbers().iter().map(|&a| a as u32).collect(),
             })
             .collect()
@@ -101,7 +101,7 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
     let segs4 = |s: &[ng::As4PathSegment]| {
         s.iter()
             .map(|s| AsPathSegment {
-                kind: u8::from(s.segment_type()),
+                kind: u8::from(s.segment_type()).into(),
                 asns: s.as_numbers().to_vec(),
             })
             .collect()
@@ -138,26 +138,33 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
                 .map(|c| [c.global_admin(), c.local_data1(), c.local_data2()])
                 .collect(),
         ),
-        ng::PathAttributeValue::MpReach(ng::MpReach::Ipv4Unicast {
-            next_hop,
-            next_hop_local,
-            nlri,
-        }) => PathAttribute::MpReach(MpReach {
-            family: Family::Ipv4Unicast,
-            next_hop: *next_hop,
-            link_local_next_hop: *next_hop_local,
-            nlri: v4(nlri),
-        }),
-        ng::PathAttributeValue::MpReach(ng::MpReach::Ipv6Unicast {
-            next_hop_global,
-            next_hop_local,
-            nlri,
-        }) => PathAttribute::MpReach(MpReach {
-            family: Family::Ipv6Unicast,
-            next_hop: IpAddr::V6(*next_hop_global),
-            link_local_next_hop: *next_hop_local,
-            nlri: v6(nlri),
-        }),
+        ng::PathAttributeValue::MpReach(reach) => {
+            // The two families differ in the type of next hop and NLRI alone.
+            let (family, next_hop, link_local_next_hop, nlri) = match reach {
+                ng::MpReach::Ipv4Unicast {
+                    next_hop,
+                    next_hop_local,
+                    nlri,
+                } => (Family::Ipv4Unicast, *next_hop, next_hop_local, v4(nlri)),
+                ng::MpReach::Ipv6Unicast {
+                    next_hop_global,
+                    next_hop_local,
+                    nlri,
+                } => (
+                    Family::Ipv6Unicast,
+                    IpAddr::V6(*next_hop_global),
+                    next_hop_local,
+                    v6(nlri),
+                ),
+                other => panic!("unexpected netgauze MP_REACH {other:?}"),
+            };
+            PathAttribute::MpReach(MpReach {
+                family,
+                next_hop,
+                link_local_next_hop: *link_local_next_hop,
+                nlri,
+            })
+        }
         ng::PathAttributeValue::MpUnreach(ng::MpUnreach::Ipv4Unicast { nlri }) => {
             PathAttribute::MpUnreach(MpUnreach {
                 family: Family::Ipv4Unicast,
@@ -184,7 +191,7 @@ fn attr_from_ng(a: &ng::PathAttribute) -> PathAttribute {
             }
             PathAttribute::Unknown {
                 flags,
-                type_code: u.code(),
+                type_code: u.code().into(),
                 value: u.value().to_vec(),
             }
         }
@@ -291,8 +298,10 @@ fn arb_cap() -> impl Strategy<Value = Capability> {
                         .collect(),
                 })
             }),
-        (20..=60u8, vec(any::<u8>(), 0..20))
-            .prop_map(|(code, value)| Capability::Unknown { code, value }),
+        (20..=60u8, vec(any::<u8>(), 0..20)).prop_map(|(code, value)| Capability::Unknown {
+            code: code.into(),
+            value,
+        }),
     ]
 }
 
@@ -351,7 +360,10 @@ fn arb_update(four: bool) -> impl Strategy<Value = Update> {
                 Just(Origin::Incomplete)
             ],
             vec(
-                (1..=2u8, vec(asn, 1..8)).prop_map(|(kind, asns)| AsPathSegment { kind, asns }),
+                (1..=2u8, vec(asn, 1..8)).prop_map(|(kind, asns)| AsPathSegment {
+                    kind: kind.into(),
+                    asns,
+                }),
                 0..3,
             ),
             any::<u32>(),
@@ -376,7 +388,7 @@ fn arb_update(four: bool) -> impl Strategy<Value = Update> {
                 attributes.extend(unknown.map(|(type_code, transitive, value)| {
                     PathAttribute::Unknown {
                         flags: if transitive { 0xc0 } else { 0x80 },
-                        type_code,
+                        type_code: type_code.into(),
                         value,
                     }
                 }));

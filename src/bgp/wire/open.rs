@@ -2,19 +2,12 @@
 //! parameters (RFC 9072).
 use std::net::Ipv4Addr;
 
-use super::codes::OpenSubcode;
+use super::codes::{CapabilityCode, OpenSubcode};
 use super::header::Reader;
 use super::{
     Capability, DecodeError, ErrorAction, ExtendedNextHopEntry, GracefulRestart,
     GracefulRestartFamily, Open,
 };
-
-pub const CAP_MULTIPROTOCOL: u8 = 1;
-pub const CAP_ROUTE_REFRESH: u8 = 2;
-pub const CAP_EXTENDED_NEXT_HOP: u8 = 5;
-pub const CAP_EXTENDED_MESSAGE: u8 = 6;
-pub const CAP_GRACEFUL_RESTART: u8 = 64;
-pub const CAP_FOUR_OCTET_AS: u8 = 65;
 
 const PARAM_CAPABILITIES: u8 = 2;
 const PARAM_EXTENDED: u8 = 255;
@@ -37,14 +30,14 @@ impl Open {
 }
 
 impl Capability {
-    pub fn code(&self) -> u8 {
+    pub fn code(&self) -> CapabilityCode {
         match self {
-            Capability::Multiprotocol { .. } => CAP_MULTIPROTOCOL,
-            Capability::RouteRefresh => CAP_ROUTE_REFRESH,
-            Capability::ExtendedNextHop(_) => CAP_EXTENDED_NEXT_HOP,
-            Capability::ExtendedMessage => CAP_EXTENDED_MESSAGE,
-            Capability::GracefulRestart(_) => CAP_GRACEFUL_RESTART,
-            Capability::FourOctetAs(_) => CAP_FOUR_OCTET_AS,
+            Capability::Multiprotocol { .. } => CapabilityCode::Multiprotocol,
+            Capability::RouteRefresh => CapabilityCode::RouteRefresh,
+            Capability::ExtendedNextHop(_) => CapabilityCode::ExtendedNextHop,
+            Capability::ExtendedMessage => CapabilityCode::ExtendedMessage,
+            Capability::GracefulRestart(_) => CapabilityCode::GracefulRestart,
+            Capability::FourOctetAs(_) => CapabilityCode::FourOctetAs,
             Capability::Unknown { code, .. } => *code,
         }
     }
@@ -52,7 +45,7 @@ impl Capability {
     /// Appends code, length and value. Values longer than 255 bytes cannot be
     /// expressed; they are cut to 255.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.code());
+        out.push(self.code().into());
         let len_at = out.len();
         out.push(0);
         match self {
@@ -93,11 +86,12 @@ impl Capability {
     }
 
     /// Decodes one capability value; `Err` is a reason text.
-    pub fn decode(code: u8, value: &[u8]) -> Result<Capability, String> {
+    pub fn decode(code: CapabilityCode, value: &[u8]) -> Result<Capability, String> {
         let bad = |what: &str| Err(format!("{what} capability with length {}", value.len()));
         let mut r = Reader::new(value);
-        Ok(match code {
-            CAP_MULTIPROTOCOL => {
+        // A hand-made `Other` of a named code is read as that code.
+        Ok(match CapabilityCode::from(u8::from(code)) {
+            CapabilityCode::Multiprotocol => {
                 if value.len() != 4 {
                     return bad("Multiprotocol");
                 }
@@ -106,17 +100,12 @@ impl Capability {
                     safi: value[3],
                 }
             }
-            CAP_ROUTE_REFRESH | CAP_EXTENDED_MESSAGE => {
-                if !value.is_empty() {
-                    return bad("Route Refresh / Extended Message");
-                }
-                if code == CAP_ROUTE_REFRESH {
-                    Capability::RouteRefresh
-                } else {
-                    Capability::ExtendedMessage
-                }
+            CapabilityCode::RouteRefresh | CapabilityCode::ExtendedMessage if !value.is_empty() => {
+                return bad("Route Refresh / Extended Message");
             }
-            CAP_EXTENDED_NEXT_HOP => {
+            CapabilityCode::RouteRefresh => Capability::RouteRefresh,
+            CapabilityCode::ExtendedMessage => Capability::ExtendedMessage,
+            CapabilityCode::ExtendedNextHop => {
                 if value.len() % 6 != 0 {
                     return bad("Extended Next Hop");
                 }
@@ -132,7 +121,7 @@ impl Capability {
                 }
                 Capability::ExtendedNextHop(entries)
             }
-            CAP_GRACEFUL_RESTART => {
+            CapabilityCode::GracefulRestart => {
                 if value.len() < 2 || (value.len() - 2) % 4 != 0 {
                     return bad("Graceful Restart");
                 }
@@ -152,11 +141,11 @@ impl Capability {
                     families,
                 })
             }
-            CAP_FOUR_OCTET_AS => match r.u32() {
+            CapabilityCode::FourOctetAs => match r.u32() {
                 Some(asn) if value.len() == 4 => Capability::FourOctetAs(asn),
                 _ => return bad("4-octet AS"),
             },
-            _ => Capability::Unknown {
+            CapabilityCode::Other(_) => Capability::Unknown {
                 code,
                 value: value.to_vec(),
             },
@@ -294,7 +283,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Open, DecodeError> {
                     format!("capability {code} overruns its parameter"),
                 ));
             };
-            capabilities.push(Capability::decode(code, cval).map_err(|e| {
+            capabilities.push(Capability::decode(code.into(), cval).map_err(|e| {
                 open_err(
                     OpenSubcode::Unspecific,
                     Vec::new(),

@@ -5,13 +5,12 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use super::codes::{AttributeType, SegmentType};
 use super::header::{begin, finish, MSG_UPDATE};
 use super::prefix;
 use super::update::{
-    begin_attr, end_attr, put_as_path, put_communities, put_large_communities, put_mp_reach_head,
-    ATTR_AS4_PATH, ATTR_AS_PATH, ATTR_COMMUNITIES, ATTR_LARGE_COMMUNITY, ATTR_LOCAL_PREF, ATTR_MED,
-    ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, ATTR_NEXT_HOP, ATTR_ORIGIN, FLAG_OPTIONAL,
-    FLAG_TRANSITIVE, SEG_AS_SEQUENCE,
+    attr_flags, begin_attr, end_attr, put_as_path, put_communities, put_large_communities,
+    put_mp_reach_head,
 };
 use super::{AsPathSegment, Codec, Family, RouteAttrs, HEADER_LEN};
 
@@ -105,6 +104,13 @@ fn prepended(as_path: &[u32], prepend: u8) -> Vec<u32> {
     }
 }
 
+/// Appends an attribute of type `code` whose value `put` writes.
+fn put_attr(out: &mut Vec<u8>, code: AttributeType, put: impl FnOnce(&mut Vec<u8>)) {
+    let a = begin_attr(out, attr_flags(code), code);
+    put(out);
+    end_attr(out, a, false);
+}
+
 /// ORIGIN, AS_PATH, AS4_PATH (2-octet codec with large ASNs), MED, LOCAL_PREF,
 /// COMMUNITIES, LARGE_COMMUNITY.
 fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
@@ -113,48 +119,44 @@ fn common_attrs(codec: &Codec, attrs: &RouteAttrs) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         48 + as_path.len() * 4 + extra.communities.len() * 4 + extra.large_communities.len() * 12,
     );
-    let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_ORIGIN);
-    out.push(attrs.origin.code());
-    end_attr(&mut out, a, false);
+    put_attr(&mut out, AttributeType::Origin, |v| {
+        v.push(attrs.origin.code())
+    });
     let segs: Vec<AsPathSegment> = if as_path.is_empty() {
         Vec::new()
     } else {
         vec![AsPathSegment {
-            kind: SEG_AS_SEQUENCE,
+            kind: SegmentType::AsSequence,
             asns: as_path.clone(),
         }]
     };
-    let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_AS_PATH);
-    put_as_path(&mut out, &segs, codec.four_octet_as);
-    end_attr(&mut out, a, false);
+    put_attr(&mut out, AttributeType::AsPath, |v| {
+        put_as_path(v, &segs, codec.four_octet_as)
+    });
     if !codec.four_octet_as && as_path.iter().any(|&a| a > u16::MAX as u32) {
-        let a = begin_attr(&mut out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_PATH);
-        put_as_path(&mut out, &segs, true);
-        end_attr(&mut out, a, false);
+        put_attr(&mut out, AttributeType::As4Path, |v| {
+            put_as_path(v, &segs, true)
+        });
     }
     if let Some(med) = extra.med {
-        let a = begin_attr(&mut out, FLAG_OPTIONAL, ATTR_MED);
-        out.extend_from_slice(&med.to_be_bytes());
-        end_attr(&mut out, a, false);
+        put_attr(&mut out, AttributeType::MultiExitDisc, |v| {
+            v.extend_from_slice(&med.to_be_bytes())
+        });
     }
     if let Some(lp) = attrs.local_pref {
-        let a = begin_attr(&mut out, FLAG_TRANSITIVE, ATTR_LOCAL_PREF);
-        out.extend_from_slice(&lp.to_be_bytes());
-        end_attr(&mut out, a, false);
+        put_attr(&mut out, AttributeType::LocalPref, |v| {
+            v.extend_from_slice(&lp.to_be_bytes())
+        });
     }
     if !extra.communities.is_empty() {
-        let a = begin_attr(&mut out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_COMMUNITIES);
-        put_communities(&mut out, &extra.communities);
-        end_attr(&mut out, a, false);
+        put_attr(&mut out, AttributeType::Communities, |v| {
+            put_communities(v, &extra.communities)
+        });
     }
     if !extra.large_communities.is_empty() {
-        let a = begin_attr(
-            &mut out,
-            FLAG_OPTIONAL | FLAG_TRANSITIVE,
-            ATTR_LARGE_COMMUNITY,
-        );
-        put_large_communities(&mut out, &extra.large_communities);
-        end_attr(&mut out, a, false);
+        put_attr(&mut out, AttributeType::LargeCommunity, |v| {
+            put_large_communities(v, &extra.large_communities)
+        });
     }
     out
 }
@@ -184,9 +186,9 @@ pub(crate) fn announce(
         let packed = match attrs.next_hop {
             IpAddr::V4(nh) => {
                 let mut block = common.clone();
-                let a = begin_attr(&mut block, FLAG_TRANSITIVE, ATTR_NEXT_HOP);
-                block.extend_from_slice(&nh.octets());
-                end_attr(&mut block, a, false);
+                put_attr(&mut block, AttributeType::NextHop, |v| {
+                    v.extend_from_slice(&nh.octets())
+                });
                 let nets = v4.filter_map(|p| match p {
                     IpNet::V4(n) => Some(n),
                     IpNet::V6(_) => None,
@@ -271,7 +273,8 @@ fn announce_mp<'a>(
         let al_at = out.len();
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(common);
-        let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_REACH_NLRI);
+        let code = AttributeType::MpReachNlri;
+        let mp = begin_attr(out, attr_flags(code), code);
         put_mp_reach_head(out, family, attrs.next_hop, attrs.link_local_next_hop);
         if let Some(held) = fill_or_hold(out, &mut nets, start, max, hold) {
             packed.held = held;
@@ -315,7 +318,8 @@ pub(crate) fn withdraw(codec: &Codec, prefixes: &[IpNet], out: &mut Vec<u8>) -> 
         out.extend_from_slice(&[0, 0]);
         let al_at = out.len();
         out.extend_from_slice(&[0, 0]);
-        let mp = begin_attr(out, FLAG_OPTIONAL, ATTR_MP_UNREACH_NLRI);
+        let code = AttributeType::MpUnreachNlri;
+        let mp = begin_attr(out, attr_flags(code), code);
         out.extend_from_slice(&Family::Ipv6Unicast.afi().to_be_bytes());
         out.push(Family::Ipv6Unicast.safi());
         let limit = start + max;

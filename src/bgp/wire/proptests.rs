@@ -28,8 +28,6 @@ pub(crate) fn arb_codec() -> impl Strategy<Value = Codec> {
     })
 }
 
-const KNOWN_CAPS: [u8; 6] = [1, 2, 5, 6, 64, 65];
-
 pub(crate) fn arb_capability() -> impl Strategy<Value = Capability> {
     prop_oneof![
         (any::<u16>(), any::<u8>()).prop_map(|(afi, safi)| Capability::Multiprotocol { afi, safi }),
@@ -71,7 +69,9 @@ pub(crate) fn arb_capability() -> impl Strategy<Value = Capability> {
             }),
         any::<u32>().prop_map(Capability::FourOctetAs),
         (
-            any::<u8>().prop_filter("known", |c| !KNOWN_CAPS.contains(c)),
+            any::<u8>()
+                .prop_map(CapabilityCode::from)
+                .prop_filter("known", |c| matches!(c, CapabilityCode::Other(_))),
             vec(any::<u8>(), 0..100)
         )
             .prop_map(|(code, value)| Capability::Unknown { code, value }),
@@ -106,7 +106,10 @@ fn arb_as_path(four: bool) -> impl Strategy<Value = Vec<AsPathSegment>> {
         (0..=u16::MAX as u32).boxed()
     };
     vec(
-        (1..=4u8, vec(asn, 1..12)).prop_map(|(kind, asns)| AsPathSegment { kind, asns }),
+        (1..=4u8, vec(asn, 1..12)).prop_map(|(kind, asns)| AsPathSegment {
+            kind: kind.into(),
+            asns,
+        }),
         0..4,
     )
 }
@@ -179,7 +182,7 @@ fn arb_unknown() -> impl Strategy<Value = PathAttribute> {
             }
             PathAttribute::Unknown {
                 flags,
-                type_code,
+                type_code: type_code.into(),
                 value,
             }
         })

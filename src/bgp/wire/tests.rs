@@ -3,7 +3,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::codes::{CeaseSubcode, ErrorCode, OpenSubcode};
+use super::codes::{
+    AttributeType, CapabilityCode, CeaseSubcode, ErrorCode, OpenSubcode, SegmentType,
+};
 use super::*;
 
 const C4: Codec = Codec {
@@ -278,11 +280,11 @@ fn open_unknown_capability_kept() {
         o.capabilities,
         vec![
             Capability::Unknown {
-                code: 73,
+                code: CapabilityCode::Other(73),
                 value: hex("0468 6f73 7400")
             },
             Capability::Unknown {
-                code: 128,
+                code: CapabilityCode::Other(128),
                 value: vec![]
             },
         ]
@@ -307,7 +309,7 @@ fn open_extended_optional_parameters() {
     // Encoding uses the extended form only when the capabilities exceed 253 bytes.
     let mut big = o.clone();
     big.capabilities.push(Capability::Unknown {
-        code: 200,
+        code: CapabilityCode::Other(200),
         value: vec![7; 255],
     });
     let bytes = enc(&Message::Open(big.clone()), &C4);
@@ -359,7 +361,11 @@ fn open_errors() {
 
 #[test]
 fn graceful_restart_flags() {
-    let c = Capability::decode(64, &hex("4fff 00020100 00010180")).unwrap();
+    let c = Capability::decode(
+        CapabilityCode::GracefulRestart,
+        &hex("4fff 00020100 00010180"),
+    )
+    .unwrap();
     assert_eq!(
         c,
         Capability::GracefulRestart(GracefulRestart {
@@ -389,21 +395,24 @@ fn graceful_restart_flags() {
     let mut out = Vec::new();
     ours.encode(&mut out);
     assert_eq!(out, hex("4006 4e10 00010180"));
-    assert_eq!(Capability::decode(64, &out[2..]), Ok(ours));
-    let both = Capability::decode(64, &hex("c078")).unwrap();
+    assert_eq!(
+        Capability::decode(CapabilityCode::GracefulRestart, &out[2..]),
+        Ok(ours)
+    );
+    let both = Capability::decode(CapabilityCode::GracefulRestart, &hex("c078")).unwrap();
     let Capability::GracefulRestart(both) = both else {
         panic!("{both:?}")
     };
     assert!(both.restart_state && both.notification);
     assert_eq!(both.restart_time, 120);
-    let reserved = Capability::decode(64, &hex("3078")).unwrap();
+    let reserved = Capability::decode(CapabilityCode::GracefulRestart, &hex("3078")).unwrap();
     let Capability::GracefulRestart(reserved) = reserved else {
         panic!("{reserved:?}")
     };
     assert!(!reserved.restart_state && !reserved.notification);
     assert_eq!(reserved.restart_time, 120);
     assert_eq!(
-        Capability::decode(64, &hex("8000")),
+        Capability::decode(CapabilityCode::GracefulRestart, &hex("8000")),
         Ok(Capability::GracefulRestart(GracefulRestart {
             restart_state: true,
             notification: false,
@@ -422,7 +431,7 @@ fn update_ipv4_classic() {
         attributes: vec![
             PathAttribute::Origin(Origin::Igp),
             PathAttribute::AsPath(vec![AsPathSegment {
-                kind: 2,
+                kind: SegmentType::AsSequence,
                 asns: vec![65001, 4200000000],
             }]),
             PathAttribute::NextHop(Ipv4Addr::new(192, 0, 2, 1)),
@@ -456,11 +465,11 @@ fn update_as_path_two_octet() {
         u.attributes,
         vec![PathAttribute::AsPath(vec![
             AsPathSegment {
-                kind: 1,
+                kind: SegmentType::AsSet,
                 asns: vec![65001]
             },
             AsPathSegment {
-                kind: 2,
+                kind: SegmentType::AsSequence,
                 asns: vec![23456, 1]
             },
         ])]
@@ -468,7 +477,7 @@ fn update_as_path_two_octet() {
     // a 4-octet ASN becomes AS_TRANS on a 2-octet session
     let m = Message::Update(Update {
         attributes: vec![PathAttribute::AsPath(vec![AsPathSegment {
-            kind: 3,
+            kind: SegmentType::AsConfedSequence,
             asns: vec![4200000000],
         }])],
         ..Update::default()
@@ -482,7 +491,7 @@ fn update_as_path_two_octet() {
     assert_eq!(
         u.attributes[0],
         PathAttribute::AsPath(vec![AsPathSegment {
-            kind: 4,
+            kind: SegmentType::AsConfedSet,
             asns: vec![1]
         }])
     );
@@ -595,7 +604,7 @@ fn update_unknown_attributes_byte_exact() {
         u.attributes[1],
         PathAttribute::Unknown {
             flags: 0xd0,
-            type_code: 33,
+            type_code: AttributeType::Other(33),
             value: hex("0000fde9 00000001 00000002")
         }
     );
@@ -603,7 +612,7 @@ fn update_unknown_attributes_byte_exact() {
         u.attributes[3],
         PathAttribute::Unknown {
             flags: 0x80,
-            type_code: 14,
+            type_code: AttributeType::MpReachNlri,
             value: hex("0001 80 00 00")
         }
     );
@@ -743,7 +752,7 @@ fn update_extended_length() {
     // encode: a value over 255 bytes uses it
     let m = Message::Update(Update {
         attributes: vec![PathAttribute::AsPath(vec![AsPathSegment {
-            kind: 2,
+            kind: SegmentType::AsSequence,
             asns: (1..=100).collect(),
         }])],
         ..Update::default()
@@ -909,6 +918,21 @@ fn update_attribute_discard_errors() {
     // the most severe error wins: discard + treat-as-withdraw
     let e = update_err("", "40 01 01 00 40 01 01 00 40 02 00", "18 c63364", &C4);
     assert_err(&e, 3, 3, ErrorAction::TreatAsWithdraw);
+}
+
+/// Reasons (for logs) name an attribute as the registry does, an unnamed one by number.
+#[test]
+fn update_reasons_name_attributes() {
+    let reason = |attrs: &str| update_err("", attrs, "", &C4).reason;
+    assert_eq!(reason("40 01 01 00 40 01 01 02"), "duplicate ORIGIN");
+    let as4_path = "c0 11 06 02 01 fa56ea00";
+    assert_eq!(
+        reason(&format!("{as4_path} {as4_path}")),
+        "duplicate AS4_PATH"
+    );
+    assert_eq!(reason("c0 10 00 c0 10 00"), "duplicate attribute 16");
+    assert_eq!(reason("40 06 01 00"), "ATOMIC_AGGREGATE with length 1");
+    assert_eq!(reason("40 63 00"), "unrecognized well-known attribute 99");
 }
 
 // ---------- NOTIFICATION, ROUTE-REFRESH ----------
@@ -1184,7 +1208,7 @@ fn pack_long_as_path_splits_segments() {
         segs.iter().map(|s| s.asns.len()).collect::<Vec<_>>(),
         vec![255, 45]
     );
-    assert!(segs.iter().all(|s| s.kind == 2));
+    assert!(segs.iter().all(|s| s.kind == SegmentType::AsSequence));
 }
 
 /// Splits a byte stream into messages with `frame_len`.

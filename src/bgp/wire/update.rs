@@ -2,7 +2,7 @@
 //! (RFC 6793), extended next hop (RFC 8950) and revised error handling (RFC 7606).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::codes::UpdateSubcode;
+use super::codes::{AttributeType, SegmentType, UpdateSubcode};
 use super::header::Reader;
 use super::prefix::{self, PrefixError};
 use super::{
@@ -15,27 +15,31 @@ pub const FLAG_TRANSITIVE: u8 = 0x40;
 pub const FLAG_PARTIAL: u8 = 0x20;
 pub const FLAG_EXTENDED_LENGTH: u8 = 0x10;
 
-pub const ATTR_ORIGIN: u8 = 1;
-pub const ATTR_AS_PATH: u8 = 2;
-pub const ATTR_NEXT_HOP: u8 = 3;
-pub const ATTR_MED: u8 = 4;
-pub const ATTR_LOCAL_PREF: u8 = 5;
-pub const ATTR_ATOMIC_AGGREGATE: u8 = 6;
-pub const ATTR_AGGREGATOR: u8 = 7;
-pub const ATTR_COMMUNITIES: u8 = 8;
-pub const ATTR_MP_REACH_NLRI: u8 = 14;
-pub const ATTR_MP_UNREACH_NLRI: u8 = 15;
-pub const ATTR_AS4_PATH: u8 = 17;
-pub const ATTR_LARGE_COMMUNITY: u8 = 32;
-
-pub const SEG_AS_SET: u8 = 1;
-pub const SEG_AS_SEQUENCE: u8 = 2;
-pub const SEG_AS_CONFED_SEQUENCE: u8 = 3;
-pub const SEG_AS_CONFED_SET: u8 = 4;
-
 const WELL_KNOWN: u8 = FLAG_TRANSITIVE;
 const OPTIONAL_NON_TRANSITIVE: u8 = FLAG_OPTIONAL;
 const OPTIONAL_TRANSITIVE: u8 = FLAG_OPTIONAL | FLAG_TRANSITIVE;
+
+/// The optional and transitive flags of an attribute of type `code` as its RFC gives
+/// them: those hostbgp writes, and those it asks of a peer's. An unnamed type is taken
+/// as optional transitive, the only unknown attribute a speaker passes on (RFC 4271
+/// section 5).
+pub(crate) fn attr_flags(code: AttributeType) -> u8 {
+    match code {
+        AttributeType::Origin
+        | AttributeType::AsPath
+        | AttributeType::NextHop
+        | AttributeType::LocalPref
+        | AttributeType::AtomicAggregate => WELL_KNOWN,
+        AttributeType::MultiExitDisc
+        | AttributeType::MpReachNlri
+        | AttributeType::MpUnreachNlri => OPTIONAL_NON_TRANSITIVE,
+        AttributeType::Aggregator
+        | AttributeType::Communities
+        | AttributeType::As4Path
+        | AttributeType::LargeCommunity
+        | AttributeType::Other(_) => OPTIONAL_TRANSITIVE,
+    }
+}
 
 impl Origin {
     pub fn code(self) -> u8 {
@@ -56,17 +60,17 @@ impl Origin {
 }
 
 impl PathAttribute {
-    pub fn type_code(&self) -> u8 {
+    pub fn type_code(&self) -> AttributeType {
         match self {
-            PathAttribute::Origin(_) => ATTR_ORIGIN,
-            PathAttribute::AsPath(_) => ATTR_AS_PATH,
-            PathAttribute::NextHop(_) => ATTR_NEXT_HOP,
-            PathAttribute::MultiExitDisc(_) => ATTR_MED,
-            PathAttribute::LocalPref(_) => ATTR_LOCAL_PREF,
-            PathAttribute::Communities(_) => ATTR_COMMUNITIES,
-            PathAttribute::LargeCommunities(_) => ATTR_LARGE_COMMUNITY,
-            PathAttribute::MpReach(_) => ATTR_MP_REACH_NLRI,
-            PathAttribute::MpUnreach(_) => ATTR_MP_UNREACH_NLRI,
+            PathAttribute::Origin(_) => AttributeType::Origin,
+            PathAttribute::AsPath(_) => AttributeType::AsPath,
+            PathAttribute::NextHop(_) => AttributeType::NextHop,
+            PathAttribute::MultiExitDisc(_) => AttributeType::MultiExitDisc,
+            PathAttribute::LocalPref(_) => AttributeType::LocalPref,
+            PathAttribute::Communities(_) => AttributeType::Communities,
+            PathAttribute::LargeCommunities(_) => AttributeType::LargeCommunity,
+            PathAttribute::MpReach(_) => AttributeType::MpReachNlri,
+            PathAttribute::MpUnreach(_) => AttributeType::MpUnreachNlri,
             PathAttribute::Unknown { type_code, .. } => *type_code,
         }
     }
@@ -74,17 +78,11 @@ impl PathAttribute {
     /// Appends flags, type, length and value.
     pub fn encode(&self, codec: &Codec, out: &mut Vec<u8>) {
         let (flags, force_ext) = match self {
-            PathAttribute::MultiExitDisc(_)
-            | PathAttribute::MpReach(_)
-            | PathAttribute::MpUnreach(_) => (OPTIONAL_NON_TRANSITIVE, false),
-            PathAttribute::Communities(_) | PathAttribute::LargeCommunities(_) => {
-                (OPTIONAL_TRANSITIVE, false)
-            }
             PathAttribute::Unknown { flags, .. } => (
                 *flags & !FLAG_EXTENDED_LENGTH,
                 flags & FLAG_EXTENDED_LENGTH != 0,
             ),
-            _ => (WELL_KNOWN, false),
+            _ => (attr_flags(self.type_code()), false),
         };
         let start = begin_attr(out, flags, self.type_code());
         match self {
@@ -119,9 +117,9 @@ impl PathAttribute {
 
 /// Starts an attribute with a 2-byte length placeholder; see [`end_attr`].
 #[inline]
-pub(crate) fn begin_attr(out: &mut Vec<u8>, flags: u8, code: u8) -> usize {
+pub(crate) fn begin_attr(out: &mut Vec<u8>, flags: u8, code: AttributeType) -> usize {
     let start = out.len();
-    out.extend_from_slice(&[flags | FLAG_EXTENDED_LENGTH, code, 0, 0]);
+    out.extend_from_slice(&[flags | FLAG_EXTENDED_LENGTH, code.into(), 0, 0]);
     start
 }
 
@@ -144,7 +142,7 @@ pub(crate) fn end_attr(out: &mut Vec<u8>, start: usize, force_ext: bool) {
 pub(crate) fn put_as_path(out: &mut Vec<u8>, segs: &[AsPathSegment], four: bool) {
     for seg in segs {
         for chunk in seg.asns.chunks(255) {
-            out.push(seg.kind);
+            out.push(seg.kind.into());
             out.push(chunk.len() as u8);
             for &asn in chunk {
                 if four {
@@ -259,20 +257,10 @@ fn update_err(
     DecodeError::new(subcode, data.to_vec(), action, reason)
 }
 
-fn attr_name(code: u8) -> String {
-    match code {
-        ATTR_ORIGIN => "ORIGIN".into(),
-        ATTR_AS_PATH => "AS_PATH".into(),
-        ATTR_NEXT_HOP => "NEXT_HOP".into(),
-        ATTR_MED => "MULTI_EXIT_DISC".into(),
-        ATTR_LOCAL_PREF => "LOCAL_PREF".into(),
-        ATTR_ATOMIC_AGGREGATE => "ATOMIC_AGGREGATE".into(),
-        ATTR_AGGREGATOR => "AGGREGATOR".into(),
-        ATTR_COMMUNITIES => "COMMUNITIES".into(),
-        ATTR_LARGE_COMMUNITY => "LARGE_COMMUNITY".into(),
-        ATTR_MP_REACH_NLRI => "MP_REACH_NLRI".into(),
-        ATTR_MP_UNREACH_NLRI => "MP_UNREACH_NLRI".into(),
-        c => format!("attribute {c}"),
+fn attr_name(code: AttributeType) -> String {
+    match code.name() {
+        Some(name) => name.into(),
+        None => format!("attribute {}", u8::from(code)),
     }
 }
 
@@ -337,13 +325,13 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
     while !r.is_empty() {
         let attr_start = attr_bytes.len() - r.remaining();
         let flags = r.u8().unwrap_or(0);
-        let code = r.u8();
+        let byte = r.u8();
         let len = if flags & FLAG_EXTENDED_LENGTH != 0 {
             r.u16()
         } else {
             r.u8().map(u16::from)
         };
-        let (Some(code), Some(len)) = (code, len) else {
+        let (Some(byte), Some(len)) = (byte, len) else {
             worst.note(update_err(
                 UpdateSubcode::MalformedAttributeList,
                 &[],
@@ -352,8 +340,12 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
             ));
             break;
         };
+        let code = AttributeType::from(byte);
+        let is_mp = matches!(
+            code,
+            AttributeType::MpReachNlri | AttributeType::MpUnreachNlri
+        );
         let Some(value) = r.take(len as usize) else {
-            let is_mp = code == ATTR_MP_REACH_NLRI || code == ATTR_MP_UNREACH_NLRI;
             let e = update_err(
                 UpdateSubcode::MalformedAttributeList,
                 &[],
@@ -374,9 +366,9 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
             break;
         };
         let whole = &attr_bytes[attr_start..attr_bytes.len() - r.remaining()];
-        if seen[code as usize] {
+        if seen[usize::from(byte)] {
             let e_reason = format!("duplicate {}", attr_name(code));
-            if code == ATTR_MP_REACH_NLRI || code == ATTR_MP_UNREACH_NLRI {
+            if is_mp {
                 return Err(update_err(
                     UpdateSubcode::MalformedAttributeList,
                     &[],
@@ -392,7 +384,7 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
             ));
             continue;
         }
-        seen[code as usize] = true;
+        seen[usize::from(byte)] = true;
         match decode_attr(flags, code, value, whole, codec) {
             Ok(Some(a)) => {
                 if let PathAttribute::MpReach(m) = &a {
@@ -407,16 +399,17 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
     }
 
     if !nlri.is_empty() || mp_reach_nlri {
-        let mut needed = vec![ATTR_ORIGIN, ATTR_AS_PATH];
+        let mut needed = vec![AttributeType::Origin, AttributeType::AsPath];
         if !nlri.is_empty() {
-            needed.push(ATTR_NEXT_HOP);
+            needed.push(AttributeType::NextHop);
         }
         for code in needed {
+            let byte = u8::from(code);
             // An attribute dropped as malformed already produced its own error.
-            if !seen[code as usize] {
+            if !seen[usize::from(byte)] {
                 worst.note(update_err(
                     UpdateSubcode::MissingWellKnownAttribute,
-                    &[code],
+                    &[byte],
                     ErrorAction::TreatAsWithdraw,
                     format!("missing {}", attr_name(code)),
                 ));
@@ -436,15 +429,15 @@ pub(crate) fn decode(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> 
 /// Decodes one attribute. `Ok(None)` drops it silently.
 fn decode_attr(
     flags: u8,
-    code: u8,
+    code: AttributeType,
     value: &[u8],
     whole: &[u8],
     codec: &Codec,
 ) -> Result<Option<PathAttribute>, DecodeError> {
     let taw = ErrorAction::TreatAsWithdraw;
     let ot = flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE);
-    let expect_flags = |want: u8, action: ErrorAction| {
-        if ot != want {
+    let expect_flags = |action: ErrorAction| {
+        if ot != attr_flags(code) {
             Err(update_err(
                 UpdateSubcode::AttributeFlagsError,
                 whole,
@@ -465,8 +458,8 @@ fn decode_attr(
     };
     let u32_of = |v: &[u8]| u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
     Ok(Some(match code {
-        ATTR_ORIGIN => {
-            expect_flags(WELL_KNOWN, taw)?;
+        AttributeType::Origin => {
+            expect_flags(taw)?;
             if value.len() != 1 {
                 return len_err(taw);
             }
@@ -482,8 +475,8 @@ fn decode_attr(
                 }
             }
         }
-        ATTR_AS_PATH => {
-            expect_flags(WELL_KNOWN, taw)?;
+        AttributeType::AsPath => {
+            expect_flags(taw)?;
             match read_as_path(value, codec.four_octet_as) {
                 Ok(segs) => PathAttribute::AsPath(segs),
                 Err(why) => {
@@ -496,37 +489,37 @@ fn decode_attr(
                 }
             }
         }
-        ATTR_NEXT_HOP => {
-            expect_flags(WELL_KNOWN, taw)?;
+        AttributeType::NextHop => {
+            expect_flags(taw)?;
             if value.len() != 4 {
                 return len_err(taw);
             }
             PathAttribute::NextHop(Ipv4Addr::from(u32_of(value)))
         }
-        ATTR_MED => {
-            expect_flags(OPTIONAL_NON_TRANSITIVE, taw)?;
+        AttributeType::MultiExitDisc => {
+            expect_flags(taw)?;
             if value.len() != 4 {
                 return len_err(taw);
             }
             PathAttribute::MultiExitDisc(u32_of(value))
         }
-        ATTR_LOCAL_PREF => {
-            expect_flags(WELL_KNOWN, taw)?;
+        AttributeType::LocalPref => {
+            expect_flags(taw)?;
             if value.len() != 4 {
                 return len_err(taw);
             }
             PathAttribute::LocalPref(u32_of(value))
         }
         // RFC 7606 sections 7.8 and 7.13: a bad length is treat-as-withdraw.
-        ATTR_COMMUNITIES => {
-            expect_flags(OPTIONAL_TRANSITIVE, taw)?;
+        AttributeType::Communities => {
+            expect_flags(taw)?;
             if value.is_empty() || value.len() % 4 != 0 {
                 return len_err(taw);
             }
             PathAttribute::Communities(value.chunks_exact(4).map(u32_of).collect())
         }
-        ATTR_LARGE_COMMUNITY => {
-            expect_flags(OPTIONAL_TRANSITIVE, taw)?;
+        AttributeType::LargeCommunity => {
+            expect_flags(taw)?;
             if value.is_empty() || value.len() % 12 != 0 {
                 return len_err(taw);
             }
@@ -536,9 +529,9 @@ fn decode_attr(
                 .collect();
             PathAttribute::LargeCommunities(large)
         }
-        ATTR_MP_REACH_NLRI | ATTR_MP_UNREACH_NLRI => {
+        AttributeType::MpReachNlri | AttributeType::MpUnreachNlri => {
             let reset = ErrorAction::SessionReset;
-            expect_flags(OPTIONAL_NON_TRANSITIVE, reset)?;
+            expect_flags(reset)?;
             let opt_err = |why: String| {
                 Err(update_err(
                     UpdateSubcode::OptionalAttributeError,
@@ -558,7 +551,7 @@ fn decode_attr(
                     value: value.to_vec(),
                 }));
             };
-            if code == ATTR_MP_UNREACH_NLRI {
+            if code == AttributeType::MpUnreachNlri {
                 return match prefix::read_list(r.rest(), family) {
                     Ok(withdrawn) => Ok(Some(PathAttribute::MpUnreach(MpUnreach {
                         family,
@@ -594,19 +587,23 @@ fn decode_attr(
                 Err(e) => return opt_err(e.to_string()),
             }
         }
-        _ => {
-            if flags & FLAG_OPTIONAL == 0 && code != ATTR_ATOMIC_AGGREGATE {
+        // Attributes hostbgp does not interpret: kept as bytes once checked.
+        AttributeType::AtomicAggregate
+        | AttributeType::Aggregator
+        | AttributeType::As4Path
+        | AttributeType::Other(_) => {
+            if flags & FLAG_OPTIONAL == 0 && code != AttributeType::AtomicAggregate {
                 return Err(update_err(
                     UpdateSubcode::UnrecognizedWellKnownAttribute,
                     whole,
                     ErrorAction::SessionReset,
-                    format!("unrecognized well-known attribute {code}"),
+                    format!("unrecognized well-known attribute {}", u8::from(code)),
                 ));
             }
             // RFC 7606 sections 7.6 and 7.7: bad lengths are discarded.
             let agg_len = if codec.four_octet_as { 8 } else { 6 };
-            if (code == ATTR_ATOMIC_AGGREGATE && !value.is_empty())
-                || (code == ATTR_AGGREGATOR && value.len() != agg_len)
+            if (code == AttributeType::AtomicAggregate && !value.is_empty())
+                || (code == AttributeType::Aggregator && value.len() != agg_len)
             {
                 return len_err(ErrorAction::AttributeDiscard);
             }
@@ -624,10 +621,10 @@ fn read_as_path(value: &[u8], four: bool) -> Result<Vec<AsPathSegment>, String> 
     let mut r = Reader::new(value);
     let mut segs = Vec::new();
     while !r.is_empty() {
-        let (Some(kind), Some(count)) = (r.u8(), r.u8()) else {
+        let (Some(kind), Some(count)) = (r.u8().map(SegmentType::from), r.u8()) else {
             return Err("truncated segment header".into());
         };
-        if !(SEG_AS_SET..=SEG_AS_CONFED_SET).contains(&kind) {
+        if let SegmentType::Other(kind) = kind {
             return Err(format!("segment type {kind}"));
         }
         if count == 0 {
