@@ -1,5 +1,6 @@
 //! Message header (RFC 4271 section 4.1), framing, and dispatch by message type.
 use super::codes::{HeaderSubcode, RouteRefreshSubcode};
+use super::reader::Reader;
 use super::{
     notification, open, update, Codec, DecodeError, ErrorAction, Message, RouteRefresh, HEADER_LEN,
     MAX_MESSAGE_LEN,
@@ -11,45 +12,6 @@ pub const MSG_UPDATE: u8 = 2;
 pub const MSG_NOTIFICATION: u8 = 3;
 pub const MSG_KEEPALIVE: u8 = 4;
 pub const MSG_ROUTE_REFRESH: u8 = 5;
-
-/// Bounds-checked big-endian reader over a byte slice.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-    pub(crate) fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.remaining() == 0
-    }
-    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
-        let s = self.buf.get(self.pos..).unwrap_or(&[]);
-        self.pos = self.buf.len();
-        s
-    }
-    pub(crate) fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
-    }
-    pub(crate) fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|s| u16::from_be_bytes([s[0], s[1]]))
-    }
-    pub(crate) fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-}
 
 fn bad_length(len_bytes: &[u8], reason: String) -> DecodeError {
     DecodeError::new(

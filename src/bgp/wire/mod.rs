@@ -23,6 +23,7 @@ mod notification;
 mod open;
 mod pack;
 mod prefix;
+mod reader;
 mod update;
 
 #[cfg(test)]

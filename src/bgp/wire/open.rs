@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::codes::{CapabilityCode, OpenSubcode};
-use super::header::Reader;
+use super::reader::Reader;
 use super::{
     Capability, DecodeError, ErrorAction, ExtendedNextHopEntry, GracefulRestart,
     GracefulRestartFamily, Open,

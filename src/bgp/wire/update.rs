@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::codes::{AttributeType, SegmentType, UpdateSubcode};
-use super::header::Reader;
 use super::prefix::{self, PrefixError};
+use super::reader::Reader;
 use super::{
     AsPathSegment, Codec, DecodeError, ErrorAction, Family, MpReach, MpUnreach, Origin,
     PathAttribute, Update,
