@@ -12,13 +12,22 @@ use crate::config::node::Node;
 use crate::config::values::{self, Fam};
 use crate::config::{Instance, Network, NetworkKind, Nic};
 
+/// What an instance's NICs are checked against.
+pub(super) struct NicContext<'a> {
+    /// The networks that parsed.
+    pub(super) networks: &'a BTreeMap<String, Network>,
+    /// The networks that did not: a NIC on one of them is not blamed for it.
+    pub(super) broken: &'a BTreeSet<String>,
+    /// The instances come from a live LXD or Incus server (`lxd:` or `incus:`), which
+    /// names each running NIC's host side itself: a bridged NIC needs no host_name.
+    pub(super) live: bool,
+}
+
 pub(super) fn parse_instance(
     e: &mut Errors,
     name: &str,
     node: &Node,
-    networks: &BTreeMap<String, Network>,
-    broken: &BTreeSet<String>,
-    live: bool,
+    cx: &NicContext,
 ) -> Option<Instance> {
     let base = format!("instances.{name}");
     let m = e.map(&base, node)?;
@@ -34,9 +43,7 @@ pub(super) fn parse_instance(
             "devices" => {
                 let Some(devs) = e.map(&key, v) else { continue };
                 for (dev, dn) in devs {
-                    if let Some(nic) =
-                        parse_nic(e, &format!("{key}.{dev}"), dev, dn, networks, broken, live)
-                    {
+                    if let Some(nic) = parse_nic(e, &format!("{key}.{dev}"), dev, dn, cx) {
                         inst.nics.insert(dev.clone(), nic);
                     }
                 }
@@ -48,15 +55,12 @@ pub(super) fn parse_instance(
     Some(inst)
 }
 
-fn parse_nic(
-    e: &mut Errors,
-    base: &str,
-    dev: &str,
-    node: &Node,
-    networks: &BTreeMap<String, Network>,
-    broken: &BTreeSet<String>,
-    live: bool,
-) -> Option<Nic> {
+fn parse_nic(e: &mut Errors, base: &str, dev: &str, node: &Node, cx: &NicContext) -> Option<Nic> {
+    let NicContext {
+        networks,
+        broken,
+        live,
+    } = *cx;
     let m = e.map(base, node)?;
     let tkey = format!("{base}.type");
     let Some(t) = m.get("type").and_then(|t| e.scalar(&tkey, t)) else {
