@@ -37,8 +37,9 @@ fn from_peer(state: State) -> Repr {
     }
 }
 
-fn received(repr: Repr) -> Event {
-    Event::Received(repr)
+/// What `s` does on hearing `repr` from the peer.
+fn hear(s: &mut Session, repr: Repr) -> Vec<Action> {
+    handle(s, Event::Received(repr))
 }
 
 fn sent(actions: &[Action]) -> Vec<Repr> {
@@ -52,11 +53,11 @@ fn sent(actions: &[Action]) -> Vec<Repr> {
 }
 
 /// The peer's Up with Final: the answer to our Poll.
-fn peer_final() -> Event {
-    received(Repr {
+fn peer_final() -> Repr {
+    Repr {
         final_: true,
         ..from_peer(State::Up)
-    })
+    }
 }
 
 /// The packet a transmit timer expiry sends.
@@ -64,6 +65,22 @@ fn tick(s: &mut Session) -> Repr {
     let packets = sent(&handle(s, Event::TransmitTimerExpired));
     assert_eq!(packets.len(), 1, "one periodic packet");
     packets[0]
+}
+
+/// `s` is in `state`, with `diagnostic` as its own.
+#[track_caller]
+fn assert_state(s: &Session, state: State, diagnostic: Diagnostic) {
+    assert_eq!((s.state(), s.local_diagnostic()), (state, diagnostic));
+}
+
+/// `first`, then what every move to Down or AdminDown ends with: the packet saying so
+/// at once, and one a second after it.
+fn then_slow_packets(s: &Session, first: &[Action]) -> Vec<Action> {
+    let slow = [
+        Action::Send(s.packet(false, false)),
+        Action::ArmTransmitTimer(SECOND),
+    ];
+    [first, &slow].concat()
 }
 
 /// Started: Down, sending once a second.
@@ -76,10 +93,10 @@ fn started_session() -> Session {
 /// Through the handshake and the Poll Sequence that follows it: Up at 300 ms.
 fn up_session() -> Session {
     let mut s = started_session();
-    handle(&mut s, received(from_peer(State::Down)));
-    handle(&mut s, received(from_peer(State::Up)));
+    hear(&mut s, from_peer(State::Down));
+    hear(&mut s, from_peer(State::Up));
     assert!(tick(&mut s).poll);
-    handle(&mut s, peer_final());
+    hear(&mut s, peer_final());
     assert_eq!(s.state(), State::Up);
     assert!(!s.polling());
     s
@@ -103,7 +120,7 @@ fn three_way_handshake_then_poll_for_the_fast_rate() {
 
     // Down hears Down: Init, said at once. The peer's one second per packet sets
     // detection.
-    let actions = handle(&mut s, received(from_peer(State::Down)));
+    let actions = hear(&mut s, from_peer(State::Down));
     assert_eq!(s.state(), State::Init);
     let init = s.packet(false, false);
     assert_eq!((init.state, init.your_discriminator), (State::Init, REMOTE));
@@ -120,7 +137,7 @@ fn three_way_handshake_then_poll_for_the_fast_rate() {
     // Init hears Up: Up, and the 300 ms we want needs a Poll Sequence, which the
     // packet saying Up starts. We send at the new rate at once: faster than announced
     // is always safe.
-    let actions = handle(&mut s, received(from_peer(State::Up)));
+    let actions = hear(&mut s, from_peer(State::Up));
     assert_eq!(s.state(), State::Up);
     assert!(s.polling());
     let poll = s.packet(true, false);
@@ -140,7 +157,7 @@ fn three_way_handshake_then_poll_for_the_fast_rate() {
     assert_eq!(poll.desired_min_tx, 300 * MS);
 
     // The Final ends the Poll Sequence; periodic packets go without Poll.
-    let actions = handle(&mut s, peer_final());
+    let actions = hear(&mut s, peer_final());
     assert_eq!(actions, vec![Action::ArmDetectionTimer(900 * MS)]);
     assert!(!s.polling());
     assert!(!tick(&mut s).poll);
@@ -151,7 +168,7 @@ fn three_way_handshake_then_poll_for_the_fast_rate() {
 #[test]
 fn down_hearing_init_goes_straight_up() {
     let mut s = started_session();
-    let actions = handle(&mut s, received(from_peer(State::Init)));
+    let actions = hear(&mut s, from_peer(State::Init));
     assert_eq!(s.state(), State::Up);
     assert!(actions.contains(&Action::SessionUp));
     // The peer's Init still sends once a second: 3 x 1 s.
@@ -162,14 +179,14 @@ fn down_hearing_init_goes_straight_up() {
 fn packets_that_do_not_move_the_state() {
     let mut s = started_session();
     // Down ignores Up (the peer thinks of an older session of ours).
-    handle(&mut s, received(from_peer(State::Up)));
+    hear(&mut s, from_peer(State::Up));
     assert_eq!(s.state(), State::Down);
-    handle(&mut s, received(from_peer(State::Down)));
+    hear(&mut s, from_peer(State::Down));
     // Init ignores Down (that is the peer not having heard us yet).
-    handle(&mut s, received(from_peer(State::Down)));
+    hear(&mut s, from_peer(State::Down));
     assert_eq!(s.state(), State::Init);
     let mut s = up_session();
-    handle(&mut s, received(from_peer(State::Init)));
+    hear(&mut s, from_peer(State::Init));
     assert_eq!(s.state(), State::Up);
 }
 
@@ -177,55 +194,34 @@ fn packets_that_do_not_move_the_state() {
 fn detection_timeout_takes_up_down_with_diag_1() {
     let mut s = up_session();
     let actions = handle(&mut s, Event::DetectionTimerExpired);
-    assert_eq!(s.state(), State::Down);
-    assert_eq!(
-        s.local_diagnostic(),
-        Diagnostic::ControlDetectionTimeExpired
-    );
+    assert_state(&s, State::Down, Diagnostic::ControlDetectionTimeExpired);
     assert_eq!(s.remote_discriminator(), 0);
-    let packet = s.packet(false, false);
-    assert_eq!(
-        actions,
-        vec![
-            Action::SessionDown(DownCause::DetectionTimeExpired),
-            Action::Send(packet),
-            // Back to one packet a second.
-            Action::ArmTransmitTimer(SECOND),
-        ]
-    );
+    // Back to one packet a second.
+    let down = [Action::SessionDown(DownCause::DetectionTimeExpired)];
+    assert_eq!(actions, then_slow_packets(&s, &down));
     assert!(DownCause::DetectionTimeExpired.is_path_failure());
+    let packet = s.packet(false, false);
     assert_eq!(tick(&mut s), packet);
     assert_eq!(packet.state, State::Down);
     assert_eq!(packet.diagnostic, Diagnostic::ControlDetectionTimeExpired);
     assert_eq!(packet.your_discriminator, 0);
     assert_eq!(packet.desired_min_tx, SECOND);
     // And it comes back with a new handshake, diag cleared.
-    handle(&mut s, received(from_peer(State::Down)));
-    handle(&mut s, received(from_peer(State::Up)));
-    assert_eq!(s.state(), State::Up);
-    assert_eq!(s.local_diagnostic(), Diagnostic::NoDiagnostic);
+    hear(&mut s, from_peer(State::Down));
+    hear(&mut s, from_peer(State::Up));
+    assert_state(&s, State::Up, Diagnostic::NoDiagnostic);
 }
 
 #[test]
 fn detection_timeout_in_init_and_down() {
     let mut s = started_session();
-    handle(&mut s, received(from_peer(State::Down)));
+    hear(&mut s, from_peer(State::Down));
     // Init was never Up: no notification, but the diag says why.
     let actions = handle(&mut s, Event::DetectionTimerExpired);
-    assert_eq!(s.state(), State::Down);
-    assert_eq!(
-        s.local_diagnostic(),
-        Diagnostic::ControlDetectionTimeExpired
-    );
-    assert_eq!(
-        actions,
-        vec![
-            Action::Send(s.packet(false, false)),
-            Action::ArmTransmitTimer(SECOND)
-        ]
-    );
+    assert_state(&s, State::Down, Diagnostic::ControlDetectionTimeExpired);
+    assert_eq!(actions, then_slow_packets(&s, &[]));
     // In Down it only forgets the peer's discriminator.
-    handle(&mut s, received(from_peer(State::AdminDown)));
+    hear(&mut s, from_peer(State::AdminDown));
     assert_eq!(s.remote_discriminator(), REMOTE);
     assert!(handle(&mut s, Event::DetectionTimerExpired).is_empty());
     assert_eq!(s.remote_discriminator(), 0);
@@ -233,42 +229,31 @@ fn detection_timeout_in_init_and_down() {
 }
 
 #[test]
-fn peer_signals_down() {
-    let mut s = up_session();
-    let actions = handle(&mut s, received(from_peer(State::Down)));
-    assert_eq!(s.state(), State::Down);
-    assert_eq!(
-        s.local_diagnostic(),
-        Diagnostic::NeighborSignaledSessionDown
-    );
-    assert_eq!(
-        actions,
-        vec![
-            Action::SessionDown(DownCause::NeighborDown),
+fn peer_signals_down_or_admin_down() {
+    // RFC 5882 section 3.2: the peer's AdminDown is not a reason to drop BGP.
+    let signals = [
+        (State::Down, DownCause::NeighborDown, true),
+        (State::AdminDown, DownCause::NeighborAdminDown, false),
+    ];
+    for (peer, cause, path_failure) in signals {
+        let mut s = up_session();
+        let actions = hear(&mut s, from_peer(peer));
+        assert_eq!(
+            (s.state(), s.local_diagnostic()),
+            (State::Down, Diagnostic::NeighborSignaledSessionDown),
+            "peer in {peer}"
+        );
+        let down = [
+            Action::SessionDown(cause),
             Action::ArmDetectionTimer(3 * SECOND),
-            Action::Send(s.packet(false, false)),
-            Action::ArmTransmitTimer(SECOND),
-        ]
-    );
-    assert!(DownCause::NeighborDown.is_path_failure());
-}
-
-#[test]
-fn peer_signals_admin_down() {
-    let mut s = up_session();
-    let actions = handle(&mut s, received(from_peer(State::AdminDown)));
-    assert_eq!(s.state(), State::Down);
-    assert_eq!(
-        s.local_diagnostic(),
-        Diagnostic::NeighborSignaledSessionDown
-    );
-    assert!(actions.contains(&Action::SessionDown(DownCause::NeighborAdminDown)));
-    // RFC 5882 section 3.2: not a reason to drop BGP.
-    assert!(!DownCause::NeighborAdminDown.is_path_failure());
+        ];
+        assert_eq!(actions, then_slow_packets(&s, &down), "peer in {peer}");
+        assert_eq!(cause.is_path_failure(), path_failure, "{cause:?}");
+    }
     // Init goes down too, silently.
     let mut s = session();
-    handle(&mut s, received(from_peer(State::Down)));
-    let actions = handle(&mut s, received(from_peer(State::AdminDown)));
+    hear(&mut s, from_peer(State::Down));
+    let actions = hear(&mut s, from_peer(State::AdminDown));
     assert_eq!(s.state(), State::Down);
     assert!(!actions
         .iter()
@@ -279,38 +264,26 @@ fn peer_signals_admin_down() {
 fn admin_down_and_back_up() {
     let mut s = up_session();
     let actions = handle(&mut s, Event::AdminDown);
-    assert_eq!(s.state(), State::AdminDown);
-    assert_eq!(s.local_diagnostic(), Diagnostic::AdministrativelyDown);
-    assert_eq!(
-        actions,
-        vec![
-            Action::SessionDown(DownCause::AdminDown),
-            Action::StopDetectionTimer,
-            Action::Send(s.packet(false, false)),
-            Action::ArmTransmitTimer(SECOND),
-        ]
-    );
+    assert_state(&s, State::AdminDown, Diagnostic::AdministrativelyDown);
+    let down = [
+        Action::SessionDown(DownCause::AdminDown),
+        Action::StopDetectionTimer,
+    ];
+    assert_eq!(actions, then_slow_packets(&s, &down));
     assert!(!DownCause::AdminDown.is_path_failure());
     // The peer learns it from our packets rather than by timing out.
     let packet = tick(&mut s);
     assert_eq!(packet.state, State::AdminDown);
     assert_eq!(packet.diagnostic, Diagnostic::AdministrativelyDown);
     // Packets change nothing in AdminDown, and arm no detection timer.
-    assert!(handle(&mut s, received(from_peer(State::Up))).is_empty());
+    assert!(hear(&mut s, from_peer(State::Up)).is_empty());
     assert!(handle(&mut s, Event::AdminDown).is_empty());
     assert_eq!(s.state(), State::AdminDown);
 
     let actions = handle(&mut s, Event::AdminUp);
-    assert_eq!(s.state(), State::Down);
-    assert_eq!(s.local_diagnostic(), Diagnostic::NoDiagnostic);
-    assert_eq!(
-        actions,
-        vec![
-            Action::Send(s.packet(false, false)),
-            Action::ArmTransmitTimer(SECOND)
-        ]
-    );
-    handle(&mut s, received(from_peer(State::Init)));
+    assert_state(&s, State::Down, Diagnostic::NoDiagnostic);
+    assert_eq!(actions, then_slow_packets(&s, &[]));
+    hear(&mut s, from_peer(State::Init));
     assert_eq!(s.state(), State::Up);
     // AdminUp outside AdminDown changes nothing.
     assert!(handle(&mut s, Event::AdminUp).is_empty());
@@ -322,26 +295,20 @@ fn admin_down_from_down_notifies_nobody() {
     let mut s = session();
     let actions = handle(&mut s, Event::AdminDown);
     assert_eq!(s.state(), State::AdminDown);
-    assert_eq!(
-        actions,
-        vec![
-            Action::StopDetectionTimer,
-            Action::Send(s.packet(false, false)),
-            Action::ArmTransmitTimer(SECOND)
-        ]
-    );
+    let stop = [Action::StopDetectionTimer];
+    assert_eq!(actions, then_slow_packets(&s, &stop));
 }
 
 #[test]
 fn a_poll_is_answered_at_once_with_final() {
     let mut s = up_session();
-    let actions = handle(
+    let actions = hear(
         &mut s,
-        received(Repr {
+        Repr {
             poll: true,
             desired_min_tx: 100 * MS,
             ..from_peer(State::Up)
-        }),
+        },
     );
     let answers = sent(&actions);
     assert_eq!(answers.len(), 1);
@@ -353,15 +320,15 @@ fn a_poll_is_answered_at_once_with_final() {
 
     // While our own Poll is out, the answer still carries Final alone.
     let mut s = session();
-    handle(&mut s, received(from_peer(State::Down)));
-    handle(&mut s, received(from_peer(State::Up)));
+    hear(&mut s, from_peer(State::Down));
+    hear(&mut s, from_peer(State::Up));
     assert!(s.polling());
-    let actions = handle(
+    let actions = hear(
         &mut s,
-        received(Repr {
+        Repr {
             poll: true,
             ..from_peer(State::Up)
-        }),
+        },
     );
     let answers = sent(&actions);
     assert!(answers[0].final_ && !answers[0].poll);
@@ -389,7 +356,7 @@ fn slower_interval_waits_for_the_final() {
     // still based on it), and already wait as long as the slower rate needs.
     assert_eq!(s.transmit_interval(), 300 * MS);
     assert_eq!(s.detection_time(), 3 * SECOND);
-    let actions = handle(&mut s, peer_final());
+    let actions = hear(&mut s, peer_final());
     assert_eq!(
         actions,
         vec![
@@ -415,14 +382,14 @@ fn faster_interval_sends_faster_at_once_and_detects_faster_after_the_final() {
     // The peer may keep sending at 300 ms until it hears the Poll.
     assert_eq!(s.detection_time(), 900 * MS);
     tick(&mut s);
-    let actions = handle(
+    let actions = hear(
         &mut s,
-        received(Repr {
+        Repr {
             final_: true,
             desired_min_tx: 100 * MS,
             required_min_rx: 100 * MS,
             ..from_peer(State::Up)
-        }),
+        },
     );
     assert_eq!(
         actions,
@@ -448,14 +415,14 @@ fn a_change_during_a_poll_gets_a_poll_of_its_own() {
     handle(&mut s, Event::ConfigChanged(second));
     // The Poll out announces what it started with.
     assert_eq!(tick(&mut s).desired_min_tx, 500 * MS);
-    let actions = handle(&mut s, peer_final());
+    let actions = hear(&mut s, peer_final());
     assert!(s.polling(), "second Poll under way");
     // 500 ms is in force; 700 ms waits for the second Final.
     assert!(actions.contains(&Action::ArmTransmitTimer(500 * MS)));
     let poll = tick(&mut s);
     assert!(poll.poll);
     assert_eq!(poll.desired_min_tx, 700 * MS);
-    let actions = handle(&mut s, peer_final());
+    let actions = hear(&mut s, peer_final());
     assert!(actions.contains(&Action::ArmTransmitTimer(700 * MS)));
     assert!(!s.polling());
 }
@@ -494,21 +461,21 @@ fn a_change_while_down_applies_at_once_under_the_floor() {
 fn the_peer_sets_our_pace() {
     let mut s = up_session();
     // The peer wants packets no faster than every 2 s: we slow down at once.
-    let actions = handle(
+    let actions = hear(
         &mut s,
-        received(Repr {
+        Repr {
             required_min_rx: 2 * SECOND,
             ..from_peer(State::Up)
-        }),
+        },
     );
     assert!(actions.contains(&Action::ArmTransmitTimer(2 * SECOND)));
     // A zero RequiredMinRx means no periodic packets at all; the timer keeps going.
-    handle(
+    hear(
         &mut s,
-        received(Repr {
+        Repr {
             required_min_rx: Duration::ZERO,
             ..from_peer(State::Up)
-        }),
+        },
     );
     let actions = handle(&mut s, Event::TransmitTimerExpired);
     assert_eq!(actions, vec![Action::ArmTransmitTimer(300 * MS)]);
@@ -520,12 +487,12 @@ fn the_peer_sets_our_pace() {
         1
     );
     // Likewise while the peer runs Demand mode and both are Up.
-    handle(
+    hear(
         &mut s,
-        received(Repr {
+        Repr {
             demand: true,
             ..from_peer(State::Up)
-        }),
+        },
     );
     assert!(sent(&handle(&mut s, Event::TransmitTimerExpired)).is_empty());
 }
@@ -537,7 +504,7 @@ fn packets_for_another_discriminator_are_ignored() {
         your_discriminator: LOCAL + 1,
         ..from_peer(State::Down)
     };
-    assert!(handle(&mut s, received(stray)).is_empty());
+    assert!(hear(&mut s, stray).is_empty());
     assert_eq!(s.state(), State::Up);
 }
 
@@ -569,20 +536,20 @@ fn the_bird_conversation_replayed() {
     let first = sent(&s.start(&mut no_jitter));
     assert_eq!(first[0].to_bytes(), captures::A_DOWN);
 
-    let actions = handle(&mut s, received(decode(&captures::B_DOWN)));
+    let actions = hear(&mut s, decode(&captures::B_DOWN));
     assert_eq!(sent(&actions)[0].to_bytes(), captures::A_INIT);
 
     // B's Up with Poll: we go Up and the Final carries it; no second packet.
-    let actions = handle(&mut s, received(decode(&captures::B_UP_POLL)));
+    let actions = hear(&mut s, decode(&captures::B_UP_POLL));
     assert!(actions.contains(&Action::SessionUp));
     let answers = sent(&actions);
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].to_bytes(), captures::A_UP_FINAL);
 
     assert_eq!(tick(&mut s).to_bytes(), captures::A_UP_POLL);
-    handle(&mut s, received(decode(&captures::B_UP_FINAL)));
+    hear(&mut s, decode(&captures::B_UP_FINAL));
     assert!(!s.polling());
-    handle(&mut s, received(decode(&captures::B_UP)));
+    hear(&mut s, decode(&captures::B_UP));
     assert_eq!(s.detection_time(), 900 * MS);
     assert_eq!(s.transmit_interval(), 300 * MS);
 

@@ -605,59 +605,44 @@ mod tests {
         (demux, bytes)
     }
 
+    /// What `accept` makes of `bytes` from `from` with `ttl`, in a datagram `len` bytes
+    /// long, from a peer without a scope.
+    fn accept_from(
+        demux: &Demux<IpAddr>,
+        bytes: &[u8],
+        from: &str,
+        ttl: Option<i32>,
+        len: usize,
+    ) -> Result<(IpAddr, Repr), String> {
+        accept(demux, no_scope, &datagram(from, ttl, len), bytes)
+    }
+
     #[test]
     fn only_ttl_255_from_a_configured_peer() {
         let (demux, bytes) = setup();
-        let ok = accept(
-            &demux,
-            no_scope,
-            &datagram("192.0.2.1", Some(255), bytes.len()),
-            &bytes,
-        );
+        let ok = accept_from(&demux, &bytes, "192.0.2.1", Some(255), bytes.len());
         let (from, repr) = ok.expect("accepted");
         assert_eq!(from, "192.0.2.1".parse::<IpAddr>().expect("address"));
         assert_eq!(repr.state, State::Down);
-        for ttl in [Some(254), Some(64), Some(1), None] {
-            let got = accept(
-                &demux,
-                no_scope,
-                &datagram("192.0.2.1", ttl, bytes.len()),
-                &bytes,
-            );
-            assert!(got.is_err(), "TTL {ttl:?} accepted");
+        let refused = [
+            ("TTL 254", "192.0.2.1", Some(254), bytes.len()),
+            ("TTL 64", "192.0.2.1", Some(64), bytes.len()),
+            ("TTL 1", "192.0.2.1", Some(1), bytes.len()),
+            ("no TTL", "192.0.2.1", None, bytes.len()),
+            ("a stranger", "192.0.2.9", Some(255), bytes.len()),
+            ("a short datagram", "192.0.2.1", Some(255), 10),
+            ("an overlong datagram", "192.0.2.1", Some(255), 600),
+        ];
+        for (what, from, ttl, len) in refused {
+            let got = accept_from(&demux, &bytes, from, ttl, len);
+            assert!(got.is_err(), "{what} accepted: {got:?}");
         }
-        let stranger = accept(
-            &demux,
-            no_scope,
-            &datagram("192.0.2.9", Some(255), bytes.len()),
-            &bytes,
-        );
-        assert!(stranger.is_err());
-        let short = accept(
-            &demux,
-            no_scope,
-            &datagram("192.0.2.1", Some(255), 10),
-            &bytes,
-        );
-        assert!(short.is_err());
-        let overlong = accept(
-            &demux,
-            no_scope,
-            &datagram("192.0.2.1", Some(255), 600),
-            &bytes,
-        );
-        assert!(overlong.is_err());
     }
 
     #[test]
     fn mapped_ipv4_senders_are_ipv4_peers() {
         let (demux, bytes) = setup();
-        let got = accept(
-            &demux,
-            no_scope,
-            &datagram("::ffff:192.0.2.1", Some(255), bytes.len()),
-            &bytes,
-        );
+        let got = accept_from(&demux, &bytes, "::ffff:192.0.2.1", Some(255), bytes.len());
         assert!(got.is_ok(), "{got:?}");
     }
 

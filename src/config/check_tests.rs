@@ -64,6 +64,24 @@ fn warnings(path: &Path) -> Vec<String> {
     lines(&r.warnings)
 }
 
+/// `lines` with the path of `file` written `FILE`.
+fn as_file(file: &Path, lines: Vec<String>) -> Vec<String> {
+    let f = file.display().to_string();
+    lines.iter().map(|l| l.replace(&f, "FILE")).collect()
+}
+
+/// The errors of the file `main` checked alone, its path written `FILE`.
+fn errors_of(main: &str) -> Vec<String> {
+    let (_d, p) = setup(main, &[]);
+    as_file(&p, errors(&p))
+}
+
+/// The warnings of the file `main` checked alone, its path written `FILE`.
+fn warnings_of(main: &str) -> Vec<String> {
+    let (_d, p) = setup(main, &[]);
+    as_file(&p, warnings(&p))
+}
+
 #[test]
 fn key_lines_block_and_flow() {
     let l = key_lines(
@@ -102,13 +120,11 @@ fn overlap_and_peer_conflict_are_located() {
     let yaml = format!(
         "{BASE}  br1:\n    type: physical\n    config:\n      bgp.peers.x.address: 192.0.2.1\n      bgp.peers.x.asn: 65002\ninstances:\n  c1:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: v1, ipv4.routes.external: 203.0.113.64/28}}\n  c2:\n    devices:\n      eth0:\n        type: nic\n        network: br0\n        host_name: v2\n        ipv4.routes.external: 203.0.113.64/26\n"
     );
-    let (_d, p) = setup(&yaml, &[]);
-    let f = p.display().to_string();
     assert_eq!(
-        errors(&p),
-        vec![
-            format!("{f}:18: instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.64/28 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.64/26); that one is at {f}:25"),
-            format!("{f}:9: networks.br0.config.bgp.peers.r1.asn: conflicts with networks.br1.config.bgp.peers.x.asn (same peer address 192.0.2.1); that one is at {f}:14"),
+        errors_of(&yaml),
+        [
+            "FILE:18: instances.c1.devices.eth0.ipv4.routes.external: 203.0.113.64/28 overlaps instances.c2.devices.eth0.ipv4.routes.external (203.0.113.64/26); that one is at FILE:25",
+            "FILE:9: networks.br0.config.bgp.peers.r1.asn: conflicts with networks.br1.config.bgp.peers.x.asn (same peer address 192.0.2.1); that one is at FILE:14",
         ]
     );
 }
@@ -338,16 +354,12 @@ fn syntax_and_read_errors_keep_their_form() {
 
 #[test]
 fn member_overlay_errors_are_located() {
-    let (_d, p) = setup(
-        &format!("{BASE}members:\n  node1:\n    config:\n      core.bgp_asn: 65099\n      core.bgp_adress: 192.0.2.1\n"),
-        &[],
-    );
-    let f = p.display().to_string();
+    let main = format!("{BASE}members:\n  node1:\n    config:\n      core.bgp_asn: 65099\n      core.bgp_adress: 192.0.2.1\n");
     assert_eq!(
-        errors(&p),
-        vec![
-            format!("{f}:14: members.node1.config.core.bgp_adress: unknown key, did you mean core.bgp_address?"),
-            format!("{f}:13: members.node1.config.core.bgp_asn: global key, cannot be set per member"),
+        errors_of(&main),
+        [
+            "FILE:14: members.node1.config.core.bgp_adress: unknown key, did you mean core.bgp_address?",
+            "FILE:13: members.node1.config.core.bgp_asn: global key, cannot be set per member",
         ]
     );
 }
@@ -356,8 +368,7 @@ fn member_overlay_errors_are_located() {
 fn example_config_has_no_warnings() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/hostbgp.yaml")).unwrap();
-    let (_d, p) = setup(&text, &[]);
-    assert_eq!(warnings(&p), Vec::<String>::new());
+    assert_eq!(warnings_of(&text), Vec::<String>::new());
 }
 
 #[test]
@@ -483,21 +494,16 @@ fn instance_address_keys() {
             "instances:\n",
             "  up:\n    type: physical\n    config: {bgp.ipv4.instances: \"true\"}\ninstances:\n",
         );
-    let (_d, p) = setup(&bad, &[]);
-    let f = p.display().to_string();
-    let got = errors(&p);
+    let got = errors_of(&bad);
     let want = [
-        format!("{f}:11: networks.br0.config.bgp.ipv4.instances: expected a boolean"),
-        format!("{f}:12: networks.br0.config.bgp.ipv6.instance: unknown key for a bridge network, did you mean bgp.ipv6.instances?"),
-        format!("{f}:15: networks.up.config.bgp.ipv4.instances: unknown key for a physical network"),
-        format!("{f}:19: instances.c1.devices.eth0.hwaddr: must be a MAC address like 00:16:3e:12:34:56, got \"00:16:3E:12:34\""),
+        "FILE:11: networks.br0.config.bgp.ipv4.instances: expected a boolean",
+        "FILE:12: networks.br0.config.bgp.ipv6.instance: unknown key for a bridge network, did you mean bgp.ipv6.instances?",
+        "FILE:15: networks.up.config.bgp.ipv4.instances: unknown key for a physical network",
+        "FILE:19: instances.c1.devices.eth0.hwaddr: must be a MAC address like 00:16:3e:12:34:56, got \"00:16:3E:12:34\"",
     ];
     assert_eq!(got.len(), want.len(), "{got:#?}");
     for w in want {
-        assert!(
-            got.iter().any(|g| g.starts_with(&w)),
-            "{w}\nnot in {got:#?}"
-        );
+        assert!(got.iter().any(|g| g.starts_with(w)), "{w}\nnot in {got:#?}");
     }
 }
 
@@ -506,13 +512,11 @@ fn instance_address_warnings() {
     let file = format!(
         "{BASE}      bgp.ipv4.instances: \"true\"\n      bgp.ipv6.instances: \"true\"\ninstances:\n  c1:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: vc1, ipv4.address: 192.0.2.10}}\n  c2:\n    devices:\n      eth0: {{type: nic, network: br0, hwaddr: \"00:16:3e:00:00:02\"}}\n  c3:\n    devices:\n      eth0: {{type: nic, network: br0, host_name: vc3, hwaddr: \"00:16:3e:00:00:03\"}}\n"
     );
-    let (_d, p) = setup(&file, &[]);
-    let f = p.display().to_string();
     assert_eq!(
-        warnings(&p),
+        warnings_of(&file),
         [
-            format!("{f}:15: warning: instances.c1.devices.eth0: neither ipv6.address nor hwaddr is set: networks.br0.config.bgp.ipv6.instances cannot find its address"),
-            format!("{f}:18: warning: instances.c2.devices.eth0: host_name is unset: hostbgp cannot tell when the instance runs, so networks.br0.config.bgp.ipvN.instances never advertises its address"),
+            "FILE:15: warning: instances.c1.devices.eth0: neither ipv6.address nor hwaddr is set: networks.br0.config.bgp.ipv6.instances cannot find its address",
+            "FILE:18: warning: instances.c2.devices.eth0: host_name is unset: hostbgp cannot tell when the instance runs, so networks.br0.config.bgp.ipvN.instances never advertises its address",
         ]
     );
 }

@@ -105,14 +105,17 @@ fn ok(yaml: &str) -> Config {
     }
 }
 
+/// `lines` as entries of a map nested `depth` levels deep (two spaces a level).
+fn nested(depth: usize, lines: &str) -> String {
+    let indent = "  ".repeat(depth);
+    lines.lines().map(|l| format!("{indent}{l}\n")).collect()
+}
+
 /// A minimal valid file plus extra YAML lines under the `lxdbr0` config map.
 fn bridge_with(extra: &str) -> String {
     format!(
         "networks:\n  br0:\n    type: bridge\n    config:\n{}",
-        extra
-            .lines()
-            .map(|l| format!("      {l}\n"))
-            .collect::<String>()
+        nested(3, extra)
     )
 }
 
@@ -120,9 +123,7 @@ fn nic_with(net_cfg: &str, nic: &str) -> String {
     format!(
         "{}instances:\n  c1:\n    devices:\n      eth0:\n        type: nic\n        network: br0\n{}",
         bridge_with(net_cfg),
-        nic.lines()
-            .map(|l| format!("        {l}\n"))
-            .collect::<String>()
+        nested(4, nic)
     )
 }
 
@@ -457,15 +458,7 @@ fn passwords_never_in_messages() {
 #[test]
 fn ovn_network_rules() {
     let base = "networks:\n  uplink:\n    type: physical\n    config:\n      ipv4.routes: 203.0.113.0/24\n  br:\n    type: bridge\n  o1:\n    type: ovn\n    config:\n";
-    let with = |extra: &str| {
-        format!(
-            "{base}{}",
-            extra
-                .lines()
-                .map(|l| format!("      {l}\n"))
-                .collect::<String>()
-        )
-    };
+    let with = |extra: &str| format!("{base}{}", nested(3, extra));
     let c = ok(&with("network: uplink\nipv6.address: 2001:db8:7::1/64\nipv6.nat: false\nipv4.nat.address: 203.0.113.1\nvolatile.network.ipv6.address: 2001:db8::20"));
     assert_eq!(
         c.networks["o1"].ipv6.ovn_router_address,

@@ -3,8 +3,10 @@
 //! routes: ~25 MB at the peak), which a check every minute must not cost.
 use std::io;
 
+use libc::RTM_NEWROUTE;
 use netlink_packet_core::{
-    Emitable, NetlinkMessage, Parseable, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    Emitable, NetlinkMessage, Parseable, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteProtocol};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -14,9 +16,6 @@ use super::error::{DumpError, KernelError};
 use super::netlink::{messages, route_from_msg};
 use super::{Route, ROUTE_PROTOCOL};
 
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const RTM_NEWROUTE: u16 = 24;
 /// The kernel fills dump datagrams up to 32 KB.
 const DUMP_DATAGRAM: usize = 64 << 10;
 

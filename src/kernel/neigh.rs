@@ -9,6 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use libc::{
+    NDA_DST, NDA_LLADDR, NTF_PROXY, NUD_DELAY, NUD_PERMANENT, NUD_PROBE, NUD_REACHABLE, NUD_STALE,
+    RTM_DELNEIGH,
+};
+
+use super::netlink::{AF_INET, AF_INET6};
 use super::KernelEvent;
 
 /// An Ethernet address.
@@ -52,23 +58,11 @@ pub struct Neighbour {
     pub mac: Mac,
 }
 
-pub(crate) const RTM_NEWNEIGH: u16 = 28;
-pub(crate) const RTM_DELNEIGH: u16 = 29;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
 /// `struct ndmsg`: family u8, pad u8, pad u16, ifindex i32, state u16, flags u8, type u8.
 const NDMSG_LEN: usize = 12;
-const NDA_DST: u16 = 1;
-const NDA_LLADDR: u16 = 2;
 /// NUD_* states in which the kernel holds a live (or fixed) mapping. INCOMPLETE and
 /// FAILED mean no answer; NOARP entries (multicast, broadcast) name no host.
-const NUD_PRESENT: u16 = 0x02 /* REACHABLE */
-    | 0x04 /* STALE */
-    | 0x08 /* DELAY */
-    | 0x10 /* PROBE */
-    | 0x80 /* PERMANENT */;
-/// NTF_PROXY: a proxy ARP/NDP entry answers for someone else.
-const NTF_PROXY: u8 = 0x08;
+const NUD_PRESENT: u16 = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT;
 
 /// The event of one RTM_NEWNEIGH / RTM_DELNEIGH payload, or None for what hostbgp has
 /// no use for (other families such as the bridge's FDB, IPv6 link-local, proxy
@@ -98,6 +92,7 @@ fn parse(ty: u16, payload: &[u8]) -> Result<Option<KernelEvent>, Malformed> {
     let word = |at: usize| [header[at], header[at + 1], header[at + 2], header[at + 3]];
     let ifindex = u32::from_ne_bytes(word(4));
     let state = u16::from_ne_bytes([header[8], header[9]]);
+    // A proxy ARP/NDP entry answers for someone else.
     if header[10] & NTF_PROXY != 0 {
         return Ok(None);
     }
@@ -223,7 +218,10 @@ impl Neighbours {
 
 #[cfg(test)]
 mod tests {
+    use libc::{NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, RTM_NEWNEIGH};
+
     use super::*;
+    use crate::kernel::netlink::AF_BRIDGE;
 
     const MAC: Mac = Mac([0x00, 0x16, 0x3e, 0x12, 0x34, 0x56]);
 
@@ -243,11 +241,6 @@ mod tests {
     }
 
     const V4: [u8; 4] = [192, 0, 2, 10];
-    const REACHABLE: u16 = 0x02;
-    const STALE: u16 = 0x04;
-    const FAILED: u16 = 0x20;
-    const INCOMPLETE: u16 = 0x01;
-    const NOARP: u16 = 0x40;
 
     fn v6(s: &str) -> [u8; 16] {
         s.parse::<Ipv6Addr>().unwrap().octets()
@@ -258,7 +251,7 @@ mod tests {
         payload(
             AF_INET,
             7,
-            STALE,
+            NUD_STALE,
             0,
             &[(NDA_DST, &V4), (NDA_LLADDR, &MAC.0)],
         )
@@ -281,7 +274,7 @@ mod tests {
         let p = payload(
             AF_INET6,
             7,
-            REACHABLE,
+            NUD_REACHABLE,
             0,
             &[
                 (NDA_DST, &a),
@@ -302,7 +295,7 @@ mod tests {
             ifindex: 7,
             ip: "192.0.2.10".parse().unwrap(),
         });
-        for state in [FAILED, INCOMPLETE, NOARP, 0] {
+        for state in [NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, 0] {
             let p = payload(AF_INET, 7, state, 0, &[(NDA_DST, &V4)]);
             assert_eq!(event_from_payload(RTM_NEWNEIGH, &p), gone);
         }
@@ -312,20 +305,19 @@ mod tests {
 
     #[test]
     fn what_is_of_no_use_is_dropped() {
-        const AF_BRIDGE: u8 = 7;
-        let fdb = payload(AF_BRIDGE, 7, REACHABLE, 0, &[(NDA_LLADDR, &MAC.0)]);
+        let fdb = payload(AF_BRIDGE, 7, NUD_REACHABLE, 0, &[(NDA_LLADDR, &MAC.0)]);
         assert_eq!(event_from_payload(RTM_NEWNEIGH, &fdb), None);
         let ll = v6("fe80::216:3eff:fe12:3456");
         let p = payload(
             AF_INET6,
             7,
-            REACHABLE,
+            NUD_REACHABLE,
             0,
             &[(NDA_DST, &ll), (NDA_LLADDR, &MAC.0)],
         );
         assert_eq!(event_from_payload(RTM_NEWNEIGH, &p), None);
         assert_eq!(event_from_payload(RTM_DELNEIGH, &p), None);
-        let proxy = payload(AF_INET, 7, REACHABLE, NTF_PROXY, &[(NDA_DST, &V4)]);
+        let proxy = payload(AF_INET, 7, NUD_REACHABLE, NTF_PROXY, &[(NDA_DST, &V4)]);
         assert_eq!(event_from_payload(RTM_NEWNEIGH, &proxy), None);
     }
 
@@ -340,12 +332,12 @@ mod tests {
             assert_eq!(ev.is_some(), cut >= unpadded, "cut at {cut}: {ev:?}");
         }
         // A present entry without a MAC, or with one of the wrong size.
-        let p = payload(AF_INET, 7, STALE, 0, &[(NDA_DST, &V4)]);
+        let p = payload(AF_INET, 7, NUD_STALE, 0, &[(NDA_DST, &V4)]);
         assert_eq!(event_from_payload(RTM_NEWNEIGH, &p), None);
         let p = payload(
             AF_INET,
             7,
-            STALE,
+            NUD_STALE,
             0,
             &[(NDA_DST, &V4), (NDA_LLADDR, &[1, 2, 3])],
         );
@@ -354,7 +346,7 @@ mod tests {
         let p = payload(
             AF_INET6,
             7,
-            STALE,
+            NUD_STALE,
             0,
             &[(NDA_DST, &V4), (NDA_LLADDR, &MAC.0)],
         );
@@ -422,7 +414,7 @@ mod tests {
         /// never a panic.
         #[test]
         fn any_payload_is_parsed_or_dropped(
-            family in proptest::sample::select(vec![AF_INET, AF_INET6, 7]),
+            family in proptest::sample::select(vec![AF_INET, AF_INET6, AF_BRIDGE]),
             state in proptest::prelude::any::<u16>(),
             attrs in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
             del in proptest::prelude::any::<bool>(),

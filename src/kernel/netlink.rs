@@ -3,8 +3,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use libc::{
+    RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH,
+    RTM_NEWROUTE, RT_TABLE_COMPAT,
+};
 use netlink_packet_core::{
-    NlasIterator, Parseable, ParseableParametrized, NLM_F_APPEND, NLM_F_REPLACE,
+    NlasIterator, Parseable, ParseableParametrized, NLMSG_OVERRUN, NLM_F_APPEND, NLM_F_REPLACE,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
@@ -21,22 +25,15 @@ use super::{
 };
 
 pub(crate) const NLMSG_HDRLEN: usize = 16;
-const NLMSG_OVERRUN: u16 = 4;
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
 /// Offsets in `struct rtmsg`.
 const RTM_TABLE_OFFSET: usize = 4;
 const RTM_PROTOCOL_OFFSET: usize = 5;
-const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-/// RT_TABLE_COMPAT: the table id is in RTA_TABLE (ids over 255).
-const RT_TABLE_EXTENDED: u8 = 252;
-const AF_BRIDGE: u8 = 7;
+/// Address families as the family byte of `ifinfomsg`, `rtmsg` and `ndmsg` (libc's are
+/// `c_int`s; every family number fits the byte).
+pub(crate) const AF_UNSPEC: u8 = libc::AF_UNSPEC as u8;
+pub(crate) const AF_INET: u8 = libc::AF_INET as u8;
+pub(crate) const AF_INET6: u8 = libc::AF_INET6 as u8;
+pub(crate) const AF_BRIDGE: u8 = libc::AF_BRIDGE as u8;
 
 /// A link from an AF_UNSPEC link message.
 pub(crate) fn link_from_msg(msg: &LinkMessage) -> Option<Link> {
@@ -434,16 +431,17 @@ pub(crate) fn events_from_message(
                 KernelEvent::AddressRemoved(addr)
             });
         }
-        neigh::RTM_NEWNEIGH | neigh::RTM_DELNEIGH => {
+        RTM_NEWNEIGH | RTM_DELNEIGH => {
             out.extend(neigh::event_from_payload(ty, payload));
         }
         RTM_NEWROUTE | RTM_DELROUTE => {
             // Cheap pre-filters: (non-extended) other tables by one byte, other
-            // protocols' routes by their destination alone.
+            // protocols' routes by their destination alone. RT_TABLE_COMPAT: the table
+            // id is in RTA_TABLE (ids over 255).
             let Some(&table) = payload.get(RTM_TABLE_OFFSET) else {
                 return;
             };
-            if table != RouteHeader::RT_TABLE_MAIN && table != RT_TABLE_EXTENDED {
+            if table != RouteHeader::RT_TABLE_MAIN && table != RT_TABLE_COMPAT {
                 return;
             }
             if payload.get(RTM_PROTOCOL_OFFSET) != Some(&ROUTE_PROTOCOL)

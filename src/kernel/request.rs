@@ -8,13 +8,12 @@
 use std::io;
 use std::time::Duration;
 
-use netlink_packet_core::{Emitable, NetlinkMessage};
+use netlink_packet_core::{Emitable, NetlinkMessage, NLMSG_ERROR};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::netlink::{messages, NLMSG_HDRLEN};
 
-const NLMSG_ERROR: u16 = 2;
 /// A reply that never comes (it cannot, short of a kernel bug) fails the request
 /// instead of stopping the agent.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,14 +112,14 @@ mod tests {
     /// the request it answers.
     fn ack(errno: i32, seq: u32) -> Vec<u8> {
         let mut payload = (-errno).to_ne_bytes().to_vec();
-        payload.extend_from_slice(&message(24, seq, &[])[..NLMSG_HDRLEN]);
+        payload.extend_from_slice(&message(libc::RTM_NEWROUTE, seq, &[])[..NLMSG_HDRLEN]);
         message(NLMSG_ERROR, seq, &payload)
     }
 
     #[test]
     fn acks_in_a_datagram() {
         let mut d = ack(0, 7);
-        d.extend(message(24, 8, &[0; 12])); // not an ACK: skipped
+        d.extend(message(libc::RTM_NEWROUTE, 8, &[0; 12])); // not an ACK: skipped
         d.extend(ack(libc::EEXIST, 9));
         assert_eq!(
             acks(&d).collect::<Vec<_>>(),

@@ -281,7 +281,7 @@ impl Kernel {
                     bytes.resize(n.buffer_len(), 0);
                     n.emit(&mut bytes);
                     if let Some(KernelEvent::NeighbourSeen(n)) =
-                        neigh::event_from_payload(neigh::RTM_NEWNEIGH, &bytes)
+                        neigh::event_from_payload(libc::RTM_NEWNEIGH, &bytes)
                     {
                         table.insert(n);
                     }

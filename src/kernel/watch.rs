@@ -3,6 +3,10 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 
+use libc::{
+    RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
+    RTMGRP_NEIGH,
+};
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use nix::sys::socket::{setsockopt, sockopt};
 use std::time::Duration;
@@ -14,13 +18,6 @@ use super::KernelEvent;
 
 /// Receive buffer of the watch socket (RcvBufForce ignores net.core.rmem_max).
 pub(crate) const WATCH_RCVBUF: usize = 32 << 20;
-
-const RTMGRP_LINK: u32 = 0x1;
-const RTMGRP_NEIGH: u32 = 0x4;
-const RTMGRP_IPV4_IFADDR: u32 = 0x10;
-const RTMGRP_IPV4_ROUTE: u32 = 0x40;
-const RTMGRP_IPV6_IFADDR: u32 = 0x100;
-const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 
 /// Sets the receive buffer: SO_RCVBUFFORCE, or SO_RCVBUF when that is refused.
 pub(crate) fn set_rcvbuf(fd: BorrowedFd<'_>, size: usize, force: bool) -> io::Result<()> {
@@ -42,7 +39,8 @@ pub(crate) fn open(rcvbuf: usize, force: bool) -> io::Result<TokioSocket> {
         | RTMGRP_IPV4_ROUTE
         | RTMGRP_IPV6_IFADDR
         | RTMGRP_IPV6_ROUTE;
-    sock.socket_mut().bind(&SocketAddr::new(0, groups))?;
+    // libc's group bits are `c_int`s, all positive: the mask fits `u32` unchanged.
+    sock.socket_mut().bind(&SocketAddr::new(0, groups as u32))?;
     set_rcvbuf(sock.socket_ref().as_fd(), rcvbuf, force)?;
     Ok(sock)
 }

@@ -17,10 +17,23 @@ fn conn(id: ConnId, direction: Direction, peer_id: Ipv4Addr) -> ConnInfo {
     }
 }
 
-fn collision() -> Option<Notification> {
-    Some(Notification::cease(
-        CeaseSubcode::ConnectionCollisionResolution,
-    ))
+/// What losing a collision does: `conn` closes with Cease/Connection Collision
+/// Resolution, and nothing else happens.
+fn closed_for_collision(conn: ConnId) -> [Action; 1] {
+    [Action::Close {
+        conn,
+        notification: Some(Notification::cease(
+            CeaseSubcode::ConnectionCollisionResolution,
+        )),
+    }]
+}
+
+/// `conn` closing with no NOTIFICATION sent.
+fn quiet_close(conn: ConnId) -> Action {
+    Action::Close {
+        conn,
+        notification: None,
+    }
 }
 
 fn errors(actions: &[Action]) -> Vec<&str> {
@@ -33,12 +46,19 @@ fn errors(actions: &[Action]) -> Vec<&str> {
         .collect()
 }
 
-/// A machine with `c` Established as epoch 1, at `t0`.
-fn established(c: ConnInfo) -> (Machine, Instant) {
+/// A machine that connected out and finished the handshake on `c`, at `t0`: in
+/// OpenConfirm.
+fn confirming(c: ConnInfo) -> (Machine, Instant) {
     let t0 = Instant::now();
     let mut m = Machine::new(LOCAL, false, true, t0);
     assert_eq!(m.handle(Input::ConnectDue, t0), [Action::Connect]);
     m.handle(Input::HandshakeDone(c), t0);
+    (m, t0)
+}
+
+/// A machine with `c` Established as epoch 1, at `t0`.
+fn established(c: ConnInfo) -> (Machine, Instant) {
+    let (mut m, t0) = confirming(c);
     assert_eq!(
         m.handle(Input::ConfirmKeepalive, t0),
         [Action::Established {
@@ -105,55 +125,34 @@ fn a_failed_attempt_backs_off() {
 
 #[test]
 fn collision_in_open_confirm_keeps_the_higher_identifier_side() {
-    // The peer's identifier is higher: its connection (inbound) survives, whichever
-    // completed first.
-    for first in [Direction::Outbound, Direction::Inbound] {
+    // Whichever completed first, the connection opened by the side with the higher
+    // identifier survives: the peer's (inbound) when its identifier is higher, else
+    // ours (outbound).
+    let cases = [
+        (HIGHER, Direction::Outbound, Direction::Inbound),
+        (HIGHER, Direction::Inbound, Direction::Inbound),
+        (LOWER, Direction::Inbound, Direction::Outbound),
+        (LOWER, Direction::Outbound, Direction::Outbound),
+    ];
+    for (peer_id, first, survivor) in cases {
         let t0 = Instant::now();
         let mut m = Machine::new(LOCAL, false, true, t0);
-        let other = match first {
+        let second = match first {
             Direction::Outbound => Direction::Inbound,
             Direction::Inbound => Direction::Outbound,
         };
-        m.handle(Input::HandshakeDone(conn(1, first, HIGHER)), t0);
-        let a = m.handle(Input::HandshakeDone(conn(2, other, HIGHER)), t0);
-        let inbound = if first == Direction::Inbound { 1 } else { 2 };
-        let outbound = 3 - inbound;
-        assert_eq!(
-            a,
-            [Action::Close {
-                conn: outbound,
-                notification: collision()
-            }]
-        );
-        assert_eq!(m.confirm(), Some(inbound));
+        m.handle(Input::HandshakeDone(conn(1, first, peer_id)), t0);
+        let a = m.handle(Input::HandshakeDone(conn(2, second, peer_id)), t0);
+        let (kept, closed) = if first == survivor { (1, 2) } else { (2, 1) };
+        let case = format!("peer {peer_id}, {first:?} first");
+        assert_eq!(a, closed_for_collision(closed), "{case}");
+        assert_eq!(m.confirm(), Some(kept), "{case}");
     }
-    // Ours is higher: our outbound connection survives.
-    let t0 = Instant::now();
-    let mut m = Machine::new(LOCAL, false, true, t0);
-    m.handle(Input::HandshakeDone(conn(1, Direction::Inbound, LOWER)), t0);
-    let a = m.handle(
-        Input::HandshakeDone(conn(2, Direction::Outbound, LOWER)),
-        t0,
-    );
-    assert_eq!(
-        a,
-        [Action::Close {
-            conn: 1,
-            notification: collision()
-        }]
-    );
-    assert_eq!(m.confirm(), Some(2));
 }
 
 #[test]
 fn the_peer_closing_a_collisions_survivor_reconnects_at_once() {
-    let t0 = Instant::now();
-    let mut m = Machine::new(LOCAL, false, true, t0);
-    m.handle(Input::ConnectDue, t0);
-    m.handle(
-        Input::HandshakeDone(conn(1, Direction::Outbound, LOWER)),
-        t0,
-    );
+    let (mut m, t0) = confirming(conn(1, Direction::Outbound, LOWER));
     m.handle(Input::HandshakeDone(conn(2, Direction::Inbound, LOWER)), t0);
     let t1 = t0 + Duration::from_millis(5);
     let a = m.handle(
@@ -163,25 +162,13 @@ fn the_peer_closing_a_collisions_survivor_reconnects_at_once() {
         },
         t1,
     );
-    assert_eq!(
-        a[0],
-        Action::Close {
-            conn: 1,
-            notification: None
-        }
-    );
+    assert_eq!(a[0], quiet_close(1));
     assert_eq!(m.connect_at(), Some(t1), "no backoff");
 }
 
 #[test]
 fn notification_in_open_confirm_backs_off() {
-    let t0 = Instant::now();
-    let mut m = Machine::new(LOCAL, false, true, t0);
-    m.handle(Input::ConnectDue, t0);
-    m.handle(
-        Input::HandshakeDone(conn(1, Direction::Outbound, HIGHER)),
-        t0,
-    );
+    let (mut m, t0) = confirming(conn(1, Direction::Outbound, HIGHER));
     let a = m.handle(
         Input::ConfirmEnded {
             message: "peer sent NOTIFICATION Cease/Administrative Shutdown".into(),
@@ -192,10 +179,7 @@ fn notification_in_open_confirm_backs_off() {
     assert_eq!(
         a,
         [
-            Action::Close {
-                conn: 1,
-                notification: None
-            },
+            quiet_close(1),
             Action::WentDown,
             Action::Error("peer sent NOTIFICATION Cease/Administrative Shutdown".into()),
         ]
@@ -250,13 +234,7 @@ fn a_second_connection_right_after_established_is_a_collision() {
         Input::HandshakeDone(conn(2, Direction::Inbound, HIGHER)),
         soon,
     );
-    assert_eq!(
-        a,
-        [Action::Close {
-            conn: 2,
-            notification: collision()
-        }]
-    );
+    assert_eq!(a, closed_for_collision(2));
     assert_eq!(m.established(), Some(1));
 }
 
@@ -270,14 +248,7 @@ fn a_restarted_peer_replaces_the_established_session() {
     );
     assert_eq!(
         a,
-        [
-            Action::Close {
-                conn: 1,
-                notification: None
-            },
-            Action::Down { epoch: 1 },
-            Action::WentDown,
-        ]
+        [quiet_close(1), Action::Down { epoch: 1 }, Action::WentDown]
     );
     assert_eq!(
         (m.state(), m.established(), m.confirm()),
@@ -297,13 +268,7 @@ fn a_restarted_peer_replaces_the_established_session() {
         Input::HandshakeDone(conn(4, Direction::Inbound, HIGHER)),
         t0 + COLLISION_WINDOW * 5,
     );
-    assert_eq!(
-        a,
-        [Action::Close {
-            conn: 4,
-            notification: collision()
-        }]
-    );
+    assert_eq!(a, closed_for_collision(4));
 }
 
 #[test]
@@ -343,11 +308,11 @@ fn established_ends_without_a_reply() {
     for end in ends {
         let (mut m, t0) = established(conn(1, Direction::Inbound, HIGHER));
         let a = m.handle(end.clone(), t0);
-        let quiet_close = Action::Close {
-            conn: 1,
-            notification: None,
-        };
-        assert_eq!(a[..2], [quiet_close, Action::Down { epoch: 1 }], "{end:?}");
+        assert_eq!(
+            a[..2],
+            [quiet_close(1), Action::Down { epoch: 1 }],
+            "{end:?}"
+        );
         assert_eq!(m.established(), None, "{end:?}");
     }
 }

@@ -12,13 +12,22 @@ use crate::config::node::Node;
 use crate::config::values::{self, Fam};
 use crate::config::{Instance, Network, NetworkKind, Nic};
 
+/// What an instance's NICs are checked against.
+pub(super) struct NicContext<'a> {
+    /// The networks that parsed.
+    pub(super) networks: &'a BTreeMap<String, Network>,
+    /// The networks that did not: a NIC on one of them is not blamed for it.
+    pub(super) broken: &'a BTreeSet<String>,
+    /// The instances come from a live LXD or Incus server (`lxd:` or `incus:`), which
+    /// names each running NIC's host side itself: a bridged NIC needs no host_name.
+    pub(super) live: bool,
+}
+
 pub(super) fn parse_instance(
     e: &mut Errors,
     name: &str,
     node: &Node,
-    networks: &BTreeMap<String, Network>,
-    broken: &BTreeSet<String>,
-    live: bool,
+    cx: &NicContext,
 ) -> Option<Instance> {
     let base = format!("instances.{name}");
     let m = e.map(&base, node)?;
@@ -34,9 +43,7 @@ pub(super) fn parse_instance(
             "devices" => {
                 let Some(devs) = e.map(&key, v) else { continue };
                 for (dev, dn) in devs {
-                    if let Some(nic) =
-                        parse_nic(e, &format!("{key}.{dev}"), dev, dn, networks, broken, live)
-                    {
+                    if let Some(nic) = parse_nic(e, &format!("{key}.{dev}"), dev, dn, cx) {
                         inst.nics.insert(dev.clone(), nic);
                     }
                 }
@@ -48,15 +55,12 @@ pub(super) fn parse_instance(
     Some(inst)
 }
 
-fn parse_nic(
-    e: &mut Errors,
-    base: &str,
-    dev: &str,
-    node: &Node,
-    networks: &BTreeMap<String, Network>,
-    broken: &BTreeSet<String>,
-    live: bool,
-) -> Option<Nic> {
+fn parse_nic(e: &mut Errors, base: &str, dev: &str, node: &Node, cx: &NicContext) -> Option<Nic> {
+    let NicContext {
+        networks,
+        broken,
+        live,
+    } = *cx;
     let m = e.map(base, node)?;
     let tkey = format!("{base}.type");
     let Some(t) = m.get("type").and_then(|t| e.scalar(&tkey, t)) else {
@@ -187,23 +191,15 @@ fn parse_nic(
     }
     if net.kind == NetworkKind::Ovn {
         if let Some(up) = net.uplink.as_ref().and_then(|u| networks.get(u)) {
-            let checks: [(Vec<IpNet>, Vec<IpNet>, Fam); 2] = [
+            let checks = [
                 (
-                    nic.ipv4_routes_external
-                        .iter()
-                        .copied()
-                        .map(IpNet::V4)
-                        .collect(),
-                    up.ipv4.routes.iter().copied().map(IpNet::V4).collect(),
+                    nets(&nic.ipv4_routes_external),
+                    nets(&up.ipv4.routes),
                     Fam::V4,
                 ),
                 (
-                    nic.ipv6_routes_external
-                        .iter()
-                        .copied()
-                        .map(IpNet::V6)
-                        .collect(),
-                    up.ipv6.routes.iter().copied().map(IpNet::V6).collect(),
+                    nets(&nic.ipv6_routes_external),
+                    nets(&up.ipv6.routes),
                     Fam::V6,
                 ),
             ];
@@ -227,6 +223,11 @@ fn parse_nic(
         }
     }
     Some(nic)
+}
+
+/// Prefixes of one family as `IpNet`s.
+fn nets<N: Copy + Into<IpNet>>(prefixes: &[N]) -> Vec<IpNet> {
+    prefixes.iter().copied().map(Into::into).collect()
 }
 
 /// Whether anycast is enabled for a NIC's family: on its network (bridged/physical)
@@ -263,22 +264,16 @@ pub(super) fn check_overlaps(
     for (iname, inst) in instances {
         for (dev, nic) in &inst.nics {
             let base = format!("instances.{iname}.devices.{dev}");
-            if !nic.ipv4_routes_external.is_empty() {
-                keys.push((
-                    format!("{base}.ipv4.routes.external"),
-                    anycast(networks, nic, Fam::V4),
-                ));
-                let owner = (keys.len() - 1) as u32;
-                v4.extend(nic.ipv4_routes_external.iter().map(|p| (*p, owner)));
-            }
-            if !nic.ipv6_routes_external.is_empty() {
-                keys.push((
-                    format!("{base}.ipv6.routes.external"),
-                    anycast(networks, nic, Fam::V6),
-                ));
-                let owner = (keys.len() - 1) as u32;
-                v6.extend(nic.ipv6_routes_external.iter().map(|p| (*p, owner)));
-            }
+            let key = |fam: Fam| {
+                let key = format!("{base}.{}.routes.external", fam.key());
+                (key, anycast(networks, nic, fam))
+            };
+            add_owned(&mut keys, &mut v4, &nic.ipv4_routes_external, || {
+                key(Fam::V4)
+            });
+            add_owned(&mut keys, &mut v6, &nic.ipv6_routes_external, || {
+                key(Fam::V6)
+            });
         }
     }
     report_overlaps(e, &keys, v4, |n| {
@@ -290,6 +285,22 @@ pub(super) fn check_overlaps(
     report_overlaps(e, &keys, v6, |n| {
         (u128::from(n.network()), u128::from(n.broadcast()))
     });
+}
+
+/// Adds one NIC's external routes of a family to `owned`, under a new entry of `keys`
+/// made by `key` (only when there are routes).
+fn add_owned<P: Copy>(
+    keys: &mut Vec<(String, bool)>,
+    owned: &mut Vec<(P, u32)>,
+    prefixes: &[P],
+    key: impl FnOnce() -> (String, bool),
+) {
+    if prefixes.is_empty() {
+        return;
+    }
+    keys.push(key());
+    let owner = (keys.len() - 1) as u32;
+    owned.extend(prefixes.iter().map(|p| (*p, owner)));
 }
 
 /// Two prefixes overlap only when one contains the other, so after sorting by

@@ -17,7 +17,7 @@ mod network;
 mod peer;
 mod server;
 
-use instance::{check_overlaps, parse_instance};
+use instance::{check_overlaps, parse_instance, NicContext};
 pub(in crate::config) use keys::*;
 pub(crate) use keys::{network_key_from_lxd, server_key_from_lxd, NIC_KEYS};
 pub(crate) use network::parse_kind;
@@ -156,12 +156,15 @@ pub(crate) fn build(mut root: Node, member: &str) -> Result<Config, Vec<ConfigEr
     check_peer_conflicts(&mut e, &networks);
 
     let mut instances = BTreeMap::new();
+    let nic_context = NicContext {
+        networks: &networks,
+        broken: &broken_networks,
+        live,
+    };
     if let Some(n) = top.get("instances") {
         if let Some(m) = e.map("instances", n) {
             for (name, node) in m {
-                if let Some(inst) =
-                    parse_instance(&mut e, name, node, &networks, &broken_networks, live)
-                {
+                if let Some(inst) = parse_instance(&mut e, name, node, &nic_context) {
                     instances.insert(name.clone(), inst);
                 }
             }
