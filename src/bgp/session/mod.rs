@@ -175,12 +175,7 @@ fn message_type(m: &Message) -> u8 {
 #[derive(Clone, Debug)]
 pub struct PeerStatus {
     pub state: State,
-    pub established_at: Option<Instant>,
-    /// Wall-clock time of the last move into or out of Established.
-    pub up_since: Option<SystemTime>,
-    pub down_since: Option<SystemTime>,
-    /// How many times the session reached Established (flaps + 1).
-    pub established_transitions: u64,
+    pub uptime: Uptime,
     pub local_address: Option<IpAddr>,
     /// Where connections go: the configured address, or for an unnumbered peer the
     /// router's link-local once heard (None until then).
@@ -197,10 +192,7 @@ impl Default for PeerStatus {
     fn default() -> Self {
         PeerStatus {
             state: State::Idle,
-            established_at: None,
-            up_since: None,
-            down_since: Some(SystemTime::now()),
-            established_transitions: 0,
+            uptime: Uptime::default(),
             local_address: None,
             neighbour: None,
             negotiated: None,
@@ -211,7 +203,40 @@ impl Default for PeerStatus {
     }
 }
 
-impl PeerStatus {
+/// When a session came up or went down, and how often it came up.
+#[derive(Clone, Debug)]
+pub struct Uptime {
+    /// Since when it is Established (monotonic: what uptimes are measured from).
+    pub established_at: Option<Instant>,
+    /// Wall-clock time of the last move into or out of Established.
+    pub up_since: Option<SystemTime>,
+    pub down_since: Option<SystemTime>,
+    /// How many times the session reached Established (flaps + 1).
+    pub established_transitions: u64,
+}
+
+impl Default for Uptime {
+    /// Down since now: a new session has not been up yet.
+    fn default() -> Self {
+        Uptime {
+            established_at: None,
+            up_since: None,
+            down_since: Some(SystemTime::now()),
+            established_transitions: 0,
+        }
+    }
+}
+
+impl Uptime {
+    fn came_up(&mut self) {
+        self.established_at = Some(Instant::now());
+        self.up_since = Some(SystemTime::now());
+        self.down_since = None;
+        self.established_transitions += 1;
+    }
+
+    /// A session that was not up stays down since it last went down (a failed
+    /// connection attempt is not a new outage).
     fn went_down(&mut self) {
         if self.established_at.take().is_some() || self.up_since.is_some() {
             self.up_since = None;
@@ -518,10 +543,7 @@ pub async fn run(
                     let (local, negotiated) = (c.local, c.negotiated.clone());
                     let capabilities = c.peer_capabilities.clone();
                     update_status(&status, |s| {
-                        s.established_at = Some(Instant::now());
-                        s.up_since = Some(SystemTime::now());
-                        s.down_since = None;
-                        s.established_transitions += 1;
+                        s.uptime.came_up();
                         s.local_address = Some(local);
                         s.negotiated = Some(negotiated);
                         s.capabilities_received = capabilities;
@@ -534,7 +556,7 @@ pub async fn run(
                 Action::Refresh { epoch } => {
                     let _ = events.send(SessionEvent::RouteRefresh { id, epoch });
                 }
-                Action::WentDown => update_status(&status, PeerStatus::went_down),
+                Action::WentDown => update_status(&status, |s| s.uptime.went_down()),
                 Action::Error(message) => update_status(&status, |s| s.last_error = Some(message)),
                 Action::AbortHandshakes => handshakes.abort_all(),
                 Action::Exit => {
@@ -554,5 +576,29 @@ pub async fn run(
             );
             stray.close(None).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_counts_sessions_and_keeps_the_outage_start() {
+        let mut u = Uptime::default();
+        let first_down = u.down_since.expect("down from the start");
+        // Failed attempts while down don't restart the outage.
+        u.went_down();
+        assert_eq!(u.down_since, Some(first_down));
+        assert_eq!(u.established_transitions, 0);
+        u.came_up();
+        assert!(u.established_at.is_some() && u.up_since.is_some());
+        assert_eq!(u.down_since, None);
+        u.went_down();
+        assert!(u.established_at.is_none() && u.up_since.is_none());
+        let second_down = u.down_since.expect("down again");
+        assert!(second_down >= first_down);
+        u.came_up();
+        assert_eq!(u.established_transitions, 2, "flaps + 1");
     }
 }
