@@ -230,12 +230,14 @@ impl Agent {
         let Some(s) = self.sessions.get(address).filter(|s| s.overflowed) else {
             return;
         };
-        let (peer, status) = (s.peer.clone(), s.status.borrow().clone());
-        tracing::warn!(
-            peer = %address,
-            "more than {} commands queued for the session: the peer reads far slower than routes change; resetting it",
+        let (peer, mut status) = (s.peer.clone(), s.status.borrow().clone());
+        let why = format!(
+            "reset: {} commands queued for the session, the peer reads far slower than routes change",
             session::QUEUE
         );
+        tracing::warn!(peer = %address, "{why}");
+        // Shown by `status` until the new session has news of its own.
+        status.last_error = Some(why);
         self.stop_session(
             address.clone(),
             Notification::cease(CeaseSubcode::OutOfResources),
