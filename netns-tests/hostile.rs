@@ -365,6 +365,96 @@ fn malformed_bgp_from_a_peer() {
     );
 }
 
+/// Drain/undrain pairs the overflow test makes: each hands every established peer
+/// a change set, and the stalled peer's queue takes 4096 less the room kept for stops.
+const CHURN_PAIRS: u32 = 2300;
+
+#[test]
+fn a_peer_that_stops_reading_is_reset_and_the_others_are_not() {
+    if !lab::require_root("a_peer_that_stops_reading_is_reset_and_the_others_are_not") {
+        return;
+    }
+    let mut env = Hostile::start();
+    env.wait_r2_down();
+    // Small socket buffers on the host, so that the session's writes block after a
+    // few KB and the agent's changes wait in its queue.
+    env.topo.lab.exec(
+        &env.topo.h,
+        &["sysctl", "-q", "-w", "net.ipv4.tcp_wmem=4096 4096 4096"],
+    );
+    let asn = P_ASN.to_string();
+    let mut child = env
+        .peer_cmd(&env.p, &["stall", P_ADDR, H_P, &asn])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn peer.py");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("peer.py output");
+    assert_eq!(
+        line.trim(),
+        "stalled",
+        "peer.py did not get its table: {line}"
+    );
+    env.hb.wait_peer_state("r2", "Established");
+    // Each drain and undrain re-advertises every prefix to every established peer.
+    let script = format!(
+        "import socket\n\
+         def req(cmd):\n\
+         \x20   s=socket.socket(socket.AF_UNIX)\n\
+         \x20   s.settimeout(15)\n\
+         \x20   s.connect({sock:?})\n\
+         \x20   s.sendall(b'{{\"command\":\"%s\"}}\\n' % cmd)\n\
+         \x20   s.shutdown(socket.SHUT_WR)\n\
+         \x20   while s.recv(65536): pass\n\
+         \x20   s.close()\n\
+         for i in range({CHURN_PAIRS}):\n\
+         \x20   req(b'drain')\n\
+         \x20   req(b'undrain')\n\
+         print('churned')\n",
+        sock = env.hb.socket.to_string_lossy()
+    );
+    let churned = env
+        .topo
+        .lab
+        .try_exec(&env.topo.h, &[python(), "-c", &script])
+        .unwrap_or_else(|e| e);
+    assert!(churned.contains("churned"), "control requests: {churned}");
+    let log = wait_until_state("hostbgp resets r2 for its full queue", TIMEOUT, || {
+        let log = env.hb.log_text();
+        (
+            log.contains("reset: 4096 commands queued for the session"),
+            log,
+        )
+    });
+    let reset = log
+        .lines()
+        .find(|l| l.contains("reset: 4096"))
+        .unwrap_or("");
+    assert!(
+        reset.contains("192.0.2.2"),
+        "the reset names the peer: {reset}"
+    );
+    // The router reading at full speed kept its session all along.
+    env.assert_healthy("the slow peer's reset");
+    // Once the peer reads again, the old session writes what it had queued, then
+    // says why it ends: Cease/Out of Resources.
+    drop(child.stdin.take());
+    let mut rest = String::new();
+    let _ = stdout.read_to_string(&mut rest);
+    let _ = child.wait();
+    let r = last_json(&rest);
+    eprintln!("{reset}\nthe stalled peer then read: {r}");
+    assert_eq!(r["notification"][0], 6, "{r}");
+    assert_eq!(r["notification"][1], 8, "Cease/Out of Resources: {r}");
+    assert!(
+        u(&r["updates"]) > 1000,
+        "the queued changes came first: {r}"
+    );
+    env.assert_healthy("the end");
+}
+
 fn flood_secs() -> u32 {
     std::env::var("HOSTBGP_FLOOD_SECS")
         .ok()

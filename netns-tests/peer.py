@@ -11,6 +11,11 @@ one JSON object on its last stdout line.
       OPEN). Without --hold-open it reads until a NOTIFICATION, EOF or 15 s. With
       --hold-open it prints `sent`, keeps reading until stdin is closed, then sends a
       KEEPALIVE, reads 1 s more and reports.
+  peer.py stall SRC DST ASN
+      Connects with a 4 KB receive buffer, completes the handshake, reads the table up
+      to End-of-RIB, prints `stalled` and stops reading until stdin is closed; then
+      reads everything the agent queued meanwhile (up to a NOTIFICATION, EOF or 30 s)
+      and reports it.
   peer.py flood DST SECS RATE SRC...
       RATE connection attempts per second for SECS seconds, round-robin over SRC
       addresses; each is closed as soon as connected.
@@ -310,6 +315,34 @@ def run_case(src, dst, asn, case, hold_open):
     return t.r
 
 
+def stall(src, dst, asn):
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_STREAM)
+    # Set before connecting, so the window we offer stays small.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.bind((src, 0))
+    s.settimeout(10)
+    s.connect((dst, 179))
+    s.settimeout(None)
+    rd, t = Reader(s), Tally()
+    s.sendall(open_msg(asn))
+    deadline = time.monotonic() + 15
+    if not read_until(rd, t, deadline, lambda: t.r["open_received"] and t.r["keepalives"] >= 1):
+        t.r["phase"] = "handshake failed"
+        return t.r
+    s.sendall(msg(KEEPALIVE))
+    if not read_until(rd, t, deadline, lambda: t.r["eor"] > 0):
+        t.r["phase"] = "no End-of-RIB"
+        return t.r
+    t.r["phase"] = "stalled"
+    print("stalled", flush=True)
+    sys.stdin.read()
+    drain(rd, t, time.monotonic() + 30)
+    t.r["closed"] = rd.closed
+    t.r["close_reason"] = rd.close_reason
+    s.close()
+    return t.r
+
+
 def fam_of(a):
     return socket.AF_INET6 if ":" in a else socket.AF_INET
 
@@ -397,6 +430,8 @@ def main(argv):
     if mode == "case":
         src, dst, asn, case = argv[2], argv[3], int(argv[4]), argv[5]
         out = run_case(src, dst, asn, case, "--hold-open" in argv)
+    elif mode == "stall":
+        out = stall(argv[2], argv[3], int(argv[4]))
     elif mode == "flood":
         out = flood(argv[2], float(argv[3]), float(argv[4]), argv[5:])
     elif mode == "silent":
