@@ -423,19 +423,19 @@ fn a_peer_that_stops_reading_is_reset_and_the_others_are_not() {
     assert!(churned.contains("churned"), "control requests: {churned}");
     let log = wait_until_state("hostbgp resets r2 for its full queue", TIMEOUT, || {
         let log = env.hb.log_text();
-        (
-            log.contains("reset: 4096 commands queued for the session"),
-            log,
-        )
+        (log.contains("reset: its queue is full"), log)
     });
     let reset = log
         .lines()
-        .find(|l| l.contains("reset: 4096"))
+        .find(|l| l.contains("reset: its queue is full"))
         .unwrap_or("");
     assert!(
         reset.contains("192.0.2.2"),
         "the reset names the peer: {reset}"
     );
+    let r2 = env.r2();
+    assert_ne!(r2["state"], "Established", "status shows the reset: {r2}");
+    assert!(r2["uptime_secs"].is_null(), "no uptime once reset: {r2}");
     // The router reading at full speed kept its session all along.
     env.assert_healthy("the slow peer's reset");
     // Once the peer reads again, the old session writes what it had queued, then

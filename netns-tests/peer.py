@@ -13,7 +13,8 @@ one JSON object on its last stdout line.
       KEEPALIVE, reads 1 s more and reports.
   peer.py stall SRC DST ASN
       Connects with a 4 KB receive buffer, completes the handshake, reads the table up
-      to End-of-RIB, prints `stalled` and stops reading until stdin is closed; then
+      to End-of-RIB, prints `stalled` and stops reading (sending KEEPALIVEs every 5 s)
+      until stdin is closed; then
       reads everything the agent queued meanwhile (up to a NOTIFICATION, EOF or 30 s)
       and reports it.
   peer.py flood DST SECS RATE SRC...
@@ -335,7 +336,12 @@ def stall(src, dst, asn):
         return t.r
     t.r["phase"] = "stalled"
     print("stalled", flush=True)
-    sys.stdin.read()
+    # KEEPALIVEs go on while nothing is read, so only a full queue can end the session.
+    while True:
+        r, _, _ = select.select([sys.stdin], [], [], 5)
+        if r and not sys.stdin.readline():
+            break
+        s.sendall(msg(KEEPALIVE))
     drain(rd, t, time.monotonic() + 30)
     t.r["closed"] = rd.closed
     t.r["close_reason"] = rd.close_reason

@@ -107,7 +107,7 @@ impl Agent {
         cmd: SessionSender,
         mut status: PeerStatus,
     ) {
-        status.state = State::Idle;
+        status.ended();
         // No task writes it: the entry shows what the last session left, Idle.
         let (_, status) = session::status_channel(status);
         self.sessions.insert(

@@ -79,10 +79,15 @@ struct PeerSession {
 
 impl PeerSession {
     /// Queues route changes for the session; a full queue marks it for a reset.
-    fn tell(&mut self, cmd: SessionCmd) {
+    /// Whether they were queued.
+    fn tell(&mut self, cmd: SessionCmd) -> bool {
         match self.cmd.send(cmd) {
-            Ok(()) | Err(QueueError::Closed) => {}
-            Err(QueueError::Full) => self.overflowed = true,
+            Ok(()) => true,
+            Err(QueueError::Closed) => false,
+            Err(QueueError::Full) => {
+                self.overflowed = true;
+                false
+            }
         }
     }
 

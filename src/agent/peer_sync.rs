@@ -188,14 +188,13 @@ impl PeerSession {
         })
     }
 
-    /// Hands `changes` to the session; whether there were any.
+    /// Hands `changes` to the session; whether there were any and it took them.
     fn send_changes(&mut self, epoch: u64, changes: Changes) -> bool {
         if changes.is_empty() {
             return false;
         }
         tracing::debug!(peer = %self.peer.remote, announce = changes.announced(), withdraw = changes.withdraw.len(), "sending changes");
-        self.tell(SessionCmd::Changes { epoch, changes });
-        true
+        self.tell(SessionCmd::Changes { epoch, changes })
     }
 }
 

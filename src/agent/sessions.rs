@@ -188,7 +188,8 @@ impl Agent {
                         families: families.clone(),
                     });
                     self.sync_peer(address.clone(), None).await;
-                    if let Some(s) = self.sessions.get_mut(&address) {
+                    // Not if the sync reset it: the new session has an epoch of its own.
+                    if let Some(s) = self.sessions.get_mut(&address).filter(|s| s.id == id) {
                         s.tell(SessionCmd::EndOfRib { epoch, families });
                     }
                     self.reset_if_overflowed(&address);
@@ -232,9 +233,10 @@ impl Agent {
         };
         let (peer, mut status) = (s.peer.clone(), s.status.borrow().clone());
         let why = format!(
-            "reset: {} commands queued for the session, the peer reads far slower than routes change",
-            session::QUEUE
+            "reset: its queue is full ({} route changes waiting), the peer reads far slower than routes change",
+            session::ROUTE_CHANGES_QUEUED
         );
+        status.ended();
         tracing::warn!(peer = %address, "{why}");
         // Shown by `status` until the new session has news of its own.
         status.last_error = Some(why);

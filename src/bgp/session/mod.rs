@@ -36,7 +36,7 @@ use conn::{Conn, HandshakeError, ReaderEvent};
 use error::ConnError;
 pub use machine::BFD_HOLD;
 use machine::{Action, ConnInfo, Input, Machine};
-pub use queue::{queue, QueueError, SessionReceiver, SessionSender, QUEUE};
+pub use queue::{queue, QueueError, SessionReceiver, SessionSender, ROUTE_CHANGES_QUEUED};
 
 #[derive(Clone, Debug)]
 pub struct SessionParams {
@@ -200,6 +200,18 @@ impl Default for PeerStatus {
             last_error: None,
             received: Arc::new(ReceivedCounters::default()),
         }
+    }
+}
+
+impl PeerStatus {
+    /// What a session that no task runs shows: Idle, down, nothing negotiated (a
+    /// disabled peer's entry, or the status a reset session hands its successor).
+    pub fn ended(&mut self) {
+        self.state = State::Idle;
+        self.uptime.went_down();
+        self.negotiated = None;
+        self.local_address = None;
+        self.capabilities_received.clear();
     }
 }
 

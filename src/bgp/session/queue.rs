@@ -1,12 +1,13 @@
 //! The queue from the agent to one session: bounded, with room kept for the commands
 //! that must always get through.
 //!
-//! Route changes take the queue up to `QUEUE - RESERVED`; past that the session's
+//! Route changes take the queue up to `ROUTE_CHANGES_QUEUED`; past that the session's
 //! peer is reading far slower than routes change, and the agent resets the session
 //! (Cease/Out of Resources) rather than let its memory grow without bound: the new
 //! session starts from a full table, and a peer with graceful restart keeps our
 //! routes meanwhile. Stop, BFD, a router heard and an inbound connection may use the
-//! reserved room, so an overflowing session can always be told to stop.
+//! reserved room, so an overflowing session can always be told to stop (it stops
+//! once what was queued before is written, or its write times out).
 use tokio::sync::mpsc;
 
 use super::SessionCmd;
@@ -15,11 +16,13 @@ use super::SessionCmd;
 pub const QUEUE: usize = 4096;
 /// Of those, the room only commands other than route changes may take.
 const RESERVED: usize = 64;
+/// How many route changes one session may have queued.
+pub const ROUTE_CHANGES_QUEUED: usize = QUEUE - RESERVED;
 
 /// Why a command was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
-    #[error("the session's queue is full ({} route changes waiting)", QUEUE - RESERVED)]
+    #[error("the session's queue is full")]
     Full,
     #[error("the session has ended")]
     Closed,
@@ -67,7 +70,7 @@ mod tests {
     #[test]
     fn route_changes_leave_room_for_the_rest() {
         let (tx, mut rx) = queue();
-        for _ in 0..QUEUE - RESERVED {
+        for _ in 0..ROUTE_CHANGES_QUEUED {
             tx.send(changes()).unwrap();
         }
         assert_eq!(tx.send(changes()), Err(QueueError::Full));

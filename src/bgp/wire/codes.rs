@@ -248,14 +248,22 @@ registry! {
 mod tests {
     use super::*;
 
-    /// Every named value comes back as itself, and every byte survives the trip.
+    /// Every named value comes back as itself (its own variant, not an `Other` that
+    /// equals it by byte), no two share a byte, and every byte survives the trip.
     fn round_trips<T>(known: &[T])
     where
         T: Copy + std::fmt::Debug + Eq + From<u8> + Into<u8>,
     {
+        let mut seen = std::collections::BTreeSet::new();
         for &v in known {
             let byte: u8 = v.into();
-            assert_eq!(T::from(byte), v);
+            let back = T::from(byte);
+            assert_eq!(
+                std::mem::discriminant(&back),
+                std::mem::discriminant(&v),
+                "{byte} decodes to {back:?}, not {v:?}"
+            );
+            assert!(seen.insert(byte), "{byte} is named twice ({v:?})");
         }
         for byte in 0..=u8::MAX {
             assert_eq!(T::from(byte).into(), byte);
