@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::{AdjRibOut, Agent, NextHopTable, PeerSession};
-use crate::bgp::fsm::State;
 use crate::bgp::session::{self, PeerStatus, SessionSender};
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
@@ -60,23 +59,25 @@ impl Agent {
             .sessions
             .get(&peer.remote)
             .map(|s| s.status.borrow().clone());
+        let stopping = std::time::SystemTime::now();
         let notification = Notification::cease_shutdown(&message);
-        // What the peer gets: with the RFC 8538 N bit both ways, a Hard Reset around it.
-        let sent = status
-            .as_ref()
-            .filter(|s| s.state == State::Established)
-            .and_then(|s| s.negotiated.as_ref())
-            .map_or_else(
-                || notification.clone(),
-                |n| n.graceful.outgoing(notification.clone()),
-            );
         if let Some(wait) = self.stop_session(peer.remote.clone(), notification) {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
         }
+        // What the session wrote as it stopped (a Hard Reset around it under the RFC
+        // 8538 N bit), if it had a connection to write on.
+        let sent = status
+            .as_ref()
+            .and_then(|s| s.received.last_sent.lock().ok()?.clone())
+            .filter(|r| r.at >= stopping)
+            .map(|r| r.notification.name());
+        let said = match sent {
+            Some(name) => format!("{name}: {message:?}"),
+            None => "no connection was open: nothing sent".to_string(),
+        };
         self.spawn_session_with(peer, status);
         Reply::ok(json!(format!(
-            "peer {name} disabled ({}: {message:?}); `hostbgp enable {name}` brings it back",
-            sent.name()
+            "peer {name} disabled ({said}); `hostbgp enable {name}` brings it back"
         )))
     }
 
