@@ -190,6 +190,27 @@ impl Hostile {
         cmd.extend(args);
         self.topo.lab.command(ns, &cmd)
     }
+
+    /// Starts a peer.py mode that keeps going until its stdin closes, once it has
+    /// printed `ready`; returns it and the rest of its output.
+    fn spawn_peer_py(
+        &self,
+        ns: &str,
+        args: &[&str],
+        ready: &str,
+    ) -> (Child, BufReader<std::process::ChildStdout>) {
+        let mut child = self
+            .peer_cmd(ns, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn peer.py");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("peer.py output");
+        assert_eq!(line.trim(), ready, "peer.py {args:?}: {line}");
+        (child, stdout)
+    }
 }
 
 /// What the agent must do with one hostile input.
@@ -383,20 +404,8 @@ fn a_peer_that_stops_reading_is_reset_and_the_others_are_not() {
         &["sysctl", "-q", "-w", "net.ipv4.tcp_wmem=4096 4096 4096"],
     );
     let asn = P_ASN.to_string();
-    let mut child = env
-        .peer_cmd(&env.p, &["stall", P_ADDR, H_P, &asn])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn peer.py");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("peer.py output");
-    assert_eq!(
-        line.trim(),
-        "stalled",
-        "peer.py did not get its table: {line}"
-    );
+    let (mut child, mut stdout) =
+        env.spawn_peer_py(&env.p, &["stall", P_ADDR, H_P, &asn], "stalled");
     env.hb.wait_peer_state("r2", "Established");
     // Each drain and undrain re-advertises every prefix to every established peer.
     let script = format!(
@@ -475,16 +484,11 @@ fn connection_floods() {
     eprintln!("baseline: {fd0} fds, {rss0} kB RSS");
 
     // Slow-loris from a non-peer address, held through the flood.
-    let mut loris = env
-        .peer_cmd(&env.f, &["loris", H_F, &LORIS.to_string(), "192.0.2.130"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn loris");
-    let mut loris_out = BufReader::new(loris.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    loris_out.read_line(&mut line).expect("loris");
-    assert_eq!(line.trim(), "open", "loris connections failed");
+    let (mut loris, mut loris_out) = env.spawn_peer_py(
+        &env.f,
+        &["loris", H_F, &LORIS.to_string(), "192.0.2.130"],
+        "open",
+    );
 
     let secs = flood_secs().to_string();
     let rate = FLOOD_RATE.to_string();
