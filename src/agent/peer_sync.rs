@@ -1,6 +1,6 @@
 //! One peer's Adj-RIB-Out brought in line with the intent: which prefixes it hears,
-//! under which next hop and attributes, handed to its session as change sets. Pure
-//! but for the session's queue (unit tests read it: `peer_sync_tests.rs`).
+//! under which next hop and attributes, handed to its session as change sets. No I/O
+//! but the session's queue, which the unit tests read (`peer_sync_tests.rs`).
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -115,8 +115,7 @@ impl PeerSession {
     /// writes (and the peer parses) the first UPDATEs while the rest is worked out.
     /// Returns how many change sets went to the session.
     pub(super) async fn sync(&mut self, input: &SyncInput<'_>, only: Option<&[IpNet]>) -> u64 {
-        let session = self;
-        let Some(est) = &session.established else {
+        let Some(est) = &self.established else {
             return 0;
         };
         let epoch = est.epoch;
@@ -126,7 +125,7 @@ impl PeerSession {
             families: est.families.clone(),
             resolved: NextHopTable::default(),
             last: None,
-            export: ExportFilter::new(input.config, &session.peer),
+            export: ExportFilter::new(input.config, &self.peer),
             drained: input.drained.then(DrainedAttrs::default),
         };
         let mut changes = Changes::default();
@@ -135,46 +134,44 @@ impl PeerSession {
         match only {
             Some(prefixes) => {
                 for p in prefixes {
-                    next_hops.consider(*p, adverts.get(p), session, &mut changes);
+                    next_hops.consider(*p, adverts.get(p), self, &mut changes);
                 }
             }
             None => {
-                session.unsent.clear();
-                let gone: Vec<IpNet> = session
+                self.unsent.clear();
+                let gone: Vec<IpNet> = self
                     .adj_out
                     .prefixes()
                     .filter(|p| !adverts.contains_key(p))
                     .collect();
-                session
-                    .adj_out
-                    .reserve(adverts.count_v4(), adverts.count_v6());
+                self.adj_out.reserve(adverts.count_v4(), adverts.count_v6());
                 let (mut chunk, mut chunk_end) = (FIRST_SYNC_CHUNK, FIRST_SYNC_CHUNK);
                 for (i, (p, advert)) in adverts.iter().enumerate() {
-                    next_hops.consider(p, Some(advert), session, &mut changes);
+                    next_hops.consider(p, Some(advert), self, &mut changes);
                     if i + 1 == chunk_end {
                         let mut part = std::mem::take(&mut changes);
                         part.more = true;
-                        handed += u64::from(session.send_changes(epoch, part));
+                        handed += u64::from(self.send_changes(epoch, part));
                         tokio::task::yield_now().await;
                         chunk = (chunk * 2).min(SYNC_CHUNK);
                         chunk_end += chunk;
                     }
                 }
                 for p in gone {
-                    next_hops.consider(p, None, session, &mut changes);
+                    next_hops.consider(p, None, self, &mut changes);
                 }
             }
         }
         if handed > 0 && changes.is_empty() {
             // The session holds the chunks' last partial UPDATEs until the final one.
-            session.tell(SessionCmd::Changes { epoch, changes });
+            self.tell(SessionCmd::Changes { epoch, changes });
         } else {
-            handed += u64::from(session.send_changes(epoch, changes));
+            handed += u64::from(self.send_changes(epoch, changes));
         }
         if only.is_none() {
-            session.next_hops.clear();
+            self.next_hops.clear();
         }
-        session.next_hops.extend(next_hops.resolved);
+        self.next_hops.extend(next_hops.resolved);
         handed
     }
 
