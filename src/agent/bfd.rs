@@ -5,46 +5,42 @@
 //! link-local, scoped to the interface. It starts once the router is heard, moves
 //! when another router is heard, and ends when the interface goes.
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use super::Agent;
-use crate::bfd::task::{Command, PeerSpec, Report};
+use crate::bfd::task::{Command, Report};
+use crate::bfd::BfdPeer;
 use crate::bgp::session::SessionCmd;
+use crate::config::BfdSettings;
 use crate::config::Remote;
 
 impl Agent {
-    /// The address `remote`'s BFD session is with: its own, or the router heard on
-    /// an unnumbered peer's interface (None until heard).
-    pub(super) fn bfd_address(&self, remote: &Remote) -> Option<IpAddr> {
+    /// Who `remote`'s BFD session is with: its own address, or the router heard on
+    /// an unnumbered peer's interface, on that interface (None until heard).
+    pub(super) fn bfd_peer(&self, remote: &Remote) -> Option<BfdPeer> {
         match remote {
-            Remote::Address(a) => Some(*a),
-            Remote::Interface(_) => self.router_of(remote).map(|r| IpAddr::V6(*r.ip())),
+            Remote::Address(a) => Some(BfdPeer::address(*a)),
+            Remote::Interface(_) => self
+                .router_of(remote)
+                .map(|r| BfdPeer::scoped(*r.ip(), r.scope_id())),
         }
     }
 
     /// The BFD peers wanted now (none while BGP is off): address peers as they are,
     /// unnumbered peers by their heard router, scoped to its interface.
-    fn bfd_peers(&self) -> BTreeMap<IpAddr, PeerSpec> {
+    fn bfd_peers(&self) -> BTreeMap<BfdPeer, BfdSettings> {
         let mut peers = BTreeMap::new();
         if self.local.is_none() || self.listen.is_none() {
             return peers;
         }
         for p in self.config.peers() {
             let Some(settings) = p.bfd else { continue };
-            let (address, spec) = match &p.remote {
-                Remote::Address(a) => (*a, PeerSpec::address(settings)),
-                Remote::Interface(_) => {
-                    let Some(router) = self.router_of(&p.remote) else {
-                        continue;
-                    };
-                    let spec = PeerSpec::scoped(settings, router.scope_id());
-                    (IpAddr::V6(*router.ip()), spec)
-                }
+            let Some(bfd_peer) = self.bfd_peer(&p.remote) else {
+                continue;
             };
-            if let Some(other) = peers.insert(address, spec) {
-                // BFD names a peer by address: the same router link-local on two
-                // interfaces (or a peer and a router) is one BFD session.
-                tracing::warn!(peer = %p.remote, %address, ?other, "BFD: another peer has the same address; one BFD session serves the last");
+            if let Some(other) = peers.insert(bfd_peer, settings) {
+                // Two configured peers that are one BFD peer (one address, or one
+                // router on one interface): one BFD session serves both.
+                tracing::warn!(peer = %p.remote, %bfd_peer, ?other, "BFD: another peer is the same BFD peer; one BFD session serves both");
             }
         }
         peers
@@ -70,24 +66,24 @@ impl Agent {
     }
 
     pub(super) fn on_bfd_report(&mut self, report: Report) {
-        let (address, up) = match report {
-            Report::Up(address) => {
-                self.bfd_up.insert(address);
-                (address, true)
+        let (bfd_peer, up) = match report {
+            Report::Up(bfd_peer) => {
+                self.bfd_up.insert(bfd_peer);
+                (bfd_peer, true)
             }
-            Report::Down(address, cause) => {
-                self.bfd_up.remove(&address);
+            Report::Down(bfd_peer, cause) => {
+                self.bfd_up.remove(&bfd_peer);
                 if !cause.is_path_failure() {
                     // RFC 5882 section 3.2: an AdminDown says BFD was turned off, not
                     // that the path failed; BGP goes on without it.
-                    tracing::info!(peer = %address, ?cause, "BFD administratively down: BGP no longer waits for it");
+                    tracing::info!(peer = %bfd_peer, ?cause, "BFD administratively down: BGP no longer waits for it");
                 }
-                (address, !cause.is_path_failure())
+                (bfd_peer, !cause.is_path_failure())
             }
         };
         // The address peer, or the unnumbered peer whose router this is.
         for (remote, s) in &self.sessions {
-            if s.peer.bfd.is_some() && self.bfd_address(remote) == Some(address) {
+            if s.peer.bfd.is_some() && self.bfd_peer(remote) == Some(bfd_peer) {
                 let cmd = if up {
                     SessionCmd::BfdUp
                 } else {

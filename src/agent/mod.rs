@@ -153,7 +153,7 @@ struct Agent {
     /// The BFD task: its commands and each session's status.
     bfd: crate::bfd::task::Handle,
     /// Peers whose BFD session is Up (a respawned BGP session learns it at once).
-    bfd_up: BTreeSet<IpAddr>,
+    bfd_up: BTreeSet<crate::bfd::BfdPeer>,
     /// Unnumbered peers' interfaces, by name.
     links: BTreeMap<String, unnumbered::Link>,
     /// Where the interfaces' router discovery tasks report the routers they hear.

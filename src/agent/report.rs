@@ -141,7 +141,7 @@ impl Agent {
                 if s.peer.bfd.is_some() {
                     // An unnumbered peer's BFD session is with its heard router.
                     view.bfd = self
-                        .bfd_address(&s.peer.remote)
+                        .bfd_peer(&s.peer.remote)
                         .and_then(|a| self.bfd.status.borrow().get(&a).cloned());
                 }
                 view

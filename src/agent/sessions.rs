@@ -116,7 +116,7 @@ impl Agent {
             });
         }
         let bfd_up = self
-            .bfd_address(&peer.remote)
+            .bfd_peer(&peer.remote)
             .is_some_and(|a| self.bfd_up.contains(&a));
         if peer.bfd.is_some() && bfd_up {
             let _ = tx.send(SessionCmd::BfdUp);

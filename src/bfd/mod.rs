@@ -11,6 +11,8 @@
 //!   is what the state machine reads and writes (`Repr::decode`, `Repr::to_bytes`).
 //! - `demux`: local discriminators (unique, non-zero, random) and which session a
 //!   packet is for (by Your Discriminator, else by peer).
+//! - `peer`: how a peer is named: its address, and a link-local one's interface
+//!   (RFC 5881 binds a single-hop session to both), and where its packets go.
 //! - `timers`: interval negotiation, detection time and transmit jitter, and the
 //!   `Jitter` trait the randomness comes through.
 //! - `session`: one session's state machine: `Session::handle(Event, jitter)` returns
@@ -49,6 +51,7 @@
 pub mod codes;
 pub mod demux;
 pub mod packet;
+pub mod peer;
 pub mod session;
 pub mod socket;
 pub mod task;
@@ -64,6 +67,7 @@ mod session_tests;
 pub use codes::{Diagnostic, State};
 pub use demux::{Demux, LookupError};
 pub use packet::{Error, Packet, Repr};
+pub use peer::BfdPeer;
 pub use session::{Action, Config, DownCause, Event, Session, DEFAULT_DETECT_MULT};
 pub use timers::{Jitter, XorShift32};
 

@@ -3,7 +3,7 @@
 //! actions and tells the agent when a session goes up or down; the protocol itself is
 //! all in `session`.
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 use std::num::NonZeroU8;
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use super::socket::{self, Datagram};
 use super::timers;
 use super::{
-    Action, Config, Demux, DownCause, Event, Jitter, Repr, Session, XorShift32, CONTROL_PORT, TTL,
+    Action, BfdPeer, Config, Demux, DownCause, Event, Jitter, Repr, Session, XorShift32,
+    CONTROL_PORT, TTL,
 };
 use crate::config::BfdSettings;
 use crate::status::BfdView;
@@ -25,85 +26,45 @@ use crate::status::BfdView;
 /// What the agent asks of the task.
 pub enum Command {
     /// The BFD-enabled peers now: new ones start, missing ones go AdminDown and end,
-    /// changed ones renegotiate (Poll Sequence); one whose scope changed is a new
-    /// peer (the old session goes AdminDown and ends, a new one starts).
-    Peers(BTreeMap<IpAddr, PeerSpec>),
-}
-
-/// One BFD-enabled peer as the agent wants it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerSpec {
-    pub settings: BfdSettings,
-    /// The interface index a link-local peer is reached through (an unnumbered
-    /// peer's router): packets go to `fe80::x%scope`, and only those that arrive on
-    /// that interface are its. None for an address peer.
-    pub scope: Option<u32>,
-}
-
-impl PeerSpec {
-    /// A peer configured by address: routed as the kernel routes it.
-    pub fn address(settings: BfdSettings) -> PeerSpec {
-        PeerSpec {
-            settings,
-            scope: None,
-        }
-    }
-
-    /// A link-local peer on interface `ifindex`.
-    pub fn scoped(settings: BfdSettings, ifindex: u32) -> PeerSpec {
-        PeerSpec {
-            settings,
-            scope: Some(ifindex),
-        }
-    }
-}
-
-/// Where a peer's control packets go: port 3784 of its address, through interface
-/// `scope` when it has one (an IPv6 peer only: IPv4 has no scopes).
-pub fn destination(address: IpAddr, scope: Option<u32>) -> SocketAddr {
-    match (address, scope) {
-        (IpAddr::V6(v6), Some(ifindex)) => {
-            SocketAddr::V6(SocketAddrV6::new(v6, CONTROL_PORT, 0, ifindex))
-        }
-        _ => SocketAddr::new(address, CONTROL_PORT),
-    }
+    /// changed ones renegotiate (Poll Sequence). A router heard on another interface
+    /// is another peer (the old session goes AdminDown and ends, a new one starts).
+    Peers(BTreeMap<BfdPeer, BfdSettings>),
 }
 
 /// What `Command::Peers` changes, given the running peers' scopes and configs.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct PeerChanges {
-    /// AdminDown, then end (missing from the command, or moved to another scope).
-    gone: Vec<IpAddr>,
+    /// AdminDown, then end.
+    gone: Vec<BfdPeer>,
     /// Running with other settings: renegotiate.
-    changed: Vec<(IpAddr, Config)>,
-    /// Start (new, or moved to another scope: after its old session is gone).
-    added: Vec<(IpAddr, Option<u32>, Config)>,
+    changed: Vec<(BfdPeer, Config)>,
+    /// Start.
+    added: Vec<(BfdPeer, Config)>,
 }
 
 fn peer_changes<'a>(
-    running: impl IntoIterator<Item = (IpAddr, Option<u32>, &'a Config)>,
-    wanted: &BTreeMap<IpAddr, PeerSpec>,
+    running: impl IntoIterator<Item = (BfdPeer, &'a Config)>,
+    wanted: &BTreeMap<BfdPeer, BfdSettings>,
 ) -> PeerChanges {
     let mut c = PeerChanges::default();
     let mut kept = std::collections::BTreeSet::new();
-    for (address, scope, config) in running {
-        match wanted.get(&address) {
-            Some(w) if w.scope == scope => {
-                kept.insert(address);
-                let want = session_config(&w.settings);
+    for (peer, config) in running {
+        match wanted.get(&peer) {
+            Some(settings) => {
+                kept.insert(peer);
+                let want = session_config(settings);
                 if *config != want {
-                    c.changed.push((address, want));
+                    c.changed.push((peer, want));
                 }
             }
-            _ => c.gone.push(address),
+            None => c.gone.push(peer),
         }
     }
     c.gone.sort_unstable();
-    c.changed.sort_unstable_by_key(|(a, _)| *a);
-    for (address, w) in wanted {
-        if !kept.contains(address) {
-            c.added
-                .push((*address, w.scope, session_config(&w.settings)));
+    c.changed.sort_unstable_by_key(|(p, _)| *p);
+    for (peer, settings) in wanted {
+        if !kept.contains(peer) {
+            c.added.push((*peer, session_config(settings)));
         }
     }
     c
@@ -112,12 +73,12 @@ fn peer_changes<'a>(
 /// What the task tells the agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Report {
-    Up(IpAddr),
-    Down(IpAddr, DownCause),
+    Up(BfdPeer),
+    Down(BfdPeer, DownCause),
 }
 
 /// Each peer's session as `status` shows it, published by the task (its only writer).
-pub type BfdStatus = BTreeMap<IpAddr, BfdView>;
+pub type BfdStatus = BTreeMap<BfdPeer, BfdView>;
 
 pub struct Handle {
     pub commands: mpsc::UnboundedSender<Command>,
@@ -162,9 +123,7 @@ pub fn session_config(s: &BfdSettings) -> Config {
 
 struct Peer {
     session: Session,
-    /// The interface of a link-local peer (`PeerSpec::scope`).
-    scope: Option<u32>,
-    /// Where its packets go (`destination`).
+    /// Where its packets go (`BfdPeer::destination`).
     to: SocketAddr,
     /// Sending never waits (a full buffer loses one packet), so this socket stays
     /// out of tokio: a freshly registered one would refuse its first send.
@@ -205,11 +164,8 @@ impl Shown {
 }
 
 struct Task {
-    /// Keyed by address alone: a link-local peer's interface (its scope) is checked
-    /// on reception (`accept`), so the same link-local on two interfaces is one peer
-    /// at a time (the agent keeps one, with a warning).
-    demux: Demux<IpAddr>,
-    peers: HashMap<IpAddr, Peer>,
+    demux: Demux<BfdPeer>,
+    peers: HashMap<BfdPeer, Peer>,
     rx4: Option<Rx>,
     rx6: Option<Rx>,
     rng: XorShift32,
@@ -330,31 +286,30 @@ impl Task {
         }
     }
 
-    fn set_peers(&mut self, wanted: BTreeMap<IpAddr, PeerSpec>) {
+    fn set_peers(&mut self, wanted: BTreeMap<BfdPeer, BfdSettings>) {
         let changes = peer_changes(
-            self.peers
-                .iter()
-                .map(|(a, p)| (*a, p.scope, p.session.config())),
+            self.peers.iter().map(|(a, p)| (*a, p.session.config())),
             &wanted,
         );
-        for address in changes.gone {
+        for peer in changes.gone {
             // AdminDown tells the peer this was deliberate (RFC 5882 section 3.2).
-            self.handle(address, Event::AdminDown);
-            self.peers.remove(&address);
-            self.demux.remove(&address);
+            self.handle(peer, Event::AdminDown);
+            self.peers.remove(&peer);
+            self.demux.remove(&peer);
             self.status.send_modify(|s| {
-                s.remove(&address);
+                s.remove(&peer);
             });
         }
-        for (address, config) in changes.changed {
-            self.handle(address, Event::ConfigChanged(config));
+        for (peer, config) in changes.changed {
+            self.handle(peer, Event::ConfigChanged(config));
         }
-        for (address, scope, config) in changes.added {
-            self.add_peer(address, scope, config);
+        for (peer, config) in changes.added {
+            self.add_peer(peer, config);
         }
     }
 
-    fn add_peer(&mut self, address: IpAddr, scope: Option<u32>, config: Config) {
+    fn add_peer(&mut self, peer: BfdPeer, config: Config) {
+        let address = peer.address;
         let rx = if address.is_ipv4() {
             &mut self.rx4
         } else {
@@ -365,7 +320,7 @@ impl Task {
                 Ok(sock) => *rx = Some(Rx { watch: None, sock }),
                 // Without it the session never comes up; BGP waits out its hold time.
                 Err(e) => {
-                    tracing::error!(peer = %address, "BFD: binding UDP port {CONTROL_PORT}: {e}")
+                    tracing::error!(%peer, "BFD: binding UDP port {CONTROL_PORT}: {e}")
                 }
             }
         }
@@ -373,19 +328,18 @@ impl Task {
         let sender = match socket::bind_sender(address, port_seed) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(peer = %address, "BFD: no sending socket: {e}");
+                tracing::error!(%peer, "BFD: no sending socket: {e}");
                 return;
             }
         };
-        let discr = self.demux.insert(address, &mut self.rng);
+        let discr = self.demux.insert(peer, &mut self.rng);
         let mut session = Session::new(config, discr);
         let actions = session.start(&mut self.rng);
         self.peers.insert(
-            address,
+            peer,
             Peer {
                 session,
-                scope,
-                to: destination(address, scope),
+                to: peer.destination(),
                 sender,
                 transmit_at: None,
                 transmit_from: None,
@@ -393,8 +347,8 @@ impl Task {
                 shown: None,
             },
         );
-        tracing::info!(peer = %address, ?scope, discriminator = discr.get(), "BFD session started");
-        self.carry_out(address, actions);
+        tracing::info!(%peer, discriminator = discr.get(), "BFD session started");
+        self.carry_out(peer, actions);
     }
 
     /// Prompt reception matters while a session is coming up, going down or
@@ -432,9 +386,7 @@ impl Task {
     }
 
     fn on_datagram(&mut self, d: &Datagram, buf: &[u8]) {
-        let peers = &self.peers;
-        let scope_of = |a: &IpAddr| peers.get(a).and_then(|p| p.scope);
-        match accept(&self.demux, scope_of, d, buf) {
+        match accept(&self.demux, d, buf) {
             Ok((from, repr)) => self.handle_at(from, Event::Received(repr), arrival(d.arrived)),
             Err(why) => tracing::debug!(from = %d.from, "BFD: dropped: {why}"),
         }
@@ -459,13 +411,13 @@ impl Task {
         }
     }
 
-    fn handle(&mut self, address: IpAddr, event: Event) {
+    fn handle(&mut self, address: BfdPeer, event: Event) {
         self.handle_at(address, event, Instant::now());
     }
 
     /// `event` as of `at` (a received packet's arrival): the detection timer it
     /// restarts runs from then.
-    fn handle_at(&mut self, address: IpAddr, event: Event, at: Instant) {
+    fn handle_at(&mut self, address: BfdPeer, event: Event, at: Instant) {
         let Some(p) = self.peers.get_mut(&address) else {
             return;
         };
@@ -473,11 +425,11 @@ impl Task {
         self.carry_out_at(address, actions, at);
     }
 
-    fn carry_out(&mut self, address: IpAddr, actions: Vec<Action>) {
+    fn carry_out(&mut self, address: BfdPeer, actions: Vec<Action>) {
         self.carry_out_at(address, actions, Instant::now());
     }
 
-    fn carry_out_at(&mut self, address: IpAddr, actions: Vec<Action>, at: Instant) {
+    fn carry_out_at(&mut self, address: BfdPeer, actions: Vec<Action>, at: Instant) {
         let Some(p) = self.peers.get_mut(&address) else {
             return;
         };
@@ -519,14 +471,10 @@ impl Task {
     }
 }
 
-/// The peer and packet of a received datagram, or why it is dropped. `scope_of`
-/// gives a link-local peer's interface: its packets count only from there.
-fn accept(
-    demux: &Demux<IpAddr>,
-    scope_of: impl Fn(&IpAddr) -> Option<u32>,
-    d: &Datagram,
-    buf: &[u8],
-) -> Result<(IpAddr, Repr), String> {
+/// The peer and packet of a received datagram, or why it is dropped. A link-local
+/// sender counts as the router on the interface it came in on, else as a peer
+/// configured by that address.
+fn accept(demux: &Demux<BfdPeer>, d: &Datagram, buf: &[u8]) -> Result<(BfdPeer, Repr), String> {
     // RFC 5881 section 5: only a neighbour one hop away can send with 255; this is
     // what makes single hop safe without authentication.
     if d.ttl != Some(i32::from(TTL)) {
@@ -536,27 +484,13 @@ fn accept(
         .get(..d.len)
         .ok_or_else(|| "truncated by the receive buffer".to_string())?;
     let repr = Repr::decode(bytes).map_err(|e| e.to_string())?;
-    let from = canonical(d.from);
-    if let (Some(want), SocketAddr::V6(v6)) = (scope_of(&from), d.from) {
-        if v6.scope_id() != want {
-            return Err(format!(
-                "arrived on interface {}, the peer is on {want}",
-                v6.scope_id()
-            ));
-        }
-    }
-    demux.lookup(&repr, &from).map_err(|e| e.to_string())?;
-    Ok((from, repr))
-}
-
-/// An IPv4 peer's packets arrive on the IPv4 socket, but be safe with mapped forms.
-fn canonical(from: SocketAddr) -> IpAddr {
-    match from.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
+    let (first, second) = BfdPeer::of_sender(d.from);
+    match demux.lookup(&repr, &first) {
+        Ok(_) => Ok((first, repr)),
+        Err(e) => match second.filter(|p| demux.lookup(&repr, p).is_ok()) {
+            Some(peer) => Ok((peer, repr)),
+            None => Err(format!("from {first}: {e}")),
+        },
     }
 }
 
@@ -591,14 +525,13 @@ mod tests {
         }
     }
 
-    fn no_scope(_: &IpAddr) -> Option<u32> {
-        None
+    fn v4(s: &str) -> BfdPeer {
+        BfdPeer::address(s.parse().expect("address"))
     }
 
-    fn setup() -> (Demux<IpAddr>, Vec<u8>) {
+    fn setup() -> (Demux<BfdPeer>, Vec<u8>) {
         let mut demux = Demux::new();
-        let peer: IpAddr = "192.0.2.1".parse().expect("address");
-        let discr = demux.insert(peer, &mut || 7u32);
+        let discr = demux.insert(v4("192.0.2.1"), &mut || 7u32);
         // What the peer's first packet looks like: Down, Your Discriminator zero.
         let theirs = Session::new(Config::default(), discr);
         let bytes = theirs.packet(false, false).to_bytes().to_vec();
@@ -606,15 +539,15 @@ mod tests {
     }
 
     /// What `accept` makes of `bytes` from `from` with `ttl`, in a datagram `len` bytes
-    /// long, from a peer without a scope.
+    /// long.
     fn accept_from(
-        demux: &Demux<IpAddr>,
+        demux: &Demux<BfdPeer>,
         bytes: &[u8],
         from: &str,
         ttl: Option<i32>,
         len: usize,
-    ) -> Result<(IpAddr, Repr), String> {
-        accept(demux, no_scope, &datagram(from, ttl, len), bytes)
+    ) -> Result<(BfdPeer, Repr), String> {
+        accept(demux, &datagram(from, ttl, len), bytes)
     }
 
     #[test]
@@ -622,7 +555,7 @@ mod tests {
         let (demux, bytes) = setup();
         let ok = accept_from(&demux, &bytes, "192.0.2.1", Some(255), bytes.len());
         let (from, repr) = ok.expect("accepted");
-        assert_eq!(from, "192.0.2.1".parse::<IpAddr>().expect("address"));
+        assert_eq!(from, v4("192.0.2.1"));
         assert_eq!(repr.state, State::Down);
         let refused = [
             ("TTL 254", "192.0.2.1", Some(254), bytes.len()),
@@ -643,69 +576,86 @@ mod tests {
     fn mapped_ipv4_senders_are_ipv4_peers() {
         let (demux, bytes) = setup();
         let got = accept_from(&demux, &bytes, "::ffff:192.0.2.1", Some(255), bytes.len());
-        assert!(got.is_ok(), "{got:?}");
+        assert_eq!(got.map(|(p, _)| p), Ok(v4("192.0.2.1")));
     }
 
-    /// A link-local peer (an unnumbered peer's router) on interface 7.
+    /// A link-local router (an unnumbered peer's).
     const ROUTER: &str = "fe80::1";
+
+    fn router_on(ifindex: u32) -> BfdPeer {
+        BfdPeer::scoped(ROUTER.parse().expect("address"), ifindex)
+    }
 
     fn scoped(from: &str, scope_id: u32, len: usize) -> Datagram {
         let ip: std::net::Ipv6Addr = from.parse().expect("address");
         Datagram {
             len,
-            from: SocketAddr::V6(SocketAddrV6::new(ip, 49152, 0, scope_id)),
+            from: SocketAddr::V6(std::net::SocketAddrV6::new(ip, 49152, 0, scope_id)),
             ttl: Some(255),
             arrived: None,
         }
     }
 
-    #[test]
-    fn a_link_local_peer_counts_only_on_its_interface() {
-        let mut demux = Demux::new();
-        let router: IpAddr = ROUTER.parse().expect("address");
-        let discr = demux.insert(router, &mut || 7u32);
-        let bytes = Session::new(Config::default(), discr)
+    /// A peer's first packet (Down, no Your Discriminator) and, once it has heard us,
+    /// its next one (naming our discriminator `ours`).
+    fn packets_to(ours: std::num::NonZeroU32) -> (Vec<u8>, Vec<u8>) {
+        let first = Session::new(Config::default(), ours)
             .packet(false, false)
             .to_bytes()
             .to_vec();
-        let on_7 = |a: &IpAddr| (*a == router).then_some(7);
-        let (from, _) =
-            accept(&demux, on_7, &scoped(ROUTER, 7, bytes.len()), &bytes).expect("from fe80::1%7");
-        assert_eq!(from, router, "demuxed by address, scope stripped");
-        let elsewhere = accept(&demux, on_7, &scoped(ROUTER, 8, bytes.len()), &bytes);
-        assert!(
-            elsewhere.as_ref().is_err_and(|e| e.contains("interface 8")),
-            "{elsewhere:?}"
-        );
-        // A peer with no scope (an address peer) is not checked for one.
-        assert!(accept(&demux, no_scope, &scoped(ROUTER, 8, bytes.len()), &bytes).is_ok());
-        // The hop limit rule holds for link-local peers too.
-        let mut far = scoped(ROUTER, 7, bytes.len());
-        far.ttl = Some(254);
-        assert!(accept(&demux, on_7, &far, &bytes).is_err());
+        let mut next = Repr::decode(&first).expect("packet");
+        next.your_discriminator = ours.get();
+        (first, next.to_bytes().to_vec())
     }
 
     #[test]
-    fn link_local_peers_are_sent_to_through_their_interface() {
-        let ll: IpAddr = ROUTER.parse().expect("address");
-        match destination(ll, Some(7)) {
-            SocketAddr::V6(a) => {
-                assert_eq!((a.port(), a.scope_id()), (CONTROL_PORT, 7));
-                assert_eq!(IpAddr::V6(*a.ip()), ll);
-            }
-            v4 => panic!("{v4}"),
+    fn a_link_local_router_counts_only_on_its_interface() {
+        let mut demux = Demux::new();
+        let discr = demux.insert(router_on(7), &mut || 7u32);
+        let (first, next) = packets_to(discr);
+        let (from, _) =
+            accept(&demux, &scoped(ROUTER, 7, first.len()), &first).expect("from fe80::1%7");
+        assert_eq!(from, router_on(7));
+        for bytes in [&first, &next] {
+            let elsewhere = accept(&demux, &scoped(ROUTER, 8, bytes.len()), bytes);
+            assert!(
+                elsewhere.as_ref().is_err_and(|e| e.contains("fe80::1%8")),
+                "{elsewhere:?}"
+            );
         }
-        let global: IpAddr = "2001:db8::1".parse().expect("address");
-        assert_eq!(
-            destination(global, None),
-            "[2001:db8::1]:3784".parse::<SocketAddr>().expect("address")
-        );
-        let v4: IpAddr = "192.0.2.1".parse().expect("address");
-        assert_eq!(
-            destination(v4, Some(7)),
-            "192.0.2.1:3784".parse::<SocketAddr>().expect("address"),
-            "IPv4 has no scope"
-        );
+        // The hop limit rule holds for link-local peers too.
+        let mut far = scoped(ROUTER, 7, first.len());
+        far.ttl = Some(254);
+        assert!(accept(&demux, &far, &first).is_err());
+    }
+
+    #[test]
+    fn one_link_local_on_two_interfaces_is_two_peers() {
+        let mut demux = Demux::new();
+        let on_7 = demux.insert(router_on(7), &mut || 7u32);
+        let on_9 = demux.insert(router_on(9), &mut || 9u32);
+        assert_ne!(on_7, on_9);
+        for (ifindex, ours) in [(7, on_7), (9, on_9)] {
+            let (first, next) = packets_to(ours);
+            for bytes in [&first, &next] {
+                let got = accept(&demux, &scoped(ROUTER, ifindex, bytes.len()), bytes);
+                assert_eq!(got.map(|(p, _)| p), Ok(router_on(ifindex)));
+            }
+        }
+        // The session of interface 9 named from interface 7: misrouted or spoofed.
+        let (_, next_9) = packets_to(on_9);
+        let crossed = accept(&demux, &scoped(ROUTER, 7, next_9.len()), &next_9);
+        assert!(crossed.is_err(), "{crossed:?}");
+    }
+
+    #[test]
+    fn a_peer_configured_by_a_link_local_address_is_heard_on_any_interface() {
+        let mut demux = Demux::new();
+        let configured = BfdPeer::address(ROUTER.parse().expect("address"));
+        let discr = demux.insert(configured, &mut || 7u32);
+        let (first, _) = packets_to(discr);
+        let got = accept(&demux, &scoped(ROUTER, 8, first.len()), &first);
+        assert_eq!(got.map(|(p, _)| p), Ok(configured));
     }
 
     #[test]
@@ -715,36 +665,33 @@ mod tests {
             min_interval_ms: 100,
             ..settings
         };
-        let a: IpAddr = "192.0.2.1".parse().expect("address");
-        let b: IpAddr = "192.0.2.2".parse().expect("address");
-        let ll: IpAddr = ROUTER.parse().expect("address");
-        let ll2: IpAddr = "fe80::2".parse().expect("address");
+        let (a, b) = (v4("192.0.2.1"), v4("192.0.2.2"));
+        let ll2 = BfdPeer::scoped("fe80::2".parse().expect("address"), 9);
         let config = session_config(&settings);
         let running = [
-            (a, None, &config),
-            (b, None, &config),
-            (ll, Some(7), &config),
-            (ll2, Some(9), &config),
+            (a, &config),
+            (b, &config),
+            (router_on(7), &config),
+            (ll2, &config),
         ];
         let wanted = BTreeMap::from([
-            (a, PeerSpec::address(settings)),
-            // b is gone; ll2 renegotiates; ll moved to interface 8 (its link was
-            // recreated): a new session there, the old one ends.
-            (ll, PeerSpec::scoped(settings, 8)),
-            (ll2, PeerSpec::scoped(faster, 9)),
+            (a, settings),
+            // b is gone; ll2 renegotiates; the router moved to interface 8 (its link
+            // was recreated): a new session there, the old one ends.
+            (router_on(8), settings),
+            (ll2, faster),
         ]);
         let c = peer_changes(running, &wanted);
-        assert_eq!(c.gone, vec![b, ll]);
+        assert_eq!(c.gone, vec![b, router_on(7)]);
         assert_eq!(c.changed, vec![(ll2, session_config(&faster))]);
-        assert_eq!(c.added, vec![(ll, Some(8), config)]);
-        // Nothing running: everything starts with its scope.
+        assert_eq!(c.added, vec![(router_on(8), config)]);
+        // Nothing running: everything starts.
         let c = peer_changes([], &wanted);
         assert!(c.gone.is_empty() && c.changed.is_empty());
         assert_eq!(c.added.len(), 3);
-        assert!(c.added.contains(&(ll2, Some(9), session_config(&faster))));
+        assert!(c.added.contains(&(ll2, session_config(&faster))));
         // The same again changes nothing.
-        let same = [(a, None, &config)];
-        let c = peer_changes(same, &BTreeMap::from([(a, PeerSpec::address(settings))]));
+        let c = peer_changes([(a, &config)], &BTreeMap::from([(a, settings)]));
         assert_eq!(c, PeerChanges::default());
     }
 
