@@ -295,13 +295,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 match request.command {
                     Command::Status => { let _ = reply.send(Reply::ok(agent.status_json())); }
                     Command::Routes => { let _ = reply.send(Reply::ok(json!(agent.routes(request.all)))); }
-                    Command::Reload => {
-                        let result = agent.reload().await;
-                        agent.serve_metrics().await;
-                        if let Some(e) = &result.error { tracing::error!("reload refused:\n{e}"); }
-                        let _ = reply.send(result);
-                        route_check.set(agent.config.agent.route_check_interval);
-                    }
+                    Command::Reload => { let _ = reply.send(operator_reload(&mut agent, &mut route_check).await); }
                     Command::LogLevel => { let _ = reply.send(agent.set_log_level(request.level.as_deref())); }
                     Command::Disable => { let _ = reply.send(agent.disable(&request).await); }
                     Command::Enable => { let _ = reply.send(agent.enable(&request)); }
@@ -310,12 +304,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                     Command::Shutdown => break Ending::Full { reply: Some(reply) },
                 }
             }
-            _ = sighup.recv() => {
-                let reply = agent.reload().await;
-                agent.serve_metrics().await;
-                if let Some(e) = reply.error { tracing::error!("reload refused:\n{e}"); }
-                route_check.set(agent.config.agent.route_check_interval);
-            }
+            _ = sighup.recv() => { operator_reload(&mut agent, &mut route_check).await; }
             _ = sigpwr.recv() => break Ending::Full { reply: None },
             _ = sigterm.recv() => break Ending::Restart,
             _ = sigint.recv() => break Ending::Restart,
@@ -356,6 +345,18 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     {
         tracing::warn!("control socket clients still open after {CONTROL_FLUSH:?}: closing them");
     }
+    result
+}
+
+/// An operator's reload (`hostbgp reload` or SIGHUP): the new config, then what the
+/// loop holds of it (the metrics listener, the route check's period).
+async fn operator_reload(agent: &mut Agent, route_check: &mut RouteCheckTimer) -> Reply {
+    let result = agent.reload().await;
+    agent.serve_metrics().await;
+    if let Some(e) = &result.error {
+        tracing::error!("reload refused:\n{e}");
+    }
+    route_check.set(agent.config.agent.route_check_interval);
     result
 }
 
