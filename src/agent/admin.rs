@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::{AdjRibOut, Agent, NextHopTable, PeerSession};
+use super::{Agent, PeerSession};
 use crate::bgp::session::{self, PeerStatus, SessionSender};
 use crate::bgp::wire::Notification;
 use crate::config::Peer;
@@ -111,19 +111,7 @@ impl Agent {
         status.ended();
         // No task writes it: the entry shows what the last session left, Idle.
         let (_, status) = session::status_channel(status);
-        self.sessions.insert(
-            peer.remote.clone(),
-            PeerSession {
-                id,
-                peer,
-                cmd,
-                overflowed: false,
-                status,
-                established: None,
-                adj_out: AdjRibOut::default(),
-                next_hops: NextHopTable::default(),
-                unsent: Default::default(),
-            },
-        );
+        self.sessions
+            .insert(peer.remote.clone(), PeerSession::new(id, peer, cmd, status));
     }
 }

@@ -78,6 +78,21 @@ struct PeerSession {
 }
 
 impl PeerSession {
+    /// A session not yet Established: nothing told, nothing held back.
+    fn new(id: u64, peer: Peer, cmd: SessionSender, status: StatusView) -> PeerSession {
+        PeerSession {
+            id,
+            peer,
+            cmd,
+            overflowed: false,
+            status,
+            established: None,
+            adj_out: AdjRibOut::default(),
+            unsent: BTreeMap::new(),
+            next_hops: NextHopTable::default(),
+        }
+    }
+
     /// Queues route changes for the session; a full queue marks it for a reset.
     /// Whether they were queued.
     fn tell(&mut self, cmd: SessionCmd) -> bool {

@@ -1,9 +1,7 @@
 //! One peer's sync: what its session's queue receives for a config and a kernel view.
-use std::collections::BTreeMap;
 
 use super::*;
 use crate::agent::Established;
-use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::session::{self, PeerStatus, SessionReceiver};
 use crate::bgp::wire::community::GRACEFUL_SHUTDOWN;
 use crate::config::parse_str;
@@ -64,24 +62,15 @@ fn session(config: &Config, families: &[Family]) -> (PeerSession, SessionReceive
     let peer = config.peers().into_iter().next().unwrap();
     let (cmd, queue) = session::queue();
     let (_, status) = session::status_channel(PeerStatus::default());
-    let session = PeerSession {
-        id: 1,
-        peer,
-        cmd,
-        overflowed: false,
-        status,
-        established: Some(Established {
-            epoch: 7,
-            view: SessionView {
-                local: "192.0.2.10".parse().unwrap(),
-                extended_next_hop_ipv4: false,
-            },
-            families: families.to_vec(),
-        }),
-        adj_out: AdjRibOut::default(),
-        unsent: BTreeMap::new(),
-        next_hops: NextHopTable::default(),
-    };
+    let mut session = PeerSession::new(1, peer, cmd, status);
+    session.established = Some(Established {
+        epoch: 7,
+        view: SessionView {
+            local: "192.0.2.10".parse().unwrap(),
+            extended_next_hop_ipv4: false,
+        },
+        families: families.to_vec(),
+    });
     (session, queue)
 }
 

@@ -1,11 +1,9 @@
 //! Starting, stopping and hearing from the BGP session tasks.
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::bgp::adj_out::AdjRibOut;
 use crate::bgp::fsm::{GracefulRestartParams, LocalParams, Negotiated};
 use crate::bgp::session::{self, PeerStatus, SessionCmd, SessionEvent, SessionParams};
 use crate::bgp::speaker::Listener;
@@ -14,7 +12,7 @@ use crate::config::Peer;
 use crate::config::Remote;
 use crate::plan::{self, SessionView};
 
-use super::{Agent, AgentError, Established, NextHopTable, PeerSession};
+use super::{Agent, AgentError, Established, PeerSession};
 
 impl Agent {
     pub(super) fn local_params(&self, restarting: bool) -> Result<Option<LocalParams>, AgentError> {
@@ -124,20 +122,8 @@ impl Agent {
         if let Some(router) = self.router_of(&peer.remote) {
             let _ = tx.send(SessionCmd::Neighbour(router));
         }
-        self.sessions.insert(
-            peer.remote.clone(),
-            PeerSession {
-                id,
-                peer,
-                cmd: tx,
-                overflowed: false,
-                status,
-                established: None,
-                adj_out: AdjRibOut::default(),
-                next_hops: NextHopTable::default(),
-                unsent: BTreeMap::new(),
-            },
-        );
+        self.sessions
+            .insert(peer.remote.clone(), PeerSession::new(id, peer, tx, status));
     }
 
     /// Stops one session (NOTIFICATION sent by its task) and forgets it.
